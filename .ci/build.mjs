@@ -1,0 +1,41 @@
+// Bundles the four processes of Tether (see DESIGN.md): extension, CLI, runtime, agent.
+// Usage: node .ci/build.mjs [--watch] [--minify]
+import * as esbuild from "esbuild";
+import { existsSync } from "node:fs";
+import { chmod } from "node:fs/promises";
+
+const watch = process.argv.includes("--watch");
+const minify = process.argv.includes("--minify");
+
+const entries = [
+  { in: "src/extension.ts", out: "dist/extension.js", external: ["vscode"] },
+  { in: "src/cli/main.ts", out: "dist/cli.js", banner: "#!/usr/bin/env node" },
+  { in: "src/runtime/bootstrap.ts", out: "dist/runtime.js" },
+  { in: "agent/main.ts", out: "dist/agent.js", banner: "#!/usr/bin/env node" },
+].filter((e) => existsSync(e.in));
+
+const contexts = await Promise.all(
+  entries.map((e) =>
+    esbuild.context({
+      entryPoints: [e.in],
+      outfile: e.out,
+      bundle: true,
+      platform: "node",
+      target: "node20",
+      format: "cjs",
+      sourcemap: true,
+      minify,
+      external: e.external ?? [],
+      banner: e.banner ? { js: e.banner } : undefined,
+      logLevel: "warning",
+    }),
+  ),
+);
+
+if (watch) {
+  await Promise.all(contexts.map((c) => c.watch()));
+} else {
+  await Promise.all(contexts.map((c) => c.rebuild()));
+  await Promise.all(contexts.map((c) => c.dispose()));
+  for (const e of entries) if (e.banner) await chmod(e.out, 0o755);
+}

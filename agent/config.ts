@@ -1,0 +1,55 @@
+// The agent is configured from its environment only (the cluster layer sets it on the ephemeral
+// container or job pod). Parsed once at start; a bad value stops the agent with the variable named.
+import { z } from "zod";
+import { probeSchema } from "../src/protocol/messages";
+
+const bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+export const agentEnvSchema = z.object({
+  /** Session token: a hello must carry it. Several may be given, comma-separated. */
+  TETHER_AGENT_TOKEN: z.string().min(16, "TETHER_AGENT_TOKEN must be at least 16 characters"),
+  /** Loopback port of the wire and /metrics (port-forwarded to by the engine). */
+  TETHER_AGENT_PORT: int(0, 65535).default(47_800),
+  /** Address the wire listens on: loopback only, unless a test says otherwise. */
+  TETHER_AGENT_LISTEN: z.enum(["127.0.0.1", "::1"]).default("127.0.0.1"),
+  /** Probe ports and HTTP paths of the target container, JSON: [{"port":8080,"path":"/healthz"}]. */
+  TETHER_AGENT_PROBES: z
+    .string()
+    .default("[]")
+    .transform((s, ctx) => {
+      try {
+        return JSON.parse(s) as unknown;
+      } catch {
+        ctx.addIssue({ code: "custom", message: "TETHER_AGENT_PROBES is not JSON" });
+        return z.NEVER;
+      }
+    })
+    .pipe(z.array(probeSchema)),
+  /** PID of the target container's main process (env and files come from /proc/PID). */
+  TETHER_AGENT_TARGET_PID: int(1, 2 ** 22).optional(),
+  /** Exit when no session has been connected for this long (also the backstop after a crash). */
+  TETHER_AGENT_TTL_SECONDS: int(1, 86_400).default(60),
+  /** Exit as soon as the last session ends. */
+  TETHER_AGENT_EXIT_WHEN_IDLE: bool.default(true),
+  /** "auto" detects which iptables the pod already uses. */
+  TETHER_AGENT_IPTABLES: z.enum(["auto", "nft", "legacy"]).default("auto"),
+  /** Supplementary group that marks the agent's own sockets so the redirect skips them. */
+  TETHER_AGENT_GID: int(1, 2 ** 31 - 1).default(47_800),
+  /** Tag on this agent's iptables rules. */
+  TETHER_AGENT_ID: z.string().regex(/^[a-z0-9-]{1,24}$/).optional(),
+  TETHER_AGENT_LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error"]).default("info"),
+});
+
+export type AgentConfig = z.infer<typeof agentEnvSchema>;
+
+export class AgentConfigError extends Error {}
+
+export function parseAgentEnv(env: NodeJS.ProcessEnv): AgentConfig {
+  const parsed = agentEnvSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `${i.path.join(".") || "env"}: ${i.message}`);
+    throw new AgentConfigError(`invalid agent environment:\n  ${lines.join("\n  ")}`);
+  }
+  return parsed.data;
+}

@@ -1,0 +1,58 @@
+// Entry of the agent bundle (dist/agent.js): parse the environment, start the agent, stop cleanly.
+import { networkInterfaces } from "node:os";
+import { AGENT_VERSION, Agent } from "./agent";
+import { AgentConfigError, parseAgentEnv } from "./config";
+import { MirrorCapture } from "./incoming/mirror";
+import { StealRouter } from "./incoming/steal";
+import { jsonLog } from "./log";
+import { Metrics } from "./metrics";
+import { PodOutgoing } from "./outgoing";
+import { PodResolver } from "./resolver";
+import { ProcTarget } from "./target";
+
+function podIps(): string[] {
+  return Object.values(networkInterfaces())
+    .flat()
+    .filter((a) => a && !a.internal)
+    .map((a) => a!.address);
+}
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = parseAgentEnv(process.env);
+  } catch (err) {
+    if (err instanceof AgentConfigError) {
+      process.stderr.write(JSON.stringify({ level: "error", message: err.message }) + "\n");
+      process.exit(2);
+    }
+    throw err;
+  }
+  const log = jsonLog(config.TETHER_AGENT_LOG_LEVEL);
+  const metrics = new Metrics();
+  const probes = config.TETHER_AGENT_PROBES;
+  const agent = new Agent(config, {
+    steal: new StealRouter({ config, log, metrics, probes }),
+    mirror: new MirrorCapture({ log, metrics }),
+    outgoing: new PodOutgoing({ log, metrics }),
+    resolver: new PodResolver({ log }),
+    target: new ProcTarget(config.TETHER_AGENT_TARGET_PID),
+    metrics,
+    log,
+    podIps: podIps(),
+    probes,
+  });
+  for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) {
+    process.on(signal, () => void agent.stop(signal));
+  }
+  const port = await agent.listen();
+  log("info", "ready", { port, pid: process.pid, version: AGENT_VERSION });
+  const reason = await agent.stopped;
+  log("info", "stopped", { reason });
+  process.exit(0);
+}
+
+main().catch((err) => {
+  process.stderr.write(JSON.stringify({ level: "error", message: "agent failed", error: String(err?.stack ?? err) }) + "\n");
+  process.exit(1);
+});

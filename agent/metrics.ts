@@ -1,0 +1,77 @@
+// Prometheus text exposition of the agent's counters, served on the wire port at GET /metrics.
+// Names follow the benchmark figures (leaked_requests, interception_delay) so a user watching a real
+// cluster reads the same words as the bench report.
+
+type Labels = Record<string, string>;
+
+interface Family {
+  help: string;
+  type: "counter" | "gauge";
+  values: Map<string, { labels: Labels; value: number }>;
+}
+
+function key(labels: Labels): string {
+  return Object.keys(labels)
+    .sort()
+    .map((k) => `${k}=${labels[k]}`)
+    .join(",");
+}
+
+function escape(v: string): string {
+  return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
+}
+
+export class Metrics {
+  private readonly families = new Map<string, Family>();
+
+  constructor() {
+    this.define("tether_sessions", "gauge", "Sessions connected to this agent.");
+    this.define("tether_connections_total", "counter", "Connections on subscribed ports, by what happened to them (stolen, mirrored, passed).");
+    this.define("tether_requests_total", "counter", "HTTP requests on filtered ports, by outcome (stolen, passed, probe).");
+    this.define("tether_filter_matches_total", "counter", "HTTP requests that matched a session's filter.");
+    this.define("tether_bytes_total", "counter", "Bytes carried for sessions, by direction (to_session, from_session).");
+    this.define("tether_interception_delay_ms", "gauge", "Time from a port subscription to the first connection redirected to the agent.");
+    this.define("tether_leaked_requests_total", "counter", "Requests that matched an active steal but reached the app (should stay 0).");
+    this.define("tether_outgoing_connections_total", "counter", "Outgoing sockets opened in the pod for sessions, by protocol.");
+    this.define("tether_dns_lookups_total", "counter", "DNS lookups answered for sessions, by result.");
+  }
+
+  define(name: string, type: Family["type"], help: string): void {
+    if (!this.families.has(name)) this.families.set(name, { help, type, values: new Map() });
+  }
+
+  add(name: string, value = 1, labels: Labels = {}): void {
+    const family = this.family(name);
+    const k = key(labels);
+    const cur = family.values.get(k);
+    if (cur) cur.value += value;
+    else family.values.set(k, { labels, value });
+  }
+
+  set(name: string, value: number, labels: Labels = {}): void {
+    this.family(name).values.set(key(labels), { labels, value });
+  }
+
+  get(name: string, labels: Labels = {}): number {
+    return this.family(name).values.get(key(labels))?.value ?? 0;
+  }
+
+  render(): string {
+    const out: string[] = [];
+    for (const [name, f] of this.families) {
+      out.push(`# HELP ${name} ${f.help}`, `# TYPE ${name} ${f.type}`);
+      if (f.values.size === 0 && f.type === "gauge") out.push(`${name} 0`);
+      for (const { labels, value } of f.values.values()) {
+        const l = Object.entries(labels).map(([k, v]) => `${k}="${escape(v)}"`);
+        out.push(`${name}${l.length ? `{${l.join(",")}}` : ""} ${value}`);
+      }
+    }
+    return out.join("\n") + "\n";
+  }
+
+  private family(name: string): Family {
+    const f = this.families.get(name);
+    if (!f) throw new Error(`metric ${name} is not defined`);
+    return f;
+  }
+}

@@ -1,0 +1,48 @@
+// Errors with a stable code, recognisable across bundles (agent, engine, runtime, extension) through a
+// Symbol.for brand. Only the UI edge turns them into words for the user.
+
+const brand = Symbol.for("tether.error");
+
+export type ErrorCode =
+  | "AUTH_FAILED"
+  | "VERSION_MISMATCH"
+  | "HANDSHAKE_TIMEOUT"
+  | "PEER_DEAD"
+  | "PROTOCOL_VIOLATION"
+  | "CONNECTION_CLOSED"
+  | "STREAM_RESET"
+  | "BAD_REQUEST"
+  | "FILTER_CONFLICT"
+  | "STEAL_REFUSED"
+  | "PROBE_PORT"
+  | "IPTABLES_FAILED"
+  | "CONNECT_FAILED"
+  | "DNS_FAILED"
+  | "NOT_FOUND"
+  | "FORBIDDEN"
+  | "CONFIG_INVALID"
+  | "UNSUPPORTED"
+  | "INTERNAL";
+
+export class TetherError extends Error {
+  readonly [brand] = true;
+  readonly code: ErrorCode;
+  /** Whether the UI should show this to the user as is (false: log it, show a generic failure). */
+  readonly showUser: boolean;
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; showUser?: boolean } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "TetherError";
+    this.code = code;
+    this.showUser = options.showUser ?? true;
+  }
+
+  static is(value: unknown, code?: ErrorCode): value is TetherError {
+    return (
+      typeof value === "object" &&
+      value !== null &&
+      (value as Record<symbol, unknown>)[brand] === true &&
+      (code === undefined || (value as TetherError).code === code)
+    );
+  }
+}

@@ -1,0 +1,251 @@
+// Control messages of the agent wire (JSON text frames). Type names say their direction:
+// EngineToAgent is sent by the engine (extension or CLI), AgentToEngine by the agent.
+// Stream payloads travel in binary frames (frame.ts); these messages open, half-close, close and
+// grant credit to streams.
+import { z } from "zod";
+import { httpFilterSchema } from "./httpFilter";
+
+export const streamId = z.number().int().min(1).max(0xffffffff);
+const requestId = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+const port = z.number().int().min(1).max(65535);
+const address = z.strictObject({ address: z.string(), port: z.number().int().min(0).max(65535) });
+
+// ---- both directions ------------------------------------------------------------------------
+
+const heartbeat = z.strictObject({ type: z.literal("heartbeat"), seq: z.number().int().min(0) });
+const heartbeatAck = z.strictObject({ type: z.literal("heartbeat.ack"), seq: z.number().int().min(0) });
+/** The sender will write no more to this stream (TCP half-close). */
+const streamEof = z.strictObject({ type: z.literal("stream.eof"), stream: streamId });
+/** The stream is gone in both directions; `error` set when it ended abnormally (reset). */
+const streamClose = z.strictObject({
+  type: z.literal("stream.close"),
+  stream: streamId,
+  error: z.string().optional(),
+});
+/** The receiver consumed `bytes` more of this stream: the sender may send that much more. */
+const streamCredit = z.strictObject({
+  type: z.literal("stream.credit"),
+  stream: streamId,
+  bytes: z.number().int().min(1),
+});
+
+// ---- engine -> agent ------------------------------------------------------------------------
+
+export const helloSchema = z.strictObject({
+  type: z.literal("hello"),
+  minVersion: z.number().int().min(1),
+  maxVersion: z.number().int().min(1),
+  token: z.string(),
+  client: z.strictObject({ name: z.string(), version: z.string() }),
+  /** Who this session is, for the agent's log and for conflict messages (e.g. "alice@laptop"). */
+  label: z.string().max(200).optional(),
+});
+
+export const incomingModeSchema = z.enum(["steal", "mirror"]);
+
+const incomingSubscribe = z.strictObject({
+  type: z.literal("incoming.subscribe"),
+  id: requestId,
+  port,
+  mode: incomingModeSchema,
+  /** Steal only the HTTP requests that match; the rest reaches the app. Steal mode only. */
+  filter: httpFilterSchema.optional(),
+  /** Steal probe ports/paths too. Off by default: probes always reach the app. */
+  stealProbes: z.boolean().optional(),
+});
+const incomingUnsubscribe = z.strictObject({ type: z.literal("incoming.unsubscribe"), id: requestId, port });
+
+const tcpConnect = z.strictObject({
+  type: z.literal("tcp.connect"),
+  id: requestId,
+  stream: streamId,
+  host: z.string().min(1),
+  port,
+});
+/** A connected UDP socket in the pod: each binary frame on the stream is one datagram. */
+const udpConnect = z.strictObject({
+  type: z.literal("udp.connect"),
+  id: requestId,
+  stream: streamId,
+  host: z.string().min(1),
+  port,
+});
+const dnsLookup = z.strictObject({
+  type: z.literal("dns.lookup"),
+  id: requestId,
+  hostname: z.string().min(1).max(253),
+  family: z.union([z.literal(0), z.literal(4), z.literal(6)]),
+});
+const envRead = z.strictObject({ type: z.literal("env.read"), id: requestId });
+const fileRead = z.strictObject({
+  type: z.literal("file.read"),
+  id: requestId,
+  path: z.string().startsWith("/"),
+  /** Refuse files larger than this (the agent has its own ceiling too). */
+  maxBytes: z.number().int().min(0).optional(),
+});
+const fileStat = z.strictObject({ type: z.literal("file.stat"), id: requestId, path: z.string().startsWith("/") });
+/** The debuggee's response head for a stolen HTTP request (`incoming.http`); body follows as data. */
+const httpResponse = z.strictObject({
+  type: z.literal("http.response"),
+  stream: streamId,
+  statusCode: z.number().int().min(100).max(999),
+  statusMessage: z.string().optional(),
+  rawHeaders: z.array(z.string()),
+});
+
+export const engineToAgentSchema = z.discriminatedUnion("type", [
+  heartbeat,
+  heartbeatAck,
+  streamEof,
+  streamClose,
+  streamCredit,
+  incomingSubscribe,
+  incomingUnsubscribe,
+  tcpConnect,
+  udpConnect,
+  dnsLookup,
+  envRead,
+  fileRead,
+  fileStat,
+  httpResponse,
+]);
+
+// ---- agent -> engine ------------------------------------------------------------------------
+
+export const probeSchema = z.strictObject({ port, path: z.string().optional() });
+
+export const welcomeSchema = z.strictObject({
+  type: z.literal("welcome"),
+  version: z.number().int().min(1),
+  sessionId: z.string(),
+  agent: z.strictObject({
+    version: z.string(),
+    pid: z.number().int(),
+    /** "nft" or "legacy": the iptables flavour the pod uses. */
+    iptables: z.string().optional(),
+    podIps: z.array(z.string()),
+  }),
+  probes: z.array(probeSchema),
+});
+export const rejectedSchema = z.strictObject({
+  type: z.literal("rejected"),
+  code: z.string(),
+  message: z.string(),
+});
+
+const incomingSubscribed = z.strictObject({
+  type: z.literal("incoming.subscribed"),
+  id: requestId,
+  port,
+  mode: incomingModeSchema,
+  /** Probe paths on this port that will keep reaching the app. */
+  probesKept: z.array(z.string()),
+});
+const requestFailed = z.strictObject({
+  type: z.literal("request.failed"),
+  id: requestId,
+  code: z.string(),
+  message: z.string(),
+});
+const ok = z.strictObject({ type: z.literal("ok"), id: requestId });
+const tcpConnected = z.strictObject({
+  type: z.literal("tcp.connected"),
+  id: requestId,
+  stream: streamId,
+  local: address,
+  remote: address,
+});
+const udpConnected = z.strictObject({
+  type: z.literal("udp.connected"),
+  id: requestId,
+  stream: streamId,
+  local: address,
+  remote: address,
+});
+const dnsResult = z.strictObject({
+  type: z.literal("dns.result"),
+  id: requestId,
+  addresses: z.array(z.strictObject({ address: z.string(), family: z.union([z.literal(4), z.literal(6)]) })),
+});
+const envResult = z.strictObject({ type: z.literal("env.result"), id: requestId, env: z.record(z.string(), z.string()) });
+const fileResult = z.strictObject({
+  type: z.literal("file.result"),
+  id: requestId,
+  /** base64 of the whole file */
+  data: z.string(),
+  size: z.number().int().min(0),
+});
+const fileStatResult = z.strictObject({
+  type: z.literal("file.stat.result"),
+  id: requestId,
+  size: z.number().int().min(0),
+  mode: z.number().int(),
+  mtimeMs: z.number(),
+  isFile: z.boolean(),
+  isDirectory: z.boolean(),
+});
+/** A whole stolen or mirrored TCP connection; its bytes follow on `stream`. */
+const incomingTcp = z.strictObject({
+  type: z.literal("incoming.tcp"),
+  stream: streamId,
+  port,
+  mode: incomingModeSchema,
+  peer: address,
+});
+/** One stolen HTTP request (filtered steal); its body follows on `stream`, answer with http.response. */
+const incomingHttp = z.strictObject({
+  type: z.literal("incoming.http"),
+  stream: streamId,
+  port,
+  peer: address,
+  method: z.string(),
+  url: z.string(),
+  httpVersion: z.string(),
+  rawHeaders: z.array(z.string()),
+  /** A WebSocket (or other) upgrade: after a 101 response the stream carries raw bytes both ways. */
+  upgrade: z.boolean(),
+});
+/** v2: a request on a subscribed port that the agent let through to the app (did not match). */
+const trafficPassed = z.strictObject({
+  type: z.literal("traffic.passed"),
+  port,
+  method: z.string(),
+  path: z.string(),
+  reason: z.enum(["unmatched", "probe", "other-session"]),
+});
+
+export const agentToEngineSchema = z.discriminatedUnion("type", [
+  heartbeat,
+  heartbeatAck,
+  streamEof,
+  streamClose,
+  streamCredit,
+  welcomeSchema,
+  rejectedSchema,
+  incomingSubscribed,
+  requestFailed,
+  ok,
+  tcpConnected,
+  udpConnected,
+  dnsResult,
+  envResult,
+  fileResult,
+  fileStatResult,
+  incomingTcp,
+  incomingHttp,
+  trafficPassed,
+]);
+
+export type Hello = z.infer<typeof helloSchema>;
+export type Welcome = z.infer<typeof welcomeSchema>;
+export type EngineToAgent = z.infer<typeof engineToAgentSchema>;
+export type AgentToEngine = z.infer<typeof agentToEngineSchema>;
+export type Probe = z.infer<typeof probeSchema>;
+export type IncomingMode = z.infer<typeof incomingModeSchema>;
+export type WireMessage = EngineToAgent | AgentToEngine;
+
+/** Protocol version that introduced a message; absent means version 1. */
+export const MESSAGE_SINCE: Partial<Record<WireMessage["type"], number>> = {
+  "traffic.passed": 2,
+};

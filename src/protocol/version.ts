@@ -1,0 +1,15 @@
+// Agent wire protocol versions. The wire only grows: a new version adds messages, never changes one.
+//   1: handshake, heartbeats, incoming (steal, filtered steal, mirror), outgoing tcp/udp, dns, env, files.
+//   2: adds `traffic.passed` (the agent tells a session about requests it let through to the app).
+
+export const PROTOCOL_VERSION = 2;
+export const MIN_PROTOCOL_VERSION = 1;
+
+/** Highest version both sides speak, or undefined when their ranges do not meet. */
+export function negotiateVersion(
+  peer: { minVersion: number; maxVersion: number },
+  ours: { minVersion: number; maxVersion: number } = { minVersion: MIN_PROTOCOL_VERSION, maxVersion: PROTOCOL_VERSION },
+): number | undefined {
+  const version = Math.min(peer.maxVersion, ours.maxVersion);
+  return version >= Math.max(peer.minVersion, ours.minVersion) ? version : undefined;
+}
