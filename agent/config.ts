@@ -28,6 +28,8 @@ export const agentEnvSchema = z.object({
     .pipe(z.array(probeSchema)),
   /** PID of the target container's main process (env and files come from /proc/PID). */
   TETHER_AGENT_TARGET_PID: int(1, 2 ** 22).optional(),
+  /** Job-pod placement: join the network namespace of the process of this container ID first. */
+  TETHER_AGENT_JOIN_CONTAINER_ID: z.string().optional().transform((v) => v || undefined),
   /** Exit when no session has been connected for this long (also the backstop after a crash). */
   TETHER_AGENT_TTL_SECONDS: int(1, 86_400).default(60),
   /** Exit as soon as the last session ends. */

@@ -4,6 +4,7 @@ import { AGENT_VERSION, Agent } from "./agent";
 import { AgentConfigError, parseAgentEnv } from "./config";
 import { MirrorCapture } from "./incoming/mirror";
 import { StealRouter } from "./incoming/steal";
+import { joinAndRun } from "./join";
 import { jsonLog } from "./log";
 import { Metrics } from "./metrics";
 import { PodOutgoing } from "./outgoing";
@@ -28,6 +29,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  if (config.TETHER_AGENT_JOIN_CONTAINER_ID) process.exit(await joinAndRun(config.TETHER_AGENT_JOIN_CONTAINER_ID));
   const log = jsonLog(config.TETHER_AGENT_LOG_LEVEL);
   const metrics = new Metrics();
   const probes = config.TETHER_AGENT_PROBES;

@@ -1,0 +1,33 @@
+// Opens the agent wire (a WebSocket to the agent's /wire) over any byte tunnel: a Kubernetes
+// port-forward stream, a TCP socket, or a test's pipe into a namespace.
+import type { Duplex } from "node:stream";
+import WebSocket from "ws";
+import { connectToAgent, type ConnectOptions, type EngineConnection } from "../protocol/connection";
+import type { Welcome } from "../protocol/messages";
+
+/** ws calls these socket methods on whatever createConnection returns; a plain Duplex lacks them. */
+function asSocket(tunnel: Duplex): Duplex {
+  const socket = tunnel as Duplex & Record<string, unknown>;
+  for (const method of ["setTimeout", "setNoDelay", "setKeepAlive", "ref", "unref"]) {
+    if (typeof socket[method] !== "function") socket[method] = () => socket;
+  }
+  return socket;
+}
+
+export async function openAgentWire(
+  tunnel: Duplex,
+  options: ConnectOptions,
+): Promise<{ conn: EngineConnection; welcome: Welcome }> {
+  const ws = new WebSocket("ws://tether-agent/wire", {
+    createConnection: () => asSocket(tunnel) as never,
+    perMessageDeflate: false,
+    maxPayload: 16 * 1024 * 1024 + 1024,
+  });
+  try {
+    return await connectToAgent(ws, options);
+  } catch (err) {
+    ws.terminate();
+    tunnel.destroy();
+    throw err;
+  }
+}

@@ -1,0 +1,85 @@
+// Starts the real agent bundle (dist/agent.js, built by `npm run build`) inside a lab namespace and
+// opens sessions to it through a pipe into that namespace, the way a port-forward would.
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { resolve } from "node:path";
+import { Duplex } from "node:stream";
+import type { ConnectOptions } from "../../src/protocol/connection";
+import { openAgentWire } from "../../src/engine/agentWire";
+import { waitForLine, type NetnsLab, type Netns } from "./netns";
+
+export const AGENT_BUNDLE = resolve(__dirname, "../../dist/agent.js");
+
+export interface StartedAgent {
+  child: ChildProcess;
+  port: number;
+  token: string;
+  /** Everything the agent logged so far (JSON lines). */
+  logs: () => string;
+  /** A session: the wire over a fresh tunnel into the namespace. */
+  connect: (options?: Partial<ConnectOptions>) => ReturnType<typeof openAgentWire>;
+}
+
+/** A Duplex whose bytes reach 127.0.0.1:port inside `ns` (a tiny node relay in the namespace). */
+export function tunnelInto(ns: Netns, port: number): Duplex {
+  const relay = spawn(
+    "nsenter",
+    [
+      `--net=${ns.path}`,
+      "--",
+      process.execPath,
+      "-e",
+      `const s=require('net').connect(${port},'127.0.0.1');process.stdin.pipe(s);s.pipe(process.stdout);` +
+        `s.on('error',e=>{process.stderr.write(String(e));process.exit(1)});s.on('close',()=>process.exit(0));` +
+        `process.stdin.on('end',()=>s.end())`,
+    ],
+    { stdio: ["pipe", "pipe", "pipe"] },
+  );
+  const tunnel = new Duplex({
+    write(chunk, _enc, cb) {
+      relay.stdin!.write(chunk, cb);
+    },
+    final(cb) {
+      relay.stdin!.end(cb);
+    },
+    read() {
+      relay.stdout!.resume();
+    },
+    destroy(err, cb) {
+      relay.kill("SIGKILL");
+      cb(err);
+    },
+  });
+  relay.stdout!.on("data", (d) => {
+    if (!tunnel.push(d)) relay.stdout!.pause();
+  });
+  relay.stdout!.on("end", () => tunnel.push(null));
+  relay.on("exit", () => tunnel.push(null));
+  return tunnel;
+}
+
+export async function startAgent(lab: NetnsLab, ns: Netns, env: Record<string, string> = {}): Promise<StartedAgent> {
+  const token = randomBytes(24).toString("hex");
+  let logs = "";
+  const child = lab.spawn(ns, process.execPath, [AGENT_BUNDLE], {
+    env: {
+      PATH: process.env.PATH,
+      TETHER_AGENT_TOKEN: token,
+      TETHER_AGENT_PORT: "0",
+      TETHER_AGENT_LOG_LEVEL: "debug",
+      ...env,
+    },
+  });
+  child.stdout!.on("data", (d) => (logs += d));
+  child.stderr!.on("data", (d) => (logs += d));
+  const m = await waitForLine(child, /"message":"ready".*"port":(\d+)/);
+  const port = Number(m[1]);
+  return {
+    child,
+    port,
+    token,
+    logs: () => logs,
+    connect: (options = {}) =>
+      openAgentWire(tunnelInto(ns, port), { token, client: { name: "test", version: "0" }, ...options }),
+  };
+}
