@@ -154,6 +154,9 @@ export class WireConnection<Out extends WireMessage, In extends WireMessage> ext
   private register(id: number): WireStream {
     const stream = new WireStream(this as unknown as WireConnection<WireMessage, WireMessage>, id, this.options.streamWindow);
     this.streams.set(id, stream);
+    // A stream reset must never crash the process (agent or debuggee) because its owner did not
+    // listen for errors yet; owners that care attach their own listener or use pipeline().
+    stream.on("error", (err) => this.options.log("debug", "stream ended with an error", { stream: id, error: err.message }));
     return stream;
   }
 
@@ -265,7 +268,7 @@ export class WireStream extends Duplex {
   constructor(
     private readonly conn: WireConnection<WireMessage, WireMessage>,
     readonly id: number,
-    private readonly window: number,
+    window: number,
   ) {
     super({ allowHalfOpen: true, readableHighWaterMark: 256 * 1024 });
     this.sendCredit = window;
@@ -297,10 +300,14 @@ export class WireStream extends Duplex {
   }
 
   override _read(): void {
-    const consumed = this.received - this.readableLength - this.granted;
-    if (consumed > 0 && (consumed >= this.window / 4 || this.readableLength === 0) && !this.remoteClosed) {
-      this.granted += consumed;
-      this.conn.send({ type: "stream.credit", stream: this.id, bytes: consumed });
+    // Called when the reader wants more and our buffer is below its high-water mark: let the peer
+    // send as much as we received so far. The peer thus never has more than readableHighWaterMark +
+    // window unread on our side. Granting on every call (not in batches) cannot deadlock: Readable
+    // stops calling _read until the next push, and the next push needs credit.
+    const ungranted = this.received - this.granted;
+    if (ungranted > 0 && !this.remoteClosed) {
+      this.granted += ungranted;
+      this.conn.send({ type: "stream.credit", stream: this.id, bytes: ungranted });
     }
   }
 

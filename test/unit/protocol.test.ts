@@ -1,0 +1,265 @@
+// The agent wire in one process: every message round-trips its schema, both ends negotiate, streams
+// carry bytes with half-close and bounded buffering, heartbeats catch a dead peer.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import { once } from "node:events";
+import type { AddressInfo } from "node:net";
+import WebSocket, { WebSocketServer } from "ws";
+import {
+  acceptEngine,
+  connectToAgent,
+  type AgentConnection,
+  type EngineConnection,
+} from "../../src/protocol/connection";
+import { TetherError } from "../../src/protocol/error";
+import { decodeFrame, encodeDataFrame } from "../../src/protocol/frame";
+import {
+  agentToEngineSchema,
+  engineToAgentSchema,
+  helloSchema,
+  MESSAGE_SINCE,
+  type AgentToEngine,
+  type EngineToAgent,
+} from "../../src/protocol/messages";
+import { negotiateVersion } from "../../src/protocol/version";
+
+const addr = { address: "10.1.2.3", port: 8080 };
+const engineSamples: EngineToAgent[] = [
+  { type: "heartbeat", seq: 1 },
+  { type: "heartbeat.ack", seq: 1 },
+  { type: "stream.eof", stream: 3 },
+  { type: "stream.close", stream: 3 },
+  { type: "stream.close", stream: 3, error: "ECONNRESET" },
+  { type: "stream.credit", stream: 3, bytes: 65536 },
+  { type: "incoming.subscribe", id: 1, port: 8080, mode: "steal" },
+  { type: "incoming.subscribe", id: 2, port: 8080, mode: "steal", filter: { header: "^x-user: alice$", anyOf: [{ path: "^/api" }, { method: "POST" }] }, stealProbes: true },
+  { type: "incoming.subscribe", id: 3, port: 9000, mode: "mirror" },
+  { type: "incoming.unsubscribe", id: 4, port: 8080 },
+  { type: "tcp.connect", id: 5, stream: 5, host: "db.demo.svc.cluster.local", port: 5432 },
+  { type: "udp.connect", id: 6, stream: 7, host: "10.96.0.10", port: 53 },
+  { type: "dns.lookup", id: 7, hostname: "api", family: 0 },
+  { type: "env.read", id: 8 },
+  { type: "file.read", id: 9, path: "/etc/config/app.yaml", maxBytes: 1024 },
+  { type: "file.stat", id: 10, path: "/etc/hosts" },
+  { type: "http.response", stream: 4, statusCode: 200, statusMessage: "OK", rawHeaders: ["Content-Type", "text/plain"] },
+];
+const agentSamples: AgentToEngine[] = [
+  { type: "heartbeat", seq: 9 },
+  { type: "heartbeat.ack", seq: 9 },
+  { type: "stream.eof", stream: 2 },
+  { type: "stream.close", stream: 2, error: "reset" },
+  { type: "stream.credit", stream: 2, bytes: 1 },
+  { type: "welcome", version: 2, sessionId: "abc", agent: { version: "0.1.0", pid: 7, iptables: "nft", podIps: ["10.0.0.5"] }, probes: [{ port: 8080, path: "/healthz" }, { port: 9090 }] },
+  { type: "rejected", code: "AUTH_FAILED", message: "the session token is wrong" },
+  { type: "incoming.subscribed", id: 1, port: 8080, mode: "steal", probesKept: ["/healthz"] },
+  { type: "request.failed", id: 2, code: "FILTER_CONFLICT", message: "overlaps bob's filter" },
+  { type: "ok", id: 4 },
+  { type: "tcp.connected", id: 5, stream: 5, local: addr, remote: { address: "10.96.3.4", port: 5432 } },
+  { type: "udp.connected", id: 6, stream: 7, local: addr, remote: { address: "10.96.0.10", port: 53 } },
+  { type: "dns.result", id: 7, addresses: [{ address: "10.96.1.1", family: 4 }, { address: "fd00::1", family: 6 }] },
+  { type: "env.result", id: 8, env: { HOME: "/root", EMPTY: "" } },
+  { type: "file.result", id: 9, data: Buffer.from("a: 1\n").toString("base64"), size: 5 },
+  { type: "file.stat.result", id: 10, size: 12, mode: 0o100644, mtimeMs: 1700000000000, isFile: true, isDirectory: false },
+  { type: "incoming.tcp", stream: 2, port: 8080, mode: "mirror", peer: addr },
+  { type: "incoming.http", stream: 4, port: 8080, peer: addr, method: "GET", url: "/api?x=1", httpVersion: "1.1", rawHeaders: ["Host", "api"], upgrade: false },
+  { type: "traffic.passed", port: 8080, method: "GET", path: "/healthz", reason: "probe" },
+];
+
+describe("wire messages", () => {
+  test("every engine->agent message round-trips", () => {
+    const types = new Set(engineSamples.map((m) => m.type));
+    for (const option of engineToAgentSchema.options) assert.ok(types.has(option.shape.type.value), `sample for ${option.shape.type.value}`);
+    for (const msg of engineSamples) assert.deepEqual(engineToAgentSchema.parse(JSON.parse(JSON.stringify(msg))), msg);
+  });
+
+  test("every agent->engine message round-trips", () => {
+    const types = new Set(agentSamples.map((m) => m.type));
+    for (const option of agentToEngineSchema.options) assert.ok(types.has(option.shape.type.value), `sample for ${option.shape.type.value}`);
+    for (const msg of agentSamples) assert.deepEqual(agentToEngineSchema.parse(JSON.parse(JSON.stringify(msg))), msg);
+  });
+
+  test("a version-1 hello (no label) still parses", () => {
+    const v1 = { type: "hello", minVersion: 1, maxVersion: 1, token: "t".repeat(32), client: { name: "tether-cli", version: "0.0.1" } };
+    assert.deepEqual(helloSchema.parse(v1), v1);
+  });
+
+  test("messages introduced after version 1 are marked", () => {
+    assert.equal(MESSAGE_SINCE["traffic.passed"], 2);
+  });
+
+  test("bad messages are rejected with a path", () => {
+    const r = engineToAgentSchema.safeParse({ type: "incoming.subscribe", id: 1, port: 70000, mode: "steal" });
+    assert.equal(r.success, false);
+    assert.deepEqual(r.error!.issues[0]!.path, ["port"]);
+    const bad = engineToAgentSchema.safeParse({ type: "incoming.subscribe", id: 1, port: 80, mode: "steal", filter: { header: "(" } });
+    assert.equal(bad.success, false);
+    assert.match(JSON.stringify(bad.error!.issues), /regular expression/);
+  });
+
+  test("data frames round-trip", () => {
+    const payload = randomBytes(1000);
+    const f = decodeFrame(encodeDataFrame(0xfffffffe, payload))!;
+    assert.equal(f.kind, 1);
+    assert.equal(f.stream, 0xfffffffe);
+    assert.deepEqual(f.payload, payload);
+    assert.equal(decodeFrame(Buffer.alloc(3)), undefined);
+  });
+
+  test("version negotiation settles on the lower common version", () => {
+    assert.equal(negotiateVersion({ minVersion: 1, maxVersion: 5 }, { minVersion: 1, maxVersion: 2 }), 2);
+    assert.equal(negotiateVersion({ minVersion: 1, maxVersion: 1 }, { minVersion: 1, maxVersion: 2 }), 1);
+    assert.equal(negotiateVersion({ minVersion: 3, maxVersion: 5 }, { minVersion: 1, maxVersion: 2 }), undefined);
+  });
+});
+
+describe("wire connection", () => {
+  const token = randomBytes(16).toString("hex");
+  let wss: WebSocketServer;
+  let port: number;
+  let agentSide: Promise<AgentConnection>[] = [];
+  const opened: { close(): void }[] = [];
+
+  before(async () => {
+    wss = new WebSocketServer({ port: 0, host: "127.0.0.1" });
+    await once(wss, "listening");
+    port = (wss.address() as AddressInfo).port;
+    wss.on("connection", (ws) => {
+      agentSide.push(
+        acceptEngine(ws, {
+          tokens: () => [token],
+          welcome: () => ({ sessionId: "s1", agent: { version: "test", pid: process.pid, podIps: [] }, probes: [] }),
+          heartbeatIntervalMs: 200,
+          deadAfterMs: 1500,
+        }).then((r) => r.conn),
+      );
+    });
+  });
+  after(() => {
+    for (const c of opened) c.close();
+    wss.close();
+  });
+
+  async function pair(options: { maxVersion?: number; streamWindow?: number } = {}): Promise<[EngineConnection, AgentConnection]> {
+    agentSide = [];
+    const ws = new WebSocket(`ws://127.0.0.1:${port}`);
+    const { conn } = await connectToAgent(ws, { token, client: { name: "t", version: "0" }, heartbeatIntervalMs: 200, deadAfterMs: 1500, ...options });
+    const agent = await agentSide[0]!;
+    opened.push(conn, agent);
+    return [conn, agent];
+  }
+
+  test("request/reply by id, and request.failed becomes a TetherError", async () => {
+    const [engine, agent] = await pair();
+    agent.on("message", (m: EngineToAgent) => {
+      if (m.type === "dns.lookup" && m.hostname === "api") agent.send({ type: "dns.result", id: m.id, addresses: [{ address: "10.0.0.1", family: 4 }] });
+      else if (m.type === "dns.lookup") agent.send({ type: "request.failed", id: m.id, code: "DNS_FAILED", message: "ENOTFOUND nope" });
+    });
+    const ok = await engine.request({ type: "dns.lookup", id: engine.newRequestId(), hostname: "api", family: 4 });
+    assert.equal(ok.type, "dns.result");
+    await assert.rejects(engine.request({ type: "dns.lookup", id: engine.newRequestId(), hostname: "nope", family: 4 }), (e) => TetherError.is(e, "DNS_FAILED"));
+  });
+
+  test("a v1 session cannot be sent v2 messages", async () => {
+    const [, agent] = await pair({ maxVersion: 1 });
+    assert.equal(agent.version, 1);
+    assert.throws(() => agent.send({ type: "traffic.passed", port: 80, method: "GET", path: "/", reason: "unmatched" }), (e) => TetherError.is(e, "UNSUPPORTED"));
+  });
+
+  test("a stream carries bytes both ways with half-close", async () => {
+    const [engine, agent] = await pair();
+    const gotOpen = once(agent, "message");
+    const s = engine.openStream();
+    engine.send({ type: "tcp.connect", id: engine.newRequestId(), stream: s.id, host: "x", port: 1 });
+    await gotOpen;
+    const remote = agent.stream(s.id)!;
+    assert.ok(remote, "the opener registered the stream on the agent");
+    const payload = randomBytes(3 * 1024 * 1024 + 17);
+    s.end(payload);
+    const chunks: Buffer[] = [];
+    remote.on("data", (c: Buffer) => chunks.push(c));
+    await once(remote, "end");
+    assert.equal(createHash("sha256").update(Buffer.concat(chunks)).digest("hex"), createHash("sha256").update(payload).digest("hex"));
+    // the other direction still works after the engine half-closed
+    remote.end("reply");
+    const back: Buffer[] = [];
+    s.on("data", (c: Buffer) => back.push(c));
+    await once(s, "end");
+    assert.equal(Buffer.concat(back).toString(), "reply");
+  });
+
+  test("a slow reader bounds what the sender puts on the wire", async () => {
+    const window = 128 * 1024;
+    const [engine, agent] = await pair({ streamWindow: window });
+    const gotOpen = once(agent, "message");
+    const s = engine.openStream();
+    engine.send({ type: "tcp.connect", id: engine.newRequestId(), stream: s.id, host: "x", port: 1 });
+    await gotOpen;
+    const remote = agent.stream(s.id)!;
+    remote.pause();
+    let accepted = 0;
+    const total = 8 * 1024 * 1024;
+    const writer = (async () => {
+      for (let sent = 0; sent < total; sent += 64 * 1024) {
+        if (!s.write(Buffer.alloc(64 * 1024))) await once(s, "drain");
+        accepted += 64 * 1024;
+      }
+      s.end();
+    })();
+    await new Promise((r) => setTimeout(r, 500));
+    // nobody reads: the agent holds at most its readable high-water mark + the sender's window
+    const held = remote.readableLength;
+    assert.ok(held <= remote.readableHighWaterMark + window, `agent buffered ${held} bytes for a paused reader`);
+    assert.ok(accepted < total, "the writer was held back");
+    let received = 0;
+    remote.on("data", (c: Buffer) => (received += c.length));
+    remote.resume();
+    await writer;
+    await once(remote, "end");
+    assert.equal(received, total);
+  });
+
+  test("destroying a stream resets it on the other end", async () => {
+    const [engine, agent] = await pair();
+    const gotOpen = once(agent, "message");
+    const s = engine.openStream();
+    engine.send({ type: "tcp.connect", id: engine.newRequestId(), stream: s.id, host: "x", port: 1 });
+    await gotOpen;
+    const remote = agent.stream(s.id)!;
+    const errored = once(remote, "error");
+    const localError = once(s, "error");
+    s.destroy(new Error("ECONNRESET by debuggee"));
+    await localError;
+    const [err] = await errored;
+    assert.ok(TetherError.is(err, "STREAM_RESET"));
+    assert.match((err as Error).message, /ECONNRESET/);
+  });
+
+  test("a silent peer is declared dead", async () => {
+    agentSide = [];
+    // an engine that says hello and then never says anything again (a frozen laptop, a dead tunnel)
+    const raw = new WebSocket(`ws://127.0.0.1:${port}`);
+    await once(raw, "open");
+    raw.send(JSON.stringify({ type: "hello", minVersion: 1, maxVersion: 2, token, client: { name: "frozen", version: "0" } }));
+    await once(raw, "message");
+    const agent = await agentSide[0]!;
+    const [err] = await once(agent, "close");
+    assert.ok(TetherError.is(err, "PEER_DEAD"), String(err));
+    raw.terminate();
+  });
+
+  test("closing the connection ends its streams and pending requests", async () => {
+    const [engine, agent] = await pair();
+    const s = engine.openStream();
+    engine.send({ type: "tcp.connect", id: engine.newRequestId(), stream: s.id, host: "x", port: 1 });
+    const pending = engine.request({ type: "env.read", id: engine.newRequestId() });
+    const streamError = once(s, "error");
+    await new Promise((r) => setTimeout(r, 50));
+    agent.destroy();
+    await assert.rejects(pending, (e) => TetherError.is(e));
+    const [err] = await streamError;
+    assert.ok(TetherError.is(err, "STREAM_RESET"));
+    engine.close();
+    engine.close(); // twice is harmless
+  });
+});
