@@ -281,7 +281,9 @@ export class WireStream extends Duplex {
   private writeFrom(chunk: Buffer, offset: number, cb: (err?: Error | null) => void): void {
     if (this.remoteClosed) return cb();
     while (offset < chunk.length) {
-      if (this.sendCredit <= 0) {
+      // A write that fits one frame is never split, so datagram boundaries survive (UDP streams).
+      const atomic = chunk.length <= MAX_FRAME_PAYLOAD;
+      if (this.sendCredit <= 0 || (atomic && this.sendCredit < chunk.length)) {
         this.waitingForCredit = () => this.writeFrom(chunk, offset, cb);
         return;
       }

@@ -219,6 +219,22 @@ describe("wire connection", () => {
     assert.equal(received, total);
   });
 
+  test("writes up to one frame keep their boundaries (datagrams)", async () => {
+    const [engine, agent] = await pair({ streamWindow: 100 * 1024 });
+    const gotOpen = once(agent, "message");
+    const s = engine.openStream();
+    engine.send({ type: "udp.connect", id: engine.newRequestId(), stream: s.id, host: "x", port: 53 });
+    await gotOpen;
+    const remote = agent.stream(s.id)!;
+    const sizes = [60_000, 1, 50_000, 65_536, 7];
+    for (const n of sizes) s.write(Buffer.alloc(n, n % 251));
+    s.end();
+    const got: number[] = [];
+    remote.on("data", (c: Buffer) => got.push(c.length));
+    await once(remote, "end");
+    assert.deepEqual(got, sizes);
+  });
+
   test("destroying a stream resets it on the other end", async () => {
     const [engine, agent] = await pair();
     const gotOpen = once(agent, "message");
