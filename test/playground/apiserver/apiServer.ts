@@ -7,17 +7,18 @@ import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import type { TLSSocket } from "node:tls";
 import type { Log } from "../../../src/protocol/log.js";
+import { admitCreate } from "./admission.js";
 import { ApiError } from "./apiError.js";
 import { Authorizer, type Attributes, type UserInfo } from "./authz.js";
 import { Controllers } from "./controllers.js";
 import { apiGroup, apiGroupList, apiResourceList, apiVersions, serverVersion } from "./discovery.js";
 import { Kubelet } from "./kubelet.js";
 import type { Pki } from "./pki.js";
-import { findResource, type ResourceType } from "./resources.js";
+import { findResource, resourceByKind, type ResourceType } from "./resources.js";
 import { RestHandler, type ResourceRequest } from "./restHandler.js";
 import type { PodRuntimeLike } from "./runtimeTypes.js";
 import { decodeProtobufBody } from "./protobufBody.js";
-import { ObjectStore } from "./store.js";
+import { ObjectStore, type KubeObject } from "./store.js";
 import { ClusterIpAllocator } from "./clusterIps.js";
 import type { StreamingHandlers } from "./streamingTypes.js";
 
@@ -36,6 +37,8 @@ export interface ApiServer {
   readonly port: number;
   readonly store: ObjectStore;
   readonly authz: Authorizer;
+  /** Creates an object as the admin would (defaulting and admission included). */
+  create(obj: KubeObject): KubeObject;
   close(): Promise<void>;
 }
 
@@ -315,6 +318,13 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     port,
     store,
     authz,
+    create(obj: KubeObject): KubeObject {
+      const rt = resourceByKind(obj.kind);
+      if (!rt) throw new ApiError("NotFound", `no resource for kind ${obj.kind}`);
+      const copy = structuredClone(obj);
+      admitCreate(admission, rt, copy);
+      return store.create(rt.resource, rt.group, copy);
+    },
     close(): Promise<void> {
       closed ??= (async () => {
         closing = true;

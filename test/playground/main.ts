@@ -1,0 +1,151 @@
+// `npm run playground [-- up|down]`: the cluster in a box. `up` (default) starts the API server on
+// 127.0.0.1:6443 with the pod runtime, creates the demo namespace, writes .playground/kubeconfig and
+// runs until SIGINT/SIGTERM, then removes what it made. `down` stops a running playground and cleans
+// up what a crashed one left behind.
+import { existsSync } from "node:fs";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import type { Log, LogLevel } from "../../src/protocol/log.js";
+import { startApiServer, type ApiServer } from "./apiserver/apiServer.js";
+import { demoObjects } from "./apiserver/demoObjects.js";
+import { writeKubeconfig } from "./apiserver/kubeconfig.js";
+import { ensurePki } from "./apiserver/pki.js";
+import type { PodRuntimeLike } from "./apiserver/runtimeTypes.js";
+import type { StreamingHandlers } from "./apiserver/streamingTypes.js";
+
+const repoRoot = resolve(__dirname, "../..");
+const stateDir = join(repoRoot, ".playground");
+const pidFile = join(stateDir, "playground.pid");
+const kubeconfigPath = join(stateDir, "kubeconfig");
+
+const levels: LogLevel[] = ["trace", "debug", "info", "warn", "error"];
+const minLevel = levels.indexOf((process.env.PLAYGROUND_LOG as LogLevel | undefined) ?? "info");
+const log: Log = (level, message, fields) => {
+  if (levels.indexOf(level) < minLevel) return;
+  const extra = fields && Object.keys(fields).length ? ` ${JSON.stringify(fields)}` : "";
+  process.stderr.write(`[playground] ${level} ${message}${extra}\n`);
+};
+
+interface RuntimeModule {
+  PodRuntime: { create(opts: { stateDir: string; log: Log }): Promise<PodRuntimeLike> };
+  cleanupLeftovers?: (opts: { stateDir: string; log: Log }) => Promise<void>;
+}
+
+// The runtime and streaming modules are separate parts of the playground; load them by path so
+// the API server also runs (without pods or port-forward) where they are absent.
+async function loadModule<T>(relative: string): Promise<T | undefined> {
+  const path = join(__dirname, relative);
+  if (!existsSync(`${path}.ts`)) return undefined;
+  return (await import(`${path}.ts`)) as T;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function readPid(): Promise<number | undefined> {
+  if (!existsSync(pidFile)) return undefined;
+  const pid = Number((await readFile(pidFile, "utf8")).trim());
+  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+}
+
+async function up(): Promise<void> {
+  const running = await readPid();
+  if (running && running !== process.pid && alive(running)) {
+    throw new Error(`a playground is already running (pid ${running}); stop it with: npm run playground -- down`);
+  }
+  await mkdir(stateDir, { recursive: true });
+  const runtimeMod = await loadModule<RuntimeModule>("runtime/podRuntime");
+  if (runtimeMod?.cleanupLeftovers) await runtimeMod.cleanupLeftovers({ stateDir: join(stateDir, "runtime"), log });
+  const streaming = await loadModule<StreamingHandlers>("streaming/index");
+  const pki = await ensurePki(join(stateDir, "pki"));
+  let runtime: PodRuntimeLike | undefined;
+  let server: ApiServer | undefined;
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> =>
+    (stopping ??= (async () => {
+      log("info", "stopping the playground");
+      await server?.close();
+      await runtime?.dispose();
+      await rm(pidFile, { force: true });
+    })());
+  process.once("SIGINT", () => void stop().then(() => process.exit(0)));
+  process.once("SIGTERM", () => void stop().then(() => process.exit(0)));
+  await writeFile(pidFile, String(process.pid));
+  try {
+    if (runtimeMod) runtime = await runtimeMod.PodRuntime.create({ stateDir: join(stateDir, "runtime"), log });
+    else log("warn", "no pod runtime (test/playground/runtime/podRuntime.ts missing): pods stay Pending");
+    if (!streaming) log("warn", "no streaming module (test/playground/streaming/index.ts missing): port-forward and exec unavailable");
+    server = await startApiServer({
+      pki,
+      port: Number(process.env.PLAYGROUND_PORT ?? 6443),
+      runtime,
+      streaming,
+      log,
+    });
+    await writeKubeconfig(kubeconfigPath, pki, server.url);
+    for (const o of demoObjects()) server.create(o);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  const rel = ".playground/kubeconfig";
+  process.stdout.write(
+    [
+      "",
+      `Tether playground is running: API server ${server.url}, node ${runtime?.nodeName ?? "(no runtime)"}.`,
+      "",
+      "  Try it:",
+      `    export KUBECONFIG=$PWD/${rel}`,
+      "    kubectl get pods -A",
+      "    kubectl -n demo logs -f client",
+      "    node dist/cli.js ls            # tether ls",
+      "    node dist/cli.js doctor -t deployment/api -n demo",
+      "",
+      "  VS Code: set \"tether.kubeconfig\" (or the KUBECONFIG env of VS Code) to",
+      `    ${kubeconfigPath}`,
+      "  Contexts: playground (admin), playground-limited (may only read pods in demo), playground-token.",
+      "",
+      "  Stop with Ctrl-C, or from another shell: npm run playground -- down",
+      "",
+    ].join("\n"),
+  );
+  await new Promise<never>(() => {
+    setInterval(() => {}, 1 << 30);
+  });
+}
+
+async function down(): Promise<void> {
+  const pid = await readPid();
+  if (pid && alive(pid)) {
+    log("info", `stopping the playground (pid ${pid})`);
+    process.kill(pid, "SIGTERM");
+    const deadline = Date.now() + 20_000;
+    while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    if (alive(pid)) {
+      log("warn", `pid ${pid} did not stop in 20 s; killing it`);
+      process.kill(pid, "SIGKILL");
+    }
+  } else log("info", "no running playground found");
+  const runtimeMod = await loadModule<RuntimeModule>("runtime/podRuntime");
+  if (runtimeMod?.cleanupLeftovers) await runtimeMod.cleanupLeftovers({ stateDir: join(stateDir, "runtime"), log });
+  await rm(pidFile, { force: true });
+  await rm(join(stateDir, "runtime"), { recursive: true, force: true });
+  log("info", "playground removed");
+}
+
+const command = process.argv[2] ?? "up";
+const main = command === "up" ? up : command === "down" ? down : undefined;
+if (!main) {
+  process.stderr.write(`usage: npm run playground [-- up|down]\n`);
+  process.exit(2);
+}
+main().catch((err: unknown) => {
+  process.stderr.write(`playground: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});
