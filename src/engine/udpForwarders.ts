@@ -1,0 +1,93 @@
+// One loopback UDP socket per cluster destination: each source that sends to it gets its own
+// connected UDP socket in the pod (an agent udp stream), and replies come back to that source.
+import dgram from "node:dgram";
+import type { EngineConnection, WireStream } from "../protocol/connection";
+import type { Log } from "../protocol/log";
+
+const IDLE_MS = 60_000;
+const MAX_QUEUED = 64;
+
+interface Flow {
+  stream?: WireStream;
+  queue: Buffer[];
+  idle: NodeJS.Timeout;
+}
+
+export class UdpForwarders {
+  private readonly sockets = new Map<string, Promise<dgram.Socket>>();
+  private readonly flows = new Set<Flow>();
+  private closed = false;
+
+  constructor(
+    private readonly conn: () => EngineConnection,
+    private readonly log: Log,
+  ) {}
+
+  async forwarderFor(host: string, port: number): Promise<{ host: string; port: number }> {
+    const key = `${host.toLowerCase()}:${port}`;
+    let socket = this.sockets.get(key);
+    if (!socket) {
+      socket = this.bind(host, port);
+      this.sockets.set(key, socket);
+    }
+    return { host: "127.0.0.1", port: (await socket).address().port };
+  }
+
+  private bind(host: string, port: number): Promise<dgram.Socket> {
+    const socket = dgram.createSocket("udp4");
+    const flows = new Map<string, Flow>();
+    socket.on("message", (datagram, source) => {
+      const key = `${source.address}:${source.port}`;
+      let flow = flows.get(key);
+      if (!flow) {
+        const created: Flow = { queue: [], idle: setTimeout(() => end(), IDLE_MS) };
+        const end = () => {
+          clearTimeout(created.idle);
+          created.stream?.destroy();
+          flows.delete(key);
+          this.flows.delete(created);
+        };
+        flow = created;
+        flows.set(key, created);
+        this.flows.add(created);
+        const conn = this.conn();
+        const stream = conn.openStream();
+        conn.request({ type: "udp.connect", id: conn.newRequestId(), stream: stream.id, host, port }).then(
+          () => {
+            created.stream = stream;
+            for (const d of created.queue) stream.write(d);
+            created.queue = [];
+            stream.on("data", (reply: Buffer) => {
+              created.idle.refresh();
+              socket.send(reply, source.port, source.address);
+            });
+            stream.on("close", end);
+          },
+          (err: Error) => {
+            this.log("info", "outgoing udp failed in the pod", { host, port, error: err.message });
+            stream.destroy();
+            end();
+          },
+        );
+      }
+      flow.idle.refresh();
+      if (flow.stream) flow.stream.write(datagram);
+      else if (flow.queue.length < MAX_QUEUED) flow.queue.push(datagram);
+    });
+    return new Promise((resolve, reject) => {
+      socket.once("error", reject);
+      socket.bind(0, "127.0.0.1", () => resolve(socket));
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const f of this.flows) {
+      clearTimeout(f.idle);
+      f.stream?.destroy();
+    }
+    const sockets = await Promise.allSettled(this.sockets.values());
+    for (const s of sockets) if (s.status === "fulfilled") s.value.close();
+  }
+}
