@@ -13,6 +13,7 @@ import { Authorizer, type Attributes, type UserInfo } from "./authz.js";
 import { Controllers } from "./controllers.js";
 import { apiGroup, apiGroupList, apiResourceList, apiVersions, serverVersion } from "./discovery.js";
 import { Kubelet } from "./kubelet.js";
+import { openApiV3GroupVersion, openApiV3Root } from "./openapi.js";
 import type { Pki } from "./pki.js";
 import { findResource, resourceByKind, type ResourceType } from "./resources.js";
 import { RestHandler, type ResourceRequest } from "./restHandler.js";
@@ -184,6 +185,13 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       res.writeHead(200, { "Content-Type": "text/plain" });
       res.end("ok");
       return;
+    }
+    if (path === "/openapi/v3") return send(res, 200, openApiV3Root());
+    if (path.startsWith("/openapi/v3/")) {
+      const parts = path.slice("/openapi/v3/".length).split("/");
+      const doc = parts[0] === "api" ? openApiV3GroupVersion("", parts[1] ?? "") : openApiV3GroupVersion(parts[1] ?? "", parts[2] ?? "");
+      if (!doc) throw new ApiError("NotFound", "the server could not find the requested resource");
+      return send(res, 200, doc);
     }
     if (path === "/api") return send(res, 200, apiVersions(`${req.socket.localAddress}:${req.socket.localPort}`));
     if (path === "/apis") return send(res, 200, apiGroupList());
