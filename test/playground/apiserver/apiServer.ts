@@ -124,6 +124,25 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     });
   }
 
+  if (runtime) {
+    // As in a kubeadm cluster: the cluster DNS service (served by the runtime at its address).
+    store.create("services", "", {
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: { name: "kube-dns", namespace: "kube-system", labels: { "k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS" } },
+      spec: {
+        type: "ClusterIP",
+        clusterIP: runtime.clusterDnsIP,
+        clusterIPs: [runtime.clusterDnsIP],
+        ports: [
+          { name: "dns", port: 53, protocol: "UDP", targetPort: 53 },
+          { name: "dns-tcp", port: 53, protocol: "TCP", targetPort: 53 },
+        ],
+      },
+      status: { loadBalancer: {} },
+    });
+  }
+
   const authenticate = (req: IncomingMessage): UserInfo | undefined => {
     const auth = req.headers.authorization;
     if (auth?.startsWith("Bearer ")) return tokens.get(auth.slice(7).trim());

@@ -116,6 +116,14 @@ const printers: Record<string, { columns: Column[]; cells: Cells }> = {
       return [e.metadata.name, eps.length ? eps.join(",") : "<none>", age(e.metadata.creationTimestamp)];
     },
   },
+  EndpointSlice: {
+    columns: [col("Name"), col("AddressType"), col("Ports"), col("Endpoints"), col("Age")],
+    cells: (e) => {
+      const ports = ((e.ports ?? []) as { port?: number }[]).map((p) => String(p.port ?? "")).join(",") || "<unset>";
+      const addrs = ((e.endpoints ?? []) as { addresses?: string[] }[]).flatMap((x) => x.addresses ?? []);
+      return [e.metadata.name, e.addressType ?? "IPv4", ports, addrs.length ? addrs.slice(0, 3).join(",") + (addrs.length > 3 ? ` + ${addrs.length - 3} more...` : "") : "<unset>", age(e.metadata.creationTimestamp)];
+    },
+  },
   Namespace: {
     columns: [col("Name"), col("Status"), col("Age")],
     cells: (n) => [n.metadata.name, n.status?.phase ?? "Active", age(n.metadata.creationTimestamp)],
