@@ -14,7 +14,8 @@ import type { PodRuntimeLike } from "./apiserver/runtimeTypes.js";
 import type { StreamingHandlers } from "./apiserver/streamingTypes.js";
 
 const repoRoot = resolve(__dirname, "../..");
-const stateDir = join(repoRoot, ".playground");
+// PLAYGROUND_DIR moves the state (tests run a playground beside a user's own).
+const stateDir = resolve(process.env.PLAYGROUND_DIR ?? join(repoRoot, ".playground"));
 const pidFile = join(stateDir, "playground.pid");
 const kubeconfigPath = join(stateDir, "kubeconfig");
 
@@ -94,14 +95,13 @@ async function up(): Promise<void> {
     await stop();
     throw err;
   }
-  const rel = ".playground/kubeconfig";
   process.stdout.write(
     [
       "",
       `Tether playground is running: API server ${server.url}, node ${runtime?.nodeName ?? "(no runtime)"}.`,
       "",
       "  Try it:",
-      `    export KUBECONFIG=$PWD/${rel}`,
+      `    export KUBECONFIG=${kubeconfigPath}`,
       "    kubectl get pods -A",
       "    kubectl -n demo logs -f client",
       "    node dist/cli.js ls            # tether ls",
