@@ -294,6 +294,10 @@ describe("playground API server (fake runtime)", { skip: !haveKubectl }, () => {
     assert.equal((await h.kubectl(["label", "namespace", "restricted", "pod-security.kubernetes.io/enforce=baseline", "--overwrite"])).code, 0);
     const base = await h.kubectl(["debug", "good", "-n", "restricted", "--image=tether/agent", "--profile=netadmin"]);
     assert.match(base.stderr, /violates PodSecurity "baseline:latest": non-default capabilities \(container "debugger-\w+" must not include "NET_ADMIN", "NET_RAW" in securityContext.capabilities.add\)/);
+    assert.equal((await h.kubectl(["label", "namespace", "restricted", "pod-security.kubernetes.io/warn=restricted"])).code, 0);
+    const warned = await h.kubectl(["run", "warned", "--image=playground/api", "-n", "restricted"]);
+    assert.equal(warned.code, 0, warned.stderr);
+    assert.match(warned.stderr, /Warning: would violate PodSecurity "restricted:latest": allowPrivilegeEscalation != false/);
   });
 
   it("adds ephemeral containers through client-node (json patch, strategic merge, replace) and reports their state", async () => {

@@ -78,7 +78,9 @@ function checkNamespace(env: AdmissionEnv, rt: ResourceType, ns: string | undefi
 }
 
 /** Fills in defaults and runs admission for a create; mutates `obj`. */
-export function admitCreate(env: AdmissionEnv, rt: ResourceType, obj: KubeObject): void {
+/** Returns warnings for the client (Warning headers). */
+export function admitCreate(env: AdmissionEnv, rt: ResourceType, obj: KubeObject): string[] {
+  let warnings: string[] = [];
   const nsObj = checkNamespace(env, rt, obj.metadata.namespace, obj.metadata.name);
   obj.metadata.labels ??= {};
   switch (rt.kind) {
@@ -92,7 +94,7 @@ export function admitCreate(env: AdmissionEnv, rt: ResourceType, obj: KubeObject
       validatePod(obj);
       defaultPodSpec(obj.spec);
       obj.spec.nodeName ??= env.nodeName;
-      checkPodSecurity(obj, nsObj);
+      warnings = checkPodSecurity(obj, nsObj);
       obj.status = {
         phase: "Pending",
         conditions: [{ type: "PodScheduled", status: "True", lastProbeTime: null, lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, "Z") }],
@@ -148,19 +150,17 @@ export function admitCreate(env: AdmissionEnv, rt: ResourceType, obj: KubeObject
     default:
       break;
   }
+  return warnings;
 }
 
 /** Keeps what a plain update may not change (status, immutable fields); mutates `next`. */
-export function admitUpdate(env: AdmissionEnv, rt: ResourceType, old: KubeObject, next: KubeObject, subresource?: string): void {
+export function admitUpdate(env: AdmissionEnv, rt: ResourceType, old: KubeObject, next: KubeObject, subresource?: string): string[] {
   if (subresource === "status") {
     if (old.spec !== undefined) next.spec = old.spec;
     next.metadata = { ...old.metadata, resourceVersion: next.metadata.resourceVersion };
-    return;
+    return [];
   }
-  if (subresource === "ephemeralcontainers") {
-    admitEphemeral(env, old, next);
-    return;
-  }
+  if (subresource === "ephemeralcontainers") return admitEphemeral(env, old, next);
   if (old.status !== undefined && rt.kind !== "Namespace") next.status = old.status;
   if (rt.kind === "Namespace") next.status = old.status;
   if (rt.kind === "Pod") {
@@ -177,9 +177,10 @@ export function admitUpdate(env: AdmissionEnv, rt: ResourceType, old: KubeObject
       p.targetPort ??= p.port;
     }
   }
+  return [];
 }
 
-function admitEphemeral(env: AdmissionEnv, old: KubeObject, next: KubeObject): void {
+function admitEphemeral(env: AdmissionEnv, old: KubeObject, next: KubeObject): string[] {
   const before = (old.spec.ephemeralContainers ?? []) as Json[];
   const after = (next.spec?.ephemeralContainers ?? []) as Json[];
   const name = old.metadata.name;
@@ -209,5 +210,5 @@ function admitEphemeral(env: AdmissionEnv, old: KubeObject, next: KubeObject): v
   next.spec = spec;
   next.status = old.status;
   next.metadata = { ...old.metadata, resourceVersion: next.metadata.resourceVersion };
-  checkPodSecurity(next, env.store.get("namespaces", undefined, old.metadata.namespace ?? ""));
+  return checkPodSecurity(next, env.store.get("namespaces", undefined, old.metadata.namespace ?? ""));
 }

@@ -250,6 +250,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     };
     const reply = await rest.handle(r, res);
     if ("streamed" in reply) return;
+    for (const w of reply.warnings ?? []) res.appendHeader("Warning", `299 - "${w.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`);
     send(res, reply.status, reply.body);
   };
 

@@ -103,10 +103,18 @@ export function podSecurityViolations(spec: KubeObject["spec"], level: PodSecuri
   return out;
 }
 
-export function checkPodSecurity(pod: KubeObject, namespace: KubeObject | undefined): void {
+/** Throws the Forbidden error of the enforce level; returns the warnings of the warn level. */
+export function checkPodSecurity(pod: KubeObject, namespace: KubeObject | undefined): string[] {
   const { level, version } = enforcedLevel(namespace);
   const violations = podSecurityViolations(pod.spec ?? {}, level);
-  if (violations.length === 0) return;
+  if (violations.length === 0) {
+    const labels = namespace?.metadata.labels ?? {};
+    const warn = labels["pod-security.kubernetes.io/warn"];
+    if (warn !== "baseline" && warn !== "restricted") return [];
+    const warnVersion = labels["pod-security.kubernetes.io/warn-version"] ?? "latest";
+    const w = podSecurityViolations(pod.spec ?? {}, warn);
+    return w.length ? [`would violate PodSecurity "${warn}:${warnVersion}": ${w.join(", ")}`] : [];
+  }
   throw new ApiError(
     "Forbidden",
     `pods "${pod.metadata.name}" is forbidden: violates PodSecurity "${level}:${version}": ${violations.join(", ")}`,

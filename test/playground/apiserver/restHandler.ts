@@ -25,7 +25,7 @@ export interface ResourceRequest {
   body: unknown;
 }
 
-export type Reply = { status: number; body: unknown } | { streamed: true };
+export type Reply = { status: number; body: unknown; warnings?: string[] } | { streamed: true };
 
 const objectShape = z
   .object({
@@ -72,6 +72,12 @@ export class RestHandler {
   }
 
   async handle(r: ResourceRequest, res: ServerResponse): Promise<Reply> {
+    const warnings: string[] = [];
+    const reply = await this.dispatch(r, res, warnings);
+    return "streamed" in reply || warnings.length === 0 ? reply : { ...reply, warnings };
+  }
+
+  private async dispatch(r: ResourceRequest, res: ServerResponse, warnings: string[]): Promise<Reply> {
     const { rt } = r;
     if (rt.group === "authorization.k8s.io") return this.review(r);
     const sub = r.subresource;
@@ -87,15 +93,15 @@ export class RestHandler {
         return { status: 200, body: this.list(r) };
       case "POST":
         if (r.name) throw new ApiError("MethodNotAllowed", `the server does not allow this method on the requested resource`);
-        return { status: 201, body: this.create(r) };
+        return { status: 201, body: this.create(r, warnings) };
       case "PUT":
-        return { status: 200, body: this.update(r, this.parseObject(r.body)) };
+        return { status: 200, body: this.update(r, this.parseObject(r.body), warnings) };
       case "PATCH": {
         if (!r.name) throw new ApiError("MethodNotAllowed", `the server does not allow this method on the requested resource`);
         const current = this.store.mustGet(rt.resource, rt.group, r.namespace, r.name);
         const patched = this.parseObject(applyPatch(r.contentType, current, r.body));
         patched.metadata.resourceVersion = (r.body as { metadata?: { resourceVersion?: string } })?.metadata?.resourceVersion;
-        return { status: 200, body: this.update(r, patched) };
+        return { status: 200, body: this.update(r, patched, warnings) };
       }
       case "DELETE":
         if (r.name) return { status: 200, body: this.delete(r, r.name) };
@@ -132,7 +138,7 @@ export class RestHandler {
     return { kind: `${r.rt.kind}List`, apiVersion: apiVersionOf(r.rt), metadata: meta, items };
   }
 
-  private create(r: ResourceRequest): KubeObject {
+  private create(r: ResourceRequest, warnings: string[]): KubeObject {
     const obj = this.parseObject(r.body);
     obj.apiVersion = apiVersionOf(r.rt);
     obj.kind = r.rt.kind;
@@ -144,12 +150,12 @@ export class RestHandler {
       obj.metadata.namespace = r.namespace;
     } else delete obj.metadata.namespace;
     for (const k of ["uid", "resourceVersion", "creationTimestamp", "deletionTimestamp", "generation"]) delete obj.metadata[k];
-    admitCreate(this.env, r.rt, obj);
+    warnings.push(...admitCreate(this.env, r.rt, obj));
     if (isDryRun(r)) return obj;
     return this.store.create(r.rt.resource, r.rt.group, obj);
   }
 
-  private update(r: ResourceRequest, next: KubeObject): KubeObject {
+  private update(r: ResourceRequest, next: KubeObject, warnings: string[]): KubeObject {
     const { rt } = r;
     const name = r.name ?? next.metadata?.name;
     if (!name) throw new ApiError("BadRequest", "name is required");
@@ -161,7 +167,7 @@ export class RestHandler {
     next.kind = rt.kind;
     next.metadata = { ...next.metadata, name, namespace: old.metadata.namespace };
     if (!rt.namespaced) delete next.metadata.namespace;
-    admitUpdate(this.env, rt, old, next, r.subresource);
+    warnings.push(...admitUpdate(this.env, rt, old, next, r.subresource));
     const specChanged = r.subresource !== "status" && JSON.stringify(old.spec) !== JSON.stringify(next.spec);
     if (isDryRun(r)) return next;
     return this.store.update(rt.resource, rt.group, next, { specChanged });
