@@ -11,7 +11,7 @@ import { admitCreate } from "./admission.js";
 import { ApiError } from "./apiError.js";
 import { Authorizer, type Attributes, type UserInfo } from "./authz.js";
 import { Controllers } from "./controllers.js";
-import { apiGroup, apiGroupList, apiResourceList, apiVersions, serverVersion } from "./discovery.js";
+import { aggregatedDiscovery, aggregatedDiscoveryType, apiGroup, apiGroupList, apiResourceList, apiVersions, serverVersion, wantsAggregated } from "./discovery.js";
 import { Kubelet } from "./kubelet.js";
 import { openApiV3GroupVersion, openApiV3Root } from "./openapi.js";
 import type { Pki } from "./pki.js";
@@ -211,6 +211,12 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       const doc = parts[0] === "api" ? openApiV3GroupVersion("", parts[1] ?? "") : openApiV3GroupVersion(parts[1] ?? "", parts[2] ?? "");
       if (!doc) throw new ApiError("NotFound", "the server could not find the requested resource");
       return send(res, 200, doc);
+    }
+    if ((path === "/api" || path === "/apis") && wantsAggregated(req.headers.accept)) {
+      const text = JSON.stringify(aggregatedDiscovery(path === "/api"));
+      res.writeHead(200, { "Content-Type": aggregatedDiscoveryType, "Content-Length": Buffer.byteLength(text), Vary: "Accept" });
+      res.end(text);
+      return;
     }
     if (path === "/api") return send(res, 200, apiVersions(`${req.socket.localAddress}:${req.socket.localPort}`));
     if (path === "/apis") return send(res, 200, apiGroupList());

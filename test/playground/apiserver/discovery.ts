@@ -71,3 +71,57 @@ export function apiResourceList(group: string, version: string): Record<string, 
   }
   return { kind: "APIResourceList", apiVersion: "v1", groupVersion: apiVersionOf(rs[0]!), resources };
 }
+
+/** Aggregated discovery (apidiscovery.k8s.io/v2) for /api (core) or /apis (named groups). */
+export function aggregatedDiscovery(core: boolean): Record<string, unknown> {
+  const groups = groupVersions().filter((g) => (g.group === "") === core);
+  return {
+    kind: "APIGroupDiscoveryList",
+    apiVersion: "apidiscovery.k8s.io/v2",
+    metadata: {},
+    items: groups.map((g) => ({
+      metadata: core ? { creationTimestamp: null } : { name: g.group, creationTimestamp: null },
+      versions: [
+        {
+          version: g.version,
+          freshness: "Current",
+          resources: resourceTypes
+            .filter((r) => r.group === g.group && r.version === g.version)
+            .map((r) => ({
+              resource: r.resource,
+              responseKind: { group: r.group, version: r.version, kind: r.kind },
+              scope: r.namespaced ? "Namespaced" : "Cluster",
+              singularResource: r.singular,
+              verbs: r.verbs,
+              ...(r.shortNames ? { shortNames: r.shortNames } : {}),
+              ...(r.categories ? { categories: r.categories } : {}),
+              ...(r.subresources
+                ? {
+                    subresources: r.subresources.map((sub) => ({
+                      subresource: sub,
+                      responseKind:
+                        sub === "scale"
+                          ? { group: "autoscaling", version: "v1", kind: "Scale" }
+                          : sub === "portforward"
+                            ? { group: "", version: "v1", kind: "PodPortForwardOptions" }
+                            : sub === "exec"
+                              ? { group: "", version: "v1", kind: "PodExecOptions" }
+                              : { group: r.group, version: r.version, kind: r.kind },
+                      verbs: sub === "log" ? ["get"] : sub === "portforward" || sub === "exec" ? ["create", "get"] : ["get", "patch", "update"],
+                    })),
+                  }
+                : {}),
+            })),
+        },
+      ],
+    })),
+  };
+}
+
+export const aggregatedDiscoveryType = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/** Whether the client asked for aggregated discovery v2 before plain JSON. */
+export function wantsAggregated(accept: string | undefined): boolean {
+  const first = (accept ?? "").split(",")[0] ?? "";
+  return /g=apidiscovery\.k8s\.io/.test(first) && /v=v2(?!beta)/.test(first) && /as=APIGroupDiscoveryList/.test(first);
+}
