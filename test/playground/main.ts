@@ -2,7 +2,7 @@
 // 127.0.0.1:6443 with the pod runtime, creates the demo namespace, writes .playground/kubeconfig and
 // runs until SIGINT/SIGTERM, then removes what it made. `down` stops a running playground and cleans
 // up what a crashed one left behind.
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { Log, LogLevel } from "../../src/protocol/log.js";
@@ -43,9 +43,14 @@ async function loadModule<T>(relative: string): Promise<T | undefined> {
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch {
     return false;
+  }
+  try {
+    // A zombie (exited, not yet reaped by its parent) is not running.
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return true;
   }
 }
 
