@@ -6,12 +6,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { Log, LogLevel } from "../../src/protocol/log.js";
-import { startApiServer, type ApiServer } from "./apiserver/apiServer.js";
-import { demoObjects } from "./apiserver/demoObjects.js";
-import { writeKubeconfig } from "./apiserver/kubeconfig.js";
-import { ensurePki } from "./apiserver/pki.js";
-import type { PodRuntimeLike } from "./apiserver/runtimeTypes.js";
-import type { StreamingHandlers } from "./apiserver/streamingTypes.js";
+import { loadRuntimeModule, startPlayground, type Playground } from "./apiserver/startPlayground.js";
 
 const repoRoot = resolve(__dirname, "../..");
 // PLAYGROUND_DIR moves the state (tests run a playground beside a user's own).
@@ -26,19 +21,6 @@ const log: Log = (level, message, fields) => {
   const extra = fields && Object.keys(fields).length ? ` ${JSON.stringify(fields)}` : "";
   process.stderr.write(`[playground] ${level} ${message}${extra}\n`);
 };
-
-interface RuntimeModule {
-  PodRuntime: { create(opts: { stateDir: string; log: Log }): Promise<PodRuntimeLike> };
-  cleanupLeftovers?: (opts: { stateDir: string; log: Log }) => Promise<void>;
-}
-
-// The runtime and streaming modules are separate parts of the playground; load them by path so
-// the API server also runs (without pods or port-forward) where they are absent.
-async function loadModule<T>(relative: string): Promise<T | undefined> {
-  const path = join(__dirname, relative);
-  if (!existsSync(`${path}.ts`)) return undefined;
-  return (await import(`${path}.ts`)) as T;
-}
 
 function alive(pid: number): boolean {
   try {
@@ -66,40 +48,24 @@ async function up(): Promise<void> {
     throw new Error(`a playground is already running (pid ${running}); stop it with: npm run playground -- down`);
   }
   await mkdir(stateDir, { recursive: true });
-  const runtimeMod = await loadModule<RuntimeModule>("runtime/podRuntime");
-  if (runtimeMod?.cleanupLeftovers) await runtimeMod.cleanupLeftovers({ stateDir: join(stateDir, "runtime"), log });
-  const streaming = await loadModule<StreamingHandlers>("streaming/index");
-  const pki = await ensurePki(join(stateDir, "pki"));
-  let runtime: PodRuntimeLike | undefined;
-  let server: ApiServer | undefined;
+  let playground: Playground | undefined;
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> =>
     (stopping ??= (async () => {
       log("info", "stopping the playground");
-      await server?.close();
-      await runtime?.dispose();
+      await playground?.close();
       await rm(pidFile, { force: true });
     })());
   process.once("SIGINT", () => void stop().then(() => process.exit(0)));
   process.once("SIGTERM", () => void stop().then(() => process.exit(0)));
   await writeFile(pidFile, String(process.pid));
   try {
-    if (runtimeMod) runtime = await runtimeMod.PodRuntime.create({ stateDir: join(stateDir, "runtime"), log });
-    else log("warn", "no pod runtime (test/playground/runtime/podRuntime.ts missing): pods stay Pending");
-    if (!streaming) log("warn", "no streaming module (test/playground/streaming/index.ts missing): port-forward and exec unavailable");
-    server = await startApiServer({
-      pki,
-      port: Number(process.env.PLAYGROUND_PORT ?? 6443),
-      runtime,
-      streaming,
-      log,
-    });
-    await writeKubeconfig(kubeconfigPath, pki, server.url);
-    for (const o of demoObjects()) server.create(o);
+    playground = await startPlayground({ stateDir, port: Number(process.env.PLAYGROUND_PORT ?? 6443), log });
   } catch (err) {
     await stop();
     throw err;
   }
+  const { server, runtime } = playground;
   process.stdout.write(
     [
       "",
@@ -112,8 +78,8 @@ async function up(): Promise<void> {
       "    node dist/cli.js ls            # tether ls",
       "    node dist/cli.js doctor -t deployment/api -n demo",
       "",
-      "  VS Code: set \"tether.kubeconfig\" (or the KUBECONFIG env of VS Code) to",
-      `    ${kubeconfigPath}`,
+      "  VS Code: start it with the same KUBECONFIG (Tether reads it as kubectl does):",
+      `    KUBECONFIG=${kubeconfigPath} code .`,
       "  Contexts: playground (admin), playground-limited (may only read pods in demo), playground-token.",
       "",
       "  Stop with Ctrl-C, or from another shell: npm run playground -- down",
@@ -137,7 +103,7 @@ async function down(): Promise<void> {
       process.kill(pid, "SIGKILL");
     }
   } else log("info", "no running playground found");
-  const runtimeMod = await loadModule<RuntimeModule>("runtime/podRuntime");
+  const runtimeMod = await loadRuntimeModule();
   if (runtimeMod?.cleanupLeftovers) await runtimeMod.cleanupLeftovers({ stateDir: join(stateDir, "runtime"), log });
   await rm(pidFile, { force: true });
   await rm(join(stateDir, "runtime"), { recursive: true, force: true });
