@@ -1,7 +1,10 @@
 // Entry of the agent bundle (dist/agent.js): parse the environment, start the agent, stop cleanly.
+import { randomBytes } from "node:crypto";
 import { networkInterfaces } from "node:os";
 import { AGENT_VERSION, Agent } from "./agent";
 import { AgentConfigError, parseAgentEnv } from "./config";
+import { isGuard, runGuard, startGuard } from "./incoming/guard";
+import { prepareIptables } from "./incoming/iptables";
 import { MirrorCapture } from "./incoming/mirror";
 import { StealRouter } from "./incoming/steal";
 import { joinAndRun } from "./join";
@@ -19,6 +22,7 @@ function podIps(): string[] {
 }
 
 async function main(): Promise<void> {
+  if (isGuard(process.env)) return runGuard(process.env, (line) => process.stderr.write(line));
   let config;
   try {
     config = parseAgentEnv(process.env);
@@ -33,8 +37,14 @@ async function main(): Promise<void> {
   const log = jsonLog(config.TETHER_AGENT_LOG_LEVEL);
   const metrics = new Metrics();
   const probes = config.TETHER_AGENT_PROBES;
+  const agentId = config.TETHER_AGENT_ID ?? randomBytes(4).toString("hex");
+  const iptables = await prepareIptables(config, agentId, log).catch((err) => {
+    log("error", "iptables unusable; steal is unavailable", { error: String(err) });
+    return undefined;
+  });
+  const guard = iptables ? startGuard(iptables.flavour, agentId, log) : undefined;
   const agent = new Agent(config, {
-    steal: new StealRouter({ config, log, metrics, probes }),
+    steal: new StealRouter({ config, log, metrics, probes, ...(iptables ? { iptables } : {}) }),
     mirror: new MirrorCapture({ log, metrics }),
     outgoing: new PodOutgoing({ log, metrics }),
     resolver: new PodResolver({ log }),
@@ -43,6 +53,7 @@ async function main(): Promise<void> {
     log,
     podIps: podIps(),
     probes,
+    ...(iptables ? { iptables: iptables.flavour } : {}),
   });
   for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) {
     process.on(signal, () => void agent.stop(signal));
@@ -51,6 +62,7 @@ async function main(): Promise<void> {
   log("info", "ready", { port, pid: process.pid, version: AGENT_VERSION });
   const reason = await agent.stopped;
   log("info", "stopped", { reason });
+  guard?.close();
   process.exit(0);
 }
 

@@ -1,0 +1,272 @@
+// Filtered steal on one port: Node's own HTTP parser reads each request of a redirected connection;
+// every request is decided on its own (one keep-alive connection may carry stolen and passed
+// requests). Stolen requests go to the session as `incoming.http` and wait for its
+// `http.response`; passed ones are replayed to the app at the connection's original address with
+// their raw headers. Upgrades (WebSocket) become raw byte streams after the response head.
+//
+// Limits: request heads up to MAX_HEADER_BYTES (96 KiB; 64 KiB of headers fit), HEADERS_TIMEOUT_MS
+// for a whole head (slowloris), bodies always streamed with backpressure (never buffered whole).
+import { createServer, request as httpRequest, Agent as HttpAgent, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { connect, type Socket } from "node:net";
+import type { Duplex } from "node:stream";
+import type { AgentConnection, WireStream } from "../../src/protocol/connection";
+import type { Log } from "../../src/protocol/log";
+import type { EngineToAgent } from "../../src/protocol/messages";
+import type { Metrics } from "../metrics";
+import type { AgentSession } from "../session";
+import type { RequestFacts } from "./httpMatcher";
+import { pipeBoth } from "./pipeBoth";
+
+export const MAX_HEADER_BYTES = 96 * 1024;
+export const HEADERS_TIMEOUT_MS = 15_000;
+export const KEEP_ALIVE_TIMEOUT_MS = 65_000;
+
+type HttpResponseMsg = Extract<EngineToAgent, { type: "http.response" }>;
+
+export type Decision =
+  | { kind: "steal"; session: AgentSession }
+  | { kind: "pass"; reason: "unmatched" | "probe"; leaked: boolean };
+
+export interface HttpStealContext {
+  port: number;
+  log: Log;
+  metrics: Metrics;
+  /** Decided per request, from the port's subscriptions at that moment. */
+  decide(facts: RequestFacts): Decision;
+  /** Tells the port's other (v2) sessions what happened to a request. */
+  notify(facts: RequestFacts, decision: Decision): void;
+}
+
+/** One listener per wire connection dispatches http.response messages to the waiting request. */
+const waiters = new WeakMap<AgentConnection, Map<number, (msg: HttpResponseMsg) => void>>();
+
+function waitResponse(conn: AgentConnection, stream: WireStream): Promise<HttpResponseMsg> {
+  let map = waiters.get(conn);
+  if (!map) {
+    const m = new Map<number, (msg: HttpResponseMsg) => void>();
+    conn.on("http.response", (msg: HttpResponseMsg) => m.get(msg.stream)?.(msg));
+    waiters.set(conn, m);
+    map = m;
+  }
+  const table = map;
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      table.delete(stream.id);
+      stream.off("close", onClose);
+      stream.off("error", onClose);
+    };
+    const onClose = () => {
+      done();
+      reject(new Error("the session closed the stream before answering"));
+    };
+    table.set(stream.id, (msg) => {
+      done();
+      resolve(msg);
+    });
+    stream.once("close", onClose);
+    stream.once("error", onClose);
+  });
+}
+
+function peerOf(socket: Socket): { address: string; port: number } {
+  return { address: (socket.remoteAddress ?? "").replace(/^::ffff:/, ""), port: socket.remotePort ?? 0 };
+}
+
+/** Where the connection was going before the REDIRECT: the address it reached, on the stolen port. */
+export function originalHost(socket: Socket): string {
+  const local = (socket.localAddress ?? "127.0.0.1").replace(/^::ffff:/, "");
+  return local === "0.0.0.0" || local === "" ? "127.0.0.1" : local;
+}
+
+function headBytes(firstLine: string, rawHeaders: readonly string[]): Buffer {
+  let s = `${firstLine}\r\n`;
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) s += `${rawHeaders[i]}: ${rawHeaders[i + 1]}\r\n`;
+  return Buffer.from(`${s}\r\n`, "latin1");
+}
+
+export function createHttpSteal(ctx: HttpStealContext): Server {
+  const upstreamAgent = new HttpAgent({ keepAlive: true, maxFreeSockets: 16 });
+  const server = createServer({
+    maxHeaderSize: MAX_HEADER_BYTES,
+    headersTimeout: HEADERS_TIMEOUT_MS,
+    requestTimeout: 0, // bodies may be large and slow; heads are bounded by headersTimeout
+    keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+    connectionsCheckingInterval: 1_000,
+    insecureHTTPParser: false,
+  });
+  const bytes = (direction: "to_session" | "from_session", n: number) => ctx.metrics.add("tether_bytes_total", n, { direction });
+
+  const facts = (req: IncomingMessage): RequestFacts => ({ method: req.method ?? "GET", url: req.url ?? "/", rawHeaders: req.rawHeaders });
+
+  const count = (decision: Decision) => {
+    if (decision.kind === "steal") {
+      ctx.metrics.add("tether_requests_total", 1, { outcome: "stolen" });
+      ctx.metrics.add("tether_filter_matches_total");
+    } else {
+      ctx.metrics.add("tether_requests_total", 1, { outcome: decision.reason === "probe" ? "probe" : "passed" });
+      if (decision.leaked) ctx.metrics.add("tether_leaked_requests_total");
+    }
+  };
+
+  // ---- plain requests ----
+
+  const pass = (req: IncomingMessage, res: ServerResponse) => {
+    const upstream = httpRequest({
+      host: originalHost(req.socket),
+      port: ctx.port,
+      method: req.method,
+      path: req.url,
+      headers: req.rawHeaders as unknown as Record<string, string>, // raw form: names keep their case and order
+      setHost: false,
+      agent: upstreamAgent,
+      maxHeaderSize: MAX_HEADER_BYTES,
+    });
+    req.pipe(upstream);
+    upstream.on("response", (answer) => {
+      try {
+        res.writeHead(answer.statusCode ?? 502, answer.statusMessage, answer.rawHeaders);
+      } catch (err) {
+        ctx.log("debug", "app response head not forwardable", { error: String(err) });
+        answer.destroy();
+        res.destroy();
+        return;
+      }
+      answer.pipe(res);
+      answer.on("error", () => res.destroy());
+    });
+    upstream.on("error", (err) => {
+      ctx.log("debug", "passing a request to the app failed", { port: ctx.port, error: err.message });
+      if (!res.headersSent) res.writeHead(502, { "content-type": "text/plain", connection: "close" }).end("tether: the app did not answer\n");
+      else res.destroy();
+    });
+    res.on("close", () => {
+      if (!res.writableFinished) upstream.destroy();
+    });
+  };
+
+  const steal = (req: IncomingMessage, res: ServerResponse, session: AgentSession) => {
+    const conn = session.conn;
+    const stream = conn.openStream();
+    const answer = waitResponse(conn, stream);
+    conn.send({
+      type: "incoming.http",
+      stream: stream.id,
+      port: ctx.port,
+      peer: peerOf(req.socket),
+      method: req.method ?? "GET",
+      url: req.url ?? "/",
+      httpVersion: req.httpVersion,
+      rawHeaders: req.rawHeaders,
+      upgrade: false,
+    });
+    req.on("data", (d: Buffer) => bytes("to_session", d.length));
+    req.pipe(stream);
+    res.on("close", () => {
+      if (!res.writableFinished && !stream.destroyed) stream.destroy();
+    });
+    answer.then(
+      (msg) => {
+        if (res.destroyed) return;
+        try {
+          if (msg.statusCode < 200) throw new Error(`status ${msg.statusCode} is not a final response`);
+          res.writeHead(msg.statusCode, msg.statusMessage, msg.rawHeaders);
+        } catch (err) {
+          ctx.log("debug", "session response head rejected", { error: String(err) });
+          stream.destroy();
+          if (!res.headersSent) res.writeHead(502, { "content-type": "text/plain", connection: "close" }).end("tether: bad response from the session\n");
+          return;
+        }
+        stream.on("data", (d: Buffer) => bytes("from_session", d.length));
+        stream.pipe(res);
+        stream.on("error", () => res.destroy());
+      },
+      () => {
+        if (!res.headersSent) res.writeHead(502, { "content-type": "text/plain", connection: "close" }).end("tether: the session did not answer\n");
+        else res.destroy();
+      },
+    );
+  };
+
+  server.on("request", (req: IncomingMessage, res: ServerResponse) => {
+    const f = facts(req);
+    const decision = ctx.decide(f);
+    count(decision);
+    ctx.notify(f, decision);
+    if (decision.kind === "steal") steal(req, res, decision.session);
+    else pass(req, res);
+  });
+
+  // ---- upgrades ----
+
+  const passUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const app = connect({ host: originalHost(req.socket), port: ctx.port });
+    app.write(headBytes(`${req.method} ${req.url} HTTP/${req.httpVersion}`, req.rawHeaders));
+    if (head.length) app.write(head);
+    pipeBoth(socket, app);
+  };
+
+  const stealUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer, session: AgentSession) => {
+    const conn = session.conn;
+    const stream = conn.openStream();
+    const answer = waitResponse(conn, stream);
+    conn.send({
+      type: "incoming.http",
+      stream: stream.id,
+      port: ctx.port,
+      peer: peerOf(req.socket),
+      method: req.method ?? "GET",
+      url: req.url ?? "/",
+      httpVersion: req.httpVersion,
+      rawHeaders: req.rawHeaders,
+      upgrade: true,
+    });
+    socket.pause();
+    if (head.length) stream.write(head);
+    const onEarlyClose = () => stream.destroy();
+    socket.once("close", onEarlyClose);
+    socket.on("error", () => stream.destroy());
+    answer.then(
+      (msg) => {
+        socket.off("close", onEarlyClose);
+        if (socket.destroyed) return stream.destroy();
+        const upgraded = msg.statusCode === 101;
+        const raw = upgraded
+          ? msg.rawHeaders
+          : msg.rawHeaders.filter((_, i, all) => !/^(connection|content-length|transfer-encoding)$/i.test(all[i - (i % 2)]!));
+        if (!upgraded) raw.push("Connection", "close");
+        socket.write(headBytes(`HTTP/1.1 ${msg.statusCode} ${msg.statusMessage ?? ""}`.trimEnd(), raw));
+        if (upgraded) {
+          pipeBoth(socket, stream, (dir, n) => bytes(dir === "a->b" ? "to_session" : "from_session", n));
+          socket.resume();
+        } else {
+          stream.pipe(socket);
+        }
+      },
+      () => {
+        socket.end("HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain\r\nconnection: close\r\ncontent-length: 35\r\n\r\ntether: the session did not answer\n");
+      },
+    );
+  };
+
+  server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const f = facts(req);
+    const decision = ctx.decide(f);
+    count(decision);
+    ctx.notify(f, decision);
+    if (decision.kind === "steal") stealUpgrade(req, socket, head, decision.session);
+    else passUpgrade(req, socket, head);
+  });
+
+  // Malformed HTTP: answer 400 when the socket can still take it, then close; the agent stays up.
+  server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => {
+    ctx.log("debug", "bad HTTP on a filtered port", { port: ctx.port, code: err.code });
+    if (socket.writable && !(socket as Socket & { _httpMessage?: unknown })._httpMessage) {
+      const status = err.code === "HPE_HEADER_OVERFLOW" ? "431 Request Header Fields Too Large" : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? "408 Request Timeout" : "400 Bad Request";
+      socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+      setTimeout(() => socket.destroy(), 1000).unref();
+    } else socket.destroy();
+  });
+
+  server.on("close", () => upstreamAgent.destroy());
+  return server;
+}
