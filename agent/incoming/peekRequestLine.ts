@@ -52,5 +52,6 @@ export function peekRequestLine(socket: Socket, options: PeekOptions): Promise<P
     socket.once("end", onEnd);
     socket.once("close", onEnd);
     socket.once("error", onEnd);
+    socket.resume(); // a listener with pauseOnConnect starts paused
   });
 }

@@ -204,6 +204,7 @@ export class StealRouter implements PortCapability {
       return;
     }
     void peekRequestLine(socket, { silentMs: PEEK_SILENT_MS, lineTimeoutMs: 15_000 }).then(({ kind }) => {
+      log("debug", "connection sniffed", { port: stolen.port, kind });
       if (kind === "closed") {
         socket.destroy();
         return;
@@ -260,7 +261,9 @@ export class StealRouter implements PortCapability {
     this.ports.delete(port);
     stolen.listener.close();
     try {
-      await this.options.iptables?.unredirect(port);
+      // the last port: the chains and jumps go too, so an idle agent leaves no rule behind
+      if (this.ports.size === 0) await this.options.iptables?.removeAll();
+      else await this.options.iptables?.unredirect(port);
     } catch (err) {
       this.options.log("error", "cannot remove a redirect", { port, error: String(err) });
       throw err;

@@ -1,0 +1,242 @@
+// Engine side of incoming traffic: delivers what the agent stole or mirrored to the debuggee's
+// local port.
+//
+//   const delivery = new IncomingDelivery(conn, { portMap: { 80: 3000 } });
+//   delivery.on("request", (r) => ...);   // one stolen HTTP request answered (live traffic view)
+//   delivery.on("failure", (f) => ...);   // the local app could not be reached
+//   ...
+//   delivery.close();
+//
+// - `incoming.tcp` (steal or mirror): a TCP connection to host:localPort piped with the stream,
+//   half-close both ways. Mirror: the copy is written to the app and the app's answer discarded.
+// - `incoming.http` (filtered steal): the request is replayed with node:http (raw headers kept,
+//   no Host added), the answer goes back as `http.response` then the body on the stream. Upgrade
+//   requests (WebSocket) are upgraded against the local app; after the 101 head, raw bytes flow
+//   both ways.
+// - Local app not listening: HTTP gets a 502 answer, TCP streams are reset; both emit "failure".
+//
+// Events:
+//   "connection" (IncomingConnection)  an incoming.tcp stream was accepted
+//   "request"    (DeliveredRequest)    an HTTP request got its response head (status, latency)
+//   "passed"     (PassedRequest)       v2 agents: a request on a subscribed port went to the pod's app
+//   "failure"    (DeliveryFailure)     delivering to the local app failed
+import { EventEmitter } from "node:events";
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
+import { connect } from "node:net";
+import type { Duplex } from "node:stream";
+import type { EngineConnection } from "../protocol/connection";
+import { silentLog, type Log } from "../protocol/log";
+import type { AgentToEngine } from "../protocol/messages";
+
+type IncomingTcp = Extract<AgentToEngine, { type: "incoming.tcp" }>;
+type IncomingHttp = Extract<AgentToEngine, { type: "incoming.http" }>;
+type TrafficPassed = Extract<AgentToEngine, { type: "traffic.passed" }>;
+
+export interface IncomingDeliveryOptions {
+  /** Pod port -> local port; ports not listed are delivered to the same port number. */
+  portMap?: Record<number, number> | Map<number, number>;
+  /** Where the debuggee listens (default 127.0.0.1). */
+  host?: string;
+  log?: Log;
+}
+
+export interface IncomingConnection {
+  port: number;
+  localPort: number;
+  mode: "steal" | "mirror";
+  peer: { address: string; port: number };
+}
+
+export interface DeliveredRequest {
+  port: number;
+  localPort: number;
+  method: string;
+  /** Path with query, as the client sent it. */
+  path: string;
+  status: number;
+  /** From the agent's message to the local app's response head. */
+  latencyMs: number;
+  upgrade: boolean;
+}
+
+export type PassedRequest = Omit<TrafficPassed, "type">;
+
+export interface DeliveryFailure {
+  port: number;
+  localPort: number;
+  kind: "tcp" | "http";
+  error: Error;
+}
+
+/** Largest response head accepted from the local app. */
+const MAX_HEADER_BYTES = 96 * 1024;
+/** Hop-by-hop headers that describe the engine's own connection to the app, not the client's. */
+const HOP_BY_HOP = /^(connection|keep-alive)$/i;
+
+export class IncomingDelivery extends EventEmitter {
+  private readonly host: string;
+  private readonly log: Log;
+  private readonly portMap: Map<number, number>;
+  private readonly agent = new HttpAgent({ keepAlive: true });
+  private readonly live = new Set<Duplex>();
+  private closed = false;
+  private readonly onMessage = (msg: AgentToEngine) => {
+    if (msg.type === "incoming.tcp") this.deliverTcp(msg);
+    else if (msg.type === "incoming.http") this.deliverHttp(msg);
+    else if (msg.type === "traffic.passed") {
+      const { type: _type, ...passed } = msg;
+      this.emit("passed", passed satisfies PassedRequest);
+    }
+  };
+
+  constructor(
+    private readonly conn: EngineConnection,
+    options: IncomingDeliveryOptions = {},
+  ) {
+    super();
+    this.host = options.host ?? "127.0.0.1";
+    this.log = options.log ?? silentLog;
+    this.portMap = options.portMap instanceof Map ? new Map(options.portMap) : new Map(Object.entries(options.portMap ?? {}).map(([k, v]) => [Number(k), v]));
+    conn.on("message", this.onMessage);
+  }
+
+  /** The local port a pod port is delivered to. */
+  localPort(port: number): number {
+    return this.portMap.get(port) ?? port;
+  }
+
+  /** Stops taking new traffic and resets what is in flight. Safe to call twice. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.conn.off("message", this.onMessage);
+    for (const s of this.live) s.destroy();
+    this.live.clear();
+    this.agent.destroy();
+  }
+
+  private track(s: Duplex): void {
+    this.live.add(s);
+    s.once("close", () => this.live.delete(s));
+  }
+
+  private fail(port: number, kind: "tcp" | "http", error: Error): void {
+    this.log("warn", "cannot deliver incoming traffic to the local app", { port, localPort: this.localPort(port), kind, error: error.message });
+    this.emit("failure", { port, localPort: this.localPort(port), kind, error } satisfies DeliveryFailure);
+  }
+
+  private deliverTcp(msg: IncomingTcp): void {
+    const stream = this.conn.stream(msg.stream);
+    if (!stream) return;
+    if (this.closed) return void stream.destroy();
+    const localPort = this.localPort(msg.port);
+    this.emit("connection", { port: msg.port, localPort, mode: msg.mode, peer: msg.peer } satisfies IncomingConnection);
+    const app = connect({ host: this.host, port: localPort, allowHalfOpen: true });
+    this.track(app);
+    this.track(stream);
+    let connected = false;
+    app.once("connect", () => (connected = true));
+    app.on("error", (err) => {
+      if (!connected) this.fail(msg.port, "tcp", err);
+      stream.destroy(err);
+    });
+    stream.on("error", () => app.destroy());
+    stream.pipe(app);
+    if (msg.mode === "mirror") {
+      app.resume(); // the app's answers to a mirrored copy go nowhere
+      app.on("end", () => stream.end());
+      stream.on("close", () => app.destroy());
+      return;
+    }
+    app.pipe(stream);
+    const finishOther = (a: Duplex, b: Duplex) => () => {
+      if (!(a.readableEnded && a.writableFinished) && !b.destroyed) b.destroy();
+    };
+    app.on("close", finishOther(app, stream));
+    stream.on("close", finishOther(stream, app));
+  }
+
+  private deliverHttp(msg: IncomingHttp): void {
+    const stream = this.conn.stream(msg.stream);
+    if (!stream) return;
+    if (this.closed) return void stream.destroy();
+    this.track(stream);
+    const localPort = this.localPort(msg.port);
+    const started = Date.now();
+    const report = (status: number) =>
+      this.emit("request", {
+        port: msg.port,
+        localPort,
+        method: msg.method,
+        path: msg.url,
+        status,
+        latencyMs: Date.now() - started,
+        upgrade: msg.upgrade,
+      } satisfies DeliveredRequest);
+    const req = httpRequest({
+      host: this.host,
+      port: localPort,
+      method: msg.method,
+      path: msg.url,
+      headers: msg.rawHeaders as unknown as Record<string, string>, // raw form keeps names, case and order
+      setHost: false,
+      agent: msg.upgrade ? false : this.agent,
+      maxHeaderSize: MAX_HEADER_BYTES,
+    });
+    let answered = false;
+    const answer = (res: IncomingMessage, rawHeaders: string[]) => {
+      answered = true;
+      this.conn.send({
+        type: "http.response",
+        stream: stream.id,
+        statusCode: res.statusCode ?? 502,
+        ...(res.statusMessage ? { statusMessage: res.statusMessage } : {}),
+        rawHeaders,
+      });
+      report(res.statusCode ?? 502);
+    };
+    req.on("error", (err) => {
+      if (answered) return void stream.destroy(err);
+      answered = true;
+      this.fail(msg.port, "http", err);
+      const body = Buffer.from(`tether: the local app on port ${localPort} is not reachable (${(err as NodeJS.ErrnoException).code ?? err.message})\n`);
+      this.conn.send({
+        type: "http.response",
+        stream: stream.id,
+        statusCode: 502,
+        statusMessage: "Bad Gateway",
+        rawHeaders: ["Content-Type", "text/plain", "Content-Length", String(body.length)],
+      });
+      report(502);
+      stream.resume(); // drop the request body
+      stream.end(body);
+    });
+    stream.on("error", () => req.destroy());
+
+    if (msg.upgrade) {
+      req.end();
+      req.on("upgrade", (res: IncomingMessage, socket, head: Buffer) => {
+        this.track(socket);
+        answer(res, res.rawHeaders);
+        if (head.length) stream.write(head);
+        stream.pipe(socket);
+        socket.pipe(stream);
+        socket.on("error", (err) => stream.destroy(err));
+        stream.on("error", () => socket.destroy());
+        socket.on("close", () => stream.destroyed || stream.writableFinished || stream.destroy());
+        stream.on("close", () => socket.destroyed || socket.writableFinished || socket.destroy());
+      });
+    } else {
+      stream.pipe(req);
+    }
+    req.on("response", (res: IncomingMessage) => {
+      const raw: string[] = [];
+      for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) {
+        if (!HOP_BY_HOP.test(res.rawHeaders[i]!)) raw.push(res.rawHeaders[i]!, res.rawHeaders[i + 1]!);
+      }
+      answer(res, raw);
+      res.pipe(stream);
+      res.on("error", (err) => stream.destroy(err));
+    });
+  }
+}

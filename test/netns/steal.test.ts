@@ -1,0 +1,175 @@
+// Steal with the real agent in a pod namespace: whole-port steal from outside (PREROUTING) and
+// from inside over loopback (OUTPUT), filtered steal per request on one keep-alive connection,
+// several sessions, conflicts, WebSocket upgrades, and the rules going away with the session.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { TetherError } from "../../src/protocol/error";
+import type { PassedRequest } from "../../src/engine/incoming";
+import { requireNetns } from "../support/netns";
+import { APP_PORT, connectFrom, get, getFrom, metric, sleep, startDebuggee, StealWorld } from "./stealFixture";
+
+describe("steal", requireNetns(), () => {
+  const world = new StealWorld();
+  let alice: Awaited<ReturnType<typeof startDebuggee>>;
+  let bob: Awaited<ReturnType<typeof startDebuggee>>;
+
+  before(async () => {
+    await world.start();
+    alice = await startDebuggee("alice");
+    bob = await startDebuggee("bob");
+    world.onDispose(() => alice.server.close());
+    world.onDispose(() => bob.server.close());
+  });
+  after(() => world.dispose());
+
+  test("the app answers before any steal", async () => {
+    const r = await getFrom(world.client, world.podIp, "/before");
+    assert.equal(r.body, "app GET /before");
+    assert.doesNotMatch(world.natRules(), /tether:/);
+  });
+
+  test("steal all: from the client namespace and from inside the pod over loopback", async () => {
+    const s = await world.session("alice@laptop", alice.port);
+    try {
+      const delivered: string[] = [];
+      s.delivery.on("connection", (c: { port: number }) => delivered.push(String(c.port)));
+      const { probesKept } = await s.subscribe();
+      assert.deepEqual(probesKept, []);
+      const rules = world.natRules();
+      assert.match(rules, /TETHER-PRE/);
+      assert.match(rules, /--comment "?tether:/);
+      assert.match(rules, /--suppl-groups/);
+
+      assert.equal((await getFrom(world.client, world.podIp, "/outside")).body, "local alice GET /outside");
+      assert.equal((await getFrom(world.pod, "127.0.0.1", "/loopback")).body, "local alice GET /loopback");
+      assert.equal((await getFrom(world.pod, world.podIp, "/pod-ip")).body, "local alice GET /pod-ip");
+      assert.equal(delivered.length, 3);
+
+      const page = await world.metrics();
+      assert.equal(metric(page, "tether_connections_total", 'outcome="stolen"'), 3);
+      assert.match(page, /tether_interception_delay_ms\{port="8080"\} \d+/);
+    } finally {
+      s.close();
+    }
+    // the session is gone: its rules too, and the app serves again
+    for (let i = 0; i < 50 && /tether:/.test(world.natRules()); i++) await sleep(50);
+    assert.doesNotMatch(world.natRules(), /tether:/);
+    assert.equal((await getFrom(world.client, world.podIp, "/after")).body, "app GET /after");
+  });
+
+  test("filtered steal decides per request on one keep-alive connection", async () => {
+    const s = await world.session("alice@laptop", alice.port);
+    const passed: PassedRequest[] = [];
+    s.delivery.on("passed", (p: PassedRequest) => passed.push(p));
+    try {
+      await s.subscribe({ header: "^x-user: alice$" });
+      const conn = connectFrom(world.client, world.podIp, APP_PORT);
+      try {
+        const answers: string[] = [];
+        for (const [path, user] of [["/1", "alice"], ["/2", "carol"], ["/3", "alice"], ["/4", ""], ["/5", "alice"]] as const) {
+          const r = await get(conn, path, user ? [`X-User: ${user}`] : []);
+          assert.equal(r.status, 200);
+          answers.push(r.body);
+        }
+        assert.deepEqual(answers, ["local alice GET /1", "app GET /2", "local alice GET /3", "app GET /4", "local alice GET /5"]);
+      } finally {
+        conn.destroy();
+      }
+      // raw headers reached the debuggee as the client sent them (names, case, order); node:http
+      // only adds "Connection: keep-alive" on the engine's own hop when the client sent none
+      const last = alice.seen.at(-1)!;
+      assert.deepEqual(last.rawHeaders.slice(0, 4), ["Host", "pod", "X-User", "alice"]);
+      assert.deepEqual(last.rawHeaders.slice(4), ["Connection", "keep-alive"]);
+      await sleep(100);
+      assert.deepEqual(
+        passed.map((p) => `${p.path} ${p.reason}`),
+        ["/2 unmatched", "/4 unmatched"],
+      );
+      const page = await world.metrics();
+      assert.ok(metric(page, "tether_filter_matches_total") >= 3);
+      assert.equal(metric(page, "tether_leaked_requests_total"), 0);
+    } finally {
+      s.close();
+    }
+  });
+
+  test("two sessions with two header filters each get their own requests; conflicts are refused", async () => {
+    const a = await world.session("alice@laptop", alice.port);
+    const b = await world.session("bob@desk", bob.port);
+    const c = await world.session("carol@ci", bob.port);
+    try {
+      await a.subscribe({ header: "^x-user: alice$" });
+      await b.subscribe({ header: "^x-user: bob$" });
+      // identical filter to alice's: refused to the second session, naming the first
+      await assert.rejects(c.subscribe({ header: "^x-user: alice$" }), (err) => TetherError.is(err, "FILTER_CONFLICT") && /alice@laptop/.test(err.message));
+      // a path filter with no header constraint overlaps both header filters
+      await assert.rejects(c.subscribe({ path: "^/api" }), (err) => TetherError.is(err, "FILTER_CONFLICT"));
+      // a plain steal while filtered ones are active
+      await assert.rejects(c.subscribe(), (err) => TetherError.is(err, "STEAL_REFUSED") && /filter/.test(err.message));
+
+      assert.equal((await getFrom(world.client, world.podIp, "/x", ["X-User: alice"])).body, "local alice GET /x");
+      assert.equal((await getFrom(world.client, world.podIp, "/y", ["X-User: bob"])).body, "local bob GET /y");
+      assert.equal((await getFrom(world.client, world.podIp, "/z", ["X-User: dave"])).body, "app GET /z");
+      assert.equal((await getFrom(world.pod, "127.0.0.1", "/w", ["x-user: bob"])).body, "local bob GET /w");
+    } finally {
+      a.close();
+      b.close();
+      c.close();
+    }
+  });
+
+  test("a filtered steal is refused while a plain steal holds the port", async () => {
+    const a = await world.session("alice@laptop", alice.port);
+    const b = await world.session("bob@desk", bob.port);
+    try {
+      await a.subscribe();
+      await assert.rejects(b.subscribe({ header: "^x-user: bob$" }), (err) => TetherError.is(err, "STEAL_REFUSED") && /alice@laptop/.test(err.message));
+      await assert.rejects(b.subscribe(), (err) => TetherError.is(err, "STEAL_REFUSED"));
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+
+  test("a matched WebSocket upgrade is stolen as a stream; an unmatched one reaches the app", async () => {
+    const s = await world.session("alice@laptop", alice.port);
+    try {
+      await s.subscribe({ header: "^x-user: alice$" });
+      for (const [user, expect] of [["alice", "alice:hello"], ["bob", "app:hello"]] as const) {
+        const conn = connectFrom(world.client, world.podIp, APP_PORT);
+        try {
+          const head = await get(conn, "/ws", ["Connection: Upgrade", "Upgrade: echo", `X-User: ${user}`]);
+          assert.equal(head.status, 101);
+          const echoed = new Promise<string>((resolve) => conn.once("data", (d: Buffer) => resolve(d.toString())));
+          conn.resume();
+          conn.write("hello");
+          assert.equal(await echoed, expect);
+        } finally {
+          conn.destroy();
+        }
+      }
+    } finally {
+      s.close();
+    }
+  });
+
+  test("the debuggee not listening: a stolen request gets 502 and the session hears why", async () => {
+    const s = await world.session("alice@laptop", 1); // nothing listens on local port 1
+    const failures: unknown[] = [];
+    s.delivery.on("failure", (f) => failures.push(f));
+    try {
+      await s.subscribe({ header: "^x-user: alice$" });
+      const r = await getFrom(world.client, world.podIp, "/gone", ["X-User: alice"]);
+      assert.equal(r.status, 502);
+      assert.equal(failures.length, 1);
+      assert.equal((await getFrom(world.client, world.podIp, "/still")).body, "app GET /still");
+    } finally {
+      s.close();
+    }
+  });
+
+  test("no tether rule is left once every session ended", async () => {
+    for (let i = 0; i < 50 && /tether:/.test(world.natRules()); i++) await sleep(50);
+    assert.doesNotMatch(world.natRules(), /tether:/);
+  });
+});

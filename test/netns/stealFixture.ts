@@ -1,0 +1,283 @@
+// Shared set-up of the steal tests: a pod namespace with a real HTTP app (answers "app ..."), a
+// client namespace on a veth, the real agent in the pod, and sessions whose stolen traffic the
+// engine's IncomingDelivery hands to a "debuggee" HTTP server in the test process (answers
+// "local ..."). Connections from a namespace are relays (a node process inside it) exposed as
+// Duplex streams to the test process.
+import { spawn } from "node:child_process";
+import { createHash, randomInt } from "node:crypto";
+import { createServer, type IncomingMessage, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { Duplex } from "node:stream";
+import type { EngineConnection } from "../../src/protocol/connection";
+import type { HttpFilter } from "../../src/protocol/httpFilter";
+import { IncomingDelivery } from "../../src/engine/incoming";
+import { startAgent, type StartedAgent } from "../support/agent";
+import { NetnsLab, waitForLine, type Netns } from "../support/netns";
+
+export const APP_PORT = 8080;
+
+/** The pod's app: "app <method> <url>", a WebSocket-ish echo on upgrade, sha256 of POST /sha bodies. */
+const APP_SOURCE = `
+const http = require('http'), crypto = require('crypto');
+const s = http.createServer({ maxHeaderSize: 128 * 1024 }, (req, res) => {
+  if (req.url === '/sha') {
+    const h = crypto.createHash('sha256'); let n = 0;
+    req.on('data', (d) => { h.update(d); n += d.length; });
+    req.on('end', () => { const b = 'app ' + n + ' ' + h.digest('hex'); res.writeHead(200, { 'content-length': Buffer.byteLength(b), 'x-answered-by': 'app' }); res.end(b); });
+    return;
+  }
+  req.resume();
+  const b = 'app ' + req.method + ' ' + req.url;
+  res.writeHead(200, { 'content-length': Buffer.byteLength(b), 'x-answered-by': 'app' }); res.end(b);
+});
+s.on('upgrade', (req, sock) => {
+  sock.write('HTTP/1.1 101 Switching Protocols\\r\\nupgrade: echo\\r\\nconnection: Upgrade\\r\\n\\r\\n');
+  sock.on('data', (d) => sock.write('app:' + d));
+});
+s.listen(${APP_PORT}, '0.0.0.0', () => console.log('app ready'));
+`;
+
+export function randomSubnet(): { pod: string; client: string; podIp: string } {
+  const a = 200 + randomInt(50);
+  const b = randomInt(250);
+  return { pod: `10.${a}.${b}.1/24`, client: `10.${a}.${b}.2/24`, podIp: `10.${a}.${b}.1` };
+}
+
+/** A TCP connection made from inside `ns` (a relay process), as a Duplex in the test process. */
+export function connectFrom(ns: Netns, host: string, port: number): Duplex {
+  const relay = spawn(
+    "nsenter",
+    [
+      `--net=${ns.path}`,
+      "--",
+      process.execPath,
+      "-e",
+      `const s=require('net').connect({host:${JSON.stringify(host)},port:${port},allowHalfOpen:true});` +
+        `process.stdin.pipe(s);s.pipe(process.stdout);s.on('error',e=>{process.stderr.write(String(e));process.exit(1)});` +
+        `s.on('end',()=>process.stdout.write('',()=>process.exit(0)));s.on('close',()=>process.exit(0));process.stdin.on('end',()=>s.end())`,
+    ],
+    { stdio: ["pipe", "pipe", "pipe"] },
+  );
+  const duplex = new Duplex({
+    allowHalfOpen: true,
+    write(chunk, _enc, cb) {
+      relay.stdin!.write(chunk, cb);
+    },
+    final(cb) {
+      relay.stdin!.end(cb);
+    },
+    read() {
+      relay.stdout!.resume();
+    },
+    destroy(err, cb) {
+      relay.kill("SIGKILL");
+      cb(err);
+    },
+  });
+  relay.stdin!.on("error", () => {});
+  relay.stdout!.on("data", (d) => {
+    if (!duplex.push(d)) relay.stdout!.pause();
+  });
+  relay.stdout!.on("end", () => duplex.push(null));
+  relay.on("exit", () => duplex.push(null));
+  return duplex;
+}
+
+export interface Response {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** Reads one HTTP response (content-length framed, or until EOF) from a raw connection. */
+export function readResponse(conn: Duplex, timeoutMs = 10_000): Promise<Response> {
+  return new Promise((resolve, reject) => {
+    let buf = Buffer.alloc(0);
+    const finish = (fn: () => void) => {
+      clearTimeout(timer);
+      conn.off("data", onData);
+      conn.off("end", onEnd);
+      conn.pause();
+      fn();
+    };
+    const tryParse = (eof: boolean) => {
+      const end = buf.indexOf("\r\n\r\n");
+      if (end === -1) {
+        if (eof) finish(() => reject(new Error(`connection ended before a response head: ${JSON.stringify(buf.toString())}`)));
+        return;
+      }
+      const lines = buf.subarray(0, end).toString("latin1").split("\r\n");
+      const status = Number(lines[0]!.split(" ")[1]);
+      const headers: Record<string, string> = {};
+      for (const l of lines.slice(1)) {
+        const i = l.indexOf(":");
+        headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
+      }
+      const length = headers["content-length"] !== undefined ? Number(headers["content-length"]) : undefined;
+      const body = buf.subarray(end + 4);
+      if (length !== undefined && body.length >= length) {
+        const rest = body.subarray(length);
+        finish(() => {
+          if (rest.length) conn.unshift(rest);
+          resolve({ status, headers, body: body.subarray(0, length).toString() });
+        });
+      } else if (length === undefined && (eof || status === 101)) {
+        finish(() => {
+          if (status === 101 && body.length) conn.unshift(body);
+          resolve({ status, headers, body: status === 101 ? "" : body.toString() });
+        });
+      } else if (eof) finish(() => reject(new Error(`connection ended mid-body: ${JSON.stringify(buf.toString().slice(0, 300))}`)));
+    };
+    const onData = (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      tryParse(false);
+    };
+    const onEnd = () => tryParse(true);
+    const timer = setTimeout(() => finish(() => reject(new Error(`no response within ${timeoutMs} ms; got ${JSON.stringify(buf.toString().slice(0, 300))}`))), timeoutMs);
+    conn.on("data", onData);
+    conn.once("end", onEnd);
+    conn.resume();
+  });
+}
+
+/** One request on a raw connection; `extra` are header lines. */
+export async function get(conn: Duplex, path: string, extra: string[] = [], method = "GET"): Promise<Response> {
+  const reply = readResponse(conn);
+  conn.write(`${method} ${path} HTTP/1.1\r\nHost: pod\r\n${extra.map((h) => `${h}\r\n`).join("")}\r\n`);
+  return reply;
+}
+
+/** A one-shot request from a namespace on its own connection. */
+export async function getFrom(ns: Netns, host: string, path: string, extra: string[] = []): Promise<Response> {
+  const conn = connectFrom(ns, host, APP_PORT);
+  try {
+    return await get(conn, path, [...extra, "Connection: close"]);
+  } finally {
+    conn.destroy();
+  }
+}
+
+/** The debuggee: "local <label> <method> <url>", sha256 of POST /sha bodies, echo after upgrade. */
+export async function startDebuggee(label: string): Promise<{ server: Server; port: number; seen: IncomingMessage[] }> {
+  const seen: IncomingMessage[] = [];
+  const server = createServer({ maxHeaderSize: 128 * 1024 }, (req, res) => {
+    seen.push(req);
+    if (req.url === "/sha") {
+      const h = createHash("sha256");
+      let n = 0;
+      req.on("data", (d: Buffer) => {
+        h.update(d);
+        n += d.length;
+      });
+      req.on("end", () => {
+        const b = `local ${n} ${h.digest("hex")}`;
+        res.writeHead(200, { "content-length": Buffer.byteLength(b) }).end(b);
+      });
+      return;
+    }
+    req.resume();
+    const b = `local ${label} ${req.method} ${req.url}`;
+    res.writeHead(200, { "content-length": Buffer.byteLength(b), "x-answered-by": label }).end(b);
+  });
+  server.on("upgrade", (req, sock) => {
+    seen.push(req);
+    sock.write("HTTP/1.1 101 Switching Protocols\r\nupgrade: echo\r\nconnection: Upgrade\r\n\r\n");
+    sock.on("data", (d: Buffer) => sock.write(`${label}:${d}`));
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  return { server, port: (server.address() as AddressInfo).port, seen };
+}
+
+export interface Session {
+  conn: EngineConnection;
+  delivery: IncomingDelivery;
+  subscribe(filter?: HttpFilter, extra?: { stealProbes?: boolean; port?: number }): Promise<{ probesKept: string[] }>;
+  close(): void;
+}
+
+export class StealWorld {
+  readonly lab = new NetnsLab();
+  pod!: Netns;
+  client!: Netns;
+  podIp!: string;
+  agent!: StartedAgent;
+  private readonly closers: (() => unknown)[] = [];
+
+  async start(env: Record<string, string> = {}, beforeAgent?: (w: StealWorld) => void): Promise<this> {
+    this.pod = this.lab.addNamespace("pod");
+    this.client = this.lab.addNamespace("cli");
+    const net = randomSubnet();
+    this.podIp = net.podIp;
+    this.lab.link(this.pod, net.pod, this.client, net.client);
+    const app = this.lab.spawn(this.pod, process.execPath, ["-e", APP_SOURCE]);
+    await waitForLine(app, /app ready/);
+    beforeAgent?.(this);
+    this.agent = await startAgent(this.lab, this.pod, { TETHER_AGENT_EXIT_WHEN_IDLE: "false", ...env });
+    return this;
+  }
+
+  async session(label: string, localPort: number, options: { maxVersion?: number } = {}): Promise<Session> {
+    const { conn } = await this.agent.connect({ label, ...options });
+    const delivery = new IncomingDelivery(conn, { portMap: { [APP_PORT]: localPort } });
+    const close = () => {
+      delivery.close();
+      conn.close();
+    };
+    this.closers.push(close);
+    return {
+      conn,
+      delivery,
+      close,
+      subscribe: async (filter, extra = {}) => {
+        const reply = await conn.request<{ type: "incoming.subscribed"; id: number; port: number; mode: "steal"; probesKept: string[] }>({
+          type: "incoming.subscribe",
+          id: conn.newRequestId(),
+          port: extra.port ?? APP_PORT,
+          mode: "steal",
+          ...(filter ? { filter } : {}),
+          ...(extra.stealProbes !== undefined ? { stealProbes: extra.stealProbes } : {}),
+        });
+        return { probesKept: reply.probesKept };
+      },
+    };
+  }
+
+  /** Registers something to close in dispose(). */
+  onDispose(fn: () => unknown): void {
+    this.closers.push(fn);
+  }
+
+  natRules(): string {
+    return this.lab.natRules(this.pod);
+  }
+
+  async metrics(): Promise<string> {
+    const { conn } = { conn: connectFrom(this.pod, "127.0.0.1", this.agent.port) };
+    try {
+      conn.write("GET /metrics HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n");
+      return (await readResponse(conn)).body;
+    } finally {
+      conn.destroy();
+    }
+  }
+
+  async dispose(): Promise<void> {
+    if (process.env.STEAL_DEBUG && this.agent) console.log(this.agent.logs());
+    for (const c of this.closers.reverse()) {
+      try {
+        await c();
+      } catch {
+        /* best effort */
+      }
+    }
+    await this.lab.dispose();
+  }
+}
+
+/** Value of one metric line (first match) from a Prometheus text page. */
+export function metric(page: string, name: string, labels = ""): number {
+  const line = page.split("\n").find((l) => l.startsWith(`${name}${labels ? `{${labels}}` : ""} `) || (labels === "" && l.startsWith(`${name} `)));
+  return line ? Number(line.split(" ").pop()) : 0;
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
