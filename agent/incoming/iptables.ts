@@ -44,11 +44,11 @@ export async function restoreNat(flavour: Flavour, lines: string[]): Promise<voi
   await execText(`iptables-${flavour}-restore`, ["--noflush"], `*nat\n${lines.join("\n")}\nCOMMIT\n`);
 }
 
-/** Counts "-A" rule lines in every table of a flavour. */
+/** Counts "-A" rule lines in every table of a flavour, leaving out tether's own (stale) ones. */
 async function ruleCount(flavour: Flavour): Promise<number> {
   try {
     const out = await execText(`iptables-${flavour}-save`, []);
-    return out.split("\n").filter((l) => l.startsWith("-A ")).length;
+    return out.split("\n").filter((l) => l.startsWith("-A ") && !/tether:/.test(l) && !/^-A TETHER-/.test(l)).length;
   } catch {
     return -1;
   }

@@ -1,0 +1,124 @@
+// The agent's rules go away whatever happens to it: SIGKILL mid-steal (the guard removes them),
+// SIGTERM, stale rules of an earlier agent; with iptables-nft and iptables-legacy, chosen or detected.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { once } from "node:events";
+import { requireNetns, waitForLine } from "../support/netns";
+import { APP_PORT, connectFrom, get, getFrom, sleep, startDebuggee, StealWorld } from "./stealFixture";
+
+/** In the client namespace: after "go" on stdin, requests every 10 ms until the app answers; prints the delay. */
+const POLLER = (host: string) => `
+const http = require('http');
+process.stdin.once('data', () => {
+  const t0 = process.hrtime.bigint();
+  const tryOnce = () => {
+    const req = http.get({ host: '${host}', port: ${APP_PORT}, path: '/poll', agent: false, timeout: 300 }, (res) => {
+      let b = ''; res.on('data', (d) => b += d); res.on('end', () => {
+        if (b.startsWith('app ')) { console.log('served after ' + (Number(process.hrtime.bigint() - t0) / 1e6).toFixed(1) + ' ms'); process.exit(0); }
+        setTimeout(tryOnce, 10);
+      });
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => setTimeout(tryOnce, 10));
+  };
+  tryOnce();
+});
+console.log('poller ready');
+`;
+
+const tagged = (rules: string) => rules.split("\n").filter((l) => /tether:/.test(l));
+
+describe("SIGKILL of the agent mid-steal (iptables-nft)", requireNetns(), () => {
+  const world = new StealWorld();
+  before(() => world.start({ TETHER_AGENT_IPTABLES: "nft" }));
+  after(() => world.dispose());
+
+  test("the guard removes every rule and the app serves again", async () => {
+    const local = await startDebuggee("alice");
+    world.onDispose(() => local.server.close());
+    const s = await world.session("alice@laptop", local.port);
+    await s.subscribe();
+    const inflight = connectFrom(world.client, world.podIp, APP_PORT);
+    assert.equal((await get(inflight, "/mid")).body, "local alice GET /mid");
+    assert.ok(tagged(world.natRules()).length >= 4);
+
+    const poller = world.lab.spawn(world.client, process.execPath, ["-e", POLLER(world.podIp)], { stdio: ["pipe", "pipe", "pipe"] });
+    await waitForLine(poller, /poller ready/);
+    const served = waitForLine(poller, /served after ([\d.]+) ms/, 10_000);
+    const exited = once(world.agent.child, "exit");
+    poller.stdin!.write("go\n");
+    process.kill(world.agent.child.pid!, "SIGKILL");
+    await exited;
+    const ms = Number((await served)[1]);
+    console.log(`# figure: app served again ${ms} ms after SIGKILL of the agent (iptables-nft, guard cleanup)`);
+    inflight.destroy();
+    s.close();
+    for (let i = 0; i < 40 && tagged(world.natRules()).length > 0; i++) await sleep(50);
+    assert.deepEqual(tagged(world.natRules()), []);
+    assert.doesNotMatch(world.natRules(), /TETHER-/);
+  });
+});
+
+describe("iptables-legacy chosen by config; SIGTERM cleans up", requireNetns(), () => {
+  const world = new StealWorld();
+  before(() => world.start({ TETHER_AGENT_IPTABLES: "legacy" }));
+  after(() => world.dispose());
+
+  test("rules live in the legacy tables and leave on SIGTERM", async () => {
+    const local = await startDebuggee("alice");
+    world.onDispose(() => local.server.close());
+    const s = await world.session("alice@laptop", local.port);
+    await s.subscribe({ header: "^x-user: alice$" });
+    assert.equal((await getFrom(world.client, world.podIp, "/l", ["X-User: alice"])).body, "local alice GET /l");
+    assert.equal((await getFrom(world.pod, "127.0.0.1", "/l", ["X-User: alice"])).body, "local alice GET /l");
+    const legacy = world.lab.exec(world.pod, "iptables-legacy-save", ["-t", "nat"]).stdout;
+    const nft = world.lab.exec(world.pod, "iptables-nft-save", ["-t", "nat"]).stdout;
+    assert.ok(tagged(legacy).length >= 4);
+    assert.deepEqual(tagged(nft), []);
+
+    const exited = once(world.agent.child, "exit");
+    world.agent.child.kill("SIGTERM");
+    const [code] = await exited;
+    assert.equal(code, 0);
+    s.close();
+    assert.deepEqual(tagged(world.natRules()), []);
+    assert.equal((await getFrom(world.client, world.podIp, "/after")).body, "app GET /after");
+  });
+});
+
+describe("auto-detection of legacy; stale rules removed at start", requireNetns(), () => {
+  const world = new StealWorld();
+  before(() =>
+    world.start({}, (w) => {
+      // The pod already uses legacy iptables (some other rule), and an earlier agent left a
+      // redirect to a dead port behind in both flavours: the app is unreachable.
+      w.lab.exec(w.pod, "iptables-legacy", ["-t", "filter", "-A", "INPUT", "-p", "tcp", "--dport", "1", "-j", "ACCEPT"]);
+      for (const flavour of ["nft", "legacy"]) {
+        const ipt = (...args: string[]) => w.lab.exec(w.pod, `iptables-${flavour}`, ["-t", "nat", ...args]);
+        ipt("-N", "TETHER-PRE");
+        ipt("-A", "TETHER-PRE", "-p", "tcp", "--dport", String(APP_PORT), "-m", "comment", "--comment", "tether:stale", "-j", "REDIRECT", "--to-ports", "1");
+        ipt("-A", "PREROUTING", "-m", "comment", "--comment", "tether:stale", "-j", "TETHER-PRE");
+      }
+      assert.equal(tagged(w.natRules()).length, 4);
+    }),
+  );
+  after(() => world.dispose());
+
+  test("the agent picks legacy, removed the stale rules, and steals there", async () => {
+    assert.deepEqual(tagged(world.natRules()), []);
+    assert.doesNotMatch(world.natRules(), /TETHER-/);
+    assert.equal((await getFrom(world.client, world.podIp, "/free")).body, "app GET /free");
+    const local = await startDebuggee("alice");
+    world.onDispose(() => local.server.close());
+    const { conn, welcome } = await world.agent.connect({ label: "probe" });
+    conn.close();
+    assert.equal(welcome.agent.iptables, "legacy");
+    const s = await world.session("alice@laptop", local.port);
+    await s.subscribe();
+    assert.equal((await getFrom(world.client, world.podIp, "/d")).body, "local alice GET /d");
+    assert.ok(tagged(world.lab.exec(world.pod, "iptables-legacy-save", ["-t", "nat"]).stdout).length >= 4);
+    s.close();
+    for (let i = 0; i < 40 && tagged(world.natRules()).length > 0; i++) await sleep(50);
+    assert.deepEqual(tagged(world.natRules()), []);
+  });
+});
