@@ -3,6 +3,8 @@
 // several sessions, conflicts, WebSocket upgrades, and the rules going away with the session.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { once } from "node:events";
+import { createServer as createNetServer, type AddressInfo } from "node:net";
 import { TetherError } from "../../src/protocol/error";
 import type { PassedRequest } from "../../src/engine/incoming";
 import { requireNetns } from "../support/netns";
@@ -55,6 +57,30 @@ describe("steal", requireNetns(), () => {
     for (let i = 0; i < 50 && /tether:/.test(world.natRules()); i++) await sleep(50);
     assert.doesNotMatch(world.natRules(), /tether:/);
     assert.equal((await getFrom(world.client, world.podIp, "/after")).body, "app GET /after");
+  });
+
+  test("a stolen TCP connection keeps half-closes both ways", async () => {
+    // a local TCP service that answers only after the client finished sending
+    const tcp = createNetServer({ allowHalfOpen: true }, (sock) => {
+      let n = 0;
+      sock.on("data", (d: Buffer) => (n += d.length));
+      sock.on("end", () => sock.end(`got ${n} bytes`));
+    });
+    await new Promise<void>((r) => tcp.listen(0, "127.0.0.1", () => r()));
+    world.onDispose(() => tcp.close());
+    const s = await world.session("alice@laptop", (tcp.address() as AddressInfo).port);
+    try {
+      await s.subscribe();
+      const conn = connectFrom(world.client, world.podIp, APP_PORT);
+      const chunks: Buffer[] = [];
+      conn.on("data", (d: Buffer) => chunks.push(d));
+      conn.end("hello, then EOF");
+      await once(conn, "end");
+      assert.equal(Buffer.concat(chunks).toString(), "got 15 bytes");
+      conn.destroy();
+    } finally {
+      s.close();
+    }
   });
 
   test("filtered steal decides per request on one keep-alive connection", async () => {
@@ -163,6 +189,19 @@ describe("steal", requireNetns(), () => {
       assert.equal(r.status, 502);
       assert.equal(failures.length, 1);
       assert.equal((await getFrom(world.client, world.podIp, "/still")).body, "app GET /still");
+    } finally {
+      s.close();
+    }
+  });
+
+  test("unsubscribe gives the port back to the app while the session stays", async () => {
+    const s = await world.session("alice@laptop", alice.port);
+    try {
+      await s.subscribe();
+      assert.equal((await getFrom(world.client, world.podIp, "/u1")).body, "local alice GET /u1");
+      await s.conn.request({ type: "incoming.unsubscribe", id: s.conn.newRequestId(), port: APP_PORT });
+      assert.equal((await getFrom(world.client, world.podIp, "/u2")).body, "app GET /u2");
+      assert.doesNotMatch(world.natRules(), /tether:/);
     } finally {
       s.close();
     }

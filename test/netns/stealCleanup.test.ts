@@ -28,9 +28,9 @@ console.log('poller ready');
 
 const tagged = (rules: string) => rules.split("\n").filter((l) => /tether:/.test(l));
 
-describe("SIGKILL of the agent mid-steal (iptables-nft)", requireNetns(), () => {
+for (const flavour of ["nft", "legacy"] as const) describe(`SIGKILL of the agent mid-steal (iptables-${flavour})`, requireNetns(), () => {
   const world = new StealWorld();
-  before(() => world.start({ TETHER_AGENT_IPTABLES: "nft" }));
+  before(() => world.start({ TETHER_AGENT_IPTABLES: flavour }));
   after(() => world.dispose());
 
   test("the guard removes every rule and the app serves again", async () => {
@@ -50,7 +50,7 @@ describe("SIGKILL of the agent mid-steal (iptables-nft)", requireNetns(), () => 
     process.kill(world.agent.child.pid!, "SIGKILL");
     await exited;
     const ms = Number((await served)[1]);
-    console.log(`# figure: app served again ${ms} ms after SIGKILL of the agent (iptables-nft, guard cleanup)`);
+    console.log(`# figure: app served again ${ms} ms after SIGKILL of the agent (iptables-${flavour}, guard cleanup)`);
     inflight.destroy();
     s.close();
     for (let i = 0; i < 40 && tagged(world.natRules()).length > 0; i++) await sleep(50);
