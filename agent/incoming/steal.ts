@@ -55,8 +55,15 @@ interface StolenPort {
   sockets: Set<Socket>;
 }
 
-/** No byte for this long on a filtered port: a server-speaks-first protocol, passed through. */
-const PEEK_SILENT_MS = 1_000;
+/**
+ * No byte for this long on a filtered port: passed through raw. Long on purpose: HTTP clients open
+ * pooled connections ahead of their first request, and deciding "not HTTP" too early would send
+ * every later request on that connection to the app unfiltered. (A server-speaks-first protocol on
+ * a filtered port waits this long; filters are for HTTP ports.)
+ */
+const PEEK_SILENT_MS = 60_000;
+/** Some bytes but no whole request line: as long as a whole head may take (HEADERS_TIMEOUT_MS). */
+const PEEK_LINE_MS = 15_000;
 
 export class StealRouter implements PortCapability {
   private readonly ports = new Map<number, StolenPort>();
@@ -203,7 +210,7 @@ export class StealRouter implements PortCapability {
       this.passConnection(stolen.port, socket);
       return;
     }
-    void peekRequestLine(socket, { silentMs: PEEK_SILENT_MS, lineTimeoutMs: 15_000 }).then(({ kind }) => {
+    void peekRequestLine(socket, { silentMs: PEEK_SILENT_MS, lineTimeoutMs: PEEK_LINE_MS }).then(({ kind }) => {
       log("debug", "connection sniffed", { port: stolen.port, kind });
       if (kind === "closed") {
         socket.destroy();

@@ -119,6 +119,22 @@ describe("steal", requireNetns(), () => {
     }
   });
 
+  test("a protocol-1 session steals the same way and is told nothing about passed requests", async () => {
+    const s = await world.session("old@engine", alice.port, { maxVersion: 1 });
+    const passed: unknown[] = [];
+    s.delivery.on("passed", (p) => passed.push(p));
+    try {
+      assert.equal(s.conn.version, 1);
+      await s.subscribe({ header: "^x-user: alice$" });
+      assert.equal((await getFrom(world.client, world.podIp, "/v1", ["X-User: alice"])).body, "local alice GET /v1");
+      assert.equal((await getFrom(world.client, world.podIp, "/v1")).body, "app GET /v1");
+      await sleep(100);
+      assert.deepEqual(passed, []);
+    } finally {
+      s.close();
+    }
+  });
+
   test("two sessions with two header filters each get their own requests; conflicts are refused", async () => {
     const a = await world.session("alice@laptop", alice.port);
     const b = await world.session("bob@desk", bob.port);

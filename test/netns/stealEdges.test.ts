@@ -41,6 +41,17 @@ describe("filtered steal edges", requireNetns(), () => {
     }
   });
 
+  test("a connection opened ahead of its first request is still filtered", async () => {
+    const conn = connectFrom(world.client, world.podIp, APP_PORT);
+    try {
+      await sleep(1500);
+      assert.equal((await get(conn, "/late", ["X-User: alice"])).body, "local alice GET /late");
+      assert.equal((await get(conn, "/late")).body, "app GET /late");
+    } finally {
+      conn.destroy();
+    }
+  });
+
   test("64 KiB of headers work, stolen and passed", async () => {
     const big = `X-Big: ${"b".repeat(64 * 1024)}`;
     const conn = connectFrom(world.client, world.podIp, APP_PORT);
