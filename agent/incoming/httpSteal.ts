@@ -94,6 +94,10 @@ export function createHttpSteal(ctx: HttpStealContext): Server {
     connectionsCheckingInterval: 1_000,
     insecureHTTPParser: false,
   });
+  // This server never listens (connections are handed to it), but Node starts enforcing
+  // headersTimeout/requestTimeout (its connection tracking) only on "listening": start it here,
+  // or a slowloris head would be waited for forever. close() stops it again.
+  server.emit("listening");
   const bytes = (direction: "to_session" | "from_session", n: number) => ctx.metrics.add("tether_bytes_total", n, { direction });
 
   const facts = (req: IncomingMessage): RequestFacts => ({ method: req.method ?? "GET", url: req.url ?? "/", rawHeaders: req.rawHeaders });

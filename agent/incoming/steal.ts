@@ -267,6 +267,7 @@ export class StealRouter implements PortCapability {
     if (stolen.subs.size > 0) return;
     this.ports.delete(port);
     stolen.listener.close();
+    stolen.http.close(); // idle keep-alive connections go; busy ones finish, passed to the app
     try {
       // the last port: the chains and jumps go too, so an idle agent leaves no rule behind
       if (this.ports.size === 0) await this.options.iptables?.removeAll();

@@ -80,14 +80,22 @@ describe("filtered steal edges", requireNetns(), () => {
     await appStillServes();
   });
 
-  test("a slowloris client does not hold up other connections", async () => {
+  test("a slowloris client does not hold up other connections, and is dropped", { timeout: 60_000 }, async () => {
     const slow = connectFrom(world.client, world.podIp, APP_PORT);
     try {
       slow.write("GET /slow HTTP/1.1\r\nHost: pod\r\n");
+      const answer = readResponse(slow, 60_000);
       for (let i = 0; i < 5; i++) {
         slow.write(`X-Drip-${i}: ${i}\r\n`);
         await appStillServes();
         await sleep(100);
+      }
+      // it keeps dripping; the agent gives up on the head after its headers timeout (408, close)
+      const drip = setInterval(() => slow.write(`X-Drip: ${Date.now()}\r\n`), 500);
+      try {
+        assert.equal((await answer).status, 408);
+      } finally {
+        clearInterval(drip);
       }
     } finally {
       slow.destroy();
