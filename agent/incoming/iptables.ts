@@ -1,11 +1,20 @@
-// The agent's iptables rules in the pod's nat table: two chains of its own (TETHER-PRE for traffic
+// The agent's iptables rules in the pod's nat table (plus one heartbeat rule in mangle): two chains of its own (TETHER-PRE for traffic
 // from outside the pod, TETHER-OUT for traffic from inside over loopback) jumped to from PREROUTING
 // and OUTPUT, every rule tagged `-m comment --comment tether:<agentId>`. Changes go through
 // `iptables-<flavour>-restore --noflush` (one atomic batch each, no shell).
 //
 // The agent's own sockets bypass the OUTPUT redirect: the agent adds the supplementary group
 // TETHER_AGENT_GID to itself and the rule says `-m owner ! --gid-owner G --suppl-groups`.
+//
+// Rules that expire by themselves: every redirect also needs `-m recent --rcheck --seconds
+// ALIVE_SECONDS --rdest` on a list the agent keeps fresh with a UDP heartbeat (mangle OUTPUT
+// `--set`, matched only for the agent's own group) to each address a redirected connection can be
+// going to (127.0.0.1 and the pod's IPv4 addresses). If the agent and its guard die together (the
+// container is killed at once), nothing removes the rules, but they stop redirecting within
+// ALIVE_SECONDS; the next agent removes them at start.
 import { spawn } from "node:child_process";
+import { createSocket, type Socket as UdpSocket } from "node:dgram";
+import { networkInterfaces } from "node:os";
 import { TetherError } from "../../src/protocol/error";
 import type { Log } from "../../src/protocol/log";
 
@@ -33,15 +42,29 @@ function execText(cmd: string, args: string[], input?: string): Promise<string> 
   });
 }
 
-/** `iptables-<flavour>-save -t nat` (empty when the table was never used in this flavour). */
-export function saveNat(flavour: Flavour): Promise<string> {
-  return execText(`iptables-${flavour}-save`, ["-t", "nat"]);
+/** A redirect stops matching when the agent's heartbeat is older than this. */
+export const ALIVE_SECONDS = 2;
+const HEARTBEAT_MS = 250;
+/** Destination port of the heartbeat datagrams (nothing listens; the mangle rule counts them). */
+const HEARTBEAT_PORT = 9;
+
+export type Table = "nat" | "mangle";
+const TABLES: readonly Table[] = ["nat", "mangle"];
+export type Batch = Partial<Record<Table, string[]>>;
+
+/** `iptables-<flavour>-save -t <table>` (empty when the table was never used in this flavour). */
+export function saveTable(flavour: Flavour, table: Table): Promise<string> {
+  return execText(`iptables-${flavour}-save`, ["-t", table]);
 }
 
-/** Applies restore-format lines to the nat table atomically. */
-export async function restoreNat(flavour: Flavour, lines: string[]): Promise<void> {
-  if (lines.length === 0) return;
-  await execText(`iptables-${flavour}-restore`, ["--noflush"], `*nat\n${lines.join("\n")}\nCOMMIT\n`);
+/** Applies restore-format lines to one or more tables in one atomic batch. */
+export async function restore(flavour: Flavour, batch: Batch): Promise<void> {
+  let input = "";
+  for (const table of TABLES) {
+    const lines = batch[table];
+    if (lines?.length) input += `*${table}\n${lines.join("\n")}\nCOMMIT\n`;
+  }
+  if (input) await execText(`iptables-${flavour}-restore`, ["--noflush"], input);
 }
 
 /** Counts "-A" rule lines in every table of a flavour, leaving out tether's own (stale) ones. */
@@ -65,23 +88,34 @@ export async function detectFlavour(): Promise<Flavour> {
 
 /**
  * Restore lines that delete every rule carrying a tag (exactly `tether:<id>`, or any `tether:` tag
- * when id is undefined) and then the TETHER-* chains that are left empty and unreferenced.
+ * when id is undefined; narrowed further by `only`), then, unless `only` is given, the TETHER-*
+ * chains left empty and unreferenced. Rules are deleted by position (highest first in each chain),
+ * not by spec: a saved spec does not always round-trip (iptables-nft fails to delete a saved
+ * `-m recent` rule by its spec).
  */
-export function removalLines(save: string, id: string | undefined): string[] {
+export function removalLines(save: string, id: string | undefined, only?: (rule: string) => boolean): string[] {
   const tagged = (line: string) => {
     const m = /--comment "?tether:([A-Za-z0-9-]+)"?/.exec(line);
-    return m !== null && (id === undefined || m[1] === id);
+    return m !== null && (id === undefined || m[1] === id) && (only === undefined || only(line));
   };
   const rules = save.split("\n").filter((l) => l.startsWith("-A "));
-  const removed = rules.filter(tagged);
-  const kept = rules.filter((l) => !tagged(l));
+  const position = new Map<string, number>();
+  const doomed: { chain: string; index: number }[] = [];
+  const kept: string[] = [];
+  for (const rule of rules) {
+    const chain = rule.split(" ")[1]!;
+    const index = (position.get(chain) ?? 0) + 1;
+    position.set(chain, index);
+    if (tagged(rule)) doomed.push({ chain, index });
+    else kept.push(rule);
+  }
+  doomed.sort((a, b) => (a.chain === b.chain ? b.index - a.index : a.chain < b.chain ? -1 : 1));
+  const lines = doomed.map((d) => `-D ${d.chain} ${d.index}`);
+  if (only) return lines;
   const chains = save
     .split("\n")
     .filter((l) => l.startsWith(":TETHER-"))
     .map((l) => l.slice(1).split(" ")[0]!);
-  const jumps = removed.filter((l) => /^-A (PREROUTING|OUTPUT|INPUT|POSTROUTING) /.test(l));
-  const inner = removed.filter((l) => !jumps.includes(l));
-  const lines = [...jumps, ...inner].map((l) => `-D ${l.slice(3)}`);
   for (const chain of chains) {
     const stillUsed = kept.some((l) => l.startsWith(`-A ${chain} `) || l.includes(`-j ${chain}`) || l.includes(`-g ${chain}`));
     if (!stillUsed) lines.push(`-X ${chain}`);
@@ -91,15 +125,21 @@ export function removalLines(save: string, id: string | undefined): string[] {
 
 /** Removes every rule tagged for `id` (any tether rule when undefined) in one flavour. Returns how many rules. */
 export async function removeTagged(flavour: Flavour, id: string | undefined): Promise<number> {
-  let save: string;
-  try {
-    save = await saveNat(flavour);
-  } catch {
-    return 0; // this flavour is not installed: nothing of ours can be there
+  const batch: Batch = {};
+  let count = 0;
+  for (const table of TABLES) {
+    let save: string;
+    try {
+      save = await saveTable(flavour, table);
+    } catch {
+      return 0; // this flavour is not installed: nothing of ours can be there
+    }
+    const lines = removalLines(save, id);
+    batch[table] = lines;
+    count += lines.filter((l) => l.startsWith("-D ")).length;
   }
-  const lines = removalLines(save, id);
-  await restoreNat(flavour, lines);
-  return lines.filter((l) => l.startsWith("-D ")).length;
+  await restore(flavour, batch);
+  return count;
 }
 
 export interface IptablesOptions {
@@ -115,6 +155,7 @@ export interface IptablesOptions {
 /** This agent's redirects, one per stolen port. */
 export class Iptables {
   private chains = false;
+  private heartbeat: { socket: UdpSocket; timer: NodeJS.Timeout } | undefined;
   private readonly ports = new Map<number, number>();
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -132,14 +173,55 @@ export class Iptables {
     return `-m comment --comment "${this.tag}"`;
   }
 
+  /** The xt_recent list the heartbeat keeps fresh. */
+  private get aliveList(): string {
+    return `tether-${this.options.id}`;
+  }
+
+  /** False when the kernel has no xt_recent: rules then rely on the guard and the next agent alone. */
+  private expiring = true;
+
+  private alive(): string {
+    return this.expiring ? `-m recent --rcheck --seconds ${ALIVE_SECONDS} --name ${this.aliveList} --rdest` : "";
+  }
+
+  private heartbeatRule(): string {
+    return `OUTPUT -p udp -m udp --dport ${HEARTBEAT_PORT} -m owner --gid-owner ${this.options.gid} --suppl-groups -m recent --set --name ${this.aliveList} --rdest ${this.comment()}`;
+  }
+
   private portRules(port: number, to: number): string[] {
-    const rules = [`${CHAIN_PRE} -p tcp -m tcp --dport ${port} ${this.comment()} -j REDIRECT --to-ports ${to}`];
+    const rules = [`${CHAIN_PRE} -p tcp -m tcp --dport ${port} ${this.alive()} ${this.comment()} -j REDIRECT --to-ports ${to}`];
     if (this.options.loopback) {
       rules.push(
-        `${CHAIN_OUT} -o lo -p tcp -m tcp --dport ${port} -m owner ! --gid-owner ${this.options.gid} --suppl-groups ${this.comment()} -j REDIRECT --to-ports ${to}`,
+        `${CHAIN_OUT} -o lo -p tcp -m tcp --dport ${port} -m owner ! --gid-owner ${this.options.gid} --suppl-groups ${this.alive()} ${this.comment()} -j REDIRECT --to-ports ${to}`,
       );
     }
-    return rules;
+    return rules.map((r) => r.replace(/ {2,}/g, " "));
+  }
+
+  /** One heartbeat to every address a redirected connection may be going to; resolves once sent. */
+  private beat(): Promise<void> {
+    const hb = this.heartbeat;
+    if (!hb) return Promise.resolve();
+    const targets = ["127.0.0.1", ...Object.values(networkInterfaces()).flat().filter((a) => a && a.family === "IPv4" && !a.internal).map((a) => a!.address)];
+    return Promise.all(targets.map((t) => new Promise<void>((r) => hb.socket.send("tether", HEARTBEAT_PORT, t, () => r())))).then(() => {});
+  }
+
+  private startHeartbeat(): void {
+    if (this.heartbeat) return;
+    const socket = createSocket("udp4");
+    socket.on("error", (err) => this.options.log("warn", "heartbeat socket failed", { error: err.message }));
+    socket.unref();
+    const timer = setInterval(() => void this.beat(), HEARTBEAT_MS);
+    timer.unref();
+    this.heartbeat = { socket, timer };
+  }
+
+  private stopHeartbeat(): void {
+    if (!this.heartbeat) return;
+    clearInterval(this.heartbeat.timer);
+    this.heartbeat.socket.close();
+    this.heartbeat = undefined;
   }
 
   /** Serialises changes: restore batches must not interleave. */
@@ -152,16 +234,32 @@ export class Iptables {
   /** Redirects TCP port `port` of the pod to the agent's `to`. */
   redirect(port: number, to: number): Promise<void> {
     return this.serial(async () => {
-      const lines: string[] = [];
-      if (!this.chains) {
-        lines.push(`-N ${CHAIN_PRE}`, `-N ${CHAIN_OUT}`, `-A PREROUTING ${this.comment()} -j ${CHAIN_PRE}`, `-A OUTPUT ${this.comment()} -j ${CHAIN_OUT}`);
+      if (this.ports.has(port)) throw new TetherError("INTERNAL", `port ${port} is already redirected`);
+      const batch = (): Batch => {
+        const nat: string[] = [];
+        const mangle: string[] = [];
+        if (!this.chains) {
+          nat.push(`-N ${CHAIN_PRE}`, `-N ${CHAIN_OUT}`, `-A PREROUTING ${this.comment()} -j ${CHAIN_PRE}`, `-A OUTPUT ${this.comment()} -j ${CHAIN_OUT}`);
+          if (this.expiring) mangle.push(`-A ${this.heartbeatRule()}`);
+        }
+        nat.push(...this.portRules(port, to).map((r) => `-A ${r}`));
+        return { nat, mangle };
+      };
+      try {
+        await restore(this.flavour, batch());
+      } catch (err) {
+        if (!this.expiring || this.chains) throw err;
+        // Most likely no xt_recent in this kernel: the batch was atomic, so retry without expiry.
+        this.expiring = false;
+        this.options.log("warn", "self-expiring rules unavailable; relying on the guard to remove rules", { error: String(err) });
+        await restore(this.flavour, batch());
       }
-      const old = this.ports.get(port);
-      if (old !== undefined) lines.push(...this.portRules(port, old).map((r) => `-D ${r}`));
-      lines.push(...this.portRules(port, to).map((r) => `-A ${r}`));
-      await restoreNat(this.flavour, lines);
       this.chains = true;
       this.ports.set(port, to);
+      if (this.expiring) {
+        this.startHeartbeat();
+        await this.beat();
+      } // the redirect matches from the first heartbeat on
       this.options.log("debug", "redirect added", { port, to, flavour: this.flavour });
     });
   }
@@ -171,7 +269,8 @@ export class Iptables {
       const to = this.ports.get(port);
       if (to === undefined) return;
       this.ports.delete(port);
-      await restoreNat(this.flavour, this.portRules(port, to).map((r) => `-D ${r}`));
+      const own = (rule: string) => /^-A TETHER-(PRE|OUT) /.test(rule) && rule.includes(`--dport ${port} `);
+      await restore(this.flavour, { nat: removalLines(await saveTable(this.flavour, "nat"), this.options.id, own) });
       this.options.log("debug", "redirect removed", { port, flavour: this.flavour });
     });
   }
@@ -181,6 +280,7 @@ export class Iptables {
     return this.serial(async () => {
       this.ports.clear();
       this.chains = false;
+      this.stopHeartbeat();
       const n = await removeTagged(this.flavour, this.options.id);
       if (n > 0) this.options.log("info", "iptables rules removed", { rules: n, flavour: this.flavour });
     });

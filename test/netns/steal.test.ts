@@ -225,6 +225,20 @@ describe("steal", requireNetns(), () => {
     }
   });
 
+  test("releasing one of two stolen ports removes only that port's rules", async () => {
+    const s = await world.session("alice@laptop", alice.port);
+    try {
+      await s.subscribe();
+      await s.subscribe(undefined, { port: 8081 });
+      assert.match(world.natRules(), /--dport 8081 /);
+      await s.conn.request({ type: "incoming.unsubscribe", id: s.conn.newRequestId(), port: 8081 });
+      assert.doesNotMatch(world.natRules(), /--dport 8081 /);
+      assert.equal((await getFrom(world.client, world.podIp, "/two")).body, "local alice GET /two");
+    } finally {
+      s.close();
+    }
+  });
+
   test("no tether rule is left once every session ended", async () => {
     for (let i = 0; i < 50 && /tether:/.test(world.natRules()); i++) await sleep(50);
     assert.doesNotMatch(world.natRules(), /tether:/);

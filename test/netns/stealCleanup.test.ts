@@ -3,6 +3,9 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { once } from "node:events";
+import { readFileSync } from "node:fs";
+import { run } from "../support/netns";
+import { startAgent } from "../support/agent";
 import { requireNetns, waitForLine } from "../support/netns";
 import { APP_PORT, connectFrom, get, getFrom, sleep, startDebuggee, StealWorld } from "./stealFixture";
 
@@ -120,5 +123,46 @@ describe("auto-detection of legacy; stale rules removed at start", requireNetns(
     s.close();
     for (let i = 0; i < 40 && tagged(world.natRules()).length > 0; i++) await sleep(50);
     assert.deepEqual(tagged(world.natRules()), []);
+  });
+});
+
+describe("the whole container killed at once (agent and guard together)", requireNetns(), () => {
+  const world = new StealWorld();
+  before(() => world.start());
+  after(() => world.dispose());
+
+  test("the rules stop redirecting by themselves; the next agent removes them", async () => {
+    const local = await startDebuggee("alice");
+    world.onDispose(() => local.server.close());
+    const s = await world.session("alice@laptop", local.port);
+    await s.subscribe();
+    assert.equal((await getFrom(world.client, world.podIp, "/k")).body, "local alice GET /k");
+    const pids = run("ip", ["netns", "pids", world.pod.name]).stdout.split(/\s+/).filter(Boolean).map(Number);
+    const guard = pids.find((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/environ`, "latin1").includes("TETHER_AGENT_GUARD=");
+      } catch {
+        return false;
+      }
+    });
+    assert.ok(guard, "the guard runs in the pod namespace");
+
+    const poller = world.lab.spawn(world.client, process.execPath, ["-e", POLLER(world.podIp)], { stdio: ["pipe", "pipe", "pipe"] });
+    await waitForLine(poller, /poller ready/);
+    const served = waitForLine(poller, /served after ([\d.]+) ms/, 15_000);
+    poller.stdin!.write("go\n");
+    process.kill(guard, "SIGKILL");
+    process.kill(world.agent.child.pid!, "SIGKILL");
+    const ms = Number((await served)[1]);
+    console.log(`# figure: app served again ${ms} ms after agent and guard were SIGKILLed together (rules expire without the heartbeat)`);
+    s.close();
+    // nobody removed them: they are still there, inert
+    assert.ok(tagged(world.natRules()).length >= 4);
+    assert.equal((await getFrom(world.pod, "127.0.0.1", "/inert")).body, "app GET /inert");
+
+    const next = await startAgent(world.lab, world.pod, { TETHER_AGENT_EXIT_WHEN_IDLE: "false" });
+    assert.match(next.logs(), /stale tether rules removed/);
+    assert.deepEqual(tagged(world.natRules()), []);
+    next.child.kill("SIGTERM");
   });
 });

@@ -247,8 +247,10 @@ export class StealWorld {
     this.closers.push(fn);
   }
 
+  /** nat (lab.natRules) and mangle (the heartbeat rule) of both flavours. */
   natRules(): string {
-    return this.lab.natRules(this.pod);
+    const mangle = ["nft", "legacy"].map((f) => this.lab.exec(this.pod, `iptables-${f}-save`, ["-t", "mangle"], { check: false }).stdout);
+    return this.lab.natRules(this.pod) + mangle.join("");
   }
 
   async metrics(): Promise<string> {

@@ -77,13 +77,12 @@ describe("removalLines", () => {
     "COMMIT",
   ].join("\n");
 
-  test("one agent's rules: jumps first, then its chain rules, then chains left empty", () => {
-    assert.deepEqual(removalLines(save, "aa"), [
-      '-D PREROUTING -m comment --comment "tether:aa" -j TETHER-PRE',
-      '-D OUTPUT -m comment --comment "tether:aa" -j TETHER-OUT',
-      '-D TETHER-PRE -p tcp -m tcp --dport 80 -m comment --comment "tether:aa" -j REDIRECT --to-ports 9',
-      "-X TETHER-PRE",
-    ]);
+  test("one agent's rules, by position (highest first in each chain), then chains left empty", () => {
+    assert.deepEqual(removalLines(save, "aa"), ["-D OUTPUT 1", "-D PREROUTING 2", "-D TETHER-PRE 1", "-X TETHER-PRE"]);
+  });
+
+  test("narrowed to some rules: no chain removal", () => {
+    assert.deepEqual(removalLines(save, undefined, (r) => r.includes("-o lo")), ["-D TETHER-OUT 1"]);
   });
 
   test("every tether rule (stale clean-up at start); foreign rules stay", () => {
