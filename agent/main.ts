@@ -43,11 +43,13 @@ async function main(): Promise<void> {
     return undefined;
   });
   const guard = iptables ? startGuard(iptables.flavour, agentId, log) : undefined;
+  const targetRoot = config.TETHER_AGENT_TARGET_PID ? `/proc/${config.TETHER_AGENT_TARGET_PID}/root` : "";
+  const resolver = new PodResolver({ log, metrics, root: targetRoot });
   const agent = new Agent(config, {
     steal: new StealRouter({ config, log, metrics, probes, ...(iptables ? { iptables } : {}) }),
     mirror: new MirrorCapture({ log, metrics }),
-    outgoing: new PodOutgoing({ log, metrics }),
-    resolver: new PodResolver({ log }),
+    outgoing: new PodOutgoing({ log, metrics, resolver }),
+    resolver,
     target: new ProcTarget(config.TETHER_AGENT_TARGET_PID),
     metrics,
     log,

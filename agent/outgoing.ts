@@ -1,20 +1,109 @@
-// Outgoing: TCP and UDP sockets opened from the pod's network namespace for a session.
+// Outgoing: TCP and UDP sockets opened from the pod's network namespace for a session. Names are
+// resolved with the pod's resolver. TCP keeps half-closes in both directions; a UDP stream is a
+// connected socket whose stream chunks are datagrams (the wire never splits a write of up to one
+// frame, 64 KiB, so a datagram stays one chunk).
+import dgram from "node:dgram";
+import net from "node:net";
 import type { Duplex } from "node:stream";
 import { TetherError } from "../src/protocol/error";
 import type { Log } from "../src/protocol/log";
-import type { Address, Outgoing } from "./capabilities";
+import type { Address, Outgoing, Resolver } from "./capabilities";
 import type { Metrics } from "./metrics";
 import type { AgentSession } from "./session";
 
-export class PodOutgoing implements Outgoing {
-  constructor(private readonly options: { log: Log; metrics: Metrics }) {}
+const CONNECT_TIMEOUT_MS = 15_000;
+const UDP_IDLE_MS = 120_000;
 
-  async connectTcp(_s: AgentSession, _host: string, _port: number, _stream: Duplex): Promise<{ local: Address; remote: Address }> {
-    void this.options;
-    throw new TetherError("UNSUPPORTED", "outgoing tcp is not implemented yet");
+export interface PodOutgoingOptions {
+  log: Log;
+  metrics: Metrics;
+  resolver: Resolver;
+}
+
+export class PodOutgoing implements Outgoing {
+  constructor(private readonly options: PodOutgoingOptions) {}
+
+  private async address(host: string): Promise<{ address: string; family: 4 | 6 }> {
+    const ip = net.isIP(host);
+    if (ip) return { address: host, family: ip as 4 | 6 };
+    const [first] = await this.options.resolver.lookup(host, 0);
+    if (!first) throw new TetherError("DNS_FAILED", `ENOTFOUND ${host}`);
+    return first;
   }
 
-  async connectUdp(_s: AgentSession, _host: string, _port: number, _stream: Duplex): Promise<{ local: Address; remote: Address }> {
-    throw new TetherError("UNSUPPORTED", "outgoing udp is not implemented yet");
+  async connectTcp(session: AgentSession, host: string, port: number, stream: Duplex): Promise<{ local: Address; remote: Address }> {
+    const { address } = await this.address(host);
+    const socket = await new Promise<net.Socket>((resolve, reject) => {
+      const s = net.connect({ host: address, port, allowHalfOpen: true, noDelay: true });
+      const timer = setTimeout(() => s.destroy(Object.assign(new Error("connect timed out"), { code: "ETIMEDOUT" })), CONNECT_TIMEOUT_MS);
+      s.once("connect", () => {
+        clearTimeout(timer);
+        resolve(s);
+      });
+      s.once("error", (err: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        reject(new TetherError("CONNECT_FAILED", `${err.code ?? err.message} connecting to ${host}:${port}${address !== host ? ` (${address})` : ""} from the pod`));
+      });
+    });
+    const { metrics, log } = this.options;
+    metrics.add("tether_outgoing_connections_total", 1, { protocol: "tcp" });
+    socket.on("data", (d: Buffer) => metrics.add("tether_bytes_total", d.length, { direction: "to_session" }));
+    stream.on("data", (d: Buffer) => metrics.add("tether_bytes_total", d.length, { direction: "from_session" }));
+    stream.pipe(socket);
+    socket.pipe(stream);
+    socket.on("error", (err) => stream.destroy(err));
+    stream.on("error", () => socket.destroy());
+    socket.on("close", () => {
+      if (!stream.writableFinished) stream.destroy();
+    });
+    stream.on("close", () => {
+      if (!socket.writableFinished || !socket.readableEnded) socket.destroy();
+    });
+    log("debug", "outgoing tcp", { session: session.id, host, port });
+    return {
+      local: { address: socket.localAddress ?? "", port: socket.localPort ?? 0 },
+      remote: { address: socket.remoteAddress ?? address, port: socket.remotePort ?? port },
+    };
+  }
+
+  async connectUdp(session: AgentSession, host: string, port: number, stream: Duplex): Promise<{ local: Address; remote: Address }> {
+    const { address, family } = await this.address(host);
+    const socket = dgram.createSocket(family === 6 ? "udp6" : "udp4");
+    await new Promise<void>((resolve, reject) => {
+      socket.once("error", (err: NodeJS.ErrnoException) => reject(new TetherError("CONNECT_FAILED", `${err.code ?? err.message} udp ${host}:${port}`)));
+      socket.connect(port, address, () => resolve());
+    });
+    const { metrics, log } = this.options;
+    metrics.add("tether_outgoing_connections_total", 1, { protocol: "udp" });
+    let idle: NodeJS.Timeout;
+    const close = () => {
+      clearTimeout(idle);
+      try {
+        socket.close();
+      } catch {
+        // already closed
+      }
+      if (!stream.destroyed) stream.destroy();
+    };
+    idle = setTimeout(close, UDP_IDLE_MS);
+    socket.on("message", (msg) => {
+      idle.refresh();
+      metrics.add("tether_bytes_total", msg.length, { direction: "to_session" });
+      stream.write(msg);
+    });
+    // ICMP port unreachable and friends: the flow is over
+    socket.on("error", (err) => {
+      log("debug", "outgoing udp error", { session: session.id, host, port, error: err.message });
+      close();
+    });
+    stream.on("data", (datagram: Buffer) => {
+      idle.refresh();
+      metrics.add("tether_bytes_total", datagram.length, { direction: "from_session" });
+      socket.send(datagram);
+    });
+    stream.on("end", close);
+    stream.on("close", close);
+    const local = socket.address();
+    return { local: { address: local.address, port: local.port }, remote: { address, port } };
   }
 }

@@ -1,13 +1,132 @@
-// DNS for sessions, answered the way the pod's own processes resolve names.
+// DNS for sessions, answered the way the pod's own processes resolve names: the target container's
+// /etc/hosts first, then its /etc/resolv.conf (nameservers, search list, ndots) applied like glibc.
+// Files are read through /proc/<target>/root, so an ephemeral or job agent sees what the app sees.
+import { Resolver as DnsResolver } from "node:dns/promises";
+import { readFile } from "node:fs/promises";
+import net from "node:net";
 import { TetherError } from "../src/protocol/error";
 import type { Log } from "../src/protocol/log";
 import type { Resolver } from "./capabilities";
+import type { Metrics } from "./metrics";
+
+export interface ResolvConf {
+  nameservers: string[];
+  search: string[];
+  ndots: number;
+  timeoutMs: number;
+  attempts: number;
+}
+
+export function parseResolvConf(text: string): ResolvConf {
+  const conf: ResolvConf = { nameservers: [], search: [], ndots: 1, timeoutMs: 5000, attempts: 2 };
+  for (const raw of text.split("\n")) {
+    const line = raw.replace(/[#;].*$/, "").trim();
+    if (!line) continue;
+    const [key, ...values] = line.split(/\s+/);
+    if (key === "nameserver" && values[0] && net.isIP(values[0].replace(/%.*$/, ""))) conf.nameservers.push(values[0].replace(/%.*$/, ""));
+    else if (key === "search" || key === "domain") conf.search = values.filter(Boolean);
+    else if (key === "options") {
+      for (const opt of values) {
+        const [name, value] = opt.split(":");
+        const n = Number(value);
+        if (name === "ndots" && Number.isInteger(n)) conf.ndots = Math.min(n, 15);
+        if (name === "timeout" && Number.isInteger(n) && n > 0) conf.timeoutMs = Math.min(n, 30) * 1000;
+        if (name === "attempts" && Number.isInteger(n) && n > 0) conf.attempts = Math.min(n, 5);
+      }
+    }
+  }
+  if (conf.nameservers.length === 0) conf.nameservers.push("127.0.0.1");
+  return conf;
+}
+
+/** name (lower case) -> addresses, in file order. */
+export function parseHosts(text: string): Map<string, string[]> {
+  const hosts = new Map<string, string[]>();
+  for (const raw of text.split("\n")) {
+    const [address, ...names] = raw.replace(/#.*$/, "").trim().split(/\s+/);
+    if (!address || !net.isIP(address)) continue;
+    for (const name of names) {
+      const key = name.toLowerCase();
+      const list = hosts.get(key) ?? [];
+      if (!list.includes(address)) list.push(address);
+      hosts.set(key, list);
+    }
+  }
+  return hosts;
+}
+
+/** Names to try, in order, like glibc: ndots decides whether the search list comes first. */
+export function candidates(hostname: string, conf: Pick<ResolvConf, "search" | "ndots">): string[] {
+  if (hostname.endsWith(".")) return [hostname.slice(0, -1)];
+  const dots = hostname.split(".").length - 1;
+  const searched = conf.search.map((d) => `${hostname}.${d.replace(/\.$/, "")}`);
+  return dots >= conf.ndots ? [hostname, ...searched] : [...searched, hostname];
+}
+
+type Answer = { address: string; family: 4 | 6 };
+
+export interface PodResolverOptions {
+  log: Log;
+  metrics: Metrics;
+  /** Root of the target's filesystem ("/proc/PID/root"), or "" for the agent's own. */
+  root: string;
+}
 
 export class PodResolver implements Resolver {
-  constructor(private readonly options: { log: Log }) {}
+  constructor(private readonly options: PodResolverOptions) {}
 
-  async lookup(_hostname: string, _family: 0 | 4 | 6): Promise<{ address: string; family: 4 | 6 }[]> {
-    void this.options;
-    throw new TetherError("UNSUPPORTED", "dns is not implemented yet");
+  private async read(path: string): Promise<string> {
+    try {
+      return await readFile(`${this.options.root}${path}`, "utf8");
+    } catch {
+      return "";
+    }
+  }
+
+  async lookup(hostname: string, family: 0 | 4 | 6): Promise<Answer[]> {
+    try {
+      const answers = await this.resolve(hostname.trim(), family);
+      this.options.metrics.add("tether_dns_lookups_total", 1, { result: "ok" });
+      return answers;
+    } catch (err) {
+      this.options.metrics.add("tether_dns_lookups_total", 1, { result: "failed" });
+      throw err;
+    }
+  }
+
+  private async resolve(hostname: string, family: 0 | 4 | 6): Promise<Answer[]> {
+    const ipFamily = net.isIP(hostname);
+    if (ipFamily) return [{ address: hostname, family: ipFamily as 4 | 6 }];
+    if (!/^[A-Za-z0-9_.-]+$/.test(hostname)) throw new TetherError("DNS_FAILED", `ENOTFOUND ${hostname} (not a host name)`);
+    const wanted = (a: Answer) => family === 0 || a.family === family;
+    const hosts = parseHosts(await this.read("/etc/hosts"));
+    const conf = parseResolvConf(await this.read("/etc/resolv.conf"));
+    const names = candidates(hostname, conf);
+    // /etc/hosts matches the name as written (and the searched forms, as glibc's files module does)
+    for (const name of [hostname.replace(/\.$/, ""), ...names]) {
+      const found = (hosts.get(name.toLowerCase()) ?? []).map((address) => ({ address, family: net.isIP(address) as 4 | 6 })).filter(wanted);
+      if (found.length) return found;
+    }
+    const resolver = new DnsResolver({ timeout: conf.timeoutMs, tries: conf.attempts });
+    resolver.setServers(conf.nameservers);
+    let lastError: Error | undefined;
+    for (const name of names) {
+      const answers: Answer[] = [];
+      for (const fam of family === 0 ? ([4, 6] as const) : [family]) {
+        try {
+          const list = fam === 4 ? await resolver.resolve4(name) : await resolver.resolve6(name);
+          answers.push(...list.map((address) => ({ address, family: fam })));
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code !== "ENOTFOUND" && code !== "ENODATA") lastError = err as Error;
+        }
+      }
+      if (answers.length) {
+        this.options.log("debug", "dns answered", { hostname, name, count: answers.length });
+        return answers;
+      }
+    }
+    const reason = lastError ? `${(lastError as NodeJS.ErrnoException).code ?? lastError.message} (nameservers ${conf.nameservers.join(", ")})` : "ENOTFOUND";
+    throw new TetherError("DNS_FAILED", `${reason} ${hostname}`);
   }
 }

@@ -91,6 +91,7 @@ export class EngineChannel {
       const p = this.pending.get(reply.id);
       if (!p) return;
       this.pending.delete(reply.id);
+      if (this.pending.size === 0) this.asyncPort.unref();
       if (reply.ok) p.resolve(reply.result);
       else p.reject(new RuntimeCallError(reply.code, reply.message));
     });
@@ -121,6 +122,8 @@ export class EngineChannel {
   call<T>(req: RuntimeRequest): Promise<T> {
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
+      // an answer still to come keeps the debuggee alive, as a pending socket would; none, it may exit
+      if (this.pending.size === 0) this.asyncPort.ref();
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
       this.asyncPort.postMessage({ id, ...req });
     });
