@@ -1,26 +1,180 @@
-// Mirror: copies of a port's incoming bytes, taken without touching the app's traffic.
+// Mirror: copies of the REQUEST bytes (client -> app) of every connection to a port, taken by
+// packet capture (tcpdump in the pod's network namespace) and rebuilt per connection. Nothing is
+// redirected: the app's traffic does not pass through the agent, so the app cannot notice and keeps
+// serving if the agent dies (tcpdump is started with a parent-death signal and dies with it).
+// Responses are not copied.
+import { spawn, type ChildProcess } from "node:child_process";
+import type { WireStream } from "../../src/protocol/connection";
 import { TetherError } from "../../src/protocol/error";
 import type { Log } from "../../src/protocol/log";
 import type { IncomingSubscribe, PortCapability } from "../capabilities";
 import type { Metrics } from "../metrics";
 import type { AgentSession } from "../session";
+import { PcapReader } from "./pcap";
+import { TcpReassembler, type FlowKey } from "./tcpReassembly";
+
+/** A session whose copy stream holds more than this unsent gives up that connection. */
+const MAX_BACKLOG = 8 * 1024 * 1024;
+const START_TIMEOUT_MS = 10_000;
 
 export interface MirrorOptions {
   log: Log;
   metrics: Metrics;
+  /** Command that captures (tests may wrap it); defaults to tcpdump under setpriv --pdeathsig. */
+  captureCommand?: (port: number) => string[];
+}
+
+interface Capture {
+  port: number;
+  process: ChildProcess;
+  sessions: Set<AgentSession>;
+  reassembler: TcpReassembler;
+  copies: Map<string, WireStream[]>;
+  sweep: NodeJS.Timeout;
+}
+
+function defaultCommand(port: number): string[] {
+  // -Z root: tcpdump must not switch user, since a change of credentials clears the parent-death signal
+  return ["setpriv", "--pdeathsig", "KILL", "--", "tcpdump", "-Z", "root", "-i", "any", "-U", "-n", "-s", "0", "-w", "-", `tcp dst port ${port}`];
 }
 
 export class MirrorCapture implements PortCapability {
+  private readonly captures = new Map<number, Promise<Capture>>();
+  private closed = false;
+
   constructor(private readonly options: MirrorOptions) {}
 
-  async subscribe(_session: AgentSession, _msg: IncomingSubscribe): Promise<{ probesKept: string[] }> {
-    void this.options;
-    throw new TetherError("UNSUPPORTED", "mirror is not implemented yet");
+  async subscribe(session: AgentSession, msg: IncomingSubscribe): Promise<{ probesKept: string[] }> {
+    if (this.closed) throw new TetherError("UNSUPPORTED", "the agent is stopping");
+    let capture = this.captures.get(msg.port);
+    if (!capture) {
+      capture = this.start(msg.port);
+      this.captures.set(msg.port, capture);
+      capture.catch(() => this.captures.delete(msg.port));
+    }
+    (await capture).sessions.add(session);
+    return { probesKept: [] };
   }
 
-  async unsubscribe(_session: AgentSession, _port: number): Promise<void> {}
+  async unsubscribe(session: AgentSession, port: number): Promise<void> {
+    const capture = await this.captures.get(port)?.catch(() => undefined);
+    if (!capture) return;
+    capture.sessions.delete(session);
+    if (capture.sessions.size === 0) this.stop(capture);
+  }
 
-  async dropSession(_session: AgentSession): Promise<void> {}
+  async dropSession(session: AgentSession): Promise<void> {
+    for (const port of [...this.captures.keys()]) await this.unsubscribe(session, port);
+  }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    this.closed = true;
+    const all = await Promise.allSettled(this.captures.values());
+    for (const c of all) if (c.status === "fulfilled") this.stop(c.value);
+  }
+
+  private stop(capture: Capture): void {
+    if (this.captures.get(capture.port) === undefined) return;
+    this.captures.delete(capture.port);
+    clearInterval(capture.sweep);
+    capture.process.kill("SIGKILL");
+    capture.reassembler.closeAll();
+    this.options.log("info", "mirror stopped", { port: capture.port });
+  }
+
+  private start(port: number): Promise<Capture> {
+    const { log, metrics } = this.options;
+    const [cmd, ...args] = (this.options.captureCommand ?? defaultCommand)(port);
+    const child = spawn(cmd!, args, { stdio: ["ignore", "pipe", "pipe"] });
+    const capture: Capture = {
+      port,
+      process: child,
+      sessions: new Set(),
+      copies: new Map(),
+      reassembler: undefined as never,
+      sweep: setInterval(() => capture.reassembler.sweep(), 60_000),
+    };
+    capture.sweep.unref();
+    capture.reassembler = new TcpReassembler({
+      onOpen: (flow) => this.open(capture, flow),
+      onData: (flow, data) => {
+        for (const stream of capture.copies.get(flow.id) ?? []) {
+          if (stream.destroyed) continue;
+          if (stream.writableLength > MAX_BACKLOG) {
+            log("warn", "mirror copy dropped: the session reads too slowly", { port, flow: flow.id });
+            stream.destroy(new Error("mirror copy dropped: session too slow"));
+            continue;
+          }
+          metrics.add("tether_bytes_total", data.length, { direction: "to_session" });
+          stream.write(data);
+        }
+      },
+      onEnd: (flow, reset) => {
+        for (const stream of capture.copies.get(flow.id) ?? []) {
+          if (reset) stream.destroy(new Error("connection reset"));
+          else stream.end();
+        }
+        capture.copies.delete(flow.id);
+      },
+      onGiveUp: (flow, reason) => {
+        log("warn", "mirror gave up a connection", { port, flow: flow.id, reason });
+        for (const stream of capture.copies.get(flow.id) ?? []) stream.destroy(new Error(reason));
+        capture.copies.delete(flow.id);
+      },
+    });
+    const reader = new PcapReader((segment) => capture.reassembler.push(segment));
+    child.stdout!.on("data", (chunk: Buffer) => {
+      try {
+        reader.push(chunk);
+      } catch (err) {
+        log("error", "capture output unreadable; mirror stopped", { port, error: (err as Error).message });
+        this.stop(capture);
+      }
+    });
+    let stderr = "";
+    return new Promise<Capture>((resolve, reject) => {
+      const timer = setTimeout(() => fail(`tcpdump did not start within ${START_TIMEOUT_MS / 1000} s`), START_TIMEOUT_MS);
+      const fail = (why: string) => {
+        clearTimeout(timer);
+        clearInterval(capture.sweep);
+        child.kill("SIGKILL");
+        reject(new TetherError("UNSUPPORTED", `cannot mirror port ${port}: ${why}`));
+      };
+      child.stderr!.on("data", (d: Buffer) => {
+        stderr = (stderr + d).slice(-2000);
+        if (/listening on/.test(stderr)) {
+          clearTimeout(timer);
+          log("info", "mirror started", { port, pid: child.pid });
+          resolve(capture);
+        }
+      });
+      child.once("error", (err) => fail(`${cmd}: ${err.message} (the agent image needs tcpdump)`));
+      child.once("exit", (code, signal) => {
+        if (this.captures.has(port)) log("warn", "capture process ended", { port, code, signal, stderr: stderr.trim() });
+        fail(stderr.trim() || `exited with ${code ?? signal}`);
+        capture.reassembler.closeAll();
+        if (this.captures.get(port)) this.captures.delete(port);
+      });
+    });
+  }
+
+  private open(capture: Capture, flow: FlowKey): void {
+    const streams: WireStream[] = [];
+    for (const session of capture.sessions) {
+      if (session.conn.isClosed) continue;
+      const stream = session.conn.openStream();
+      session.conn.send({
+        type: "incoming.tcp",
+        stream: stream.id,
+        port: capture.port,
+        mode: "mirror",
+        peer: { address: flow.src, port: flow.srcPort },
+      });
+      // the session only reads a copy; whatever it writes back goes nowhere
+      stream.resume();
+      streams.push(stream);
+    }
+    this.options.metrics.add("tether_connections_total", 1, { outcome: "mirrored" });
+    if (streams.length) capture.copies.set(flow.id, streams);
+  }
 }
