@@ -5,6 +5,7 @@
 import dgram from "node:dgram";
 import net from "node:net";
 import type { Duplex } from "node:stream";
+import { pipeBoth } from "../src/protocol/pipeBoth";
 import { TetherError } from "../src/protocol/error";
 import type { Log } from "../src/protocol/log";
 import type { Address, Outgoing, Resolver } from "./capabilities";
@@ -49,16 +50,7 @@ export class PodOutgoing implements Outgoing {
     metrics.add("tether_outgoing_connections_total", 1, { protocol: "tcp" });
     socket.on("data", (d: Buffer) => metrics.add("tether_bytes_total", d.length, { direction: "to_session" }));
     stream.on("data", (d: Buffer) => metrics.add("tether_bytes_total", d.length, { direction: "from_session" }));
-    stream.pipe(socket);
-    socket.pipe(stream);
-    socket.on("error", (err) => stream.destroy(err));
-    stream.on("error", () => socket.destroy());
-    socket.on("close", () => {
-      if (!stream.writableFinished) stream.destroy();
-    });
-    stream.on("close", () => {
-      if (!socket.writableFinished || !socket.readableEnded) socket.destroy();
-    });
+    pipeBoth(stream, socket);
     log("debug", "outgoing tcp", { session: session.id, host, port });
     return {
       local: { address: socket.localAddress ?? "", port: socket.localPort ?? 0 },

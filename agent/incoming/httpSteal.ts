@@ -15,7 +15,7 @@ import type { EngineToAgent } from "../../src/protocol/messages";
 import type { Metrics } from "../metrics";
 import type { AgentSession } from "../session";
 import type { RequestFacts } from "./httpMatcher";
-import { pipeBoth } from "./pipeBoth";
+import { pipeBoth } from "../../src/protocol/pipeBoth";
 
 export const MAX_HEADER_BYTES = 96 * 1024;
 export const HEADERS_TIMEOUT_MS = 15_000;

@@ -24,7 +24,7 @@ import { compileFilter, filtersOverlap, pathOf, type RequestFacts, type RequestM
 import { createHttpSteal, originalHost, type Decision } from "./httpSteal";
 import type { Iptables } from "./iptables";
 import { peekRequestLine } from "./peekRequestLine";
-import { pipeBoth } from "./pipeBoth";
+import { pipeBoth } from "../../src/protocol/pipeBoth";
 
 export interface StealOptions {
   config: AgentConfig;

@@ -26,6 +26,7 @@ import { connect } from "node:net";
 import type { Duplex } from "node:stream";
 import type { EngineConnection } from "../protocol/connection";
 import { silentLog, type Log } from "../protocol/log";
+import { pipeBoth } from "../protocol/pipeBoth";
 import type { AgentToEngine } from "../protocol/messages";
 
 type IncomingTcp = Extract<AgentToEngine, { type: "incoming.tcp" }>;
@@ -219,12 +220,7 @@ export class IncomingDelivery extends EventEmitter {
         this.track(socket);
         answer(res, res.rawHeaders);
         if (head.length) stream.write(head);
-        stream.pipe(socket);
-        socket.pipe(stream);
-        socket.on("error", (err) => stream.destroy(err));
-        stream.on("error", () => socket.destroy());
-        socket.on("close", () => stream.destroyed || stream.writableFinished || stream.destroy());
-        stream.on("close", () => socket.destroyed || socket.writableFinished || socket.destroy());
+        pipeBoth(socket, stream);
       });
     } else {
       stream.pipe(req);

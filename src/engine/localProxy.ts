@@ -7,7 +7,8 @@ import net from "node:net";
 import type { Duplex } from "node:stream";
 import type { EngineConnection } from "../protocol/connection";
 import type { Log } from "../protocol/log";
-import { connectThroughAgent, splice } from "./agentTcp";
+import { pipeBoth } from "../protocol/pipeBoth";
+import { connectThroughAgent } from "./agentTcp";
 
 export interface ProxyRouting {
   connect(proto: "tcp" | "udp", host: string, port: number): "local" | "remote";
@@ -88,7 +89,7 @@ export class LocalProxy {
       const upstream = await this.dial(m[1]!, Number(m[2]));
       socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
       if (head.length) upstream.write(head);
-      splice(socket, upstream);
+      pipeBoth(socket, upstream);
     } catch (err) {
       this.log("info", "proxy CONNECT failed", { tag: "proxy", target: req.url, error: (err as Error).message });
       socket.end(`HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain\r\n\r\nTether: ${(err as Error).message}\n`);
@@ -167,7 +168,7 @@ export class LocalProxy {
         return;
       }
       socket.write(Buffer.from([5, 0, 0, 1, 0, 0, 0, 0, 0, 0]));
-      splice(socket, upstream);
+      pipeBoth(socket, upstream);
     } catch (err) {
       this.log("debug", "SOCKS handshake failed", { tag: "proxy", error: (err as Error).message });
       socket.destroy();

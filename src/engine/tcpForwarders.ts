@@ -4,7 +4,8 @@
 import net from "node:net";
 import type { EngineConnection } from "../protocol/connection";
 import type { Log } from "../protocol/log";
-import { connectThroughAgent, splice } from "./agentTcp";
+import { pipeBoth } from "../protocol/pipeBoth";
+import { connectThroughAgent } from "./agentTcp";
 
 export class TcpForwarders {
   private readonly servers = new Map<string, Promise<net.Server>>();
@@ -38,7 +39,7 @@ export class TcpForwarders {
       connectThroughAgent(this.conn(), host, port).then(
         (stream) => {
           this.onConnection(host, port);
-          splice(socket, stream);
+          pipeBoth(socket, stream);
           socket.resume();
         },
         (err: Error) => {
