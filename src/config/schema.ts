@@ -1,0 +1,99 @@
+// The one definition of Tether's configuration. Types, the JSON schema (media/tether.schema.json),
+// the VS Code settings and the README reference table are all generated from this.
+import { z } from "zod";
+import { httpFilterSchema } from "../protocol/httpFilter";
+import { parseAddress } from "./address";
+
+const address = z.string().superRefine((value, ctx) => {
+  try {
+    parseAddress(value);
+  } catch (err) {
+    ctx.addIssue({ code: "custom", message: (err as Error).message });
+  }
+});
+
+const addressFilter = z.union([
+  z.strictObject({ local: z.array(address).describe("These go from your machine; everything else through the cluster.") }),
+  z.strictObject({ remote: z.array(address).describe("These go through the cluster; everything else from your machine.") }),
+]);
+
+const port = z.number().int().min(1).max(65535);
+
+const targetString = z
+  .string()
+  .regex(/^(targetless|(pod|deployment|statefulset|replicaset|job|service)\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?(\/container\/[a-z0-9]([-a-z0-9]*[a-z0-9])?)?)$/, {
+    message: 'a target is "targetless" or KIND/NAME[/container/CONTAINER] with KIND one of pod, deployment, statefulset, replicaset, job, service',
+  });
+
+export const configSchema = z
+  .strictObject({
+    target: z
+      .union([
+        targetString,
+        z.strictObject({
+          path: targetString.describe("KIND/NAME, e.g. deployment/api"),
+          namespace: z.string().optional().describe("Namespace of the target; default: the context's namespace."),
+          container: z.string().optional().describe("Container of the pod; default: the first one."),
+        }),
+      ])
+      .optional()
+      .describe('What to run as: "deployment/api", "pod/api-7d9f/container/app", an object, or "targetless".'),
+    kubeconfig: z.string().optional().describe("Path of the kubeconfig; default: KUBECONFIG, then ~/.kube/config."),
+    context: z.string().optional().describe("kubeconfig context; default: the current context."),
+    incoming: z
+      .strictObject({
+        mode: z.enum(["mirror", "steal", "off"]).default("mirror").describe("mirror: get a copy, the pod keeps serving. steal: take the traffic. off: none."),
+        ports: z.array(port).optional().describe("Ports to intercept; default: the ports your process listens on."),
+        ignorePorts: z.array(port).optional().describe("Ports never intercepted."),
+        portMapping: z.array(z.tuple([port, port])).optional().describe("[local, remote] pairs: traffic for the pod's remote port goes to your local port."),
+        httpFilter: httpFilterSchema.optional().describe("Steal only matching HTTP requests (header regex 'Name: value', path regex, method, allOf, anyOf)."),
+        stealProbes: z.boolean().default(false).describe("Also steal the pod's liveness/readiness/startup probe requests (normally they always reach the pod)."),
+      })
+      .prefault({})
+      .describe("Traffic that reaches the target pod."),
+    outgoing: z
+      .strictObject({
+        tcp: z.boolean().default(true).describe("Route outgoing TCP through the cluster."),
+        udp: z.boolean().default(true).describe("Route outgoing UDP through the cluster."),
+        filter: addressFilter.optional().describe("Addresses [tcp|udp://][host|ip|cidr][:port] to keep local (local) or to send through the cluster (remote)."),
+      })
+      .prefault({})
+      .describe("Connections your process opens."),
+    dns: z
+      .strictObject({
+        enabled: z.boolean().default(true).describe("Resolve names with the pod's DNS."),
+        filter: addressFilter.optional().describe("Names resolved locally (local) or in the cluster (remote)."),
+      })
+      .prefault({})
+      .describe("Name resolution of your process."),
+    env: z
+      .strictObject({
+        include: z.array(z.string()).optional().describe("Globs of variables to import from the pod (default: all)."),
+        exclude: z.array(z.string()).optional().describe("Globs of variables not to import."),
+        override: z.record(z.string(), z.string()).optional().describe("Variables set to these values, whatever the pod has."),
+      })
+      .prefault({})
+      .describe("The pod's environment variables."),
+    fs: z
+      .strictObject({
+        mode: z.enum(["read", "local", "off"]).default("off").describe("read: configured paths are read from the pod. local/off: everything local."),
+        readOnly: z.array(z.string()).optional().describe("Paths (or prefixes ending in /) read from the pod."),
+        local: z.array(z.string()).optional().describe("Paths always read locally."),
+      })
+      .prefault({})
+      .describe("Files your process reads."),
+    agent: z
+      .strictObject({
+        mode: z.enum(["ephemeral", "job"]).default("ephemeral").describe("ephemeral: a container added to the target pod. job: a pod on the target's node (clusters without ephemeral containers)."),
+        namespace: z.string().optional().describe("Namespace of the job pod; default: the target's."),
+        image: z.string().default("tether/agent:0.1.0").describe("Agent image the cluster can pull."),
+        ttlSeconds: z.number().int().min(1).max(86_400).default(60).describe("The agent exits this long after its last session."),
+        startupTimeoutSeconds: z.number().int().min(1).max(600).default(60).describe("Give up when the agent is not ready after this long."),
+      })
+      .prefault({})
+      .describe("The in-cluster agent."),
+  })
+  .describe("Tether configuration");
+
+export type TetherConfig = z.infer<typeof configSchema>;
+export type TetherConfigInput = z.input<typeof configSchema>;

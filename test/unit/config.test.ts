@@ -1,0 +1,93 @@
+// The configuration: address syntax, schema errors with their JSON path and source, the merge order
+// of sources, routing decisions, env import, and the generated schema/README staying in step.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { matchesAddress, parseAddress } from "../../src/config/address";
+import { jsonSchemaText, readmeWithTable, README_FILE, SCHEMA_FILE } from "../../src/config/generate";
+import { resolveConfig } from "../../src/config/load";
+import { configSchema } from "../../src/config/schema";
+import { TetherError } from "../../src/protocol/error";
+import { importEnv, routingFromConfig } from "../../src/engine/routing";
+
+test("address syntax: names, IPs, CIDRs, ports, protocols", () => {
+  const m = (rule: string, proto: "tcp" | "udp" | undefined, host: string, port?: number) => matchesAddress(parseAddress(rule), proto, host, port);
+  assert.equal(m("db", "tcp", "db", 5432), true);
+  assert.equal(m("db", "tcp", "db.demo.svc.cluster.local", 5432), true);
+  assert.equal(m("db", "tcp", "dbx", 5432), false);
+  assert.equal(m("10.0.0.0/8", "tcp", "10.96.3.4", 80), true);
+  assert.equal(m("10.0.0.0/8", "tcp", "11.0.0.1", 80), false);
+  assert.equal(m(":5432", "tcp", "anything", 5432), true);
+  assert.equal(m(":5432", "tcp", "anything", 5433), false);
+  assert.equal(m("udp://:53", "tcp", "x", 53), false);
+  assert.equal(m("udp://:53", "udp", "x", 53), true);
+  assert.equal(m("tcp://api.demo:8080", "tcp", "API.demo", 8080), true);
+  assert.equal(m("[fd00::1]:443", "tcp", "fd00::1", 443), true);
+  assert.equal(m("fd00::/16", "tcp", "fd00:1::5", 1), true);
+  assert.equal(m("*.internal", "tcp", "a.b.internal", 1), true);
+  for (const bad of ["", "db:port", "10.0.0.0/33", "bad host!", "name/8", ":70000"]) assert.throws(() => parseAddress(bad), Error, bad);
+});
+
+test("schema errors name the JSON path; defaults fill the rest", () => {
+  const r = configSchema.safeParse({ incoming: { mode: "grab", httpFilter: { header: "(" } }, outgoing: { filter: { local: ["db", "bad host!"] } } });
+  assert.equal(r.success, false);
+  const paths = r.error!.issues.map((i) => i.path.join("."));
+  assert.ok(paths.includes("incoming.mode"));
+  assert.ok(paths.includes("incoming.httpFilter.header"));
+  assert.ok(paths.includes("outgoing.filter.local.1"));
+  const ok = configSchema.parse({ target: "deployment/api" });
+  assert.equal(ok.incoming.mode, "mirror");
+  assert.equal(ok.incoming.stealProbes, false);
+  assert.equal(ok.agent.mode, "ephemeral");
+  assert.throws(() => configSchema.parse({ target: "deploy/api" }), /KIND\/NAME/);
+  assert.throws(() => configSchema.parse({ unknown: 1 }));
+});
+
+test("sources merge in order, later wins, and an error names its source", () => {
+  const c = resolveConfig([
+    { name: "settings", value: { incoming: { mode: "mirror", ports: [80] }, agent: { ttlSeconds: 30 } } },
+    { name: ".tether/config.json", value: { target: "deployment/api", incoming: { mode: "steal" } } },
+    { name: "launch.json", value: { incoming: { httpFilter: { header: "^x-user: me$" } } } },
+    { name: "flags", value: { incoming: { ports: [8080] } } },
+  ]);
+  assert.equal(c.target, "deployment/api");
+  assert.equal(c.incoming.mode, "steal");
+  assert.deepEqual(c.incoming.ports, [8080]);
+  assert.deepEqual(c.incoming.httpFilter, { header: "^x-user: me$" });
+  assert.equal(c.agent.ttlSeconds, 30);
+  assert.throws(
+    () => resolveConfig([{ name: ".tether/config.json", value: { outgoing: { filter: { local: ["10.0.0.0/99"] } } } }]),
+    (e) => TetherError.is(e, "CONFIG_INVALID") && /^\.tether\/config\.json: outgoing\.filter\.local\.0: /.test((e as Error).message),
+  );
+});
+
+test("routing: the local-db scenario, remote filters, DNS, files", () => {
+  const r = routingFromConfig(configSchema.parse({ outgoing: { filter: { local: ["db", ":6379"] } }, fs: { mode: "read", readOnly: ["/etc/config/"], local: ["/etc/config/dev.yaml"] } }));
+  assert.equal(r.connect("tcp", "db", 5432), "local");
+  assert.equal(r.connect("tcp", "api", 8080), "remote");
+  assert.equal(r.connect("tcp", "cache", 6379), "local");
+  assert.equal(r.dns("db"), "local");
+  assert.equal(r.dns("cache"), "remote"); // a port-only rule keeps connections local, not names
+  assert.equal(r.dns("api"), "remote");
+  assert.equal(r.file("/etc/config/app.yaml"), "remote");
+  assert.equal(r.file("/etc/config/dev.yaml"), "local");
+  assert.equal(r.file("/home/me/x"), "local");
+  const remoteOnly = routingFromConfig(configSchema.parse({ outgoing: { filter: { remote: ["10.96.0.0/12"] }, udp: false } }));
+  assert.equal(remoteOnly.connect("tcp", "10.100.1.1", 80), "remote");
+  assert.equal(remoteOnly.connect("tcp", "192.168.1.1", 80), "local");
+  assert.equal(remoteOnly.connect("udp", "10.100.1.1", 53), "local");
+});
+
+test("env import applies include, exclude and override", () => {
+  const pod = { DATABASE_URL: "postgres://db", API_KEY: "k", HOME: "/root", KUBERNETES_SERVICE_HOST: "10.0.0.1" };
+  assert.deepEqual(importEnv(pod, { exclude: ["KUBERNETES_*", "HOME"] }), { DATABASE_URL: "postgres://db", API_KEY: "k" });
+  assert.deepEqual(importEnv(pod, { include: ["DATABASE_*"], override: { DEBUG: "1" } }), { DATABASE_URL: "postgres://db", DEBUG: "1" });
+});
+
+test("the generated JSON schema and README table are up to date (npm run generate)", () => {
+  assert.equal(readFileSync(SCHEMA_FILE, "utf8"), jsonSchemaText(), "media/tether.schema.json is stale: run npm run generate");
+  const readme = readFileSync(README_FILE, "utf8");
+  assert.equal(readme, readmeWithTable(readme), "README.md's configuration table is stale: run npm run generate");
+  const pkg = JSON.parse(readFileSync(new URL("../../package.json", `file://${__filename}`), "utf8"));
+  assert.deepEqual(pkg.contributes.jsonValidation, [{ fileMatch: ".tether/config.json", url: "./media/tether.schema.json" }]);
+});
