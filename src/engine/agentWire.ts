@@ -5,8 +5,8 @@ import WebSocket from "ws";
 import { connectToAgent, type ConnectOptions, type EngineConnection } from "../protocol/connection";
 import type { Welcome } from "../protocol/messages";
 
-/** ws calls these socket methods on whatever createConnection returns; a plain Duplex lacks them. */
-function asSocket(tunnel: Duplex): Duplex {
+/** ws and node:http call these socket methods on whatever createConnection returns; a plain Duplex lacks them. */
+export function asSocket(tunnel: Duplex): Duplex {
   const socket = tunnel as Duplex & Record<string, unknown>;
   for (const method of ["setTimeout", "setNoDelay", "setKeepAlive", "ref", "unref"]) {
     if (typeof socket[method] !== "function") socket[method] = () => socket;

@@ -9,6 +9,7 @@ import type { EngineConnection } from "../protocol/connection";
 import type { Log } from "../protocol/log";
 import { pipeBoth } from "../protocol/pipeBoth";
 import { connectThroughAgent } from "./agentTcp";
+import { asSocket } from "./agentWire";
 
 export interface ProxyRouting {
   connect(proto: "tcp" | "udp", host: string, port: number): "local" | "remote";
@@ -110,21 +111,28 @@ export class LocalProxy {
       if (!/^proxy-/i.test(req.rawHeaders[i]!)) headers.push(req.rawHeaders[i]!, req.rawHeaders[i + 1]!);
     }
     const port = Number(url.port || 80);
+    let socket: Duplex;
+    try {
+      socket = await this.dial(url.hostname, port);
+    } catch (err) {
+      this.log("info", "proxy request failed", { tag: "proxy", target: req.url, error: (err as Error).message });
+      res.writeHead(502, { "content-type": "text/plain" }).end(`Tether: ${(err as Error).message}\n`);
+      req.resume();
+      return;
+    }
     const upstream = http.request({
       method: req.method,
       path: url.pathname + url.search,
       headers: headers as unknown as http.OutgoingHttpHeaders,
-      createConnection: (_opts, cb) => {
-        this.dial(url.hostname, port).then((s) => cb(null, s as net.Socket), (err: Error) => cb(err, undefined as never));
-        return undefined as never;
-      },
-      agent: false,
+      // no agent: with one (even agent: false) node:http ignores createConnection
+      createConnection: () => asSocket(socket) as net.Socket,
     });
     upstream.on("response", (up) => {
       res.writeHead(up.statusCode ?? 502, up.statusMessage, up.rawHeaders as unknown as http.OutgoingHttpHeaders);
       up.pipe(res);
     });
     upstream.on("error", (err) => {
+      this.log("info", "proxy request failed", { tag: "proxy", target: req.url, error: err.message });
       if (!res.headersSent) res.writeHead(502, { "content-type": "text/plain" }).end(`Tether: ${err.message}\n`);
       else res.destroy(err);
     });
