@@ -1,0 +1,225 @@
+// Entry of the `tether` command (dist/cli.js). Exit codes: 0 success (exec: the command's own code),
+// 2 usage or configuration error, 1 runtime failure. Progress goes to stderr.
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { readConfigFile, readWorkspaceConfig, resolveConfig, type ConfigSource } from "../config/load";
+import { Cluster } from "../kube/cluster";
+import { TetherError } from "../protocol/error";
+import type { Log } from "../protocol/log";
+import { LocalProxy } from "../engine/localProxy";
+import { routingFromConfig } from "../engine/routing";
+import { RuntimeServer } from "../engine/runtimeServer";
+import { Session } from "../engine/session";
+import { TcpForwarders } from "../engine/tcpForwarders";
+import { UdpForwarders } from "../engine/udpForwarders";
+import { doctor } from "./doctor";
+
+const VERSION = "0.1.0";
+
+const USAGE = `usage:
+  tether ls     [--kubeconfig P] [--context C] [-n NS] [--json]
+  tether exec   [-f CONFIG] [-t KIND/NAME] [-n NS] [--context C] [--kubeconfig P]
+                [--steal | --mirror] [--http-header RE] [--http-path RE] [--http-method M]
+                [-p LOCAL:REMOTE]... -- COMMAND [ARGS...]
+  tether doctor [-t KIND/NAME] [-n NS] [--context C] [--kubeconfig P]
+  tether --version`;
+
+class UsageError extends Error {}
+
+const common = {
+  kubeconfig: { type: "string" },
+  context: { type: "string" },
+  namespace: { type: "string", short: "n" },
+  verbose: { type: "boolean", short: "v" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+function stderrLog(verbose: boolean): Log {
+  return (level, message, fields) => {
+    if (!verbose && (level === "debug" || level === "trace" || level === "info")) return;
+    process.stderr.write(`tether ${level}: ${message}${fields && verbose ? ` ${JSON.stringify(fields)}` : ""}\n`);
+  };
+}
+
+async function ls(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { ...common, json: { type: "boolean" } }, strict: true });
+  if (values.help) return console.log(USAGE), 0;
+  const cluster = new Cluster({ kubeconfig: values.kubeconfig, context: values.context, namespace: values.namespace });
+  const ns = cluster.namespace;
+  const [deployments, statefulsets, pods, services] = await Promise.all([
+    cluster.apps.listNamespacedDeployment({ namespace: ns }),
+    cluster.apps.listNamespacedStatefulSet({ namespace: ns }),
+    cluster.core.listNamespacedPod({ namespace: ns }),
+    cluster.core.listNamespacedService({ namespace: ns }),
+  ]);
+  const targets = [
+    ...deployments.items.map((d) => ({ target: `deployment/${d.metadata!.name}`, ready: `${d.status?.readyReplicas ?? 0}/${d.spec?.replicas ?? 0}` })),
+    ...statefulsets.items.map((d) => ({ target: `statefulset/${d.metadata!.name}`, ready: `${d.status?.readyReplicas ?? 0}/${d.spec?.replicas ?? 0}` })),
+    ...services.items.filter((s) => s.spec?.selector).map((s) => ({ target: `service/${s.metadata!.name}`, ready: "" })),
+    ...pods.items.flatMap((p) =>
+      (p.spec?.containers ?? []).map((c) => ({
+        target: `pod/${p.metadata!.name}/container/${c.name}`,
+        ready: p.status?.containerStatuses?.find((s) => s.name === c.name)?.ready ? "ready" : (p.status?.phase ?? ""),
+      })),
+    ),
+  ];
+  if (values.json) console.log(JSON.stringify({ namespace: ns, targets }, null, 2));
+  else {
+    console.log(`namespace ${ns}`);
+    for (const t of targets) console.log(`  ${t.target.padEnd(56)} ${t.ready}`);
+  }
+  return 0;
+}
+
+function parsePortMapping(spec: string): [number, number] {
+  const m = /^(\d+):(\d+)$/.exec(spec) ?? /^(\d+)$/.exec(spec);
+  if (!m) throw new UsageError(`-p ${spec}: expected LOCAL:REMOTE, e.g. -p 3000:8080`);
+  const local = Number(m[1]);
+  const remote = Number(m[2] ?? m[1]);
+  if (local < 1 || local > 65535 || remote < 1 || remote > 65535) throw new UsageError(`-p ${spec}: ports are 1-65535`);
+  return [local, remote];
+}
+
+async function exec(argv: string[]): Promise<number> {
+  const dash = argv.indexOf("--");
+  const own = dash >= 0 ? argv.slice(0, dash) : argv;
+  const command = dash >= 0 ? argv.slice(dash + 1) : [];
+  const { values } = parseArgs({
+    args: own,
+    options: {
+      ...common,
+      file: { type: "string", short: "f" },
+      target: { type: "string", short: "t" },
+      steal: { type: "boolean" },
+      mirror: { type: "boolean" },
+      "http-header": { type: "string" },
+      "http-path": { type: "string" },
+      "http-method": { type: "string" },
+      port: { type: "string", short: "p", multiple: true },
+    },
+    strict: true,
+  });
+  if (values.help) return console.log(USAGE), 0;
+  if (command.length === 0) throw new UsageError("exec needs a command after --, e.g. tether exec -t deployment/api -- node server.js");
+  if (values.steal && values.mirror) throw new UsageError("--steal and --mirror exclude each other");
+  const log = stderrLog(values.verbose ?? false);
+  const sources: ConfigSource[] = [];
+  if (values.file) sources.push(readConfigFile(values.file));
+  else {
+    const ws = readWorkspaceConfig(process.cwd());
+    if (ws) sources.push(ws);
+  }
+  const filter = {
+    ...(values["http-header"] ? { header: values["http-header"] } : {}),
+    ...(values["http-path"] ? { path: values["http-path"] } : {}),
+    ...(values["http-method"] ? { method: values["http-method"] } : {}),
+  };
+  sources.push({
+    name: "flags",
+    value: {
+      ...(values.target ? { target: values.namespace ? { path: values.target, namespace: values.namespace } : values.target } : {}),
+      ...(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {}),
+      ...(values.context ? { context: values.context } : {}),
+      ...(values.steal || values.mirror || Object.keys(filter).length || values.port
+        ? {
+            incoming: {
+              ...(values.steal || Object.keys(filter).length ? { mode: "steal" } : values.mirror ? { mode: "mirror" } : {}),
+              ...(Object.keys(filter).length ? { httpFilter: filter } : {}),
+              ...(values.port ? { portMapping: values.port.map(parsePortMapping), ports: values.port.map((p) => parsePortMapping(p)[1]) } : {}),
+            },
+          }
+        : {}),
+    },
+  });
+  const config = resolveConfig(sources);
+  if (!config.target) throw new UsageError("no target: give -t KIND/NAME or a target in the config file");
+
+  const session = await Session.start({
+    config,
+    log,
+    client: { name: "tether-cli", version: VERSION },
+    onStep: (step, detail) => process.stderr.write(`tether: ${step} ${detail}\n`),
+  });
+  const routing = routingFromConfig(config);
+  const conn = () => session.conn!;
+  const tcp = new TcpForwarders(conn, log);
+  const udp = new UdpForwarders(conn, log);
+  const runtime = await RuntimeServer.start({ conn, routing, forwarders: tcp, udpForwarders: udp, log });
+  const proxy = await LocalProxy.start(conn, routing, log);
+  const runtimeBundle = resolve(__dirname, "runtime.js");
+  const { PATH: _p, HOME: _h, ...podEnv } = session.env;
+  const noProxy = (config.outgoing.filter && "local" in config.outgoing.filter ? config.outgoing.filter.local : []).filter((a) => !a.startsWith(":") && !a.includes("://"));
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    ...podEnv,
+    ...proxy.debuggeeEnv(noProxy),
+    ...(existsSync(runtimeBundle) ? runtime.debuggeeEnv(runtimeBundle, { ...(config.fs.mode === "read" ? { remoteFiles: config.fs.readOnly ?? [] } : {}) }, process.env.NODE_OPTIONS ?? "") : {}),
+  };
+  const child = spawn(command[0]!, command.slice(1), { stdio: "inherit", env });
+  const forward = (signal: NodeJS.Signals) => child.kill(signal);
+  for (const s of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(s, forward);
+  session.on("ended", (err: Error) => process.stderr.write(`tether: the session ended: ${err.message}\n`));
+  const code = await new Promise<number>((done) => {
+    child.once("error", (err) => {
+      process.stderr.write(`tether: cannot run ${command[0]}: ${err.message}\n`);
+      done(127);
+    });
+    child.once("exit", (c, signal) => done(c ?? 128 + (signal === "SIGKILL" ? 9 : signal === "SIGINT" ? 2 : 15)));
+  });
+  await Promise.allSettled([proxy.close(), runtime.close(), tcp.close(), udp.close()]);
+  await session.close();
+  return code;
+}
+
+async function doctorCmd(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { ...common, target: { type: "string", short: "t" }, job: { type: "boolean" } }, strict: true });
+  if (values.help) return console.log(USAGE), 0;
+  const cluster = new Cluster({ kubeconfig: values.kubeconfig, context: values.context, namespace: values.namespace });
+  const findings = await doctor(cluster, cluster.namespace, values.job ? "job" : "ephemeral");
+  for (const f of findings) {
+    console.log(`${f.ok ? "ok  " : "FAIL"} ${f.check}: ${f.detail}`);
+    if (f.fix) console.log(`     what to do: ${f.fix}`);
+  }
+  return findings.every((f) => f.ok) ? 0 : 1;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case "ls":
+        return await ls(rest);
+      case "exec":
+        return await exec(rest);
+      case "doctor":
+        return await doctorCmd(rest);
+      case "--version":
+        console.log(VERSION);
+        return 0;
+      case "--help":
+      case "-h":
+      case "help":
+        console.log(USAGE);
+        return 0;
+      default:
+        throw new UsageError(cmd ? `unknown command "${cmd}"` : "a command is needed");
+    }
+  } catch (err) {
+    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
+      process.stderr.write(`tether: ${(err as Error).message}\n${USAGE}\n`);
+      return 2;
+    }
+    if (TetherError.is(err, "CONFIG_INVALID")) {
+      process.stderr.write(`tether: ${err.message}\n`);
+      return 2;
+    }
+    process.stderr.write(`tether: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then((code) => process.exit(code));
+}

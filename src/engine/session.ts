@@ -1,0 +1,173 @@
+// One Tether session, shared by the CLI and the extension (no vscode here): target resolution,
+// agent placement, the agent wire through a port-forward, incoming subscriptions delivered to the
+// debuggee's local ports, the pod's environment, live statistics and a bounded log of requests.
+// close() ends it gracefully, destroy(err) aborts; both are safe twice.
+import { randomBytes, randomUUID } from "node:crypto";
+import { EventEmitter } from "node:events";
+import type { TetherConfig } from "../config/schema";
+import type { EngineConnection } from "../protocol/connection";
+import { TetherError } from "../protocol/error";
+import type { Log } from "../protocol/log";
+import type { AgentToEngine } from "../protocol/messages";
+import { placeAgent, type PlacedAgent } from "../kube/agentPlacement";
+import { Cluster, probesOf, resolveTarget, type ResolvedTarget } from "../kube/cluster";
+import { openPortForward } from "../kube/portForward";
+import { openAgentWire } from "./agentWire";
+import { IncomingDelivery, type DeliveredRequest } from "./incoming";
+import { importEnv } from "./routing";
+
+export type Step = "resolving" | "starting agent" | "connecting" | "subscribing" | "ready";
+
+export interface SessionOptions {
+  config: TetherConfig;
+  log: Log;
+  client: { name: string; version: string };
+  /** Called as each step starts (and "ready" at the end), with the time since start. */
+  onStep?: (step: Step, detail: string, elapsedMs: number) => void;
+}
+
+export interface SessionStats {
+  connections: number;
+  requestsStolen: number;
+  requestsPassed: number;
+  failures: number;
+}
+
+const RECENT_LIMIT = 200;
+
+/** Events: "request" (DeliveredRequest), "ended" (err?: Error) when the agent wire goes away. */
+export class Session extends EventEmitter {
+  readonly id = randomUUID();
+  readonly stats: SessionStats = { connections: 0, requestsStolen: 0, requestsPassed: 0, failures: 0 };
+  readonly recent: (DeliveredRequest | { passed: true; method: string; path: string; port: number })[] = [];
+  target!: ResolvedTarget;
+  placed?: PlacedAgent;
+  conn?: EngineConnection;
+  delivery?: IncomingDelivery;
+  /** The pod's environment after env.include/exclude/override. */
+  env: Record<string, string> = {};
+  /** Remote ports subscribed, with the local port each is delivered to. */
+  readonly ports = new Map<number, number>();
+  private ending?: Promise<void>;
+
+  private constructor(
+    readonly cluster: Cluster,
+    private readonly options: SessionOptions,
+  ) {
+    super();
+  }
+
+  static async start(options: SessionOptions): Promise<Session> {
+    const { config } = options;
+    const target = typeof config.target === "object" ? config.target : { path: config.target ?? "", namespace: undefined, container: undefined };
+    if (!target.path || target.path === "targetless") throw new TetherError("CONFIG_INVALID", "target: a session needs a target such as deployment/api");
+    const cluster = new Cluster({ kubeconfig: config.kubeconfig, context: config.context, namespace: target.namespace });
+    const session = new Session(cluster, options);
+    try {
+      await session.begin(target.path, target.container);
+    } catch (err) {
+      await session.destroy(err as Error);
+      throw err;
+    }
+    return session;
+  }
+
+  private async begin(path: string, container: string | undefined): Promise<void> {
+    const { config, log, onStep } = this.options;
+    const started = Date.now();
+    const step = (s: Step, detail: string) => {
+      log("info", `${s}: ${detail}`, { tag: "session", session: this.id });
+      onStep?.(s, detail, Date.now() - started);
+    };
+    step("resolving", `${path} in ${this.cluster.namespace}`);
+    this.target = await resolveTarget(this.cluster, path, this.cluster.namespace, container);
+    step("starting agent", `${this.target.reason}; agent ${config.agent.mode}`);
+    const token = randomBytes(24).toString("hex");
+    const probes = probesOf(this.target.container);
+    this.placed = await placeAgent(this.cluster, this.target, {
+      mode: config.agent.mode,
+      image: config.agent.image,
+      token,
+      probes,
+      ttlSeconds: config.agent.ttlSeconds,
+      timeoutMs: config.agent.startupTimeoutSeconds * 1000,
+      ...(config.agent.namespace ? { namespace: config.agent.namespace } : {}),
+      sessionId: this.id,
+    });
+    step("connecting", `${this.placed.description}`);
+    // the container runs before the agent listens: retry briefly
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      try {
+        const tunnel = await openPortForward(this.cluster.kc, this.placed.namespace, this.placed.podName, this.placed.port);
+        const { conn } = await openAgentWire(tunnel, { token, client: this.options.client, label: `${this.options.client.name}@${process.env.USER ?? "user"}`, log });
+        this.conn = conn;
+        break;
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 300));
+      }
+    }
+    const conn = this.conn;
+    conn.once("close", (err?: Error) => {
+      if (!this.ending) this.emit("ended", err ?? new TetherError("CONNECTION_CLOSED", "the agent went away"));
+    });
+    const raw = await conn.request<Extract<AgentToEngine, { type: "env.result" }>>({ type: "env.read", id: conn.newRequestId() });
+    this.env = importEnv(raw.env, config.env);
+    if (config.incoming.mode !== "off") {
+      const mapping = new Map((config.incoming.portMapping ?? []).map(([local, remote]) => [remote, local] as const));
+      const ignored = new Set(config.incoming.ignorePorts ?? []);
+      const remotePorts = (config.incoming.ports ?? (this.target.container.ports ?? []).filter((p) => (p.protocol ?? "TCP") === "TCP").map((p) => p.containerPort)).filter((p) => !ignored.has(p));
+      for (const p of remotePorts) this.ports.set(p, mapping.get(p) ?? p);
+      this.delivery = new IncomingDelivery(conn, { portMap: Object.fromEntries(this.ports) });
+      this.delivery.on("connection", () => this.stats.connections++);
+      this.delivery.on("request", (r: DeliveredRequest) => {
+        this.stats.requestsStolen++;
+        this.remember(r);
+        this.emit("request", r);
+      });
+      this.delivery.on("passed", (p: { method: string; path: string; port: number }) => {
+        this.stats.requestsPassed++;
+        this.remember({ passed: true, method: p.method, path: p.path, port: p.port });
+      });
+      this.delivery.on("failure", () => this.stats.failures++);
+      step("subscribing", `${config.incoming.mode} ${[...this.ports].map(([r, l]) => (r === l ? `${r}` : `${r}->${l}`)).join(", ") || "(no ports)"}`);
+      for (const port of this.ports.keys()) {
+        await conn.request({
+          type: "incoming.subscribe",
+          id: conn.newRequestId(),
+          port,
+          mode: config.incoming.mode,
+          ...(config.incoming.mode === "steal" && config.incoming.httpFilter ? { filter: config.incoming.httpFilter } : {}),
+          ...(config.incoming.stealProbes ? { stealProbes: true } : {}),
+        });
+      }
+    }
+    step("ready", `in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  }
+
+  private remember(entry: Session["recent"][number]): void {
+    this.recent.push(entry);
+    if (this.recent.length > RECENT_LIMIT) this.recent.shift();
+  }
+
+  /** Graceful end: unsubscribe, close the wire (the agent removes its rules and exits), remove the job pod. */
+  close(): Promise<void> {
+    this.ending ??= (async () => {
+      this.delivery?.close();
+      this.conn?.close();
+      await this.placed?.dispose();
+    })();
+    return this.ending;
+  }
+
+  destroy(err?: Error): Promise<void> {
+    this.ending ??= (async () => {
+      if (err) this.options.log("warn", "session aborted", { tag: "session", session: this.id, error: err.message });
+      this.delivery?.close();
+      this.conn?.destroy(err);
+      await this.placed?.dispose();
+    })();
+    return this.ending;
+  }
+}

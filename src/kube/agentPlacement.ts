@@ -1,0 +1,158 @@
+// Puts an agent beside the target: an ephemeral container in the target pod (default) or a pod on
+// the target's node that joins the target's network namespace (job mode). Waits for it by reading
+// the pod's status and reports the real reason the moment the API shows one: RBAC or Pod Security
+// refusal, image pull failure, no ephemeral container support, a crash.
+import { randomBytes } from "node:crypto";
+import { PatchStrategy, setHeaderOptions, type V1EnvVar, type V1Pod } from "@kubernetes/client-node";
+import { TetherError } from "../protocol/error";
+import type { Probe } from "../protocol/messages";
+import { apiError, type Cluster, type ResolvedTarget } from "./cluster";
+
+export const AGENT_PORT = 47_800;
+
+export interface PlacementOptions {
+  mode: "ephemeral" | "job";
+  image: string;
+  token: string;
+  probes: Probe[];
+  ttlSeconds: number;
+  timeoutMs: number;
+  /** Namespace of the job pod (job mode); default: the target's. */
+  namespace?: string;
+  sessionId: string;
+}
+
+export interface PlacedAgent {
+  /** Where to port-forward to reach the agent's wire: always the target pod (it listens in its netns). */
+  podName: string;
+  namespace: string;
+  port: number;
+  description: string;
+  /** Removes what the placement created (the job pod); the ephemeral agent exits by itself. */
+  dispose(): Promise<void>;
+}
+
+function agentEnv(o: PlacementOptions, extra: V1EnvVar[] = []): V1EnvVar[] {
+  return [
+    { name: "TETHER_AGENT_TOKEN", value: o.token },
+    { name: "TETHER_AGENT_PORT", value: String(AGENT_PORT) },
+    { name: "TETHER_AGENT_PROBES", value: JSON.stringify(o.probes) },
+    { name: "TETHER_AGENT_TTL_SECONDS", value: String(o.ttlSeconds) },
+    ...extra,
+  ];
+}
+
+type Status = { state?: { waiting?: { reason?: string; message?: string }; running?: unknown; terminated?: { exitCode?: number; reason?: string; message?: string } } };
+
+const FATAL_WAITING = new Set(["ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerError", "CreateContainerConfigError", "RunContainerError", "CrashLoopBackOff"]);
+
+async function waitRunning(read: () => Promise<Status | undefined>, what: string, image: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const st = await read();
+    if (st?.state?.running) return;
+    const waiting = st?.state?.waiting;
+    if (waiting?.reason && FATAL_WAITING.has(waiting.reason)) {
+      const pull = /ImagePull|InvalidImage/.test(waiting.reason);
+      throw new TetherError(
+        pull ? "NOT_FOUND" : "INTERNAL",
+        `${what} cannot start: ${waiting.reason}${waiting.message ? `: ${waiting.message}` : ""}${pull ? ` (the cluster cannot pull ${image}; push it where the cluster can reach it and set agent.image)` : ""}`,
+      );
+    }
+    const term = st?.state?.terminated;
+    if (term) throw new TetherError("INTERNAL", `${what} exited with code ${term.exitCode} (${term.reason ?? "Error"})${term.message ? `: ${term.message}` : ""}`);
+    if (Date.now() > deadline) throw new TetherError("INTERNAL", `${what} was not running after ${Math.round(timeoutMs / 1000)} s (${waiting?.reason ?? "no status yet"})`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+export async function placeAgent(cluster: Cluster, target: ResolvedTarget, o: PlacementOptions): Promise<PlacedAgent> {
+  return o.mode === "ephemeral" ? placeEphemeral(cluster, target, o) : placeJob(cluster, target, o);
+}
+
+async function placeEphemeral(cluster: Cluster, target: ResolvedTarget, o: PlacementOptions): Promise<PlacedAgent> {
+  const name = `tether-agent-${randomBytes(3).toString("hex")}`;
+  const { namespace, podName } = target;
+  try {
+    await cluster.core.patchNamespacedPodEphemeralcontainers(
+      {
+        namespace,
+        name: podName,
+        body: {
+          spec: {
+            ephemeralContainers: [
+              {
+                name,
+                image: o.image,
+                targetContainerName: target.container.name,
+                env: agentEnv(o, [{ name: "TETHER_AGENT_TARGET_PID", value: "1" }]),
+                securityContext: { privileged: false, capabilities: { add: ["NET_ADMIN", "NET_RAW"] } },
+              },
+            ],
+          },
+        },
+      },
+      setHeaderOptions("Content-Type", PatchStrategy.StrategicMergePatch),
+    );
+  } catch (err) {
+    const code = (err as { code?: number }).code;
+    if (code === 404 || code === 405 || code === 415 || code === 422) {
+      throw new TetherError("UNSUPPORTED", `this cluster does not take ephemeral containers (${code}); set agent.mode to "job"`, { cause: err });
+    }
+    throw apiError(err, `adding the agent to pod ${namespace}/${podName}`);
+  }
+  const what = `agent ${name} in ${namespace}/${podName}`;
+  await waitRunning(
+    async () => (await cluster.core.readNamespacedPod({ namespace, name: podName })).status?.ephemeralContainerStatuses?.find((s) => s.name === name) as Status | undefined,
+    what,
+    o.image,
+    o.timeoutMs,
+  );
+  return { podName, namespace, port: AGENT_PORT, description: `ephemeral container ${name}`, dispose: async () => {} };
+}
+
+async function placeJob(cluster: Cluster, target: ResolvedTarget, o: PlacementOptions): Promise<PlacedAgent> {
+  const containerId = target.pod.status?.containerStatuses?.find((s) => s.name === target.container.name)?.containerID;
+  const node = target.pod.spec?.nodeName;
+  if (!containerId || !node) throw new TetherError("NOT_FOUND", `pod ${target.podName} has no running container ${target.container.name} on a node yet`);
+  const namespace = o.namespace ?? target.namespace;
+  const name = `tether-agent-${o.sessionId.slice(0, 8)}`;
+  const pod: V1Pod = {
+    metadata: { name, namespace, labels: { "app.kubernetes.io/managed-by": "tether", "tether.dev/session": o.sessionId } },
+    spec: {
+      nodeName: node,
+      hostPID: true,
+      restartPolicy: "Never",
+      activeDeadlineSeconds: 12 * 3600,
+      terminationGracePeriodSeconds: 2,
+      containers: [
+        {
+          name: "agent",
+          image: o.image,
+          env: agentEnv(o, [{ name: "TETHER_AGENT_JOIN_CONTAINER_ID", value: containerId }]),
+          securityContext: { privileged: true },
+        },
+      ],
+    },
+  };
+  try {
+    await cluster.core.createNamespacedPod({ namespace, body: pod });
+  } catch (err) {
+    throw apiError(err, `creating the agent pod in ${namespace}`);
+  }
+  const dispose = async () => {
+    await cluster.core.deleteNamespacedPod({ namespace, name, gracePeriodSeconds: 0 }).catch(() => undefined);
+  };
+  try {
+    await waitRunning(
+      async () => (await cluster.core.readNamespacedPod({ namespace, name })).status?.containerStatuses?.[0] as Status | undefined,
+      `agent pod ${namespace}/${name}`,
+      o.image,
+      o.timeoutMs,
+    );
+  } catch (err) {
+    await dispose();
+    throw err;
+  }
+  return { podName: target.podName, namespace: target.namespace, port: AGENT_PORT, description: `pod ${namespace}/${name} on node ${node}`, dispose };
+}

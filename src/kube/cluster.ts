@@ -1,0 +1,137 @@
+// The cluster as Tether needs it, on @kubernetes/client-node: kubeconfig loading like kubectl
+// (KUBECONFIG with several files, --kubeconfig, --context, exec plugins found on a short PATH),
+// target resolution to one running pod, and the probes the agent must leave alone.
+import { existsSync } from "node:fs";
+import { homedir } from "node:os";
+import { delimiter, join } from "node:path";
+import { AppsV1Api, BatchV1Api, CoreV1Api, KubeConfig, type V1Container, type V1Pod, type V1Probe } from "@kubernetes/client-node";
+import { TetherError } from "../protocol/error";
+import type { Probe } from "../protocol/messages";
+
+/** Where exec credential plugins (gcloud, aws, kubelogin...) live when an IDE started from a launcher has a short PATH. */
+const EXTRA_PATHS = ["/usr/local/bin", "/opt/homebrew/bin", join(homedir(), ".local/bin"), join(homedir(), "bin"), "/snap/bin", "/usr/local/google-cloud-sdk/bin", join(homedir(), "google-cloud-sdk/bin")];
+
+export function augmentPath(path = process.env.PATH ?? ""): string {
+  const parts = path.split(delimiter).filter(Boolean);
+  for (const p of EXTRA_PATHS) if (!parts.includes(p) && existsSync(p)) parts.push(p);
+  return parts.join(delimiter);
+}
+
+export interface ClusterOptions {
+  kubeconfig?: string;
+  context?: string;
+  namespace?: string;
+}
+
+export class Cluster {
+  readonly kc: KubeConfig;
+  readonly namespace: string;
+  readonly core: CoreV1Api;
+  readonly apps: AppsV1Api;
+  readonly batch: BatchV1Api;
+
+  constructor(options: ClusterOptions = {}) {
+    process.env.PATH = augmentPath();
+    this.kc = new KubeConfig();
+    try {
+      if (options.kubeconfig) this.kc.loadFromFile(options.kubeconfig);
+      else this.kc.loadFromDefault(); // KUBECONFIG (several files merged) or ~/.kube/config
+    } catch (err) {
+      throw new TetherError("CONFIG_INVALID", `cannot read the kubeconfig: ${(err as Error).message}`);
+    }
+    if (this.kc.getContexts().length === 0) {
+      throw new TetherError("CONFIG_INVALID", `no kubeconfig found (looked at ${options.kubeconfig ?? process.env.KUBECONFIG ?? "~/.kube/config"})`);
+    }
+    if (options.context) {
+      if (!this.kc.getContextObject(options.context)) throw new TetherError("CONFIG_INVALID", `kubeconfig has no context "${options.context}" (it has: ${this.kc.getContexts().map((c) => c.name).join(", ")})`);
+      this.kc.setCurrentContext(options.context);
+    }
+    this.namespace = options.namespace ?? this.kc.getContextObject(this.kc.getCurrentContext())?.namespace ?? "default";
+    this.core = this.kc.makeApiClient(CoreV1Api);
+    this.apps = this.kc.makeApiClient(AppsV1Api);
+    this.batch = this.kc.makeApiClient(BatchV1Api);
+  }
+}
+
+/** A Kubernetes API failure as a TetherError that says what it was. */
+export function apiError(err: unknown, doing: string): TetherError {
+  const e = err as { code?: number; body?: unknown; message?: string };
+  let message = e.message ?? String(err);
+  try {
+    const body = typeof e.body === "string" ? JSON.parse(e.body) : e.body;
+    if (body && typeof body === "object" && "message" in body) message = String((body as { message: unknown }).message);
+  } catch {
+    // body is not JSON
+  }
+  const code = e.code === 403 ? "FORBIDDEN" : e.code === 404 ? "NOT_FOUND" : "INTERNAL";
+  return new TetherError(code, `${doing}: ${message}`, { cause: err });
+}
+
+export interface ResolvedTarget {
+  pod: V1Pod;
+  podName: string;
+  namespace: string;
+  container: V1Container;
+  /** Why this pod: "deployment/api -> pod api-6c9f-x (1 of 2 ready pods, newest)". */
+  reason: string;
+}
+
+const isReady = (p: V1Pod) => p.status?.phase === "Running" && !p.metadata?.deletionTimestamp && (p.status?.conditions ?? []).some((c) => c.type === "Ready" && c.status === "True");
+
+/** Resolves "KIND/NAME[/container/C]" to one running, ready pod (the newest when there are several). */
+export async function resolveTarget(cluster: Cluster, target: string, namespace = cluster.namespace, containerName?: string): Promise<ResolvedTarget> {
+  const m = /^(pod|deployment|statefulset|replicaset|job|service)\/([^/]+)(?:\/container\/([^/]+))?$/.exec(target);
+  if (!m) throw new TetherError("CONFIG_INVALID", `target "${target}" is not KIND/NAME (pod, deployment, statefulset, replicaset, job, service)`);
+  const [, kind, name, fromPath] = m as unknown as [string, string, string, string | undefined];
+  const wanted = containerName ?? fromPath;
+  let pods: V1Pod[];
+  let selector: Record<string, string> | undefined;
+  try {
+    if (kind === "pod") pods = [await cluster.core.readNamespacedPod({ namespace, name })];
+    else {
+      if (kind === "deployment") selector = (await cluster.apps.readNamespacedDeployment({ namespace, name })).spec?.selector?.matchLabels;
+      else if (kind === "statefulset") selector = (await cluster.apps.readNamespacedStatefulSet({ namespace, name })).spec?.selector?.matchLabels;
+      else if (kind === "replicaset") selector = (await cluster.apps.readNamespacedReplicaSet({ namespace, name })).spec?.selector?.matchLabels;
+      else if (kind === "job") selector = (await cluster.batch.readNamespacedJob({ namespace, name })).spec?.selector?.matchLabels;
+      else selector = (await cluster.core.readNamespacedService({ namespace, name })).spec?.selector;
+      if (!selector || Object.keys(selector).length === 0) throw new TetherError("NOT_FOUND", `${kind}/${name} has no label selector to find its pods by`);
+      const labelSelector = Object.entries(selector).map(([k, v]) => `${k}=${v}`).join(",");
+      pods = (await cluster.core.listNamespacedPod({ namespace, labelSelector })).items;
+    }
+  } catch (err) {
+    if (err instanceof TetherError) throw err;
+    throw apiError(err, `resolving ${kind}/${name} in namespace ${namespace}`);
+  }
+  const ready = pods.filter(isReady).sort((a, b) => String(b.metadata?.creationTimestamp ?? "").localeCompare(String(a.metadata?.creationTimestamp ?? "")));
+  const pod = ready[0];
+  if (!pod) {
+    const states = pods.map((p) => `${p.metadata?.name} (${p.status?.phase})`).join(", ") || "none";
+    throw new TetherError("NOT_FOUND", `${kind}/${name} has no running, ready pod in ${namespace} (pods: ${states})`);
+  }
+  const containers = pod.spec?.containers ?? [];
+  const container = wanted ? containers.find((c) => c.name === wanted) : containers[0];
+  if (!container) throw new TetherError("NOT_FOUND", `pod ${pod.metadata?.name} has no container "${wanted}" (it has: ${containers.map((c) => c.name).join(", ")})`);
+  const podName = pod.metadata!.name!;
+  const reason =
+    kind === "pod"
+      ? `pod/${podName}`
+      : `${kind}/${name} -> pod ${podName} (${ready.length === 1 ? "its only ready pod" : `newest of ${ready.length} ready pods`})`;
+  return { pod, podName, namespace, container, reason };
+}
+
+/** The container's liveness/readiness/startup probes as the agent takes them (named ports resolved). */
+export function probesOf(container: V1Container): Probe[] {
+  const port = (p: number | string | undefined): number | undefined =>
+    typeof p === "number" ? p : container.ports?.find((cp) => cp.name === p)?.containerPort ?? (p && /^\d+$/.test(p) ? Number(p) : undefined);
+  const out: Probe[] = [];
+  for (const probe of [container.livenessProbe, container.readinessProbe, container.startupProbe] as (V1Probe | undefined)[]) {
+    if (probe?.httpGet) {
+      const p = port(probe.httpGet.port as number | string);
+      if (p) out.push({ port: p, path: probe.httpGet.path ?? "/" });
+    } else if (probe?.tcpSocket) {
+      const p = port(probe.tcpSocket.port as number | string);
+      if (p) out.push({ port: p });
+    }
+  }
+  return out.filter((p, i) => out.findIndex((q) => q.port === p.port && q.path === p.path) === i);
+}

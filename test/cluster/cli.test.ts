@@ -1,0 +1,129 @@
+// The `tether` CLI as a user runs it (dist/cli.js as a real process) against the playground:
+// ls, exec stealing from deployment/api into a local Python http.server, traffic back at the pod
+// afterwards with no rule left, doctor's findings, and usage/config errors with exit code 2.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { startPlayground, type Playground } from "../playground/apiserver/startPlayground";
+import { requireNetns } from "../support/netns";
+
+const CLI = resolve(__dirname, "../../dist/cli.js");
+
+describe("tether CLI against the playground", requireNetns(), () => {
+  let pg: Playground;
+  let stateDir: string;
+  let env: NodeJS.ProcessEnv;
+
+  // asynchronous on purpose: the playground's API server runs in this process
+  const run = (cmd: string, args: string[]) =>
+    new Promise<{ status: number | null; stdout: string; stderr: string }>((done) => {
+      const c = spawn(cmd, args, { env, stdio: ["ignore", "pipe", "pipe"] });
+      let stdout = "";
+      let stderr = "";
+      c.stdout.on("data", (d) => (stdout += d));
+      c.stderr.on("data", (d) => (stderr += d));
+      c.on("close", (status) => done({ status, stdout, stderr }));
+    });
+  const cli = (args: string[]) => run(process.execPath, [CLI, ...args]);
+  const kubectl = (args: string[]) => run("kubectl", args);
+  /** curl from inside a pod's network namespace (the playground names them <prefix>-p<n>). */
+  const podIpOf = async (name: string) => (await kubectl(["get", "pod", "-n", "demo", name, "-o", "jsonpath={.status.podIP}"])).stdout.trim();
+  const fromClientPod = async (url: string) => {
+    const ns = spawnSync("ip", ["netns", "identify", String(pidOfClient())], { encoding: "utf8" }).stdout.trim();
+    return (await run("ip", ["netns", "exec", ns, "curl", "-s", "--max-time", "5", url])).stdout;
+  };
+  let clientPid = 0;
+  const pidOfClient = () => clientPid;
+
+  before(async () => {
+    stateDir = await mkdtemp(join(tmpdir(), "tether-cli-"));
+    pg = await startPlayground({ stateDir, port: 0, log: () => {}, requireRuntime: true });
+    const { NODE_TEST_CONTEXT: _, ...inherited } = process.env;
+    env = { ...inherited, KUBECONFIG: pg.kubeconfig };
+    for (let i = 0; i < 150; i++) {
+      const r = await kubectl(["get", "pods", "-n", "demo", "-o", "jsonpath={range .items[*]}{.metadata.name}={.status.phase}{\"\\n\"}{end}"]);
+      if ((r.stdout.match(/=Running/g) ?? []).length >= 4) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    clientPid = Number(spawnSync("pgrep", ["-f", "playground/apps/client.js"], { encoding: "utf8" }).stdout.trim().split("\n")[0]);
+  });
+  after(async () => {
+    await pg?.close();
+    if (stateDir) await rm(stateDir, { recursive: true, force: true });
+  });
+
+  test("ls lists the demo namespace's targets", async () => {
+    const r = await cli(["ls", "-n", "demo"]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /deployment\/api\s+2\/2/);
+    assert.match(r.stdout, /service\/db/);
+    assert.match(r.stdout, /pod\/client\/container\/client/);
+    const json = JSON.parse((await cli(["ls", "-n", "demo", "--json"])).stdout) as { targets: { target: string }[] };
+    assert.ok(json.targets.some((t) => t.target === "deployment/db"));
+  });
+
+  test("usage and configuration errors exit 2 and say what is wrong", async () => {
+    const noCmd = await cli(["exec", "-t", "deployment/api"]);
+    assert.equal(noCmd.status, 2);
+    assert.match(noCmd.stderr, /needs a command after --/);
+    assert.equal((await cli(["frobnicate"])).status, 2);
+    const file = join(stateDir, "bad.json");
+    await writeFile(file, JSON.stringify({ target: "deployment/api", outgoing: { filter: { local: ["10.0.0.0/40"] } } }));
+    const bad = await cli(["exec", "-f", file, "--", "true"]);
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /bad\.json: outgoing\.filter\.local\.0: .*prefix length/);
+    const missing = await cli(["exec", "-n", "demo", "-t", "deployment/nope", "--", "true"]);
+    assert.equal(missing.status, 1);
+    assert.match(missing.stderr, /deployment\/nope/);
+  });
+
+  test("exec steals deployment/api into a local Python server, then the pod serves again", async () => {
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const child = spawn(process.execPath, [CLI, "exec", "-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`, "--", "python3", "-m", "http.server", String(port), "--bind", "127.0.0.1"], {
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stderr = "";
+    child.stderr.on("data", (d) => (stderr += d));
+    child.stdout.on("data", () => {});
+    const exited = new Promise<number | null>((r) => child.on("exit", (c) => r(c)));
+    for (let i = 0; i < 200 && !/ready in/.test(stderr); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.match(stderr, /resolving deployment\/api/);
+    assert.match(stderr, /deployment\/api -> pod (api-\S+)/);
+    assert.match(stderr, /ready in [\d.]+ s/);
+    const pod = /deployment\/api -> pod (api-\S+)/.exec(stderr)![1]!;
+    const ip = await podIpOf(pod);
+    // python may take a moment to listen
+    let body = "";
+    for (let i = 0; i < 50 && !/Directory listing/.test(body); i++) {
+      body = await fromClientPod(`http://${ip}:8080/`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.match(body, /Directory listing/, "the request to the pod was answered by the local python server");
+    // probes are never stolen: the pod stays Ready
+    assert.equal((await kubectl(["get", "pod", "-n", "demo", pod, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"])).stdout, "True");
+    child.kill("SIGINT");
+    const code = await exited;
+    assert.notEqual(code, null, "the CLI exited by itself after forwarding SIGINT to the command");
+    let after = "";
+    for (let i = 0; i < 50 && !/"pod"/.test(after); i++) {
+      after = await fromClientPod(`http://${ip}:8080/back`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.match(after, new RegExp(`"pod":"${pod}"`), "after exec ends the pod answers again");
+  });
+
+  test("doctor reports forbidden verbs and a restricted namespace with what to do", async () => {
+    const limited = await cli(["doctor", "-n", "demo", "--context", "playground-limited"]);
+    assert.equal(limited.status, 1);
+    assert.match(limited.stdout, /FAIL RBAC: patch pods\/ephemeralcontainers: denied in demo/);
+    assert.match(limited.stdout, /what to do: ask for "patch" on "pods\/ephemeralcontainers"/);
+    const restricted = await cli(["doctor", "-n", "restricted"]);
+    assert.match(restricted.stdout, /FAIL Pod Security: namespace restricted enforces "restricted"/);
+    const fine = await cli(["doctor", "-n", "demo"]);
+    assert.equal(fine.status, 0, fine.stdout);
+  });
+});
