@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { spawn } from "node:child_process";
 import type { AgentToEngine } from "../../src/protocol/messages";
 import { openAgentWire } from "../../src/engine/agentWire";
 import { openPortForward } from "../../src/kube/portForward";
@@ -58,6 +59,31 @@ describe("port-forward to pods and to the agent", requireNetns(), () => {
     const refused = await openPortForward(kc, "demo", apiPod, 9);
     refused.write("x");
     await assert.rejects(new Promise((ok, fail) => { refused.on("error", fail); refused.on("end", ok); refused.resume(); }), /ECONNREFUSED/);
+  });
+
+  test("the real kubectl port-forward works (WebSocket attempt, then its SPDY fallback, and SPDY forced)", async () => {
+    for (const websockets of ["true", "false"]) {
+      const port = 21000 + Math.floor(Math.random() * 20000);
+      const { NODE_TEST_CONTEXT: _, ...inherited } = process.env;
+      const env = { ...inherited, KUBECONFIG: pg.kubeconfig, PORT_FORWARD_WEBSOCKETS: websockets };
+      const pf = spawn("kubectl", ["port-forward", "-n", "demo", "deployment/api", `${port}:8080`], { env, stdio: ["ignore", "pipe", "pipe"] });
+      let out = "";
+      pf.stdout.on("data", (d) => (out += d));
+      pf.stderr.on("data", (d) => (out += d));
+      try {
+        await until("kubectl forwarding", async () => (/Forwarding from 127.0.0.1/.test(out) ? true : undefined), 20_000);
+        const bodies = await Promise.all(
+          [1, 2, 3].map(async (i) => {
+            const res = await fetch(`http://127.0.0.1:${port}/kubectl-${i}`);
+            return (await res.json()) as { path: string };
+          }),
+        );
+        assert.deepEqual(bodies.map((b) => b.path).sort(), ["/kubectl-1", "/kubectl-2", "/kubectl-3"]);
+        assert.match(out, /Handling connection/);
+      } finally {
+        pf.kill();
+      }
+    }
   });
 
   test("an ephemeral agent added through the API answers the wire through port-forward", async () => {

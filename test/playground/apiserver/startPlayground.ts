@@ -2,7 +2,8 @@
 // (optionally) the demo workloads. Used by `npm run playground` and by tests that need a cluster.
 import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { TetherError } from "../../../src/protocol/error.js";
 import type { Log } from "../../../src/protocol/log.js";
 import { startApiServer, type ApiServer } from "./apiServer.js";
@@ -17,14 +18,15 @@ export interface RuntimeModule {
   cleanupLeftovers?: (opts: { stateDir: string; log: Log }) => Promise<void>;
 }
 
-const playgroundDir = join(__dirname, "..");
+// __filename, not __dirname: tsx gives a broken __dirname when this file is reached through import()
+const playgroundDir = join(dirname(__filename), "..");
 
 // The runtime and streaming modules are separate parts of the playground; they are loaded by path
 // so the API server also runs (without pods or port-forward) where they are absent.
 async function loadModule<T>(relative: string): Promise<T | undefined> {
   const path = join(playgroundDir, `${relative}.ts`);
   if (!existsSync(path)) return undefined;
-  return (await import(path)) as T;
+  return (await import(pathToFileURL(path).href)) as T;
 }
 
 export const loadRuntimeModule = (): Promise<RuntimeModule | undefined> => loadModule<RuntimeModule>("runtime/podRuntime");

@@ -2,11 +2,12 @@
 // channel protocol kubelet speaks to @kubernetes/client-node (v4.channel.k8s.io / portforward.k8s.io):
 // for the i-th requested port, channel 2i carries data and 2i+1 errors; the first message on each
 // channel is the port number (2 bytes, little-endian). One WebSocket carries one connection per port.
-// kubectl's SPDY tunnelling (SPDY/3.1+portforward.k8s.io, or a plain SPDY upgrade) is not spoken yet:
-// it is refused with a message saying so.
+// kubectl (SPDY/3.1+portforward.k8s.io tunnelled in a WebSocket is refused, so kubectl falls back
+// to a plain SPDY/3.1 upgrade) is served by spdy.ts.
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type WebSocket } from "ws";
+import { handleSpdyPortForward } from "./spdy";
 
 const CHANNEL_PROTOCOLS = ["v4.channel.k8s.io", "portforward.k8s.io", "v5.channel.k8s.io"];
 const wss = new WebSocketServer({
@@ -71,8 +72,14 @@ function serve(ws: WebSocket, dial: (port: number) => Promise<Duplex>, ports: nu
 
 export function handlePortForward(req: IncomingMessage, socket: Duplex, head: Buffer, dial: (port: number) => Promise<Duplex>, ports: number[]): void {
   const protocols = String(req.headers["sec-websocket-protocol"] ?? "");
-  if (String(req.headers.upgrade ?? "").toLowerCase() !== "websocket" || !CHANNEL_PROTOCOLS.some((p) => protocols.includes(p))) {
-    refuse(socket, "this playground forwards ports over the WebSocket channel protocol (client-node, tether); kubectl's SPDY port-forward is not supported yet");
+  const upgrade = String(req.headers.upgrade ?? "").toLowerCase();
+  if (upgrade.startsWith("spdy/3.1")) {
+    handleSpdyPortForward(req, socket, head, dial);
+    return;
+  }
+  if (upgrade !== "websocket" || !CHANNEL_PROTOCOLS.some((p) => protocols.includes(p))) {
+    // kubectl tries SPDY tunnelled in a WebSocket first and falls back to a plain SPDY upgrade
+    refuse(socket, "this playground forwards ports over the WebSocket channel protocol or a plain SPDY/3.1 upgrade");
     return;
   }
   if (ports.length === 0) {
