@@ -163,7 +163,7 @@ export class Session extends EventEmitter {
 
   destroy(err?: Error): Promise<void> {
     this.ending ??= (async () => {
-      if (err) this.options.log("warn", "session aborted", { tag: "session", session: this.id, error: err.message });
+      if (err) this.options.log("debug", "session aborted", { tag: "session", session: this.id, error: err.message });
       this.delivery?.close();
       this.conn?.destroy(err);
       await this.placed?.dispose();

@@ -58,7 +58,7 @@ describe("tether CLI against the playground", requireNetns(), () => {
   test("ls lists the demo namespace's targets", async () => {
     const r = await cli(["ls", "-n", "demo"]);
     assert.equal(r.status, 0, r.stderr);
-    assert.match(r.stdout, /deployment\/api\s+2\/2/);
+    assert.match(r.stdout, /deployment\/api\s+[0-2]\/2/);
     assert.match(r.stdout, /service\/db/);
     assert.match(r.stdout, /pod\/client\/container\/client/);
     const json = JSON.parse((await cli(["ls", "-n", "demo", "--json"])).stdout) as { targets: { target: string }[] };
@@ -114,6 +114,96 @@ describe("tether CLI against the playground", requireNetns(), () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     assert.match(after, new RegExp(`"pod":"${pod}"`), "after exec ends the pod answers again");
+  });
+
+  /** Starts `tether exec` in the background; resolves once it printed "ready" (or exited). */
+  async function startExec(args: string[], command: string[]) {
+    const child = spawn(process.execPath, [CLI, "exec", ...args, "--", ...command], { env, stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (d) => (stderr += d));
+    child.stdout.on("data", () => {});
+    const exited = new Promise<number | null>((r) => child.on("exit", (c) => r(c)));
+    let done = false;
+    void exited.then(() => (done = true));
+    for (let i = 0; i < 300 && !/ready in/.test(stderr) && !done; i++) await new Promise((r) => setTimeout(r, 100));
+    const pod = /deployment\/api -> pod (api-\S+)/.exec(stderr)?.[1];
+    return { child, exited, stderr: () => stderr, pod };
+  }
+
+  async function answers(ip: string, path: string, pattern: RegExp): Promise<string> {
+    let body = "";
+    for (let i = 0; i < 80 && !pattern.test(body); i++) {
+      body = await fromClientPod(`http://${ip}:8080${path}`);
+      if (!pattern.test(body)) await new Promise((r) => setTimeout(r, 100));
+    }
+    return body;
+  }
+
+  test("exec with a job-pod agent steals into a Node app; the job pod is deleted at the end", async () => {
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const file = join(stateDir, "job.json");
+    await writeFile(file, JSON.stringify({ target: { path: "deployment/api", namespace: "demo" }, incoming: { mode: "steal", portMapping: [[port, 8080]] }, agent: { mode: "job" } }));
+    const app = `require("http").createServer((q, s) => s.end("node debuggee got " + q.url + " DATABASE=" + (process.env.HOSTNAME || ""))).listen(${port}, "127.0.0.1")`;
+    const run = await startExec(["-f", file], [process.execPath, "-e", app]);
+    assert.match(run.stderr(), /agent job/, run.stderr());
+    assert.match(run.stderr(), /ready in/, run.stderr());
+    const jobPods = await kubectl(["get", "pods", "-n", "demo", "-l", "app.kubernetes.io/managed-by=tether", "-o", "name"]);
+    assert.match(jobPods.stdout, /pod\/tether-agent-/);
+    const ip = await podIpOf(run.pod!);
+    const body = await answers(ip, "/from-job-mode", /node debuggee got/);
+    // the debuggee got the request and the pod's environment (HOSTNAME of the target pod)
+    assert.equal(body, `node debuggee got /from-job-mode DATABASE=${run.pod}`);
+    run.child.kill("SIGTERM");
+    await run.exited;
+    for (let i = 0; i < 50 && /tether-agent/.test((await kubectl(["get", "pods", "-n", "demo", "-o", "name"])).stdout); i++) await new Promise((r) => setTimeout(r, 200));
+    assert.doesNotMatch((await kubectl(["get", "pods", "-n", "demo", "-o", "name"])).stdout, /tether-agent/);
+    assert.match(await answers(ip, "/after-job", /"pod"/), new RegExp(`"pod":"${run.pod}"`));
+  });
+
+  test("after SIGKILL of the CLI the agent ends by itself and the pod serves again", async () => {
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const app = `require("http").createServer((q, s) => s.end("stolen " + q.url)).listen(${port}, "127.0.0.1")`;
+    const run = await startExec(["-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`], [process.execPath, "-e", app]);
+    assert.match(run.stderr(), /ready in/, run.stderr());
+    const ip = await podIpOf(run.pod!);
+    assert.match(await answers(ip, "/x", /stolen/), /stolen \/x/);
+    run.child.kill("SIGKILL");
+    spawnSync("pkill", ["-KILL", "-f", `listen\\(${port}`]); // the orphaned debuggee
+    // the agent notices its session is gone (heartbeats), removes its rules and exits
+    let state = "";
+    for (let i = 0; i < 100 && !/terminated/.test(state); i++) {
+      state = (await kubectl(["get", "pod", "-n", "demo", run.pod!, "-o", "jsonpath={.status.ephemeralContainerStatuses[*].state}"])).stdout;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.doesNotMatch(state, /running/, state);
+    assert.match(await answers(ip, "/after-kill", /"pod"/), new RegExp(`"pod":"${run.pod}"`));
+  });
+
+  test("exec stops at once with the real reason: RBAC, Pod Security, a missing image", async () => {
+    // the limited user may read pods (so it gets as far as adding the agent) but not patch them
+    const apiPod = (await kubectl(["get", "pods", "-n", "demo", "-l", "app=api", "-o", "jsonpath={.items[0].metadata.name}"])).stdout;
+    const limited = await cli(["exec", "--context", "playground-limited", "-n", "demo", "-t", `pod/${apiPod}`, "--", "true"]);
+    assert.equal(limited.status, 1);
+    assert.match(limited.stderr, /forbidden.*cannot patch resource "pods\/ephemeralcontainers"/i);
+    // a compliant pod in the restricted namespace: the agent's capabilities are what is refused
+    const manifest = join(stateDir, "web.json");
+    await writeFile(manifest, JSON.stringify({
+      apiVersion: "v1", kind: "Pod", metadata: { name: "web", namespace: "restricted" },
+      spec: { securityContext: { runAsNonRoot: true, runAsUser: 1000, seccompProfile: { type: "RuntimeDefault" } },
+        containers: [{ name: "web", image: "playground/api", securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] } } }] },
+    }));
+    const applied = await kubectl(["apply", "-f", manifest]);
+    assert.equal(applied.status, 0, applied.stderr);
+    for (let i = 0; i < 100 && !/True/.test((await kubectl(["get", "pod", "-n", "restricted", "web", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"])).stdout); i++) await new Promise((r) => setTimeout(r, 200));
+    const restricted = await cli(["exec", "-n", "restricted", "-t", "pod/web", "--", "true"]);
+    assert.equal(restricted.status, 1);
+    assert.match(restricted.stderr, /violates PodSecurity "restricted:latest"/);
+    const file = join(stateDir, "image.json");
+    await writeFile(file, JSON.stringify({ target: { path: "deployment/api", namespace: "demo" }, agent: { image: "registry.example/no-such-image:1" } }));
+    const image = await cli(["exec", "-f", file, "--", "true"]);
+    assert.equal(image.status, 1);
+    assert.match(image.stderr, /ErrImagePull|ImagePullBackOff/);
+    assert.match(image.stderr, /agent\.image/);
   });
 
   test("doctor reports forbidden verbs and a restricted namespace with what to do", async () => {
