@@ -43,9 +43,11 @@ describe("tether CLI against the playground", requireNetns(), () => {
     pg = await startPlayground({ stateDir, port: 0, log: () => {}, requireRuntime: true });
     const { NODE_TEST_CONTEXT: _, ...inherited } = process.env;
     env = { ...inherited, KUBECONFIG: pg.kubeconfig };
+    // wait for the workloads to be Ready (readiness probes), not merely Running
     for (let i = 0; i < 150; i++) {
-      const r = await kubectl(["get", "pods", "-n", "demo", "-o", "jsonpath={range .items[*]}{.metadata.name}={.status.phase}{\"\\n\"}{end}"]);
-      if ((r.stdout.match(/=Running/g) ?? []).length >= 4) break;
+      const r = await kubectl(["get", "deploy", "-n", "demo", "-o", "jsonpath={range .items[*]}{.metadata.name}={.status.readyReplicas}{\"\\n\"}{end}"]);
+      const c = await kubectl(["get", "pod", "-n", "demo", "client", "-o", "jsonpath={.status.phase}"]);
+      if (/api=2/.test(r.stdout) && /db=1/.test(r.stdout) && c.stdout === "Running") break;
       await new Promise((r) => setTimeout(r, 200));
     }
     clientPid = Number(spawnSync("pgrep", ["-f", "playground/apps/client.js"], { encoding: "utf8" }).stdout.trim().split("\n")[0]);
@@ -58,7 +60,7 @@ describe("tether CLI against the playground", requireNetns(), () => {
   test("ls lists the demo namespace's targets", async () => {
     const r = await cli(["ls", "-n", "demo"]);
     assert.equal(r.status, 0, r.stderr);
-    assert.match(r.stdout, /deployment\/api\s+[0-2]\/2/);
+    assert.match(r.stdout, /deployment\/api\s+2\/2/);
     assert.match(r.stdout, /service\/db/);
     assert.match(r.stdout, /pod\/client\/container\/client/);
     const json = JSON.parse((await cli(["ls", "-n", "demo", "--json"])).stdout) as { targets: { target: string }[] };

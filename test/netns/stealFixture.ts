@@ -3,15 +3,14 @@
 // engine's IncomingDelivery hands to a "debuggee" HTTP server in the test process (answers
 // "local ..."). Connections from a namespace are relays (a node process inside it) exposed as
 // Duplex streams to the test process.
-import { spawn } from "node:child_process";
 import { createHash, randomInt } from "node:crypto";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { Duplex } from "node:stream";
+import type { Duplex } from "node:stream";
 import type { EngineConnection } from "../../src/protocol/connection";
 import type { HttpFilter } from "../../src/protocol/httpFilter";
 import { IncomingDelivery } from "../../src/engine/incoming";
-import { startAgent, type StartedAgent } from "../support/agent";
+import { connectFrom, startAgent, type StartedAgent } from "../support/agent";
 import { NetnsLab, waitForLine, type Netns } from "../support/netns";
 
 export const APP_PORT = 8080;
@@ -43,45 +42,7 @@ export function randomSubnet(): { pod: string; client: string; podIp: string } {
   return { pod: `10.${a}.${b}.1/24`, client: `10.${a}.${b}.2/24`, podIp: `10.${a}.${b}.1` };
 }
 
-/** A TCP connection made from inside `ns` (a relay process), as a Duplex in the test process. */
-export function connectFrom(ns: Netns, host: string, port: number): Duplex {
-  const relay = spawn(
-    "nsenter",
-    [
-      `--net=${ns.path}`,
-      "--",
-      process.execPath,
-      "-e",
-      `const s=require('net').connect({host:${JSON.stringify(host)},port:${port},allowHalfOpen:true});` +
-        `process.stdin.pipe(s);s.pipe(process.stdout);s.on('error',e=>{process.stderr.write(String(e));process.exit(1)});` +
-        `s.on('end',()=>process.stdout.write('',()=>process.exit(0)));s.on('close',()=>process.exit(0));process.stdin.on('end',()=>s.end())`,
-    ],
-    { stdio: ["pipe", "pipe", "pipe"] },
-  );
-  const duplex = new Duplex({
-    allowHalfOpen: true,
-    write(chunk, _enc, cb) {
-      relay.stdin!.write(chunk, cb);
-    },
-    final(cb) {
-      relay.stdin!.end(cb);
-    },
-    read() {
-      relay.stdout!.resume();
-    },
-    destroy(err, cb) {
-      relay.kill("SIGKILL");
-      cb(err);
-    },
-  });
-  relay.stdin!.on("error", () => {});
-  relay.stdout!.on("data", (d) => {
-    if (!duplex.push(d)) relay.stdout!.pause();
-  });
-  relay.stdout!.on("end", () => duplex.push(null));
-  relay.on("exit", () => duplex.push(null));
-  return duplex;
-}
+export { connectFrom } from "../support/agent";
 
 export interface Response {
   status: number;

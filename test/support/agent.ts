@@ -20,8 +20,8 @@ export interface StartedAgent {
   connect: (options?: Partial<ConnectOptions>) => ReturnType<typeof openAgentWire>;
 }
 
-/** A Duplex whose bytes reach 127.0.0.1:port inside `ns` (a tiny node relay in the namespace). */
-export function tunnelInto(ns: Netns, port: number): Duplex {
+/** A TCP connection made from inside `ns` (a relay process), as a Duplex in the test process. */
+export function connectFrom(ns: Netns, host: string, port: number): Duplex {
   const relay = spawn(
     "nsenter",
     [
@@ -29,13 +29,14 @@ export function tunnelInto(ns: Netns, port: number): Duplex {
       "--",
       process.execPath,
       "-e",
-      `const s=require('net').connect(${port},'127.0.0.1');process.stdin.pipe(s);s.pipe(process.stdout);` +
-        `s.on('error',e=>{process.stderr.write(String(e));process.exit(1)});s.on('close',()=>process.exit(0));` +
-        `process.stdin.on('end',()=>s.end())`,
+      `const s=require('net').connect({host:${JSON.stringify(host)},port:${port},allowHalfOpen:true});` +
+        `process.stdin.pipe(s);s.pipe(process.stdout);s.on('error',e=>{process.stderr.write(String(e));process.exit(1)});` +
+        `s.on('end',()=>process.stdout.write('',()=>process.exit(0)));s.on('close',()=>process.exit(0));process.stdin.on('end',()=>s.end())`,
     ],
     { stdio: ["pipe", "pipe", "pipe"] },
   );
-  const tunnel = new Duplex({
+  const duplex = new Duplex({
+    allowHalfOpen: true,
     write(chunk, _enc, cb) {
       relay.stdin!.write(chunk, cb);
     },
@@ -50,12 +51,18 @@ export function tunnelInto(ns: Netns, port: number): Duplex {
       cb(err);
     },
   });
+  relay.stdin!.on("error", () => {});
   relay.stdout!.on("data", (d) => {
-    if (!tunnel.push(d)) relay.stdout!.pause();
+    if (!duplex.push(d)) relay.stdout!.pause();
   });
-  relay.stdout!.on("end", () => tunnel.push(null));
-  relay.on("exit", () => tunnel.push(null));
-  return tunnel;
+  relay.stdout!.on("end", () => duplex.push(null));
+  relay.on("exit", () => duplex.push(null));
+  return duplex;
+}
+
+/** A Duplex whose bytes reach 127.0.0.1:port inside `ns`: the shape of a port-forward. */
+export function tunnelInto(ns: Netns, port: number): Duplex {
+  return connectFrom(ns, "127.0.0.1", port);
 }
 
 export async function startAgent(lab: NetnsLab, ns: Netns, env: Record<string, string> = {}): Promise<StartedAgent> {
