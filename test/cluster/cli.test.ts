@@ -105,6 +105,18 @@ describe("tether CLI against the playground", requireNetns(), () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     assert.match(body, /Directory listing/, "the request to the pod was answered by the local python server");
+    // kubectl port-forward reaches the pod over its loopback: stolen too (the OUTPUT rule on lo)
+    const pfPort = 21000 + Math.floor(Math.random() * 20000);
+    const pf = spawn("kubectl", ["port-forward", "-n", "demo", `pod/${pod}`, `${pfPort}:8080`], { env, stdio: ["ignore", "pipe", "pipe"] });
+    let pfOut = "";
+    pf.stdout.on("data", (d) => (pfOut += d));
+    try {
+      for (let i = 0; i < 100 && !/Forwarding from/.test(pfOut); i++) await new Promise((r) => setTimeout(r, 100));
+      const viaKubectl = await (await fetch(`http://127.0.0.1:${pfPort}/`)).text();
+      assert.match(viaKubectl, /Directory listing/);
+    } finally {
+      pf.kill();
+    }
     // probes are never stolen: the pod stays Ready
     assert.equal((await kubectl(["get", "pod", "-n", "demo", pod, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"])).stdout, "True");
     child.kill("SIGINT");
@@ -116,6 +128,16 @@ describe("tether CLI against the playground", requireNetns(), () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     assert.match(after, new RegExp(`"pod":"${pod}"`), "after exec ends the pod answers again");
+    // nothing left in the pod: no tether rule in either iptables flavour, no agent process
+    const podNs = spawnSync("sh", ["-c", `for n in $(ip netns list | cut -d' ' -f1); do ip -n $n -4 -o addr | grep -q " ${ip}/" && echo $n; done`], { encoding: "utf8" }).stdout.trim();
+    assert.ok(podNs, "found the pod's namespace");
+    for (let i = 0; i < 50; i++) {
+      const rules = ["iptables-nft-save", "iptables-legacy-save"].map((t) => spawnSync("ip", ["netns", "exec", podNs, t], { encoding: "utf8" }).stdout).join("");
+      const procs = spawnSync("sh", ["-c", `for p in $(ip netns pids ${podNs}); do tr '\\0' ' ' < /proc/$p/cmdline; echo; done`], { encoding: "utf8" }).stdout;
+      if (!/tether/.test(rules) && !/agent\.js/.test(procs)) break;
+      if (i === 49) assert.fail(`left behind in the pod: ${rules.match(/.*tether.*/g)} ${procs.match(/.*agent\.js.*/g)}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
   });
 
   /** Starts `tether exec` in the background; resolves once it printed "ready" (or exited). */
