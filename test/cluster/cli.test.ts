@@ -163,6 +163,43 @@ describe("tether CLI against the playground", requireNetns(), () => {
     return body;
   }
 
+  test("a Node debuggee under exec gets stolen requests and calls the cluster by its names (runtime)", async () => {
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    env.LOCAL_PORT = String(port);
+    const run = await startExec(["-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`], [process.execPath, resolve(__dirname, "../fixtures/cluster-caller.js")]);
+    try {
+      assert.match(run.stderr(), /ready in/, run.stderr());
+      const ip = await podIpOf(run.pod!);
+      const body = await answers(ip, "/from-client", /"got"/);
+      const got = JSON.parse(body) as { got: string; api: string; apiPod: string; db: string; hostname: string };
+      assert.equal(got.got, "/from-client");
+      assert.equal(got.api, "/called-from-laptop"); // fetch by cluster DNS name, from the pod's network
+      assert.match(got.apiPod, /^api-/);
+      assert.match(got.db, /^db db-\S+ ready$/); // a TCP exchange with the db service
+      assert.equal(got.hostname, run.pod); // the pod's environment
+    } finally {
+      delete env.LOCAL_PORT;
+      run.child.kill("SIGTERM");
+      await run.exited;
+    }
+  });
+
+  test("a Python debuggee under exec gets stolen requests and calls the cluster through the proxy", async () => {
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    env.LOCAL_PORT = String(port);
+    const run = await startExec(["-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`], ["python3", resolve(__dirname, "../fixtures/proxy_caller.py")]);
+    try {
+      assert.match(run.stderr(), /ready in/, run.stderr());
+      const ip = await podIpOf(run.pod!);
+      const got = JSON.parse(await answers(ip, "/py", /"python"/)) as { got: string; api: string };
+      assert.deepEqual(got, { got: "/py", api: "/from-python", python: true });
+    } finally {
+      delete env.LOCAL_PORT;
+      run.child.kill("SIGTERM");
+      await run.exited;
+    }
+  });
+
   test("exec with a job-pod agent steals into a Node app; the job pod is deleted at the end", async () => {
     const port = 20000 + Math.floor(Math.random() * 20000);
     const file = join(stateDir, "job.json");
