@@ -2,7 +2,7 @@
 // 2 usage or configuration error, 1 runtime failure. Progress goes to stderr.
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { resolve } from "node:path";
+import { basename, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { readConfigFile, readWorkspaceConfig, resolveConfig, type ConfigSource } from "../config/load";
 import { Cluster } from "../kube/cluster";
@@ -127,7 +127,7 @@ async function exec(argv: string[]): Promise<number> {
             incoming: {
               ...(values.steal || Object.keys(filter).length ? { mode: "steal" } : values.mirror ? { mode: "mirror" } : {}),
               ...(Object.keys(filter).length ? { httpFilter: filter } : {}),
-              ...(values.port ? { portMapping: values.port.map(parsePortMapping), ports: values.port.map((p) => parsePortMapping(p)[1]) } : {}),
+              ...(values.port ? { portMapping: values.port.map(parsePortMapping) } : {}),
             },
           }
         : {}),
@@ -136,9 +136,12 @@ async function exec(argv: string[]): Promise<number> {
   const config = resolveConfig(sources);
   if (!config.target) throw new UsageError("no target: give -t KIND/NAME or a target in the config file");
 
+  // a Node command gets the runtime, which reports the ports it really listens on
+  const nodeCommand = /^node(js)?$/.test(basename(command[0]!)) && existsSync(resolve(__dirname, "runtime.js"));
   const session = await Session.start({
     config,
     log,
+    incomingOnListen: nodeCommand && !config.incoming.ports,
     client: { name: "tether-cli", version: VERSION },
     onStep: (step, detail) => process.stderr.write(`tether: ${step} ${detail}\n`),
   });
@@ -148,6 +151,12 @@ async function exec(argv: string[]): Promise<number> {
   const udp = new UdpForwarders(conn, log);
   const runtime = await RuntimeServer.start({ conn, routing, forwarders: tcp, udpForwarders: udp, log });
   const proxy = await LocalProxy.start(conn, routing, log);
+  runtime.on("listen", ({ port }: { port: number }) => {
+    session.debuggeeListens(port).then(
+      (remote) => remote !== undefined && process.stderr.write(`tether: ${config.incoming.mode} ${remote}->${port} (the command listens)\n`),
+      (err: Error) => process.stderr.write(`tether: cannot subscribe port ${port}: ${err.message}\n`),
+    );
+  });
   const runtimeBundle = resolve(__dirname, "runtime.js");
   const { PATH: _p, HOME: _h, ...podEnv } = session.env;
   const noProxy = (config.outgoing.filter && "local" in config.outgoing.filter ? config.outgoing.filter.local : []).filter((a) => !a.startsWith(":") && !a.includes("://"));

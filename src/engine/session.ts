@@ -22,6 +22,11 @@ export interface SessionOptions {
   config: TetherConfig;
   log: Log;
   client: { name: string; version: string };
+  /**
+   * Subscribe a port only once the debuggee listens on its local side (the Node runtime reports
+   * listen()), instead of subscribing every candidate port at start.
+   */
+  incomingOnListen?: boolean;
   /** Called as each step starts (and "ready" at the end), with the time since start. */
   onStep?: (step: Step, detail: string, elapsedMs: number) => void;
 }
@@ -48,6 +53,8 @@ export class Session extends EventEmitter {
   env: Record<string, string> = {};
   /** Remote ports subscribed, with the local port each is delivered to. */
   readonly ports = new Map<number, number>();
+  /** Remote ports that may be subscribed (configured or the container's), with their local port. */
+  private readonly candidates = new Map<number, number>();
   private ending?: Promise<void>;
 
   private constructor(
@@ -118,8 +125,8 @@ export class Session extends EventEmitter {
       const mapping = new Map((config.incoming.portMapping ?? []).map(([local, remote]) => [remote, local] as const));
       const ignored = new Set(config.incoming.ignorePorts ?? []);
       const remotePorts = (config.incoming.ports ?? (this.target.container.ports ?? []).filter((p) => (p.protocol ?? "TCP") === "TCP").map((p) => p.containerPort)).filter((p) => !ignored.has(p));
-      for (const p of remotePorts) this.ports.set(p, mapping.get(p) ?? p);
-      this.delivery = new IncomingDelivery(conn, { portMap: Object.fromEntries(this.ports) });
+      for (const p of remotePorts) this.candidates.set(p, mapping.get(p) ?? p);
+      this.delivery = new IncomingDelivery(conn, { portMap: Object.fromEntries(this.candidates) });
       this.delivery.on("connection", () => this.stats.connections++);
       this.delivery.on("request", (r: DeliveredRequest) => {
         this.stats.requestsStolen++;
@@ -131,19 +138,39 @@ export class Session extends EventEmitter {
         this.remember({ passed: true, method: p.method, path: p.path, port: p.port });
       });
       this.delivery.on("failure", () => this.stats.failures++);
-      step("subscribing", `${config.incoming.mode} ${[...this.ports].map(([r, l]) => (r === l ? `${r}` : `${r}->${l}`)).join(", ") || "(no ports)"}`);
-      for (const port of this.ports.keys()) {
-        await conn.request({
-          type: "incoming.subscribe",
-          id: conn.newRequestId(),
-          port,
-          mode: config.incoming.mode,
-          ...(config.incoming.mode === "steal" && config.incoming.httpFilter ? { filter: config.incoming.httpFilter } : {}),
-          ...(config.incoming.stealProbes ? { stealProbes: true } : {}),
-        });
+      const listing = [...this.candidates].map(([r, l]) => (r === l ? `${r}` : `${r}->${l}`)).join(", ") || "(no ports)";
+      if (this.options.incomingOnListen) step("subscribing", `${config.incoming.mode} ${listing} once the debuggee listens`);
+      else {
+        step("subscribing", `${config.incoming.mode} ${listing}`);
+        for (const port of this.candidates.keys()) await this.subscribe(port);
       }
     }
     step("ready", `in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  }
+
+  private async subscribe(remote: number): Promise<void> {
+    const { config } = this.options;
+    const conn = this.conn!;
+    if (this.ports.has(remote)) return;
+    this.ports.set(remote, this.candidates.get(remote)!);
+    await conn.request({
+      type: "incoming.subscribe",
+      id: conn.newRequestId(),
+      port: remote,
+      mode: config.incoming.mode as "steal" | "mirror",
+      ...(config.incoming.mode === "steal" && config.incoming.httpFilter ? { filter: config.incoming.httpFilter } : {}),
+      ...(config.incoming.stealProbes ? { stealProbes: true } : {}),
+    });
+  }
+
+  /** The debuggee listens on `localPort`: subscribe the remote port delivered there, if any. */
+  async debuggeeListens(localPort: number): Promise<number | undefined> {
+    if (this.ending || !this.conn || this.options.config.incoming.mode === "off") return undefined;
+    const remote = [...this.candidates].find(([, local]) => local === localPort)?.[0];
+    if (remote === undefined || this.ports.has(remote)) return undefined;
+    await this.subscribe(remote);
+    this.options.log("info", `subscribed ${remote}->${localPort}: the debuggee listens`, { tag: "session", session: this.id });
+    return remote;
   }
 
   private remember(entry: Session["recent"][number]): void {

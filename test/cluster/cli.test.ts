@@ -171,6 +171,9 @@ describe("tether CLI against the playground", requireNetns(), () => {
       assert.match(run.stderr(), /ready in/, run.stderr());
       const ip = await podIpOf(run.pod!);
       const body = await answers(ip, "/from-client", /"got"/);
+      // the runtime reported the port the debuggee listens on; only then was it subscribed
+      assert.match(run.stderr(), /subscribing steal 8080->\d+ once the debuggee listens/);
+      assert.match(run.stderr(), new RegExp(`steal 8080->${port} \\(the command listens\\)`));
       const got = JSON.parse(body) as { got: string; api: string; apiPod: string; db: string; hostname: string };
       assert.equal(got.got, "/from-client");
       assert.equal(got.api, "/called-from-laptop"); // fetch by cluster DNS name, from the pod's network
@@ -231,8 +234,8 @@ describe("tether CLI against the playground", requireNetns(), () => {
     run.child.kill("SIGKILL");
     spawnSync("pkill", ["-KILL", "-f", `listen\\(${port}`]); // the orphaned debuggee
     // the agent notices its session is gone (heartbeats), removes its rules and exits
-    let state = "";
-    for (let i = 0; i < 100 && !/terminated/.test(state); i++) {
+    let state = "running";
+    for (let i = 0; i < 100 && /running/.test(state); i++) {
       state = (await kubectl(["get", "pod", "-n", "demo", run.pod!, "-o", "jsonpath={.status.ephemeralContainerStatuses[*].state}"])).stdout;
       await new Promise((r) => setTimeout(r, 200));
     }
