@@ -19,6 +19,41 @@ const VERBS: { verb: string; resource: string; subresource?: string; why: string
   { verb: "create", resource: "pods", why: "start a job-mode agent", needed: "job" },
 ];
 
+/** Starts a short-lived pod with the agent image and reports whether the cluster can pull it. */
+export async function probeImage(cluster: Cluster, namespace: string, image: string, timeoutMs = 60_000): Promise<Finding> {
+  const name = `tether-image-probe-${Date.now().toString(36)}`;
+  const check = `agent image ${image}`;
+  try {
+    await cluster.core.createNamespacedPod({
+      namespace,
+      body: {
+        metadata: { name, labels: { "app.kubernetes.io/managed-by": "tether" } },
+        spec: {
+          restartPolicy: "Never",
+          activeDeadlineSeconds: 120,
+          containers: [{ name: "probe", image, env: [{ name: "TETHER_AGENT_TOKEN", value: "image-probe-only-xxxxxxxx" }, { name: "TETHER_AGENT_TTL_SECONDS", value: "1" }] }],
+        },
+      },
+    });
+  } catch (err) {
+    return { ok: false, check, detail: `could not start a probe pod: ${(err as Error).message}` };
+  }
+  try {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const st = (await cluster.core.readNamespacedPod({ namespace, name })).status?.containerStatuses?.[0]?.state;
+      if (st?.running || st?.terminated) return { ok: true, check, detail: "the cluster pulls and starts it" };
+      if (st?.waiting?.reason && /ImagePull|InvalidImage|ErrImage/.test(st.waiting.reason)) {
+        return { ok: false, check, detail: `${st.waiting.reason}: ${st.waiting.message ?? ""}`.trim(), fix: `push the agent image where the cluster can pull it and set agent.image` };
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    return { ok: false, check, detail: `not started after ${timeoutMs / 1000} s` };
+  } finally {
+    await cluster.core.deleteNamespacedPod({ namespace, name, gracePeriodSeconds: 0 }).catch(() => undefined);
+  }
+}
+
 export async function doctor(cluster: Cluster, namespace: string, mode: "ephemeral" | "job"): Promise<Finding[]> {
   const findings: Finding[] = [];
   const authz = cluster.kc.makeApiClient(AuthorizationV1Api);

@@ -14,7 +14,7 @@ import { RuntimeServer } from "../engine/runtimeServer";
 import { Session } from "../engine/session";
 import { TcpForwarders } from "../engine/tcpForwarders";
 import { UdpForwarders } from "../engine/udpForwarders";
-import { doctor } from "./doctor";
+import { doctor, probeImage } from "./doctor";
 
 const VERSION = "0.1.0";
 
@@ -23,7 +23,7 @@ const USAGE = `usage:
   tether exec   [-f CONFIG] [-t KIND/NAME] [-n NS] [--context C] [--kubeconfig P]
                 [--steal | --mirror] [--http-header RE] [--http-path RE] [--http-method M]
                 [-p LOCAL:REMOTE]... -- COMMAND [ARGS...]
-  tether doctor [-t KIND/NAME] [-n NS] [--context C] [--kubeconfig P]
+  tether doctor [-n NS] [--context C] [--kubeconfig P] [--job] [--probe-image IMAGE]
   tether --version`;
 
 class UsageError extends Error {}
@@ -65,8 +65,10 @@ async function ls(argv: string[]): Promise<number> {
       })),
     ),
   ];
-  if (values.json) console.log(JSON.stringify({ namespace: ns, targets }, null, 2));
+  const namespaces = (await cluster.core.listNamespace().catch(() => ({ items: [] }))).items.map((n) => n.metadata!.name!);
+  if (values.json) console.log(JSON.stringify({ namespace: ns, namespaces, targets }, null, 2));
   else {
+    if (namespaces.length) console.log(`namespaces: ${namespaces.join(", ")}`);
     console.log(`namespace ${ns}`);
     for (const t of targets) console.log(`  ${t.target.padEnd(56)} ${t.ready}`);
   }
@@ -183,10 +185,15 @@ async function exec(argv: string[]): Promise<number> {
 }
 
 async function doctorCmd(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { ...common, target: { type: "string", short: "t" }, job: { type: "boolean" } }, strict: true });
+  const { values } = parseArgs({
+    args: argv,
+    options: { ...common, target: { type: "string", short: "t" }, job: { type: "boolean" }, "probe-image": { type: "string" } },
+    strict: true,
+  });
   if (values.help) return console.log(USAGE), 0;
   const cluster = new Cluster({ kubeconfig: values.kubeconfig, context: values.context, namespace: values.namespace });
   const findings = await doctor(cluster, cluster.namespace, values.job ? "job" : "ephemeral");
+  if (values["probe-image"]) findings.push(await probeImage(cluster, cluster.namespace, values["probe-image"]));
   for (const f of findings) {
     console.log(`${f.ok ? "ok  " : "FAIL"} ${f.check}: ${f.detail}`);
     if (f.fix) console.log(`     what to do: ${f.fix}`);

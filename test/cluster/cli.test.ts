@@ -62,6 +62,7 @@ describe("tether CLI against the playground", requireNetns(), () => {
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /deployment\/api\s+2\/2/);
     assert.match(r.stdout, /service\/db/);
+    assert.match(r.stdout, /namespaces: .*demo.*restricted|namespaces: .*restricted.*demo/);
     assert.match(r.stdout, /pod\/client\/container\/client/);
     const json = JSON.parse((await cli(["ls", "-n", "demo", "--json"])).stdout) as { targets: { target: string }[] };
     assert.ok(json.targets.some((t) => t.target === "deployment/db"));
@@ -277,7 +278,12 @@ describe("tether CLI against the playground", requireNetns(), () => {
     assert.match(limited.stdout, /what to do: ask for "patch" on "pods\/ephemeralcontainers"/);
     const restricted = await cli(["doctor", "-n", "restricted"]);
     assert.match(restricted.stdout, /FAIL Pod Security: namespace restricted enforces "restricted"/);
-    const fine = await cli(["doctor", "-n", "demo"]);
+    const fine = await cli(["doctor", "-n", "demo", "--probe-image", "tether/agent:0.1.0"]);
     assert.equal(fine.status, 0, fine.stdout);
+    assert.match(fine.stdout, /ok {3}agent image tether\/agent:0.1.0: the cluster pulls and starts it/);
+    const missing = await cli(["doctor", "-n", "demo", "--probe-image", "registry.example/no-such-image:1"]);
+    assert.equal(missing.status, 1);
+    assert.match(missing.stdout, /FAIL agent image registry.example\/no-such-image:1: (ErrImagePull|ImagePullBackOff)/);
+    assert.doesNotMatch((await kubectl(["get", "pods", "-n", "demo", "-o", "name"])).stdout, /image-probe/);
   });
 });
