@@ -8,12 +8,8 @@ import { readConfigFile, readWorkspaceConfig, resolveConfig, type ConfigSource }
 import { Cluster } from "../kube/cluster";
 import { TetherError } from "../protocol/error";
 import type { Log } from "../protocol/log";
-import { LocalProxy } from "../engine/localProxy";
-import { routingFromConfig } from "../engine/routing";
-import { RuntimeServer } from "../engine/runtimeServer";
-import { Session } from "../engine/session";
-import { TcpForwarders } from "../engine/tcpForwarders";
-import { UdpForwarders } from "../engine/udpForwarders";
+import { readMirrordConfig } from "../config/mirrord";
+import { Launch } from "../engine/launch";
 import { doctor, probeImage } from "./doctor";
 
 const VERSION = "0.1.0";
@@ -111,7 +107,12 @@ async function exec(argv: string[]): Promise<number> {
   if (values.file) sources.push(readConfigFile(values.file));
   else {
     const ws = readWorkspaceConfig(process.cwd());
+    const mirrord = ws ? undefined : readMirrordConfig(process.cwd());
     if (ws) sources.push(ws);
+    else if (mirrord) {
+      sources.push(mirrord.source);
+      if (mirrord.ignored.length) process.stderr.write(`tether: .mirrord/mirrord.json: not translated (no Tether equivalent): ${mirrord.ignored.join(", ")}\n`);
+    }
   }
   const filter = {
     ...(values["http-header"] ? { header: values["http-header"] } : {}),
@@ -140,34 +141,18 @@ async function exec(argv: string[]): Promise<number> {
 
   // a Node command gets the runtime, which reports the ports it really listens on
   const nodeCommand = /^node(js)?$/.test(basename(command[0]!)) && existsSync(resolve(__dirname, "runtime.js"));
-  const session = await Session.start({
+  const launch = await Launch.start({
     config,
     log,
-    incomingOnListen: nodeCommand && !config.incoming.ports,
+    runtimeBundle: resolve(__dirname, "runtime.js"),
+    incomingOnListen: nodeCommand,
     client: { name: "tether-cli", version: VERSION },
     onStep: (step, detail) => process.stderr.write(`tether: ${step} ${detail}\n`),
+    onSubscribed: (remote, port) => process.stderr.write(`tether: ${config.incoming.mode} ${remote}->${port} (the command listens)\n`),
+    onSubscribeError: (port, err) => process.stderr.write(`tether: cannot subscribe port ${port}: ${err.message}\n`),
   });
-  const routing = routingFromConfig(config);
-  const conn = () => session.conn!;
-  const tcp = new TcpForwarders(conn, log);
-  const udp = new UdpForwarders(conn, log);
-  const runtime = await RuntimeServer.start({ conn, routing, forwarders: tcp, udpForwarders: udp, log });
-  const proxy = await LocalProxy.start(conn, routing, log);
-  runtime.on("listen", ({ port }: { port: number }) => {
-    session.debuggeeListens(port).then(
-      (remote) => remote !== undefined && process.stderr.write(`tether: ${config.incoming.mode} ${remote}->${port} (the command listens)\n`),
-      (err: Error) => process.stderr.write(`tether: cannot subscribe port ${port}: ${err.message}\n`),
-    );
-  });
-  const runtimeBundle = resolve(__dirname, "runtime.js");
-  const { PATH: _p, HOME: _h, ...podEnv } = session.env;
-  const noProxy = (config.outgoing.filter && "local" in config.outgoing.filter ? config.outgoing.filter.local : []).filter((a) => !a.startsWith(":") && !a.includes("://"));
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    ...podEnv,
-    ...proxy.debuggeeEnv(noProxy),
-    ...(existsSync(runtimeBundle) ? runtime.debuggeeEnv(runtimeBundle, { ...(config.fs.mode === "read" ? { remoteFiles: config.fs.readOnly ?? [] } : {}) }, process.env.NODE_OPTIONS ?? "") : {}),
-  };
+  const session = launch.session;
+  const env: NodeJS.ProcessEnv = { ...process.env, ...launch.debuggeeEnv(process.env.NODE_OPTIONS ?? "") };
   const child = spawn(command[0]!, command.slice(1), { stdio: "inherit", env });
   const forward = (signal: NodeJS.Signals) => child.kill(signal);
   for (const s of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(s, forward);
@@ -179,8 +164,7 @@ async function exec(argv: string[]): Promise<number> {
     });
     child.once("exit", (c, signal) => done(c ?? 128 + (signal === "SIGKILL" ? 9 : signal === "SIGINT" ? 2 : 15)));
   });
-  await Promise.allSettled([proxy.close(), runtime.close(), tcp.close(), udp.close()]);
-  await session.close();
+  await launch.close();
   return code;
 }
 

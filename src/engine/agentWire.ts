@@ -18,7 +18,11 @@ export async function openAgentWire(
   tunnel: Duplex,
   options: ConnectOptions,
 ): Promise<{ conn: EngineConnection; welcome: Welcome }> {
-  const ws = new WebSocket("ws://tether-agent/wire", {
+  // A ws+unix URL: inside VS Code's extension host http.request is patched to add a proxy agent,
+  // and an agent takes precedence over createConnection (the request would then look the host up in
+  // DNS). The patch leaves socket-path requests alone; the path itself is never opened, the
+  // connection is always `tunnel`.
+  const ws = new WebSocket("ws+unix:///tether-agent.sock:/wire", {
     createConnection: () => asSocket(tunnel) as never,
     perMessageDeflate: false,
     maxPayload: 16 * 1024 * 1024 + 1024,

@@ -20,6 +20,11 @@ export interface PlacementOptions {
   /** Namespace of the job pod (job mode); default: the target's. */
   namespace?: string;
   sessionId: string;
+  /**
+   * Join an agent already running in the target pod (another session's, or one still within its
+   * TTL) instead of adding a second one: one agent serves several sessions, each with its filters.
+   */
+  reuse?: boolean;
 }
 
 export interface PlacedAgent {
@@ -28,6 +33,12 @@ export interface PlacedAgent {
   namespace: string;
   port: number;
   description: string;
+  /** The agent's session token (a reused agent has its own). */
+  token: string;
+  /** True when the agent was already running (placed by an earlier session). */
+  reused: boolean;
+  /** Where the agent's own log is: pods/log of this pod and container. */
+  logs: { namespace: string; pod: string; container: string };
   /** Removes what the placement created (the job pod); the ephemeral agent exits by itself. */
   dispose(): Promise<void>;
 }
@@ -70,9 +81,30 @@ export async function placeAgent(cluster: Cluster, target: ResolvedTarget, o: Pl
   return o.mode === "ephemeral" ? placeEphemeral(cluster, target, o) : placeJob(cluster, target, o);
 }
 
+/** A running Tether agent among the pod's ephemeral containers, with its token. */
+async function runningAgent(cluster: Cluster, namespace: string, podName: string): Promise<{ name: string; token: string } | undefined> {
+  const pod = await cluster.core.readNamespacedPod({ namespace, name: podName });
+  const running = new Set((pod.status?.ephemeralContainerStatuses ?? []).filter((s) => s.state?.running).map((s) => s.name));
+  const agents = (pod.spec?.ephemeralContainers ?? []).filter((c) => c.name.startsWith("tether-agent-") && running.has(c.name));
+  const last = agents.at(-1);
+  const token = last?.env?.find((e) => e.name === "TETHER_AGENT_TOKEN")?.value;
+  return last && token ? { name: last.name, token } : undefined;
+}
+
 async function placeEphemeral(cluster: Cluster, target: ResolvedTarget, o: PlacementOptions): Promise<PlacedAgent> {
-  const name = `tether-agent-${randomBytes(3).toString("hex")}`;
   const { namespace, podName } = target;
+  if (o.reuse) {
+    const existing = await runningAgent(cluster, namespace, podName).catch(() => undefined);
+    if (existing) {
+      return {
+        podName, namespace, port: AGENT_PORT, token: existing.token, reused: true,
+        description: `ephemeral container ${existing.name} (already running; shared)`,
+        logs: { namespace, pod: podName, container: existing.name },
+        dispose: async () => {},
+      };
+    }
+  }
+  const name = `tether-agent-${randomBytes(3).toString("hex")}`;
   try {
     await cluster.core.patchNamespacedPodEphemeralcontainers(
       {
@@ -108,7 +140,7 @@ async function placeEphemeral(cluster: Cluster, target: ResolvedTarget, o: Place
     o.image,
     o.timeoutMs,
   );
-  return { podName, namespace, port: AGENT_PORT, description: `ephemeral container ${name}`, dispose: async () => {} };
+  return { podName, namespace, port: AGENT_PORT, token: o.token, reused: false, description: `ephemeral container ${name}`, logs: { namespace, pod: podName, container: name }, dispose: async () => {} };
 }
 
 async function placeJob(cluster: Cluster, target: ResolvedTarget, o: PlacementOptions): Promise<PlacedAgent> {
@@ -154,5 +186,5 @@ async function placeJob(cluster: Cluster, target: ResolvedTarget, o: PlacementOp
     await dispose();
     throw err;
   }
-  return { podName: target.podName, namespace: target.namespace, port: AGENT_PORT, description: `pod ${namespace}/${name} on node ${node}`, dispose };
+  return { podName: target.podName, namespace: target.namespace, port: AGENT_PORT, token: o.token, reused: false, description: `pod ${namespace}/${name} on node ${node}`, logs: { namespace, pod: name, container: "agent" }, dispose };
 }

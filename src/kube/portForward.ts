@@ -36,6 +36,9 @@ export async function openPortForward(kc: KubeConfig, namespace: string, pod: st
       cb(err);
     },
   });
+  // The consumer (the agent wire's WebSocket) attaches its own listener; this one keeps a tunnel that
+  // fails after its consumer has already given up from becoming an uncaught exception.
+  tunnel.on("error", () => undefined);
   fromPod.on("data", (d: Buffer) => {
     if (!tunnel.push(d)) fromPod.pause();
   });
