@@ -41,7 +41,8 @@ export function installNetHook(channel: EngineChannel, localPorts: Set<number>, 
       options = { port: Number(args[0]), host: typeof args[1] === "string" ? args[1] : "localhost" };
       cb = typeof args[1] === "function" ? args[1] : args[2];
     }
-    if (!options || options.path !== undefined || options.port === undefined) return originalConnect.apply(this, args);
+    // a unix socket has a string path; node:http hands every TCP connection `path: null`
+    if (!options || typeof options.path === "string" || options.port === undefined) return originalConnect.apply(this, args);
     const host = options.host ?? "localhost";
     const port = Number(options.port);
     if (isLoopback(host) || localPorts.has(port)) return originalConnect.apply(this, args);

@@ -118,6 +118,7 @@ describe("node runtime", requireNetns(), () => {
     assert.ok(stdout.trim(), `the debuggee printed nothing; stderr:\n${stderr}`);
     const out = JSON.parse(stdout.trim().split("\n").pop()!);
     assert.equal(out.fetch, "cluster api /hello", JSON.stringify(out));
+    assert.equal(out.httpGet, "cluster api /http");
     assert.equal(out.db, "local-db:select 1");
     assert.equal(out.cache, "cluster-cache:ping");
     assert.deepEqual(out.udp, { reply: "echo:hello-udp", from: "udpecho", port: Number(ports.UDP_PORT) });
