@@ -1,6 +1,6 @@
 // Prometheus text exposition of the agent's counters, served on the wire port at GET /metrics.
-// Names follow the benchmark figures (leaked_requests, interception_delay) so a user watching a real
-// cluster reads the same words as the bench report.
+// Names follow the benchmark figures (`npm run bench`: leaked_requests, dropped_requests,
+// time_to_intercept) so a user watching a real cluster reads the same words as the bench report.
 
 type Labels = Record<string, string>;
 
@@ -30,8 +30,9 @@ export class Metrics {
     this.define("tether_requests_total", "counter", "HTTP requests on filtered ports, by outcome (stolen, passed, probe).");
     this.define("tether_filter_matches_total", "counter", "HTTP requests that matched a session's filter.");
     this.define("tether_bytes_total", "counter", "Bytes carried for sessions, by direction (to_session, from_session).");
-    this.define("tether_interception_delay_ms", "gauge", "Time from a port subscription to the first connection redirected to the agent.");
+    this.define("tether_time_to_intercept_ms", "gauge", "The agent's part of time_to_intercept: from a port subscription to the first connection redirected to the agent.");
     this.define("tether_leaked_requests_total", "counter", "Requests that matched an active steal but reached the app (should stay 0).");
+    this.define("tether_dropped_requests_total", "counter", "Stolen requests answered 502 because the session went away before answering (should stay 0).");
     this.define("tether_outgoing_connections_total", "counter", "Outgoing sockets opened in the pod for sessions, by protocol.");
     this.define("tether_dns_lookups_total", "counter", "DNS lookups answered for sessions, by result.");
   }

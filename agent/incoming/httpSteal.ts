@@ -185,6 +185,7 @@ export function createHttpSteal(ctx: HttpStealContext): Server {
         stream.on("error", () => res.destroy());
       },
       () => {
+        ctx.metrics.add("tether_dropped_requests_total");
         if (!res.headersSent) res.writeHead(502, { "content-type": "text/plain", connection: "close" }).end("tether: the session did not answer\n");
         else res.destroy();
       },

@@ -50,7 +50,7 @@ interface StolenPort {
   listenPort: number;
   /** Insertion order is the order requests are offered in. */
   subs: Map<string, Subscription>;
-  /** Subscription time waiting for its first redirected connection (interception delay). */
+  /** Subscription time waiting for its first redirected connection (tether_time_to_intercept_ms). */
   pendingSince: number | undefined;
   sockets: Set<Socket>;
 }
@@ -64,6 +64,8 @@ interface StolenPort {
 const PEEK_SILENT_MS = 60_000;
 /** Some bytes but no whole request line: as long as a whole head may take (HEADERS_TIMEOUT_MS). */
 const PEEK_LINE_MS = 15_000;
+/** How long a released port's listener still accepts (and passes on) connections redirected before the release. */
+const RELEASE_GRACE_MS = 1_000;
 
 export class StealRouter implements PortCapability {
   private readonly ports = new Map<number, StolenPort>();
@@ -125,7 +127,9 @@ export class StealRouter implements PortCapability {
   }
 
   private async openPort(port: number, iptables: Iptables): Promise<StolenPort> {
-    const listener = createServer({ allowHalfOpen: true, pauseOnConnect: true });
+    // noDelay: answers are written in pieces (head, body chunks); with Nagle the client's delayed
+    // ACK holds each piece back up to 40 ms
+    const listener = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true });
     const stolen: StolenPort = {
       port,
       listener,
@@ -195,7 +199,7 @@ export class StealRouter implements PortCapability {
   private onConnection(stolen: StolenPort, socket: Socket): void {
     const { metrics, log } = this.options;
     if (stolen.pendingSince !== undefined) {
-      metrics.set("tether_interception_delay_ms", Date.now() - stolen.pendingSince, { port: String(stolen.port) });
+      metrics.set("tether_time_to_intercept_ms", Date.now() - stolen.pendingSince, { port: String(stolen.port) });
       stolen.pendingSince = undefined;
     }
     stolen.sockets.add(socket);
@@ -251,7 +255,7 @@ export class StealRouter implements PortCapability {
 
   private passConnection(port: number, socket: Socket): void {
     this.options.metrics.add("tether_connections_total", 1, { outcome: "passed" });
-    const app = connect({ host: originalHost(socket), port, allowHalfOpen: true });
+    const app = connect({ host: originalHost(socket), port, allowHalfOpen: true, noDelay: true });
     pipeBoth(socket, app);
     socket.resume();
   }
@@ -266,15 +270,21 @@ export class StealRouter implements PortCapability {
     this.options.log("info", "port released", { session: session.id, port });
     if (stolen.subs.size > 0) return;
     this.ports.delete(port);
-    stolen.listener.close();
-    stolen.http.close(); // idle keep-alive connections go; busy ones finish, passed to the app
     try {
-      // the last port: the chains and jumps go too, so an idle agent leaves no rule behind
+      // The redirect goes first, so that new connections reach the app; only then the listener, and
+      // a moment later: connections redirected just before (still in its accept queue) would be
+      // reset by closing it now. What it accepts meanwhile has no subscription: passed to the app.
+      // The last port: the chains and jumps go too, so an idle agent leaves no rule behind.
       if (this.ports.size === 0) await this.options.iptables?.removeAll();
       else await this.options.iptables?.unredirect(port);
     } catch (err) {
       this.options.log("error", "cannot remove a redirect", { port, error: String(err) });
       throw err;
+    } finally {
+      setTimeout(() => {
+        stolen.listener.close();
+        stolen.http.close(); // idle keep-alive connections go; busy ones finish, passed to the app
+      }, RELEASE_GRACE_MS).unref();
     }
   }
 

@@ -39,6 +39,8 @@ export interface SessionStats {
 }
 
 const RECENT_LIMIT = 200;
+/** The longest a graceful close waits for the agent's unsubscribe, then for requests in flight. */
+const RELEASE_DRAIN_MS = 2_000;
 
 /** Events: "request" (DeliveredRequest), "ended" (err?: Error) when the agent wire goes away. */
 export class Session extends EventEmitter {
@@ -89,31 +91,30 @@ export class Session extends EventEmitter {
     step("resolving", `${path} in ${this.cluster.namespace}`);
     this.target = await resolveTarget(this.cluster, path, this.cluster.namespace, container);
     step("starting agent", `${this.target.reason}; agent ${config.agent.mode}`);
-    const token = randomBytes(24).toString("hex");
     const probes = probesOf(this.target.container);
-    this.placed = await placeAgent(this.cluster, this.target, {
-      mode: config.agent.mode,
-      image: config.agent.image,
-      token,
-      probes,
-      ttlSeconds: config.agent.ttlSeconds,
-      timeoutMs: config.agent.startupTimeoutSeconds * 1000,
-      ...(config.agent.namespace ? { namespace: config.agent.namespace } : {}),
-      sessionId: this.id,
-    });
+    const place = (reuse: boolean) =>
+      placeAgent(this.cluster, this.target, {
+        mode: config.agent.mode,
+        image: config.agent.image,
+        token: randomBytes(24).toString("hex"),
+        probes,
+        ttlSeconds: config.agent.ttlSeconds,
+        timeoutMs: config.agent.startupTimeoutSeconds * 1000,
+        ...(config.agent.namespace ? { namespace: config.agent.namespace } : {}),
+        sessionId: this.id,
+        reuse,
+      });
+    this.placed = await place(true);
     step("connecting", `${this.placed.description}`);
-    // the container runs before the agent listens: retry briefly
-    const deadline = Date.now() + 15_000;
-    for (;;) {
-      try {
-        const tunnel = await openPortForward(this.cluster.kc, this.placed.namespace, this.placed.podName, this.placed.port);
-        const { conn } = await openAgentWire(tunnel, { token, client: this.options.client, label: `${this.options.client.name}@${process.env.USER ?? "user"}`, log });
-        this.conn = conn;
-        break;
-      } catch (err) {
-        if (Date.now() > deadline) throw err;
-        await new Promise((r) => setTimeout(r, 300));
-      }
+    try {
+      // a shared agent answers at once; a new one needs a moment before it listens
+      this.conn = await this.connectWire(this.placed, this.placed.reused ? 5_000 : 15_000);
+    } catch (err) {
+      if (!this.placed.reused) throw err;
+      log("warn", "the running agent did not answer; starting a new one", { tag: "session", error: (err as Error).message });
+      this.placed = await place(false);
+      step("connecting", `${this.placed.description}`);
+      this.conn = await this.connectWire(this.placed, 15_000);
     }
     const conn = this.conn;
     conn.once("close", (err?: Error) => {
@@ -146,6 +147,20 @@ export class Session extends EventEmitter {
       }
     }
     step("ready", `in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  }
+
+  private async connectWire(placed: PlacedAgent, withinMs: number): Promise<EngineConnection> {
+    const deadline = Date.now() + withinMs;
+    for (;;) {
+      try {
+        const tunnel = await openPortForward(this.cluster.kc, placed.namespace, placed.podName, placed.port);
+        const { conn } = await openAgentWire(tunnel, { token: placed.token, client: this.options.client, label: `${this.options.client.name}@${process.env.USER ?? "user"}`, log: this.options.log });
+        return conn;
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 300));
+      }
+    }
   }
 
   private async subscribe(remote: number): Promise<void> {
@@ -181,11 +196,29 @@ export class Session extends EventEmitter {
   /** Graceful end: unsubscribe, close the wire (the agent removes its rules and exits), remove the job pod. */
   close(): Promise<void> {
     this.ending ??= (async () => {
+      await this.release();
       this.delivery?.close();
       this.conn?.close();
       await this.placed?.dispose();
     })();
     return this.ending;
+  }
+
+  /**
+   * Switches steal/mirror off without dropping a request: the agent removes its redirects first (new
+   * connections reach the pod's app again), then what was already delivered to the debuggee finishes,
+   * for at most RELEASE_DRAIN_MS. Closing the wire right away would reset requests in flight.
+   */
+  private async release(): Promise<void> {
+    const conn = this.conn;
+    if (!conn || conn.isClosed || this.ports.size === 0) return;
+    const bounded = (p: Promise<unknown>) => Promise.race([p.catch(() => {}), new Promise((r) => setTimeout(r, RELEASE_DRAIN_MS).unref())]);
+    await bounded(Promise.all([...this.ports.keys()].map((port) => conn.request({ type: "incoming.unsubscribe", id: conn.newRequestId(), port }))));
+    this.ports.clear();
+    // streams the agent opened (even ids) are the incoming ones: stolen requests and connections
+    const incoming = () => [...conn.streams.keys()].some((id) => id % 2 === 0);
+    const deadline = Date.now() + RELEASE_DRAIN_MS;
+    while (incoming() && !conn.isClosed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   }
 
   destroy(err?: Error): Promise<void> {

@@ -49,9 +49,9 @@ describe("steal", requireNetns(), () => {
 
       const page = await world.metrics();
       assert.equal(metric(page, "tether_connections_total", 'outcome="stolen"'), 3);
-      const delay = /tether_interception_delay_ms\{port="8080"\} (\d+)/.exec(page);
+      const delay = /tether_time_to_intercept_ms\{port="8080"\} (\d+)/.exec(page);
       assert.ok(delay);
-      console.log(`# figure: interception delay (subscription to first redirected connection, includes the test's own pause) ${delay[1]} ms`);
+      console.log(`# figure: time to intercept, the agent's part (subscription to first redirected connection, includes the test's own pause) ${delay[1]} ms`);
     } finally {
       s.close();
     }

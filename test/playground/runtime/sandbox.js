@@ -18,7 +18,9 @@ net
       client.pause();
       const port = Number(head.slice(0, nl));
       const rest = Buffer.from(head.slice(nl + 1), "latin1");
-      const pod = net.connect({ host: "127.0.0.1", port, allowHalfOpen: true });
+      // noDelay as kubelet's (Go sets TCP_NODELAY on every connection): with Nagle, small writes
+      // in a row wait for the pod's delayed ACK (40 ms each)
+      const pod = net.connect({ host: "127.0.0.1", port, allowHalfOpen: true, noDelay: true });
       let connected = false;
       pod.once("connect", () => {
         connected = true;
