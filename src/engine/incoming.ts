@@ -126,6 +126,15 @@ export class IncomingDelivery extends EventEmitter {
     this.emit("failure", { port, localPort: this.localPort(port), kind, error } satisfies DeliveryFailure);
   }
 
+  /** Bytes delivered to the local app (in) and sent back from it (out), for the UI. */
+  bytesIn = 0;
+  bytesOut = 0;
+
+  private count(fromAgent: Duplex, fromApp: Duplex): void {
+    fromAgent.on("data", (d: Buffer) => (this.bytesIn += d.length));
+    fromApp.on("data", (d: Buffer) => (this.bytesOut += d.length));
+  }
+
   private deliverTcp(msg: IncomingTcp): void {
     const stream = this.conn.stream(msg.stream);
     if (!stream) return;
@@ -133,6 +142,7 @@ export class IncomingDelivery extends EventEmitter {
     const localPort = this.localPort(msg.port);
     this.emit("connection", { port: msg.port, localPort, mode: msg.mode, peer: msg.peer } satisfies IncomingConnection);
     const app = connect({ host: this.host, port: localPort, allowHalfOpen: true });
+    this.count(stream, app);
     this.track(app);
     this.track(stream);
     let connected = false;
@@ -213,6 +223,7 @@ export class IncomingDelivery extends EventEmitter {
       stream.end(body);
     });
     stream.on("error", () => req.destroy());
+    stream.on("data", (d: Buffer) => (this.bytesIn += d.length));
 
     if (msg.upgrade) {
       req.end();
@@ -220,6 +231,7 @@ export class IncomingDelivery extends EventEmitter {
         this.track(socket);
         answer(res, res.rawHeaders);
         if (head.length) stream.write(head);
+        socket.on("data", (d: Buffer) => (this.bytesOut += d.length));
         pipeBoth(socket, stream);
       });
     } else {
@@ -231,6 +243,7 @@ export class IncomingDelivery extends EventEmitter {
         if (!HOP_BY_HOP.test(res.rawHeaders[i]!)) raw.push(res.rawHeaders[i]!, res.rawHeaders[i + 1]!);
       }
       answer(res, raw);
+      res.on("data", (d: Buffer) => (this.bytesOut += d.length));
       res.pipe(stream);
       res.on("error", (err) => stream.destroy(err));
     });

@@ -1,0 +1,183 @@
+// Sessions that live exactly as long as their debug session. The DebugConfigurationProvider (for
+// every debug type) starts a Tether session when Tether is enabled or the launch configuration has a
+// `tether` block, injects the runtime (Node) or the proxy env (anything else), and the session ends
+// when the debug session terminates — or when the debug session never starts.
+import * as vscode from "vscode";
+import { join } from "node:path";
+import type { TetherConfig } from "../config/schema";
+import type { Launch } from "../engine/launch";
+import { loadEngine } from "./lazy";
+import type { Step } from "../engine/session";
+import type { Log } from "../protocol/log";
+import type { ConfigStore } from "./store";
+import { pickTarget } from "./targets";
+
+const NODE_TYPES = new Set(["node", "pwa-node", "node-terminal", "pwa-extensionHost"]);
+/** How long a started session waits for its debug session to appear before it gives up. */
+const START_GRACE_MS = 60_000;
+
+export interface ActiveSession {
+  id: string;
+  /** "demo/deployment/api" */
+  label: string;
+  mode: TetherConfig["incoming"]["mode"];
+  launch: Launch;
+  debugSession?: vscode.DebugSession;
+  started: number;
+  steps: { step: Step; detail: string; ms: number }[];
+}
+
+export class SessionManager implements vscode.Disposable, vscode.DebugConfigurationProvider {
+  readonly sessions = new Map<string, ActiveSession>();
+  private readonly changed = new vscode.EventEmitter<ActiveSession | undefined>();
+  readonly onDidChange = this.changed.event;
+  private readonly disposables: vscode.Disposable[] = [this.changed];
+  /** The last start failure, for the tests and the "Show log" action. */
+  lastError?: string;
+
+  constructor(
+    private readonly store: ConfigStore,
+    private readonly log: Log,
+    private readonly extensionPath: string,
+    private readonly channel: vscode.LogOutputChannel,
+  ) {
+    this.disposables.push(
+      vscode.debug.registerDebugConfigurationProvider("*", this),
+      vscode.debug.onDidStartDebugSession((d) => {
+        const id = d.configuration.__tetherSession as string | undefined;
+        const s = id ? this.sessions.get(id) : undefined;
+        if (s && !s.debugSession) {
+          s.debugSession = d;
+          this.changed.fire(s);
+        }
+      }),
+      vscode.debug.onDidTerminateDebugSession((d) => {
+        for (const s of this.sessions.values()) if (s.debugSession?.id === d.id) void this.stop(s.id, "the debug session ended");
+      }),
+    );
+  }
+
+  dispose(): void {
+    for (const d of this.disposables) d.dispose();
+    for (const s of this.sessions.values()) void s.launch.close();
+    this.sessions.clear();
+  }
+
+  async resolveDebugConfigurationWithSubstitutedVariables(
+    folder: vscode.WorkspaceFolder | undefined,
+    debugConfiguration: vscode.DebugConfiguration,
+    token?: vscode.CancellationToken,
+  ): Promise<vscode.DebugConfiguration | undefined> {
+    const block = debugConfiguration.tether as unknown;
+    if (block === false || debugConfiguration.__tetherSession) return debugConfiguration;
+    // js-debug starts child sessions (attach to the launched process) through the same providers:
+    // they belong to the parent's Tether session. An attach cannot receive env either.
+    if (debugConfiguration.__pendingTargetId !== undefined || debugConfiguration.__parentId !== undefined) return debugConfiguration;
+    if (debugConfiguration.request === "attach") {
+      if (block !== undefined) this.log("warn", `"${debugConfiguration.name}" attaches to a running process: Tether can only run processes it launches`);
+      return debugConfiguration;
+    }
+    if (block === undefined && !this.store.enabled) return debugConfiguration;
+    let config: TetherConfig;
+    try {
+      config = this.store.resolve(folder, block === true ? undefined : block, (note) => this.log("warn", note));
+    } catch (err) {
+      this.fail(err as Error, false);
+      return undefined;
+    }
+    if (!config.target) {
+      const picked = await pickTarget(this.store, config);
+      if (!picked) return undefined; // the user dismissed the pick: no launch
+      config = { ...config, target: { path: picked.path, namespace: picked.namespace }, ...(picked.context ? { context: picked.context } : {}) };
+      await this.store.rememberTarget(picked);
+    }
+    let active: ActiveSession;
+    try {
+      active = await this.start(config, token, NODE_TYPES.has(debugConfiguration.type));
+    } catch (err) {
+      this.fail(err as Error, true);
+      return undefined;
+    }
+    const env: Record<string, string> = { ...(debugConfiguration.env ?? {}) };
+    const isNode = NODE_TYPES.has(debugConfiguration.type);
+    Object.assign(env, active.launch.debuggeeEnv(isNode ? (env.NODE_OPTIONS ?? "") : ""));
+    if (!isNode) delete env.NODE_OPTIONS; // only Node debuggees load the runtime; others use the proxy
+    setTimeout(() => {
+      if (this.sessions.get(active.id) && !active.debugSession) void this.stop(active.id, "the debug session did not start");
+    }, START_GRACE_MS).unref?.();
+    return { ...debugConfiguration, env, __tetherSession: active.id };
+  }
+
+  /** Starts a session with a progress notification that shows each step; cancellable. */
+  async start(config: TetherConfig, token?: vscode.CancellationToken, listenDriven = false): Promise<ActiveSession> {
+    const target = typeof config.target === "object" ? config.target : { path: config.target ?? "", namespace: undefined };
+    const label = `${target.namespace ? `${target.namespace}/` : ""}${target.path}`;
+    const steps: ActiveSession["steps"] = [];
+    return await vscode.window.withProgress(
+      { location: vscode.ProgressLocation.Notification, title: `Tether: ${label}`, cancellable: true },
+      async (progress, cancel) => {
+        const starting = loadEngine().Launch.start({
+          config,
+          log: this.log,
+          runtimeBundle: join(this.extensionPath, "dist", "runtime.js"),
+          incomingOnListen: listenDriven, // a Node debuggee reports the ports it listens on
+          client: { name: "tether-vscode", version: "0.1.0" },
+          onStep: (step, detail, ms) => {
+            steps.push({ step, detail, ms });
+            progress.report({ message: `${step}: ${detail}` });
+          },
+          onSubscribed: (remote, local) => {
+            this.log("info", `${config.incoming.mode} ${remote}->${local}: the debuggee listens`);
+            this.changed.fire(undefined);
+          },
+          onSubscribeError: (local, err) => this.log("error", `cannot subscribe port ${local}: ${err.message}`),
+        });
+        const cancelled = new Promise<never>((_, reject) => {
+          const onCancel = () => reject(new Error("cancelled"));
+          cancel.onCancellationRequested(onCancel);
+          token?.onCancellationRequested(onCancel);
+        });
+        let launch: Launch;
+        try {
+          launch = await Promise.race([starting, cancelled]);
+        } catch (err) {
+          void starting.then((l) => l.close(), () => undefined); // a late start is closed at once
+          throw err;
+        }
+        const active: ActiveSession = { id: launch.session.id, label, mode: config.incoming.mode, launch, started: Date.now(), steps };
+        this.sessions.set(active.id, active);
+        launch.session.on("request", () => this.changed.fire(active));
+        launch.session.on("ended", (err: Error) => {
+          if (!this.sessions.has(active.id)) return;
+          this.log("error", `session ${label} ended: ${err.message}`);
+          void vscode.window.showWarningMessage(`Tether: the session to ${label} ended: ${err.message}`, "Show log").then((a) => a && this.channel.show());
+          void this.stop(active.id, err.message);
+        });
+        this.changed.fire(active);
+        this.log("info", `session ${label} ready (${config.incoming.mode})`);
+        return active;
+      },
+    );
+  }
+
+  async stop(id: string, why: string): Promise<void> {
+    const s = this.sessions.get(id);
+    if (!s) return;
+    this.sessions.delete(id);
+    this.log("info", `session ${s.label} stopping: ${why}`);
+    this.changed.fire(undefined);
+    await s.launch.close();
+    this.log("info", `session ${s.label} stopped`);
+  }
+
+  private fail(err: Error, withDoctor: boolean): void {
+    this.lastError = err.message;
+    this.log("error", `cannot start the session: ${err.message}`);
+    const actions = withDoctor ? ["Show log", "Run doctor"] : ["Show log", "Open config"];
+    void vscode.window.showErrorMessage(`Tether: ${err.message}`, ...actions).then((a) => {
+      if (a === "Show log") this.channel.show();
+      else if (a === "Run doctor") void vscode.commands.executeCommand("tether.runDoctor");
+      else if (a === "Open config") void vscode.commands.executeCommand("tether.openConfig");
+    });
+  }
+}

@@ -1,0 +1,155 @@
+// The configuration as the extension sees it: settings, then .tether/config.json (or a translated
+// .mirrord/mirrord.json when there is none), then a launch configuration's `tether` block. The views
+// edit .tether/config.json in the first workspace folder, so what the UI shows is a file the user
+// can read, commit and use with the CLI.
+import * as vscode from "vscode";
+import { existsSync, readFileSync } from "node:fs";
+import { mkdir, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { resolveConfig, readWorkspaceConfig, type ConfigSource } from "../config/load";
+import { readMirrordConfig } from "../config/mirrord";
+import type { TetherConfig } from "../config/schema";
+
+export interface RecentTarget {
+  path: string;
+  namespace: string;
+  context?: string;
+}
+
+export class ConfigStore implements vscode.Disposable {
+  private readonly changed = new vscode.EventEmitter<void>();
+  readonly onDidChange = this.changed.event;
+  private readonly disposables: vscode.Disposable[] = [this.changed];
+
+  constructor(private readonly memento: vscode.Memento) {
+    const watcher = vscode.workspace.createFileSystemWatcher("**/{.tether/config.json,.mirrord/mirrord.json}");
+    this.disposables.push(
+      watcher,
+      watcher.onDidChange(() => this.changed.fire()),
+      watcher.onDidCreate(() => this.changed.fire()),
+      watcher.onDidDelete(() => this.changed.fire()),
+      vscode.workspace.onDidChangeConfiguration((e) => e.affectsConfiguration("tether") && this.changed.fire()),
+    );
+  }
+
+  dispose(): void {
+    for (const d of this.disposables) d.dispose();
+  }
+
+  /** The folder whose .tether/config.json the views edit. */
+  folder(hint?: vscode.WorkspaceFolder): string | undefined {
+    return (hint ?? vscode.workspace.workspaceFolders?.[0])?.uri.fsPath;
+  }
+
+  get filePath(): string | undefined {
+    const f = this.folder();
+    return f ? join(f, ".tether", "config.json") : undefined;
+  }
+
+  /** Settings as a configuration source (only the keys the user set). */
+  private settingsSource(): ConfigSource {
+    const s = vscode.workspace.getConfiguration("tether");
+    const value: Record<string, unknown> = {};
+    const kubeconfig = s.get<string>("kubeconfig");
+    const context = s.get<string>("context");
+    const image = s.get<string>("agent.image");
+    const mode = s.get<string>("agent.mode");
+    if (kubeconfig) value.kubeconfig = kubeconfig;
+    if (context) value.context = context;
+    if (image || mode) value.agent = { ...(image ? { image } : {}), ...(mode ? { mode } : {}) };
+    return { name: "settings", value };
+  }
+
+  /** The sources in order; `notes` receives what a mirrord.json translation dropped. */
+  sources(folder?: vscode.WorkspaceFolder, launchBlock?: unknown, notes?: (msg: string) => void): ConfigSource[] {
+    const dir = this.folder(folder);
+    const sources: ConfigSource[] = [this.settingsSource()];
+    if (dir) {
+      const own = readWorkspaceConfig(dir);
+      if (own) sources.push(own);
+      else {
+        const m = readMirrordConfig(dir);
+        if (m) {
+          sources.push(m.source);
+          if (m.ignored.length) notes?.(`.mirrord/mirrord.json: not translated (no Tether equivalent): ${m.ignored.join(", ")}`);
+        }
+      }
+    }
+    if (launchBlock !== undefined && typeof launchBlock !== "boolean") sources.push({ name: "launch.json tether", value: launchBlock });
+    return sources;
+  }
+
+  /** The effective configuration; throws a TetherError naming the source and JSON path when invalid. */
+  resolve(folder?: vscode.WorkspaceFolder, launchBlock?: unknown, notes?: (msg: string) => void): TetherConfig {
+    return resolveConfig(this.sources(folder, launchBlock, notes));
+  }
+
+  /** Like resolve(), but an error is returned instead of thrown (for the views). */
+  tryResolve(): { config?: TetherConfig; error?: string } {
+    try {
+      return { config: this.resolve() };
+    } catch (err) {
+      return { error: (err as Error).message };
+    }
+  }
+
+  /** The raw contents of .tether/config.json ({} when absent). */
+  readFile(): Record<string, unknown> {
+    const p = this.filePath;
+    if (!p || !existsSync(p)) return {};
+    try {
+      const v = JSON.parse(readFileSync(p, "utf8"));
+      return typeof v === "object" && v && !Array.isArray(v) ? v : {};
+    } catch {
+      throw new Error(".tether/config.json is not valid JSON: fix it in the editor first");
+    }
+  }
+
+  /** Applies `edit` to .tether/config.json, validates the result, then writes it. */
+  async edit(edit: (raw: Record<string, unknown>) => void): Promise<void> {
+    const p = this.filePath;
+    if (!p) throw new Error("open a folder first: Tether keeps its settings in .tether/config.json");
+    const raw = this.readFile();
+    edit(raw);
+    resolveConfig([{ name: ".tether/config.json", value: raw }]); // throws with the JSON path
+    await mkdir(dirname(p), { recursive: true });
+    await writeFile(p, JSON.stringify(raw, null, 2) + "\n");
+    this.changed.fire();
+  }
+
+  /** A sub-object of the file, created when missing. */
+  static section(raw: Record<string, unknown>, key: string): Record<string, unknown> {
+    const v = raw[key];
+    if (typeof v === "object" && v && !Array.isArray(v)) return v as Record<string, unknown>;
+    const fresh: Record<string, unknown> = {};
+    raw[key] = fresh;
+    return fresh;
+  }
+
+  get enabled(): boolean {
+    return this.memento.get<boolean>("tether.enabled", false);
+  }
+
+  async setEnabled(on: boolean): Promise<void> {
+    await this.memento.update("tether.enabled", on);
+    this.changed.fire();
+  }
+
+  get recentTargets(): RecentTarget[] {
+    return this.memento.get<RecentTarget[]>("tether.recentTargets", []);
+  }
+
+  async rememberTarget(t: RecentTarget): Promise<void> {
+    const rest = this.recentTargets.filter((r) => !(r.path === t.path && r.namespace === t.namespace && r.context === t.context));
+    await this.memento.update("tether.recentTargets", [t, ...rest].slice(0, 10));
+  }
+
+  /** Makes `t` the target in .tether/config.json. */
+  async setTarget(t: RecentTarget): Promise<void> {
+    await this.edit((raw) => {
+      raw.target = { path: t.path, namespace: t.namespace };
+      if (t.context) raw.context = t.context;
+    });
+    await this.rememberTarget(t);
+  }
+}

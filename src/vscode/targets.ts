@@ -1,0 +1,162 @@
+// The Targets view (context > namespace > workload > pod > container) and the target QuickPick that
+// F5 shows when no target is set (recent targets first, then the namespace's workloads).
+import * as vscode from "vscode";
+import type { TetherConfig } from "../config/schema";
+import type { Cluster } from "../kube/cluster";
+import type { WorkloadInfo } from "../kube/discovery";
+import { loadEngine } from "./lazy";
+import type { ConfigStore, RecentTarget } from "./store";
+
+type Node =
+  | { kind: "context"; context: string; current: boolean }
+  | { kind: "namespace"; context: string; namespace: string }
+  | { kind: "workload"; context: string; namespace: string; workload: WorkloadInfo }
+  | { kind: "pod"; context: string; namespace: string; pod: WorkloadInfo["pods"][number] }
+  | { kind: "container"; context: string; namespace: string; pod: string; container: string }
+  | { kind: "message"; text: string; tooltip?: string };
+
+/** The target a tree node stands for. */
+export function targetOf(node: Node): RecentTarget | undefined {
+  switch (node.kind) {
+    case "workload":
+      return { path: `${node.workload.kind}/${node.workload.name}`, namespace: node.namespace, context: node.context };
+    case "pod":
+      return { path: `pod/${node.pod.name}`, namespace: node.namespace, context: node.context };
+    case "container":
+      return { path: `pod/${node.pod}/container/${node.container}`, namespace: node.namespace, context: node.context };
+    default:
+      return undefined;
+  }
+}
+
+function clusterFor(config: TetherConfig | undefined, context?: string, namespace?: string): Cluster {
+  return new (loadEngine().Cluster)({ kubeconfig: config?.kubeconfig, context: context ?? config?.context, namespace });
+}
+
+export class TargetsProvider implements vscode.TreeDataProvider<Node> {
+  private readonly changed = new vscode.EventEmitter<Node | undefined>();
+  readonly onDidChangeTreeData = this.changed.event;
+
+  constructor(private readonly store: ConfigStore) {
+    store.onDidChange(() => this.refresh());
+  }
+
+  refresh(): void {
+    this.changed.fire(undefined);
+  }
+
+  private current(): { config?: TetherConfig; target?: { path: string; namespace?: string }; context?: string } {
+    const { config } = this.store.tryResolve();
+    const t = config?.target;
+    const target = typeof t === "string" ? { path: t } : t ? { path: t.path, namespace: t.namespace } : undefined;
+    return { config, target, context: config?.context };
+  }
+
+  getTreeItem(node: Node): vscode.TreeItem {
+    const C = vscode.TreeItemCollapsibleState;
+    const cur = this.current();
+    const selected = (t: RecentTarget | undefined) =>
+      !!t && !!cur.target && cur.target.path === t.path && (cur.target.namespace ?? t.namespace) === t.namespace && (!cur.context || cur.context === t.context);
+    switch (node.kind) {
+      case "message": {
+        const item = new vscode.TreeItem(node.text, C.None);
+        item.tooltip = node.tooltip ?? node.text;
+        item.iconPath = new vscode.ThemeIcon("warning");
+        return item;
+      }
+      case "context": {
+        const item = new vscode.TreeItem(node.context, node.current ? C.Expanded : C.Collapsed);
+        item.description = node.current ? "current" : undefined;
+        item.iconPath = new vscode.ThemeIcon("cloud");
+        item.contextValue = "tether.context";
+        return item;
+      }
+      case "namespace": {
+        const item = new vscode.TreeItem(node.namespace, C.Collapsed);
+        item.iconPath = new vscode.ThemeIcon("symbol-namespace");
+        item.contextValue = "tether.namespace";
+        item.id = `${node.context}/${node.namespace}`;
+        return item;
+      }
+      default: {
+        const t = targetOf(node)!;
+        const label = node.kind === "workload" ? `${node.workload.kind}/${node.workload.name}` : node.kind === "pod" ? node.pod.name : node.container;
+        const hasChildren = node.kind === "workload" ? node.workload.pods.length > 0 && node.workload.kind !== "pod" : node.kind === "pod";
+        const item = new vscode.TreeItem(label, hasChildren ? C.Collapsed : C.None);
+        item.id = `${t.context}/${t.namespace}/${t.path}`;
+        const isTarget = selected(t);
+        const state = node.kind === "workload" ? node.workload.ready : node.kind === "pod" ? (node.pod.ready ? "ready" : node.pod.phase) : "";
+        item.description = [state, isTarget ? "● target" : ""].filter(Boolean).join("  ");
+        item.iconPath = new vscode.ThemeIcon(isTarget ? "target" : node.kind === "workload" ? "layers" : node.kind === "pod" ? "package" : "symbol-method");
+        item.contextValue = "tether.target";
+        item.tooltip = `${t.namespace}/${t.path}${isTarget ? " (the target)" : ""}\nClick to make it the target.`;
+        item.command = { command: "tether.selectTargetFromTree", title: "Select as Target", arguments: [node] };
+        return item;
+      }
+    }
+  }
+
+  async getChildren(node?: Node): Promise<Node[]> {
+    const cur = this.current();
+    try {
+      if (!node) {
+        const cluster = clusterFor(cur.config);
+        const currentContext = cluster.kc.getCurrentContext();
+        await vscode.commands.executeCommand("setContext", "tether.noKubeconfig", false);
+        return cluster.kc.getContexts().map((c) => ({ kind: "context", context: c.name, current: c.name === currentContext }));
+      }
+      if (node.kind === "context") {
+        const cluster = clusterFor(cur.config, node.context);
+        return (await loadEngine().listNamespaces(cluster)).map((namespace) => ({ kind: "namespace", context: node.context, namespace }));
+      }
+      if (node.kind === "namespace") {
+        const cluster = clusterFor(cur.config, node.context, node.namespace);
+        const workloads = await loadEngine().listWorkloads(cluster, node.namespace);
+        if (!workloads.length) return [{ kind: "message", text: "nothing to debug here" }];
+        return workloads.map((workload) => ({ kind: "workload", context: node.context, namespace: node.namespace, workload }));
+      }
+      if (node.kind === "workload") return node.workload.pods.map((pod) => ({ kind: "pod", context: node.context, namespace: node.namespace, pod }));
+      if (node.kind === "pod") return node.pod.containers.map((container) => ({ kind: "container", context: node.context, namespace: node.namespace, pod: node.pod.name, container }));
+      return [];
+    } catch (err) {
+      const message = (err as Error).message;
+      if (!node && /no kubeconfig|cannot read the kubeconfig/.test(message)) {
+        await vscode.commands.executeCommand("setContext", "tether.noKubeconfig", true);
+        return [];
+      }
+      return [{ kind: "message", text: `cannot list: ${message.split("\n")[0]}`, tooltip: message }];
+    }
+  }
+}
+
+/** QuickPick of recent targets and the current namespace's workloads; undefined when dismissed. */
+export async function pickTarget(store: ConfigStore, config: TetherConfig | undefined): Promise<RecentTarget | undefined> {
+  type Item = vscode.QuickPickItem & { target?: RecentTarget };
+  const qp = vscode.window.createQuickPick<Item>();
+  qp.title = "Tether: debug as which target?";
+  qp.placeholder = "type to filter; recent targets first";
+  qp.busy = true;
+  const recent: Item[] = store.recentTargets.map((t) => ({ label: `${t.namespace}/${t.path}`, description: t.context ? `recent · ${t.context}` : "recent", target: t }));
+  qp.items = recent.length ? [{ label: "recent", kind: vscode.QuickPickItemKind.Separator }, ...recent] : [];
+  qp.show();
+  const load = (async () => {
+    try {
+      const cluster = clusterFor(config);
+      const context = cluster.kc.getCurrentContext();
+      const workloads = await loadEngine().listWorkloads(cluster, cluster.namespace);
+      const items: Item[] = workloads.map((w) => ({ label: `${cluster.namespace}/${w.kind}/${w.name}`, description: w.ready, target: { path: `${w.kind}/${w.name}`, namespace: cluster.namespace, context } }));
+      qp.items = [...qp.items, { label: `${context} · ${cluster.namespace}`, kind: vscode.QuickPickItemKind.Separator }, ...items];
+    } catch (err) {
+      qp.items = [...qp.items, { label: `$(warning) cannot list targets: ${(err as Error).message.split("\n")[0]}` }];
+    } finally {
+      qp.busy = false;
+    }
+  })();
+  const picked = await new Promise<RecentTarget | undefined>((done) => {
+    qp.onDidAccept(() => done(qp.selectedItems[0]?.target));
+    qp.onDidHide(() => done(undefined));
+  });
+  qp.dispose();
+  await load;
+  return picked;
+}

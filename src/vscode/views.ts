@@ -1,0 +1,214 @@
+// The Traffic, Outgoing and Sessions views. Traffic and Outgoing show the effective configuration and
+// edit .tether/config.json through commands (extension.ts); Sessions shows live counts and the
+// recent requests of each running session.
+import * as vscode from "vscode";
+import type { TetherConfig } from "../config/schema";
+import type { ConfigStore } from "./store";
+import type { ActiveSession, SessionManager } from "./sessions";
+
+export interface Row {
+  label: string;
+  description?: string;
+  tooltip?: string;
+  icon?: string;
+  contextValue?: string;
+  command?: vscode.Command;
+  children?: Row[];
+  /** A value the row's commands act on (a rule, a filter field, a session id). */
+  arg?: unknown;
+  id?: string;
+}
+
+abstract class RowsProvider implements vscode.TreeDataProvider<Row> {
+  protected readonly changed = new vscode.EventEmitter<Row | undefined>();
+  readonly onDidChangeTreeData = this.changed.event;
+
+  refresh(): void {
+    this.changed.fire(undefined);
+  }
+
+  protected abstract rows(): Row[];
+
+  getTreeItem(row: Row): vscode.TreeItem {
+    const item = new vscode.TreeItem(row.label, row.children?.length ? vscode.TreeItemCollapsibleState.Expanded : vscode.TreeItemCollapsibleState.None);
+    item.description = row.description;
+    item.tooltip = row.tooltip;
+    if (row.icon) item.iconPath = new vscode.ThemeIcon(row.icon);
+    item.contextValue = row.contextValue;
+    if (row.id) item.id = row.id;
+    if (row.command) item.command = { ...row.command, arguments: row.command.arguments ?? [row] };
+    return item;
+  }
+
+  getChildren(row?: Row): Row[] {
+    return row ? (row.children ?? []) : this.rows();
+  }
+}
+
+/** Rows drawn from the effective configuration, redrawn when it changes; an error row when invalid. */
+abstract class ConfigRowsProvider extends RowsProvider {
+  constructor(private readonly store: ConfigStore) {
+    super();
+    store.onDidChange(() => this.refresh());
+  }
+
+  protected abstract configRows(config: TetherConfig): Row[];
+
+  protected rows(): Row[] {
+    const { config, error } = this.store.tryResolve();
+    if (config) return this.configRows(config);
+    return [{ label: "configuration error", description: error, tooltip: error, icon: "error", command: { command: "tether.openConfig", title: "Open Configuration" } }];
+  }
+}
+
+export class TrafficProvider extends ConfigRowsProvider {
+  protected configRows(config: TetherConfig): Row[] {
+    const inc = config.incoming;
+    const f = inc.httpFilter;
+    const filterRows: Row[] = (["header", "path", "method"] as const).map((field) => ({
+      label: field[0]!.toUpperCase() + field.slice(1),
+      description: f?.[field] ?? "(any)",
+      icon: "filter",
+      contextValue: "tether.filterField",
+      arg: field,
+      id: `filter.${field}`,
+      tooltip: `Click to edit the ${field} ${field === "method" ? "" : "regular expression "}of the HTTP filter`,
+      command: { command: "tether.editFilterField", title: `Edit ${field}`, arguments: [field] },
+    }));
+    if (f?.allOf || f?.anyOf) filterRows.push({ label: f.allOf ? "allOf" : "anyOf", description: JSON.stringify(f.allOf ?? f.anyOf), icon: "json", tooltip: "Edit it in .tether/config.json" });
+    return [
+      {
+        label: "Mode",
+        description: inc.mode,
+        icon: inc.mode === "steal" ? "debug-disconnect" : inc.mode === "mirror" ? "mirror" : "circle-slash",
+        contextValue: "tether.mode",
+        id: "mode",
+        tooltip: "mirror: get a copy, the pod keeps serving · steal: take the traffic · off. Click to change.",
+        command: { command: "tether.setMode", title: "Set Incoming Mode", arguments: [] },
+      },
+      {
+        label: "Ports",
+        description: inc.ports?.join(", ") ?? "the ports your process listens on",
+        icon: "plug",
+        id: "ports",
+        command: { command: "tether.setPorts", title: "Set Ports", arguments: [] },
+      },
+      {
+        label: "Port mapping",
+        description: inc.portMapping?.map(([l, r]) => `${r}→${l}`).join(", ") || "same port locally",
+        icon: "arrow-swap",
+        id: "portMapping",
+        tooltip: "remote→local: the pod's port delivered to your local port",
+        command: { command: "tether.setPortMapping", title: "Set Port Mapping", arguments: [] },
+      },
+      {
+        label: "HTTP filter",
+        description: inc.mode !== "steal" ? "applies to steal" : f ? "only matching requests are stolen" : "none: whole connections are stolen",
+        icon: "filter",
+        id: "filter",
+        contextValue: "tether.filter",
+        children: filterRows,
+      },
+      {
+        label: "Probes",
+        description: inc.stealProbes ? "stolen too" : "always reach the pod",
+        icon: "heart",
+        id: "probes",
+        command: { command: "tether.toggleStealProbes", title: "Toggle Probe Stealing", arguments: [] },
+      },
+    ];
+  }
+}
+
+export class OutgoingProvider extends ConfigRowsProvider {
+  protected configRows(config: TetherConfig): Row[] {
+    const out = config.outgoing;
+    const kind = out.filter && "remote" in out.filter ? "remote" : "local";
+    const rules = out.filter ? ("local" in out.filter ? out.filter.local : out.filter.remote) : [];
+    const ruleRows: Row[] = rules.map((rule, i) => ({
+      label: rule,
+      icon: kind === "local" ? "device-desktop" : "cloud",
+      contextValue: "tether.outgoingRule",
+      arg: i,
+      id: `rule.${i}.${rule}`,
+      command: { command: "tether.editOutgoingRule", title: "Edit Rule", arguments: [{ arg: i }] },
+    }));
+    ruleRows.push({ label: "Add rule…", icon: "add", id: "rule.add", command: { command: "tether.addOutgoingRule", title: "Add Outgoing Rule", arguments: [] } });
+    return [
+      { label: "TCP", description: out.tcp ? "through the cluster" : "local", icon: "arrow-right", id: "tcp", command: { command: "tether.toggleOutgoingTcp", title: "Toggle", arguments: [] } },
+      { label: "UDP", description: out.udp ? "through the cluster" : "local", icon: "arrow-right", id: "udp", command: { command: "tether.toggleOutgoingUdp", title: "Toggle", arguments: [] } },
+      {
+        label: "Rules",
+        description: kind === "local" ? "these stay on your machine" : "only these go through the cluster",
+        icon: "list-filter",
+        id: "rules",
+        contextValue: "tether.outgoingRules",
+        tooltip: "Click to switch between local and remote rules",
+        command: { command: "tether.toggleOutgoingFilterKind", title: "Switch Local/Remote", arguments: [] },
+        children: ruleRows,
+      },
+      { label: "DNS", description: config.dns.enabled ? "the pod's resolver" : "local", icon: "globe", id: "dns", command: { command: "tether.toggleDns", title: "Toggle DNS", arguments: [] } },
+    ];
+  }
+}
+
+function bytes(n: number): string {
+  return n < 1024 ? `${n} B` : n < 1024 * 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+export class SessionsProvider extends RowsProvider {
+  private timer?: NodeJS.Timeout;
+  private dirty = false;
+
+  private readonly ticker: NodeJS.Timeout;
+
+  constructor(private readonly manager: SessionManager) {
+    super();
+    // byte counts move without events: refresh once a second while a session runs
+    this.ticker = setInterval(() => manager.sessions.size && this.refresh(), 1000);
+    this.ticker.unref?.();
+    // live counts: coalesce bursts of requests into at most a few refreshes a second
+    manager.onDidChange(() => {
+      this.dirty = true;
+      this.timer ??= setTimeout(() => {
+        this.timer = undefined;
+        if (this.dirty) this.refresh();
+        this.dirty = false;
+      }, 250);
+    });
+  }
+
+  dispose(): void {
+    clearInterval(this.ticker);
+  }
+
+  protected rows(): Row[] {
+    return [...this.manager.sessions.values()].map((s) => this.sessionRow(s));
+  }
+
+  private sessionRow(s: ActiveSession): Row {
+    const st = s.launch.session.stats;
+    const d = s.launch.session.delivery;
+    const recent = [...s.launch.session.recent].reverse().slice(0, 50);
+    const requestRows: Row[] = recent.map((r, i) =>
+      "passed" in r
+        ? { label: `${r.method} ${r.path}`, description: "passed to the pod", icon: "arrow-right", id: `${s.id}.r${recent.length - i}.${r.method}${r.path}` }
+        : { label: `${r.method} ${r.path}`, description: `${r.status} · ${r.latencyMs} ms · stolen`, icon: "debug-stackframe", id: `${s.id}.r${recent.length - i}.${r.method}${r.path}` },
+    );
+    const ports = [...s.launch.session.ports].map(([r, l]) => (r === l ? `${r}` : `${r}→${l}`)).join(", ") || "none yet";
+    return {
+      label: s.label,
+      description: `${s.mode} · ${st.connections} conn · ${st.requestsStolen} stolen · ${st.requestsPassed} passed${d ? ` · ${bytes(d.bytesIn + d.bytesOut)}` : ""}`,
+      icon: "debug-alt",
+      contextValue: "tether.session",
+      arg: s.id,
+      id: s.id,
+      tooltip: `agent: ${s.launch.session.placed?.description ?? "?"}\nports: ${ports}\nstarted in ${s.steps.map((x) => `${x.step} ${x.ms} ms`).join(", ")}`,
+      children: [
+        { label: "Ports", description: ports, icon: "plug", id: `${s.id}.ports` },
+        { label: "Failures", description: String(st.failures), icon: st.failures ? "warning" : "pass", id: `${s.id}.failures` },
+        { label: "Recent requests", description: recent.length ? undefined : "none yet", icon: "history", id: `${s.id}.recent.${recent.length ? "some" : "none"}`, children: requestRows },
+      ],
+    };
+  }
+}

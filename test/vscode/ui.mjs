@@ -1,0 +1,186 @@
+// The user's scenario in a real VS Code workbench (code-server + Chromium), against the playground:
+// turn Tether on in the status bar, select demo/api in Targets, choose steal with a header filter in
+// Traffic, set a breakpoint in the sample app's handler and start debugging; a matching request from
+// the client pod pauses at the breakpoint and is answered by the debuggee after continue, a
+// non-matching one is answered by the pod; the Sessions view shows both; stopping debugging removes
+// the agent. A screenshot of each step goes to $ARTIFACTS.
+// Env: CS_URL, WS_DIR, ARTIFACTS, KUBECONFIG.
+import { chromium } from "playwright-core";
+import { execFileSync, spawn } from "node:child_process";
+import { mkdirSync } from "node:fs";
+
+const URL = process.env.CS_URL;
+const ARTIFACTS = process.env.ARTIFACTS;
+mkdirSync(ARTIFACTS, { recursive: true });
+const t0 = Date.now();
+const log = (...a) => console.log(`[ui ${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const kubectl = (...args) => execFileSync("kubectl", args, { encoding: "utf8" });
+const esc = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+// the client pod's network namespace: requests are sent from inside the cluster, as the client app does
+const clientPid = execFileSync("pgrep", ["-f", "playground/apps/client.js"], { encoding: "utf8" }).trim().split("\n")[0];
+const clientNs = execFileSync("ip", ["netns", "identify", clientPid], { encoding: "utf8" }).trim();
+/** curl from the client pod; resolves with the body (or the error). */
+function fromClient(url, headers = []) {
+  return new Promise((resolve) => {
+    const args = ["netns", "exec", clientNs, "curl", "-s", "--max-time", "60", ...headers.flatMap((h) => ["-H", h]), url];
+    const c = spawn("ip", args, { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    c.stdout.on("data", (d) => (out += d));
+    c.stderr.on("data", (d) => (out += d));
+    c.on("close", (code) => resolve(code === 0 ? out : `curl exited ${code}: ${out}`));
+  });
+}
+const apiPods = () =>
+  kubectl("get", "pods", "-n", "demo", "-l", "app=api", "-o", "jsonpath={range .items[*]}{.metadata.name} {.status.podIP}{\"\\n\"}{end}")
+    .trim()
+    .split("\n")
+    .map((l) => l.split(" "));
+
+const browser = await chromium.launch({
+  executablePath: "/usr/bin/chromium",
+  headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+const page = await browser.newPage({ viewport: { width: 1500, height: 950 } });
+let step = 0;
+const shot = async (name) => {
+  const file = `${ARTIFACTS}/${String(++step).padStart(2, "0")}-${name}.png`;
+  await page.screenshot({ path: file });
+  log("screenshot", file);
+};
+async function runCommand(label) {
+  await page.keyboard.press("F1");
+  const input = page.locator(".quick-input-widget input");
+  await input.waitFor({ state: "visible" });
+  await page.waitForFunction(() => document.querySelector(".quick-input-widget input")?.value === ">");
+  await input.fill(">" + label);
+  const row = page.locator(".quick-input-list .monaco-list-row").filter({ has: page.locator(".label-name", { hasText: new RegExp("^" + esc(label) + "$") }) }).first();
+  await row.click({ timeout: 15000 });
+}
+const pane = (title) => page.locator(".pane").filter({ has: page.locator(".pane-header", { hasText: new RegExp(`^${title}`, "i") }) });
+/** Shows the Tether view container (clicking its icon when it is already shown would hide it). */
+async function showTether() {
+  if (await pane("Targets").isVisible()) return;
+  await page.locator('.activitybar [aria-label^="Tether"]').first().click();
+  await pane("Targets").waitFor({ timeout: 15000 });
+}
+const row = (paneTitle, text) => pane(paneTitle).locator(".monaco-list-row").filter({ hasText: text }).first();
+
+let failed = 0;
+const check = (ok, what) => {
+  if (ok) log("ok:", what);
+  else {
+    failed++;
+    log("FAIL:", what);
+  }
+};
+
+try {
+  log("agents before the scenario:", kubectl("get", "pods", "-n", "demo", "-l", "app=api", "-o", "jsonpath={.items[*].status.ephemeralContainerStatuses[*].state}") || "none");
+  await page.goto(URL);
+  await page.waitForSelector(".monaco-workbench .part.activitybar", { timeout: 60000 });
+  log("workbench visible");
+
+  // 1. status bar: Tether is off; click turns it on
+  const status = page.locator(".statusbar-item", { hasText: "Tether:" }).first();
+  await status.waitFor({ timeout: 60000 });
+  check(/Tether: off/.test(await status.innerText()), "status bar shows Tether off");
+  await status.click();
+  await page.locator(".statusbar-item", { hasText: "Tether: no target" }).first().waitFor({ timeout: 10000 });
+  log("Tether enabled from the status bar");
+
+  // 2. the Tether view: Targets > playground > demo > deployment/api
+  await showTether();
+  await row("Targets", /^playground/).waitFor({ timeout: 30000 });
+  await row("Targets", /^demo$|^demo\b/).click();
+  await row("Targets", "deployment/api").click({ timeout: 30000 });
+  await row("Targets", /deployment\/api.*target/).waitFor({ timeout: 15000 });
+  await page.locator(".statusbar-item", { hasText: "Tether: demo/deployment/api" }).first().waitFor({ timeout: 10000 });
+  await shot("target-selected");
+  check(true, "demo/api selected in Targets and shown in the status bar");
+
+  // 3. Traffic: steal with a header filter
+  await row("Traffic", /^Mode/).click();
+  await page.locator(".quick-input-list .monaco-list-row").filter({ has: page.locator(".label-name", { hasText: /^steal$/ }) }).first().click({ timeout: 10000 });
+  await row("Traffic", /Mode\s*steal/).waitFor({ timeout: 10000 });
+  await row("Traffic", /^Header/).click();
+  const input = page.locator(".quick-input-widget input");
+  await input.waitFor({ state: "visible" });
+  await input.fill("[");
+  await page.locator(".quick-input-message", { hasText: /not a regular expression/ }).waitFor({ timeout: 10000 });
+  check(true, "an invalid regular expression is refused in the input box");
+  await input.fill("^x-debug: yes$");
+  await page.keyboard.press("Enter");
+  await row("Traffic", /Header.*x-debug/).waitFor({ timeout: 10000 });
+  await shot("steal-with-header-filter");
+
+  // 4. a breakpoint in the handler (line 5 of server.js), then F5
+  await page.keyboard.press("Control+P");
+  await input.waitFor({ state: "visible" });
+  await input.fill("server.js");
+  await page.locator(".quick-input-list .monaco-list-row", { hasText: "server.js" }).first().click({ timeout: 15000 });
+  await page.locator(".monaco-editor .view-lines").first().waitFor();
+  await runCommand("Go to Line/Column...");
+  await input.fill(":5");
+  await page.keyboard.press("Enter");
+  await runCommand("Debug: Toggle Breakpoint");
+  await page.locator(".codicon-debug-breakpoint").first().waitFor({ timeout: 10000 });
+  await runCommand("Debug: Start Debugging");
+  log("debugging started");
+  // the session subscribes port 8080 once the sample app listens
+  await showTether();
+  await row("Sessions", /demo\/deployment\/api/).waitFor({ timeout: 90000 });
+  await row("Sessions", /Ports\s*8080/).waitFor({ timeout: 60000 });
+  await shot("session-ready");
+  log("session ready; pods:", JSON.stringify(apiPods()));
+
+  // 5. a matching request (sent to both api pods: the target pauses, the other answers) ...
+  const pods = apiPods();
+  const matching = pods.map(([, ip]) => fromClient(`http://${ip}:8080/debug-me`, ["x-debug: yes"]));
+  try {
+    await page.locator('.debug-toolbar [aria-label^="Continue"]').waitFor({ timeout: 45000 });
+  } catch (err) {
+    await row("Sessions", /^Recent requests/).click().catch(() => {});
+    await shot("not-paused");
+    log("answers to the matching request:", JSON.stringify(await Promise.all(matching)));
+    throw err;
+  }
+  await shot("paused-at-breakpoint");
+  check(true, "the matching request paused at the breakpoint");
+  await page.locator('.debug-toolbar [aria-label^="Continue"]').click();
+  const answers = await Promise.all(matching);
+  log("matching answers:", JSON.stringify(answers));
+  check(answers.some((a) => /local debuggee answered GET \/debug-me/.test(a)), "the debuggee answered the matching request after continue");
+  // ... and a non-matching one, answered by the pods
+  const other = await Promise.all(pods.map(([, ip]) => fromClient(`http://${ip}:8080/not-me`)));
+  log("non-matching answers:", JSON.stringify(other));
+  check(other.every((a) => /"pod":"api-/.test(a)), "the pod answered the non-matching request");
+
+  // 6. the Sessions view shows both
+  await row("Sessions", /GET \/debug-me.*stolen/).waitFor({ timeout: 15000 });
+  await row("Sessions", /GET \/not-me.*passed/).waitFor({ timeout: 15000 });
+  await shot("sessions-view");
+  check(true, "the Sessions view lists the stolen and the passed request");
+
+  // 7. stop debugging: the session ends and the agent is gone
+  await runCommand("Debug: Stop");
+  let state = "running";
+  for (let i = 0; i < 150 && /running/.test(state); i++) {
+    state = kubectl("get", "pods", "-n", "demo", "-l", "app=api", "-o", "jsonpath={.items[*].status.ephemeralContainerStatuses[*].state}");
+    await sleep(200);
+  }
+  check(!/running/.test(state), `the agent exited after the debug session stopped (${state.slice(0, 200)})`);
+  const back = await Promise.all(pods.map(([, ip]) => fromClient(`http://${ip}:8080/debug-me`, ["x-debug: yes"])));
+  check(back.every((a) => /"pod":"api-/.test(a)), "afterwards the pods answer matching requests again");
+  await page.locator(".pane-body .welcome-view-content", { hasText: "No session" }).first().waitFor({ timeout: 15000 }).catch(() => log("note: Sessions welcome view not seen"));
+  await shot("stopped");
+} catch (e) {
+  failed++;
+  log("FAIL", e.stack);
+  await page.screenshot({ path: `${ARTIFACTS}/failure.png` }).catch(() => {});
+}
+await browser.close();
+console.log(`ui scenario: ${failed ? "FAILED" : "passed"} (${failed} failed checks)`);
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,40 @@
+// The extension in real VS Code: the oldest supported (code-server 4.100.3 = VS Code 1.100 on Node 20)
+// and the newest available (4.139.1 = VS Code 1.139 on Node 24). Each run installs (cached) and
+// starts code-server and a playground, then runs the extension-host suite and the UI scenario
+// (test/vscode/run.sh; screenshots in .e2e/<version>/artifacts).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { resolve } from "node:path";
+import { requireNetns } from "../support/netns";
+
+const repo = resolve(__dirname, "../..");
+
+function runE2e(args: string[]): Promise<{ code: number | null; output: string }> {
+  return new Promise((done) => {
+    const child = spawn("bash", ["test/vscode/run.sh", ...args], { cwd: repo, stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    const take = (d: Buffer) => {
+      output += d;
+      process.stdout.write(d.toString().replace(/^/gm, "    | "));
+    };
+    child.stdout.on("data", take);
+    child.stderr.on("data", take);
+    child.on("close", (code) => done({ code, output }));
+  });
+}
+
+const versions: [string, string[]][] = [
+  ["VS Code 1.100 (code-server 4.100.3, Node 20): the oldest supported", ["4.100.3"]],
+  ["VS Code 1.139 (code-server 4.139.1, Node 24): the newest available", ["4.139.1", "24.21.0"]],
+];
+
+for (const [name, args] of versions) {
+  test(name, requireNetns(), async () => {
+    const r = await runE2e(args);
+    assert.match(r.output, /passing/, "the extension-host suite ran");
+    assert.doesNotMatch(r.output, /\d+ failing/, "no extension-host test failed");
+    assert.match(r.output, /ui scenario: passed/, "the UI scenario passed");
+    assert.equal(r.code, 0);
+  });
+}

@@ -1,0 +1,7 @@
+// The sample app of the end-to-end scenario: it plays the api service, run locally under the debugger.
+const http = require("node:http");
+const port = Number(process.env.PORT || 8080);
+http.createServer((req, res) => {
+  const answer = `local debuggee answered ${req.method} ${req.url}\n`; // breakpoint: line 5
+  res.end(answer);
+}).listen(port, "127.0.0.1", () => console.log(`sample app listening on ${port}`));
