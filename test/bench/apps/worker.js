@@ -1,0 +1,270 @@
+// The bench's load generator, run inside a pod's network namespace (the "client" side of steal and
+// mirror) or on the machine (the debuggee side of outgoing, then with the Node runtime injected).
+// Speaks JSON lines on stdio: {"id":1,"op":"rtt",...} -> {"id":1,"result":{...}} | {"id":1,"error":"..."}.
+// Exits when stdin closes.
+const http = require("node:http");
+const net = require("node:net");
+const dns = require("node:dns");
+const { createHash } = require("node:crypto");
+const { performance } = require("node:perf_hooks");
+const { expectedSha } = require("./pattern");
+
+const now = () => performance.now();
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const loads = new Map();
+
+/** One GET; resolves with {ms, status, servedBy, body} or rejects. */
+function get(url, { agent, headers = {}, hash = false, timeoutMs = 10_000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const t0 = now();
+    const req = http.get(url, { agent, headers }, (res) => {
+      const h = hash ? createHash("sha256") : undefined;
+      let bytes = 0;
+      let body = "";
+      res.on("data", (d) => {
+        bytes += d.length;
+        if (h) h.update(d);
+        else if (body.length < 4096) body += d;
+      });
+      res.on("end", () => resolve({ ms: now() - t0, status: res.statusCode, servedBy: res.headers["x-served-by"] || "", body, bytes, sha: h ? h.digest("hex") : undefined }));
+      res.on("error", reject);
+    });
+    req.setTimeout(timeoutMs, () => req.destroy(new Error("timeout")));
+    req.on("error", reject);
+  });
+}
+
+const ops = {
+  async ping() {
+    return { pid: process.pid };
+  },
+
+  /** Sequential small GETs on one keep-alive connection: latencies in ms. */
+  async rtt({ url, n, warmup = 20, headers, expectServedBy }) {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const ms = [];
+    let errors = 0;
+    let wrong = 0;
+    let sample;
+    for (let i = 0; i < warmup + n; i++) {
+      try {
+        const r = await get(url, { agent, headers });
+        if (r.status !== 200 || (expectServedBy && !new RegExp(expectServedBy).test(r.servedBy))) {
+          wrong++;
+          sample ??= `${r.status} ${r.servedBy} ${r.body.slice(0, 100)}`;
+        }
+        if (i >= warmup) ms.push(r.ms);
+      } catch {
+        errors++;
+      }
+    }
+    agent.destroy();
+    return { ms, errors, wrong, sample };
+  },
+
+  /** GET a body of `bytes` bytes (the pattern), sha256 checked: MB/s. */
+  async download({ url, bytes, runs = 1 }) {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const results = [];
+    for (let i = 0; i < runs; i++) {
+      const r = await get(`${url}?n=${bytes}`, { agent, hash: true, timeoutMs: 300_000 });
+      results.push({ ms: r.ms, bytes: r.bytes, ok: r.status === 200 && r.bytes === bytes && r.sha === expectedSha(bytes), servedBy: r.servedBy });
+    }
+    agent.destroy();
+    return { results };
+  },
+
+  /**
+   * Starts requests at a steady rate, each on a new connection, until loadStop with the same key.
+   */
+  async loadStart({ key, url, rate, headers }) {
+    const run = { stop: false, out: [], pending: [] };
+    loads.set(key, run);
+    run.done = (async () => {
+      const interval = 1000 / rate;
+      const start = now();
+      const epoch0 = Date.now();
+      for (let i = 0; !run.stop; i++) {
+        const wait = start + i * interval - now();
+        if (wait > 0) await sleep(wait);
+        if (run.stop) break;
+        const sentAt = epoch0 + (now() - start);
+        run.pending.push(
+          get(url, { agent: false, headers: { connection: "close", ...headers }, timeoutMs: 10_000 }).then(
+            (r) => run.out.push([sentAt, r.ms, r.status, r.servedBy]),
+            (err) => run.out.push([sentAt, 0, 0, String(err.code || err.message)]),
+          ),
+        );
+      }
+      await Promise.all(run.pending);
+    })();
+    return {};
+  },
+
+  /** Stops a load; each result: [sentAtEpochMs, ms, status (0 = error), servedBy or error]. */
+  async loadStop({ key }) {
+    const run = loads.get(key);
+    loads.delete(key);
+    run.stop = true;
+    await run.done;
+    return { results: run.out };
+  },
+
+  /** Polls `url` (a new connection each time) until the answer comes from `expectServedBy`. */
+  async firstServed({ url, expectServedBy, intervalMs = 10, timeoutMs = 60_000 }) {
+    const deadline = Date.now() + timeoutMs;
+    const pattern = new RegExp(expectServedBy);
+    let attempts = 0;
+    while (Date.now() < deadline) {
+      attempts++;
+      try {
+        const r = await get(url, { agent: false, timeoutMs: 5_000 });
+        if (r.status === 200 && pattern.test(r.servedBy)) return { atEpoch: Date.now(), attempts };
+      } catch {
+        // not there yet
+      }
+      await sleep(intervalMs);
+    }
+    throw new Error(`no answer from ${expectServedBy} within ${timeoutMs} ms`);
+  },
+
+  /**
+   * Raw HTTP requests with unique bodies at a steady rate, one connection each (byte-exact copies
+   * can then be checked): returns the sha256 of every request's bytes and the client latencies.
+   */
+  async rawload({ host, port, rate, count, bodyBytes = 64 }) {
+    const interval = 1000 / rate;
+    const sent = [];
+    const ms = [];
+    let errors = 0;
+    const pending = [];
+    const start = now();
+    for (let i = 0; i < count; i++) {
+      const wait = start + i * interval - now();
+      if (wait > 0) await sleep(wait);
+      const body = Buffer.from(`${i}:`.padEnd(bodyBytes, String.fromCharCode(97 + (i % 26))));
+      const bytes = Buffer.concat([
+        Buffer.from(`POST /mirror/${i} HTTP/1.1\r\nHost: ${host}:${port}\r\nX-Bench-Seq: ${i}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`),
+        body,
+      ]);
+      sent.push(createHash("sha256").update(bytes).digest("hex"));
+      pending.push(
+        new Promise((resolve) => {
+          const t0 = now();
+          const s = net.connect({ host, port });
+          let answer = "";
+          s.setTimeout(10_000, () => s.destroy(new Error("timeout")));
+          s.on("connect", () => s.end(bytes));
+          s.on("data", (d) => (answer += d));
+          s.on("close", () => {
+            if (/^HTTP\/1\.1 200/.test(answer)) ms.push(now() - t0);
+            else errors++;
+            resolve();
+          });
+          s.on("error", () => {});
+        }),
+      );
+    }
+    await Promise.all(pending);
+    return { sent, ms, errors };
+  },
+
+  /**
+   * `n` connections open at once, each with a keep-alive GET, held for holdMs, then a second GET on
+   * each; errors are failed or wrong answers.
+   */
+  async conns({ host, port, n, holdMs, path = "/small", expectServedBy }) {
+    let errors = 0;
+    const firstErrors = [];
+    const sockets = [];
+    const request = (s) =>
+      new Promise((resolve) => {
+        let buf = "";
+        const onData = (d) => {
+          buf += d;
+          const head = buf.indexOf("\r\n\r\n");
+          if (head < 0) return;
+          const len = Number(/content-length: *(\d+)/i.exec(buf.slice(0, head))?.[1] ?? -1);
+          if (len >= 0 && buf.length - head - 4 < len) return;
+          s.off("data", onData);
+          const ok = /^HTTP\/1\.1 200/.test(buf) && (!expectServedBy || new RegExp(`x-served-by: ${expectServedBy}`, "i").test(buf));
+          resolve(ok ? undefined : buf.slice(0, 200) || "empty");
+        };
+        s.on("data", onData);
+        s.once("close", () => resolve("closed"));
+        s.write(`GET ${path} HTTP/1.1\r\nHost: ${host}:${port}\r\n\r\n`);
+      });
+    const t0 = now();
+    await Promise.all(
+      Array.from({ length: n }, async () => {
+        const s = net.connect({ host, port });
+        s.on("error", () => {});
+        s.setTimeout(30_000, () => s.destroy());
+        await new Promise((r) => {
+          s.once("connect", r);
+          s.once("close", r);
+        });
+        sockets.push(s);
+        const err = await request(s);
+        if (err) {
+          errors++;
+          if (firstErrors.length < 3) firstErrors.push(err);
+        }
+      }),
+    );
+    const round1Ms = now() - t0;
+    await sleep(holdMs);
+    const t1 = now();
+    await Promise.all(
+      sockets.map(async (s) => {
+        const err = s.destroyed ? "closed while held" : await request(s);
+        if (err) {
+          errors++;
+          if (firstErrors.length < 3) firstErrors.push(err);
+        }
+      }),
+    );
+    const round2Ms = now() - t1;
+    for (const s of sockets) s.destroy();
+    return { errors, firstErrors, round1Ms, round2Ms };
+  },
+
+  /** Sequential dns.lookup of `name`: latencies in ms. */
+  async dns({ name, n, warmup = 5 }) {
+    const ms = [];
+    let errors = 0;
+    let address = "";
+    for (let i = 0; i < warmup + n; i++) {
+      const t0 = now();
+      try {
+        address = (await dns.promises.lookup(name, { family: 4 })).address;
+        if (i >= warmup) ms.push(now() - t0);
+      } catch {
+        errors++;
+      }
+    }
+    return { ms, errors, address };
+  },
+};
+
+let buf = "";
+process.stdin.setEncoding("utf8");
+process.stdin.on("data", (d) => {
+  buf += d;
+  let i;
+  while ((i = buf.indexOf("\n")) >= 0) {
+    const line = buf.slice(0, i);
+    buf = buf.slice(i + 1);
+    if (!line.trim()) continue;
+    const msg = JSON.parse(line);
+    const op = ops[msg.op];
+    Promise.resolve()
+      .then(() => (op ? op(msg) : Promise.reject(new Error(`unknown op ${msg.op}`))))
+      .then(
+        (result) => process.stdout.write(`${JSON.stringify({ id: msg.id, result })}\n`),
+        (err) => process.stdout.write(`${JSON.stringify({ id: msg.id, error: String((err && err.stack) || err) })}\n`),
+      );
+  }
+});
+process.stdin.on("end", () => process.exit(0));
+process.stdout.write(`${JSON.stringify({ ready: true })}\n`);

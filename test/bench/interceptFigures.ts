@@ -1,0 +1,97 @@
+// time_to_intercept: `tether exec` (the real CLI process) stealing deployment/api into a local app,
+// from the moment it is started to the first request from inside the cluster answered by the local
+// app, split into the steps the CLI prints: resolve, agent ready, tunnel, subscribe, first request.
+import { spawn } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { median, type Figure } from "./figures";
+import { sleep, type BenchContext } from "./benchContext";
+import { APPS } from "./processes";
+import { targetPod } from "./stealFigures";
+
+const CLI = resolve(__dirname, "../../dist/cli.js");
+
+const STEPS = [
+  { name: "resolve", from: /^$/, to: /^tether: starting agent/ },
+  { name: "agent_ready", from: /^tether: starting agent/, to: /^tether: connecting/ },
+  { name: "tunnel", from: /^tether: connecting/, to: /^tether: subscribing/ },
+  { name: "subscribe", from: /^tether: subscribing/, to: /^tether: ready/ },
+] as const;
+
+interface Run {
+  total: number;
+  steps: Record<string, number>;
+}
+
+async function once(ctx: BenchContext, dir: string, podIp: string, port: number): Promise<Run> {
+  const config = join(dir, "config.json");
+  // ports given: subscribe at start (not once the debuggee listens), so the subscribe step is its own
+  await writeFile(config, JSON.stringify({ target: { path: "deployment/api", namespace: "demo" }, incoming: { mode: "steal", ports: [8080], portMapping: [[port, 8080]] } }));
+  const first = ctx.client.call<{ atEpoch: number }>("firstServed", { url: `http://${podIp}:8080/small`, expectServedBy: "^local$", intervalMs: 5, timeoutMs: 60_000 });
+  const t0 = Date.now();
+  const child = spawn(process.execPath, [CLI, "exec", "-f", config, "--", process.execPath, resolve(APPS, "benchServer.js"), String(port), "127.0.0.1"], {
+    env: { ...ctx.cluster.env, BENCH_NAME: "local" },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGINT");
+    const killer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+    await exited;
+    clearTimeout(killer);
+  };
+  ctx.defer(stop);
+  const lines: { at: number; line: string }[] = [{ at: t0, line: "" }];
+  let buf = "";
+  child.stderr.on("data", (d) => {
+    const at = Date.now();
+    buf += d;
+    let i;
+    while ((i = buf.indexOf("\n")) >= 0) {
+      lines.push({ at, line: buf.slice(0, i) });
+      buf = buf.slice(i + 1);
+    }
+  });
+  try {
+    const { atEpoch } = await first.catch((err: Error) => {
+      throw new Error(`${err.message.split("\n")[0]}; tether exec said: ${lines.map((l) => l.line).filter(Boolean).join(" / ")}`);
+    });
+    const at = (re: RegExp) => lines.find((l) => re.test(l.line))?.at;
+    const steps: Record<string, number> = {};
+    for (const s of STEPS) {
+      const a = at(s.from);
+      const b = at(s.to);
+      if (a === undefined || b === undefined) throw new Error(`tether exec did not print its steps: ${lines.map((l) => l.line).join(" / ")}`);
+      steps[s.name] = b - a;
+    }
+    steps.first_request = atEpoch - at(/^tether: ready/)!;
+    return { total: atEpoch - t0, steps };
+  } finally {
+    await stop();
+  }
+}
+
+export async function interceptFigures(ctx: BenchContext): Promise<Figure[]> {
+  const pod = await targetPod(ctx);
+  const dir = await mkdtemp(join(tmpdir(), "tether-bench-exec-"));
+  ctx.defer(() => rm(dir, { recursive: true, force: true }));
+  const runs: Run[] = [];
+  for (let i = 0; i < ctx.counts.interceptRuns; i++) {
+    ctx.progress(`time to intercept: tether exec, run ${i + 1} of ${ctx.counts.interceptRuns}`);
+    runs.push(await once(ctx, dir, pod.ip, 20000 + Math.floor(Math.random() * 20000)));
+    await sleep(500);
+  }
+  const stepNames = [...STEPS.map((s) => s.name), "first_request"];
+  const perStep = stepNames.map((n) => `${n} ${median(runs.map((r) => r.steps[n]!)).toFixed(0)}`).join(", ");
+  return [
+    {
+      name: "time_to_intercept",
+      value: median(runs.map((r) => r.total)),
+      unit: "ms",
+      goal: { kind: "<=", bound: 2000 },
+      note: `tether exec start to first stolen request served locally, median of ${runs.length}; steps (ms): ${perStep}`,
+    },
+    ...stepNames.map((n): Figure => ({ name: `time_to_intercept_${n}`, value: median(runs.map((r) => r.steps[n]!)), unit: "ms" })),
+  ];
+}

@@ -1,0 +1,107 @@
+// outgoing_rtt, outgoing_throughput, dns_lookup: a local Node debuggee (the runtime injected, as
+// `tether exec` does) calls a server in the db pod and resolves the `db` service through the
+// session; floors: the same calls through a plain port-forward to that pod, and from inside the
+// cluster (direct).
+import { resolve } from "node:path";
+import { UdpForwarders } from "../../src/engine/udpForwarders";
+import { routingFromConfig } from "../../src/engine/routing";
+import { RuntimeServer } from "../../src/engine/runtimeServer";
+import { TcpForwarders } from "../../src/engine/tcpForwarders";
+import { silentLog } from "../../src/protocol/log";
+import { pods } from "./benchCluster";
+import { localPortForward, startSession, type BenchContext } from "./benchContext";
+import { median, type Figure } from "./figures";
+import { APPS, Worker } from "./processes";
+import type { DownloadResult, RttResult } from "./figures";
+
+const SERVER_PORT = 18090;
+const RUNTIME = resolve(__dirname, "../../dist/runtime.js");
+
+interface DnsResult {
+  ms: number[];
+  errors: number;
+  address: string;
+}
+
+export async function outgoingFigures(ctx: BenchContext): Promise<Figure[]> {
+  const { counts, client, procs } = ctx;
+  const [db] = await pods(ctx.cluster, "app=db");
+  if (!db) throw new Error("no db pod");
+  await procs.start([process.execPath, resolve(APPS, "benchServer.js"), String(SERVER_PORT)], {
+    label: "db-server",
+    netns: db.netns,
+    readyLine: /^listening/,
+    env: { ...process.env, BENCH_NAME: "cluster" },
+  });
+  const rttOf = async (w: Worker, url: string, what: string) => {
+    const r = await w.call<RttResult>("rtt", { url, n: counts.rtt, warmup: 50, expectServedBy: "^cluster$" });
+    if (r.errors || r.wrong) throw new Error(`${what}: ${r.errors} errors, ${r.wrong} wrong answers (${r.sample})`);
+    return r.ms;
+  };
+  const mbps = async (w: Worker, url: string, what: string) => {
+    const r = await w.call<DownloadResult>("download", { url, bytes: counts.bodyBytes, runs: ctx.quick ? 1 : 2 });
+    if (r.results.some((x) => !x.ok)) throw new Error(`${what}: body damaged or incomplete`);
+    return Math.max(...r.results.map((x) => x.bytes / 1024 / 1024 / (x.ms / 1000)));
+  };
+  const dnsOf = async (w: Worker, what: string) => {
+    const r = await w.call<DnsResult>("dns", { name: "db", n: counts.dnsLookups });
+    if (r.errors || !/^10\./.test(r.address)) throw new Error(`${what}: ${r.errors} errors, db -> ${r.address}`);
+    return r.ms;
+  };
+
+  ctx.progress("outgoing: floors (direct from the cluster, port-forward)");
+  const directUrl = `http://${db.ip}:${SERVER_PORT}`;
+  const directRtt = await rttOf(client, `${directUrl}/small`, "direct rtt");
+  const directMbps = await mbps(client, `${directUrl}/bytes`, "direct download");
+  const directDns = await dnsOf(client, "direct dns");
+  const plain = await Worker.start(procs, { label: "local-plain" });
+  const pfPort = await localPortForward(ctx, db.name, SERVER_PORT);
+  const pfRtt = await rttOf(plain, `http://127.0.0.1:${pfPort}/small`, "port-forward rtt");
+  const pfMbps = await mbps(plain, `http://127.0.0.1:${pfPort}/bytes`, "port-forward download");
+
+  ctx.progress("outgoing: session, debuggee with the runtime");
+  const { session, config } = await startSession(ctx, { incoming: { mode: "off" } });
+  const conn = () => session.conn!;
+  const tcp = new TcpForwarders(conn, silentLog);
+  const udp = new UdpForwarders(conn, silentLog);
+  const runtime = await RuntimeServer.start({ conn, routing: routingFromConfig(config), forwarders: tcp, udpForwarders: udp, log: silentLog });
+  ctx.defer(() => Promise.allSettled([runtime.close(), tcp.close(), udp.close()]));
+  const debuggee = await Worker.start(procs, { label: "debuggee", env: { ...process.env, ...runtime.debuggeeEnv(RUNTIME, {}, "") } });
+  // one request first: if the runtime did not route it, nothing more leaves this machine's loopback
+  const first = await debuggee.call<RttResult>("rtt", { url: `${directUrl}/small`, n: 1, warmup: 0, expectServedBy: "^cluster$" });
+  if (first.errors || first.wrong) throw new Error(`the debuggee's request did not go through the session (${first.sample ?? "error"})`);
+  const rtt = await rttOf(debuggee, `${directUrl}/small`, "outgoing rtt");
+  const bytes = await mbps(debuggee, `${directUrl}/bytes`, "outgoing download");
+  const dns = await dnsOf(debuggee, "outgoing dns");
+  await Promise.allSettled([runtime.close(), tcp.close(), udp.close()]);
+  await session.close();
+
+  return [
+    {
+      name: "outgoing_rtt_p50",
+      value: median(rtt),
+      unit: "ms",
+      floor: median(pfRtt),
+      floorOf: "port-forward",
+      goal: { kind: "ratio<=", bound: 1.2 },
+      note: `${counts.rtt} requests, keep-alive, Node runtime; direct from the cluster ${median(directRtt).toFixed(2)} ms`,
+    },
+    {
+      name: "outgoing_throughput",
+      value: bytes,
+      unit: "MB/s",
+      floor: pfMbps,
+      floorOf: "port-forward",
+      goal: { kind: "ratio>=", bound: 0.8 },
+      note: `${Math.round(counts.bodyBytes / 1024 / 1024)} MB, sha256 checked; direct from the cluster ${directMbps.toFixed(0)} MB/s`,
+    },
+    {
+      name: "dns_lookup_p50",
+      value: median(dns),
+      unit: "ms",
+      floor: median(directDns),
+      floorOf: "in the cluster",
+      note: `${counts.dnsLookups} lookups of "db" (pod resolv.conf, search list); floor: the same lookup in the client pod`,
+    },
+  ];
+}

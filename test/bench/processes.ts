@@ -1,0 +1,109 @@
+// Every process the bench starts, in one place: spawned with a stdin pipe (each of them exits when
+// it closes, so nothing outlives a bench that was killed), optionally inside a pod's network
+// namespace, and stopped by pid in disposeAll() on every exit path.
+import { spawn, type ChildProcess } from "node:child_process";
+import { resolve } from "node:path";
+
+export const APPS = resolve(__dirname, "apps");
+
+export interface SpawnOptions {
+  /** Run inside this network namespace (/run/netns/NAME), with its /etc/netns files (ip netns exec). */
+  netns?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Resolves once stdout printed a line matching this. */
+  readyLine?: RegExp;
+  label: string;
+}
+
+export class Processes {
+  private readonly children = new Set<ChildProcess>();
+
+  /** Starts `argv`; resolves with the child once it printed `readyLine` (or at once). */
+  async start(argv: string[], options: SpawnOptions): Promise<{ child: ChildProcess; firstLine: string }> {
+    const [cmd, ...args] = options.netns ? ["ip", "netns", "exec", options.netns, ...argv] : argv;
+    const child = spawn(cmd!, args, { env: options.env ?? process.env, stdio: ["pipe", "pipe", "pipe"] });
+    this.children.add(child);
+    child.once("exit", () => this.children.delete(child));
+    let stderr = "";
+    child.stderr!.on("data", (d) => {
+      stderr = (stderr + d).slice(-4000);
+      if (process.env.BENCH_VERBOSE) process.stderr.write(`[${options.label}] ${d}`);
+    });
+    child.stdin!.on("error", () => {});
+    if (!options.readyLine) return { child, firstLine: "" };
+    const pattern = options.readyLine;
+    const firstLine = await new Promise<string>((ok, fail) => {
+      let out = "";
+      const onData = (d: Buffer) => {
+        out += d;
+        const line = out.split("\n").find((l) => pattern.test(l));
+        if (line !== undefined) {
+          child.stdout!.off("data", onData);
+          child.off("exit", onExit);
+          ok(line);
+        }
+      };
+      const onExit = (code: number | null) => fail(new Error(`${options.label} exited (${code}) before it was ready: ${stderr.trim()}`));
+      child.stdout!.on("data", onData);
+      child.once("exit", onExit);
+    });
+    return { child, firstLine };
+  }
+
+  /** Closes its stdin, then SIGTERM, then SIGKILL; resolves when it is gone. */
+  async stop(child: ChildProcess, graceMs = 3000): Promise<void> {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const gone = new Promise<void>((r) => child.once("exit", () => r()));
+    child.stdin?.end();
+    const term = setTimeout(() => child.pid && process.kill(child.pid, "SIGTERM"), graceMs);
+    const kill = setTimeout(() => child.pid && process.kill(child.pid, "SIGKILL"), graceMs * 3);
+    await gone;
+    clearTimeout(term);
+    clearTimeout(kill);
+  }
+
+  async disposeAll(): Promise<void> {
+    await Promise.all([...this.children].map((c) => this.stop(c, 1000).catch(() => {})));
+  }
+}
+
+/** A worker.js process and its JSON-lines RPC. */
+export class Worker {
+  private nextId = 1;
+  private readonly waiting = new Map<number, { ok: (v: unknown) => void; fail: (e: Error) => void }>();
+
+  private constructor(readonly child: ChildProcess) {
+    let buf = "";
+    child.stdout!.on("data", (d) => {
+      buf += d;
+      let i;
+      while ((i = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        const msg = JSON.parse(line) as { id?: number; result?: unknown; error?: string };
+        if (msg.id === undefined) continue;
+        const w = this.waiting.get(msg.id);
+        this.waiting.delete(msg.id);
+        if (msg.error) w?.fail(new Error(msg.error));
+        else w?.ok(msg.result);
+      }
+    });
+    child.once("exit", (code) => {
+      for (const w of this.waiting.values()) w.fail(new Error(`worker exited (${code})`));
+      this.waiting.clear();
+    });
+  }
+
+  static async start(procs: Processes, options: SpawnOptions): Promise<Worker> {
+    const { child } = await procs.start([process.execPath, resolve(APPS, "worker.js")], { ...options, readyLine: /"ready":true/ });
+    return new Worker(child);
+  }
+
+  call<T>(op: string, args: Record<string, unknown> = {}): Promise<T> {
+    const id = this.nextId++;
+    return new Promise<T>((ok, fail) => {
+      this.waiting.set(id, { ok: ok as (v: unknown) => void, fail });
+      this.child.stdin!.write(`${JSON.stringify({ id, op, ...args })}\n`);
+    });
+  }
+}
