@@ -265,11 +265,24 @@ export function createHttpSteal(ctx: HttpStealContext): Server {
   // Malformed HTTP: answer 400 when the socket can still take it, then close; the agent stays up.
   server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => {
     ctx.log("debug", "bad HTTP on a filtered port", { port: ctx.port, code: err.code });
-    if (socket.writable && !(socket as Socket & { _httpMessage?: unknown })._httpMessage) {
+    const answer = () => {
+      if (!socket.writable) return void socket.destroy();
       const status = err.code === "HPE_HEADER_OVERFLOW" ? "431 Request Header Fields Too Large" : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? "408 Request Timeout" : "400 Bad Request";
       socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
       setTimeout(() => socket.destroy(), 1000).unref();
-    } else socket.destroy();
+    };
+    // The previous response on this keep-alive connection may still be attached (a stolen response
+    // ends when the session's stream ends, which can come after the client has read every byte):
+    // the 400 follows it once it is written, or the connection closes if it never completes.
+    const previous = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
+    if (!previous || previous.writableFinished) return answer();
+    const giveUp = setTimeout(() => socket.destroy(), 5000);
+    giveUp.unref();
+    previous.once("finish", () => {
+      clearTimeout(giveUp);
+      answer();
+    });
+    previous.once("close", () => !previous.writableFinished && socket.destroy());
   });
 
   server.on("close", () => upstreamAgent.destroy());
