@@ -32,11 +32,10 @@ describe("tether CLI against the playground", requireNetns(), () => {
   /** curl from inside a pod's network namespace (the playground names them <prefix>-p<n>). */
   const podIpOf = async (name: string) => (await kubectl(["get", "pod", "-n", "demo", name, "-o", "jsonpath={.status.podIP}"])).stdout.trim();
   const fromClientPod = async (url: string) => {
-    const ns = spawnSync("ip", ["netns", "identify", String(pidOfClient())], { encoding: "utf8" }).stdout.trim();
+    const ns = clientNs;
     return (await run("ip", ["netns", "exec", ns, "curl", "-s", "--max-time", "5", url])).stdout;
   };
-  let clientPid = 0;
-  const pidOfClient = () => clientPid;
+  let clientNs = "";
 
   before(async () => {
     stateDir = await mkdtemp(join(tmpdir(), "tether-cli-"));
@@ -50,7 +49,10 @@ describe("tether CLI against the playground", requireNetns(), () => {
       if (/api=2/.test(r.stdout) && /db=1/.test(r.stdout) && c.stdout === "Running") break;
       await new Promise((r) => setTimeout(r, 200));
     }
-    clientPid = Number(spawnSync("pgrep", ["-f", "playground/apps/client.js"], { encoding: "utf8" }).stdout.trim().split("\n")[0]);
+    // the client pod's namespace, by its address (another playground may run beside this one)
+    const clientIp = (await kubectl(["get", "pod", "-n", "demo", "client", "-o", "jsonpath={.status.podIP}"])).stdout.trim();
+    clientNs = spawnSync("sh", ["-c", `for n in $(ip netns list | cut -d' ' -f1); do ip -n $n -4 -o addr | grep -q " ${clientIp}/" && echo $n; done`], { encoding: "utf8" }).stdout.trim().split("\n")[0]!;
+    assert.ok(clientNs, `found the client pod's namespace (${clientIp})`);
   });
   after(async () => {
     await pg?.close();

@@ -19,8 +19,13 @@ const kubectl = (...args) => execFileSync("kubectl", args, { encoding: "utf8" })
 const esc = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
 // the client pod's network namespace: requests are sent from inside the cluster, as the client app does
-const clientPid = execFileSync("pgrep", ["-f", "playground/apps/client.js"], { encoding: "utf8" }).trim().split("\n")[0];
-const clientNs = execFileSync("ip", ["netns", "identify", clientPid], { encoding: "utf8" }).trim();
+// (found by the client pod's address: another playground may run beside this one)
+const clientIp = kubectl("get", "pod", "client", "-n", "demo", "-o", "jsonpath={.status.podIP}").trim();
+const clientNs = execFileSync("ip", ["netns", "list"], { encoding: "utf8" })
+  .split("\n")
+  .map((l) => l.split(" ")[0])
+  .find((ns) => ns && execFileSync("ip", ["-n", ns, "-4", "-o", "addr"], { encoding: "utf8" }).includes(` ${clientIp}/`));
+if (!clientNs) throw new Error(`no network namespace holds the client pod's address ${clientIp}`);
 /** curl from the client pod; resolves with the body (or the error). */
 function fromClient(url, headers = []) {
   return new Promise((resolve) => {
