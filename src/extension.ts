@@ -9,10 +9,13 @@ import { SessionManager } from "./vscode/sessions";
 import { pickTarget, targetOf, TargetsProvider } from "./vscode/targets";
 import { OutgoingProvider, SessionsProvider, TrafficProvider, type Row } from "./vscode/views";
 
+// the last module of the bundle to evaluate: load time = this minus the banner's stamp
+const loadedAt = performance.now();
+
 export interface TetherApi {
   sessions: SessionManager;
   store: ConfigStore;
-  /** Milliseconds from the first statement of the bundle to the end of activate(). */
+  /** Our cost: evaluating the bundle plus running activate(), in milliseconds. */
   activationMs: number;
 }
 
@@ -51,7 +54,33 @@ function parseMapping(v: string): [number, number][] | string {
   return out;
 }
 
+const AGENT_LOG_SCHEME = "tether-agent-log";
+
+/** The agent's log (pods/log of its container), as read-only documents. */
+class AgentLogs implements vscode.TextDocumentContentProvider {
+  private readonly changed = new vscode.EventEmitter<vscode.Uri>();
+  readonly onDidChange = this.changed.event;
+
+  constructor(private readonly sessions: SessionManager) {}
+
+  refresh(uri: vscode.Uri): void {
+    this.changed.fire(uri);
+  }
+
+  async provideTextDocumentContent(uri: vscode.Uri): Promise<string> {
+    const s = this.sessions.sessions.get(uri.query);
+    const where = s?.launch.session.placed?.logs;
+    if (!s || !where) return "the session has ended";
+    try {
+      return await s.launch.session.cluster.core.readNamespacedPodLog({ name: where.pod, namespace: where.namespace, container: where.container, tailLines: 2000 });
+    } catch (err) {
+      return `cannot read the agent's log (pods/log of ${where.namespace}/${where.pod} container ${where.container}): ${(err as Error).message}`;
+    }
+  }
+}
+
 export function activate(context: vscode.ExtensionContext): TetherApi {
+  const activateStart = performance.now();
   const channel = vscode.window.createOutputChannel("Tether", { log: true });
   const log = logTo(channel);
   const store = new ConfigStore(context.workspaceState);
@@ -60,6 +89,7 @@ export function activate(context: vscode.ExtensionContext): TetherApi {
   const traffic = new TrafficProvider(store);
   const outgoing = new OutgoingProvider(store);
   const sessionsView = new SessionsProvider(sessions);
+  const agentLogs = new AgentLogs(sessions);
 
   const status = vscode.window.createStatusBarItem("tether.status", vscode.StatusBarAlignment.Left, 50);
   status.name = "Tether";
@@ -252,17 +282,11 @@ export function activate(context: vscode.ExtensionContext): TetherApi {
     },
     "tether.showAgentLog": async (row?: Pick<Row, "arg">) => {
       const id = typeof row?.arg === "string" ? row.arg : [...sessions.sessions.keys()][0];
-      const s = id ? sessions.sessions.get(id) : undefined;
-      const where = s?.launch.session.placed?.logs;
-      if (!s || !where) return void vscode.window.showInformationMessage("Tether: no running session");
-      let text: string;
-      try {
-        text = await s.launch.session.cluster.core.readNamespacedPodLog({ name: where.pod, namespace: where.namespace, container: where.container, tailLines: 2000 });
-      } catch (err) {
-        text = `cannot read the agent's log (pods/log of ${where.namespace}/${where.pod} container ${where.container}): ${(err as Error).message}`;
-      }
-      const doc = await vscode.workspace.openTextDocument({ content: text, language: "log" });
-      await vscode.window.showTextDocument(doc, { preview: true });
+      if (!id || !sessions.sessions.get(id)) return void vscode.window.showInformationMessage("Tether: no running session");
+      // a read-only document (no "save changes?" when it is closed); reopening it reads the log again
+      const uri = vscode.Uri.from({ scheme: AGENT_LOG_SCHEME, path: `/${sessions.sessions.get(id)!.label}/agent.log`, query: id });
+      agentLogs.refresh(uri);
+      await vscode.window.showTextDocument(await vscode.workspace.openTextDocument(uri), { preview: true });
     },
     "tether.showLog": () => channel.show(),
     "tether.runDoctor": async () => {
@@ -325,11 +349,14 @@ export function activate(context: vscode.ExtensionContext): TetherApi {
     vscode.window.registerTreeDataProvider("tether.outgoing", outgoing),
     vscode.window.registerTreeDataProvider("tether.sessions", sessionsView),
     sessionsView,
+    vscode.workspace.registerTextDocumentContentProvider(AGENT_LOG_SCHEME, agentLogs),
     ...Object.entries(commands).map(([id, fn]) => vscode.commands.registerCommand(id, fn as (...args: unknown[]) => unknown)),
   );
   const started = (globalThis as { __tetherLoadStart?: number }).__tetherLoadStart;
-  const activationMs = started === undefined ? NaN : performance.now() - started;
-  log("info", `Tether activated in ${activationMs.toFixed(1)} ms (bundle load + activate)`);
+  const loadMs = started === undefined ? NaN : loadedAt - started;
+  const activateMs = performance.now() - activateStart;
+  const activationMs = loadMs + activateMs;
+  log("info", `Tether activated in ${activationMs.toFixed(1)} ms (bundle evaluation ${loadMs.toFixed(1)} ms + activate() ${activateMs.toFixed(1)} ms)`);
   return { sessions, store, activationMs };
 }
 

@@ -82,6 +82,7 @@ CS_HOST=127.0.0.1:$CS_PORT WS_FOLDER=$ROOT/ws EXT_DEV_PATH=$REPO EXT_TESTS_PATH=
   node "$ROOT/harness/exttest.mjs" > "$ROOT/artifacts/exttest.log" 2>&1 || fail=1
 cat "$ROOT/artifacts/exttest.log"
 t "UI scenario"
+printf '{ "kubeconfig": "%s" }\n' "$KUBECONFIG" > "$ROOT/ws/.tether/config.json"   # no target yet, whatever the suite left
 CS_URL="http://127.0.0.1:$CS_PORT/?folder=$ROOT/ws" WS_DIR=$ROOT/ws ARTIFACTS=$ROOT/artifacts \
   node "$ROOT/harness/ui.mjs" || fail=1
 t "done: $([ $fail = 0 ] && echo passed || echo FAILED); artifacts in $ROOT/artifacts"

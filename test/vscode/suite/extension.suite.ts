@@ -80,6 +80,25 @@ describe("Tether in a real VS Code", () => {
     await until("the session to end with the debug session", () => api.sessions.sessions.size === 0, 30_000);
   });
 
+  it("a running session: the Sessions view's commands open the agent's log and stop the session with its debuggee", async () => {
+    writeConfig({ ...base(), incoming: { mode: "mirror" } });
+    const ok = await vscode.debug.startDebugging(folder, { type: "node", request: "launch", name: "server", program: join(ws, "server.js"), env: { PORT: "18181" }, tether: {} });
+    assert.ok(ok, `the launch started (${api.sessions.lastError ?? ""})`);
+    const [id] = [...api.sessions.sessions.keys()];
+    await until("the debug session to be bound", () => api.sessions.sessions.get(id!)?.debugSession);
+    await vscode.commands.executeCommand("tether.showAgentLog", { arg: id });
+    const text = await until("the agent's log in an editor", () => {
+      const t = vscode.window.activeTextEditor?.document.getText();
+      return t && /"message":/.test(t) ? t : undefined;
+    }, 15_000);
+    assert.equal(vscode.window.activeTextEditor?.document.uri.scheme, "tether-agent-log");
+    assert.match(text, /"session started"/, text.slice(0, 500)); // the agent's JSON log, this session included
+    await vscode.commands.executeCommand("workbench.action.closeActiveEditor");
+    await vscode.commands.executeCommand("tether.stopSession", { arg: id });
+    assert.equal(api.sessions.sessions.size, 0);
+    await until("the debug session to stop", () => vscode.debug.activeDebugSession === undefined, 30_000);
+  });
+
   it("a bad .tether/config.json cancels the launch and names the file and JSON path", async () => {
     writeConfig({ ...base(), outgoing: { filter: { local: ["10.0.0.0/40"] } } });
     const ok = await vscode.debug.startDebugging(folder, { type: "node", request: "launch", name: "bad", program: join(ws, "envdump.js"), tether: {} });
