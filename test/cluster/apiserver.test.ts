@@ -201,7 +201,7 @@ describe("playground API server (fake runtime)", { skip: !haveKubectl }, () => {
       apiVersion: "batch/v1",
       kind: "Job",
       metadata: { name: "once", namespace: "demo" },
-      spec: { backoffLimit: 0, ttlSecondsAfterFinished: 1, template: { spec: { restartPolicy: "Never", containers: [{ name: "once", image: "playground/client" }] } } },
+      spec: { backoffLimit: 0, ttlSecondsAfterFinished: 4, template: { spec: { restartPolicy: "Never", containers: [{ name: "once", image: "playground/client" }] } } },
     });
     const pod = await until("job pod running", async () => {
       const p = (await getJson(["get", "pods", "-n", "demo", "-l", "job-name=once"])).items[0];
