@@ -125,7 +125,10 @@ export class Session extends EventEmitter {
     if (config.incoming.mode !== "off") {
       const mapping = new Map((config.incoming.portMapping ?? []).map(([local, remote]) => [remote, local] as const));
       const ignored = new Set(config.incoming.ignorePorts ?? []);
-      const remotePorts = (config.incoming.ports ?? (this.target.container.ports ?? []).filter((p) => (p.protocol ?? "TCP") === "TCP").map((p) => p.containerPort)).filter((p) => !ignored.has(p));
+      // default: the container's declared TCP ports plus the remote side of every port mapping (a
+      // container need not declare the ports it listens on)
+      const declared = (this.target.container.ports ?? []).filter((p) => (p.protocol ?? "TCP") === "TCP").map((p) => p.containerPort);
+      const remotePorts = [...new Set(config.incoming.ports ?? [...declared, ...mapping.keys()])].filter((p) => !ignored.has(p));
       for (const p of remotePorts) this.candidates.set(p, mapping.get(p) ?? p);
       this.delivery = new IncomingDelivery(conn, { portMap: Object.fromEntries(this.candidates) });
       this.delivery.on("connection", () => this.stats.connections++);

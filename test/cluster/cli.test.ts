@@ -166,6 +166,25 @@ describe("tether CLI against the playground", requireNetns(), () => {
     return body;
   }
 
+  test("-p LOCAL:REMOTE steals REMOTE even when the container declares no ports", async () => {
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const app = `require("http").createServer((q, s) => s.end("stolen " + q.url)).listen(${port}, "127.0.0.1")`;
+    const run = await startExec(["-n", "demo", "-t", "pod/client", "--steal", "-p", `${port}:9999`], [process.execPath, "-e", app]);
+    try {
+      assert.match(run.stderr(), new RegExp(`subscribing steal 9999->${port}`), run.stderr());
+      const ip = await podIpOf("client");
+      let body = "";
+      for (let i = 0; i < 80 && !/stolen/.test(body); i++) {
+        body = await fromClientPod(`http://${ip}:9999/undeclared`);
+        if (!/stolen/.test(body)) await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(body, "stolen /undeclared");
+    } finally {
+      run.child.kill("SIGINT");
+      await run.exited;
+    }
+  });
+
   test("a Node debuggee under exec gets stolen requests and calls the cluster by its names (runtime)", async () => {
     const port = 20000 + Math.floor(Math.random() * 20000);
     env.LOCAL_PORT = String(port);
