@@ -12,7 +12,8 @@ function find(dir) {
   for (const name of readdirSync(dir)) {
     const p = join(dir, name);
     if (statSync(p).isDirectory()) {
-      if (name === "bench" || name === "node_modules" || name.startsWith(".")) continue;
+      // bench runs with `npm run bench`; k8s with `npm run test:k8s` (it installs and builds first)
+      if (((name === "bench" || name === "k8s") && !tiers.length) || name === "node_modules" || name.startsWith(".")) continue;
       out.push(...find(p));
     } else if (name.endsWith(".test.ts")) out.push(p);
   }

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# What the real-cluster suite needs on the machine, installed when missing (Debian, as root):
+# containerd, runc and the CNI plugins from apt; Go for build-binaries.sh must already be there.
+# Then the binaries (cached by version under /var/cache/tether/k8s; cold: ~12 min on 2 cores).
+set -euo pipefail
+need=()
+command -v containerd >/dev/null 2>&1 || need+=(containerd)
+command -v runc >/dev/null 2>&1 || need+=(runc)
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "test/k8s: missing ${need[*]} (install them, or run as root so this script can)" >&2
+    exit 0 # the suite prints why it skips (and fails under CI=true)
+  fi
+  echo "--- apt: ${need[*]}"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+export PATH="$PATH:/usr/local/go/bin"
+if command -v go >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  bash "$(dirname "$0")/build-binaries.sh" >/dev/null
+  bash "$(dirname "$0")/build-extras.sh" >/dev/null
+fi
