@@ -108,8 +108,10 @@ export function activate(context: vscode.ExtensionContext): TetherApi {
     void vscode.commands.executeCommand("setContext", "tether.enabled", store.enabled);
     void vscode.commands.executeCommand("setContext", "tether.hasTarget", !!t);
   };
-  updateStatus();
+  // the first real text needs the configuration parsed: a tick after activation, not during it
+  status.text = "$(plug) Tether";
   status.show();
+  setImmediate(updateStatus);
 
   const edit = async (f: (raw: Record<string, unknown>) => void) => {
     try {
