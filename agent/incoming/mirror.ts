@@ -35,7 +35,7 @@ interface Capture {
 
 function defaultCommand(port: number): string[] {
   // -Z root: tcpdump must not switch user, since a change of credentials clears the parent-death signal
-  return ["setpriv", "--pdeathsig", "KILL", "--", "tcpdump", "-Z", "root", "-i", "any", "-U", "-n", "-s", "0", "-B", "16384", "-w", "-", `tcp dst port ${port}`];
+  return ["setpriv", "--pdeathsig", "KILL", "--", "tcpdump", "-Z", "root", "-i", "any", "--immediate-mode", "-U", "-n", "-s", "0", "-B", "16384", "-w", "-", `tcp dst port ${port}`];
 }
 
 export class MirrorCapture implements PortCapability {

@@ -63,13 +63,14 @@ export async function mirrorFigures(ctx: BenchContext): Promise<Figure[]> {
   const got = new Map<string, number>();
   for (const sha of received) got.set(sha, (got.get(sha) ?? 0) + 1);
   let delivered = 0;
-  for (const sha of mirrored.sent) {
+  const missing: number[] = [];
+  mirrored.sent.forEach((sha, seq) => {
     const n = got.get(sha) ?? 0;
     if (n > 0) {
       delivered++;
       got.set(sha, n - 1);
-    }
-  }
+    } else missing.push(seq);
+  });
   const p50Base = median(baseline.ms);
   const p50Mirror = median(mirrored.ms);
   return [
@@ -79,7 +80,7 @@ export async function mirrorFigures(ctx: BenchContext): Promise<Figure[]> {
       unit: "%",
       floor: 100,
       goal: { kind: ">=", bound: 100 },
-      note: `${delivered} of ${mirrored.sent.length} copies byte-identical at ${counts.mirrorRate} req/s; client errors ${mirrored.errors}; ${received.length} copies received in all`,
+      note: `${delivered} of ${mirrored.sent.length} copies byte-identical at ${counts.mirrorRate} req/s; client errors ${mirrored.errors}; ${received.length} copies received in all${missing.length ? `; missing request numbers ${missing.slice(0, 12).join(", ")}${missing.length > 12 ? ", ..." : ""}` : ""}`,
     },
     {
       name: "mirror_pod_p50_change",
