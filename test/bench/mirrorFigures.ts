@@ -50,11 +50,13 @@ export async function mirrorFigures(ctx: BenchContext): Promise<Figure[]> {
   const cpu = cpuWatch(watched);
   const mirrored = await load();
   const cpuNote = cpu();
-  // copies trail the originals: wait until the sink stops receiving (at most 15 s)
+  // copies trail the originals (the capture hands packets over in blocks, at the latest after 1 s):
+  // wait until the sink has received nothing new for 2 s (at most 20 s)
   let last = -1;
-  for (let i = 0; i < 30; i++) {
+  let quiet = 0;
+  for (let i = 0; i < 40 && quiet < 4; i++) {
     received = (await report()).received;
-    if (received.length === last) break;
+    quiet = received.length === last ? quiet + 1 : 0;
     last = received.length;
     await sleep(500);
   }
