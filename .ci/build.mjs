@@ -11,6 +11,7 @@ const entries = [
   // the first statement of the bundle stamps the time, so activate() can report load + activation
   { in: "src/extension.ts", out: "dist/extension.js", external: ["vscode"], banner: "globalThis.__tetherLoadStart = performance.now();" },
   { in: "src/vscode/engine.ts", out: "dist/engine.js" },
+  { in: "src/vscode/config.ts", out: "dist/config.js" },
   { in: "src/cli/main.ts", out: "dist/cli.js", banner: "#!/usr/bin/env node" },
   { in: "src/runtime/bootstrap.ts", out: "dist/runtime.js" },
   { in: "agent/main.ts", out: "dist/agent.js", banner: "#!/usr/bin/env node" },

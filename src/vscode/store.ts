@@ -6,9 +6,9 @@ import * as vscode from "vscode";
 import { existsSync, readFileSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { resolveConfig, readWorkspaceConfig, type ConfigSource } from "../config/load";
-import { readMirrordConfig } from "../config/mirrord";
+import type { ConfigSource } from "../config/load";
 import type { TetherConfig } from "../config/schema";
+import { loadConfig } from "./lazy";
 
 export interface RecentTarget {
   path: string;
@@ -65,6 +65,7 @@ export class ConfigStore implements vscode.Disposable {
     const dir = this.folder(folder);
     const sources: ConfigSource[] = [this.settingsSource()];
     if (dir) {
+      const { readWorkspaceConfig, readMirrordConfig } = loadConfig();
       const own = readWorkspaceConfig(dir);
       if (own) sources.push(own);
       else {
@@ -81,7 +82,7 @@ export class ConfigStore implements vscode.Disposable {
 
   /** The effective configuration; throws a TetherError naming the source and JSON path when invalid. */
   resolve(folder?: vscode.WorkspaceFolder, launchBlock?: unknown, notes?: (msg: string) => void): TetherConfig {
-    return resolveConfig(this.sources(folder, launchBlock, notes));
+    return loadConfig().resolveConfig(this.sources(folder, launchBlock, notes));
   }
 
   /** Like resolve(), but an error is returned instead of thrown (for the views). */
@@ -111,7 +112,7 @@ export class ConfigStore implements vscode.Disposable {
     if (!p) throw new Error("open a folder first: Tether keeps its settings in .tether/config.json");
     const raw = this.readFile();
     edit(raw);
-    resolveConfig([{ name: ".tether/config.json", value: raw }]); // throws with the JSON path
+    loadConfig().resolveConfig([{ name: ".tether/config.json", value: raw }]); // throws with the JSON path
     await mkdir(dirname(p), { recursive: true });
     await writeFile(p, JSON.stringify(raw, null, 2) + "\n");
     this.changed.fire();
