@@ -153,7 +153,10 @@ export async function pickTarget(store: ConfigStore, config: TetherConfig | unde
     }
   })();
   const picked = await new Promise<RecentTarget | undefined>((done) => {
-    qp.onDidAccept(() => done(qp.selectedItems[0]?.target));
+    qp.onDidAccept(() => {
+      const target = qp.selectedItems[0]?.target;
+      if (target) done(target); // Enter before the list has loaded (or on a message row) does nothing
+    });
     qp.onDidHide(() => done(undefined));
   });
   qp.dispose();

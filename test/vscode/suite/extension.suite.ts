@@ -99,6 +99,28 @@ describe("Tether in a real VS Code", () => {
     await until("the debug session to stop", () => vscode.debug.activeDebugSession === undefined, 30_000);
   });
 
+  it("F5 with no target: a QuickPick lists the namespace's workloads, the pick starts the session and becomes a recent target", async () => {
+    writeConfig({ kubeconfig: e2e.kubeconfig, incoming: { mode: "off" } });
+    const out = join(ws, "picked.out.json");
+    rmSync(out, { force: true });
+    let settled = false;
+    const launched = vscode.debug.startDebugging(folder, { type: "node", request: "launch", name: "picked", program: join(ws, "envdump.js"), env: { OUT_FILE: out }, tether: {} });
+    void Promise.resolve(launched).finally(() => (settled = true));
+    // accept the first entry (demo/deployment/api) once the list has loaded; Enter before that is ignored
+    for (let i = 0; i < 100 && !settled; i++) {
+      await new Promise((r) => setTimeout(r, 300));
+      await vscode.commands.executeCommand("workbench.action.acceptSelectedQuickOpenItem");
+    }
+    assert.ok(await launched, `the launch started (${api.sessions.lastError ?? ""})`);
+    const seen = await until("the debuggee's output", () => existsSync(out) && (JSON.parse(readFileSync(out, "utf8")) as Record<string, string>));
+    assert.match(seen.POD_NAME!, /^api-/, "the picked deployment/api is the target");
+    assert.deepEqual(
+      { path: api.store.recentTargets[0]?.path, namespace: api.store.recentTargets[0]?.namespace },
+      { path: "deployment/api", namespace: "demo" },
+    );
+    await until("the session to end with the debug session", () => api.sessions.sessions.size === 0, 30_000);
+  });
+
   it("a bad .tether/config.json cancels the launch and names the file and JSON path", async () => {
     writeConfig({ ...base(), outgoing: { filter: { local: ["10.0.0.0/40"] } } });
     const ok = await vscode.debug.startDebugging(folder, { type: "node", request: "launch", name: "bad", program: join(ws, "envdump.js"), tether: {} });
