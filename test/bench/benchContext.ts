@@ -4,6 +4,7 @@
 import net from "node:net";
 import { resolveConfig } from "../../src/config/load";
 import type { TetherConfig, TetherConfigInput } from "../../src/config/schema";
+import { Launch } from "../../src/engine/launch";
 import { Session, type Step } from "../../src/engine/session";
 import type { Log } from "../../src/protocol/log";
 import { Cluster } from "../../src/kube/cluster";
@@ -73,11 +74,23 @@ export interface StartedSession {
   readyMs: number;
 }
 
+function benchConfig(ctx: BenchContext, input: Omit<TetherConfigInput, "kubeconfig">): TetherConfig {
+  return resolveConfig([{ name: "bench", value: { target: { path: "deployment/api", namespace: "demo" }, kubeconfig: ctx.cluster.kubeconfig, ...input } }]);
+}
+
+/**
+ * A session ready for a local debuggee, as `tether exec` starts one (runtime server, forwarders,
+ * proxy, the debuggee's env), closed at the end of the bench if not before.
+ */
+export async function startLaunch(ctx: BenchContext, input: Omit<TetherConfigInput, "kubeconfig">, runtimeBundle: string): Promise<Launch> {
+  const launch = await Launch.start({ config: benchConfig(ctx, input), log: quietLog, client: { name: "tether-bench", version: "0.1.0" }, runtimeBundle });
+  ctx.defer(() => launch.close());
+  return launch;
+}
+
 /** A Session against deployment/api (or `target`), closed at the end of the bench if not before. */
 export async function startSession(ctx: BenchContext, input: Omit<TetherConfigInput, "kubeconfig">): Promise<StartedSession> {
-  const config = resolveConfig([
-    { name: "bench", value: { target: { path: "deployment/api", namespace: "demo" }, kubeconfig: ctx.cluster.kubeconfig, ...input } },
-  ]);
+  const config = benchConfig(ctx, input);
   const steps: Partial<Record<Step, number>> = {};
   const t0 = Date.now();
   const session = await Session.start({

@@ -3,13 +3,8 @@
 // session; floors: the same calls through a plain port-forward to that pod, and from inside the
 // cluster (direct).
 import { resolve } from "node:path";
-import { UdpForwarders } from "../../src/engine/udpForwarders";
-import { routingFromConfig } from "../../src/engine/routing";
-import { RuntimeServer } from "../../src/engine/runtimeServer";
-import { TcpForwarders } from "../../src/engine/tcpForwarders";
-import { silentLog } from "../../src/protocol/log";
 import { pods } from "./benchCluster";
-import { localPortForward, startSession, type BenchContext } from "./benchContext";
+import { localPortForward, startLaunch, type BenchContext } from "./benchContext";
 import { median, type Figure } from "./figures";
 import { APPS, Worker } from "./processes";
 import type { DownloadResult, RttResult } from "./figures";
@@ -60,21 +55,15 @@ export async function outgoingFigures(ctx: BenchContext): Promise<Figure[]> {
   const pfMbps = await mbps(plain, `http://127.0.0.1:${pfPort}/bytes`, "port-forward download");
 
   ctx.progress("outgoing: session, debuggee with the runtime");
-  const { session, config } = await startSession(ctx, { incoming: { mode: "off" } });
-  const conn = () => session.conn!;
-  const tcp = new TcpForwarders(conn, silentLog);
-  const udp = new UdpForwarders(conn, silentLog);
-  const runtime = await RuntimeServer.start({ conn, routing: routingFromConfig(config), forwarders: tcp, udpForwarders: udp, log: silentLog });
-  ctx.defer(() => Promise.allSettled([runtime.close(), tcp.close(), udp.close()]));
-  const debuggee = await Worker.start(procs, { label: "debuggee", env: { ...process.env, ...runtime.debuggeeEnv(RUNTIME, {}, "") } });
+  const launch = await startLaunch(ctx, { incoming: { mode: "off" } }, RUNTIME);
+  const debuggee = await Worker.start(procs, { label: "debuggee", env: { ...process.env, ...launch.debuggeeEnv("") } });
   // one request first: if the runtime did not route it, nothing more leaves this machine's loopback
   const first = await debuggee.call<RttResult>("rtt", { url: `${directUrl}/small`, n: 1, warmup: 0, expectServedBy: "^cluster$" });
   if (first.errors || first.wrong) throw new Error(`the debuggee's request did not go through the session (${first.sample ?? "error"})`);
   const rtt = await rttOf(debuggee, `${directUrl}/small`, "outgoing rtt");
   const bytes = await mbps(debuggee, `${directUrl}/bytes`, "outgoing download");
   const dns = await dnsOf(debuggee, "outgoing dns");
-  await Promise.allSettled([runtime.close(), tcp.close(), udp.close()]);
-  await session.close();
+  await launch.close();
 
   return [
     {
