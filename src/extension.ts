@@ -3,7 +3,7 @@
 import * as vscode from "vscode";
 import { loadEngine } from "./vscode/lazy";
 import type { Log } from "./protocol/log";
-import { parseAddress } from "./config/address";
+import { parseAddress, parsePortPair } from "./config/address";
 import { ConfigStore } from "./vscode/store";
 import { SessionManager } from "./vscode/sessions";
 import { pickTarget, targetOf, TargetsProvider } from "./vscode/targets";
@@ -43,15 +43,11 @@ function parsePorts(v: string): number[] | string {
 }
 
 function parseMapping(v: string): [number, number][] | string {
-  const out: [number, number][] = [];
-  for (const part of v.split(/[\s,]+/).filter(Boolean)) {
-    const m = /^(\d+):(\d+)$/.exec(part);
-    const local = Number(m?.[1]);
-    const remote = Number(m?.[2]);
-    if (!m || local < 1 || local > 65535 || remote < 1 || remote > 65535) return `"${part}": expected LOCAL:REMOTE, e.g. 3000:8080`;
-    out.push([local, remote]);
+  try {
+    return v.split(/[\s,]+/).filter(Boolean).map(parsePortPair);
+  } catch (err) {
+    return (err as Error).message;
   }
-  return out;
 }
 
 const AGENT_LOG_SCHEME = "tether-agent-log";

@@ -4,13 +4,14 @@ import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { basename, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { readConfigFile, readWorkspaceConfig, resolveConfig, type ConfigSource } from "../config/load";
+import { parsePortPair } from "../config/address";
+import { readConfigFile, readProjectConfig, resolveConfig, type ConfigSource } from "../config/load";
 import { Cluster } from "../kube/cluster";
+import { listNamespaces, listWorkloads } from "../kube/discovery";
 import { TetherError } from "../protocol/error";
 import type { Log } from "../protocol/log";
-import { readMirrordConfig } from "../config/mirrord";
 import { Launch } from "../engine/launch";
-import { doctor, probeImage } from "./doctor";
+import { doctor, probeImage } from "../kube/doctor";
 
 const VERSION = "0.1.0";
 
@@ -44,24 +45,14 @@ async function ls(argv: string[]): Promise<number> {
   if (values.help) return console.log(USAGE), 0;
   const cluster = new Cluster({ kubeconfig: values.kubeconfig, context: values.context, namespace: values.namespace });
   const ns = cluster.namespace;
-  const [deployments, statefulsets, pods, services] = await Promise.all([
-    cluster.apps.listNamespacedDeployment({ namespace: ns }),
-    cluster.apps.listNamespacedStatefulSet({ namespace: ns }),
-    cluster.core.listNamespacedPod({ namespace: ns }),
-    cluster.core.listNamespacedService({ namespace: ns }),
-  ]);
+  // the same listing as the extension's Targets view: workloads, then every pod's containers
+  const workloads = await listWorkloads(cluster, ns);
+  const pods = new Map(workloads.flatMap((w) => w.pods).map((p) => [p.name, p]));
   const targets = [
-    ...deployments.items.map((d) => ({ target: `deployment/${d.metadata!.name}`, ready: `${d.status?.readyReplicas ?? 0}/${d.spec?.replicas ?? 0}` })),
-    ...statefulsets.items.map((d) => ({ target: `statefulset/${d.metadata!.name}`, ready: `${d.status?.readyReplicas ?? 0}/${d.spec?.replicas ?? 0}` })),
-    ...services.items.filter((s) => s.spec?.selector).map((s) => ({ target: `service/${s.metadata!.name}`, ready: "" })),
-    ...pods.items.flatMap((p) =>
-      (p.spec?.containers ?? []).map((c) => ({
-        target: `pod/${p.metadata!.name}/container/${c.name}`,
-        ready: p.status?.containerStatuses?.find((s) => s.name === c.name)?.ready ? "ready" : (p.status?.phase ?? ""),
-      })),
-    ),
+    ...workloads.filter((w) => w.kind !== "pod").map((w) => ({ target: `${w.kind}/${w.name}`, ready: w.ready })),
+    ...[...pods.values()].flatMap((p) => p.containers.map((c) => ({ target: `pod/${p.name}/container/${c}`, ready: p.ready ? "ready" : p.phase }))),
   ];
-  const namespaces = (await cluster.core.listNamespace().catch(() => ({ items: [] }))).items.map((n) => n.metadata!.name!);
+  const namespaces = await listNamespaces(cluster).catch(() => [] as string[]);
   if (values.json) console.log(JSON.stringify({ namespace: ns, namespaces, targets }, null, 2));
   else {
     if (namespaces.length) console.log(`namespaces: ${namespaces.join(", ")}`);
@@ -72,12 +63,11 @@ async function ls(argv: string[]): Promise<number> {
 }
 
 function parsePortMapping(spec: string): [number, number] {
-  const m = /^(\d+):(\d+)$/.exec(spec) ?? /^(\d+)$/.exec(spec);
-  if (!m) throw new UsageError(`-p ${spec}: expected LOCAL:REMOTE, e.g. -p 3000:8080`);
-  const local = Number(m[1]);
-  const remote = Number(m[2] ?? m[1]);
-  if (local < 1 || local > 65535 || remote < 1 || remote > 65535) throw new UsageError(`-p ${spec}: ports are 1-65535`);
-  return [local, remote];
+  try {
+    return parsePortPair(spec);
+  } catch (err) {
+    throw new UsageError(`-p ${(err as Error).message}`);
+  }
 }
 
 async function exec(argv: string[]): Promise<number> {
@@ -106,13 +96,9 @@ async function exec(argv: string[]): Promise<number> {
   const sources: ConfigSource[] = [];
   if (values.file) sources.push(readConfigFile(values.file));
   else {
-    const ws = readWorkspaceConfig(process.cwd());
-    const mirrord = ws ? undefined : readMirrordConfig(process.cwd());
-    if (ws) sources.push(ws);
-    else if (mirrord) {
-      sources.push(mirrord.source);
-      if (mirrord.ignored.length) process.stderr.write(`tether: .mirrord/mirrord.json: not translated (no Tether equivalent): ${mirrord.ignored.join(", ")}\n`);
-    }
+    const project = readProjectConfig(process.cwd());
+    if (project.source) sources.push(project.source);
+    if (project.note) process.stderr.write(`tether: ${project.note}\n`);
   }
   const filter = {
     ...(values["http-header"] ? { header: values["http-header"] } : {}),

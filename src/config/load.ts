@@ -4,6 +4,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { TetherError } from "../protocol/error";
+import { readMirrordConfig } from "./mirrord";
 import { configSchema, type TetherConfig } from "./schema";
 
 export interface ConfigSource {
@@ -69,4 +70,17 @@ export function readConfigFile(path: string, name = path): ConfigSource {
   } catch (err) {
     throw new TetherError("CONFIG_INVALID", `${name}: not valid JSON (${(err as Error).message})`);
   }
+}
+
+/**
+ * A project's own configuration: .tether/config.json, or else a translated .mirrord/mirrord.json
+ * (with a note naming the keys that have no Tether equivalent). Undefined source when neither exists.
+ */
+export function readProjectConfig(dir: string): { source?: ConfigSource; note?: string } {
+  const own = readWorkspaceConfig(dir);
+  if (own) return { source: own };
+  const mirrord = readMirrordConfig(dir);
+  if (!mirrord) return {};
+  const note = mirrord.ignored.length ? `.mirrord/mirrord.json: not translated (no Tether equivalent): ${mirrord.ignored.join(", ")}` : undefined;
+  return { source: mirrord.source, ...(note ? { note } : {}) };
 }

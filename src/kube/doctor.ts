@@ -1,7 +1,8 @@
-// `tether doctor`: what would stop a session here, found before one starts: missing RBAC verbs
-// (SelfSubjectAccessReview), a Pod Security level that refuses the agent, no ephemeral containers.
+// Preflight (`tether doctor` and the extension's Run Doctor): what would stop a session here, found
+// before one starts: missing RBAC verbs (SelfSubjectAccessReview), a Pod Security level that refuses
+// the agent, no ephemeral containers, an agent image the cluster cannot pull.
 import { AuthorizationV1Api, VersionApi } from "@kubernetes/client-node";
-import type { Cluster } from "../kube/cluster";
+import type { Cluster } from "./cluster";
 
 export interface Finding {
   ok: boolean;

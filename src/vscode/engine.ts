@@ -3,4 +3,4 @@
 export { Launch } from "../engine/launch";
 export { Cluster } from "../kube/cluster";
 export { listNamespaces, listWorkloads } from "../kube/discovery";
-export { doctor } from "../cli/doctor";
+export { doctor } from "../kube/doctor";

@@ -3,7 +3,7 @@
 // edit .tether/config.json in the first workspace folder, so what the UI shows is a file the user
 // can read, commit and use with the CLI.
 import * as vscode from "vscode";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { ConfigSource } from "../config/load";
@@ -65,16 +65,9 @@ export class ConfigStore implements vscode.Disposable {
     const dir = this.folder(folder);
     const sources: ConfigSource[] = [this.settingsSource()];
     if (dir) {
-      const { readWorkspaceConfig, readMirrordConfig } = loadConfig();
-      const own = readWorkspaceConfig(dir);
-      if (own) sources.push(own);
-      else {
-        const m = readMirrordConfig(dir);
-        if (m) {
-          sources.push(m.source);
-          if (m.ignored.length) notes?.(`.mirrord/mirrord.json: not translated (no Tether equivalent): ${m.ignored.join(", ")}`);
-        }
-      }
+      const project = loadConfig().readProjectConfig(dir);
+      if (project.source) sources.push(project.source);
+      if (project.note) notes?.(project.note);
     }
     if (launchBlock !== undefined && typeof launchBlock !== "boolean") sources.push({ name: "launch.json tether", value: launchBlock });
     return sources;
@@ -98,12 +91,8 @@ export class ConfigStore implements vscode.Disposable {
   readFile(): Record<string, unknown> {
     const p = this.filePath;
     if (!p || !existsSync(p)) return {};
-    try {
-      const v = JSON.parse(readFileSync(p, "utf8"));
-      return typeof v === "object" && v && !Array.isArray(v) ? v : {};
-    } catch {
-      throw new Error(".tether/config.json is not valid JSON: fix it in the editor first");
-    }
+    const v = loadConfig().readConfigFile(p, ".tether/config.json").value; // a clear error when it is not JSON
+    return typeof v === "object" && v && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
   }
 
   /** Applies `edit` to .tether/config.json, validates the result, then writes it. */
