@@ -9,9 +9,18 @@
 // - probe paths (TETHER_AGENT_PROBES) always reach the app unless the session says stealProbes;
 //   a plain steal of a port with probe paths becomes "every request except the probe paths";
 //   a probe port without a path (TCP probe) is refused (PROBE_PORT) without stealProbes.
+//
+// Switching never breaks a connection:
+// - the redirect matches SYN packets only (iptables.ts), so a connection open before the steal
+//   stays with the app until it ends, even when the pod's conntrack picks it up mid-stream;
+// - HTTP/1.x connections are read request by request, for a plain steal too (firstWords.ts decides
+//   without delaying a server greeting), so when the port is released each ends at a response
+//   boundary with `Connection: close` (httpSteal.ts drains) and its client reconnects to the app;
+// - the listener outlives the release by RELEASE_GRACE_MS (connections still in its accept queue)
+//   and the agent waits for the drain before it exits (settled()).
 import { connect, createServer, type Server, type Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import type { AddressInfo } from "node:net";
-import type { Server as HttpServer } from "node:http";
 import { TetherError } from "../../src/protocol/error";
 import type { HttpFilter } from "../../src/protocol/httpFilter";
 import type { Log } from "../../src/protocol/log";
@@ -21,9 +30,9 @@ import type { AgentConfig } from "../config";
 import type { Metrics } from "../metrics";
 import type { AgentSession } from "../session";
 import { compileFilter, filtersOverlap, pathOf, type RequestFacts, type RequestMatcher } from "./httpMatcher";
-import { createHttpSteal, originalHost, type Decision } from "./httpSteal";
+import { firstWords } from "./firstWords";
+import { HttpSteal, originalHost, type Decision } from "./httpSteal";
 import type { Iptables } from "./iptables";
-import { peekRequestLine } from "./peekRequestLine";
 import { pipeBoth } from "../../src/protocol/pipeBoth";
 
 export interface StealOptions {
@@ -46,29 +55,34 @@ interface Subscription {
 interface StolenPort {
   port: number;
   listener: Server;
-  http: HttpServer;
+  http: HttpSteal;
   listenPort: number;
   /** Insertion order is the order requests are offered in. */
   subs: Map<string, Subscription>;
   /** Subscription time waiting for its first redirected connection (tether_time_to_intercept_ms). */
   pendingSince: number | undefined;
+  /** Every accepted connection until it closes (raw or HTTP). */
   sockets: Set<Socket>;
+  /** Released: no subscription, no redirect; what is still open drains. */
+  released: boolean;
 }
 
-/**
- * No byte for this long on a filtered port: passed through raw. Long on purpose: HTTP clients open
- * pooled connections ahead of their first request, and deciding "not HTTP" too early would send
- * every later request on that connection to the app unfiltered. (A server-speaks-first protocol on
- * a filtered port waits this long; filters are for HTTP ports.)
- */
-const PEEK_SILENT_MS = 60_000;
 /** Some bytes but no whole request line: as long as a whole head may take (HEADERS_TIMEOUT_MS). */
 const PEEK_LINE_MS = 15_000;
 /** How long a released port's listener still accepts (and passes on) connections redirected before the release. */
 const RELEASE_GRACE_MS = 1_000;
+/** At agent shutdown, how long connections may take to drain before they are cut. */
+const CLOSE_DRAIN_MS = 2_000;
+/**
+ * A released port's connections still open after this long are cut (and the last rules go): a
+ * half-open upgraded connection or a long stream passed to the app would otherwise hold them forever.
+ */
+export const DRAIN_MAX_MS = 30_000;
 
 export class StealRouter implements PortCapability {
   private readonly ports = new Map<number, StolenPort>();
+  /** Released ports whose connections are still draining. */
+  private readonly draining = new Set<StolenPort>();
   private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
 
@@ -133,13 +147,14 @@ export class StealRouter implements PortCapability {
     const stolen: StolenPort = {
       port,
       listener,
-      http: undefined as unknown as HttpServer,
+      http: undefined as unknown as HttpSteal,
       listenPort: 0,
       subs: new Map(),
       pendingSince: undefined,
       sockets: new Set(),
+      released: false,
     };
-    stolen.http = createHttpSteal({
+    stolen.http = new HttpSteal({
       port,
       log: this.options.log,
       metrics: this.options.metrics,
@@ -203,43 +218,39 @@ export class StealRouter implements PortCapability {
       stolen.pendingSince = undefined;
     }
     stolen.sockets.add(socket);
-    socket.once("close", () => stolen.sockets.delete(socket));
+    socket.once("close", () => {
+      stolen.sockets.delete(socket);
+      this.forgetIfDrained(stolen);
+    });
     socket.on("error", (err) => log("debug", "intercepted connection failed", { port: stolen.port, error: err.message }));
+    if (stolen.released || stolen.subs.size === 0) {
+      // redirected just before the release (still in the accept queue): the app's, whole
+      this.passConnection(socket, this.appConnection(socket, stolen.port));
+      return;
+    }
+    // The tentative peer: the plain steal's session, else the app. Whoever speaks first decides.
     const plain = this.plainOwner(stolen);
-    if (plain && (plain.stealProbes || this.probePaths(stolen.port).length === 0)) {
-      this.stealConnection(stolen.port, socket, plain.session);
-      return;
-    }
-    if (stolen.subs.size === 0) {
-      this.passConnection(stolen.port, socket);
-      return;
-    }
-    void peekRequestLine(socket, { silentMs: PEEK_SILENT_MS, lineTimeoutMs: PEEK_LINE_MS }).then(({ kind }) => {
-      log("debug", "connection sniffed", { port: stolen.port, kind });
-      if (kind === "closed") {
-        socket.destroy();
-        return;
+    const tentative = plain ? this.sessionStream(stolen.port, socket, plain.session) : this.appConnection(socket, stolen.port);
+    void firstWords(socket, tentative, { lineTimeoutMs: PEEK_LINE_MS }).then((words) => {
+      log("debug", "connection sniffed", { port: stolen.port, kind: words.kind });
+      if (words.kind === "closed") return void socket.destroy();
+      if (words.kind === "http1") {
+        metrics.add("tether_connections_total", 1, { outcome: "http" });
+        return stolen.http.handle(socket);
       }
-      if (kind === "http1") {
-        stolen.http.emit("connection", socket);
-        socket.resume();
-        return;
-      }
-      // Not HTTP/1.x: a plain steal (that keeps probe paths) takes it whole; filters cannot read it.
-      const owner = this.plainOwner(stolen);
-      if (owner && !owner.session.conn.isClosed) this.stealConnection(stolen.port, socket, owner.session);
-      else this.passConnection(stolen.port, socket);
+      if (words.peerFailed) return void socket.destroy(); // the peer was unreachable: a reset, as it would be without Tether
+      if (plain) this.stealConnection(socket, words.peer);
+      else this.passConnection(socket, words.peer);
     });
   }
 
   private plainOwner(stolen: StolenPort): Subscription | undefined {
-    for (const sub of stolen.subs.values()) if (!sub.filter) return sub;
+    for (const sub of stolen.subs.values()) if (!sub.filter && !sub.session.conn.isClosed) return sub;
     return undefined;
   }
 
-  private stealConnection(port: number, socket: Socket, session: AgentSession): void {
-    const { metrics } = this.options;
-    metrics.add("tether_connections_total", 1, { outcome: "stolen" });
+  /** A stream to the session for a whole connection (opened at once: it may be what speaks first). */
+  private sessionStream(port: number, socket: Socket, session: AgentSession) {
     const conn = session.conn;
     const stream = conn.openStream();
     conn.send({
@@ -249,13 +260,23 @@ export class StealRouter implements PortCapability {
       mode: "steal",
       peer: { address: (socket.remoteAddress ?? "").replace(/^::ffff:/, ""), port: socket.remotePort ?? 0 },
     });
+    return stream;
+  }
+
+  /** A connection to the app at the address the client was going to. */
+  private appConnection(socket: Socket, port: number): Socket {
+    return connect({ host: originalHost(socket), port, allowHalfOpen: true, noDelay: true });
+  }
+
+  private stealConnection(socket: Socket, stream: Duplex): void {
+    const { metrics } = this.options;
+    metrics.add("tether_connections_total", 1, { outcome: "stolen" });
     pipeBoth(socket, stream, (dir, n) => metrics.add("tether_bytes_total", n, { direction: dir === "a->b" ? "to_session" : "from_session" }));
     socket.resume();
   }
 
-  private passConnection(port: number, socket: Socket): void {
+  private passConnection(socket: Socket, app: Duplex): void {
     this.options.metrics.add("tether_connections_total", 1, { outcome: "passed" });
-    const app = connect({ host: originalHost(socket), port, allowHalfOpen: true, noDelay: true });
     pipeBoth(socket, app);
     socket.resume();
   }
@@ -270,22 +291,61 @@ export class StealRouter implements PortCapability {
     this.options.log("info", "port released", { session: session.id, port });
     if (stolen.subs.size > 0) return;
     this.ports.delete(port);
+    stolen.released = true;
+    this.draining.add(stolen);
     try {
       // The redirect goes first, so that new connections reach the app; only then the listener, and
       // a moment later: connections redirected just before (still in its accept queue) would be
       // reset by closing it now. What it accepts meanwhile has no subscription: passed to the app.
-      // The last port: the chains and jumps go too, so an idle agent leaves no rule behind.
-      if (this.ports.size === 0) await this.options.iptables?.removeAll();
-      else await this.options.iptables?.unredirect(port);
+      // The chains (and their conntrack keeper) go once nothing redirected is left: forgetIfDrained.
+      await this.options.iptables?.unredirect(port);
     } catch (err) {
       this.options.log("error", "cannot remove a redirect", { port, error: String(err) });
       throw err;
     } finally {
+      // keep-alive connections end at their next response boundary and reconnect to the app
+      stolen.http.drain();
+      this.options.log("debug", "released port draining", { port, connections: stolen.sockets.size, http: stolen.http.size });
       setTimeout(() => {
         stolen.listener.close();
-        stolen.http.close(); // idle keep-alive connections go; busy ones finish, passed to the app
+        this.forgetIfDrained(stolen);
       }, RELEASE_GRACE_MS).unref();
+      setTimeout(() => {
+        if (stolen.sockets.size) this.options.log("info", "connections still open after the drain: cut", { port, connections: stolen.sockets.size });
+        for (const socket of stolen.sockets) socket.destroy();
+      }, DRAIN_MAX_MS).unref();
     }
+  }
+
+  /** A released port with no connection left and its listener closed is done. */
+  private forgetIfDrained(stolen: StolenPort): void {
+    if (!stolen.released || stolen.sockets.size > 0 || stolen.listener.listening || !this.draining.delete(stolen)) return;
+    stolen.http.close();
+    this.options.log("debug", "released port drained", { port: stolen.port });
+    if (this.draining.size > 0) return;
+    for (const w of this.settledWaiters.splice(0)) w();
+    // nothing redirected is open any more: an idle agent leaves no rule behind
+    void this.serial(async () => {
+      if (this.ports.size === 0 && this.draining.size === 0) await this.options.iptables?.removeAll();
+    }).catch((err) => this.options.log("error", "cannot remove the iptables chains", { error: String(err) }));
+  }
+
+  private readonly settledWaiters: (() => void)[] = [];
+
+  /**
+   * Resolves when every released port has drained (its connections ended), or after `withinMs`.
+   * The agent waits for this before it exits, so a client's last request is not cut.
+   */
+  settled(withinMs: number): Promise<void> {
+    if (this.draining.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, withinMs);
+      timer.unref();
+      this.settledWaiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
 
   dropSession(session: AgentSession): Promise<void> {
@@ -294,19 +354,27 @@ export class StealRouter implements PortCapability {
     });
   }
 
+  /** Removes every rule, lets connections drain for a moment (CLOSE_DRAIN_MS), then cuts what is left. */
   close(): Promise<void> {
     this.closed = true;
     return this.serial(async () => {
-      const ports = [...this.ports.values()];
+      const ports = [...this.ports.values(), ...this.draining];
       this.ports.clear();
       try {
         await this.options.iptables?.removeAll();
       } finally {
         for (const stolen of ports) {
+          stolen.released = true;
           stolen.listener.close();
+          stolen.http.drain();
+          this.draining.add(stolen);
+        }
+        await this.settled(CLOSE_DRAIN_MS);
+        for (const stolen of ports) {
           stolen.http.close();
           for (const s of stolen.sockets) s.destroy();
         }
+        this.draining.clear();
       }
     });
   }

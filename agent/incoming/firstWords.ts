@@ -1,0 +1,95 @@
+// Who speaks first on an intercepted connection, decided without delaying either side.
+//
+// The connection's tentative peer (the session's stream for a plain steal, the pod's app for a
+// filtered one) is opened at once. If the peer speaks first (a server greeting: SMTP, MySQL, SSH,
+// Redis' banner-less cousins...), its bytes reach the client immediately and the connection stays
+// with that peer, whole. If the client speaks first, its first line decides: an HTTP/1.x request
+// line means the connection is read request by request (the tentative peer is dropped before it
+// saw a byte); anything else (TLS ClientHello, the HTTP/2 preface, a binary protocol) goes to the
+// peer whole. No timer decides on silence, so a pooled HTTP connection opened long before its first
+// request is still read request by request, and a greeting is never held back.
+import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
+
+export type FirstWords =
+  /** The client sent an HTTP/1.x request line; the tentative peer is destroyed, the bytes put back. */
+  | { kind: "http1" }
+  /** Anything else, or the peer spoke first: pipe the client with `peer` (bytes put back on both). */
+  | { kind: "raw"; peer: Duplex; peerFailed: boolean }
+  /** The client went away before deciding. */
+  | { kind: "closed" };
+
+const REQUEST_LINE = /^[A-Z][A-Z0-9_-]{0,31} \S+ HTTP\/1\.[01]\r?$/;
+const METHOD_PREFIX = /^[A-Z][A-Z0-9_-]{0,31}( |$)/;
+/** A request line longer than this is left to the HTTP parser (which answers 414/400). */
+const MAX_LINE = 16 * 1024;
+
+/** What the first bytes of a client say so far. */
+export function classifyHead(head: Buffer): "http1" | "raw" | "more" {
+  const nl = head.indexOf(10);
+  const line = head.subarray(0, nl === -1 ? Math.min(head.length, 64) : nl).toString("latin1");
+  if (!METHOD_PREFIX.test(line.slice(0, 33))) return "raw";
+  if (nl !== -1) return REQUEST_LINE.test(line) ? "http1" : "raw";
+  return head.length >= MAX_LINE ? "http1" : "more";
+}
+
+export interface FirstWordsOptions {
+  /** Some bytes but no whole line for this long: not a request line, the connection goes raw. */
+  lineTimeoutMs: number;
+}
+
+/**
+ * Watches `socket` (paused, as accepted with pauseOnConnect) and the tentative `peer` until one of
+ * them has said enough. Both are left paused with what was read put back.
+ */
+export function firstWords(socket: Socket, peer: Duplex, options: FirstWordsOptions): Promise<FirstWords> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let peerFailed = false;
+    let timer: NodeJS.Timeout | undefined;
+    let decided = false;
+    const finish = (result: FirstWords) => {
+      if (decided) return;
+      decided = true;
+      clearTimeout(timer);
+      for (const [emitter, event, listener] of listeners) emitter.off(event, listener);
+      socket.pause();
+      if (size > 0 && result.kind !== "closed") socket.unshift(Buffer.concat(chunks, size));
+      if (result.kind !== "raw") peer.destroy();
+      else peer.on("error", () => {}); // the pipe that follows reports errors; none goes unhandled meanwhile
+      resolve(result);
+    };
+    const raw = () => finish({ kind: "raw", peer, peerFailed });
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      size += chunk.length;
+      const verdict = classifyHead(Buffer.concat(chunks, size));
+      if (verdict === "http1") return finish({ kind: "http1" });
+      if (verdict === "raw") return raw();
+      if (size === chunk.length) timer = setTimeout(raw, options.lineTimeoutMs);
+    };
+    // a client that half-closes first (or sent a partial line then EOF) is not making a request: raw
+    const onEnd = () => raw();
+    const onClose = () => finish({ kind: "closed" });
+    const onPeerData = (chunk: Buffer) => {
+      peer.pause();
+      peer.unshift(chunk);
+      raw(); // the peer spoke first: a server greeting
+    };
+    const onPeerEnd = () => raw();
+    // the peer could not be reached: still wait for the client (an HTTP client then gets a 502 per request)
+    const onPeerError = () => (peerFailed = true);
+    const listeners: [Duplex, string, Parameters<Duplex["on"]>[1]][] = [
+      [socket, "data", onData],
+      [socket, "end", onEnd],
+      [socket, "close", onClose],
+      [socket, "error", onClose],
+      [peer, "data", onPeerData],
+      [peer, "end", onPeerEnd],
+      [peer, "error", onPeerError],
+    ];
+    for (const [emitter, event, listener] of listeners) emitter.on(event, listener);
+    socket.resume(); // a listener with pauseOnConnect starts paused
+  });
+}
