@@ -1,7 +1,7 @@
 // Who speaks first on an intercepted connection, decided without delaying either side.
 //
 // The connection's tentative peer (the session's stream for a plain steal, the pod's app for a
-// filtered one) is opened at once. If the peer speaks first (a server greeting: SMTP, MySQL, SSH,
+// filtered one) is opened at once (or after `peerAfterMs` of client silence). If the peer speaks first (a server greeting: SMTP, MySQL, SSH,
 // Redis' banner-less cousins...), its bytes reach the client immediately and the connection stays
 // with that peer, whole. If the client speaks first, its first line decides: an HTTP/1.x request
 // line means the connection is read request by request (the tentative peer is dropped before it
@@ -36,31 +36,36 @@ export function classifyHead(head: Buffer): "http1" | "raw" | "more" {
 export interface FirstWordsOptions {
   /** Some bytes but no whole line for this long: not a request line, the connection goes raw. */
   lineTimeoutMs: number;
+  /** Open the peer only after the client has been silent this long (0: at once). */
+  peerAfterMs: number;
 }
 
 /**
- * Watches `socket` (paused, as accepted with pauseOnConnect) and the tentative `peer` until one of
- * them has said enough. Both are left paused with what was read put back.
+ * Watches `socket` (paused, as accepted with pauseOnConnect) and the tentative peer (opened with
+ * `openPeer`) until one of them has said enough. Both are left paused with what was read put back.
  */
-export function firstWords(socket: Socket, peer: Duplex, options: FirstWordsOptions): Promise<FirstWords> {
+export function firstWords(socket: Socket, openPeer: () => Duplex, options: FirstWordsOptions): Promise<FirstWords> {
   return new Promise((resolve) => {
+    let peer: Duplex | undefined;
     const chunks: Buffer[] = [];
     let size = 0;
     let peerFailed = false;
     let timer: NodeJS.Timeout | undefined;
+    let peerTimer: NodeJS.Timeout | undefined;
     let decided = false;
     const finish = (result: FirstWords) => {
       if (decided) return;
       decided = true;
       clearTimeout(timer);
+      clearTimeout(peerTimer);
       for (const [emitter, event, listener] of listeners) emitter.off(event, listener);
       socket.pause();
       if (size > 0 && result.kind !== "closed") socket.unshift(Buffer.concat(chunks, size));
-      if (result.kind !== "raw") peer.destroy();
-      else peer.on("error", () => {}); // the pipe that follows reports errors; none goes unhandled meanwhile
+      if (result.kind !== "raw") peer?.destroy();
+      else peer?.on("error", () => {}); // the pipe that follows reports errors; none goes unhandled meanwhile
       resolve(result);
     };
-    const raw = () => finish({ kind: "raw", peer, peerFailed });
+    const raw = () => finish({ kind: "raw", peer: peer ?? openPeer(), peerFailed });
     const onData = (chunk: Buffer) => {
       chunks.push(chunk);
       size += chunk.length;
@@ -73,23 +78,28 @@ export function firstWords(socket: Socket, peer: Duplex, options: FirstWordsOpti
     const onEnd = () => raw();
     const onClose = () => finish({ kind: "closed" });
     const onPeerData = (chunk: Buffer) => {
-      peer.pause();
-      peer.unshift(chunk);
+      peer!.pause();
+      peer!.unshift(chunk);
       raw(); // the peer spoke first: a server greeting
     };
     const onPeerEnd = () => raw();
     // the peer could not be reached: still wait for the client (an HTTP client then gets a 502 per request)
     const onPeerError = () => (peerFailed = true);
-    const listeners: [Duplex, string, Parameters<Duplex["on"]>[1]][] = [
-      [socket, "data", onData],
-      [socket, "end", onEnd],
-      [socket, "close", onClose],
-      [socket, "error", onClose],
-      [peer, "data", onPeerData],
-      [peer, "end", onPeerEnd],
-      [peer, "error", onPeerError],
-    ];
-    for (const [emitter, event, listener] of listeners) emitter.on(event, listener);
+    const listeners: [Duplex, string, Parameters<Duplex["on"]>[1]][] = [];
+    const listen = (emitter: Duplex, events: Record<string, Parameters<Duplex["on"]>[1]>) => {
+      for (const [event, listener] of Object.entries(events)) {
+        emitter.on(event, listener);
+        listeners.push([emitter, event, listener]);
+      }
+    };
+    const connectPeer = () => {
+      if (decided || peer) return;
+      peer = openPeer();
+      listen(peer, { data: onPeerData, end: onPeerEnd, error: onPeerError });
+    };
+    listen(socket, { data: onData, end: onEnd, close: onClose, error: onClose });
+    if (options.peerAfterMs > 0) peerTimer = setTimeout(connectPeer, options.peerAfterMs);
+    else connectPeer();
     socket.resume(); // a listener with pauseOnConnect starts paused
   });
 }

@@ -69,6 +69,13 @@ interface StolenPort {
 
 /** Some bytes but no whole request line: as long as a whole head may take (HEADERS_TIMEOUT_MS). */
 const PEEK_LINE_MS = 15_000;
+/**
+ * On a plain steal of a port with probe paths kept for the app, how long a silent client is given to
+ * speak before the debuggee is connected (and may greet). A probe writes its request right after the
+ * handshake; a server-speaks-first client waits, and its greeting comes this much later. Ports
+ * without probe paths, and filtered steals (whose tentative peer is the app itself), wait for nothing.
+ */
+const PROBE_PEEK_MS = 200;
 /** How long a released port's listener still accepts (and passes on) connections redirected before the release. */
 const RELEASE_GRACE_MS = 1_000;
 /** At agent shutdown, how long connections may take to drain before they are cut. */
@@ -229,9 +236,12 @@ export class StealRouter implements PortCapability {
       return;
     }
     // The tentative peer: the plain steal's session, else the app. Whoever speaks first decides.
+    // A plain steal of a port whose probe paths stay with the app waits up to PROBE_PEEK_MS for the
+    // client first: the kubelet's probe speaks at once and must never meet the debuggee's greeting.
     const plain = this.plainOwner(stolen);
-    const tentative = plain ? this.sessionStream(stolen.port, socket, plain.session) : this.appConnection(socket, stolen.port);
-    void firstWords(socket, tentative, { lineTimeoutMs: PEEK_LINE_MS }).then((words) => {
+    const holdForProbes = plain !== undefined && !plain.stealProbes && this.probePaths(stolen.port).length > 0;
+    const tentative = () => (plain ? this.sessionStream(stolen.port, socket, plain.session) : this.appConnection(socket, stolen.port));
+    void firstWords(socket, tentative, { lineTimeoutMs: PEEK_LINE_MS, peerAfterMs: holdForProbes ? PROBE_PEEK_MS : 0 }).then((words) => {
       log("debug", "connection sniffed", { port: stolen.port, kind: words.kind });
       if (words.kind === "closed") return void socket.destroy();
       if (words.kind === "http1") {
