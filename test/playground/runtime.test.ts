@@ -5,8 +5,8 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { ContainerStateLite } from "../playground/apiserver/runtimeTypes";
-import { PodRuntime } from "../playground/runtime/podRuntime";
+import type { ContainerStateLite } from "../../playground/apiserver/runtimeTypes";
+import { PodRuntime } from "../../playground/runtime/podRuntime";
 import { requireNetns, run } from "../support/netns";
 
 describe("playground pod runtime", requireNetns(), () => {
