@@ -348,12 +348,6 @@ export class PodRuntime implements PodRuntimeLike {
     });
   }
 
-  /** A running pod's network namespace, as a path nsenter --net= or setns takes (a CRI's sandbox status reports it too). */
-  netnsPath(uid: string): string | undefined {
-    const pod = this.pods.get(uid);
-    return pod ? `/run/netns/${pod.ns}` : undefined;
-  }
-
   logs(uid: string, container: string): string {
     return this.pods.get(uid)?.containers.get(container)?.logs ?? "";
   }

@@ -1,46 +1,43 @@
-// Tether's end-to-end scenarios (test/e2e/scenarios.ts) against the playground: the `tether` CLI as a
-// user runs it, kubectl, and clients inside the playground's pods. test/k8s/k8s.test.ts runs the same
-// list against a real single-node Kubernetes.
+// Tether's end-to-end scenarios (test/e2e/scenarios.ts) against the playground, run in its own process
+// as `npm run playground` is: the `tether` CLI as a user runs it, kubectl, and clients inside the
+// playground's pods. test/k8s/k8s.test.ts runs the same list against a real single-node Kubernetes.
 import { after, before, describe } from "node:test";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { startPlayground, type Playground } from "../../playground/apiserver/startPlayground";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { requireNetns } from "../support/netns";
+import { playgroundNetns, startPlaygroundProcess, type PlaygroundProcess } from "../support/playground";
 import { runScenarios, type E2eCluster } from "../e2e/scenarios";
 
-type Json = { metadata?: { uid?: string }; status?: { readyReplicas?: number; phase?: string } };
-
 describe("tether end to end on the playground", requireNetns(), () => {
-  let pg: Playground;
-  let stateDir: string | undefined;
+  let pg: PlaygroundProcess | undefined;
   let cluster: E2eCluster;
 
+  const podIp = (namespace: string, pod: string) =>
+    new Promise<string>((done) => {
+      const c = spawn("kubectl", ["get", "pod", "-n", namespace, pod, "-o", "jsonpath={.status.podIP}"], { env: { ...process.env, KUBECONFIG: pg!.kubeconfig }, stdio: ["ignore", "pipe", "ignore"] });
+      let out = "";
+      c.stdout.on("data", (d) => (out += d));
+      c.on("close", () => done(out.trim()));
+    });
+
   before(async () => {
-    stateDir = await mkdtemp(join(tmpdir(), "tether-cli-"));
-    pg = await startPlayground({ stateDir, port: 0, log: () => {} });
-    // the API server runs in this process: its store says what kubectl would
-    const get = (resource: string, namespace: string, name: string) => pg.server.store.get(resource, namespace, name) as Json | undefined;
-    // wait for the workloads to be Ready (readiness probes), not merely Running
-    for (let i = 0; i < 150; i++) {
-      if (get("deployments", "demo", "api")?.status?.readyReplicas === 2 && get("deployments", "demo", "db")?.status?.readyReplicas === 1 && get("pods", "demo", "client")?.status?.phase === "Running") break;
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    pg = await startPlaygroundProcess();
+    const { kubeconfig, stateDir, prefix } = pg;
     cluster = {
-      kubeconfig: pg.kubeconfig,
-      stateDir: stateDir!,
+      kubeconfig,
+      stateDir,
       limitedContext: "playground-limited",
       apiContainer: { image: "playground/api" },
-      async podNetns(namespace, pod) {
-        const netns = pg.runtime.netnsPath(get("pods", namespace, pod)?.metadata?.uid ?? "");
-        if (!netns) throw new Error(`pod ${namespace}/${pod} is not running on the playground`);
-        return netns;
-      },
+      podNetns: async (namespace, pod) => `/run/netns/${playgroundNetns(prefix, await podIp(namespace, pod))}`,
     };
   });
   after(async () => {
-    await pg?.close();
-    if (stateDir) await rm(stateDir, { recursive: true, force: true });
+    if (!pg) return;
+    // the playground outlived every scenario (a crash would have ended it early) and stops cleanly
+    const ended = pg.child.exitCode !== null || pg.child.signalCode !== null;
+    const code = await pg.stop();
+    assert.equal(ended, false, "the playground was still running after the scenarios");
+    assert.equal(code, 0, "the playground stopped cleanly");
   });
 
   runScenarios(() => cluster);
