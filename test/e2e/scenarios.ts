@@ -193,6 +193,45 @@ export const scenarios: Scenario[] = [
     },
   },
   {
+    name: "a pod calling a Service arrives at the backend with its own address; a pod reaching itself through its Service is answered by itself",
+    async run({ kubectl, jsonpath, podIpOf, fromPod, fromClientPod }, cluster) {
+      // the api app answers with the peer address it saw ("client")
+      const clientIp = await podIpOf("client");
+      const apiIp = await jsonpath(["svc", "-n", "demo", "api"], "{.spec.clusterIP}");
+      const seen = new Map<string, string>();
+      for (let i = 0; i < 10; i++) {
+        const answer = JSON.parse(await fromClientPod(`http://${apiIp}:8080/who`)) as { pod: string; client: string };
+        seen.set(answer.pod, answer.client);
+      }
+      assert.equal(seen.size, 2, `both api pods answered: ${[...seen.keys()].join(", ")}`);
+      for (const [pod, client] of seen) assert.equal(client, clientIp, `${pod} saw the calling pod's address, as kube-proxy keeps it`);
+      // hairpin: a Service whose only endpoint is the pod that calls it
+      const pod = await jsonpath(["pods", "-n", "demo", "-l", "app=api"], "{.items[0].metadata.name}");
+      const podIp = await podIpOf(pod);
+      const manifest = join(cluster.stateDir, "hairpin.json");
+      writeFileSync(manifest, JSON.stringify({ apiVersion: "v1", kind: "Service", metadata: { name: "hairpin", namespace: "demo" }, spec: { selector: { hairpin: "yes" }, ports: [{ port: 8080, targetPort: 8080 }] } }));
+      assert.equal((await kubectl(["label", "pod", "-n", "demo", pod, "hairpin=yes"])).status, 0);
+      try {
+        const applied = await kubectl(["apply", "-f", manifest]);
+        assert.equal(applied.status, 0, applied.stderr);
+        const ip = await jsonpath(["svc", "-n", "demo", "hairpin"], "{.spec.clusterIP}");
+        let body = "";
+        for (let i = 0; i < 60 && !/"pod"/.test(body); i++) {
+          body = await fromPod(pod, `http://${ip}:8080/self`);
+          if (!/"pod"/.test(body)) await sleep(250);
+        }
+        const answer = JSON.parse(body) as { pod: string; path: string; client: string };
+        assert.equal(answer.pod, pod);
+        assert.equal(answer.path, "/self");
+        // masqueraded, as kube-proxy's KUBE-MARK-MASQ does: a reply from the pod's own address would be dropped
+        assert.notEqual(answer.client, podIp);
+      } finally {
+        await kubectl(["delete", "svc", "-n", "demo", "hairpin", "--ignore-not-found"]);
+        await kubectl(["label", "pod", "-n", "demo", pod, "hairpin-"]);
+      }
+    },
+  },
+  {
     name: "-p LOCAL:REMOTE steals REMOTE even when the container declares no ports",
     async run({ startExec, podIpOf, answersAt }) {
       const port = randomPort();
