@@ -9,6 +9,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { readdirSync, readFileSync, statSync, writeFileSync, mkdirSync } from "node:fs";
+import net from "node:net";
 import { join, resolve } from "node:path";
 
 const CLI = resolve(__dirname, "../../dist/cli.js");
@@ -109,7 +110,22 @@ export function e2eTools(cluster: E2eCluster) {
     const pod = /deployment\/api -> pod (api-\S+)/.exec(stderr)?.[1];
     return { child, exited, stderr: () => stderr, pod };
   }
-  return { env, run, cli, kubectl, jsonpath, podIpOf, fromPod, fromClientPod, answersAt, answers, assertPodClean, startExec };
+  /** `kubectl port-forward` from a free local port to a demo pod's port; resolves once it forwards. */
+  async function portForward(pod: string, remote: number) {
+    const child = spawn("kubectl", ["port-forward", "-n", "demo", `pod/${pod}`, `:${remote}`], { env, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (out += d));
+    const exited = new Promise<number | null>((r) => child.on("exit", (c) => r(c)));
+    for (let i = 0; i < 100 && !/Forwarding from 127\.0\.0\.1:\d+/.test(out) && child.exitCode === null; i++) await sleep(100);
+    const port = Number(/Forwarding from 127\.0\.0\.1:(\d+)/.exec(out)?.[1]);
+    if (!port) {
+      child.kill("SIGKILL");
+      assert.fail(`kubectl port-forward did not start: ${out}`);
+    }
+    return { child, exited, port, output: () => out };
+  }
+  return { env, run, portForward, cli, kubectl, jsonpath, podIpOf, fromPod, fromClientPod, answersAt, answers, assertPodClean, startExec };
 }
 
 export type E2eTools = ReturnType<typeof e2eTools>;
@@ -152,7 +168,7 @@ export const scenarios: Scenario[] = [
   },
   {
     name: "exec steals deployment/api (ephemeral agent) into a local Python server, kubectl port-forward too; the pod serves again after",
-    async run({ env, startExec, podIpOf, fromClientPod, answers, jsonpath, assertPodClean }, cluster) {
+    async run({ startExec, podIpOf, fromClientPod, answers, jsonpath, assertPodClean, portForward }, cluster) {
       const port = randomPort();
       // python's http.server serves a directory: "/" is its listing, a file answers with its content
       const site = join(cluster.stateDir, `site-${port}`);
@@ -169,16 +185,12 @@ export const scenarios: Scenario[] = [
         assert.match(await answers(ip, "/", /Directory listing/), /Directory listing/, "the request to the pod was answered by the local python server");
         assert.equal(await fromClientPod(`http://${ip}:8080/first`), "stolen by the debuggee /first");
         // kubectl port-forward (API server -> kubelet) reaches the pod over its loopback: stolen too
-        const pfPort = randomPort();
-        const pf = spawn("kubectl", ["port-forward", "-n", "demo", `pod/${pod}`, `${pfPort}:8080`], { env, stdio: ["ignore", "pipe", "pipe"] });
-        let pfOut = "";
-        pf.stdout.on("data", (d) => (pfOut += d));
+        const pf = await portForward(pod, 8080);
         try {
-          for (let i = 0; i < 100 && !/Forwarding from/.test(pfOut); i++) await sleep(100);
-          assert.match(await (await fetch(`http://127.0.0.1:${pfPort}/`)).text(), /Directory listing/);
-          assert.match(await (await fetch(`http://127.0.0.1:${pfPort}/via-port-forward`)).text(), /stolen by the debuggee \/via-port-forward/);
+          assert.match(await (await fetch(`http://127.0.0.1:${pf.port}/`)).text(), /Directory listing/);
+          assert.match(await (await fetch(`http://127.0.0.1:${pf.port}/via-port-forward`)).text(), /stolen by the debuggee \/via-port-forward/);
         } finally {
-          pf.kill();
+          pf.child.kill();
         }
         // probes are never stolen: the pod stays Ready
         await sleep(2500);
@@ -229,6 +241,53 @@ export const scenarios: Scenario[] = [
         await kubectl(["delete", "svc", "-n", "demo", "hairpin", "--ignore-not-found"]);
         await kubectl(["label", "pod", "-n", "demo", pod, "hairpin-"]);
       }
+    },
+  },
+  {
+    name: "kubectl port-forward stopped with Ctrl-C after it carried a request leaves the API server answering",
+    async run({ kubectl, jsonpath, portForward }) {
+      const pod = await jsonpath(["pods", "-n", "demo", "-l", "app=api"], "{.items[0].metadata.name}");
+      const pf = await portForward(pod, 8080);
+      // fetch keeps its connection open: kubectl's streams for it are open when Ctrl-C comes
+      assert.match(await (await fetch(`http://127.0.0.1:${pf.port}/before-ctrl-c`)).text(), /"path":"\/before-ctrl-c"/);
+      pf.child.kill("SIGINT");
+      await pf.exited;
+      const pods = await kubectl(["get", "pods", "-n", "demo", "-o", "name"]);
+      assert.equal(pods.status, 0, pods.stderr);
+      assert.match(pods.stdout, new RegExp(`pod/${pod}`));
+      const again = await portForward(pod, 8080);
+      try {
+        assert.match(await (await fetch(`http://127.0.0.1:${again.port}/after-ctrl-c`)).text(), /"path":"\/after-ctrl-c"/);
+      } finally {
+        again.child.kill("SIGINT");
+        await again.exited;
+      }
+    },
+  },
+  {
+    name: "a reset on the pod side reaches kubectl port-forward's local client as a closed connection",
+    async run({ kubectl, jsonpath, portForward }) {
+      const pod = await jsonpath(["pods", "-n", "demo", "-l", "app=api"], "{.items[0].metadata.name}");
+      const pf = await portForward(pod, 8080);
+      try {
+        // the api app answers /reset by resetting the connection
+        const local = net.connect(pf.port, "127.0.0.1");
+        let received = "";
+        local.on("data", (d) => (received += d));
+        local.on("error", () => {});
+        local.write("GET /reset HTTP/1.1\r\nHost: pod\r\n\r\n");
+        const closed = new Promise<"closed">((r) => local.once("close", () => r("closed")));
+        // a hang is the failure this scenario is about: bound the wait so it fails instead of hanging the suite
+        const outcome = await Promise.race([closed, sleep(30_000).then(() => "still open after 30 s" as const)]);
+        local.destroy();
+        assert.equal(outcome, "closed", `the local connection: ${pf.output()}`);
+        assert.equal(received, "", "no response came back");
+      } finally {
+        pf.child.kill("SIGINT");
+        await pf.exited;
+      }
+      const pods = await kubectl(["get", "pods", "-n", "demo", "-o", "name"]);
+      assert.equal(pods.status, 0, pods.stderr);
     },
   },
   {
