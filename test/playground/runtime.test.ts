@@ -2,28 +2,27 @@
 // plus a real cluster DNS, containers are processes in their own cgroup, and dispose leaves nothing.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { ContainerStateLite } from "../playground/apiserver/runtimeTypes";
-import { PodRuntime } from "../playground/runtime/podRuntime";
+import type { ContainerStateLite } from "../../playground/apiserver/runtimeTypes";
+import { PodRuntime } from "../../playground/runtime/podRuntime";
 import { requireNetns, run } from "../support/netns";
 
 describe("playground pod runtime", requireNetns(), () => {
   const stateDir = mkdtempSync(join(tmpdir(), "tether-runtime-"));
   let rt: PodRuntime;
   const states: { uid: string; name: string; state: ContainerStateLite; ephemeral: boolean }[] = [];
-  const nsBefore = run("ip", ["netns", "list"]).stdout;
-  const rootRulesBefore = run("iptables-save", []).stdout.replace(/^#.*$/gm, "");
   let apiA: string;
   let apiB: string;
+  let shellIp: string;
 
   before(async () => {
     rt = await PodRuntime.create({ stateDir, log: () => {} });
     rt.onContainerState((uid, name, state, ephemeral) => states.push({ uid, name, state, ephemeral }));
     apiA = (await rt.runPod({ uid: "a", namespace: "demo", name: "api-a", containers: [{ name: "api", image: "playground/api", env: {} }] })).podIP;
     apiB = (await rt.runPod({ uid: "b", namespace: "demo", name: "api-b", containers: [{ name: "api", image: "playground/api", env: {} }] })).podIP;
-    await rt.runPod({ uid: "c", namespace: "demo", name: "shell", containers: [{ name: "sh", image: "busybox", command: ["sleep", "600"], env: {} }] });
+    shellIp = (await rt.runPod({ uid: "c", namespace: "demo", name: "shell", containers: [{ name: "sh", image: "busybox", command: ["sleep", "600"], env: {} }] })).podIP;
     rt.setServices([
       {
         namespace: "demo",
@@ -31,6 +30,13 @@ describe("playground pod runtime", requireNetns(), () => {
         clusterIP: rt.serviceCidr.replace(/\.0\/17$/, ".20"),
         ports: [{ port: 80, targetPort: 8080, protocol: "TCP" }],
         endpoints: [{ podIP: apiA, ready: true }, { podIP: apiB, ready: true }],
+      },
+      {
+        namespace: "demo",
+        name: "only-a",
+        clusterIP: rt.serviceCidr.replace(/\.0\/17$/, ".21"),
+        ports: [{ port: 80, targetPort: 8080, protocol: "TCP" }],
+        endpoints: [{ podIP: apiA, ready: true }],
       },
     ]);
   });
@@ -56,9 +62,28 @@ describe("playground pod runtime", requireNetns(), () => {
     assert.deepEqual([...served].sort(), ["api-a", "api-b"]);
   });
 
+  test("a pod calling a Service arrives at every backend with its own address, as with kube-proxy", () => {
+    const shell = podNs("shell");
+    const seen = new Map<string, string>();
+    for (let i = 0; i < 10; i++) {
+      const answer = JSON.parse(curlFrom(shell, "http://api.demo/who")) as { pod: string; client: string };
+      seen.set(answer.pod, answer.client);
+    }
+    assert.deepEqual([...seen.keys()].sort(), ["api-a", "api-b"]);
+    for (const [pod, client] of seen) assert.equal(client, shellIp, `${pod} saw the caller's address`);
+    // pod to pod without a Service too
+    assert.equal((JSON.parse(curlFrom(shell, `http://${apiA}:8080/direct`)) as { client: string }).client, shellIp);
+  });
+
   test("a pod reaches its own service (hairpin)", () => {
-    const body = curlFrom(podNs("api-a"), "http://api.demo/self");
-    assert.match(body, /"path":"\/self"/);
+    // the Service's only endpoint is the caller itself: no retry can land on another pod
+    for (let i = 0; i < 5; i++) {
+      const answer = JSON.parse(curlFrom(podNs("api-a"), "http://only-a.demo/self")) as { pod: string; path: string; client: string };
+      assert.equal(answer.pod, "api-a");
+      assert.equal(answer.path, "/self");
+      // masqueraded to the node, as kube-proxy's KUBE-MARK-MASQ does: a reply from its own address would be dropped
+      assert.equal(answer.client, rt.nodeIP);
+    }
   });
 
   test("dialPod connects to a port bound only to the pod's loopback, like kubelet", async () => {
@@ -94,13 +119,38 @@ describe("playground pod runtime", requireNetns(), () => {
   });
 
   test("dispose leaves no namespace, rule, cgroup or process behind", async () => {
+    // Only what this runtime made is looked at (its prefix, its subnet, its processes), so the test
+    // passes while other playgrounds run on the machine.
     const prefix = JSON.parse(readFileSync(join(stateDir, "runtime.json"), "utf8")).prefix as string;
+    const subnet = rt.nodeIP.replace(/\.0\.1$/, ".");
+    const ours = () => run("ip", ["netns", "list"]).stdout.split("\n").map((l) => l.split(" ")[0]!).filter((n) => n.startsWith(`${prefix}-`));
+    const namespaces = ours();
+    assert.ok(namespaces.includes(`${prefix}-node`) && namespaces.length === 4, `the node and 3 pod namespaces before dispose: ${namespaces.join(" ")}`);
+    const pids = new Set(namespaces.flatMap((ns) => run("ip", ["netns", "pids", ns]).stdout.split(/\s+/).filter(Boolean)));
+    const cgroup = `/sys/fs/cgroup/pids/${prefix}`;
+    for (const dir of readdirSync(cgroup, { withFileTypes: true }).filter((d) => d.isDirectory())) {
+      for (const pid of readFileSync(join(cgroup, dir.name, "cgroup.procs"), "utf8").split("\n").filter(Boolean)) pids.add(pid);
+    }
+    // a process is the same one while its start time (field 22 of /proc/PID/stat) is the same
+    const started = (pid: string): string | undefined => {
+      try {
+        const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+        const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+        return fields[0] === "Z" ? undefined : fields[19];
+      } catch {
+        return undefined;
+      }
+    };
+    const running = [...pids].map((pid) => ({ pid, start: started(pid) }));
+    assert.ok(running.length >= 7, `the DNS, 3 sandboxes and 3 containers run before dispose (pids ${[...pids].join(" ")})`);
     await rt.dispose();
     await rt.dispose(); // twice is harmless
-    assert.equal(run("ip", ["netns", "list"]).stdout, nsBefore);
-    assert.equal(run("iptables-save", []).stdout.replace(/^#.*$/gm, ""), rootRulesBefore);
-    assert.equal(run("sh", ["-c", `ls /sys/fs/cgroup/pids | grep ${prefix} || true`]).stdout, "");
+    assert.deepEqual(ours(), []);
+    const rootRules = run("iptables-save", []).stdout.split("\n").filter((l) => l.includes(prefix) || l.includes(subnet));
+    assert.deepEqual(rootRules, [], "no rule for this runtime's prefix or subnet in the machine's own namespace");
+    assert.equal(run("sh", ["-c", `ip -o link | grep ${prefix} || true`]).stdout, "", "no interface of this runtime in the machine's own namespace");
+    assert.equal(existsSync(cgroup), false, "the runtime's cgroup is gone");
     assert.equal(run("sh", ["-c", `ls /etc/netns | grep ${prefix} || true`]).stdout, "");
-    assert.equal(run("sh", ["-c", `pgrep -f 'playground/(apps|runtime)' || true`]).stdout, "");
+    assert.deepEqual(running.filter((p) => p.start !== undefined && started(p.pid) === p.start).map((p) => p.pid), [], "every process the runtime started has exited");
   });
 });
