@@ -9,17 +9,22 @@
 // - probe paths (TETHER_AGENT_PROBES) always reach the app unless the session says stealProbes;
 //   a plain steal of a port with probe paths becomes "every request except the probe paths";
 //   a probe port without a path (TCP probe) is refused (PROBE_PORT) without stealProbes.
+// - HTTP/2 (h2c prior knowledge) is decided per stream (http2Steal); TLS is terminated with the
+//   certificate a session sent (tlsSteal), then read as HTTP/1.1 or HTTP/2. A filter on a port whose
+//   app speaks TLS, without a certificate, is refused (TLS_NEEDS_CERTIFICATE); sessions sharing a
+//   TLS port must send the same certificate.
 //
 // Switching never breaks a connection:
 // - the redirect matches SYN packets only (iptables.ts), so a connection open before the steal
 //   stays with the app until it ends, even when the pod's conntrack picks it up mid-stream;
-// - HTTP/1.x connections are read request by request, for a plain steal too (firstWords.ts decides
-//   without delaying a server greeting), so when the port is released each ends at a response
-//   boundary with `Connection: close` (httpSteal.ts drains) and its client reconnects to the app;
-// - the listener outlives the release by RELEASE_GRACE_MS (connections still in its accept queue)
-//   and the agent waits for the drain before it exits (settled()).
+// - HTTP connections are read request by request (HTTP/2 stream by stream), for a plain steal too
+//   (firstWords.ts decides without delaying a server greeting), so when the port is released each
+//   ends at a response boundary (HTTP/1.x: `Connection: close`, httpSteal.ts; HTTP/2: GOAWAY) and
+//   its client reconnects to the app;
+// - the listener outlives the release by RELEASE_GRACE_MS (connections still in its accept queue),
+//   the chains and their conntrack keeper stay until the drain ends, and the agent waits for it
+//   before it exits (settled()).
 import { connect, createServer, type Server, type Socket } from "node:net";
-import type { Duplex } from "node:stream";
 import type { AddressInfo } from "node:net";
 import { TetherError } from "../../src/protocol/error";
 import type { HttpFilter } from "../../src/protocol/httpFilter";
@@ -33,6 +38,11 @@ import { compileFilter, filtersOverlap, pathOf, type RequestFacts, type RequestM
 import { firstWords } from "./firstWords";
 import { HttpSteal, originalHost, type Decision } from "./httpSteal";
 import type { Iptables } from "./iptables";
+import { readClientHello } from "./clientHello";
+import { createHttp2Steal, type AppRoute, type Http2Steal, type TlsFacts } from "./http2Steal";
+import { appSpeaksTls, PortTls } from "./tlsSteal";
+import { connect as tlsConnect, type TLSSocket } from "node:tls";
+import type { Duplex } from "node:stream";
 import { pipeBoth } from "../../src/protocol/pipeBoth";
 
 export interface StealOptions {
@@ -50,18 +60,23 @@ interface Subscription {
   matcher: RequestMatcher | undefined;
   stealProbes: boolean;
   since: number;
+  /** TLS termination with this session's certificate (the port's first one is used). */
+  tls: PortTls | undefined;
 }
 
 interface StolenPort {
   port: number;
   listener: Server;
   http: HttpSteal;
+  http2: Http2Steal;
+  /** TLS client connections the agent terminated, with what filters and sessions learn of them. */
+  tls: WeakMap<Duplex, TlsFacts>;
   listenPort: number;
   /** Insertion order is the order requests are offered in. */
   subs: Map<string, Subscription>;
   /** Subscription time waiting for its first redirected connection (tether_time_to_intercept_ms). */
   pendingSince: number | undefined;
-  /** Every accepted connection until it closes (raw or HTTP). */
+  /** Every accepted connection until it closes (raw, HTTP or TLS). */
   sockets: Set<Socket>;
   /** Released: no subscription, no redirect; what is still open drains. */
   released: boolean;
@@ -85,11 +100,18 @@ const CLOSE_DRAIN_MS = 2_000;
  * half-open upgraded connection or a long stream passed to the app would otherwise hold them forever.
  */
 export const DRAIN_MAX_MS = 30_000;
+/** A ClientHello must be complete this long after its first byte. */
+const HELLO_TIMEOUT_MS = 15_000;
+
+function peerOf(socket: Socket | TLSSocket): { address: string; port: number } {
+  return { address: (socket.remoteAddress ?? "").replace(/^::ffff:/, ""), port: socket.remotePort ?? 0 };
+}
 
 export class StealRouter implements PortCapability {
   private readonly ports = new Map<number, StolenPort>();
   /** Released ports whose connections are still draining. */
   private readonly draining = new Set<StolenPort>();
+  private readonly settledWaiters: (() => void)[] = [];
   private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
 
@@ -132,17 +154,29 @@ export class StealRouter implements PortCapability {
       }
       const iptables = this.options.iptables;
       if (!iptables) throw new TetherError("IPTABLES_FAILED", "iptables is not usable in this pod; steal is unavailable");
+      const tls = msg.tls ? new PortTls(msg.tls, { port, log: this.options.log, onSecure: (socket, facts) => this.onSecure(port, socket, facts) }) : undefined;
+      const portTls = existing && this.tlsOf(existing, session);
+      if (tls && portTls && portTls.fingerprint !== tls.fingerprint) {
+        throw new TetherError("STEAL_REFUSED", `port ${port} is TLS-terminated with another certificate by another session; send the same certificate to share it`);
+      }
+      if (msg.filter && !tls && !portTls && (await appSpeaksTls("127.0.0.1", port))) {
+        throw new TetherError(
+          "TLS_NEEDS_CERTIFICATE",
+          `port ${port} speaks TLS: a filter cannot read its requests without the certificate and key (incoming.tls); give them, or steal the whole port without a filter, or mirror it`,
+        );
+      }
       const sub: Subscription = {
         session,
         filter: msg.filter,
         matcher: msg.filter ? compileFilter(msg.filter) : undefined,
         stealProbes,
         since: Date.now(),
+        tls,
       };
       const stolen = existing ?? (await this.openPort(port, iptables));
       stolen.subs.set(session.id, sub);
       stolen.pendingSince ??= sub.since;
-      this.options.log("info", "port stolen", { session: session.id, port, filtered: Boolean(msg.filter), stealProbes });
+      this.options.log("info", "port stolen", { session: session.id, port, filtered: Boolean(msg.filter), stealProbes, tls: Boolean(tls), mtls: Boolean(msg.tls?.clientCa) });
       return { probesKept: stealProbes ? [] : this.probePaths(port) };
     });
   }
@@ -155,19 +189,23 @@ export class StealRouter implements PortCapability {
       port,
       listener,
       http: undefined as unknown as HttpSteal,
+      http2: undefined as unknown as Http2Steal,
+      tls: new WeakMap(),
       listenPort: 0,
       subs: new Map(),
       pendingSince: undefined,
       sockets: new Set(),
       released: false,
     };
-    stolen.http = new HttpSteal({
+    const requests = {
       port,
       log: this.options.log,
       metrics: this.options.metrics,
-      decide: (facts) => this.decide(port, facts),
-      notify: (facts, decision) => this.notify(port, facts, decision),
-    });
+      decide: (facts: RequestFacts) => this.decide(port, facts),
+      notify: (facts: RequestFacts, decision: Decision) => this.notify(port, facts, decision),
+    };
+    stolen.http = new HttpSteal({ ...requests, tlsOf: (socket) => stolen.tls.get(socket) });
+    stolen.http2 = createHttp2Steal(requests);
     listener.on("connection", (socket) => this.onConnection(stolen, socket));
     await new Promise<void>((resolve, reject) => {
       listener.once("error", reject);
@@ -224,11 +262,7 @@ export class StealRouter implements PortCapability {
       metrics.set("tether_time_to_intercept_ms", Date.now() - stolen.pendingSince, { port: String(stolen.port) });
       stolen.pendingSince = undefined;
     }
-    stolen.sockets.add(socket);
-    socket.once("close", () => {
-      stolen.sockets.delete(socket);
-      this.forgetIfDrained(stolen);
-    });
+    this.track(stolen, socket);
     socket.on("error", (err) => log("debug", "intercepted connection failed", { port: stolen.port, error: err.message }));
     if (stolen.released || stolen.subs.size === 0) {
       // redirected just before the release (still in the accept queue): the app's, whole
@@ -244,14 +278,70 @@ export class StealRouter implements PortCapability {
     void firstWords(socket, tentative, { lineTimeoutMs: PEEK_LINE_MS, peerAfterMs: holdForProbes ? PROBE_PEEK_MS : 0 }).then((words) => {
       log("debug", "connection sniffed", { port: stolen.port, kind: words.kind });
       if (words.kind === "closed") return void socket.destroy();
-      if (words.kind === "http1") {
-        metrics.add("tether_connections_total", 1, { outcome: "http" });
-        return stolen.http.handle(socket);
+      const tls = words.kind === "tls" ? this.tlsOf(stolen) : undefined;
+      if (words.kind === "tls" && !tls) log("debug", "a TLS connection without a certificate: not readable, whole", { port: stolen.port });
+      if (words.kind === "raw" || (words.kind === "tls" && !tls)) {
+        // Not HTTP: a plain steal takes it whole, filters cannot read it (the app's)
+        const peer = words.peer ?? tentative();
+        if (words.peerFailed) return void socket.destroy(); // the peer was unreachable: a reset, as it would be without Tether
+        return plain ? this.stealConnection(socket, peer) : this.passConnection(socket, peer);
       }
-      if (words.peerFailed) return void socket.destroy(); // the peer was unreachable: a reset, as it would be without Tether
-      if (plain) this.stealConnection(socket, words.peer);
-      else this.passConnection(socket, words.peer);
+      words.peer?.destroy(); // it said nothing: dropped unused
+      metrics.add("tether_connections_total", 1, { outcome: "http" });
+      if (words.kind === "http1") return stolen.http.handle(socket);
+      if (words.kind === "h2") return stolen.http2.handle(socket, { peer: peerOf(socket), app: this.plainRoute(stolen.port, socket) });
+      void this.terminate(stolen, socket, tls!);
     });
+  }
+
+  private track(stolen: StolenPort, socket: Socket): void {
+    stolen.sockets.add(socket);
+    socket.once("close", () => {
+      stolen.sockets.delete(socket);
+      this.forgetIfDrained(stolen);
+    });
+  }
+
+  /** The TLS termination of the port: the first subscription's that has one (but not `except`'s). */
+  private tlsOf(stolen: StolenPort, except?: AgentSession): PortTls | undefined {
+    for (const sub of stolen.subs.values()) if (sub.tls && sub.session !== except) return sub.tls;
+    return undefined;
+  }
+
+  private plainRoute(port: number, socket: Socket): AppRoute {
+    const host = originalHost(socket);
+    return { scheme: "http", connect: () => connect({ host, port, noDelay: true }) };
+  }
+
+  /** A ClientHello on a port with a certificate: terminate it when the certificate covers its name. */
+  private async terminate(stolen: StolenPort, socket: Socket, tls: PortTls): Promise<void> {
+    const hello = await readClientHello(socket, HELLO_TIMEOUT_MS);
+    if (!hello) {
+      this.options.log("debug", "not a TLS ClientHello on a filtered port: closed", { port: stolen.port });
+      return void socket.destroy();
+    }
+    if (!tls.covers(hello.sni)) {
+      this.options.log("debug", "TLS for a server name the certificate does not cover: passed to the app untouched", { port: stolen.port, sni: hello.sni });
+      return this.passConnection(socket, this.appConnection(socket, stolen.port));
+    }
+    await tls.accept(socket, hello, originalHost(socket));
+  }
+
+  /** A TLS client connection the agent terminated: read as HTTP/2 or HTTP/1.1, by what ALPN settled on. */
+  private onSecure(port: number, socket: TLSSocket, facts: TlsFacts): void {
+    const stolen = this.ports.get(port);
+    if (!stolen) return void socket.destroy();
+    this.track(stolen, socket);
+    if (facts.alpn === "h2") {
+      const host = originalHost(socket);
+      const app: AppRoute = {
+        scheme: "https",
+        connect: () => tlsConnect({ host, port, ...(facts.sni ? { servername: facts.sni } : {}), ALPNProtocols: ["h2"], rejectUnauthorized: false }),
+      };
+      return stolen.http2.handle(socket, { peer: peerOf(socket), app, tls: facts });
+    }
+    stolen.tls.set(socket, facts);
+    stolen.http.handle(socket);
   }
 
   private plainOwner(stolen: StolenPort): Subscription | undefined {
@@ -260,16 +350,10 @@ export class StealRouter implements PortCapability {
   }
 
   /** A stream to the session for a whole connection (opened at once: it may be what speaks first). */
-  private sessionStream(port: number, socket: Socket, session: AgentSession) {
+  private sessionStream(port: number, socket: Socket, session: AgentSession): Duplex {
     const conn = session.conn;
     const stream = conn.openStream();
-    conn.send({
-      type: "incoming.tcp",
-      stream: stream.id,
-      port,
-      mode: "steal",
-      peer: { address: (socket.remoteAddress ?? "").replace(/^::ffff:/, ""), port: socket.remotePort ?? 0 },
-    });
+    conn.send({ type: "incoming.tcp", stream: stream.id, port, mode: "steal", peer: peerOf(socket) });
     return stream;
   }
 
@@ -313,8 +397,10 @@ export class StealRouter implements PortCapability {
       this.options.log("error", "cannot remove a redirect", { port, error: String(err) });
       throw err;
     } finally {
-      // keep-alive connections end at their next response boundary and reconnect to the app
+      // keep-alive connections end at their next response boundary and reconnect to the app;
+      // HTTP/2 clients get a GOAWAY: streams in flight finish, new ones go to the app
       stolen.http.drain();
+      stolen.http2.close();
       this.options.log("debug", "released port draining", { port, connections: stolen.sockets.size, http: stolen.http.size });
       setTimeout(() => {
         stolen.listener.close();
@@ -339,8 +425,6 @@ export class StealRouter implements PortCapability {
       if (this.ports.size === 0 && this.draining.size === 0) await this.options.iptables?.removeAll();
     }).catch((err) => this.options.log("error", "cannot remove the iptables chains", { error: String(err) }));
   }
-
-  private readonly settledWaiters: (() => void)[] = [];
 
   /**
    * Resolves when every released port has drained (its connections ended), or after `withinMs`.
@@ -377,6 +461,7 @@ export class StealRouter implements PortCapability {
           stolen.released = true;
           stolen.listener.close();
           stolen.http.drain();
+          stolen.http2.close();
           this.draining.add(stolen);
         }
         await this.settled(CLOSE_DRAIN_MS);

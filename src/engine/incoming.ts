@@ -14,7 +14,11 @@
 //   requests (WebSocket) are upgraded against the local app; after the 101 head, raw bytes flow
 //   both ways.
 // - Local app not listening: HTTP gets a 502 answer, TCP streams are reset; both emit "failure".
-// - The local app is reached on 127.0.0.1 or ::1, whichever it listens on (loopback.ts).
+// - HTTP/2 requests (httpVersion "2.0", protocol v3) are replayed by incomingHttp2 over HTTP/2 to
+//   the local app (gRPC keeps its trailers and status); requests that came over TLS reach the local
+//   app over TLS again when the session asks (`localTls`).
+// - The local app is reached on 127.0.0.1 or ::1, whichever it listens on (loopback.ts; HTTP/2
+//   delivery asks 127.0.0.1, or `host`).
 // - The client went away (the agent resets the stream) before the local answer ended: the local
 //   request is destroyed at once, so an abandoned SSE or long poll ends in the debuggee too.
 //
@@ -27,12 +31,14 @@
 //   "failure"    (DeliveryFailure)     delivering to the local app failed
 import { EventEmitter } from "node:events";
 import { request as httpRequest, type IncomingMessage } from "node:http";
+import { request as httpsRequest } from "node:https";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { EngineConnection } from "../protocol/connection";
 import { silentLog, type Log } from "../protocol/log";
 import { pipeBoth } from "../protocol/pipeBoth";
 import type { AgentToEngine } from "../protocol/messages";
+import { Http2Delivery } from "./incomingHttp2";
 import { Loopback } from "./loopback";
 
 type IncomingTcp = Extract<AgentToEngine, { type: "incoming.tcp" }>;
@@ -44,6 +50,8 @@ export interface IncomingDeliveryOptions {
   portMap?: Record<number, number> | Map<number, number>;
   /** Where the debuggee listens (default: 127.0.0.1 or ::1, whichever answers). */
   host?: string;
+  /** Requests that came over TLS (the agent terminated it) reach the local app over TLS too. */
+  localTls?: boolean;
   log?: Log;
 }
 
@@ -64,6 +72,14 @@ export interface DeliveredRequest {
   /** From the agent's message to the local app's response head. */
   latencyMs: number;
   upgrade: boolean;
+  /** How the client spoke to the pod: "h2" for HTTP/2 (cleartext or TLS); absent: HTTP/1.x. */
+  protocol?: "h2";
+  /** The client's connection was TLS, terminated by the agent: the name it asked for, its certificate's subject (mTLS). */
+  tls?: { sni?: string; clientSubject?: string };
+  /** gRPC calls, reported when they end: grpc-status (0 OK, 1 CANCELLED, 14 UNAVAILABLE...) and message. */
+  grpc?: { status: number; message?: string };
+  /** The whole exchange, for calls reported when they end (gRPC). */
+  durationMs?: number;
 }
 
 export type PassedRequest = Omit<TrafficPassed, "type">;
@@ -85,11 +101,15 @@ export class IncomingDelivery extends EventEmitter {
   private readonly log: Log;
   private readonly portMap: Map<number, number>;
   private readonly agent;
+  private readonly tlsAgent; // the user's own app: its certificate is not checked
+  private readonly localTls: boolean;
+  private readonly http2: Http2Delivery;
   private readonly live = new Set<Duplex>();
   private closed = false;
   private readonly onMessage = (msg: AgentToEngine) => {
     if (msg.type === "incoming.tcp") this.deliverTcp(msg);
-    else if (msg.type === "incoming.http") this.deliverHttp(msg);
+    else if (msg.type === "incoming.http") msg.httpVersion === "2.0" ? this.http2.deliver(msg) : this.deliverHttp(msg);
+    else if (msg.type === "http.trailers" || msg.type === "http.reset") this.http2.onStreamMessage(msg);
     else if (msg.type === "traffic.passed") {
       const { type: _type, ...passed } = msg;
       this.emit("passed", passed satisfies PassedRequest);
@@ -103,7 +123,21 @@ export class IncomingDelivery extends EventEmitter {
     super();
     this.loopback = new Loopback(options.host);
     this.agent = this.loopback.httpAgent();
+    this.tlsAgent = this.loopback.httpsAgent();
     this.log = options.log ?? silentLog;
+    this.localTls = options.localTls ?? false;
+    this.http2 = new Http2Delivery({
+      conn,
+      host: options.host ?? "127.0.0.1",
+      log: this.log,
+      localPort: (port) => this.localPort(port),
+      localTls: (msg) => this.localTls && msg.tls !== undefined,
+      report: (r) => this.emit("request", r satisfies DeliveredRequest),
+      fail: (port, error) => this.fail(port, "http", error),
+      track: (d) => this.track(d),
+      countIn: (n) => (this.bytesIn += n),
+      countOut: (n) => (this.bytesOut += n),
+    });
     this.portMap = options.portMap instanceof Map ? new Map(options.portMap) : new Map(Object.entries(options.portMap ?? {}).map(([k, v]) => [Number(k), v]));
     conn.on("message", this.onMessage);
   }
@@ -121,6 +155,8 @@ export class IncomingDelivery extends EventEmitter {
     for (const s of this.live) s.destroy();
     this.live.clear();
     this.agent.destroy();
+    this.tlsAgent.destroy();
+    this.http2.close();
   }
 
   private track(s: Duplex): void {
@@ -204,8 +240,12 @@ export class IncomingDelivery extends EventEmitter {
         status,
         latencyMs: Date.now() - started,
         upgrade: msg.upgrade,
+        ...(msg.tls ? { tls: { ...(msg.tls.sni ? { sni: msg.tls.sni } : {}), ...(msg.tls.clientSubject ? { clientSubject: msg.tls.clientSubject } : {}) } } : {}),
       } satisfies DeliveredRequest);
-    const req = httpRequest({
+    const tls = this.localTls && msg.tls !== undefined;
+    const agent = tls ? this.tlsAgent : this.agent;
+    const req = (tls ? httpsRequest : httpRequest)({
+      ...(tls && msg.tls?.sni ? { servername: msg.tls.sni } : {}),
       host: "localhost", // the pool's key; the address is chosen by loopback.ts
       port: localPort,
       method: msg.method,
@@ -213,8 +253,8 @@ export class IncomingDelivery extends EventEmitter {
       headers: msg.rawHeaders as unknown as Record<string, string>, // raw form keeps names, case and order
       setHost: false,
       ...(msg.upgrade
-        ? { agent: false, createConnection: (_o: unknown, cb: (err: Error | null, socket: Duplex) => void) => void this.loopback.connect(localPort, {}, cb as (err: Error | null, socket?: Socket) => void) }
-        : { agent: this.agent }),
+        ? { agent: false, createConnection: (o: object, cb: (err: Error | null, socket: Duplex) => void) => void this.loopback.open(localPort, tls ? o : undefined, cb as (err: Error | null, socket?: Socket) => void) }
+        : { agent }),
       maxHeaderSize: MAX_HEADER_BYTES,
     });
     let answered = false;

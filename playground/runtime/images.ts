@@ -1,0 +1,29 @@
+// What each image runs in the playground: there is no registry, so an image name maps to a program
+// of this repository. Unknown images fail to pull, as they would in a cluster.
+// Containers are separate processes, so their programs are named by path.
+import { resolve } from "node:path";
+
+const REPO = resolve(__dirname, "../..");
+const APPS = resolve(__dirname, "../apps");
+
+export interface ImageProgram {
+  argv: string[];
+  /** Env every container of this image gets (below the pod spec's own env). */
+  env?: Record<string, string>;
+}
+
+export function programFor(image: string, command?: string[], args?: string[]): ImageProgram | undefined {
+  const name = image.replace(/^docker\.io\//, "").replace(/@sha256:.*$/, "");
+  const repo = name.replace(/:[^/:]+$/, "");
+  let base: string[] | undefined;
+  if (repo === "playground/api") base = [process.execPath, `${APPS}/api.js`];
+  else if (repo === "playground/db") base = [process.execPath, `${APPS}/db.js`];
+  else if (repo === "playground/client") base = [process.execPath, `${APPS}/client.js`];
+  else if (repo === "tether/agent" || repo.endsWith("/tether-agent") || repo === "tether-agent") base = [process.execPath, `${REPO}/dist/agent.js`];
+  else if (repo === "busybox" || repo === "playground/shell") base = ["/bin/sh", "-c", "sleep infinity"];
+  if (!base) return undefined;
+  // command replaces the entrypoint, args the default arguments (as in a container runtime)
+  if (command?.length) return { argv: [...command, ...(args ?? [])] };
+  if (args?.length) return { argv: [...base.slice(0, 2), ...args] };
+  return { argv: base };
+}
