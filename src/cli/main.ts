@@ -19,7 +19,8 @@ const USAGE = `usage:
   tether ls     [--kubeconfig P] [--context C] [-n NS] [--json]
   tether exec   [-f CONFIG] [-t KIND/NAME] [-n NS] [--context C] [--kubeconfig P]
                 [--steal | --mirror] [--http-header RE] [--http-path RE] [--http-method M]
-                [-p LOCAL:REMOTE]... -- COMMAND [ARGS...]
+                [--tls-secret NAME | --tls-cert FILE --tls-key FILE] [--tls-client-ca FILE|secret:NAME]
+                [--tls-local] [-p LOCAL:REMOTE]... -- COMMAND [ARGS...]
   tether doctor [-n NS] [--context C] [--kubeconfig P] [--job] [--probe-image IMAGE]
   tether --version`;
 
@@ -85,6 +86,11 @@ async function exec(argv: string[]): Promise<number> {
       "http-header": { type: "string" },
       "http-path": { type: "string" },
       "http-method": { type: "string" },
+      "tls-secret": { type: "string" },
+      "tls-cert": { type: "string" },
+      "tls-key": { type: "string" },
+      "tls-client-ca": { type: "string" },
+      "tls-local": { type: "boolean" },
       port: { type: "string", short: "p", multiple: true },
     },
     strict: true,
@@ -105,17 +111,25 @@ async function exec(argv: string[]): Promise<number> {
     ...(values["http-path"] ? { path: values["http-path"] } : {}),
     ...(values["http-method"] ? { method: values["http-method"] } : {}),
   };
+  const tls = {
+    ...(values["tls-secret"] ? { secret: values["tls-secret"] } : {}),
+    ...(values["tls-cert"] ? { certificate: values["tls-cert"] } : {}),
+    ...(values["tls-key"] ? { key: values["tls-key"] } : {}),
+    ...(values["tls-client-ca"] ? { clientCa: values["tls-client-ca"] } : {}),
+    ...(values["tls-local"] ? { local: "tls" } : {}),
+  };
   sources.push({
     name: "flags",
     value: {
       ...(values.target ? { target: values.namespace ? { path: values.target, namespace: values.namespace } : values.target } : {}),
       ...(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {}),
       ...(values.context ? { context: values.context } : {}),
-      ...(values.steal || values.mirror || Object.keys(filter).length || values.port
+      ...(values.steal || values.mirror || Object.keys(filter).length || values.port || Object.keys(tls).length
         ? {
             incoming: {
               ...(values.steal || Object.keys(filter).length ? { mode: "steal" } : values.mirror ? { mode: "mirror" } : {}),
               ...(Object.keys(filter).length ? { httpFilter: filter } : {}),
+              ...(Object.keys(tls).length ? { tls } : {}),
               ...(values.port ? { portMapping: values.port.map(parsePortMapping) } : {}),
             },
           }

@@ -19,6 +19,29 @@ const addressFilter = z.union([
 
 const port = z.number().int().min(1).max(65535);
 
+/** Where a PEM comes from: a local file, or "secret:NAME" (a Secret in the target's namespace). */
+const pemSource = z.string().min(1);
+
+const incomingTls = z
+  .strictObject({
+    secret: z.string().min(1).optional().describe("A kubernetes.io/tls Secret in the target's namespace: its tls.crt and tls.key are presented to clients (read with your kubeconfig, sent to the agent over the session)."),
+    certificate: pemSource.optional().describe("Local PEM file of the certificate chain (leaf first), with key; instead of secret."),
+    key: pemSource.optional().describe("Local PEM file of the private key of certificate."),
+    clientCa: pemSource
+      .optional()
+      .describe(
+        "mTLS: the CA that signs client certificates, a local PEM file or \"secret:NAME\" (that Secret's ca.crt). Clients must present a certificate it signed; its subject reaches httpFilter.header as the line \"x-tether-client-subject: O=dev,CN=alice\".",
+      ),
+    local: z.enum(["plain", "tls"]).default("plain").describe("How stolen HTTPS requests reach your local app: plain HTTP, or TLS again (its certificate is not checked)."),
+  })
+  .refine((t) => (t.secret !== undefined) !== (t.certificate !== undefined || t.key !== undefined), {
+    message: "give either secret, or certificate and key",
+  })
+  .refine((t) => t.secret !== undefined || (t.certificate !== undefined && t.key !== undefined), {
+    message: "certificate and key go together",
+    path: ["key"],
+  });
+
 const targetString = z
   .string()
   .regex(/^(targetless|(pod|deployment|statefulset|replicaset|job|service)\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?(\/container\/[a-z0-9]([-a-z0-9]*[a-z0-9])?)?)$/, {
@@ -48,6 +71,9 @@ export const configSchema = z
         portMapping: z.array(z.tuple([port, port])).optional().describe("[local, remote] pairs: traffic for the pod's remote port goes to your local port."),
         httpFilter: httpFilterSchema.optional().describe("Steal only matching HTTP requests (header regex 'Name: value', path regex, method, allOf, anyOf)."),
         stealProbes: z.boolean().default(false).describe("Also steal the pod's liveness/readiness/startup probe requests (normally they always reach the pod)."),
+        tls: incomingTls.optional().describe(
+          "Filtered steal of HTTPS (HTTP/1.1 and HTTP/2, gRPC): the agent terminates TLS with this certificate so that httpFilter can read the requests; matching ones reach your app, the rest the pod's app, encrypted again. Without it a TLS port can only be stolen whole or mirrored.",
+        ),
       })
       .prefault({})
       .describe("Traffic that reaches the target pod."),

@@ -14,6 +14,8 @@ import { Cluster, probesOf, resolveTarget, type ResolvedTarget } from "../kube/c
 import { openPortForward } from "../kube/portForward";
 import { openAgentWire } from "./agentWire";
 import { IncomingDelivery, type DeliveredRequest } from "./incoming";
+import { loadTlsMaterial } from "./tlsMaterial";
+import type { SubscribeTls } from "../protocol/messages";
 import { importEnv } from "./routing";
 
 export type Step = "resolving" | "starting agent" | "connecting" | "subscribing" | "ready";
@@ -57,6 +59,8 @@ export class Session extends EventEmitter {
   readonly ports = new Map<number, number>();
   /** Remote ports that may be subscribed (configured or the container's), with their local port. */
   private readonly candidates = new Map<number, number>();
+  /** incoming.tls, read once: certificate, key and client CA sent with each steal subscription. */
+  private tls?: SubscribeTls;
   private ending?: Promise<void>;
 
   private constructor(
@@ -130,7 +134,13 @@ export class Session extends EventEmitter {
       const declared = (this.target.container.ports ?? []).filter((p) => (p.protocol ?? "TCP") === "TCP").map((p) => p.containerPort);
       const remotePorts = [...new Set(config.incoming.ports ?? [...declared, ...mapping.keys()])].filter((p) => !ignored.has(p));
       for (const p of remotePorts) this.candidates.set(p, mapping.get(p) ?? p);
-      this.delivery = new IncomingDelivery(conn, { portMap: Object.fromEntries(this.candidates) });
+      if (config.incoming.mode === "steal" && config.incoming.tls) {
+        if (!conn.supports("http.trailers")) {
+          throw new TetherError("UNSUPPORTED", `filtered steal of TLS (incoming.tls) needs an agent of protocol 3; this one speaks ${conn.version}: use the current agent image`);
+        }
+        this.tls = await loadTlsMaterial(config.incoming.tls, this.cluster, this.target.namespace);
+      }
+      this.delivery = new IncomingDelivery(conn, { portMap: Object.fromEntries(this.candidates), localTls: config.incoming.tls?.local === "tls" });
       this.delivery.on("connection", () => this.stats.connections++);
       this.delivery.on("request", (r: DeliveredRequest) => {
         this.stats.requestsStolen++;
@@ -178,6 +188,7 @@ export class Session extends EventEmitter {
       mode: config.incoming.mode as "steal" | "mirror",
       ...(config.incoming.mode === "steal" && config.incoming.httpFilter ? { filter: config.incoming.httpFilter } : {}),
       ...(config.incoming.stealProbes ? { stealProbes: true } : {}),
+      ...(this.tls ? { tls: this.tls } : {}),
     });
   }
 
