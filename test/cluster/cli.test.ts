@@ -171,7 +171,7 @@ describe("tether CLI against the playground", requireNetns(), () => {
     const app = `require("http").createServer((q, s) => s.end("stolen " + q.url)).listen(${port}, "127.0.0.1")`;
     const run = await startExec(["-n", "demo", "-t", "pod/client", "--steal", "-p", `${port}:9999`], [process.execPath, "-e", app]);
     try {
-      assert.match(run.stderr(), new RegExp(`subscribing steal 9999->${port}`), run.stderr());
+      assert.match(run.stderr(), new RegExp(`subscribing steal pod 9999 -> local ${port}`), run.stderr());
       const ip = await podIpOf("client");
       let body = "";
       for (let i = 0; i < 80 && !/stolen/.test(body); i++) {
@@ -194,8 +194,8 @@ describe("tether CLI against the playground", requireNetns(), () => {
       const ip = await podIpOf(run.pod!);
       const body = await answers(ip, "/from-client", /"got"/);
       // the runtime reported the port the debuggee listens on; only then was it subscribed
-      assert.match(run.stderr(), /subscribing steal 8080->\d+ once the debuggee listens/);
-      assert.match(run.stderr(), new RegExp(`steal 8080->${port} \\(the command listens\\)`));
+      assert.match(run.stderr(), /subscribing steal pod 8080 -> local \d+ once the debuggee listens/);
+      assert.match(run.stderr(), new RegExp(`steal pod 8080 -> local ${port} \\(the command listens\\)`));
       const got = JSON.parse(body) as { got: string; api: string; apiPod: string; db: string; hostname: string };
       assert.equal(got.got, "/from-client");
       assert.equal(got.api, "/called-from-laptop"); // fetch by cluster DNS name, from the pod's network
