@@ -58,12 +58,12 @@ describe("steal: TLS (HTTPS, gRPC over TLS, mTLS)", requireNetns(), () => {
 
     const { conn } = await world.agent.connect({ label: "dev@laptop" });
     const delivery = new IncomingDelivery(conn, {
-      portMap: { [HTTPS_PORT]: localPlain.port, [GRPC_PORT]: localGrpc.port, [MTLS_PORT]: localPlain.port, [NO_CERT_PORT]: localTls.port },
+      podToLocal: new Map([[HTTPS_PORT, localPlain.port], [GRPC_PORT, localGrpc.port], [MTLS_PORT, localPlain.port], [NO_CERT_PORT, localTls.port]]),
     });
     delivery.on("request", (r: DeliveredRequest) => delivered.push(r));
     // a second session delivers over TLS to its local app (incoming.tls.local: "tls")
     second = (await world.agent.connect({ label: "tls@laptop" })).conn;
-    const secondDelivery = new IncomingDelivery(second, { portMap: { [LOCAL_TLS_PORT]: localTls.port }, localTls: true });
+    const secondDelivery = new IncomingDelivery(second, { podToLocal: new Map([[LOCAL_TLS_PORT, localTls.port]]), localTls: true });
     world.onDispose(() => {
       delivery.close();
       secondDelivery.close();
@@ -199,7 +199,7 @@ describe("steal: TLS (HTTPS, gRPC over TLS, mTLS)", requireNetns(), () => {
     }
     // the first session steals it whole: the bytes reach its local app, which speaks TLS itself
     const { conn: whole } = await world.agent.connect({ label: "whole@laptop" });
-    const delivery = new IncomingDelivery(whole, { portMap: { [NO_CERT_PORT]: localTls.port } });
+    const delivery = new IncomingDelivery(whole, { podToLocal: new Map([[NO_CERT_PORT, localTls.port]]) });
     try {
       await subscribe(whole, NO_CERT_PORT, undefined);
       assert.equal(await https(NO_CERT_PORT, "/whole"), "local-tls GET /whole");
