@@ -7,13 +7,14 @@ import { WebSocketServer } from "ws";
 import { acceptEngine } from "../src/protocol/connection";
 import type { Log } from "../src/protocol/log";
 import type { Probe } from "../src/protocol/messages";
+import { TETHER_VERSION } from "../src/protocol/version";
 import type { Outgoing, PortCapability, Resolver, TargetProcess } from "./capabilities";
 import type { AgentConfig } from "./config";
 import type { Metrics } from "./metrics";
 import { DRAIN_MAX_MS } from "./incoming/steal";
 import { AgentSession } from "./session";
 
-export const AGENT_VERSION = "0.1.0";
+export const AGENT_VERSION = TETHER_VERSION;
 /**
  * After its last session, the agent stays until the connections that went through it have drained
  * (each ends at its next response boundary, see incoming/steal.ts; cut after DRAIN_MAX_MS). New

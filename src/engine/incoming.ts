@@ -1,7 +1,7 @@
 // Engine side of incoming traffic: delivers what the agent stole or mirrored to the debuggee's
 // local port.
 //
-//   const delivery = new IncomingDelivery(conn, { portMap: { 80: 3000 } });
+//   const delivery = new IncomingDelivery(conn, { podToLocal: new Map([[80, 3000]]) });
 //   delivery.on("request", (r) => ...);   // one stolen HTTP request answered (live traffic view)
 //   delivery.on("failure", (f) => ...);   // the local app could not be reached
 //   ...
@@ -46,8 +46,8 @@ type IncomingHttp = Extract<AgentToEngine, { type: "incoming.http" }>;
 type TrafficPassed = Extract<AgentToEngine, { type: "traffic.passed" }>;
 
 export interface IncomingDeliveryOptions {
-  /** Pod port -> local port; ports not listed are delivered to the same port number. */
-  portMap?: Record<number, number> | Map<number, number>;
+  /** Pod port -> local port (config/ports podToLocal); ports not listed are delivered to the same port number. */
+  podToLocal?: ReadonlyMap<number, number>;
   /** Where the debuggee listens (default: 127.0.0.1 or ::1, whichever answers). */
   host?: string;
   /** Requests that came over TLS (the agent terminated it) reach the local app over TLS too. */
@@ -99,7 +99,7 @@ const HOP_BY_HOP = /^(connection|keep-alive)$/i;
 export class IncomingDelivery extends EventEmitter {
   private readonly loopback: Loopback;
   private readonly log: Log;
-  private readonly portMap: Map<number, number>;
+  private readonly podToLocal: ReadonlyMap<number, number>;
   private readonly agent;
   private readonly tlsAgent; // the user's own app: its certificate is not checked
   private readonly localTls: boolean;
@@ -138,13 +138,13 @@ export class IncomingDelivery extends EventEmitter {
       countIn: (n) => (this.bytesIn += n),
       countOut: (n) => (this.bytesOut += n),
     });
-    this.portMap = options.portMap instanceof Map ? new Map(options.portMap) : new Map(Object.entries(options.portMap ?? {}).map(([k, v]) => [Number(k), v]));
+    this.podToLocal = new Map(options.podToLocal);
     conn.on("message", this.onMessage);
   }
 
   /** The local port a pod port is delivered to. */
   localPort(port: number): number {
-    return this.portMap.get(port) ?? port;
+    return this.podToLocal.get(port) ?? port;
   }
 
   /** Stops taking new traffic and resets what is in flight. Safe to call twice. */

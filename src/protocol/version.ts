@@ -1,3 +1,11 @@
+// Tether's version, and the agent wire protocol's.
+
+/**
+ * The one version of the product: the extension, the CLI, the agent and its default image tag. It is
+ * package.json's "version", copied here by `npm run generate` (a test fails when they differ).
+ */
+export const TETHER_VERSION = "0.1.0";
+
 // Agent wire protocol versions. The wire only grows: a new version adds messages, never changes one.
 //   1: handshake, heartbeats, incoming (steal, filtered steal, mirror), outgoing tcp/udp, dns, env, files.
 //   2: adds `traffic.passed` (the agent tells a session about requests it let through to the app).

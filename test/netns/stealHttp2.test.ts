@@ -46,7 +46,7 @@ describe("steal: HTTP/2 cleartext and gRPC", requireNetns(), () => {
     world.onDispose(() => localH2.close());
     world.onDispose(() => alice.server.close());
     const { conn } = await world.agent.connect({ label: "dev@laptop" });
-    delivery = new IncomingDelivery(conn, { portMap: { [GRPC_PORT]: localGrpc.port, [H2_PORT]: localH2.port, [H2_TO_H1_PORT]: alice.port } });
+    delivery = new IncomingDelivery(conn, { podToLocal: new Map([[GRPC_PORT, localGrpc.port], [H2_PORT, localH2.port], [H2_TO_H1_PORT, alice.port]]) });
     delivery.on("request", (r: DeliveredRequest) => delivered.push(r));
     world.onDispose(() => {
       delivery.close();
