@@ -18,6 +18,7 @@ import type { Metrics } from "../metrics";
 import type { AgentSession } from "../session";
 import { requestFacts, type RequestFacts } from "./httpMatcher";
 import type { TlsFacts } from "./http2Steal";
+import { isH2cUpgrade } from "./h2cUpgrade";
 import { pipeBoth } from "../../src/protocol/pipeBoth";
 
 export const MAX_HEADER_BYTES = 96 * 1024;
@@ -40,6 +41,8 @@ export interface HttpStealContext {
   notify(facts: RequestFacts, decision: Decision): void;
   /** The TLS the agent terminated on this client connection (tlsSteal), if any. */
   tlsOf?(socket: Duplex): TlsFacts | undefined;
+  /** An `Upgrade: h2c` request (h2cUpgrade): switch the connection to HTTP/2, or read it as HTTP/1.1. */
+  h2cUpgrade?(req: IncomingMessage, socket: Duplex, head: Buffer): void;
 }
 
 export function countDecision(metrics: Metrics, decision: Decision): void {
@@ -265,6 +268,7 @@ export function createHttpSteal(ctx: HttpStealContext): Server {
   };
 
   server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (ctx.h2cUpgrade && isH2cUpgrade(req)) return ctx.h2cUpgrade(req, socket, head);
     const f = facts(req);
     const decision = ctx.decide(f);
     count(decision);
