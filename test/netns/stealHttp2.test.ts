@@ -159,6 +159,20 @@ describe("steal: HTTP/2 cleartext and gRPC", requireNetns(), () => {
     assert.equal(trailers.stdout.trim(), "local body local");
   });
 
+  test("WebSocket over HTTP/2 (RFC 8441 extended CONNECT), stolen and passed", async () => {
+    const ws = (dev: string) => `
+      const c = require('http2').connect(${JSON.stringify(url(H2_PORT, ""))});
+      c.on('remoteSettings', (s) => {
+        if (!s.enableConnectProtocol) { console.log('no extended CONNECT'); return c.close(); }
+        const r = c.request({ ':method': 'CONNECT', ':protocol': 'websocket', ':path': '/ws', ':scheme': 'http', ${dev ? `'x-dev': '${dev}'` : ""} });
+        r.on('response', (h) => { r.write('ping'); });
+        r.on('data', (d) => { console.log(String(d)); r.close(); c.close(); });
+        r.on('error', (e) => console.log('error ' + e.message));
+      });`;
+    assert.equal((await runIn(world.client, process.execPath, ["-e", ws("me")])).stdout.trim(), "local:ping");
+    assert.equal((await runIn(world.client, process.execPath, ["-e", ws("")])).stdout.trim(), "app:ping");
+  });
+
   test("a local app that speaks only HTTP/1.1 gets the stolen HTTP/2 request as HTTP/1.1", async () => {
     assert.equal(await curlIn(world.client, ["--http2-prior-knowledge", "-H", "x-dev: me", url(H2_TO_H1_PORT, "/old")]), "local alice GET /old");
     const file = join(mkdtempSync(join(tmpdir(), "tether-h2body-")), "body");
