@@ -25,6 +25,7 @@ import type { Metrics } from "../metrics";
 import type { AgentSession } from "../session";
 import { requestFacts, type RequestFacts } from "./httpMatcher";
 import type { TlsFacts } from "./http2Steal";
+import { isH2cUpgrade } from "./h2cUpgrade";
 import { pipeBoth } from "../../src/protocol/pipeBoth";
 
 export const MAX_HEADER_BYTES = 96 * 1024;
@@ -49,6 +50,8 @@ export interface HttpStealContext {
   notify(facts: RequestFacts, decision: Decision): void;
   /** The TLS the agent terminated on this client connection (tlsSteal), if any. */
   tlsOf?(socket: Duplex): TlsFacts | undefined;
+  /** An `Upgrade: h2c` request (h2cUpgrade): switch the connection to HTTP/2, or read it as HTTP/1.1. */
+  h2cUpgrade?(req: IncomingMessage, socket: Duplex, head: Buffer): void;
 }
 
 export function countDecision(metrics: Metrics, decision: Decision): void {
@@ -162,8 +165,18 @@ export class HttpSteal {
     return this.tracked.size;
   }
 
-  /** Hands an accepted connection (first bytes put back) to the HTTP parser. */
+  /**
+   * Hands an accepted connection (first bytes put back) to the HTTP parser; again after an upgrade
+   * the app declined (h2c), as a connection read request by request once more.
+   */
   handle(socket: Socket): void {
+    const known = this.tracked.get(socket);
+    if (known) {
+      known.busy = 0;
+      this.server.emit("connection", socket);
+      socket.resume();
+      return;
+    }
     const t: Tracked = { busy: 0, readAtIdle: 0 };
     this.tracked.set(socket, t);
     socket.once("close", () => {
@@ -383,6 +396,7 @@ function createHttpServer(ctx: HttpStealContext, owner: HttpSteal): Server {
   };
 
   server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (ctx.h2cUpgrade && isH2cUpgrade(req)) return ctx.h2cUpgrade(req, socket, head);
     const f = facts(req);
     const decision = ctx.decide(f);
     count(decision);

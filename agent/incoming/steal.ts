@@ -41,6 +41,8 @@ import type { Iptables } from "./iptables";
 import { readClientHello } from "./clientHello";
 import { createHttp2Steal, type AppRoute, type Http2Steal, type TlsFacts } from "./http2Steal";
 import { appSpeaksTls, PortTls } from "./tlsSteal";
+import { appSpeaksH2c, injectAfterSettings, upgradeHeadersFrame, withoutUpgrade } from "./h2cUpgrade";
+import type { IncomingMessage } from "node:http";
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import type { Duplex } from "node:stream";
 import { pipeBoth } from "../../src/protocol/pipeBoth";
@@ -204,7 +206,11 @@ export class StealRouter implements PortCapability {
       decide: (facts: RequestFacts) => this.decide(port, facts),
       notify: (facts: RequestFacts, decision: Decision) => this.notify(port, facts, decision),
     };
-    stolen.http = new HttpSteal({ ...requests, tlsOf: (socket) => stolen.tls.get(socket) });
+    stolen.http = new HttpSteal({
+      ...requests,
+      tlsOf: (socket) => stolen.tls.get(socket),
+      h2cUpgrade: (req, socket, head) => void this.h2cUpgrade(stolen, req, socket as Socket, head),
+    });
     stolen.http2 = createHttp2Steal(requests);
     listener.on("connection", (socket) => this.onConnection(stolen, socket));
     await new Promise<void>((resolve, reject) => {
@@ -311,6 +317,19 @@ export class StealRouter implements PortCapability {
   private plainRoute(port: number, socket: Socket): AppRoute {
     const host = originalHost(socket);
     return { scheme: "http", connect: () => connect({ host, port, noDelay: true }) };
+  }
+
+  /** `Upgrade: h2c`: switch to HTTP/2 when the app would have (it speaks h2c), else read the request as HTTP/1.1. */
+  private async h2cUpgrade(stolen: StolenPort, req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
+    const bodyless = !req.headers["transfer-encoding"] && Number(req.headers["content-length"] ?? 0) === 0;
+    const frame = bodyless && !stolen.tls.has(socket) ? upgradeHeadersFrame(req) : undefined;
+    if (frame && (await appSpeaksH2c(originalHost(socket), stolen.port))) {
+      if (socket.destroyed) return;
+      socket.write("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n");
+      return stolen.http2.handle(injectAfterSettings(socket, head, frame), { peer: peerOf(socket), app: this.plainRoute(stolen.port, socket) });
+    }
+    socket.unshift(Buffer.concat([withoutUpgrade(req), head]));
+    stolen.http.handle(socket);
   }
 
   /** A ClientHello on a port with a certificate: terminate it when the certificate covers its name. */
