@@ -35,7 +35,8 @@ export class Launch {
     const { config, log } = options;
     const runtimeBundle = options.runtimeBundle && existsSync(options.runtimeBundle) ? options.runtimeBundle : undefined;
     const session = await Session.start({ ...options, incomingOnListen: (options.incomingOnListen ?? false) && runtimeBundle !== undefined && !config.incoming.ports });
-    const conn = () => session.conn!;
+    // the primary pod's wire, looked up each time: another pod takes over when it goes away
+    const conn = () => session.wire();
     const tcp = new TcpForwarders(conn, log);
     const udp = new UdpForwarders(conn, log);
     const routing = routingFromConfig(config);
