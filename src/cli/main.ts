@@ -1,10 +1,9 @@
 // Entry of the `tether` command (dist/cli.js). Exit codes: 0 success (exec: the command's own code),
 // 2 usage or configuration error, 1 runtime failure. Progress goes to stderr.
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
-import { basename, resolve } from "node:path";
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { parsePortPair, showRoute } from "../config/ports";
+import { parsePortPair, showRoute, waitingText } from "../config/ports";
 import { targetPath } from "../config/target";
 import { readConfigFile, readProjectConfig, resolveConfig, type ConfigSource } from "../config/load";
 import { Cluster } from "../kube/cluster";
@@ -127,19 +126,18 @@ async function exec(argv: string[]): Promise<number> {
   const config = resolveConfig(sources);
   if (!config.target) throw new UsageError("no target: give -t KIND/NAME or a target in the config file");
 
-  // a Node command gets the runtime, which reports the ports it really listens on
-  const nodeCommand = /^node(js)?$/.test(basename(command[0]!)) && existsSync(resolve(__dirname, "runtime.js"));
   const launch = await Launch.start({
     config,
     log,
     runtimeBundle: resolve(__dirname, "runtime.js"),
-    incomingOnListen: nodeCommand,
     client: { name: "tether-cli", version: TETHER_VERSION },
     onStep: (step, detail) => process.stderr.write(`tether: ${step} ${detail}\n`),
     onSubscribed: (pod, local) => process.stderr.write(`tether: ${config.incoming.mode} ${showRoute(pod, local)} (the command listens)\n`),
+    onHandedBack: (pod, local) => process.stderr.write(`tether: ${showRoute(pod, local)} handed back to the pod: nothing listens on :${local} any more\n`),
     onSubscribeError: (port, err) => process.stderr.write(`tether: cannot subscribe port ${port}: ${err.message}\n`),
   });
   const session = launch.session;
+  if (session.waiting.length) process.stderr.write(`tether: ${waitingText(session.waiting)}\n`);
   const env: NodeJS.ProcessEnv = { ...process.env, ...launch.debuggeeEnv(process.env.NODE_OPTIONS ?? "") };
   const child = spawn(command[0]!, command.slice(1), { stdio: "inherit", env });
   const forward = (signal: NodeJS.Signals) => child.kill(signal);

@@ -21,12 +21,13 @@
 //   "passed"     (PassedRequest)       v2 agents: a request on a subscribed port went to the pod's app
 //   "failure"    (DeliveryFailure)     delivering to the local app failed
 import { EventEmitter } from "node:events";
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
+import { Agent as HttpAgent, type IncomingMessage } from "node:http";
 import { connect } from "node:net";
 import type { Duplex } from "node:stream";
 import type { EngineConnection } from "../protocol/connection";
 import { silentLog, type Log } from "../protocol/log";
 import { pipeBoth } from "../protocol/pipeBoth";
+import { directRequest } from "./directHttp";
 import type { AgentToEngine } from "../protocol/messages";
 
 type IncomingTcp = Extract<AgentToEngine, { type: "incoming.tcp" }>;
@@ -36,8 +37,8 @@ type TrafficPassed = Extract<AgentToEngine, { type: "traffic.passed" }>;
 export interface IncomingDeliveryOptions {
   /** Pod port -> local port (config/ports podToLocal); ports not listed are delivered to the same port number. */
   podToLocal?: ReadonlyMap<number, number>;
-  /** Where the debuggee listens (default 127.0.0.1). */
-  host?: string;
+  /** Where the debuggee listens on a local port (default 127.0.0.1; "::1" for an app on IPv6 only). */
+  hostOf?: (localPort: number) => string | undefined;
   log?: Log;
 }
 
@@ -75,7 +76,7 @@ const MAX_HEADER_BYTES = 96 * 1024;
 const HOP_BY_HOP = /^(connection|keep-alive)$/i;
 
 export class IncomingDelivery extends EventEmitter {
-  private readonly host: string;
+  private readonly hostOf: (localPort: number) => string;
   private readonly log: Log;
   private readonly podToLocal: ReadonlyMap<number, number>;
   private readonly agent = new HttpAgent({ keepAlive: true });
@@ -95,7 +96,7 @@ export class IncomingDelivery extends EventEmitter {
     options: IncomingDeliveryOptions = {},
   ) {
     super();
-    this.host = options.host ?? "127.0.0.1";
+    this.hostOf = (localPort) => options.hostOf?.(localPort) ?? "127.0.0.1";
     this.log = options.log ?? silentLog;
     this.podToLocal = new Map(options.podToLocal);
     conn.on("message", this.onMessage);
@@ -141,7 +142,7 @@ export class IncomingDelivery extends EventEmitter {
     if (this.closed) return void stream.destroy();
     const localPort = this.localPort(msg.port);
     this.emit("connection", { port: msg.port, localPort, mode: msg.mode, peer: msg.peer } satisfies IncomingConnection);
-    const app = connect({ host: this.host, port: localPort, allowHalfOpen: true });
+    const app = connect({ host: this.hostOf(localPort), port: localPort, allowHalfOpen: true });
     this.count(stream, app);
     this.track(app);
     this.track(stream);
@@ -184,8 +185,8 @@ export class IncomingDelivery extends EventEmitter {
         latencyMs: Date.now() - started,
         upgrade: msg.upgrade,
       } satisfies DeliveredRequest);
-    const req = httpRequest({
-      host: this.host,
+    const req = directRequest({
+      host: this.hostOf(localPort),
       port: localPort,
       method: msg.method,
       path: msg.url,

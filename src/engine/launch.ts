@@ -1,8 +1,11 @@
 // A session ready for a debuggee: the Session plus the runtime server, the TCP/UDP forwarders and
 // the local proxy, and the environment the debuggee is started with. Shared by `tether exec` and the
-// VS Code extension so both launch a process the same way.
+// VS Code extension so both launch a process the same way. Incoming ports follow the debuggee: a pod
+// port is subscribed when its local port accepts connections (reported by the Node runtime, or seen
+// by LocalListeners for any language) and handed back when it stops.
 import { existsSync } from "node:fs";
 import type { TetherConfig } from "../config/schema";
+import { deliveryHost, LocalListeners } from "./localListeners";
 import { LocalProxy } from "./localProxy";
 import { routingFromConfig } from "./routing";
 import { RuntimeServer } from "./runtimeServer";
@@ -16,6 +19,8 @@ export interface LaunchOptions extends SessionOptions {
   /** Called when the debuggee listens and the pod port delivered to its local port was subscribed. */
   onSubscribed?: (pod: number, local: number) => void;
   onSubscribeError?: (local: number, err: Error) => void;
+  /** Called when nothing listens on the local port any more and the pod port went back to the pod's app. */
+  onHandedBack?: (pod: number, local: number) => void;
 }
 
 export class Launch {
@@ -28,13 +33,14 @@ export class Launch {
     private readonly proxy: LocalProxy,
     private readonly tcp: TcpForwarders,
     private readonly udp: UdpForwarders,
+    private readonly listeners: LocalListeners,
     private readonly runtimeBundle: string | undefined,
   ) {}
 
   static async start(options: LaunchOptions): Promise<Launch> {
     const { config, log } = options;
     const runtimeBundle = options.runtimeBundle && existsSync(options.runtimeBundle) ? options.runtimeBundle : undefined;
-    const session = await Session.start({ ...options, incomingOnListen: (options.incomingOnListen ?? false) && runtimeBundle !== undefined && !config.incoming.ports });
+    const session = await Session.start({ ...options, incomingOnListen: true });
     const conn = () => session.conn!;
     const tcp = new TcpForwarders(conn, log);
     const udp = new UdpForwarders(conn, log);
@@ -43,13 +49,23 @@ export class Launch {
     try {
       runtime = await RuntimeServer.start({ conn, routing, forwarders: tcp, udpForwarders: udp, log });
       const proxy = await LocalProxy.start(conn, routing, log);
-      runtime.on("listen", ({ port }: { port: number }) => {
-        session.debuggeeListens(port).then(
-          (pod) => pod !== undefined && options.onSubscribed?.(pod, port),
+      const listens = (port: number, host: string | undefined) =>
+        session.debuggeeListens(port, host).then(
+          (pods) => pods.forEach((pod) => options.onSubscribed?.(pod, port)),
           (err: Error) => options.onSubscribeError?.(port, err),
         );
+      // the Node runtime says at once; LocalListeners sees any language within LISTEN_POLL_MS
+      runtime.on("listen", ({ port, address }: { port: number; address: string }) => void listens(port, deliveryHost([address])));
+      const listeners = new LocalListeners(new Set(session.routes.values()));
+      listeners.on("listening", ({ port, host }: { port: number; host: string }) => void listens(port, host));
+      listeners.on("stopped", ({ port }: { port: number }) => {
+        session.debuggeeStopped(port).then(
+          (pods) => pods.forEach((pod) => options.onHandedBack?.(pod, port)),
+          (err: Error) => log("warn", `cannot hand port ${port} back: ${err.message}`, { tag: "session" }),
+        );
       });
-      return new Launch(session, config, runtime, proxy, tcp, udp, runtimeBundle);
+      listeners.on("error", (err: Error) => log("warn", `cannot see which local ports accept connections: ${err.message}`, { tag: "session" }));
+      return new Launch(session, config, runtime, proxy, tcp, udp, listeners, runtimeBundle);
     } catch (err) {
       await Promise.allSettled([runtime?.close(), tcp.close(), udp.close(), session.destroy(err as Error)]);
       throw err;
@@ -74,6 +90,7 @@ export class Launch {
 
   close(): Promise<void> {
     this.closing ??= (async () => {
+      this.listeners.close();
       await Promise.allSettled([this.proxy.close(), this.runtime.close(), this.tcp.close(), this.udp.close()]);
       await this.session.close();
     })();

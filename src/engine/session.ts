@@ -25,8 +25,8 @@ export interface SessionOptions {
   log: Log;
   client: { name: string; version: string };
   /**
-   * Subscribe a port only once the debuggee listens on its local side (the Node runtime reports
-   * listen()), instead of subscribing every candidate port at start.
+   * Subscribe a port only once the debuggee listens on its local side (Launch reports it, see
+   * debuggeeListens), and hand it back when it stops; otherwise every candidate port at start.
    */
   incomingOnListen?: boolean;
   /** Called as each step starts (and "ready" at the end), with the time since start. */
@@ -44,7 +44,10 @@ const RECENT_LIMIT = 200;
 /** The longest a graceful close waits for the agent's unsubscribe, then for requests in flight. */
 const RELEASE_DRAIN_MS = 2_000;
 
-/** Events: "request" (DeliveredRequest), "ended" (err?: Error) when the agent wire goes away. */
+/**
+ * Events: "request" (DeliveredRequest), "ports" when a pod port is subscribed or handed back, "ended"
+ * (err?: Error) when the agent wire goes away.
+ */
 export class Session extends EventEmitter {
   readonly id = randomUUID();
   readonly stats: SessionStats = { connections: 0, requestsStolen: 0, requestsPassed: 0, failures: 0 };
@@ -59,6 +62,10 @@ export class Session extends EventEmitter {
   readonly ports = new Map<number, number>();
   /** Pod ports that may be subscribed (configured or the container's), with their local port. */
   private readonly candidates = new Map<number, number>();
+  /** Where each local port is listened on ("127.0.0.1", "::1"...), as the debuggee's listen said. */
+  private readonly localHosts = new Map<number, string>();
+  /** Subscribes and hand-backs, one at a time and in the order the debuggee's listen/stop came. */
+  private portChanges: Promise<unknown> = Promise.resolve();
   private ending?: Promise<void>;
 
   private constructor(
@@ -132,7 +139,7 @@ export class Session extends EventEmitter {
       const declared = (this.target.container.ports ?? []).filter((p) => (p.protocol ?? "TCP") === "TCP").map((p) => p.containerPort);
       const podPorts = [...new Set(config.incoming.ports ?? [...declared, ...mapping.keys()])].filter((p) => !ignored.has(p));
       for (const p of podPorts) this.candidates.set(p, mapping.get(p) ?? p);
-      this.delivery = new IncomingDelivery(conn, { podToLocal: this.candidates });
+      this.delivery = new IncomingDelivery(conn, { podToLocal: this.candidates, hostOf: (local) => this.localHosts.get(local) });
       this.delivery.on("connection", () => this.stats.connections++);
       this.delivery.on("request", (r: DeliveredRequest) => {
         this.stats.requestsStolen++;
@@ -173,25 +180,72 @@ export class Session extends EventEmitter {
     const conn = this.conn!;
     if (this.ports.has(pod)) return;
     this.ports.set(pod, this.candidates.get(pod)!);
-    await conn.request({
-      type: "incoming.subscribe",
-      id: conn.newRequestId(),
-      port: pod,
-      mode: config.incoming.mode as "steal" | "mirror",
-      // mirror with a filter goes to the agent too, which refuses it with its reason (filtered mirror is not built yet)
-      ...(config.incoming.httpFilter ? { filter: config.incoming.httpFilter } : {}),
-      ...(config.incoming.stealProbes ? { stealProbes: true } : {}),
+    try {
+      await conn.request({
+        type: "incoming.subscribe",
+        id: conn.newRequestId(),
+        port: pod,
+        mode: config.incoming.mode as "steal" | "mirror",
+        // mirror with a filter goes to the agent too, which refuses it with its reason (filtered mirror is not built yet)
+        ...(config.incoming.httpFilter ? { filter: config.incoming.httpFilter } : {}),
+        ...(config.incoming.stealProbes ? { stealProbes: true } : {}),
+      });
+    } catch (err) {
+      this.ports.delete(pod);
+      throw err;
+    }
+    this.emit("ports");
+  }
+
+  /** Local ports incoming traffic will go to once something listens there (the "waiting for your app" state). */
+  get waiting(): number[] {
+    if (this.options.config.incoming.mode === "off") return [];
+    return [...new Set([...this.candidates].filter(([pod]) => !this.ports.has(pod)).map(([, local]) => local))];
+  }
+
+  /** Pod ports that may be subscribed, with the local port each is delivered to. */
+  get routes(): ReadonlyMap<number, number> {
+    return this.candidates;
+  }
+
+  /**
+   * The one place that decides when a pod port is subscribed: something (the debuggee) listens on
+   * `localPort` at `host` — reported by the Node runtime, the native layer, or LocalListeners for any
+   * language. Subscribes the pod ports delivered there; resolves with them (none when nothing maps).
+   */
+  debuggeeListens(localPort: number, host?: string): Promise<number[]> {
+    return this.changePorts(async () => {
+      if (this.ending || !this.conn || this.options.config.incoming.mode === "off") return [];
+      if (host) this.localHosts.set(localPort, host);
+      const pods = [...this.candidates].filter(([pod, local]) => local === localPort && !this.ports.has(pod)).map(([pod]) => pod);
+      for (const pod of pods) {
+        await this.subscribe(pod);
+        this.options.log("info", `subscribed ${showRoute(pod, localPort)}: the debuggee listens`, { tag: "session", session: this.id });
+      }
+      return pods;
     });
   }
 
-  /** The debuggee listens on `localPort`: subscribe the pod port delivered there, if any. */
-  async debuggeeListens(localPort: number): Promise<number | undefined> {
-    if (this.ending || !this.conn || this.options.config.incoming.mode === "off") return undefined;
-    const pod = [...this.candidates].find(([, local]) => local === localPort)?.[0];
-    if (pod === undefined || this.ports.has(pod)) return undefined;
-    await this.subscribe(pod);
-    this.options.log("info", `subscribed ${showRoute(pod, localPort)}: the debuggee listens`, { tag: "session", session: this.id });
-    return pod;
+  /** Nothing listens on `localPort` any more: hand its pod ports back to the pod's app. Resolves with them. */
+  debuggeeStopped(localPort: number): Promise<number[]> {
+    return this.changePorts(async () => {
+      const conn = this.conn;
+      if (this.ending || !conn) return [];
+      const pods = [...this.ports].filter(([, local]) => local === localPort).map(([pod]) => pod);
+      for (const pod of pods) {
+        this.ports.delete(pod);
+        this.emit("ports");
+        await conn.request({ type: "incoming.unsubscribe", id: conn.newRequestId(), port: pod });
+        this.options.log("info", `handed back ${showRoute(pod, localPort)}: nothing listens there any more`, { tag: "session", session: this.id });
+      }
+      return pods;
+    });
+  }
+
+  private changePorts<T>(change: () => Promise<T>): Promise<T> {
+    const next = this.portChanges.then(change, change);
+    this.portChanges = next.catch(() => undefined);
+    return next;
   }
 
   private remember(entry: Session["recent"][number]): void {
@@ -202,6 +256,7 @@ export class Session extends EventEmitter {
   /** Graceful end: unsubscribe, close the wire (the agent removes its rules and exits), remove the job pod. */
   close(): Promise<void> {
     this.ending ??= (async () => {
+      await Promise.race([this.portChanges, new Promise((r) => setTimeout(r, RELEASE_DRAIN_MS).unref())]); // a subscribe under way ends first
       await this.release();
       this.delivery?.close();
       this.conn?.close();

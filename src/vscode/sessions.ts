@@ -109,7 +109,7 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
     }
     let active: ActiveSession;
     try {
-      active = await this.start(config, token, isNodeDebugType(debugConfiguration.type));
+      active = await this.start(config, token);
     } catch (err) {
       this.fail(err as Error, true);
       return undefined;
@@ -125,7 +125,7 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
   }
 
   /** Starts a session with a progress notification that shows each step; cancellable. */
-  async start(config: TetherConfig, token?: vscode.CancellationToken, listenDriven = false): Promise<ActiveSession> {
+  async start(config: TetherConfig, token?: vscode.CancellationToken): Promise<ActiveSession> {
     const label = targetLabel(config.target, "");
     const steps: ActiveSession["steps"] = [];
     return await vscode.window.withProgress(
@@ -135,7 +135,6 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
           config,
           log: this.log,
           runtimeBundle: join(this.extensionPath, "dist", "runtime.js"),
-          incomingOnListen: listenDriven, // a Node debuggee reports the ports it listens on
           client: { name: "tether-vscode", version: TETHER_VERSION },
           onStep: (step, detail, ms) => {
             steps.push({ step, detail, ms });
@@ -145,7 +144,14 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
             this.log("info", `${config.incoming.mode} ${showRoute(pod, local)}: the debuggee listens`);
             this.changed.fire(undefined);
           },
-          onSubscribeError: (local, err) => this.log("error", `cannot subscribe port ${local}: ${err.message}`),
+          onSubscribeError: (local, err) => {
+            this.log("error", `cannot take the pod's traffic for local :${local}: ${err.message}`);
+            void vscode.window.showWarningMessage(`Tether: cannot take the pod's traffic for local :${local}: ${err.message}`, "Show log").then((a) => a && this.channel.show());
+          },
+          onHandedBack: (pod, local) => {
+            this.log("info", `${showRoute(pod, local)} handed back to the pod: nothing listens on :${local} any more`);
+            this.changed.fire(undefined);
+          },
         });
         const cancelled = new Promise<never>((_, reject) => {
           const onCancel = () => reject(new Error("cancelled"));
@@ -162,6 +168,7 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
         const active: ActiveSession = { id: launch.session.id, label, mode: config.incoming.mode, launch, started: Date.now(), steps };
         this.sessions.set(active.id, active);
         launch.session.on("request", () => this.changed.fire(active));
+        launch.session.on("ports", () => this.changed.fire(active));
         launch.session.on("ended", (err: Error) => {
           if (!this.sessions.has(active.id)) return;
           this.log("error", `session ${label} ended: ${err.message}`);

@@ -2,7 +2,7 @@
 // edit .tether/config.json through commands (extension.ts); Sessions shows live counts and the
 // recent requests of each running session.
 import * as vscode from "vscode";
-import { podToLocal, showRoutes } from "../config/ports";
+import { podToLocal, showRoutes, waitingText } from "../config/ports";
 import type { TetherConfig } from "../config/schema";
 import type { ConfigStore } from "./store";
 import type { ActiveSession, SessionManager } from "./sessions";
@@ -207,7 +207,8 @@ export class SessionsProvider extends RowsProvider {
         ? { label: `${r.method} ${r.path}`, description: "passed to the pod", icon: "arrow-right", id: `${s.id}.r${recent.length - i}.${r.method}${r.path}` }
         : { label: `${r.method} ${r.path}`, description: `${r.status} · ${r.latencyMs} ms · stolen`, icon: "debug-stackframe", id: `${s.id}.r${recent.length - i}.${r.method}${r.path}` },
     );
-    const ports = showRoutes(s.launch.session.ports, "none yet");
+    const session = s.launch.session;
+    const ports = [session.ports.size ? showRoutes(session.ports) : "", session.waiting.length ? waitingText(session.waiting) : ""].filter(Boolean).join("; ") || "none";
     return {
       label: s.label,
       description: `${s.mode} · ${st.connections} conn · ${st.requestsStolen} stolen · ${st.requestsPassed} passed${d ? ` · ${bytes(d.bytesIn + d.bytesOut)}` : ""}`,

@@ -225,6 +225,29 @@ describe("tether CLI against the playground", requireNetns(), () => {
     }
   });
 
+  test("incoming traffic follows a Python app's listener: the pod serves until it listens, and again once it stops", async () => {
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const trigger = join(stateDir, `listen-${port}`);
+    Object.assign(env, { LOCAL_PORT: String(port), LISTEN_WHEN: trigger });
+    const run = await startExec(["-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`], ["python3", resolve(__dirname, "../fixtures/listen_later.py")]);
+    try {
+      assert.match(run.stderr(), new RegExp(`waiting for your app to listen on :${port}`), run.stderr());
+      const ip = await podIpOf(run.pod!);
+      assert.match(await fromClientPod(`http://${ip}:8080/before`), /"pod":"api-/, "before the app listens the pod answers (no 502)");
+      await writeFile(trigger, "");
+      assert.equal(await answers(ip, "/while", /python got/), "python got /while");
+      assert.match(run.stderr(), new RegExp(`steal pod 8080 -> local ${port} \\(the command listens\\)`));
+      assert.match(await answers(ip, "/after", /"pod":"api-/), /"pod":"api-/, "once the app stops listening the pod answers again");
+      for (let i = 0; i < 50 && !/handed back/.test(run.stderr()); i++) await new Promise((r) => setTimeout(r, 100));
+      assert.match(run.stderr(), new RegExp(`pod 8080 -> local ${port} handed back to the pod: nothing listens on :${port} any more`));
+    } finally {
+      delete env.LOCAL_PORT;
+      delete env.LISTEN_WHEN;
+      run.child.kill("SIGTERM");
+      await run.exited;
+    }
+  });
+
   test("exec with a job-pod agent steals into a Node app; the job pod is deleted at the end", async () => {
     const port = 20000 + Math.floor(Math.random() * 20000);
     const file = join(stateDir, "job.json");

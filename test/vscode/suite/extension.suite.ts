@@ -2,6 +2,7 @@
 // debug provider injects into a real js-debug session, configuration errors cancel the launch with
 // their JSON path (and show in the editor through the generated schema), commands are registered.
 import * as assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import * as vscode from "vscode";
@@ -24,6 +25,23 @@ async function until<T>(what: string, probe: () => T | undefined | false, ms = 6
     if (v) return v;
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** GET `url` from inside the playground's client pod (its network namespace, found by its address). */
+async function fromClientPod(api: TetherApi, url: string): Promise<string> {
+  const [s] = [...api.sessions.sessions.values()];
+  const client = await s!.launch.session.cluster.core.readNamespacedPod({ name: "client", namespace: "demo" });
+  const ip = client.status!.podIP!;
+  const ns = execFileSync("ip", ["netns", "list"], { encoding: "utf8" })
+    .split("\n")
+    .map((l) => l.split(" ")[0]!)
+    .find((n) => n && execFileSync("ip", ["-n", n, "-4", "-o", "addr"], { encoding: "utf8" }).includes(` ${ip}/`));
+  assert.ok(ns, `the client pod's network namespace (${ip})`);
+  try {
+    return execFileSync("ip", ["netns", "exec", ns, "curl", "-s", "--max-time", "20", url], { encoding: "utf8" });
+  } catch (err) {
+    return `curl failed: ${(err as Error).message}`;
   }
 }
 
@@ -97,6 +115,27 @@ describe("Tether in a real VS Code", () => {
     await vscode.commands.executeCommand("tether.stopSession", { arg: id });
     assert.equal(api.sessions.sessions.size, 0);
     await until("the debug session to stop", () => vscode.debug.activeDebugSession === undefined, 30_000);
+  });
+
+  it("a Python app run through node-terminal gets stolen traffic once it listens and calls the cluster through the proxy, with default settings", async () => {
+    writeConfig({ ...base(), incoming: { mode: "steal", portMapping: [[18183, 8080]] } });
+    const app = join(vscode.extensions.getExtension("tether-dev.tether")!.extensionPath, "test", "fixtures", "proxy_caller.py");
+    const ok = await vscode.debug.startDebugging(folder, { type: "node-terminal", request: "launch", name: "python app", command: `python3 ${app}`, env: { LOCAL_PORT: "18183" }, tether: {} });
+    assert.ok(ok, `the launch started (${api.sessions.lastError ?? ""})`);
+    const [s] = [...api.sessions.sessions.values()];
+    // LocalListeners sees the Python server listen (no runtime reports it), then pod 8080 is stolen
+    await until("pod 8080 to be stolen for local 18183", () => s!.launch.session.ports.get(8080) === 18183);
+    const podIp = s!.launch.session.target.pod.status!.podIP!;
+    let body = "";
+    for (let i = 0; i < 50 && !/"python"/.test(body); i++) {
+      body = await fromClientPod(api, `http://${podIp}:8080/from-vscode`);
+      if (!/"python"/.test(body)) await new Promise((r) => setTimeout(r, 200));
+    }
+    // the app called http://api.demo.svc.cluster.local:8080/ through HTTP_PROXY (the engine's proxy in the extension host)
+    assert.deepEqual(JSON.parse(body), { got: "/from-vscode", api: "/from-python", python: true });
+    await vscode.debug.stopDebugging();
+    await until("the session to end with the debug session", () => api.sessions.sessions.size === 0, 30_000);
+    for (const t of vscode.window.terminals) t.dispose(); // the terminal's python process with it
   });
 
   it("F5 with no target: a QuickPick lists the namespace's workloads, the pick starts the session and becomes a recent target", async () => {
