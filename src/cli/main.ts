@@ -4,7 +4,7 @@ import { spawn } from "node:child_process";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { parsePortPair, showRoute, waitingText } from "../config/ports";
-import { targetPath } from "../config/target";
+import { parseTargetPath, targetPath } from "../config/target";
 import { readConfigFile, readProjectConfig, resolveConfig, type ConfigSource } from "../config/load";
 import { Cluster } from "../kube/cluster";
 import { listNamespaces, listWorkloads } from "../kube/discovery";
@@ -20,7 +20,7 @@ const USAGE = `usage:
   tether exec   [-f CONFIG] [-t KIND/NAME] [-n NS] [--context C] [--kubeconfig P]
                 [--steal | --mirror] [--http-header RE] [--http-path RE] [--http-method M]
                 [-p LOCAL:REMOTE]... -- COMMAND [ARGS...]
-  tether doctor [-n NS] [--context C] [--kubeconfig P] [--job] [--probe-image IMAGE]
+  tether doctor [-t KIND/NAME] [-n NS] [--context C] [--kubeconfig P] [--job] [--probe-image IMAGE]
   tether --version`;
 
 class UsageError extends Error {}
@@ -162,13 +162,13 @@ async function doctorCmd(argv: string[]): Promise<number> {
   });
   if (values.help) return console.log(USAGE), 0;
   const cluster = new Cluster({ kubeconfig: values.kubeconfig, context: values.context, namespace: values.namespace });
-  const findings = await doctor(cluster, cluster.namespace, values.job ? "job" : "ephemeral");
-  if (values["probe-image"]) findings.push(await probeImage(cluster, cluster.namespace, values["probe-image"]));
+  const findings = await doctor(cluster, cluster.namespace, values.job ? "job" : "ephemeral", values.target ? parseTargetPath(values.target) : undefined);
+  if (values["probe-image"] && findings[0]?.ok) findings.push(await probeImage(cluster, cluster.namespace, values["probe-image"]));
   for (const f of findings) {
-    console.log(`${f.ok ? "ok  " : "FAIL"} ${f.check}: ${f.detail}`);
+    console.log(`${f.ok ? "ok  " : f.optional ? "warn" : "FAIL"} ${f.check}: ${f.detail}`);
     if (f.fix) console.log(`     what to do: ${f.fix}`);
   }
-  return findings.every((f) => f.ok) ? 0 : 1;
+  return findings.every((f) => f.ok || f.optional) ? 0 : 1;
 }
 
 export async function main(argv: string[]): Promise<number> {

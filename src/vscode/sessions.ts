@@ -5,7 +5,9 @@
 import * as vscode from "vscode";
 import { join } from "node:path";
 import type { TetherConfig } from "../config/schema";
-import { isNodeDebugType } from "../config/debugTypes";
+import { DEBUG_TYPES, isNodeDebugType } from "../config/debugTypes";
+import { TetherError } from "../protocol/error";
+import { debuggerInstalled } from "./debuggers";
 import { showRoute } from "../config/ports";
 import { targetLabel } from "../config/target";
 import type { Launch } from "../engine/launch";
@@ -94,11 +96,19 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
       return debugConfiguration;
     }
     if (block === undefined && !this.store.enabled) return debugConfiguration;
+    this.lastError = undefined;
+    const type = String(debugConfiguration.type);
+    if (!debuggerInstalled(type)) {
+      // VS Code would refuse the launch after the agent had started stealing: start nothing
+      const provider = DEBUG_TYPES[type]?.provider ?? "the extension that provides it";
+      this.fail(new TetherError("UNSUPPORTED", `no debugger for "${type}" is installed (it comes with ${provider}); no session was started`), "extensions", type);
+      return undefined;
+    }
     let config: TetherConfig;
     try {
       config = this.store.resolve(folder, block === true ? undefined : block, (note) => this.log("warn", note));
     } catch (err) {
-      this.fail(err as Error, false);
+      this.fail(err as Error, "config");
       return undefined;
     }
     if (!config.target) {
@@ -111,7 +121,11 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
     try {
       active = await this.start(config, token);
     } catch (err) {
-      this.fail(err as Error, true);
+      if (TetherError.is(err, "CANCELLED")) {
+        this.log("info", "the start was cancelled: no session, nothing left in the cluster");
+        return undefined; // the user asked for it: no error
+      }
+      this.fail(err as Error, "doctor");
       return undefined;
     }
     const env: Record<string, string> = { ...(debugConfiguration.env ?? {}) };
@@ -154,7 +168,7 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
           },
         });
         const cancelled = new Promise<never>((_, reject) => {
-          const onCancel = () => reject(new Error("cancelled"));
+          const onCancel = () => reject(new TetherError("CANCELLED", "cancelled"));
           cancel.onCancellationRequested(onCancel);
           token?.onCancellationRequested(onCancel);
         });
@@ -192,14 +206,16 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
     this.log("info", `session ${s.label} stopped`);
   }
 
-  private fail(err: Error, withDoctor: boolean): void {
+  /** A start that did not happen: logged, remembered for the tests, and one message with what to do. */
+  private fail(err: Error, help: "doctor" | "config" | "extensions", debugType?: string): void {
     this.lastError = err.message;
     this.log("error", `cannot start the session: ${err.message}`);
-    const actions = withDoctor ? ["Show log", "Run doctor"] : ["Show log", "Open config"];
-    void vscode.window.showErrorMessage(`Tether: ${err.message}`, ...actions).then((a) => {
+    const action = { doctor: "Run doctor", config: "Open config", extensions: "Find a debugger" }[help];
+    void vscode.window.showErrorMessage(`Tether: ${err.message}`, "Show log", action).then((a) => {
       if (a === "Show log") this.channel.show();
       else if (a === "Run doctor") void vscode.commands.executeCommand("tether.runDoctor");
       else if (a === "Open config") void vscode.commands.executeCommand("tether.openConfig");
+      else if (a === "Find a debugger") void vscode.commands.executeCommand("workbench.extensions.search", `@category:debuggers ${debugType ?? ""}`);
     });
   }
 }

@@ -1,6 +1,7 @@
 // The Traffic, Outgoing and Sessions views. Traffic and Outgoing show the effective configuration and
-// edit .tether/config.json through commands (extension.ts); Sessions shows live counts and the
-// recent requests of each running session.
+// edit .tether/config.json through commands (vscode/commands.ts): on/off settings are checkboxes,
+// other rows open a picker or an input box that writes only when confirmed, so browsing the views
+// writes nothing. Sessions shows live counts and the recent requests of each running session.
 import * as vscode from "vscode";
 import { podToLocal, showRoutes, waitingText } from "../config/ports";
 import type { TetherConfig } from "../config/schema";
@@ -18,6 +19,8 @@ export interface Row {
   /** A value the row's commands act on (a rule, a filter field, a session id). */
   arg?: unknown;
   id?: string;
+  /** An on/off setting: a checkbox; ticking it runs `command` with the new value. */
+  checkbox?: { checked: boolean; command: string };
 }
 
 abstract class RowsProvider implements vscode.TreeDataProvider<Row> {
@@ -38,7 +41,19 @@ abstract class RowsProvider implements vscode.TreeDataProvider<Row> {
     item.contextValue = row.contextValue;
     if (row.id) item.id = row.id;
     if (row.command) item.command = { ...row.command, arguments: row.command.arguments ?? [row] };
+    if (row.checkbox) item.checkboxState = row.checkbox.checked ? vscode.TreeItemCheckboxState.Checked : vscode.TreeItemCheckboxState.Unchecked;
     return item;
+  }
+
+  /** The view, with its checkboxes wired to their commands (checking a row never touches its children). */
+  createView(id: string): vscode.Disposable {
+    const view = vscode.window.createTreeView(id, { treeDataProvider: this, manageCheckboxStateManually: true });
+    const checks = view.onDidChangeCheckboxState((e) => {
+      for (const [row, state] of e.items) {
+        if (row.checkbox) void vscode.commands.executeCommand(row.checkbox.command, state === vscode.TreeItemCheckboxState.Checked);
+      }
+    });
+    return vscode.Disposable.from(checks, view);
   }
 
   getChildren(row?: Row): Row[] {
@@ -122,11 +137,12 @@ export class TrafficProvider extends ConfigRowsProvider {
         children: filterRows,
       },
       {
-        label: "Probes",
-        description: inc.stealProbes ? "stolen too" : "always reach the pod",
+        label: "Steal probes",
+        description: inc.stealProbes ? "the pod's probes are stolen too" : "probes always reach the pod",
         icon: "heart",
         id: "probes",
-        command: { command: "tether.toggleStealProbes", title: "Toggle Probe Stealing", arguments: [] },
+        tooltip: "Liveness/readiness/startup probe requests: ticked, they are stolen like any request",
+        checkbox: { checked: inc.stealProbes, command: "tether.toggleStealProbes" },
       },
     ];
   }
@@ -147,19 +163,18 @@ export class OutgoingProvider extends ConfigRowsProvider {
     }));
     ruleRows.push({ label: "Add rule…", icon: "add", id: "rule.add", command: { command: "tether.addOutgoingRule", title: "Add Outgoing Rule", arguments: [] } });
     return [
-      { label: "TCP", description: out.tcp ? "through the cluster" : "local", icon: "arrow-right", id: "tcp", command: { command: "tether.toggleOutgoingTcp", title: "Toggle", arguments: [] } },
-      { label: "UDP", description: out.udp ? "through the cluster" : "local", icon: "arrow-right", id: "udp", command: { command: "tether.toggleOutgoingUdp", title: "Toggle", arguments: [] } },
+      { label: "TCP", description: out.tcp ? "through the cluster" : "local", icon: "arrow-right", id: "tcp", checkbox: { checked: out.tcp, command: "tether.toggleOutgoingTcp" } },
+      { label: "UDP", description: out.udp ? "through the cluster" : "local", icon: "arrow-right", id: "udp", checkbox: { checked: out.udp, command: "tether.toggleOutgoingUdp" } },
       {
         label: "Rules",
         description: kind === "local" ? "these stay on your machine" : "only these go through the cluster",
         icon: "list-filter",
         id: "rules",
-        contextValue: "tether.outgoingRules",
-        tooltip: "Click to switch between local and remote rules",
-        command: { command: "tether.toggleOutgoingFilterKind", title: "Switch Local/Remote", arguments: [] },
+        contextValue: `tether.outgoingRules.${kind}`,
+        tooltip: "The ⇄ button switches between rules that stay local and rules that go through the cluster",
         children: ruleRows,
       },
-      { label: "DNS", description: config.dns.enabled ? "the pod's resolver" : "local", icon: "globe", id: "dns", command: { command: "tether.toggleDns", title: "Toggle DNS", arguments: [] } },
+      { label: "DNS", description: config.dns.enabled ? "the pod's resolver" : "local", icon: "globe", id: "dns", checkbox: { checked: config.dns.enabled, command: "tether.toggleDns" } },
     ];
   }
 }

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
+import net from "node:net";
 import { join, resolve } from "node:path";
 import { startPlayground, type Playground } from "../../playground/apiserver/startPlayground";
 import { requireNetns } from "../support/netns";
@@ -231,6 +232,7 @@ describe("tether CLI against the playground", requireNetns(), () => {
     Object.assign(env, { LOCAL_PORT: String(port), LISTEN_WHEN: trigger });
     const run = await startExec(["-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`], ["python3", resolve(__dirname, "../fixtures/listen_later.py")]);
     try {
+      for (let i = 0; i < 50 && !/waiting for your app/.test(run.stderr()); i++) await new Promise((r) => setTimeout(r, 100));
       assert.match(run.stderr(), new RegExp(`waiting for your app to listen on :${port}`), run.stderr());
       const ip = await podIpOf(run.pod!);
       assert.match(await fromClientPod(`http://${ip}:8080/before`), /"pod":"api-/, "before the app listens the pod answers (no 502)");
@@ -329,5 +331,29 @@ describe("tether CLI against the playground", requireNetns(), () => {
     assert.equal(missing.status, 1);
     assert.match(missing.stdout, /FAIL agent image registry.example\/no-such-image:1: (ErrImagePull|ImagePullBackOff)/);
     assert.doesNotMatch((await kubectl(["get", "pods", "-n", "demo", "-o", "name"])).stdout, /image-probe/);
+  });
+
+  test("doctor checks that the cluster answers first, then the permission the target needs", async () => {
+    // a user limited to reading pods in demo: reading deployment/api is what fails; listing namespaces only browses
+    const limited = await cli(["doctor", "-n", "demo", "--context", "playground-limited", "-t", "deployment/api"]);
+    assert.equal(limited.status, 1);
+    assert.match(limited.stdout, /^ok {3}cluster: the cluster at https:\/\/127\.0\.0\.1:\d+ \(context playground-limited\) answers/m);
+    assert.match(limited.stdout, /FAIL RBAC: get deployments: denied in demo \(needed to resolve the target deployment\/api\)/);
+    assert.match(limited.stdout, /what to do: ask for "get" on "deployments" \(API group apps\) in namespace demo/);
+    assert.match(limited.stdout, /warn RBAC: list namespaces: denied in the cluster/);
+    // a cluster that does not answer: said once, nothing else asked
+    const hung = net.createServer(() => {});
+    await new Promise<void>((r) => hung.listen(0, "127.0.0.1", r));
+    try {
+      const file = join(stateDir, "hung.yaml");
+      const server = `https://127.0.0.1:${(hung.address() as net.AddressInfo).port}`;
+      await writeFile(file, `apiVersion: v1\nkind: Config\ncurrent-context: hung\nclusters:\n- name: hung\n  cluster:\n    server: ${server}\n    insecure-skip-tls-verify: true\ncontexts:\n- name: hung\n  context:\n    cluster: hung\n    user: u\nusers:\n- name: u\n  user:\n    token: t\n`);
+      const r = await cli(["doctor", "--kubeconfig", file]);
+      assert.equal(r.status, 1);
+      assert.equal(r.stdout.split("\n").filter((l) => /^(ok|FAIL|warn)/.test(l)).length, 1, r.stdout);
+      assert.match(r.stdout, new RegExp(`FAIL cluster: the cluster at ${server.replace(/[.]/g, "\\.")} \\(context hung\\) did not answer within \\d+ s`));
+    } finally {
+      hung.close();
+    }
   });
 });

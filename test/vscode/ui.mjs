@@ -100,7 +100,10 @@ try {
   await showTether();
   await row("Targets", /^playground/).waitFor({ timeout: 30000 });
   await row("Targets", /^demo$|^demo\b/).click();
-  await row("Targets", "deployment/api").click({ timeout: 30000 });
+  // a click only browses; the row's ◎ button makes it the target
+  const apiRow = row("Targets", "deployment/api");
+  await apiRow.hover({ timeout: 30000 });
+  await apiRow.locator('.action-label[aria-label^="Select as Target"]').click({ timeout: 10000 });
   await row("Targets", /deployment\/api.*target/).waitFor({ timeout: 15000 });
   await page.locator(".statusbar-item", { hasText: "Tether: demo/deployment/api" }).first().waitFor({ timeout: 10000 });
   await shot("target-selected");

@@ -160,6 +160,14 @@ describe("Tether in a real VS Code", () => {
     await until("the session to end with the debug session", () => api.sessions.sessions.size === 0, 30_000);
   });
 
+  it("F5 on a debug type with no debugger installed starts no session and says what to install", async () => {
+    writeConfig({ ...base(), incoming: { mode: "steal" } });
+    const ok = await vscode.debug.startDebugging(folder, { type: "debugpy", request: "launch", name: "python", program: join(ws, "app.py"), tether: {} });
+    assert.equal(ok, false);
+    assert.match(api.sessions.lastError ?? "", /no debugger for "debugpy" is installed \(it comes with the Python Debugger extension \(ms-python\.debugpy\)\); no session was started/);
+    assert.equal(api.sessions.sessions.size, 0);
+  });
+
   it("a bad .tether/config.json cancels the launch and names the file and JSON path", async () => {
     writeConfig({ ...base(), outgoing: { filter: { local: ["10.0.0.0/40"] } } });
     const ok = await vscode.debug.startDebugging(folder, { type: "node", request: "launch", name: "bad", program: join(ws, "envdump.js"), tether: {} });
