@@ -19,6 +19,7 @@ const DEACTIVATE_WITHIN_MS = 4_000;
 export interface TetherApi {
   sessions: SessionManager;
   store: ConfigStore;
+  targets: TargetsProvider;
   /** Our cost: evaluating the bundle plus running activate(), in milliseconds. */
   activationMs: number;
 }
@@ -55,7 +56,7 @@ export function activate(context: vscode.ExtensionContext): TetherApi {
   const activateMs = performance.now() - activateStart;
   const activationMs = loadMs + activateMs;
   log("info", `Tether activated in ${activationMs.toFixed(1)} ms (bundle evaluation ${loadMs.toFixed(1)} ms + activate() ${activateMs.toFixed(1)} ms)`);
-  return { sessions, store, activationMs };
+  return { sessions, store, targets, activationMs };
 }
 
 /**

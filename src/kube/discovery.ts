@@ -53,6 +53,7 @@ export async function listNamespaces(cluster: Cluster): Promise<string[]> {
  * are then listed on their own); without even the pods, the FORBIDDEN error is thrown.
  */
 export async function listWorkloads(cluster: Cluster, namespace: string, hidden: string[] = []): Promise<WorkloadInfo[]> {
+  const left = new Set<string>();
   const list = async <T>(what: string, call: () => Promise<{ items: T[] }>): Promise<{ items: T[] }> => {
     try {
       return await call();
@@ -60,7 +61,7 @@ export async function listWorkloads(cluster: Cluster, namespace: string, hidden:
       const e = apiError(err, `listing ${what} in ${namespace}`);
       // forbidden to this user, or an API the cluster does not serve (404)
       if (!(TetherError.is(e, "FORBIDDEN") || TetherError.is(e, "NOT_FOUND")) || what === "pods") throw e;
-      hidden.push(what);
+      left.add(what);
       return { items: [] };
     }
   };
@@ -71,6 +72,7 @@ export async function listWorkloads(cluster: Cluster, namespace: string, hidden:
     list("pods", () => cluster.core.listNamespacedPod({ namespace })),
     list("services", () => cluster.core.listNamespacedService({ namespace })),
   ]);
+  hidden.push(...["deployments", "statefulsets", "jobs", "services"].filter((k) => left.has(k)));
   const running = pods.items.filter((p) => !p.metadata?.deletionTimestamp);
   const owned = new Set<string>();
   const podsOf = (selector: Record<string, string> | undefined) => {

@@ -7,7 +7,7 @@
 // Env: CS_URL, WS_DIR, ARTIFACTS, KUBECONFIG.
 import { chromium } from "playwright-core";
 import { execFileSync, spawn } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 
 const URL = process.env.CS_URL;
 const ARTIFACTS = process.env.ARTIFACTS;
@@ -123,6 +123,36 @@ try {
   await page.keyboard.press("Enter");
   await row("Traffic", /Header.*x-debug/).waitFor({ timeout: 10000 });
   await shot("steal-with-header-filter");
+
+  // 3b. browsing writes nothing: a click on every row (Escape closes the picker or input a row opens)
+  const configFile = `${process.env.WS_DIR}/.tether/config.json`;
+  const written = readFileSync(configFile, "utf8");
+  let clicked = 0;
+  for (const title of ["Targets", "Traffic", "Outgoing"]) {
+    const rows = pane(title).locator(".monaco-list-row");
+    const n = Math.min(await rows.count(), 25);
+    for (let i = 0; i < n; i++) {
+      const label = rows.nth(i).locator(".label-name").first();
+      if (!(await label.isVisible().catch(() => false))) continue;
+      await label.click({ timeout: 5000 }).catch(() => {});
+      clicked++;
+      await sleep(150);
+      await page.keyboard.press("Escape");
+    }
+  }
+  await sleep(1000);
+  check(readFileSync(configFile, "utf8") === written, `a click on each of ${clicked} rows of Targets, Traffic and Outgoing leaves .tether/config.json untouched`);
+  // on/off settings are checkboxes: ticking writes, ticking again writes back
+  const tcpBox = () => row("Outgoing", /^TCP/).locator(".custom-view-tree-node-item-checkbox, .monaco-checkbox").first();
+  const fileSays = async (re) => {
+    for (let i = 0; i < 50 && !re.test(readFileSync(configFile, "utf8")); i++) await sleep(200);
+    return re.test(readFileSync(configFile, "utf8"));
+  };
+  await tcpBox().click({ timeout: 10000 });
+  check(await fileSays(/"tcp": false/), "unticking Outgoing TCP writes outgoing.tcp = false");
+  await tcpBox().click({ timeout: 10000 });
+  check(await fileSays(/"tcp": true/), "ticking it again writes outgoing.tcp = true");
+  await shot("checkboxes");
 
   // 4. a breakpoint in the handler (line 5 of server.js), then F5
   await page.keyboard.press("Control+P");

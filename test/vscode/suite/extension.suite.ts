@@ -3,7 +3,9 @@
 // their JSON path (and show in the editor through the generated schema), commands are registered.
 import * as assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as vscode from "vscode";
 import type { TetherApi } from "../../../src/extension";
@@ -28,16 +30,15 @@ async function until<T>(what: string, probe: () => T | undefined | false, ms = 6
   }
 }
 
-/** GET `url` from inside the playground's client pod (its network namespace, found by its address). */
-async function fromClientPod(api: TetherApi, url: string): Promise<string> {
+/** GET `url` from inside a demo pod (its network namespace, found by its address), as another workload would. */
+async function fromPod(api: TetherApi, pod: string, url: string): Promise<string> {
   const [s] = [...api.sessions.sessions.values()];
-  const client = await s!.launch.session.cluster.core.readNamespacedPod({ name: "client", namespace: "demo" });
-  const ip = client.status!.podIP!;
+  const ip = (await s!.launch.session.cluster.core.readNamespacedPod({ name: pod, namespace: "demo" })).status!.podIP!;
   const ns = execFileSync("ip", ["netns", "list"], { encoding: "utf8" })
     .split("\n")
     .map((l) => l.split(" ")[0]!)
     .find((n) => n && execFileSync("ip", ["-n", n, "-4", "-o", "addr"], { encoding: "utf8" }).includes(` ${ip}/`));
-  assert.ok(ns, `the client pod's network namespace (${ip})`);
+  assert.ok(ns, `the network namespace of ${pod} (${ip})`);
   try {
     return execFileSync("ip", ["netns", "exec", ns, "curl", "-s", "--max-time", "20", url], { encoding: "utf8" });
   } catch (err) {
@@ -118,17 +119,20 @@ describe("Tether in a real VS Code", () => {
   });
 
   it("a Python app run through node-terminal gets stolen traffic once it listens and calls the cluster through the proxy, with default settings", async () => {
-    writeConfig({ ...base(), incoming: { mode: "steal", portMapping: [[18183, 8080]] } });
+    // the target is the client pod, so the app's call to the api Service cannot come back to it;
+    // its container declares no ports, so the port is named
+    writeConfig({ kubeconfig: e2e.kubeconfig, target: { path: "pod/client", namespace: "demo" }, incoming: { mode: "steal", ports: [8080], portMapping: [[18183, 8080]] } });
     const app = join(vscode.extensions.getExtension("tether-dev.tether")!.extensionPath, "test", "fixtures", "proxy_caller.py");
     const ok = await vscode.debug.startDebugging(folder, { type: "node-terminal", request: "launch", name: "python app", command: `python3 ${app}`, env: { LOCAL_PORT: "18183" }, tether: {} });
     assert.ok(ok, `the launch started (${api.sessions.lastError ?? ""})`);
     const [s] = [...api.sessions.sessions.values()];
     // LocalListeners sees the Python server listen (no runtime reports it), then pod 8080 is stolen
     await until("pod 8080 to be stolen for local 18183", () => s!.launch.session.ports.get(8080) === 18183);
-    const podIp = s!.launch.session.target.pod.status!.podIP!;
+    const clientIp = s!.launch.session.target.pod.status!.podIP!;
+    const apiPod = (await s!.launch.session.cluster.core.listNamespacedPod({ namespace: "demo", labelSelector: "app=api" })).items[0]!.metadata!.name!;
     let body = "";
     for (let i = 0; i < 50 && !/"python"/.test(body); i++) {
-      body = await fromClientPod(api, `http://${podIp}:8080/from-vscode`);
+      body = await fromPod(api, apiPod, `http://${clientIp}:8080/from-vscode`);
       if (!/"python"/.test(body)) await new Promise((r) => setTimeout(r, 200));
     }
     // the app called http://api.demo.svc.cluster.local:8080/ through HTTP_PROXY (the engine's proxy in the extension host)
@@ -166,6 +170,67 @@ describe("Tether in a real VS Code", () => {
     assert.equal(ok, false);
     assert.match(api.sessions.lastError ?? "", /no debugger for "debugpy" is installed \(it comes with the Python Debugger extension \(ms-python\.debugpy\)\); no session was started/);
     assert.equal(api.sessions.sessions.size, 0);
+  });
+
+  it("no kubeconfig anywhere: Targets is empty so its welcome shows, with no made-up context", async () => {
+    const saved = { KUBECONFIG: process.env.KUBECONFIG, HOME: process.env.HOME };
+    const home = mkdtempSync(join(tmpdir(), "tether-home-"));
+    try {
+      delete process.env.KUBECONFIG;
+      process.env.HOME = home;
+      writeConfig({ target: { path: "deployment/api", namespace: "demo" } });
+      assert.deepEqual(await api.targets.getChildren(), []);
+      assert.equal(api.targets.noKubeconfig, true);
+    } finally {
+      for (const [k, v] of Object.entries(saved)) v === undefined ? delete process.env[k] : (process.env[k] = v);
+      rmSync(home, { recursive: true, force: true });
+    }
+    writeConfig(base());
+    const contexts = (await api.targets.getChildren()) as { context?: string }[];
+    assert.ok(contexts.some((c) => c.context === "playground"), JSON.stringify(contexts));
+    assert.equal(api.targets.noKubeconfig, false);
+  });
+
+  it("a hung API server: Targets names it after the timeout, F5 fails with the same reason, and a cancelled start is no error", async () => {
+    const hung = createServer(() => {}); // accepts, never answers
+    await new Promise<void>((r) => hung.listen(0, "127.0.0.1", r));
+    const server = `https://127.0.0.1:${(hung.address() as AddressInfo).port}`;
+    const file = join(tmpdir(), `tether-hung-${process.pid}.yaml`);
+    try {
+      writeFileSync(file, `apiVersion: v1\nkind: Config\ncurrent-context: hung\nclusters:\n- name: hung\n  cluster:\n    server: ${server}\n    insecure-skip-tls-verify: true\ncontexts:\n- name: hung\n  context:\n    cluster: hung\n    user: u\n    namespace: demo\nusers:\n- name: u\n  user:\n    token: t\n`);
+      writeConfig({ kubeconfig: file, target: { path: "deployment/api", namespace: "demo" }, incoming: { mode: "off" } });
+      const [context] = await api.targets.getChildren();
+      const [row] = (await api.targets.getChildren(context)) as { text?: string; description?: string }[];
+      assert.equal(row?.text, "cannot reach the cluster");
+      assert.match(row?.description ?? "", new RegExp(`the cluster at ${server.replace(/[.]/g, "\\.")} \\(context hung\\) did not answer within 12 s`));
+      const launch = { type: "node", request: "launch", name: "hung", program: join(ws, "envdump.js"), tether: {} };
+      const cancel = new vscode.CancellationTokenSource();
+      const resolving = api.sessions.resolveDebugConfigurationWithSubstitutedVariables(folder, { ...launch }, cancel.token);
+      setTimeout(() => cancel.cancel(), 500);
+      assert.equal(await resolving, undefined, "the launch is abandoned");
+      assert.equal(api.sessions.lastError, undefined, "a cancel is not an error");
+      assert.equal(await vscode.debug.startDebugging(folder, launch), false);
+      assert.match(api.sessions.lastError ?? "", /did not answer within 12 s/);
+      assert.equal(api.sessions.sessions.size, 0);
+    } finally {
+      hung.close();
+      rmSync(file, { force: true });
+    }
+  });
+
+  it("a user limited to one namespace: its namespace, Enter Namespace..., and the pods it may see", async () => {
+    writeConfig({ kubeconfig: e2e.kubeconfig, context: "playground-limited" });
+    const contexts = (await api.targets.getChildren()) as { context?: string }[];
+    const limited = contexts.find((c) => c.context === "playground-limited")!;
+    const namespaces = (await api.targets.getChildren(limited as never)) as { namespace?: string; text?: string }[];
+    assert.deepEqual(namespaces.map((n) => n.namespace ?? n.text), ["demo", "Enter namespace…"]);
+    const demo = (await api.targets.getChildren(namespaces[0] as never)) as { text?: string; workload?: { kind: string; name: string } }[];
+    assert.match(demo[0]?.text ?? "", /^cannot list deployments, statefulsets, jobs, services here$/);
+    const pods = demo.filter((n) => n.workload?.kind === "pod").map((n) => n.workload!.name);
+    assert.ok(pods.includes("client") && pods.some((p) => p.startsWith("api-")), pods.join(", "));
+    await api.store.enterNamespace("playground-limited", "restricted");
+    const again = (await api.targets.getChildren(limited as never)) as { namespace?: string }[];
+    assert.ok(again.some((n) => n.namespace === "restricted"));
   });
 
   it("a bad .tether/config.json cancels the launch and names the file and JSON path", async () => {
@@ -230,6 +295,8 @@ describe("Tether in a real VS Code", () => {
       await vscode.commands.executeCommand("workbench.action.closeActiveEditor");
     } finally {
       writeFileSync(launchFile, original);
+      // the next tests read launch.json through VS Code, which reloads it a moment later
+      await until("launch.json to be reloaded", () => !(vscode.workspace.getConfiguration("launch", folder.uri).get<{ name: string }[]>("configurations") ?? []).some((c) => c.name === "bad"), 15_000);
     }
   });
 
