@@ -3,6 +3,7 @@
 import * as vscode from "vscode";
 import { AgentLogs } from "./vscode/agentLog";
 import { createCommands, registerCommands } from "./vscode/commands";
+import { ConfigDiagnostics } from "./vscode/diagnostics";
 import { channelLog } from "./vscode/log";
 import { SessionManager } from "./vscode/sessions";
 import { StatusBar } from "./vscode/status";
@@ -20,6 +21,7 @@ export interface TetherApi {
   sessions: SessionManager;
   store: ConfigStore;
   targets: TargetsProvider;
+  status: StatusBar;
   /** Our cost: evaluating the bundle plus running activate(), in milliseconds. */
   activationMs: number;
 }
@@ -36,12 +38,14 @@ export function activate(context: vscode.ExtensionContext): TetherApi {
   const sessionsView = new SessionsProvider(sessions);
   const agentLogs = new AgentLogs(sessions);
   const commands = createCommands({ store, sessions, targets, agentLogs, channel, log });
+  const status = new StatusBar(store, sessions);
 
   context.subscriptions.push(
     channel,
     store,
     sessions,
-    new StatusBar(store, sessions),
+    status,
+    new ConfigDiagnostics(store, log),
     vscode.window.registerTreeDataProvider("tether.targets", targets),
     new TrafficProvider(store).createView("tether.traffic"),
     new OutgoingProvider(store).createView("tether.outgoing"),
@@ -56,7 +60,7 @@ export function activate(context: vscode.ExtensionContext): TetherApi {
   const activateMs = performance.now() - activateStart;
   const activationMs = loadMs + activateMs;
   log("info", `Tether activated in ${activationMs.toFixed(1)} ms (bundle evaluation ${loadMs.toFixed(1)} ms + activate() ${activateMs.toFixed(1)} ms)`);
-  return { sessions, store, targets, activationMs };
+  return { sessions, store, targets, status, activationMs };
 }
 
 /**

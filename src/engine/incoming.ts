@@ -22,6 +22,7 @@
 //   "connection" (IncomingConnection)  an incoming.tcp stream was accepted
 //   "request"    (DeliveredRequest)    an HTTP request got its response head (status, latency)
 //   "passed"     (PassedRequest)       v2 agents: a request on a subscribed port went to the pod's app
+//   "started"    (StartedRequest)      a stolen HTTP request arrived; "finished" (the same) when its exchange ended
 //   "failure"    (DeliveryFailure)     delivering to the local app failed
 import { EventEmitter } from "node:events";
 import { Agent as HttpAgent, type IncomingMessage } from "node:http";
@@ -78,6 +79,17 @@ export interface DeliveredRequest {
 
 export type PassedRequest = Omit<TrafficPassed, "type">;
 
+/** A stolen HTTP request the debuggee has not finished answering. */
+export interface StartedRequest {
+  /** The wire stream it came on. */
+  id: number;
+  port: number;
+  localPort: number;
+  method: string;
+  path: string;
+  since: number;
+}
+
 export interface DeliveryFailure {
   port: number;
   localPort: number;
@@ -102,7 +114,10 @@ export class IncomingDelivery extends EventEmitter {
   private closed = false;
   private readonly onMessage = (msg: AgentToEngine) => {
     if (msg.type === "incoming.tcp") this.deliverTcp(msg);
-    else if (msg.type === "incoming.http") msg.httpVersion === "2.0" ? this.http2.deliver(msg) : this.deliverHttp(msg);
+    else if (msg.type === "incoming.http") {
+      this.inFlight(msg);
+      msg.httpVersion === "2.0" ? this.http2.deliver(msg) : this.deliverHttp(msg);
+    }
     else if (msg.type === "http.trailers" || msg.type === "http.reset") this.http2.onStreamMessage(msg);
     else if (msg.type === "traffic.passed") {
       const { type: _type, ...passed } = msg;
@@ -200,6 +215,15 @@ export class IncomingDelivery extends EventEmitter {
     };
     app.on("close", finishOther(app, stream));
     stream.on("close", finishOther(stream, app));
+  }
+
+  /** "started" now, "finished" when its wire stream closes: what is in flight (e.g. paused at a breakpoint). */
+  private inFlight(msg: IncomingHttp): void {
+    const stream = this.conn.stream(msg.stream);
+    if (!stream || this.closed) return;
+    const request: StartedRequest = { id: msg.stream, port: msg.port, localPort: this.localPort(msg.port), method: msg.method, path: msg.url, since: Date.now() };
+    this.emit("started", request);
+    stream.once("close", () => this.emit("finished", request));
   }
 
   private deliverHttp(msg: IncomingHttp): void {

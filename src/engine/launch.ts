@@ -4,7 +4,10 @@
 // port is subscribed when its local port accepts connections (reported by the Node runtime, or seen
 // by LocalListeners for any language) and handed back when it stops.
 import { existsSync } from "node:fs";
+import { debuggeeLimits, type DebuggeeKind } from "../config/debuggeeSupport";
+import { showRoutes, waitingText } from "../config/ports";
 import type { TetherConfig } from "../config/schema";
+import { targetLabel } from "../config/target";
 import { deliveryHost, LocalListeners } from "./localListeners";
 import { LocalProxy } from "./localProxy";
 import { routingFromConfig } from "./routing";
@@ -21,6 +24,8 @@ export interface LaunchOptions extends SessionOptions {
   onSubscribeError?: (local: number, err: Error) => void;
   /** Called when nothing listens on the local port any more and the pod port went back to the pod's app. */
   onHandedBack?: (pod: number, local: number) => void;
+  /** Called when a local port is already taken by another program as the session starts. */
+  onPortTaken?: (local: number) => void;
 }
 
 export class Launch {
@@ -64,6 +69,10 @@ export class Launch {
           (err: Error) => log("warn", `cannot hand port ${port} back: ${err.message}`, { tag: "session" }),
         );
       });
+      listeners.on("taken", ({ port }: { port: number }) => {
+        log("warn", `local port ${port} is already taken by another program: its pod traffic waits until your app listens there`, { tag: "session" });
+        options.onPortTaken?.(port);
+      });
       listeners.on("error", (err: Error) => log("warn", `cannot see which local ports accept connections: ${err.message}`, { tag: "session" }));
       return new Launch(session, config, runtime, proxy, tcp, udp, listeners, runtimeBundle);
     } catch (err) {
@@ -86,6 +95,32 @@ export class Launch {
       ...this.proxy.debuggeeEnv(noProxy),
       ...(this.runtimeBundle ? this.runtime.debuggeeEnv(this.runtimeBundle, fs, baseNodeOptions) : {}),
     };
+  }
+
+  /**
+   * What is active, in one line, for when the session is ready (the CLI's stderr, VS Code's log and
+   * Debug Console): the pod, incoming, outgoing, DNS, env, and what a non-Node debuggee does not get.
+   */
+  summary(kind: DebuggeeKind): string {
+    const { config, session } = this;
+    const inc = config.incoming;
+    const out = config.outgoing;
+    const rules = out.filter ? ("local" in out.filter ? ` except ${out.filter.local.join(", ")}` : ` only for ${out.filter.remote.join(", ")}`) : "";
+    const outgoing =
+      out.tcp && out.udp ? `outgoing through the cluster${rules}` : !out.tcp && !out.udp ? "outgoing local" : `outgoing ${out.tcp ? "TCP" : "UDP"} through the cluster${rules}, ${out.tcp ? "UDP" : "TCP"} local`;
+    const t = session.target;
+    return [
+      `${targetLabel(config.target)} as pod ${t.podName}${t.readyPods > 1 ? ` (1 of ${t.readyPods} replicas)` : ""}`,
+      inc.mode === "off"
+        ? "incoming off"
+        : `${inc.mode}${inc.httpFilter ? " with an HTTP filter" : ""} ${showRoutes(session.routes, "(no ports)")}${session.waiting.length ? `, ${waitingText(session.waiting)}` : ""}`,
+      outgoing,
+      config.dns.enabled ? "DNS in the pod" : "DNS local",
+      `${Object.keys(session.env).length} env variables from the pod`,
+      debuggeeLimits(kind),
+    ]
+      .filter(Boolean)
+      .join(" · ");
   }
 
   close(): Promise<void> {

@@ -76,7 +76,11 @@ export interface LocalListenersOptions {
   pollMs?: number;
 }
 
-/** Events: "listening" ({ port, host }), "stopped" ({ port }). */
+/**
+ * Events: "listening" ({ port, host }), "stopped" ({ port }), "scan" after each look, "taken" ({ port }) for a port already
+ * listened on when watching began: another program's (the debuggee starts after its session), so it
+ * is not reported as listening until it has stopped and something listens there again.
+ */
 export class LocalListeners extends EventEmitter {
   private readonly ports: Set<number>;
   /** The delivery host of each port seen listening. */
@@ -85,6 +89,9 @@ export class LocalListeners extends EventEmitter {
   private method: "proc" | "probe" | undefined;
   private busy = false;
   private closed = false;
+  private first = true;
+  /** Ports another program held when watching began, until it lets go. */
+  private readonly taken = new Set<number>();
 
   constructor(ports: Iterable<number>, options: LocalListenersOptions = {}) {
     super();
@@ -139,6 +146,15 @@ export class LocalListeners extends EventEmitter {
     try {
       const now = await this.scan();
       if (this.closed) return;
+      if (this.first) {
+        this.first = false;
+        for (const port of now.keys()) {
+          this.taken.add(port);
+          this.emit("taken", { port });
+        }
+      }
+      for (const port of [...this.taken]) if (!now.has(port)) this.taken.delete(port);
+      for (const port of this.taken) now.delete(port);
       for (const [port, host] of now) {
         if (this.up.get(port) === host) continue;
         this.up.set(port, host);
@@ -149,6 +165,7 @@ export class LocalListeners extends EventEmitter {
         this.up.delete(port);
         this.emit("stopped", { port });
       }
+      this.emit("scan");
     } catch (err) {
       this.emit("error", err);
     } finally {

@@ -10,12 +10,12 @@ import { normalizeTarget, targetPath, type Target } from "../config/target";
 import type { EngineConnection } from "../protocol/connection";
 import { TetherError } from "../protocol/error";
 import type { Log } from "../protocol/log";
-import type { AgentToEngine } from "../protocol/messages";
+import type { AgentToEngine, Probe } from "../protocol/messages";
 import { placeAgent, type PlacedAgent } from "../kube/agentPlacement";
 import { Cluster, probesOf, resolveTarget, type ResolvedTarget } from "../kube/cluster";
 import { openPortForward } from "../kube/portForward";
 import { openAgentWire } from "./agentWire";
-import { IncomingDelivery, type DeliveredRequest } from "./incoming";
+import { IncomingDelivery, type DeliveredRequest, type IncomingConnection, type StartedRequest } from "./incoming";
 import { importEnv } from "./routing";
 
 export type Step = "resolving" | "starting agent" | "connecting" | "subscribing" | "ready";
@@ -34,11 +34,23 @@ export interface SessionOptions {
 }
 
 export interface SessionStats {
+  /** Whole connections delivered (steal without a filter, mirror). */
   connections: number;
+  /** Of those, mirrored copies. */
+  mirrored: number;
   requestsStolen: number;
+  /** Requests the agent let through to the pod's app, probes not counted. */
   requestsPassed: number;
+  /** The pod's liveness/readiness/startup probe requests that reached the pod (folded into one count). */
+  probesPassed: number;
   failures: number;
 }
+
+/** One line of the session's recent traffic. */
+export type RecentEntry =
+  | DeliveredRequest
+  | { passed: true; method: string; path: string; port: number }
+  | { connection: true; mode: "steal" | "mirror"; port: number; localPort: number; peer: { address: string; port: number } };
 
 const RECENT_LIMIT = 200;
 /** The longest a graceful close waits for the agent's unsubscribe, then for requests in flight. */
@@ -50,8 +62,12 @@ const RELEASE_DRAIN_MS = 2_000;
  */
 export class Session extends EventEmitter {
   readonly id = randomUUID();
-  readonly stats: SessionStats = { connections: 0, requestsStolen: 0, requestsPassed: 0, failures: 0 };
-  readonly recent: (DeliveredRequest | { passed: true; method: string; path: string; port: number })[] = [];
+  readonly stats: SessionStats = { connections: 0, mirrored: 0, requestsStolen: 0, requestsPassed: 0, probesPassed: 0, failures: 0 };
+  readonly recent: RecentEntry[] = [];
+  /** Stolen HTTP requests the debuggee is still answering (a breakpoint holds them), by wire stream. */
+  readonly inFlight = new Map<number, StartedRequest>();
+  /** The target container's probes: their requests are counted, not listed. */
+  private probes: Probe[] = [];
   target!: ResolvedTarget;
   placed?: PlacedAgent;
   conn?: EngineConnection;
@@ -101,6 +117,7 @@ export class Session extends EventEmitter {
     this.target = await resolveTarget(this.cluster, target, this.cluster.namespace);
     step("starting agent", `${this.target.reason}; agent ${config.agent.mode}`);
     const probes = probesOf(this.target.container);
+    this.probes = probes;
     const place = (reuse: boolean) =>
       placeAgent(this.cluster, this.target, {
         mode: config.agent.mode,
@@ -140,15 +157,33 @@ export class Session extends EventEmitter {
       const podPorts = [...new Set(config.incoming.ports ?? [...declared, ...mapping.keys()])].filter((p) => !ignored.has(p));
       for (const p of podPorts) this.candidates.set(p, mapping.get(p) ?? p);
       this.delivery = new IncomingDelivery(conn, { podToLocal: this.candidates, hostOf: (local) => this.localHosts.get(local) });
-      this.delivery.on("connection", () => this.stats.connections++);
+      this.delivery.on("connection", (c: IncomingConnection) => {
+        this.stats.connections++;
+        if (c.mode === "mirror") this.stats.mirrored++;
+        this.remember({ connection: true, mode: c.mode, port: c.port, localPort: c.localPort, peer: c.peer });
+        this.emit("request");
+      });
       this.delivery.on("request", (r: DeliveredRequest) => {
         this.stats.requestsStolen++;
         this.remember(r);
         this.emit("request", r);
       });
+      this.delivery.on("started", (r: StartedRequest) => {
+        this.inFlight.set(r.id, r);
+        this.emit("request");
+      });
+      this.delivery.on("finished", (r: StartedRequest) => {
+        this.inFlight.delete(r.id);
+        this.emit("request");
+      });
       this.delivery.on("passed", (p: { method: string; path: string; port: number }) => {
-        this.stats.requestsPassed++;
-        this.remember({ passed: true, method: p.method, path: p.path, port: p.port });
+        const probe = this.probes.some((x) => x.port === p.port && (x.path === undefined || p.path === x.path || p.path.startsWith(`${x.path}?`)));
+        if (probe) this.stats.probesPassed++;
+        else {
+          this.stats.requestsPassed++;
+          this.remember({ passed: true, method: p.method, path: p.path, port: p.port });
+        }
+        this.emit("request");
       });
       this.delivery.on("failure", () => this.stats.failures++);
       const listing = showRoutes(this.candidates, "(no ports)");
@@ -248,7 +283,7 @@ export class Session extends EventEmitter {
     return next;
   }
 
-  private remember(entry: Session["recent"][number]): void {
+  private remember(entry: RecentEntry): void {
     this.recent.push(entry);
     if (this.recent.length > RECENT_LIMIT) this.recent.shift();
   }

@@ -139,6 +139,8 @@ export interface ResolvedTarget {
   container: V1Container;
   /** Why this pod: "deployment/api -> pod api-6c9f-x (1 of 2 ready pods, newest)". */
   reason: string;
+  /** How many ready pods the target had (the session runs as one of them). */
+  readyPods: number;
 }
 
 const isReady = (p: V1Pod) => p.status?.phase === "Running" && !p.metadata?.deletionTimestamp && (p.status?.conditions ?? []).some((c) => c.type === "Ready" && c.status === "True");
@@ -201,7 +203,7 @@ export async function resolveTarget(cluster: Cluster, input: TargetInput | Targe
     kind === "pod"
       ? `pod/${podName}`
       : `${kind}/${name} -> pod ${podName} (${ready.length === 1 ? "its only ready pod" : `newest of ${ready.length} ready pods`})`;
-  return { pod, podName, namespace, container, reason };
+  return { pod, podName, namespace, container, reason, readyPods: ready.length };
 }
 
 /** The container's liveness/readiness/startup probes as the agent takes them (named ports resolved). */

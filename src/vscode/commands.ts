@@ -2,7 +2,7 @@
 // views edit in .tether/config.json, target selection, the session's own commands and doctor.
 import * as vscode from "vscode";
 import { parseAddress } from "../config/address";
-import { normalizeTarget } from "../config/target";
+import { normalizeTarget, targetLabel } from "../config/target";
 import { formatPortPair, parsePortList, parsePortPairs } from "../config/ports";
 import type { Log } from "../protocol/log";
 import { regexError } from "../protocol/regex";
@@ -72,8 +72,27 @@ export function createCommands(ctx: CommandContext): Record<string, Command> {
 
   return {
     "tether.toggle": async () => store.setEnabled(!store.enabled),
-    "tether.enable": async () => store.setEnabled(true),
-    "tether.disable": async () => store.setEnabled(false),
+    // the status bar's menu: everything a user changes often, in one place
+    "tether.menu": async () => {
+      type Item = vscode.QuickPickItem & { command?: string; args?: unknown[] };
+      const running = [...sessions.sessions.values()];
+      const config = effective();
+      const items: Item[] = [
+        store.enabled
+          ? { label: "$(debug-disconnect) Turn Off", description: "F5 runs on this machine only", command: "tether.toggle" }
+          : { label: "$(plug) Turn On", description: "F5 runs as a pod of the cluster", command: "tether.toggle" },
+        { label: "$(target) Select Target…", description: config?.target ? targetLabel(config.target) : "none yet", command: "tether.selectTarget" },
+        { label: "$(settings-gear) Set Incoming Mode…", description: config?.incoming.mode, command: "tether.setMode" },
+        { label: "$(go-to-file) Open Configuration", description: ".tether/config.json", command: "tether.openConfig" },
+        ...running.map((s): Item => ({ label: `$(debug-stop) Stop Session ${s.label}`, command: "tether.stopSession", args: [{ arg: s.id }] })),
+        { label: "$(output) Show Log", command: "tether.showLog" },
+        { label: "$(checklist) Run Doctor", description: "what the cluster allows", command: "tether.runDoctor" },
+        { label: "$(book) Get Started", command: "tether.getStarted" },
+      ];
+      const picked = await vscode.window.showQuickPick(items, { title: "Tether" });
+      if (picked?.command) await vscode.commands.executeCommand(picked.command, ...(picked.args ?? []));
+    },
+    "tether.getStarted": () => vscode.commands.executeCommand("workbench.action.openWalkthrough", "tether-dev.tether#tether.start", false),
     "tether.selectTarget": async () => {
       const picked = await pickTarget(store, effective());
       if (picked) await store.setTarget(picked).catch((err: Error) => vscode.window.showErrorMessage(`Tether: ${err.message}`));

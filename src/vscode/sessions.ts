@@ -5,6 +5,7 @@
 import * as vscode from "vscode";
 import { join } from "node:path";
 import type { TetherConfig } from "../config/schema";
+import type { DebuggeeKind } from "../config/debuggeeSupport";
 import { DEBUG_TYPES, isNodeDebugType } from "../config/debugTypes";
 import { TetherError } from "../protocol/error";
 import { debuggerInstalled } from "./debuggers";
@@ -30,6 +31,8 @@ export interface ActiveSession {
   debugSession?: vscode.DebugSession;
   started: number;
   steps: { step: Step; detail: string; ms: number }[];
+  /** What is active, in one line (Launch.summary); also written to the Debug Console. */
+  summary: string;
 }
 
 export class SessionManager implements vscode.Disposable, vscode.DebugConfigurationProvider {
@@ -53,6 +56,8 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
         const s = id ? this.sessions.get(id) : undefined;
         if (s && !s.debugSession) {
           s.debugSession = d;
+          // what is active, where the user looks while debugging
+          vscode.debug.activeDebugConsole.appendLine(`Tether: ${s.summary}`);
           this.changed.fire(s);
         }
       }),
@@ -108,6 +113,13 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
     try {
       config = this.store.resolve(folder, block === true ? undefined : block, (note) => this.log("warn", note));
     } catch (err) {
+      if ((err as Error).message.startsWith(".tether/config.json:")) {
+        // the problem is in the Problems view (and squiggled in the file) until it is fixed: no toast that outlives it
+        this.lastError = (err as Error).message;
+        this.log("error", `cannot start the session: ${this.lastError}`);
+        void vscode.commands.executeCommand("workbench.actions.view.problems");
+        return undefined;
+      }
       this.fail(err as Error, "config");
       return undefined;
     }
@@ -119,7 +131,7 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
     }
     let active: ActiveSession;
     try {
-      active = await this.start(config, token);
+      active = await this.start(config, token, isNodeDebugType(type) ? "node" : "other");
     } catch (err) {
       if (TetherError.is(err, "CANCELLED")) {
         this.log("info", "the start was cancelled: no session, nothing left in the cluster");
@@ -139,7 +151,7 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
   }
 
   /** Starts a session with a progress notification that shows each step; cancellable. */
-  async start(config: TetherConfig, token?: vscode.CancellationToken): Promise<ActiveSession> {
+  async start(config: TetherConfig, token?: vscode.CancellationToken, kind: DebuggeeKind = "other"): Promise<ActiveSession> {
     const label = targetLabel(config.target, "");
     const steps: ActiveSession["steps"] = [];
     return await vscode.window.withProgress(
@@ -162,6 +174,8 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
             this.log("error", `cannot take the pod's traffic for local :${local}: ${err.message}`);
             void vscode.window.showWarningMessage(`Tether: cannot take the pod's traffic for local :${local}: ${err.message}`, "Show log").then((a) => a && this.channel.show());
           },
+          onPortTaken: (local) =>
+            void vscode.window.showWarningMessage(`Tether: local port ${local} is already taken by another program, so your app cannot listen there and gets no traffic from the pod. Stop that program, then start debugging again.`, "Show log").then((a) => a && this.channel.show()),
           onHandedBack: (pod, local) => {
             this.log("info", `${showRoute(pod, local)} handed back to the pod: nothing listens on :${local} any more`);
             this.changed.fire(undefined);
@@ -179,7 +193,7 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
           void starting.then((l) => l.close(), () => undefined); // a late start is closed at once
           throw err;
         }
-        const active: ActiveSession = { id: launch.session.id, label, mode: config.incoming.mode, launch, started: Date.now(), steps };
+        const active: ActiveSession = { id: launch.session.id, label, mode: config.incoming.mode, launch, started: Date.now(), steps, summary: launch.summary(kind) };
         this.sessions.set(active.id, active);
         launch.session.on("request", () => this.changed.fire(active));
         launch.session.on("ports", () => this.changed.fire(active));
@@ -190,7 +204,7 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
           void this.stop(active.id, err.message);
         });
         this.changed.fire(active);
-        this.log("info", `session ${label} ready (${config.incoming.mode})`);
+        this.log("info", `session ${label} ready: ${active.summary}`);
         return active;
       },
     );

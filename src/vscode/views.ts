@@ -79,6 +79,7 @@ abstract class ConfigRowsProvider extends RowsProvider {
 
 export class TrafficProvider extends ConfigRowsProvider {
   protected configRows(config: TetherConfig): Row[] {
+    if (!config.target) return []; // the view's welcome: no target yet, with Select Target
     const inc = config.incoming;
     const f = inc.httpFilter;
     const filterRows: Row[] = (["header", "path", "method"] as const).map((field) => ({
@@ -214,28 +215,49 @@ export class SessionsProvider extends RowsProvider {
   }
 
   private sessionRow(s: ActiveSession): Row {
-    const st = s.launch.session.stats;
-    const d = s.launch.session.delivery;
-    const recent = [...s.launch.session.recent].reverse().slice(0, 50);
-    const requestRows: Row[] = recent.map((r, i) =>
-      "passed" in r
-        ? { label: `${r.method} ${r.path}`, description: "passed to the pod", icon: "arrow-right", id: `${s.id}.r${recent.length - i}.${r.method}${r.path}` }
-        : { label: `${r.method} ${r.path}`, description: `${r.status} · ${r.latencyMs} ms · stolen`, icon: "debug-stackframe", id: `${s.id}.r${recent.length - i}.${r.method}${r.path}` },
-    );
     const session = s.launch.session;
+    const st = session.stats;
+    const d = session.delivery;
+    const now = Date.now();
+    const recent = [...session.recent].reverse().slice(0, 50);
+    const recentRows: Row[] = recent.map((r, i) => {
+      const id = `${s.id}.r${recent.length - i}`;
+      if ("connection" in r) return { label: `${r.mode === "mirror" ? "copy of" : "connection from"} ${r.peer.address}:${r.peer.port}`, description: `pod ${r.port} -> local ${r.localPort}`, icon: r.mode === "mirror" ? "mirror" : "plug", id };
+      if ("passed" in r) return { label: `${r.method} ${r.path}`, description: "passed to the pod", icon: "arrow-right", id };
+      return { label: `${r.method} ${r.path}`, description: `${r.status} · ${r.latencyMs} ms · stolen`, icon: "debug-stackframe", id };
+    });
+    const inFlight: Row[] = [...session.inFlight.values()].map((r) => ({
+      label: `${r.method} ${r.path}`,
+      description: `in your app for ${Math.round((now - r.since) / 1000)} s`,
+      tooltip: "Stolen and not answered yet: a breakpoint may hold it",
+      icon: "debug-pause",
+      id: `${s.id}.inflight.${r.id}`,
+    }));
     const ports = [session.ports.size ? showRoutes(session.ports) : "", session.waiting.length ? waitingText(session.waiting) : ""].filter(Boolean).join("; ") || "none";
+    const pod = session.target ? `${session.target.podName}${session.target.readyPods > 1 ? ` (1 of ${session.target.readyPods} replicas)` : ""}` : "?";
+    // one count per row, so a narrow sidebar cuts a label, never a number
+    const count = (label: string, n: number, icon: string, tooltip: string): Row => ({ label, description: String(n), icon, tooltip, id: `${s.id}.count.${label}` });
+    const counts = [
+      count("Stolen", st.requestsStolen, "debug-stackframe", "HTTP requests your app answered"),
+      count("Passed", st.requestsPassed, "arrow-right", "requests on a subscribed port the filter left to the pod's app"),
+      ...(st.connections ? [count(s.mode === "mirror" ? "Copies" : "Connections", st.connections, s.mode === "mirror" ? "mirror" : "plug", "whole connections delivered to your app")] : []),
+      count("Probes", st.probesPassed, "heart", "the pod's liveness/readiness probes, left to the pod"),
+      ...(st.failures ? [count("Failures", st.failures, "warning", "deliveries your app could not take (not listening, reset)")] : []),
+    ];
     return {
       label: s.label,
-      description: `${s.mode} · ${st.connections} conn · ${st.requestsStolen} stolen · ${st.requestsPassed} passed${d ? ` · ${bytes(d.bytesIn + d.bytesOut)}` : ""}`,
+      description: `${s.mode}${inFlight.length ? ` · ${inFlight.length} in flight` : ""}`,
       icon: "debug-alt",
       contextValue: "tether.session",
       arg: s.id,
       id: s.id,
-      tooltip: `agent: ${s.launch.session.placed?.description ?? "?"}\nports: ${ports}\nstarted in ${s.steps.map((x) => `${x.step} ${x.ms} ms`).join(", ")}`,
+      tooltip: `${s.summary}\nagent: ${session.placed?.description ?? "?"}${d ? `\n${bytes(d.bytesIn + d.bytesOut)} delivered` : ""}\nstarted in ${s.steps.map((x) => `${x.step} ${x.ms} ms`).join(", ")}`,
       children: [
+        { label: "Pod", description: pod, icon: "server", id: `${s.id}.pod`, tooltip: session.target?.reason },
         { label: "Ports", description: ports, icon: "plug", id: `${s.id}.ports` },
-        { label: "Failures", description: String(st.failures), icon: st.failures ? "warning" : "pass", id: `${s.id}.failures` },
-        { label: "Recent requests", description: recent.length ? undefined : "none yet", icon: "history", id: `${s.id}.recent.${recent.length ? "some" : "none"}`, children: requestRows },
+        ...(inFlight.length ? [{ label: "In flight", description: String(inFlight.length), icon: "debug-pause", id: `${s.id}.inflight`, children: inFlight }] : []),
+        ...counts,
+        { label: "Recent", description: recent.length ? undefined : "none yet", icon: "history", id: `${s.id}.recent.${recent.length ? "some" : "none"}`, children: recentRows },
       ],
     };
   }

@@ -6,6 +6,21 @@ import { once } from "node:events";
 import net from "node:net";
 import { deliveryHost, LocalListeners, parseProcNetTcp } from "../../src/engine/localListeners";
 
+/** A port nothing listens on (the kernel picked it; a race with other programs is possible but harmless here). */
+async function freePort(): Promise<number> {
+  const probe = net.createServer().listen(0, "::");
+  await once(probe, "listening");
+  const port = (probe.address() as net.AddressInfo).port;
+  probe.close();
+  await once(probe, "close");
+  return port;
+}
+
+/** Resolves after the watcher looked `n` more times. */
+async function scans(watch: LocalListeners, n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await once(watch, "scan");
+}
+
 /** LocalListeners' timer does not keep a process alive (an engine has its own reasons to live); a test does. */
 function keepAlive(t: { after: (fn: () => void) => void }): void {
   const timer = setInterval(() => {}, 1000);
@@ -40,12 +55,13 @@ test("the kernel's tables: LISTEN entries of both families, by port, with their 
 for (const method of ["proc", "probe"] as const) {
   for (const [address, host] of [["127.0.0.1", "127.0.0.1"], ["0.0.0.0", "127.0.0.1"], ["::1", "::1"], ["::", "::1"]] as const) {
     test(`${method}: an app on ${address} is seen listening (deliver to ${host}), then stopping`, async (t) => {
-      const server = net.createServer((s) => s.destroy());
-      server.listen(0, address);
-      await once(server, "listening");
-      const port = (server.address() as net.AddressInfo).port;
       keepAlive(t);
+      const port = await freePort();
       const watch = new LocalListeners([port], { method, pollMs: 50 });
+      await once(watch, "scan"); // watching began before the app listens
+      const server = net.createServer((s) => s.destroy());
+      server.listen(port, address);
+      await once(server, "listening");
       t.after(() => {
         watch.close();
         server.close();
@@ -63,19 +79,35 @@ for (const method of ["proc", "probe"] as const) {
   }
 }
 
+test("a port another program held when watching began is 'taken', not the debuggee's, until it lets go", async (t) => {
+  keepAlive(t);
+  const stale = net.createServer().listen(0, "127.0.0.1");
+  await once(stale, "listening");
+  const port = (stale.address() as net.AddressInfo).port;
+  const watch = new LocalListeners([port], { pollMs: 50 });
+  const events: string[] = [];
+  for (const e of ["taken", "listening", "stopped"]) watch.on(e, () => events.push(e));
+  t.after(() => watch.close());
+  await once(watch, "taken");
+  await scans(watch, 3);
+  assert.deepEqual(events, ["taken"], "held by another program: not reported as listening");
+  stale.close();
+  await once(stale, "close");
+  await scans(watch, 2);
+  const app = net.createServer().listen(port, "127.0.0.1");
+  t.after(() => app.close());
+  await once(watch, "listening");
+  assert.deepEqual(events, ["taken", "listening"]);
+});
+
 test("a port nobody listens on stays quiet; a port that starts listening later is reported", async (t) => {
-  const probe = net.createServer();
-  probe.listen(0, "127.0.0.1");
-  await once(probe, "listening");
-  const port = (probe.address() as net.AddressInfo).port;
-  probe.close();
-  await once(probe, "close");
+  const port = await freePort();
   keepAlive(t);
   const watch = new LocalListeners([port], { pollMs: 50 });
   const events: string[] = [];
   watch.on("listening", () => events.push("listening"));
   t.after(() => watch.close());
-  await new Promise((r) => setTimeout(r, 200));
+  await scans(watch, 3);
   assert.deepEqual(events, [], "nothing listens yet");
   const server = net.createServer().listen(port, "127.0.0.1");
   t.after(() => server.close());

@@ -92,9 +92,12 @@ try {
   const status = page.locator(".statusbar-item", { hasText: "Tether:" }).first();
   await status.waitFor({ timeout: 60000 });
   check(/Tether: off/.test(await status.innerText()), "status bar shows Tether off");
+  // a click opens Tether's menu; Turn On switches it on (the item then shows the target and the mode)
   await status.click();
+  await page.locator(".quick-input-list .monaco-list-row", { hasText: "Turn On" }).first().click({ timeout: 10000 });
   await page.locator(".statusbar-item", { hasText: "Tether: no target" }).first().waitFor({ timeout: 10000 });
-  log("Tether enabled from the status bar");
+  check(/mirror/.test(await page.locator(".statusbar-item", { hasText: "Tether: no target" }).first().innerText()), "the status bar names the mode when on");
+  log("Tether enabled from the status bar's menu");
 
   // 2. the Tether view: Targets > playground > demo > deployment/api
   await showTether();
@@ -171,6 +174,11 @@ try {
   await showTether();
   await row("Sessions", /demo\/deployment\/api/).waitFor({ timeout: 90000 });
   await row("Sessions", /Ports\s*pod 8080 -> local 8080/).waitFor({ timeout: 60000 });
+  await row("Sessions", /Pod\s*api-\S+ \(1 of 2 replicas\)/).waitFor({ timeout: 10000 });
+  check(true, "the Sessions view names the pod, 1 of 2 replicas");
+  await runCommand("Debug Console: Focus on Debug Console View");
+  const summary = page.locator(".repl .monaco-list-row", { hasText: /Tether: demo\/deployment\/api as pod api-\S+ \(1 of 2 replicas\) · steal with an HTTP filter/ }).first();
+  check(await summary.waitFor({ timeout: 15000 }).then(() => true, () => false), "the Debug Console says what is active in one line");
   await shot("session-ready");
   log("session ready; pods:", JSON.stringify(apiPods()));
 
@@ -187,6 +195,8 @@ try {
   }
   await shot("paused-at-breakpoint");
   check(true, "the matching request paused at the breakpoint");
+  await showTether();
+  check(await row("Sessions", /GET \/debug-me\s*in your app for/).waitFor({ timeout: 15000 }).then(() => true, () => false), "the request held at the breakpoint is listed in flight");
   await page.locator('.debug-toolbar [aria-label^="Continue"]').click();
   const answers = await Promise.all(matching);
   log("matching answers:", JSON.stringify(answers));
@@ -214,6 +224,13 @@ try {
   check(back.every((a) => /"pod":"api-/.test(a)), "afterwards the pods answer matching requests again");
   await page.locator(".pane-body .welcome-view-content", { hasText: "No session" }).first().waitFor({ timeout: 15000 }).catch(() => log("note: Sessions welcome view not seen"));
   await shot("stopped");
+
+  // 8. the walkthrough: cluster, target, mode, F5
+  await runCommand("Tether: Get Started");
+  for (const step of ["Point Tether at your cluster", "Pick the pod you run as", "Choose the incoming traffic", "Turn Tether on and press F5"]) {
+    check(await page.getByText(step).first().waitFor({ timeout: 15000 }).then(() => true, () => false), `the walkthrough shows "${step}"`);
+  }
+  await shot("walkthrough");
 } catch (e) {
   failed++;
   log("FAIL", e.stack);

@@ -2,10 +2,11 @@
 // debug provider injects into a real js-debug session, configuration errors cancel the launch with
 // their JSON path (and show in the editor through the generated schema), commands are registered.
 import * as assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
+import { promisify } from "node:util";
 import { join } from "node:path";
 import * as vscode from "vscode";
 import type { TetherApi } from "../../../src/extension";
@@ -30,20 +31,34 @@ async function until<T>(what: string, probe: () => T | undefined | false, ms = 6
   }
 }
 
-/** GET `url` from inside a demo pod (its network namespace, found by its address), as another workload would. */
+const run = promisify(execFile);
+
+/**
+ * GET `url` from inside a demo pod (its network namespace, found by its address), as another workload
+ * would. Asynchronous: the engine delivering the request runs in this very process.
+ */
 async function fromPod(api: TetherApi, pod: string, url: string): Promise<string> {
   const [s] = [...api.sessions.sessions.values()];
   const ip = (await s!.launch.session.cluster.core.readNamespacedPod({ name: pod, namespace: "demo" })).status!.podIP!;
-  const ns = execFileSync("ip", ["netns", "list"], { encoding: "utf8" })
-    .split("\n")
-    .map((l) => l.split(" ")[0]!)
-    .find((n) => n && execFileSync("ip", ["-n", n, "-4", "-o", "addr"], { encoding: "utf8" }).includes(` ${ip}/`));
+  let ns: string | undefined;
+  for (const n of (await run("ip", ["netns", "list"])).stdout.split("\n").map((l) => l.split(" ")[0]!)) {
+    if (n && (await run("ip", ["-n", n, "-4", "-o", "addr"])).stdout.includes(` ${ip}/`)) ns = n;
+  }
   assert.ok(ns, `the network namespace of ${pod} (${ip})`);
   try {
-    return execFileSync("ip", ["netns", "exec", ns, "curl", "-s", "--max-time", "20", url], { encoding: "utf8" });
+    return (await run("ip", ["netns", "exec", ns, "curl", "-s", "--max-time", "20", url])).stdout;
   } catch (err) {
     return `curl failed: ${(err as Error).message}`;
   }
+}
+
+/** A local port nothing listens on, for a debuggee (fixed numbers could meet a leftover of another run). */
+async function freePort(): Promise<number> {
+  const probe = createServer().listen(0, "127.0.0.1");
+  await new Promise((r) => probe.once("listening", r));
+  const port = (probe.address() as AddressInfo).port;
+  await new Promise((r) => probe.close(r));
+  return port;
 }
 
 describe("Tether in a real VS Code", () => {
@@ -101,7 +116,7 @@ describe("Tether in a real VS Code", () => {
 
   it("a running session: the Sessions view's commands open the agent's log and stop the session with its debuggee", async () => {
     writeConfig({ ...base(), incoming: { mode: "mirror" } });
-    const ok = await vscode.debug.startDebugging(folder, { type: "node", request: "launch", name: "server", program: join(ws, "server.js"), env: { PORT: "18181" }, tether: {} });
+    const ok = await vscode.debug.startDebugging(folder, { type: "node", request: "launch", name: "server", program: join(ws, "server.js"), env: { PORT: String(await freePort()) }, tether: {} });
     assert.ok(ok, `the launch started (${api.sessions.lastError ?? ""})`);
     const [id] = [...api.sessions.sessions.keys()];
     await until("the debug session to be bound", () => api.sessions.sessions.get(id!)?.debugSession);
@@ -121,13 +136,14 @@ describe("Tether in a real VS Code", () => {
   it("a Python app run through node-terminal gets stolen traffic once it listens and calls the cluster through the proxy, with default settings", async () => {
     // the target is the client pod, so the app's call to the api Service cannot come back to it;
     // its container declares no ports, so the port is named
-    writeConfig({ kubeconfig: e2e.kubeconfig, target: { path: "pod/client", namespace: "demo" }, incoming: { mode: "steal", ports: [8080], portMapping: [[18183, 8080]] } });
+    const port = await freePort();
+    writeConfig({ kubeconfig: e2e.kubeconfig, target: { path: "pod/client", namespace: "demo" }, incoming: { mode: "steal", ports: [8080], portMapping: [[port, 8080]] } });
     const app = join(vscode.extensions.getExtension("tether-dev.tether")!.extensionPath, "test", "fixtures", "proxy_caller.py");
-    const ok = await vscode.debug.startDebugging(folder, { type: "node-terminal", request: "launch", name: "python app", command: `python3 ${app}`, env: { LOCAL_PORT: "18183" }, tether: {} });
+    const ok = await vscode.debug.startDebugging(folder, { type: "node-terminal", request: "launch", name: "python app", command: `python3 ${app}`, env: { LOCAL_PORT: String(port) }, tether: {} });
     assert.ok(ok, `the launch started (${api.sessions.lastError ?? ""})`);
     const [s] = [...api.sessions.sessions.values()];
     // LocalListeners sees the Python server listen (no runtime reports it), then pod 8080 is stolen
-    await until("pod 8080 to be stolen for local 18183", () => s!.launch.session.ports.get(8080) === 18183);
+    await until(`pod 8080 to be stolen for local ${port}`, () => s!.launch.session.ports.get(8080) === port);
     const clientIp = s!.launch.session.target.pod.status!.podIP!;
     const apiPod = (await s!.launch.session.cluster.core.listNamespacedPod({ namespace: "demo", labelSelector: "app=api" })).items[0]!.metadata!.name!;
     let body = "";
@@ -140,6 +156,46 @@ describe("Tether in a real VS Code", () => {
     await vscode.debug.stopDebugging();
     await until("the session to end with the debug session", () => api.sessions.sessions.size === 0, 30_000);
     for (const t of vscode.window.terminals) t.dispose(); // the terminal's python process with it
+  });
+
+  it("mirror: the copies a debuggee gets are listed and counted", async () => {
+    const port = await freePort();
+    writeConfig({ ...base(), incoming: { mode: "mirror", portMapping: [[port, 8080]] } });
+    const ok = await vscode.debug.startDebugging(folder, { type: "node", request: "launch", name: "mirror", program: join(ws, "server.js"), env: { PORT: String(port) }, tether: {} });
+    assert.ok(ok, `the launch started (${api.sessions.lastError ?? ""})`);
+    const [s] = [...api.sessions.sessions.values()];
+    await until(`pod 8080 to be mirrored to local ${port}`, () => s!.launch.session.ports.get(8080) === port);
+    const podIp = s!.launch.session.target.pod.status!.podIP!;
+    assert.match(await fromPod(api, "client", `http://${podIp}:8080/copied`), /"pod":"api-/, "the pod answers");
+    await until("the copy to be listed", () => s!.launch.session.recent.some((r) => "connection" in r && r.mode === "mirror"), 30_000);
+    assert.ok(s!.launch.session.stats.mirrored >= 1);
+    await vscode.debug.stopDebugging();
+    await until("the session to end with the debug session", () => api.sessions.sessions.size === 0, 30_000);
+  });
+
+  it("the status bar: off, on with the target and the mode, a configuration error", async () => {
+    writeConfig(base());
+    await api.store.setEnabled(false);
+    await until("off", () => api.status.text === "$(debug-disconnect) Tether: off", 15_000);
+    await api.store.setEnabled(true);
+    await until("on, with target and mode", () => api.status.text === "$(plug) Tether: demo/deployment/api · mirror", 15_000);
+    writeFileSync(configFile, "{ broken");
+    await until("a configuration error", () => api.status.text === "$(error) Tether: configuration error", 15_000);
+    writeConfig(base());
+    await api.store.setEnabled(false);
+    await until("off again", () => api.status.text === "$(debug-disconnect) Tether: off", 15_000);
+  });
+
+  it("configuration problems are in the Problems view on their line, regex errors with their reason; comments are fine; fixed, they go", async () => {
+    const uri = vscode.Uri.file(configFile);
+    const tether = () => vscode.languages.getDiagnostics(uri).filter((d) => d.source === "tether");
+    writeFileSync(configFile, `{\n  // comments and trailing commas are fine\n  "kubeconfig": ${JSON.stringify(e2e.kubeconfig)},\n  "target": "deployment/api",\n  "incoming": { "httpFilter": { "header": "(" }, },\n}\n`);
+    const [d] = await until("a diagnostic", () => (tether().length ? tether() : undefined), 30_000);
+    assert.equal(d!.range.start.line, 4, "on the line of the bad value");
+    assert.match(d!.message, /^incoming\.httpFilter\.header: not a valid regular expression for a header: Invalid regular expression/);
+    writeFileSync(configFile, `{\n  // comments and trailing commas are fine\n  "kubeconfig": ${JSON.stringify(e2e.kubeconfig)},\n  "target": "deployment/api",\n  "incoming": { "httpFilter": { "header": "^x-user: me$" }, },\n}\n`);
+    await until("no diagnostic", () => tether().length === 0, 30_000);
+    assert.equal(api.store.resolve().incoming.mode, "steal", "the file with comments is read, and a filter means steal");
   });
 
   it("F5 with no target: a QuickPick lists the namespace's workloads, the pick starts the session and becomes a recent target", async () => {
@@ -337,11 +393,19 @@ describe("Tether in a real VS Code", () => {
 
   // last: it ends the extension's sessions as closing the window does
   it("closing the window: deactivate() resolves once each session has unsubscribed and closed its wire", async () => {
-    writeConfig({ ...base(), incoming: { mode: "steal", portMapping: [[18182, 8080]] } });
-    const ok = await vscode.debug.startDebugging(folder, { type: "node", request: "launch", name: "server", program: join(ws, "server.js"), env: { PORT: "18182" }, tether: {} });
+    const port = await freePort();
+    writeConfig({ ...base(), incoming: { mode: "steal", portMapping: [[port, 8080]] } });
+    const ok = await vscode.debug.startDebugging(folder, { type: "node", request: "launch", name: "server", program: join(ws, "server.js"), env: { PORT: String(port) }, tether: {} });
     assert.ok(ok, `the launch started (${api.sessions.lastError ?? ""})`);
     const [s] = [...api.sessions.sessions.values()];
-    await until("pod 8080 to be stolen for local 18182", () => s!.launch.session.ports.get(8080) === 18182);
+    await until(`pod 8080 to be stolen for local ${port}`, () => s!.launch.session.ports.get(8080) === port).catch(async (err: Error) => {
+      const local = await fetch(`http://127.0.0.1:${port}/`).then((r) => r.text(), (e: Error) => `nothing answers (${e.message})`);
+      throw new Error(`${err.message}; waiting: ${JSON.stringify(s!.launch.session.waiting)}; local :${port}: ${local}`);
+    });
+    // the pod's probes keep reaching it: counted once, not listed among the recent requests
+    const probePath = s!.launch.session.target.container.readinessProbe?.httpGet?.path;
+    await until("a probe to be counted", () => s!.launch.session.stats.probesPassed > 0, 60_000);
+    assert.ok(!s!.launch.session.recent.some((r) => "passed" in r && r.path === probePath), "no probe among the recent requests");
     // the module VS Code loaded (Node's module cache), so deactivate() sees this activation's sessions
     const main = require(join(vscode.extensions.getExtension("tether-dev.tether")!.extensionPath, "dist", "extension.js")) as typeof import("../../../src/extension");
     const closing = main.deactivate();
