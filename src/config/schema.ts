@@ -3,6 +3,7 @@
 import { z } from "zod";
 import { httpFilterSchema } from "../protocol/httpFilter";
 import { parseAddress } from "./address";
+import { DEFAULT_AGENT_IMAGE } from "./agentImage";
 
 const address = z.string().superRefine((value, ctx) => {
   try {
@@ -86,7 +87,7 @@ export const configSchema = z
       .strictObject({
         mode: z.enum(["ephemeral", "job"]).default("ephemeral").describe("ephemeral: a container added to the target pod. job: a pod on the target's node (clusters without ephemeral containers)."),
         namespace: z.string().optional().describe("Namespace of the job pod; default: the target's."),
-        image: z.string().default("tether/agent:0.1.0").describe("Agent image the cluster can pull."),
+        image: z.string().default(DEFAULT_AGENT_IMAGE).describe("Agent image the cluster can pull."),
         ttlSeconds: z.number().int().min(1).max(86_400).default(60).describe("The agent exits this long after its last session."),
         startupTimeoutSeconds: z.number().int().min(1).max(600).default(60).describe("Give up when the agent is not ready after this long."),
       })
