@@ -8,6 +8,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { startPlayground, type Playground } from "../playground/apiserver/startPlayground";
+import { imagePullAdvice } from "../../src/config/agentImage";
 import { requireNetns } from "../support/netns";
 
 const CLI = resolve(__dirname, "../../dist/cli.js");
@@ -290,6 +291,7 @@ describe("tether CLI against the playground", requireNetns(), () => {
     assert.equal(image.status, 1);
     assert.match(image.stderr, /ErrImagePull|ImagePullBackOff/);
     assert.match(image.stderr, /agent\.image/);
+    assert.ok(image.stderr.includes(imagePullAdvice("registry.example/no-such-image:1")), image.stderr);
   });
 
   test("doctor reports forbidden verbs and a restricted namespace with what to do", async () => {
@@ -305,6 +307,7 @@ describe("tether CLI against the playground", requireNetns(), () => {
     const missing = await cli(["doctor", "-n", "demo", "--probe-image", "registry.example/no-such-image:1"]);
     assert.equal(missing.status, 1);
     assert.match(missing.stdout, /FAIL agent image registry.example\/no-such-image:1: (ErrImagePull|ImagePullBackOff)/);
+    assert.ok(missing.stdout.includes(`what to do: ${imagePullAdvice("registry.example/no-such-image:1")}`), missing.stdout);
     assert.doesNotMatch((await kubectl(["get", "pods", "-n", "demo", "-o", "name"])).stdout, /image-probe/);
   });
 });

@@ -12,6 +12,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { resolve, join } from "node:path";
 import { AGENT_IMAGE, APPS_IMAGE, DNS_IP, NODE_NAME, startCluster, type Cluster } from "./cluster";
+import { imagePullAdvice } from "../../src/config/agentImage";
 
 const CLI = resolve(__dirname, "../../dist/cli.js");
 const DEBUGGEE = resolve(__dirname, "debuggee.js");
@@ -340,6 +341,7 @@ describe("tether against a real single-node Kubernetes", { skip: skipReason ?? f
     assert.equal(image.status, 1, image.stderr);
     assert.match(image.stderr, /ErrImagePull|ImagePullBackOff/);
     assert.match(image.stderr, /agent\.image/);
+    assert.ok(image.stderr.includes(imagePullAdvice("registry.example/no-such-image:1")), image.stderr);
   });
 
   test("doctor reports forbidden verbs and a restricted namespace with what to do", async () => {
@@ -355,6 +357,7 @@ describe("tether against a real single-node Kubernetes", { skip: skipReason ?? f
     const missing = await cli(["doctor", "-n", "demo", "--probe-image", "registry.example/no-such-image:1"]);
     assert.equal(missing.status, 1);
     assert.match(missing.stdout, /FAIL agent image registry.example\/no-such-image:1: (ErrImagePull|ImagePullBackOff)/);
+    assert.ok(missing.stdout.includes(`what to do: ${imagePullAdvice("registry.example/no-such-image:1")}`), missing.stdout);
     for (let i = 0; i < 50 && /image-probe/.test((await kubectl(["get", "pods", "-n", "demo", "-o", "name"])).stdout); i++) await sleep(200);
     assert.doesNotMatch((await kubectl(["get", "pods", "-n", "demo", "-o", "name"])).stdout, /image-probe/);
   });
