@@ -7,7 +7,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { startPlayground, type Playground } from "../playground/apiserver/startPlayground";
+import { startPlayground, type Playground } from "../../playground/apiserver/startPlayground";
 import { imagePullAdvice } from "../../src/config/agentImage";
 import { requireNetns } from "../support/netns";
 
@@ -40,7 +40,7 @@ describe("tether CLI against the playground", requireNetns(), () => {
 
   before(async () => {
     stateDir = await mkdtemp(join(tmpdir(), "tether-cli-"));
-    pg = await startPlayground({ stateDir, port: 0, log: () => {}, requireRuntime: true });
+    pg = await startPlayground({ stateDir, port: 0, log: () => {} });
     const { NODE_TEST_CONTEXT: _, ...inherited } = process.env;
     env = { ...inherited, KUBECONFIG: pg.kubeconfig };
     // wait for the workloads to be Ready (readiness probes), not merely Running
