@@ -55,7 +55,7 @@ printf '{ "kubeconfig": "%s" }\n' "$KUBECONFIG" > "$ROOT/ws/.tether/config.json"
 printf '{ "kubeconfig": "%s" }\n' "$KUBECONFIG" > "$ROOT/ws/e2e.json"
 
 # 3. the extension as a user gets it: the VSIX of `npm run package`, installed as `code --install-extension` does
-# (the mocha suite runs in the installed copy too); bundle the mocha suite
+# (the UI scenario runs it; the mocha suite runs the same minified dist/ as a development extension); bundle the suite
 t "npm run package + install"
 VERSION=$(node -p 'require("./package.json").version')
 npm run package -- --out "$ROOT/" > "$ROOT/artifacts/package.log" 2>&1 || { cat "$ROOT/artifacts/package.log"; exit 1; }
@@ -83,7 +83,7 @@ curl -sf -o /dev/null "http://127.0.0.1:$CS_PORT/healthz" || { cat "$ROOT/artifa
 
 fail=0
 t "mocha suite in the extension host"
-CS_HOST=127.0.0.1:$CS_PORT WS_FOLDER=$ROOT/ws EXT_DEV_PATH=$EXT_DIR EXT_TESTS_PATH=$ROOT/suite/index.js EXT_TEST_TIMEOUT_MS=300000 \
+CS_HOST=127.0.0.1:$CS_PORT WS_FOLDER=$ROOT/ws EXT_DEV_PATH=$REPO EXT_TESTS_PATH=$ROOT/suite/index.js EXT_TEST_TIMEOUT_MS=300000 \
   node "$ROOT/harness/exttest.mjs" > "$ROOT/artifacts/exttest.log" 2>&1 || fail=1
 cat "$ROOT/artifacts/exttest.log"
 t "UI scenario"
