@@ -11,6 +11,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { readdirSync, readFileSync, statSync, writeFileSync, mkdirSync } from "node:fs";
 import net from "node:net";
 import { join, resolve } from "node:path";
+import { DEFAULT_AGENT_IMAGE } from "../../src/config/schema";
 
 const CLI = resolve(__dirname, "../../dist/cli.js");
 const DEBUGGEE = resolve(__dirname, "debuggee.js");
@@ -297,7 +298,7 @@ export const scenarios: Scenario[] = [
       const app = `require("http").createServer((q, s) => s.end("stolen " + q.url)).listen(${port}, "127.0.0.1")`;
       const runExec = await startExec(["-n", "demo", "-t", "pod/client", "--steal", "-p", `${port}:9999`], [process.execPath, "-e", app]);
       try {
-        assert.match(runExec.stderr(), new RegExp(`subscribing steal 9999->${port}`), runExec.stderr());
+        assert.match(runExec.stderr(), new RegExp(`subscribing steal pod 9999 -> local ${port}`), runExec.stderr());
         const ip = await podIpOf("client");
         assert.equal(await answersAt(`http://${ip}:9999/undeclared`, /stolen/), "stolen /undeclared");
       } finally {
@@ -316,8 +317,8 @@ export const scenarios: Scenario[] = [
         const ip = await podIpOf(runExec.pod!);
         const body = await answers(ip, "/from-client", /"got"/);
         // the runtime reported the port the debuggee listens on; only then was it subscribed
-        assert.match(runExec.stderr(), /subscribing steal 8080->\d+ once the debuggee listens/);
-        assert.match(runExec.stderr(), new RegExp(`steal 8080->${port} \\(the command listens\\)`));
+        assert.match(runExec.stderr(), /subscribing steal pod 8080 -> local \d+ once the debuggee listens/);
+        assert.match(runExec.stderr(), new RegExp(`steal pod 8080 -> local ${port} \\(the command listens\\)`));
         const got = JSON.parse(body) as Record<string, string>;
         assert.equal(got.got, "/from-client");
         assert.equal(got.dbAddress, await jsonpath(["svc", "-n", "demo", "db"], "{.spec.clusterIP}"), "db.demo.svc.cluster.local resolved by the cluster DNS to the db ClusterIP");
@@ -486,9 +487,9 @@ export const scenarios: Scenario[] = [
       assert.match(limited.stdout, /what to do: ask for "patch" on "pods\/ephemeralcontainers"/);
       const restricted = await cli(["doctor", "-n", "restricted"]);
       assert.match(restricted.stdout, /FAIL Pod Security: namespace restricted enforces "restricted"/);
-      const fine = await cli(["doctor", "-n", "demo", "--probe-image", "tether/agent:0.1.0"]);
+      const fine = await cli(["doctor", "-n", "demo", "--probe-image", DEFAULT_AGENT_IMAGE]);
       assert.equal(fine.status, 0, fine.stdout + fine.stderr);
-      assert.match(fine.stdout, /ok {3}agent image tether\/agent:0.1.0: the cluster pulls and starts it/);
+      assert.match(fine.stdout, new RegExp(`ok {3}agent image ${DEFAULT_AGENT_IMAGE.replace(/[.]/g, "\\.")}: the cluster pulls and starts it`));
       const missing = await cli(["doctor", "-n", "demo", "--probe-image", "registry.example/no-such-image:1"]);
       assert.equal(missing.status, 1);
       assert.match(missing.stdout, /FAIL agent image registry.example\/no-such-image:1: (ErrImagePull|ImagePullBackOff)/);
