@@ -1,8 +1,10 @@
 // The agent image: the name Tether asks the cluster for when agent.image is not set, and the one text
 // that says what to do when the cluster cannot pull it (a failed agent start and `doctor` print it;
 // the README's "The agent image" section says the same at length).
+import { TETHER_VERSION } from "../protocol/version";
 
-export const DEFAULT_AGENT_IMAGE = "tether/agent:0.1.0";
+/** The agent image of this version of Tether (`npm run agent-image` builds it under this name). */
+export const DEFAULT_AGENT_IMAGE = `tether/agent:${TETHER_VERSION}`;
 
 export function imagePullAdvice(image: string): string {
   return (

@@ -13,8 +13,8 @@ import { UdpForwarders } from "./udpForwarders";
 export interface LaunchOptions extends SessionOptions {
   /** dist/runtime.js, given to Node debuggees (and their Node children) with NODE_OPTIONS=--require. */
   runtimeBundle?: string;
-  /** Called when the debuggee listens and a remote port was subscribed for it. */
-  onSubscribed?: (remote: number, local: number) => void;
+  /** Called when the debuggee listens and the pod port delivered to its local port was subscribed. */
+  onSubscribed?: (pod: number, local: number) => void;
   onSubscribeError?: (local: number, err: Error) => void;
 }
 
@@ -45,7 +45,7 @@ export class Launch {
       const proxy = await LocalProxy.start(conn, routing, log);
       runtime.on("listen", ({ port }: { port: number }) => {
         session.debuggeeListens(port).then(
-          (remote) => remote !== undefined && options.onSubscribed?.(remote, port),
+          (pod) => pod !== undefined && options.onSubscribed?.(pod, port),
           (err: Error) => options.onSubscribeError?.(port, err),
         );
       });
