@@ -100,7 +100,13 @@ async function main(): Promise<number> {
         for (const d of disposers.splice(before).reverse()) await Promise.resolve(d()).catch(() => {});
       }
     }
-    figures.push(...(await bundleFigures(DIST)));
+    try {
+      figures.push(...(await bundleFigures(DIST)));
+    } catch (err) {
+      // the other scenarios' figures are kept: one failing measurement is reported as such
+      process.stderr.write(`bench: bundle figures failed: ${(err as Error).message}\n`);
+      figures.push({ name: "bundle_failed", value: 1, unit: "", note: String((err as Error).message).replace(/[\r\n|]+/g, " ").slice(0, 200) });
+    }
   } finally {
     progress("cleaning up");
     await cleanup();
