@@ -11,8 +11,11 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { EngineConnection } from "../../src/protocol/connection";
 import { RuntimeServer } from "../../src/engine/runtimeServer";
-import { TcpForwarders } from "../../src/engine/tcpForwarders";
+import { NameMemory } from "../../src/engine/names";
+import { PodFiles } from "../../src/engine/podFiles";
+import { TcpSplices } from "../../src/engine/tcpSplices";
 import { UdpForwarders } from "../../src/engine/udpForwarders";
+import { configSchema } from "../../src/config/schema";
 import { startAgent } from "../support/agent";
 import { NetnsLab, requireNetns, waitForLine } from "../support/netns";
 
@@ -26,7 +29,7 @@ describe("node runtime", requireNetns(), () => {
   const subnet = `10.${200 + Math.floor(Math.random() * 50)}.${Math.floor(Math.random() * 250)}`;
   let conn: EngineConnection;
   let server: RuntimeServer;
-  let tcp: TcpForwarders;
+  let tcp: TcpSplices;
   let udp: UdpForwarders;
   let localDb: net.Server;
   const listens: number[] = [];
@@ -60,19 +63,15 @@ describe("node runtime", requireNetns(), () => {
     agentLogs = agent.logs;
     conn = (await agent.connect()).conn;
     const log = () => {};
-    tcp = new TcpForwarders(() => conn, log);
+    tcp = new TcpSplices(() => conn, log);
     udp = new UdpForwarders(() => conn, log);
-    server = await RuntimeServer.start({
-      conn: () => conn,
-      forwarders: tcp,
-      udpForwarders: udp,
-      log,
-      routing: {
-        connect: (_proto, host) => (host === "db" ? "local" : "remote"),
-        dns: (name) => (name === "db" ? "local" : "remote"),
-        file: () => "remote",
-      },
-    });
+    const routing = {
+      connect: (_proto: string, host: string) => (host === "db" ? ("local" as const) : ("remote" as const)),
+      dns: (name: string) => (name === "db" ? ("local" as const) : ("remote" as const)),
+      file: () => "remote" as const,
+    };
+    const files = new PodFiles(() => conn, routing, configSchema.parse({ fs: { mode: "read", readOnly: ["/etc/hosts"] } }), () => "pod");
+    server = await RuntimeServer.start({ conn: () => conn, tcp, udp, files, names: new NameMemory(), log, routing });
     server.on("listen", (l: { port: number }) => listens.push(l.port));
     // the developer's local database, known locally as "db"
     localDb = net.createServer((s) => {
