@@ -7,7 +7,7 @@ import { spawn } from "node:child_process";
 import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Log } from "../../src/protocol/log";
-import { startPlayground, type Playground } from "../playground/apiserver/startPlayground";
+import { startPlayground, type Playground } from "../../playground/apiserver/startPlayground";
 
 const stateDir = process.argv[2];
 if (!stateDir) {
@@ -50,7 +50,7 @@ const kubectl = (args: string[], kubeconfig: string) =>
   });
 
 async function main(): Promise<void> {
-  pg = await startPlayground({ stateDir, port: 0, log, requireRuntime: true });
+  pg = await startPlayground({ stateDir, port: 0, log });
   const jsonpath = 'jsonpath={range .items[*]}{.metadata.name}={.status.readyReplicas}{"\\n"}{end}';
   for (let i = 0; ; i++) {
     const ready = await kubectl(["get", "deploy", "-n", "demo", "-o", jsonpath], pg.kubeconfig);

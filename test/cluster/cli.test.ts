@@ -7,7 +7,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { startPlayground, type Playground } from "../playground/apiserver/startPlayground";
+import { startPlayground, type Playground } from "../../playground/apiserver/startPlayground";
 import { requireNetns } from "../support/netns";
 
 const CLI = resolve(__dirname, "../../dist/cli.js");
@@ -39,7 +39,7 @@ describe("tether CLI against the playground", requireNetns(), () => {
 
   before(async () => {
     stateDir = await mkdtemp(join(tmpdir(), "tether-cli-"));
-    pg = await startPlayground({ stateDir, port: 0, log: () => {}, requireRuntime: true });
+    pg = await startPlayground({ stateDir, port: 0, log: () => {} });
     const { NODE_TEST_CONTEXT: _, ...inherited } = process.env;
     env = { ...inherited, KUBECONFIG: pg.kubeconfig };
     // wait for the workloads to be Ready (readiness probes), not merely Running

@@ -11,7 +11,7 @@ import { spawn } from "node:child_process";
 import type { AgentToEngine } from "../../src/protocol/messages";
 import { openAgentWire } from "../../src/engine/agentWire";
 import { openPortForward } from "../../src/kube/portForward";
-import { startPlayground, type Playground } from "../playground/apiserver/startPlayground";
+import { startPlayground, type Playground } from "../../playground/apiserver/startPlayground";
 import { requireNetns } from "../support/netns";
 
 const until = async <T>(what: string, fn: () => Promise<T | undefined>, ms = 30_000): Promise<T> => {
@@ -33,7 +33,7 @@ describe("port-forward to pods and to the agent", requireNetns(), () => {
 
   before(async () => {
     stateDir = await mkdtemp(join(tmpdir(), "tether-pf-"));
-    pg = await startPlayground({ stateDir, port: 0, log: () => {}, requireRuntime: true });
+    pg = await startPlayground({ stateDir, port: 0, log: () => {} });
     k8s = await import("@kubernetes/client-node");
     kc = new k8s.KubeConfig();
     kc.loadFromFile(pg.kubeconfig);

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Cluster, probesOf, resolveTarget } from "../../src/kube/cluster";
 import { TetherError } from "../../src/protocol/error";
-import { startPlayground, type Playground } from "../playground/apiserver/startPlayground";
+import { startPlayground, type Playground } from "../../playground/apiserver/startPlayground";
 import { requireNetns } from "../support/netns";
 
 describe("target resolution", requireNetns(), () => {
@@ -17,7 +17,7 @@ describe("target resolution", requireNetns(), () => {
 
   before(async () => {
     stateDir = await mkdtemp(join(tmpdir(), "tether-resolve-"));
-    pg = await startPlayground({ stateDir, port: 0, log: () => {}, requireRuntime: true });
+    pg = await startPlayground({ stateDir, port: 0, log: () => {} });
     cluster = new Cluster({ kubeconfig: pg.kubeconfig, namespace: "demo" });
     const template = (app: string) => ({
       metadata: { labels: { app } },

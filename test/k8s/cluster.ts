@@ -282,7 +282,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 
     const dnsBundle = join(stateDir, "dns.js");
     buildSync({ entryPoints: [join(HERE, "clusterDns.ts")], bundle: true, platform: "node", target: "node20", format: "cjs", outfile: dnsBundle, logLevel: "warning",
-      // test/support/dnsServer.ts runs a server of its own when it is the main module; in this bundle it is not
+      // playground/runtime/dnsServer.ts runs a server of its own when it is the main module; in this bundle it is not
       define: { "require.main": "undefined" } });
     const images = buildImages(join(stateDir, "images"), { pauseBinary: join(bins, "pause"), agentImage: AGENT_IMAGE, appsImage: APPS_IMAGE, pauseImage: PAUSE_IMAGE, dnsBundle });
     for (const a of images.archives) ctr(["images", "import", a.path]);

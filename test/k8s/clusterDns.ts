@@ -4,7 +4,7 @@
 // ClusterIP; other names get NXDOMAIN. Bundled by esbuild into the sample apps image as /app/dns.js.
 import https from "node:https";
 import { readFileSync } from "node:fs";
-import { DnsServer } from "../support/dnsServer";
+import { DnsServer } from "../../playground/runtime/dnsServer";
 
 const SA = "/var/run/secrets/kubernetes.io/serviceaccount";
 const domain = process.env.CLUSTER_DOMAIN ?? "cluster.local";

@@ -17,7 +17,7 @@ import { startAgent, type StartedAgent } from "../support/agent";
 import { NetnsLab, requireNetns, waitForLine, type Netns } from "../support/netns";
 import { connectFrom, randomSubnet } from "./stealFixture";
 
-const DNS_SERVER = resolve(__dirname, "../support/dnsServer.ts");
+const DNS_SERVER = resolve(__dirname, "../../playground/runtime/dnsServer.ts");
 const sha = (b: Buffer | string) => createHash("sha256").update(b).digest("hex");
 
 /** The cluster's services: an echo that answers after the client half-closes, a sha256 sink, a UDP echo. */

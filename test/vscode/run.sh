@@ -31,13 +31,13 @@ cleanup() {
     kill -TERM "$PG_PID" 2>/dev/null || true
     for _ in $(seq 1 100); do kill -0 "$PG_PID" 2>/dev/null || break; sleep 0.1; done
   fi
-  PLAYGROUND_DIR=$ROOT/playground node --import tsx test/playground/main.ts down >/dev/null 2>&1 || true
+  PLAYGROUND_DIR=$ROOT/playground node --import tsx playground/main.ts down >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
 # 1. the playground (its own state dir and port, beside any playground the user runs)
 t "start the playground on 127.0.0.1:$PG_PORT"
-PLAYGROUND_DIR=$ROOT/playground PLAYGROUND_PORT=$PG_PORT setsid node --import tsx test/playground/main.ts > "$ROOT/artifacts/playground.log" 2>&1 &
+PLAYGROUND_DIR=$ROOT/playground PLAYGROUND_PORT=$PG_PORT setsid node --import tsx playground/main.ts > "$ROOT/artifacts/playground.log" 2>&1 &
 PG_PID=$!
 export KUBECONFIG=$ROOT/playground/kubeconfig
 for _ in $(seq 1 300); do

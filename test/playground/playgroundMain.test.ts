@@ -10,15 +10,14 @@ import { after, before, describe, it } from "node:test";
 import { requireNetns } from "../support/netns.js";
 
 const haveKubectl = existsSync("/usr/bin/kubectl");
-const runtimePresent = existsSync(join(__dirname, "../playground/runtime/podRuntime.ts"));
-// With the pod runtime present the playground makes namespaces, which needs root.
-const skip = !haveKubectl ? "kubectl not found" : runtimePresent ? requireNetns().skip : undefined;
+// The playground makes namespaces, which needs root.
+const skip = !haveKubectl ? "kubectl not found" : requireNetns().skip;
 if (skip && !haveKubectl) {
   if (process.env.CI) throw new Error("kubectl is required in CI");
   console.log(`# skipping playground main test: ${skip}`);
 }
 
-const main = join(__dirname, "../playground/main.ts");
+const main = join(__dirname, "../../playground/main.ts");
 
 describe("npm run playground (main.ts up/down)", { skip }, () => {
   let dir: string;

@@ -1,4 +1,4 @@
-// The streaming module (test/playground/streaming) as the API server calls it: port-forward and
+// The streaming module (playground/streaming) as the API server calls it: port-forward and
 // exec upgrades, already authenticated and authorized.
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";

@@ -2,7 +2,7 @@
 // once (images under "missing/" fail to pull), dialPod answers HTTP 200, logs are canned. It lets
 // the API server be tested without network namespaces.
 import { Duplex } from "node:stream";
-import type { ContainerSpecLite, ContainerStateLite, PodRuntimeLike, PodSpecLite, ServiceLite } from "../playground/apiserver/runtimeTypes.js";
+import type { ContainerSpecLite, ContainerStateLite, PodRuntimeLike, PodSpecLite, ServiceLite } from "../../playground/apiserver/runtimeTypes.js";
 
 type Listener = (podUid: string, containerName: string, state: ContainerStateLite, ephemeral: boolean) => void;
 

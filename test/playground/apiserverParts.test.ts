@@ -1,11 +1,11 @@
 // The API server's pieces on their own: store resume/expiry, selectors, patches, Pod Security.
 import { strict as assert } from "node:assert";
 import { describe, it } from "node:test";
-import { ApiError } from "../playground/apiserver/apiError.js";
-import { jsonPatch, mergePatch, strategicMergePatch } from "../playground/apiserver/patch.js";
-import { checkPodSecurity, podSecurityViolations } from "../playground/apiserver/podSecurity.js";
-import { parseFieldSelector, parseLabelSelector } from "../playground/apiserver/selectors.js";
-import { ObjectStore, type KubeObject } from "../playground/apiserver/store.js";
+import { ApiError } from "../../playground/apiserver/apiError.js";
+import { jsonPatch, mergePatch, strategicMergePatch } from "../../playground/apiserver/patch.js";
+import { checkPodSecurity, podSecurityViolations } from "../../playground/apiserver/podSecurity.js";
+import { parseFieldSelector, parseLabelSelector } from "../../playground/apiserver/selectors.js";
+import { ObjectStore, type KubeObject } from "../../playground/apiserver/store.js";
 
 const cm = (name: string): KubeObject => ({ apiVersion: "v1", kind: "ConfigMap", metadata: { name, namespace: "n" } });
 

@@ -1,5 +1,5 @@
 // An API failure carrying what the Kubernetes Status object needs (HTTP code, reason, message).
-import { TetherError, type ErrorCode } from "../../../src/protocol/error.js";
+import { TetherError, type ErrorCode } from "../../src/protocol/error.js";
 
 export type StatusReason =
   | "NotFound"

@@ -1,6 +1,6 @@
 // Service ClusterIP allocation from the runtime's service CIDR, skipping the DNS address and
 // addresses already in use.
-import { TetherError } from "../../../src/protocol/error.js";
+import { TetherError } from "../../src/protocol/error.js";
 import type { ObjectStore } from "./store.js";
 
 const toInt = (ip: string): number => ip.split(".").reduce((n, o) => n * 256 + Number(o), 0);

@@ -6,7 +6,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import type { TLSSocket } from "node:tls";
-import type { Log } from "../../../src/protocol/log.js";
+import type { Log } from "../../src/protocol/log.js";
 import { admitCreate } from "./admission.js";
 import { ApiError } from "./apiError.js";
 import { Authorizer, type Attributes, type UserInfo } from "./authz.js";

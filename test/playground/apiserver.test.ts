@@ -10,7 +10,7 @@ import { startHarness, until, type Harness } from "./apiServerHarness.js";
 
 const haveKubectl = existsSync("/usr/bin/kubectl");
 if (!haveKubectl && process.env.CI) throw new Error("kubectl is required in CI (/usr/bin/kubectl)");
-if (!haveKubectl) console.log("skipping test/cluster/apiserver.test.ts: /usr/bin/kubectl not found");
+if (!haveKubectl) console.log("skipping test/playground/apiserver.test.ts: /usr/bin/kubectl not found");
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = any;

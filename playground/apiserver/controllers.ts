@@ -2,7 +2,7 @@
 // pods, statefulsets, jobs (with TTL after finish), endpoints and endpointslices from service
 // selectors (pushed to the runtime's service proxy), namespace termination and owner-reference GC.
 import { createHash } from "node:crypto";
-import type { Log } from "../../../src/protocol/log.js";
+import type { Log } from "../../src/protocol/log.js";
 import { admitCreate, type AdmissionEnv } from "./admission.js";
 import { recordEvent } from "./events.js";
 import { resourceByKind, storedResources } from "./resources.js";

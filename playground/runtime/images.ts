@@ -1,10 +1,10 @@
 // What each image runs in the playground: there is no registry, so an image name maps to a program
 // of this repository. Unknown images fail to pull, as they would in a cluster.
-// __dirname is not reliable when tsx loads this file through import(); __filename is
-import { dirname, resolve } from "node:path";
+// Containers are separate processes, so their programs are named by path.
+import { resolve } from "node:path";
 
-const REPO = resolve(dirname(__filename), "../../..");
-const APPS = resolve(dirname(__filename), "../apps");
+const REPO = resolve(__dirname, "../..");
+const APPS = resolve(__dirname, "../apps");
 
 export interface ImageProgram {
   argv: string[];

@@ -1,15 +1,15 @@
 // Starts the playground API server on a free port with a given runtime, writes a kubeconfig for it,
-// and runs the real kubectl against it. Used by the test/cluster tests.
+// and runs the real kubectl against it. Used by the test/playground tests.
 import { execFile } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { request } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startApiServer, type ApiServer } from "../playground/apiserver/apiServer.js";
-import { writeKubeconfig } from "../playground/apiserver/kubeconfig.js";
-import { ensurePki, type Pki } from "../playground/apiserver/pki.js";
-import type { PodRuntimeLike } from "../playground/apiserver/runtimeTypes.js";
-import type { StreamingHandlers } from "../playground/apiserver/streamingTypes.js";
+import { startApiServer, type ApiServer } from "../../playground/apiserver/apiServer.js";
+import { writeKubeconfig } from "../../playground/apiserver/kubeconfig.js";
+import { ensurePki, type Pki } from "../../playground/apiserver/pki.js";
+import type { PodRuntimeLike } from "../../playground/apiserver/runtimeTypes.js";
+import type { StreamingHandlers } from "../../playground/apiserver/streamingTypes.js";
 import type { Log } from "../../src/protocol/log.js";
 
 export interface Harness {

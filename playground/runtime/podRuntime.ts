@@ -10,12 +10,15 @@ import net from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { Duplex } from "node:stream";
-import type { Log } from "../../../src/protocol/log";
+import type { Log } from "../../src/protocol/log";
 import type { ContainerSpecLite, ContainerStateLite, PodRuntimeLike, PodSpecLite, ServiceLite } from "../apiserver/runtimeTypes";
 import { programFor } from "./images";
 
-const SANDBOX = resolve(dirname(__filename), "sandbox.js");
-const CLUSTER_DNS = resolve(dirname(__filename), "clusterDns.ts");
+// Two programs run as child processes inside namespaces (a process cannot move a Node thread into
+// another network namespace), so they are named by path: the pod sandbox is plain JavaScript, the
+// cluster DNS is TypeScript and runs under tsx's loader.
+const SANDBOX = resolve(__dirname, "sandbox.js");
+const CLUSTER_DNS = resolve(__dirname, "clusterDns.ts");
 /** tsx's loader by absolute path: `--import tsx` would resolve from the child's working directory. */
 const TSX_LOADER = pathToFileURL(join(dirname(require.resolve("tsx/package.json")), "dist/loader.mjs")).href;
 const CGROUP_ROOT = "/sys/fs/cgroup/pids";

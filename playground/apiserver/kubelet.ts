@@ -1,7 +1,7 @@
 // The playground's kubelet: runs the pods of the store through the pod runtime, reports container
 // states, phase and conditions in pod status, runs probes, starts ephemeral containers and finishes
 // graceful deletions.
-import type { Log } from "../../../src/protocol/log.js";
+import type { Log } from "../../src/protocol/log.js";
 import { recordEvent } from "./events.js";
 import { runProbe, type ProbeSpec } from "./probes.js";
 import type { ContainerSpecLite, ContainerStateLite, PodRuntimeLike } from "./runtimeTypes.js";

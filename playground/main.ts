@@ -5,10 +5,11 @@
 import { existsSync, readFileSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import type { Log, LogLevel } from "../../src/protocol/log.js";
-import { loadRuntimeModule, startPlayground, type Playground } from "./apiserver/startPlayground.js";
+import type { Log, LogLevel } from "../src/protocol/log.js";
+import { startPlayground, type Playground } from "./apiserver/startPlayground.js";
+import { cleanupLeftovers } from "./runtime/podRuntime.js";
 
-const repoRoot = resolve(__dirname, "../..");
+const repoRoot = resolve(__dirname, "..");
 // PLAYGROUND_DIR moves the state (tests run a playground beside a user's own).
 const stateDir = resolve(process.env.PLAYGROUND_DIR ?? join(repoRoot, ".playground"));
 const pidFile = join(stateDir, "playground.pid");
@@ -69,7 +70,7 @@ async function up(): Promise<void> {
   process.stdout.write(
     [
       "",
-      `Tether playground is running: API server ${server.url}, node ${runtime?.nodeName ?? "(no runtime)"}.`,
+      `Tether playground is running: API server ${server.url}, node ${runtime.nodeName}.`,
       "",
       "  Try it:",
       `    export KUBECONFIG=${kubeconfigPath}`,
@@ -103,8 +104,7 @@ async function down(): Promise<void> {
       process.kill(pid, "SIGKILL");
     }
   } else log("info", "no running playground found");
-  const runtimeMod = await loadRuntimeModule();
-  if (runtimeMod?.cleanupLeftovers) await runtimeMod.cleanupLeftovers({ stateDir: join(stateDir, "runtime"), log });
+  await cleanupLeftovers({ stateDir: join(stateDir, "runtime"), log });
   await rm(pidFile, { force: true });
   await rm(join(stateDir, "runtime"), { recursive: true, force: true });
   log("info", "playground removed");

@@ -1,35 +1,19 @@
 // The playground end to end: the API server with the real pod runtime (network namespaces and
 // processes), the demo namespace, api pods Ready through their HTTP probes, and kubectl logs.
 import { strict as assert } from "node:assert";
-import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { Log } from "../../src/protocol/log.js";
-import { demoObjects } from "../playground/apiserver/demoObjects.js";
-import type { PodRuntimeLike } from "../playground/apiserver/runtimeTypes.js";
-import type { StreamingHandlers } from "../playground/apiserver/streamingTypes.js";
+import { demoObjects } from "../../playground/apiserver/demoObjects.js";
+import { PodRuntime } from "../../playground/runtime/podRuntime.js";
+import * as streaming from "../../playground/streaming/index.js";
 import { requireNetns } from "../support/netns.js";
 import { startHarness, until, type Harness } from "./apiServerHarness.js";
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = any;
-
-const runtimePath = join(__dirname, "../playground/runtime/podRuntime.ts");
-const streamingPath = join(__dirname, "../playground/streaming/index.ts");
-
-function skipReason(): string | undefined {
-  const netns = requireNetns();
-  if (netns.skip) return netns.skip;
-  if (!existsSync(runtimePath)) {
-    const why = "the pod runtime (test/playground/runtime/podRuntime.ts) is not there yet";
-    if (process.env.CI) throw new Error(why);
-    console.log(`# skipping playground end-to-end test: ${why}`);
-    return why;
-  }
-  return undefined;
-}
 
 const log: Log = (level, message, fields) => {
   if (process.env.PLAYGROUND_TEST_LOG && level !== "trace" && (level !== "debug" || process.env.PLAYGROUND_TEST_LOG === "debug")) {
@@ -37,18 +21,16 @@ const log: Log = (level, message, fields) => {
   }
 };
 
-const skip = skipReason();
+const skip = requireNetns().skip;
 
 describe("playground end to end (real runtime)", { skip }, () => {
   let h: Harness | undefined;
-  let runtime: PodRuntimeLike | undefined;
+  let runtime: PodRuntime | undefined;
   let stateDir: string | undefined;
 
   before(async () => {
     stateDir = await mkdtemp(join(tmpdir(), "tether-playground-"));
-    const mod = (await import(runtimePath)) as { PodRuntime: { create(o: { stateDir: string; log: Log }): Promise<PodRuntimeLike> } };
-    runtime = await mod.PodRuntime.create({ stateDir, log });
-    const streaming = existsSync(streamingPath) ? ((await import(streamingPath)) as StreamingHandlers) : undefined;
+    runtime = await PodRuntime.create({ stateDir, log });
     h = await startHarness(runtime, streaming, log);
     for (const o of demoObjects()) h.server.create(o);
   });

@@ -1,6 +1,6 @@
 // The playground's cluster DNS as a program (run inside the node namespace): a real DNS server whose
 // records arrive on stdin as JSON lines {"name": ["address", ...]}, one full table per line.
-import { DnsServer } from "../../support/dnsServer";
+import { DnsServer } from "./dnsServer";
 
 const [host = "127.0.0.1", port = "53"] = process.argv.slice(2);
 let table: Record<string, string[]> = {};

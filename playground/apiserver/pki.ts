@@ -7,7 +7,7 @@ import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { TetherError } from "../../../src/protocol/error.js";
+import { TetherError } from "../../src/protocol/error.js";
 
 const run = promisify(execFile);
 

@@ -1,4 +1,4 @@
-// The pod runtime as the API server sees it (mirrors test/playground/runtime/podRuntime.ts): the API
+// The pod runtime as the API server sees it (mirrors playground/runtime/podRuntime.ts): the API
 // server's kubelet hands it pods and ephemeral containers and hears back container states.
 import type { Duplex } from "node:stream";
 
