@@ -79,7 +79,7 @@ struct prog {
   int labels[8];
   int n;
 };
-enum { L_ALLOW, L_NOTIFY, L_PRCTL, L_ADDR4, L_ERRNO, L_ADDR4_HI, L_MAGIC2, L_COUNT };
+enum { L_ALLOW, L_NOTIFY, L_PRCTL, L_ADDR4, L_COUNT };
 
 static void emit(struct prog *p, uint16_t code, uint32_t k, int jt, int jf) {
   if (p->n >= MAXI) return;
@@ -157,11 +157,9 @@ static int build(struct prog *pp, int features) {
     TRAP(__NR_utimensat);
   }
   if (features & TETHER_FEAT_UNAME) TRAP(__NR_uname);
-  label(&p, L_ALLOW);
-  RET(SECCOMP_RET_ALLOW);
-  label(&p, L_NOTIFY);
-  RET(SECCOMP_RET_USER_NOTIF);
-  /* the address argument (args[4]) of sendto/recvfrom: NULL -> allow */
+  RET(SECCOMP_RET_ALLOW); /* everything else */
+  /* the address argument (args[4]) of sendto/recvfrom: NULL -> allow (classic BPF jumps only forward,
+     so the blocks come after the list and the shared returns last) */
   label(&p, L_ADDR4);
   LD(ARG_LO(4));
   JEQ(0, NEXT, L_NOTIFY);
@@ -174,6 +172,10 @@ static int build(struct prog *pp, int features) {
   LD(ARG_LO(1));
   JEQ(TETHER_MAGIC_ARG, NEXT, L_ALLOW);
   RET(SECCOMP_RET_ERRNO | TETHER_MAGIC_ERRNO);
+  label(&p, L_ALLOW);
+  RET(SECCOMP_RET_ALLOW);
+  label(&p, L_NOTIFY);
+  RET(SECCOMP_RET_USER_NOTIF);
   if (p.n >= MAXI) return -1;
   for (int i = 0; i < p.n; i++) {
     if ((p.ins[i].code & 0x07) != BPF_JMP) continue;

@@ -33,7 +33,8 @@ void *memcpy(void *d, const void *s, unsigned long n) {
 
 __attribute__((constructor)) static void tether_preload(void) {
   const char *spec = find_env(TETHER_NATIVE_ENV);
-  if (!spec || !*spec) return;
+  /* "!...": an ancestor already failed and said so; its children run without interception quietly */
+  if (!spec || !*spec || *spec == '!') return;
   char why[256];
   int r = tether_install(spec, why, sizeof why);
   if (r >= 0) return;
@@ -45,4 +46,5 @@ __attribute__((constructor)) static void tether_preload(void) {
   while (n) *p++ = tmp[--n];
   *p = 0;
   tether_warn(who, why);
+  if (r == -1) *(char *)spec = '!'; /* the environment's own bytes: children inherit the mark */
 }

@@ -18,9 +18,19 @@ int main(int argc, char **argv) {
     return 127;
   }
   const char *spec = getenv(TETHER_NATIVE_ENV);
-  if (spec && *spec) {
+  if (spec && *spec && *spec != '!') {
     char why[256];
-    if (tether_install(spec, why, sizeof why) < 0) tether_warn(argv[first], why);
+    int r = tether_install(spec, why, sizeof why);
+    if (r < 0) tether_warn(argv[first], why);
+    if (r == -1) {
+      /* children inherit the mark and run without interception, quietly */
+      char *marked = malloc(strlen(spec) + 2);
+      if (marked) {
+        marked[0] = '!';
+        strcpy(marked + 1, spec);
+        setenv(TETHER_NATIVE_ENV, marked, 1);
+      }
+    }
   }
   execvp(argv[first], argv + first);
   fprintf(stderr, "tether-shim: cannot run %s: %s\n", argv[first], strerror(errno));
