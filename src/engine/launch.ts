@@ -65,6 +65,7 @@ export class Launch {
       if (nativeWhyNot === undefined) {
         try {
           native = await NativeLayer.start(options.nativeDir!, runtime.clientEnv({ remoteFiles: files.paths("native"), hostname: session.hostname }), log);
+          log("info", `native layer: supervisor ${native.pid} on ${native.socket}`, { tag: "native" });
         } catch (err) {
           native = { unavailable: `the supervisor did not start: ${(err as Error).message}` };
         }

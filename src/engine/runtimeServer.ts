@@ -127,8 +127,7 @@ export class RuntimeServer extends EventEmitter {
         }
       }
       case "route": {
-        if (routing.connect(req.proto, req.host, req.port, names.namesOf(req.host)) === "local") return { route: "local" };
-        if (req.proto === "tcp") return { route: "local" }; // TCP goes through tcp.open
+        if (routing.connect("udp", req.host, req.port, names.namesOf(req.host)) === "local") return { route: "local" };
         // a datagram's reply must come from the peer's address: resolve a name first, as the pod does
         const address = net.isIP(req.host) ? req.host : await this.resolve(req.host).catch(() => undefined);
         const via = await this.options.udp.forwarderFor(address ?? req.host, req.port);

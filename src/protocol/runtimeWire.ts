@@ -23,7 +23,8 @@ export interface RuntimeEnv {
 export type RuntimeRequest =
   /** A TCP connection to host:port: local, or opened in the pod first and then handed over at `via`. */
   | { op: "tcp.open"; host: string; port: number; family?: 4 | 6 }
-  | { op: "route"; proto: "tcp" | "udp"; host: string; port: number }
+  /** UDP: local, or the engine's forwarder for the destination. */
+  | { op: "route"; proto: "udp"; host: string; port: number }
   | { op: "lookup"; hostname: string; family: 0 | 4 | 6 }
   | { op: "file.read"; path: string }
   | { op: "file.stat"; path: string }

@@ -7,52 +7,28 @@ import { spawn, spawnSync } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { startPlayground, type Playground } from "../../playground/apiserver/startPlayground";
 import { requireNetns } from "../support/netns";
+import { runIn, startPlaygroundAccess, type PlaygroundAccess } from "../support/playgroundAccess";
 
 const CLI = resolve(__dirname, "../../dist/cli.js");
 
 describe("tether CLI against the playground", requireNetns(), () => {
-  let pg: Playground;
+  let pg: PlaygroundAccess;
   let stateDir: string;
   let env: NodeJS.ProcessEnv;
 
   // asynchronous on purpose: the playground's API server runs in this process
-  const run = (cmd: string, args: string[]) =>
-    new Promise<{ status: number | null; stdout: string; stderr: string }>((done) => {
-      const c = spawn(cmd, args, { env, stdio: ["ignore", "pipe", "pipe"] });
-      let stdout = "";
-      let stderr = "";
-      c.stdout.on("data", (d) => (stdout += d));
-      c.stderr.on("data", (d) => (stderr += d));
-      c.on("close", (status) => done({ status, stdout, stderr }));
-    });
+  const run = (cmd: string, args: string[]) => runIn(env, cmd, args);
   const cli = (args: string[]) => run(process.execPath, [CLI, ...args]);
   const kubectl = (args: string[]) => run("kubectl", args);
-  /** curl from inside a pod's network namespace (the playground names them <prefix>-p<n>). */
   const podIpOf = async (name: string) => (await kubectl(["get", "pod", "-n", "demo", name, "-o", "jsonpath={.status.podIP}"])).stdout.trim();
-  const fromClientPod = async (url: string) => {
-    const ns = clientNs;
-    return (await run("ip", ["netns", "exec", ns, "curl", "-s", "--max-time", "5", url])).stdout;
-  };
-  let clientNs = "";
+  /** curl from inside the client pod's network namespace. */
+  const fromClientPod = (url: string) => pg.fromClientPod(url);
 
   before(async () => {
     stateDir = await mkdtemp(join(tmpdir(), "tether-cli-"));
-    pg = await startPlayground({ stateDir, port: 0, log: () => {} });
-    const { NODE_TEST_CONTEXT: _, ...inherited } = process.env;
-    env = { ...inherited, KUBECONFIG: pg.kubeconfig };
-    // wait for the workloads to be Ready (readiness probes), not merely Running
-    for (let i = 0; i < 150; i++) {
-      const r = await kubectl(["get", "deploy", "-n", "demo", "-o", "jsonpath={range .items[*]}{.metadata.name}={.status.readyReplicas}{\"\\n\"}{end}"]);
-      const c = await kubectl(["get", "pod", "-n", "demo", "client", "-o", "jsonpath={.status.phase}"]);
-      if (/api=2/.test(r.stdout) && /db=1/.test(r.stdout) && c.stdout === "Running") break;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    // the client pod's namespace, by its address (another playground may run beside this one)
-    const clientIp = (await kubectl(["get", "pod", "-n", "demo", "client", "-o", "jsonpath={.status.podIP}"])).stdout.trim();
-    clientNs = spawnSync("sh", ["-c", `for n in $(ip netns list | cut -d' ' -f1); do ip -n $n -4 -o addr | grep -q " ${clientIp}/" && echo $n; done`], { encoding: "utf8" }).stdout.trim().split("\n")[0]!;
-    assert.ok(clientNs, `found the client pod's namespace (${clientIp})`);
+    pg = await startPlaygroundAccess();
+    env = pg.env;
   });
   after(async () => {
     await pg?.close();
@@ -209,7 +185,7 @@ describe("tether CLI against the playground", requireNetns(), () => {
     }
   });
 
-  test("a Python debuggee under exec gets stolen requests and calls the cluster through the proxy", async () => {
+  test("a Python debuggee under exec gets stolen requests and calls the cluster by name (native layer)", async () => {
     const port = 20000 + Math.floor(Math.random() * 20000);
     env.LOCAL_PORT = String(port);
     const run = await startExec(["-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`], ["python3", resolve(__dirname, "../fixtures/proxy_caller.py")]);
