@@ -7,12 +7,13 @@ import { WebSocketServer } from "ws";
 import { acceptEngine } from "../src/protocol/connection";
 import type { Log } from "../src/protocol/log";
 import type { Probe } from "../src/protocol/messages";
+import { TETHER_VERSION } from "../src/protocol/version";
 import type { Outgoing, PortCapability, Resolver, TargetProcess } from "./capabilities";
 import type { AgentConfig } from "./config";
 import type { Metrics } from "./metrics";
 import { AgentSession } from "./session";
 
-export const AGENT_VERSION = "0.1.0";
+export const AGENT_VERSION = TETHER_VERSION;
 
 export interface AgentParts {
   steal: PortCapability;

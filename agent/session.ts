@@ -120,8 +120,10 @@ export class AgentSession {
         return;
       }
       case "http.response":
+      case "http.trailers":
+      case "http.reset":
         // Consumed by the steal capability through the stream it opened (see incoming/).
-        this.conn.emit("http.response", msg);
+        this.conn.emit(msg.type, msg);
         return;
       default:
         return;

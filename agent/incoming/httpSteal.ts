@@ -7,14 +7,17 @@
 // Limits: request heads up to MAX_HEADER_BYTES (96 KiB; 64 KiB of headers fit), HEADERS_TIMEOUT_MS
 // for a whole head (slowloris), bodies always streamed with backpressure (never buffered whole).
 import { createServer, request as httpRequest, Agent as HttpAgent, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { request as httpsRequest, Agent as HttpsAgent } from "node:https";
 import { connect, type Socket } from "node:net";
+import { connect as tlsConnect } from "node:tls";
 import type { Duplex } from "node:stream";
 import type { AgentConnection, WireStream } from "../../src/protocol/connection";
 import type { Log } from "../../src/protocol/log";
 import type { EngineToAgent } from "../../src/protocol/messages";
 import type { Metrics } from "../metrics";
 import type { AgentSession } from "../session";
-import type { RequestFacts } from "./httpMatcher";
+import { requestFacts, type RequestFacts } from "./httpMatcher";
+import type { TlsFacts } from "./http2Steal";
 import { pipeBoth } from "../../src/protocol/pipeBoth";
 
 export const MAX_HEADER_BYTES = 96 * 1024;
@@ -35,6 +38,18 @@ export interface HttpStealContext {
   decide(facts: RequestFacts): Decision;
   /** Tells the port's other (v2) sessions what happened to a request. */
   notify(facts: RequestFacts, decision: Decision): void;
+  /** The TLS the agent terminated on this client connection (tlsSteal), if any. */
+  tlsOf?(socket: Duplex): TlsFacts | undefined;
+}
+
+export function countDecision(metrics: Metrics, decision: Decision): void {
+  if (decision.kind === "steal") {
+    metrics.add("tether_requests_total", 1, { outcome: "stolen" });
+    metrics.add("tether_filter_matches_total");
+  } else {
+    metrics.add("tether_requests_total", 1, { outcome: decision.reason === "probe" ? "probe" : "passed" });
+    if (decision.leaked) metrics.add("tether_leaked_requests_total");
+  }
 }
 
 /** One listener per wire connection dispatches http.response messages to the waiting request. */
@@ -86,6 +101,9 @@ function headBytes(firstLine: string, rawHeaders: readonly string[]): Buffer {
 
 export function createHttpSteal(ctx: HttpStealContext): Server {
   const upstreamAgent = new HttpAgent({ keepAlive: true, maxFreeSockets: 16 });
+  // requests that came over TLS reach the app over TLS again: it is the pod's own app, whose
+  // certificate the agent has no reason to check; the client's server name goes along
+  const upstreamTlsAgent = new HttpsAgent({ keepAlive: true, maxFreeSockets: 16, rejectUnauthorized: false });
   const server = createServer({
     maxHeaderSize: MAX_HEADER_BYTES,
     headersTimeout: HEADERS_TIMEOUT_MS,
@@ -100,29 +118,21 @@ export function createHttpSteal(ctx: HttpStealContext): Server {
   server.emit("listening");
   const bytes = (direction: "to_session" | "from_session", n: number) => ctx.metrics.add("tether_bytes_total", n, { direction });
 
-  const facts = (req: IncomingMessage): RequestFacts => ({ method: req.method ?? "GET", url: req.url ?? "/", rawHeaders: req.rawHeaders });
-
-  const count = (decision: Decision) => {
-    if (decision.kind === "steal") {
-      ctx.metrics.add("tether_requests_total", 1, { outcome: "stolen" });
-      ctx.metrics.add("tether_filter_matches_total");
-    } else {
-      ctx.metrics.add("tether_requests_total", 1, { outcome: decision.reason === "probe" ? "probe" : "passed" });
-      if (decision.leaked) ctx.metrics.add("tether_leaked_requests_total");
-    }
-  };
+  const facts = (req: IncomingMessage): RequestFacts => requestFacts(req.method ?? "GET", req.url ?? "/", req.rawHeaders, ctx.tlsOf?.(req.socket)?.clientSubject);
+  const count = (decision: Decision) => countDecision(ctx.metrics, decision);
 
   // ---- plain requests ----
 
   const pass = (req: IncomingMessage, res: ServerResponse) => {
-    const upstream = httpRequest({
+    const tls = ctx.tlsOf?.(req.socket);
+    const upstream = (tls ? httpsRequest : httpRequest)({
+      ...(tls ? { agent: upstreamTlsAgent, servername: tls.sni, ALPNProtocols: ["http/1.1"] } : { agent: upstreamAgent }),
       host: originalHost(req.socket),
       port: ctx.port,
       method: req.method,
       path: req.url,
       headers: req.rawHeaders as unknown as Record<string, string>, // raw form: names keep their case and order
       setHost: false,
-      agent: upstreamAgent,
       maxHeaderSize: MAX_HEADER_BYTES,
     });
     req.pipe(upstream);
@@ -148,10 +158,9 @@ export function createHttpSteal(ctx: HttpStealContext): Server {
     });
   };
 
-  const steal = (req: IncomingMessage, res: ServerResponse, session: AgentSession) => {
-    const conn = session.conn;
-    const stream = conn.openStream();
-    const answer = waitResponse(conn, stream);
+  /** incoming.http for a request; v3 sessions also learn the TLS the client spoke. */
+  const announce = (conn: AgentConnection, stream: WireStream, req: IncomingMessage, upgrade: boolean) => {
+    const tls = ctx.tlsOf?.(req.socket);
     conn.send({
       type: "incoming.http",
       stream: stream.id,
@@ -161,8 +170,16 @@ export function createHttpSteal(ctx: HttpStealContext): Server {
       url: req.url ?? "/",
       httpVersion: req.httpVersion,
       rawHeaders: req.rawHeaders,
-      upgrade: false,
+      upgrade,
+      ...(tls && conn.supports("http.trailers") ? { tls: { ...(tls.sni ? { sni: tls.sni } : {}), alpn: tls.alpn ?? "http/1.1", ...(tls.clientSubject ? { clientSubject: tls.clientSubject } : {}) } } : {}),
     });
+  };
+
+  const steal = (req: IncomingMessage, res: ServerResponse, session: AgentSession) => {
+    const conn = session.conn;
+    const stream = conn.openStream();
+    const answer = waitResponse(conn, stream);
+    announce(conn, stream, req, false);
     req.on("data", (d: Buffer) => bytes("to_session", d.length));
     req.pipe(stream);
     res.on("close", () => {
@@ -204,7 +221,11 @@ export function createHttpSteal(ctx: HttpStealContext): Server {
   // ---- upgrades ----
 
   const passUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const app = connect({ host: originalHost(req.socket), port: ctx.port });
+    const tls = ctx.tlsOf?.(req.socket);
+    const host = originalHost(req.socket);
+    const app = tls
+      ? tlsConnect({ host, port: ctx.port, servername: tls.sni, ALPNProtocols: ["http/1.1"], rejectUnauthorized: false })
+      : connect({ host, port: ctx.port });
     app.write(headBytes(`${req.method} ${req.url} HTTP/${req.httpVersion}`, req.rawHeaders));
     if (head.length) app.write(head);
     pipeBoth(socket, app);
@@ -214,17 +235,7 @@ export function createHttpSteal(ctx: HttpStealContext): Server {
     const conn = session.conn;
     const stream = conn.openStream();
     const answer = waitResponse(conn, stream);
-    conn.send({
-      type: "incoming.http",
-      stream: stream.id,
-      port: ctx.port,
-      peer: peerOf(req.socket),
-      method: req.method ?? "GET",
-      url: req.url ?? "/",
-      httpVersion: req.httpVersion,
-      rawHeaders: req.rawHeaders,
-      upgrade: true,
-    });
+    announce(conn, stream, req, true);
     socket.pause();
     if (head.length) stream.write(head);
     const onEarlyClose = () => stream.destroy();
@@ -285,6 +296,9 @@ export function createHttpSteal(ctx: HttpStealContext): Server {
     previous.once("close", () => !previous.writableFinished && socket.destroy());
   });
 
-  server.on("close", () => upstreamAgent.destroy());
+  server.on("close", () => {
+    upstreamAgent.destroy();
+    upstreamTlsAgent.destroy();
+  });
   return server;
 }

@@ -9,6 +9,10 @@
 // - probe paths (TETHER_AGENT_PROBES) always reach the app unless the session says stealProbes;
 //   a plain steal of a port with probe paths becomes "every request except the probe paths";
 //   a probe port without a path (TCP probe) is refused (PROBE_PORT) without stealProbes.
+// - HTTP/2 (h2c prior knowledge) is decided per stream (http2Steal); TLS is terminated with the
+//   certificate a session sent (tlsSteal), then read as HTTP/1.1 or HTTP/2. A filter on a port whose
+//   app speaks TLS, without a certificate, is refused (TLS_NEEDS_CERTIFICATE); sessions sharing a
+//   TLS port must send the same certificate.
 import { connect, createServer, type Server, type Socket } from "node:net";
 import type { AddressInfo } from "node:net";
 import type { Server as HttpServer } from "node:http";
@@ -24,6 +28,11 @@ import { compileFilter, filtersOverlap, pathOf, type RequestFacts, type RequestM
 import { createHttpSteal, originalHost, type Decision } from "./httpSteal";
 import type { Iptables } from "./iptables";
 import { peekRequestLine } from "./peekRequestLine";
+import { readClientHello } from "./clientHello";
+import { createHttp2Steal, type AppRoute, type Http2Steal, type TlsFacts } from "./http2Steal";
+import { appSpeaksTls, PortTls } from "./tlsSteal";
+import { connect as tlsConnect, type TLSSocket } from "node:tls";
+import type { Duplex } from "node:stream";
 import { pipeBoth } from "../../src/protocol/pipeBoth";
 
 export interface StealOptions {
@@ -41,12 +50,17 @@ interface Subscription {
   matcher: RequestMatcher | undefined;
   stealProbes: boolean;
   since: number;
+  /** TLS termination with this session's certificate (the port's first one is used). */
+  tls: PortTls | undefined;
 }
 
 interface StolenPort {
   port: number;
   listener: Server;
   http: HttpServer;
+  http2: Http2Steal;
+  /** TLS client connections the agent terminated, with what filters and sessions learn of them. */
+  tls: WeakMap<Duplex, TlsFacts>;
   listenPort: number;
   /** Insertion order is the order requests are offered in. */
   subs: Map<string, Subscription>;
@@ -66,6 +80,12 @@ const PEEK_SILENT_MS = 60_000;
 const PEEK_LINE_MS = 15_000;
 /** How long a released port's listener still accepts (and passes on) connections redirected before the release. */
 const RELEASE_GRACE_MS = 1_000;
+/** A ClientHello must be complete this long after its first byte. */
+const HELLO_TIMEOUT_MS = 15_000;
+
+function peerOf(socket: Socket | TLSSocket): { address: string; port: number } {
+  return { address: (socket.remoteAddress ?? "").replace(/^::ffff:/, ""), port: socket.remotePort ?? 0 };
+}
 
 export class StealRouter implements PortCapability {
   private readonly ports = new Map<number, StolenPort>();
@@ -111,17 +131,29 @@ export class StealRouter implements PortCapability {
       }
       const iptables = this.options.iptables;
       if (!iptables) throw new TetherError("IPTABLES_FAILED", "iptables is not usable in this pod; steal is unavailable");
+      const tls = msg.tls ? new PortTls(msg.tls, { port, log: this.options.log, onSecure: (socket, facts) => this.onSecure(port, socket, facts) }) : undefined;
+      const portTls = existing && this.tlsOf(existing, session);
+      if (tls && portTls && portTls.fingerprint !== tls.fingerprint) {
+        throw new TetherError("STEAL_REFUSED", `port ${port} is TLS-terminated with another certificate by another session; send the same certificate to share it`);
+      }
+      if (msg.filter && !tls && !portTls && (await appSpeaksTls("127.0.0.1", port))) {
+        throw new TetherError(
+          "TLS_NEEDS_CERTIFICATE",
+          `port ${port} speaks TLS: a filter cannot read its requests without the certificate and key (incoming.tls); give them, or steal the whole port without a filter, or mirror it`,
+        );
+      }
       const sub: Subscription = {
         session,
         filter: msg.filter,
         matcher: msg.filter ? compileFilter(msg.filter) : undefined,
         stealProbes,
         since: Date.now(),
+        tls,
       };
       const stolen = existing ?? (await this.openPort(port, iptables));
       stolen.subs.set(session.id, sub);
       stolen.pendingSince ??= sub.since;
-      this.options.log("info", "port stolen", { session: session.id, port, filtered: Boolean(msg.filter), stealProbes });
+      this.options.log("info", "port stolen", { session: session.id, port, filtered: Boolean(msg.filter), stealProbes, tls: Boolean(tls), mtls: Boolean(msg.tls?.clientCa) });
       return { probesKept: stealProbes ? [] : this.probePaths(port) };
     });
   }
@@ -134,18 +166,22 @@ export class StealRouter implements PortCapability {
       port,
       listener,
       http: undefined as unknown as HttpServer,
+      http2: undefined as unknown as Http2Steal,
+      tls: new WeakMap(),
       listenPort: 0,
       subs: new Map(),
       pendingSince: undefined,
       sockets: new Set(),
     };
-    stolen.http = createHttpSteal({
+    const requests = {
       port,
       log: this.options.log,
       metrics: this.options.metrics,
-      decide: (facts) => this.decide(port, facts),
-      notify: (facts, decision) => this.notify(port, facts, decision),
-    });
+      decide: (facts: RequestFacts) => this.decide(port, facts),
+      notify: (facts: RequestFacts, decision: Decision) => this.notify(port, facts, decision),
+    };
+    stolen.http = createHttpSteal({ ...requests, tlsOf: (socket) => stolen.tls.get(socket) });
+    stolen.http2 = createHttp2Steal(requests);
     listener.on("connection", (socket) => this.onConnection(stolen, socket));
     await new Promise<void>((resolve, reject) => {
       listener.once("error", reject);
@@ -225,11 +261,60 @@ export class StealRouter implements PortCapability {
         socket.resume();
         return;
       }
+      if (kind === "h2") return stolen.http2.handle(socket, { peer: peerOf(socket), app: this.plainRoute(stolen.port, socket) });
+      if (kind === "tls") {
+        const tls = this.tlsOf(stolen);
+        if (tls) return void this.terminate(stolen, socket, tls);
+        log("debug", "a TLS connection on a filtered port without a certificate: not readable", { port: stolen.port });
+      }
       // Not HTTP/1.x: a plain steal (that keeps probe paths) takes it whole; filters cannot read it.
       const owner = this.plainOwner(stolen);
       if (owner && !owner.session.conn.isClosed) this.stealConnection(stolen.port, socket, owner.session);
       else this.passConnection(stolen.port, socket);
     });
+  }
+
+  /** The TLS termination of the port: the first subscription's that has one (but not `except`'s). */
+  private tlsOf(stolen: StolenPort, except?: AgentSession): PortTls | undefined {
+    for (const sub of stolen.subs.values()) if (sub.tls && sub.session !== except) return sub.tls;
+    return undefined;
+  }
+
+  private plainRoute(port: number, socket: Socket): AppRoute {
+    const host = originalHost(socket);
+    return { scheme: "http", connect: () => connect({ host, port, noDelay: true }) };
+  }
+
+  /** A ClientHello on a port with a certificate: terminate it when the certificate covers its name. */
+  private async terminate(stolen: StolenPort, socket: Socket, tls: PortTls): Promise<void> {
+    const hello = await readClientHello(socket, HELLO_TIMEOUT_MS);
+    if (!hello) {
+      this.options.log("debug", "not a TLS ClientHello on a filtered port: closed", { port: stolen.port });
+      return void socket.destroy();
+    }
+    if (!tls.covers(hello.sni)) {
+      this.options.log("debug", "TLS for a server name the certificate does not cover: passed to the app untouched", { port: stolen.port, sni: hello.sni });
+      return this.passConnection(stolen.port, socket);
+    }
+    await tls.accept(socket, hello, originalHost(socket));
+  }
+
+  /** A TLS client connection the agent terminated: read as HTTP/2 or HTTP/1.1, by what ALPN settled on. */
+  private onSecure(port: number, socket: TLSSocket, facts: TlsFacts): void {
+    const stolen = this.ports.get(port);
+    if (!stolen) return void socket.destroy();
+    stolen.sockets.add(socket as unknown as Socket);
+    socket.once("close", () => stolen.sockets.delete(socket as unknown as Socket));
+    if (facts.alpn === "h2") {
+      const host = originalHost(socket);
+      const app: AppRoute = {
+        scheme: "https",
+        connect: () => tlsConnect({ host, port, ...(facts.sni ? { servername: facts.sni } : {}), ALPNProtocols: ["h2"], rejectUnauthorized: false }),
+      };
+      return stolen.http2.handle(socket, { peer: peerOf(socket), app, tls: facts });
+    }
+    stolen.tls.set(socket, facts);
+    stolen.http.emit("connection", socket);
   }
 
   private plainOwner(stolen: StolenPort): Subscription | undefined {
@@ -242,13 +327,7 @@ export class StealRouter implements PortCapability {
     metrics.add("tether_connections_total", 1, { outcome: "stolen" });
     const conn = session.conn;
     const stream = conn.openStream();
-    conn.send({
-      type: "incoming.tcp",
-      stream: stream.id,
-      port,
-      mode: "steal",
-      peer: { address: (socket.remoteAddress ?? "").replace(/^::ffff:/, ""), port: socket.remotePort ?? 0 },
-    });
+    conn.send({ type: "incoming.tcp", stream: stream.id, port, mode: "steal", peer: peerOf(socket) });
     pipeBoth(socket, stream, (dir, n) => metrics.add("tether_bytes_total", n, { direction: dir === "a->b" ? "to_session" : "from_session" }));
     socket.resume();
   }
@@ -284,6 +363,7 @@ export class StealRouter implements PortCapability {
       setTimeout(() => {
         stolen.listener.close();
         stolen.http.close(); // idle keep-alive connections go; busy ones finish, passed to the app
+        stolen.http2.close();
       }, RELEASE_GRACE_MS).unref();
     }
   }
@@ -305,6 +385,7 @@ export class StealRouter implements PortCapability {
         for (const stolen of ports) {
           stolen.listener.close();
           stolen.http.close();
+          stolen.http2.close();
           for (const s of stolen.sockets) s.destroy();
         }
       }

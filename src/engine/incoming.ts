@@ -1,7 +1,7 @@
 // Engine side of incoming traffic: delivers what the agent stole or mirrored to the debuggee's
 // local port.
 //
-//   const delivery = new IncomingDelivery(conn, { portMap: { 80: 3000 } });
+//   const delivery = new IncomingDelivery(conn, { podToLocal: new Map([[80, 3000]]) });
 //   delivery.on("request", (r) => ...);   // one stolen HTTP request answered (live traffic view)
 //   delivery.on("failure", (f) => ...);   // the local app could not be reached
 //   ...
@@ -14,6 +14,9 @@
 //   requests (WebSocket) are upgraded against the local app; after the 101 head, raw bytes flow
 //   both ways.
 // - Local app not listening: HTTP gets a 502 answer, TCP streams are reset; both emit "failure".
+// - HTTP/2 requests (httpVersion "2.0", protocol v3) are replayed by incomingHttp2 over HTTP/2 to
+//   the local app (gRPC keeps its trailers and status); requests that came over TLS reach the local
+//   app over TLS again when the session asks (`localTls`).
 //
 // Events:
 //   "connection" (IncomingConnection)  an incoming.tcp stream was accepted
@@ -22,22 +25,26 @@
 //   "failure"    (DeliveryFailure)     delivering to the local app failed
 import { EventEmitter } from "node:events";
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { connect } from "node:net";
 import type { Duplex } from "node:stream";
 import type { EngineConnection } from "../protocol/connection";
 import { silentLog, type Log } from "../protocol/log";
 import { pipeBoth } from "../protocol/pipeBoth";
 import type { AgentToEngine } from "../protocol/messages";
+import { Http2Delivery } from "./incomingHttp2";
 
 type IncomingTcp = Extract<AgentToEngine, { type: "incoming.tcp" }>;
 type IncomingHttp = Extract<AgentToEngine, { type: "incoming.http" }>;
 type TrafficPassed = Extract<AgentToEngine, { type: "traffic.passed" }>;
 
 export interface IncomingDeliveryOptions {
-  /** Pod port -> local port; ports not listed are delivered to the same port number. */
-  portMap?: Record<number, number> | Map<number, number>;
+  /** Pod port -> local port (config/ports podToLocal); ports not listed are delivered to the same port number. */
+  podToLocal?: ReadonlyMap<number, number>;
   /** Where the debuggee listens (default 127.0.0.1). */
   host?: string;
+  /** Requests that came over TLS (the agent terminated it) reach the local app over TLS too. */
+  localTls?: boolean;
   log?: Log;
 }
 
@@ -58,6 +65,14 @@ export interface DeliveredRequest {
   /** From the agent's message to the local app's response head. */
   latencyMs: number;
   upgrade: boolean;
+  /** How the client spoke to the pod: "h2" for HTTP/2 (cleartext or TLS); absent: HTTP/1.x. */
+  protocol?: "h2";
+  /** The client's connection was TLS, terminated by the agent: the name it asked for, its certificate's subject (mTLS). */
+  tls?: { sni?: string; clientSubject?: string };
+  /** gRPC calls, reported when they end: grpc-status (0 OK, 1 CANCELLED, 14 UNAVAILABLE...) and message. */
+  grpc?: { status: number; message?: string };
+  /** The whole exchange, for calls reported when they end (gRPC). */
+  durationMs?: number;
 }
 
 export type PassedRequest = Omit<TrafficPassed, "type">;
@@ -77,13 +92,17 @@ const HOP_BY_HOP = /^(connection|keep-alive)$/i;
 export class IncomingDelivery extends EventEmitter {
   private readonly host: string;
   private readonly log: Log;
-  private readonly portMap: Map<number, number>;
+  private readonly podToLocal: ReadonlyMap<number, number>;
   private readonly agent = new HttpAgent({ keepAlive: true });
+  private readonly tlsAgent = new HttpsAgent({ keepAlive: true, rejectUnauthorized: false }); // the user's own app
+  private readonly localTls: boolean;
+  private readonly http2: Http2Delivery;
   private readonly live = new Set<Duplex>();
   private closed = false;
   private readonly onMessage = (msg: AgentToEngine) => {
     if (msg.type === "incoming.tcp") this.deliverTcp(msg);
-    else if (msg.type === "incoming.http") this.deliverHttp(msg);
+    else if (msg.type === "incoming.http") msg.httpVersion === "2.0" ? this.http2.deliver(msg) : this.deliverHttp(msg);
+    else if (msg.type === "http.trailers" || msg.type === "http.reset") this.http2.onStreamMessage(msg);
     else if (msg.type === "traffic.passed") {
       const { type: _type, ...passed } = msg;
       this.emit("passed", passed satisfies PassedRequest);
@@ -97,13 +116,26 @@ export class IncomingDelivery extends EventEmitter {
     super();
     this.host = options.host ?? "127.0.0.1";
     this.log = options.log ?? silentLog;
-    this.portMap = options.portMap instanceof Map ? new Map(options.portMap) : new Map(Object.entries(options.portMap ?? {}).map(([k, v]) => [Number(k), v]));
+    this.localTls = options.localTls ?? false;
+    this.http2 = new Http2Delivery({
+      conn,
+      host: this.host,
+      log: this.log,
+      localPort: (port) => this.localPort(port),
+      localTls: (msg) => this.localTls && msg.tls !== undefined,
+      report: (r) => this.emit("request", r satisfies DeliveredRequest),
+      fail: (port, error) => this.fail(port, "http", error),
+      track: (d) => this.track(d),
+      countIn: (n) => (this.bytesIn += n),
+      countOut: (n) => (this.bytesOut += n),
+    });
+    this.podToLocal = new Map(options.podToLocal);
     conn.on("message", this.onMessage);
   }
 
   /** The local port a pod port is delivered to. */
   localPort(port: number): number {
-    return this.portMap.get(port) ?? port;
+    return this.podToLocal.get(port) ?? port;
   }
 
   /** Stops taking new traffic and resets what is in flight. Safe to call twice. */
@@ -114,6 +146,8 @@ export class IncomingDelivery extends EventEmitter {
     for (const s of this.live) s.destroy();
     this.live.clear();
     this.agent.destroy();
+    this.tlsAgent.destroy();
+    this.http2.close();
   }
 
   private track(s: Duplex): void {
@@ -183,15 +217,19 @@ export class IncomingDelivery extends EventEmitter {
         status,
         latencyMs: Date.now() - started,
         upgrade: msg.upgrade,
+        ...(msg.tls ? { tls: { ...(msg.tls.sni ? { sni: msg.tls.sni } : {}), ...(msg.tls.clientSubject ? { clientSubject: msg.tls.clientSubject } : {}) } } : {}),
       } satisfies DeliveredRequest);
-    const req = httpRequest({
+    const tls = this.localTls && msg.tls !== undefined;
+    const req = (tls ? httpsRequest : httpRequest)({
+      ...(tls && msg.tls?.sni ? { servername: msg.tls.sni } : {}),
       host: this.host,
       port: localPort,
       method: msg.method,
       path: msg.url,
       headers: msg.rawHeaders as unknown as Record<string, string>, // raw form keeps names, case and order
       setHost: false,
-      agent: msg.upgrade ? false : this.agent,
+      agent: msg.upgrade ? false : tls ? this.tlsAgent : this.agent,
+      ...(tls && msg.upgrade ? { rejectUnauthorized: false } : {}),
       maxHeaderSize: MAX_HEADER_BYTES,
     });
     let answered = false;

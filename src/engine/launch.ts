@@ -24,8 +24,8 @@ export interface LaunchOptions extends SessionOptions {
   nativeDir?: string;
   /** Which kind of program the debuggee is (decides which of the two reports its listening ports). */
   debuggee?: DebuggeeKind;
-  /** Called when the debuggee listens and a remote port was subscribed for it. */
-  onSubscribed?: (remote: number, local: number) => void;
+  /** Called when the debuggee listens and the pod port delivered to its local port was subscribed. */
+  onSubscribed?: (pod: number, local: number) => void;
   onSubscribeError?: (local: number, err: Error) => void;
 }
 
@@ -76,7 +76,7 @@ export class Launch {
       const proxy = await LocalProxy.start(conn, routing, log);
       runtime.on("listen", ({ port }: { port: number }) => {
         session.debuggeeListens(port).then(
-          (remote) => remote !== undefined && options.onSubscribed?.(remote, port),
+          (pod) => pod !== undefined && options.onSubscribed?.(pod, port),
           (err: Error) => options.onSubscribeError?.(port, err),
         );
       });

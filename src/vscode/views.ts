@@ -2,6 +2,7 @@
 // edit .tether/config.json through commands (extension.ts); Sessions shows live counts and the
 // recent requests of each running session.
 import * as vscode from "vscode";
+import { podToLocal, showRoutes } from "../config/ports";
 import type { TetherConfig } from "../config/schema";
 import type { ConfigStore } from "./store";
 import type { ActiveSession, SessionManager } from "./sessions";
@@ -95,15 +96,26 @@ export class TrafficProvider extends ConfigRowsProvider {
       },
       {
         label: "Port mapping",
-        description: inc.portMapping?.map(([l, r]) => `${r}→${l}`).join(", ") || "same port locally",
+        description: showRoutes(podToLocal(inc.portMapping), "same port locally"),
         icon: "arrow-swap",
         id: "portMapping",
-        tooltip: "remote→local: the pod's port delivered to your local port",
+        tooltip: "Which local port gets each pod port's traffic. Click to change.",
         command: { command: "tether.setPortMapping", title: "Set Port Mapping", arguments: [] },
       },
       {
         label: "HTTP filter",
-        description: inc.mode !== "steal" ? "applies to steal" : f ? "only matching requests are stolen" : "none: whole connections are stolen",
+        description:
+          inc.mode === "steal"
+            ? f
+              ? "only matching requests are stolen"
+              : "none: whole connections are stolen"
+            : inc.mode === "mirror"
+              ? f
+                ? "mirror does not filter yet: the agent refuses it"
+                : "none: mirror copies everything"
+              : f
+                ? "ignored: incoming is off"
+                : "none",
         icon: "filter",
         id: "filter",
         contextValue: "tether.filter",
@@ -195,7 +207,7 @@ export class SessionsProvider extends RowsProvider {
         ? { label: `${r.method} ${r.path}`, description: "passed to the pod", icon: "arrow-right", id: `${s.id}.r${recent.length - i}.${r.method}${r.path}` }
         : { label: `${r.method} ${r.path}`, description: `${r.status} · ${r.latencyMs} ms · stolen`, icon: "debug-stackframe", id: `${s.id}.r${recent.length - i}.${r.method}${r.path}` },
     );
-    const ports = [...s.launch.session.ports].map(([r, l]) => (r === l ? `${r}` : `${r}→${l}`)).join(", ") || "none yet";
+    const ports = showRoutes(s.launch.session.ports, "none yet");
     return {
       label: s.label,
       description: `${s.mode} · ${st.connections} conn · ${st.requestsStolen} stolen · ${st.requestsPassed} passed${d ? ` · ${bytes(d.bytesIn + d.bytesOut)}` : ""}`,

@@ -179,7 +179,7 @@ export class StealWorld {
 
   async session(label: string, localPort: number, options: { maxVersion?: number } = {}): Promise<Session> {
     const { conn } = await this.agent.connect({ label, ...options });
-    const delivery = new IncomingDelivery(conn, { portMap: { [APP_PORT]: localPort } });
+    const delivery = new IncomingDelivery(conn, { podToLocal: new Map([[APP_PORT, localPort]]) });
     const close = () => {
       delivery.close();
       conn.close();

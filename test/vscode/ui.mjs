@@ -137,7 +137,7 @@ try {
   // the session subscribes port 8080 once the sample app listens
   await showTether();
   await row("Sessions", /demo\/deployment\/api/).waitFor({ timeout: 90000 });
-  await row("Sessions", /Ports\s*8080/).waitFor({ timeout: 60000 });
+  await row("Sessions", /Ports\s*pod 8080 -> local 8080/).waitFor({ timeout: 60000 });
   await shot("session-ready");
   log("session ready; pods:", JSON.stringify(apiPods()));
 

@@ -1,5 +1,6 @@
 // The native layer's end-to-end scenarios, written once and run against every cluster they should
-// pass on (the playground: test/cluster/native.test.ts; a real Kubernetes: test/k8s/k8s.test.ts).
+// pass on, next to scenarios.ts (the playground: test/cluster/cli.test.ts; a real Kubernetes:
+// test/k8s/k8s.test.ts).
 // Each language's caller (test/fixtures/native) runs under `tether exec` as a user runs it, calls
 // the cluster with its own sockets and resolver, prints what it saw, then listens on the target's
 // port, which must be stolen with no -p.
@@ -10,19 +11,10 @@ import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, re
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { e2eTools, type E2eCluster } from "./scenarios";
 
 const CLI = resolve(__dirname, "../../dist/cli.js");
 const FIXTURES = resolve(__dirname, "../fixtures/native");
-
-export interface ClusterAccess {
-  /** The environment commands run with (KUBECONFIG set). */
-  env: NodeJS.ProcessEnv;
-  kubectl(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }>;
-  /** curl from inside the demo namespace's client pod. */
-  fromClientPod(url: string): Promise<string>;
-  /** A container running the playground's api app with PORT set (its image differs per cluster). */
-  apiContainer(port: number): object;
-}
 
 export interface Run {
   child: ChildProcess;
@@ -100,8 +92,15 @@ interface Seen {
   child: { greeting: string; peer: string };
 }
 
-/** Registers the scenarios in the caller's describe(); `access` is ready once its before() ran. */
-export function nativeScenarios(access: () => ClusterAccess): void {
+/** Registers the scenarios in the caller's describe(); `cluster` is ready once its before() ran. */
+export function nativeScenarios(cluster: () => E2eCluster): void {
+  const access = () => {
+    const c = cluster();
+    const t = e2eTools(c);
+    // the playground's api app, listening on `port`
+    const apiContainer = (port: number) => ({ ...c.apiContainer, env: [{ name: "PORT", value: String(port) }], ports: [{ containerPort: port }] });
+    return { ...t, apiContainer };
+  };
   const port = 20000 + Math.floor(Math.random() * 20000);
   const app = `native-${port}`;
   let dir: string;
