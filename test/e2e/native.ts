@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
+import { DapClient } from "../support/dap";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { e2eTools, type E2eCluster } from "./scenarios";
@@ -26,7 +27,7 @@ export interface Run {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Starts `tether exec ARGS -- COMMAND` as a user would; resolves once `until` shows on stdout or it exits. */
-export async function startExec(env: NodeJS.ProcessEnv, args: string[], command: string[], until: RegExp, prefix: string[] = [], cli = CLI): Promise<Run> {
+export async function startExec(env: NodeJS.ProcessEnv, args: string[], command: string[], until: RegExp, prefix: string[] = [], cli = CLI, untilErr = /(?!)/): Promise<Run> {
   const line = [...prefix, process.execPath, cli, "exec", ...args, "--", ...command];
   const child = spawn(line[0]!, line.slice(1), { env, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
@@ -36,7 +37,7 @@ export async function startExec(env: NodeJS.ProcessEnv, args: string[], command:
   const exited = new Promise<number | null>((r) => child.on("exit", (c) => r(c)));
   let done = false;
   void exited.then(() => (done = true));
-  for (let i = 0; i < 600 && !until.test(stdout) && !done; i++) await sleep(100);
+  for (let i = 0; i < 600 && !until.test(stdout) && !untilErr.test(stderr) && !done; i++) await sleep(100);
   return { child, exited, stdout: () => stdout, stderr: () => stderr };
 }
 
@@ -108,6 +109,8 @@ export function nativeScenarios(cluster: () => E2eCluster): void {
   let dbIp = "";
   let dbPodIp = "";
   let apiIp = "";
+  /** What tether exec says once the debuggee listened and its port was subscribed. */
+  const listened = new RegExp(`steal pod ${port} -> local ${port} \\(the command listens\\)`);
 
   test("native: the callers build, and a target deployment listens on an unusual port", async () => {
     const a = access();
@@ -166,7 +169,7 @@ export function nativeScenarios(cluster: () => E2eCluster): void {
         assert.equal(answer.lang, lang.replace(/-.*/, ""));
         assert.equal(answer.path, `/from-${lang}`);
         assert.match(answer.db.greeting, /^db db-\S+ ready$/, "the stolen request's handler called the cluster");
-        assert.match(run.stderr(), new RegExp(`steal ${port}->${port} \\(the command listens\\)`));
+        assert.match(run.stderr(), listened);
       } finally {
         run.child.kill("SIGINT");
         await run.exited;
@@ -254,6 +257,80 @@ export function nativeScenarios(cluster: () => E2eCluster): void {
       assert.equal(r.stderr.match(/native layer is not active/g)?.length, 1, r.stderr);
       assert.match(r.stderr, why);
       assert.equal((JSON.parse(r.stdout) as { path: string }).path, "/via-proxy", "HTTP still reaches the cluster through HTTP_PROXY");
+    });
+  }
+
+  const debuggers = process.env.TETHER_DEBUGGERS ?? "/var/cache/tether/debuggers";
+  /** The line of a fixture marked "BREAKPOINT". */
+  const breakpointLine = (file: string) => readFileSync(file, "utf8").split("\n").findIndex((l) => l.includes("BREAKPOINT")) + 1;
+
+  for (const dbg of ["debugpy", "dlv"] as const) {
+    test(`native ${dbg}: a ${dbg === "debugpy" ? "Python" : "Go"} debuggee started by tether exec stops at a breakpoint on a stolen request, then calls the cluster`, async (t) => {
+      const a = access();
+      const dapPort = 20000 + Math.floor(Math.random() * 20000);
+      let command: string[];
+      let source: string;
+      let start: Record<string, unknown>;
+      const extraEnv: NodeJS.ProcessEnv = { REFUSED_HOST: dbPodIp };
+      if (dbg === "debugpy") {
+        if (!existsSync(join(debuggers, "python/debugpy"))) {
+          if (process.env.CI === "true") assert.fail("debugpy is not installed (bash .ci/debuggers.sh)");
+          return t.skip("debugpy is not installed (bash .ci/debuggers.sh)");
+        }
+        source = join(FIXTURES, "caller.py");
+        extraEnv.PYTHONPATH = join(debuggers, "python");
+        // the caller's child process is not debugged: an editor would attach to it as a second session
+        command = ["python3", "-m", "debugpy", "--listen", `127.0.0.1:${dapPort}`, "--wait-for-client", "--configure-subProcess", "False", source];
+        start = { command: "attach", args: { justMyCode: false } };
+      } else {
+        if (!existsSync(join(debuggers, "bin/dlv"))) {
+          if (process.env.CI === "true") assert.fail("dlv is not installed (bash .ci/debuggers.sh)");
+          return t.skip("dlv is not installed (bash .ci/debuggers.sh)");
+        }
+        source = join(FIXTURES, "gocaller/main.go");
+        const go = existsSync("/usr/local/go/bin/go") ? "/usr/local/go/bin/go" : "go";
+        const program = join(dir, "go-debug");
+        const b = spawnSync(go, ["build", "-gcflags=all=-N -l", "-o", program, "."], { cwd: join(FIXTURES, "gocaller"), env: { ...process.env, CGO_ENABLED: "0" }, encoding: "utf8" });
+        assert.equal(b.status, 0, b.stderr);
+        command = [join(debuggers, "bin/dlv"), "dap", "--listen", `127.0.0.1:${dapPort}`];
+        start = { command: "launch", args: { mode: "exec", program } };
+      }
+      const run = await startExec({ ...a.env, ...extraEnv }, ["-v", "-n", "demo", "-t", `deployment/${app}`, "--steal"], command, /(?!)/, [], CLI, /ready in/);
+      let dap: DapClient | undefined;
+      try {
+        dap = await DapClient.connect(dapPort);
+        const init = await dap.request("initialize", { clientID: "tether-test", adapterID: dbg, linesStartAt1: true, columnsStartAt1: true, pathFormat: "path" });
+        assert.ok(init.success, init.message);
+        const started = dap.request(start.command as string, start.args as Record<string, unknown>);
+        await dap.waitEvent("initialized");
+        const bp = await dap.request("setBreakpoints", { source: { path: source }, breakpoints: [{ line: breakpointLine(source) }] });
+        assert.ok(bp.success, bp.message);
+        assert.ok((await dap.request("configurationDone")).success);
+        assert.ok((await started).success, "the debugger started the program");
+        // the program's outgoing calls ran before it listened: through the debugger too
+        for (let i = 0; i < 600 && !/^\{.*\}$/m.test(run.stdout()); i++) await sleep(100);
+        const line = run.stdout().split("\n").find((l) => l.startsWith("{"));
+        assert.ok(line, `the program printed nothing:\n${run.stdout()}\n${run.stderr()}\nDAP events: ${dap.events.map((e) => e.event).join(", ")}`);
+        const seen = JSON.parse(line) as Seen;
+        assert.match(seen.db.greeting, /^db db-\S+ ready$/, run.stdout());
+        // a request to the pod, stolen into the debuggee: the debugger stops it at the breakpoint
+        const pod = /deployment\/\S+ -> pod (\S+)/.exec(run.stderr())![1]!;
+        const podIp = (await a.kubectl(["get", "pod", "-n", "demo", pod, "-o", "jsonpath={.status.podIP}"])).stdout.trim();
+        for (let i = 0; i < 100 && !listened.test(run.stderr()); i++) await sleep(100);
+        const answer = a.fromClientPod(`http://${podIp}:${port}/debugged`);
+        const stopped = await dap.waitEvent("stopped");
+        assert.equal(stopped.body?.reason, "breakpoint");
+        const cont = await dap.request("continue", { threadId: stopped.body?.threadId });
+        assert.ok(cont.success, cont.message);
+        const body = JSON.parse(await answer) as { lang: string; path: string; db: { greeting: string } };
+        assert.equal(body.path, "/debugged");
+        assert.match(body.db.greeting, /^db db-\S+ ready$/, "after the breakpoint, the handler called the cluster");
+        await dap.request("disconnect", { terminateDebuggee: true });
+      } finally {
+        dap?.close();
+        if (run.child.exitCode === null) run.child.kill("SIGINT");
+        await run.exited;
+      }
     });
   }
 
