@@ -39,7 +39,7 @@ type Result = { status: number | null; stdout: string; stderr: string };
 export function e2eTools(cluster: E2eCluster) {
   const { NODE_TEST_CONTEXT: _, ...inherited } = process.env;
   const env: NodeJS.ProcessEnv = { ...inherited, KUBECONFIG: cluster.kubeconfig };
-  // asynchronous on purpose: the playground's API server may run in this process
+  // asynchronous on purpose: the scenarios read background processes (tether exec, port-forward) meanwhile
   const run = (cmd: string, args: string[], extraEnv: NodeJS.ProcessEnv = {}) =>
     new Promise<Result>((done) => {
       const c = spawn(cmd, args, { env: { ...env, ...extraEnv }, stdio: ["ignore", "pipe", "pipe"] });
