@@ -341,7 +341,7 @@ export const scenarios: Scenario[] = [
     },
   },
   {
-    name: "a Python debuggee calls the cluster through the engine's HTTP proxy (pod/client's port 8080 stolen)",
+    name: "a Python debuggee calls the cluster by name (the native layer; HTTP_PROXY where it cannot run) (pod/client's port 8080 stolen)",
     async run({ startExec, podIpOf, jsonpath, fromPod }, cluster) {
       // the target is the client pod, so the call to the api Service cannot come back to the stolen pod;
       // its container declares no ports, so the port to steal is named in the configuration
