@@ -4,7 +4,7 @@
 # python3, and the grpcio Python package. Only what is missing is installed. Used by .ci/run and `npm run playground`.
 set -euo pipefail
 need_apt=()
-for pair in ip:iproute2 iptables:iptables iptables-legacy:iptables nsenter:util-linux setpriv:util-linux tcpdump:tcpdump curl:curl dig:dnsutils openssl:openssl kubectl:kubernetes-client python3:python3; do
+for pair in ip:iproute2 iptables:iptables iptables-legacy:iptables nsenter:util-linux setpriv:util-linux tcpdump:tcpdump curl:curl dig:dnsutils openssl:openssl kubectl:kubernetes-client python3:python3 make:make cc:gcc javac:openjdk-17-jdk-headless; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need_apt+=("${pair##*:}")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
