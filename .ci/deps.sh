@@ -6,7 +6,7 @@
 # PACKAGE (installed when dpkg does not have it), e.g. `bash .ci/deps.sh skopeo:skopeo ca-certificates`.
 set -euo pipefail
 wanted=("$@")
-[ ${#wanted[@]} -gt 0 ] || wanted=(ip:iproute2 iptables:iptables iptables-legacy:iptables nsenter:util-linux setpriv:util-linux tcpdump:tcpdump curl:curl dig:dnsutils openssl:openssl kubectl:kubernetes-client python3:python3)
+[ ${#wanted[@]} -gt 0 ] || wanted=(ip:iproute2 iptables:iptables iptables-legacy:iptables nsenter:util-linux setpriv:util-linux tcpdump:tcpdump curl:curl dig:dnsutils openssl:openssl kubectl:kubernetes-client python3:python3 make:make cc:gcc javac:openjdk-17-jdk-headless)
 need_apt=()
 for want in "${wanted[@]}"; do
   case $want in

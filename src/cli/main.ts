@@ -1,7 +1,6 @@
 // Entry of the `tether` command (dist/cli.js). Exit codes: 0 success (exec: the command's own code),
 // 2 usage or configuration error, 1 runtime failure. Progress goes to stderr.
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
 import { basename, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { parsePortPair, showRoute } from "../config/ports";
@@ -13,6 +12,7 @@ import { TetherError } from "../protocol/error";
 import { TETHER_VERSION } from "../protocol/version";
 import type { Log } from "../protocol/log";
 import { Launch } from "../engine/launch";
+import { nativeDirNextTo } from "../engine/nativeLayer";
 import { doctor, probeImage } from "../kube/doctor";
 
 
@@ -141,21 +141,25 @@ async function exec(argv: string[]): Promise<number> {
   const config = resolveConfig(sources);
   if (!config.target) throw new UsageError("no target: give -t KIND/NAME or a target in the config file");
 
-  // a Node command gets the runtime, which reports the ports it really listens on
-  const nodeCommand = /^node(js)?$/.test(basename(command[0]!)) && existsSync(resolve(__dirname, "runtime.js"));
+  // a Node command gets the runtime, every command the native layer (Node's children included):
+  // both report the ports the command really listens on
+  const node = /^node(js)?$/.test(basename(command[0]!));
   const launch = await Launch.start({
     config,
     log,
     runtimeBundle: resolve(__dirname, "runtime.js"),
-    incomingOnListen: nodeCommand,
+    nativeDir: nativeDirNextTo(__dirname),
+    debuggee: node ? "node" : "native",
+    incomingOnListen: true,
     client: { name: "tether-cli", version: TETHER_VERSION },
     onStep: (step, detail) => process.stderr.write(`tether: ${step} ${detail}\n`),
     onSubscribed: (pod, local) => process.stderr.write(`tether: ${config.incoming.mode} ${showRoute(pod, local)} (the command listens)\n`),
     onSubscribeError: (port, err) => process.stderr.write(`tether: cannot subscribe port ${port}: ${err.message}\n`),
   });
   const session = launch.session;
-  const env: NodeJS.ProcessEnv = { ...process.env, ...launch.debuggeeEnv(process.env.NODE_OPTIONS ?? "") };
-  const child = spawn(command[0]!, command.slice(1), { stdio: "inherit", env });
+  const env: NodeJS.ProcessEnv = { ...process.env, ...launch.debuggeeEnv(node ? "node" : "native", process.env) };
+  const line = launch.command(command);
+  const child = spawn(line[0]!, line.slice(1), { stdio: "inherit", env });
   const forward = (signal: NodeJS.Signals) => child.kill(signal);
   for (const s of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(s, forward);
   session.on("ended", (err: Error) => process.stderr.write(`tether: the session ended: ${err.message}\n`));

@@ -57,6 +57,8 @@ export class Session extends EventEmitter {
   delivery?: IncomingDelivery;
   /** The pod's environment after env.include/exclude/override. */
   env: Record<string, string> = {};
+  /** The pod's hostname as its processes see it (HOSTNAME, else spec.hostname, else the pod's name). */
+  hostname = "";
   /** Pod ports subscribed, with the local port each is delivered to. */
   readonly ports = new Map<number, number>();
   /** Pod ports that may be subscribed (configured or the container's), with their local port. */
@@ -128,6 +130,7 @@ export class Session extends EventEmitter {
     });
     const raw = await conn.request<Extract<AgentToEngine, { type: "env.result" }>>({ type: "env.read", id: conn.newRequestId() });
     this.env = importEnv(raw.env, config.env);
+    this.hostname = raw.env.HOSTNAME || this.target.pod.spec?.hostname || this.target.podName;
     if (config.incoming.mode !== "off") {
       const mapping = podToLocal(config.incoming.portMapping);
       const ignored = new Set(config.incoming.ignorePorts ?? []);

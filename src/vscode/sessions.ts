@@ -116,7 +116,7 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
     }
     const env: Record<string, string> = { ...(debugConfiguration.env ?? {}) };
     const isNode = isNodeDebugType(debugConfiguration.type);
-    Object.assign(env, active.launch.debuggeeEnv(isNode ? (env.NODE_OPTIONS ?? "") : ""));
+    Object.assign(env, active.launch.debuggeeEnv(isNode ? "node" : "native", isNode ? { NODE_OPTIONS: env.NODE_OPTIONS ?? "" } : {}));
     if (!isNode) delete env.NODE_OPTIONS; // only Node debuggees load the runtime; others use the proxy
     setTimeout(() => {
       if (this.sessions.get(active.id) && !active.debugSession) void this.stop(active.id, "the debug session did not start");

@@ -413,7 +413,7 @@ function bootstrapObjects(): object[] {
       readinessProbe: { httpGet: { path: "/healthz", port: 8080 }, periodSeconds: 1 } })] }),
     deployment("demo", "db", 1, { terminationGracePeriodSeconds: 2, containers: [app("db", "db", 5432)] }),
     service("demo", "api", [{ port: 8080, targetPort: 8080 }]),
-    service("demo", "db", [{ port: 5432, targetPort: 5432 }]),
+    service("demo", "db", [{ name: "tcp", port: 5432, targetPort: 5432 }, { name: "udp", port: 5432, targetPort: 5432, protocol: "UDP" }]),
     { apiVersion: "v1", kind: "Pod", metadata: { name: "client", namespace: "demo", labels: { app: "client" } },
       spec: { terminationGracePeriodSeconds: 1, containers: [{ name: "client", image: APPS_IMAGE, args: ["/app/client.js"], env: [{ name: "INTERVAL_MS", value: "5000" }] }] } },
     // a namespace enforcing the restricted Pod Security level
