@@ -12,6 +12,7 @@ import { TetherError } from "../protocol/error";
 import { TETHER_VERSION } from "../protocol/version";
 import type { Log } from "../protocol/log";
 import { Launch } from "../engine/launch";
+import { nativeDirNextTo } from "../engine/nativeLayer";
 import { doctor, probeImage } from "../kube/doctor";
 
 
@@ -19,7 +20,8 @@ const USAGE = `usage:
   tether ls     [--kubeconfig P] [--context C] [-n NS] [--json]
   tether exec   [-f CONFIG] [-t KIND/NAME] [-n NS] [--context C] [--kubeconfig P]
                 [--steal | --mirror] [--http-header RE] [--http-path RE] [--http-method M]
-                [-p LOCAL:REMOTE]... -- COMMAND [ARGS...]
+                [--tls-secret NAME | --tls-cert FILE --tls-key FILE] [--tls-client-ca FILE|secret:NAME]
+                [--tls-local] [-p LOCAL:REMOTE]... -- COMMAND [ARGS...]
   tether doctor [-t KIND/NAME] [-n NS] [--context C] [--kubeconfig P] [--job] [--probe-image IMAGE]
   tether --version`;
 
@@ -85,6 +87,11 @@ async function exec(argv: string[]): Promise<number> {
       "http-header": { type: "string" },
       "http-path": { type: "string" },
       "http-method": { type: "string" },
+      "tls-secret": { type: "string" },
+      "tls-cert": { type: "string" },
+      "tls-key": { type: "string" },
+      "tls-client-ca": { type: "string" },
+      "tls-local": { type: "boolean" },
       port: { type: "string", short: "p", multiple: true },
     },
     strict: true,
@@ -105,18 +112,26 @@ async function exec(argv: string[]): Promise<number> {
     ...(values["http-path"] ? { path: values["http-path"] } : {}),
     ...(values["http-method"] ? { method: values["http-method"] } : {}),
   };
+  const tls = {
+    ...(values["tls-secret"] ? { secret: values["tls-secret"] } : {}),
+    ...(values["tls-cert"] ? { certificate: values["tls-cert"] } : {}),
+    ...(values["tls-key"] ? { key: values["tls-key"] } : {}),
+    ...(values["tls-client-ca"] ? { clientCa: values["tls-client-ca"] } : {}),
+    ...(values["tls-local"] ? { local: "tls" } : {}),
+  };
   sources.push({
     name: "flags",
     value: {
       ...(values.target ? { target: values.namespace ? { path: values.target, namespace: values.namespace } : values.target } : {}),
       ...(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {}),
       ...(values.context ? { context: values.context } : {}),
-      ...(values.steal || values.mirror || Object.keys(filter).length || values.port
+      ...(values.steal || values.mirror || Object.keys(filter).length || values.port || Object.keys(tls).length
         ? {
             incoming: {
               // no --steal/--mirror: the configuration's rule decides (a filter alone means steal)
               ...(values.steal ? { mode: "steal" } : values.mirror ? { mode: "mirror" } : {}),
               ...(Object.keys(filter).length ? { httpFilter: filter } : {}),
+              ...(Object.keys(tls).length ? { tls } : {}),
               ...(values.port ? { portMapping: values.port.map(parsePortMapping) } : {}),
             },
           }
@@ -126,10 +141,14 @@ async function exec(argv: string[]): Promise<number> {
   const config = resolveConfig(sources);
   if (!config.target) throw new UsageError("no target: give -t KIND/NAME or a target in the config file");
 
+  // a Node command gets the runtime, every command the native layer (Node's children included)
+  const node = /^node(js)?$/.test(basename(command[0]!));
   const launch = await Launch.start({
     config,
     log,
     runtimeBundle: resolve(__dirname, "runtime.js"),
+    nativeDir: nativeDirNextTo(__dirname),
+    debuggee: node ? "node" : "native",
     client: { name: "tether-cli", version: TETHER_VERSION },
     onStep: (step, detail) => process.stderr.write(`tether: ${step} ${detail}\n`),
     onSubscribed: (pod, local) => process.stderr.write(`tether: ${config.incoming.mode} ${showRoute(pod, local)} (the command listens)\n`),
@@ -138,10 +157,11 @@ async function exec(argv: string[]): Promise<number> {
     onSubscribeError: (port, err) => process.stderr.write(`tether: cannot subscribe port ${port}: ${err.message}\n`),
   });
   const session = launch.session;
-  process.stderr.write(`tether: ${launch.summary(/^node(js)?$/.test(basename(command[0]!)) ? "node" : "other")}\n`);
+  process.stderr.write(`tether: ${launch.summary(node ? "node" : "native")}\n`);
   if (session.waiting.length) process.stderr.write(`tether: ${waitingText(session.waiting)}\n`);
-  const env: NodeJS.ProcessEnv = { ...process.env, ...launch.debuggeeEnv(process.env.NODE_OPTIONS ?? "") };
-  const child = spawn(command[0]!, command.slice(1), { stdio: "inherit", env });
+  const env: NodeJS.ProcessEnv = { ...process.env, ...launch.debuggeeEnv(node ? "node" : "native", process.env) };
+  const line = launch.command(command);
+  const child = spawn(line[0]!, line.slice(1), { stdio: "inherit", env });
   const forward = (signal: NodeJS.Signals) => child.kill(signal);
   for (const s of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(s, forward);
   session.on("ended", (err: Error) => process.stderr.write(`tether: the session ended: ${err.message}\n`));

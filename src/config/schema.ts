@@ -2,8 +2,8 @@
 // the VS Code settings and the README reference table are all generated from this.
 import { z } from "zod";
 import { httpFilterSchema } from "../protocol/httpFilter";
-import { TETHER_VERSION } from "../protocol/version";
 import { parseAddress } from "./address";
+import { DEFAULT_AGENT_IMAGE } from "./agentImage";
 import { TARGET_PATH_PATTERN, TARGET_PATH_HELP } from "./target";
 
 const address = z.string().superRefine((value, ctx) => {
@@ -21,10 +21,30 @@ const addressFilter = z.union([
 
 const port = z.number().int().min(1).max(65535);
 
-const targetString = z.string().regex(TARGET_PATH_PATTERN, { message: TARGET_PATH_HELP });
+/** Where a PEM comes from: a local file, or "secret:NAME" (a Secret in the target's namespace). */
+const pemSource = z.string().min(1);
 
-/** The agent image of this version of Tether (npm run agent-image builds it). */
-export const DEFAULT_AGENT_IMAGE = `tether/agent:${TETHER_VERSION}`;
+const incomingTls = z
+  .strictObject({
+    secret: z.string().min(1).optional().describe("A kubernetes.io/tls Secret in the target's namespace: its tls.crt and tls.key are presented to clients (read with your kubeconfig, sent to the agent over the session)."),
+    certificate: pemSource.optional().describe("Local PEM file of the certificate chain (leaf first), with key; instead of secret."),
+    key: pemSource.optional().describe("Local PEM file of the private key of certificate."),
+    clientCa: pemSource
+      .optional()
+      .describe(
+        "mTLS: the CA that signs client certificates, a local PEM file or \"secret:NAME\" (that Secret's ca.crt). Clients must present a certificate it signed; its subject reaches httpFilter.header as the line \"x-tether-client-subject: O=dev,CN=alice\".",
+      ),
+    local: z.enum(["plain", "tls"]).default("plain").describe("How stolen HTTPS requests reach your local app: plain HTTP, or TLS again (its certificate is not checked)."),
+  })
+  .refine((t) => (t.secret !== undefined) !== (t.certificate !== undefined || t.key !== undefined), {
+    message: "give either secret, or certificate and key",
+  })
+  .refine((t) => t.secret !== undefined || (t.certificate !== undefined && t.key !== undefined), {
+    message: "certificate and key go together",
+    path: ["key"],
+  });
+
+const targetString = z.string().regex(TARGET_PATH_PATTERN, { message: TARGET_PATH_HELP });
 
 /**
  * The one place that decides what an HTTP filter implies: with no mode, a filter means steal (it
@@ -66,6 +86,9 @@ export const configSchema = z
           .optional()
           .describe("Steal only matching HTTP requests (header regex 'Name: value', path regex, method, allOf, anyOf). Implies steal when mode is not set; mirror with a filter is refused by the agent for now."),
         stealProbes: z.boolean().default(false).describe("Also steal the pod's liveness/readiness/startup probe requests (normally they always reach the pod)."),
+        tls: incomingTls.optional().describe(
+          "Filtered steal of HTTPS (HTTP/1.1 and HTTP/2, gRPC): the agent terminates TLS with this certificate so that httpFilter can read the requests; matching ones reach your app, the rest the pod's app, encrypted again. Without it a TLS port can only be stolen whole or mirrored.",
+        ),
       })
       .transform((incoming) => ({ ...incoming, mode: incoming.mode ?? defaultIncomingMode(incoming.httpFilter) }))
       .prefault({})

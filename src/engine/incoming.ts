@@ -17,17 +17,22 @@
 // - HTTP/2 requests (httpVersion "2.0", protocol v3) are replayed by incomingHttp2 over HTTP/2 to
 //   the local app (gRPC keeps its trailers and status); requests that came over TLS reach the local
 //   app over TLS again when the session asks (`localTls`).
+// - The local app is reached on 127.0.0.1 or ::1, whichever it listens on (loopback.ts; HTTP/2
+//   delivery asks 127.0.0.1, or `host`).
+// - The client went away (the agent resets the stream) before the local answer ended: the local
+//   request is destroyed at once, so an abandoned SSE or long poll ends in the debuggee too.
 //
 // Events:
-//   "connection" (IncomingConnection)  an incoming.tcp stream was accepted
+//   "connection" (IncomingConnection)  an incoming.tcp stream carried its first byte (the agent may
+//                                      open one for a connection that turns out to be HTTP and
+//                                      close it before any byte: not counted)
 //   "request"    (DeliveredRequest)    an HTTP request got its response head (status, latency)
 //   "passed"     (PassedRequest)       v2 agents: a request on a subscribed port went to the pod's app
 //   "started"    (StartedRequest)      a stolen HTTP request arrived; "finished" (the same) when its exchange ended
 //   "failure"    (DeliveryFailure)     delivering to the local app failed
 import { EventEmitter } from "node:events";
-import { Agent as HttpAgent, type IncomingMessage } from "node:http";
-import { Agent as HttpsAgent } from "node:https";
-import { connect } from "node:net";
+import type { IncomingMessage } from "node:http";
+import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { EngineConnection } from "../protocol/connection";
 import { silentLog, type Log } from "../protocol/log";
@@ -35,6 +40,7 @@ import { pipeBoth } from "../protocol/pipeBoth";
 import { directRequest } from "./directHttp";
 import type { AgentToEngine } from "../protocol/messages";
 import { Http2Delivery } from "./incomingHttp2";
+import { Loopback } from "./loopback";
 
 type IncomingTcp = Extract<AgentToEngine, { type: "incoming.tcp" }>;
 type IncomingHttp = Extract<AgentToEngine, { type: "incoming.http" }>;
@@ -43,8 +49,8 @@ type TrafficPassed = Extract<AgentToEngine, { type: "traffic.passed" }>;
 export interface IncomingDeliveryOptions {
   /** Pod port -> local port (config/ports podToLocal); ports not listed are delivered to the same port number. */
   podToLocal?: ReadonlyMap<number, number>;
-  /** Where the debuggee listens on a local port (default 127.0.0.1; "::1" for an app on IPv6 only). */
-  hostOf?: (localPort: number) => string | undefined;
+  /** Where the debuggee listens (default: 127.0.0.1 or ::1, whichever answers). */
+  host?: string;
   /** Requests that came over TLS (the agent terminated it) reach the local app over TLS too. */
   localTls?: boolean;
   log?: Log;
@@ -103,11 +109,11 @@ const MAX_HEADER_BYTES = 96 * 1024;
 const HOP_BY_HOP = /^(connection|keep-alive)$/i;
 
 export class IncomingDelivery extends EventEmitter {
-  private readonly hostOf: (localPort: number) => string;
+  private readonly loopback: Loopback;
   private readonly log: Log;
   private readonly podToLocal: ReadonlyMap<number, number>;
-  private readonly agent = new HttpAgent({ keepAlive: true });
-  private readonly tlsAgent = new HttpsAgent({ keepAlive: true, rejectUnauthorized: false }); // the user's own app
+  private readonly agent;
+  private readonly tlsAgent; // the user's own app: its certificate is not checked
   private readonly localTls: boolean;
   private readonly http2: Http2Delivery;
   private readonly live = new Set<Duplex>();
@@ -130,12 +136,14 @@ export class IncomingDelivery extends EventEmitter {
     options: IncomingDeliveryOptions = {},
   ) {
     super();
-    this.hostOf = (localPort) => options.hostOf?.(localPort) ?? "127.0.0.1";
+    this.loopback = new Loopback(options.host);
+    this.agent = this.loopback.httpAgent();
+    this.tlsAgent = this.loopback.httpsAgent();
     this.log = options.log ?? silentLog;
     this.localTls = options.localTls ?? false;
     this.http2 = new Http2Delivery({
       conn,
-      hostOf: this.hostOf,
+      host: options.host ?? "127.0.0.1",
       log: this.log,
       localPort: (port) => this.localPort(port),
       localTls: (msg) => this.localTls && msg.tls !== undefined,
@@ -190,19 +198,33 @@ export class IncomingDelivery extends EventEmitter {
     if (!stream) return;
     if (this.closed) return void stream.destroy();
     const localPort = this.localPort(msg.port);
-    this.emit("connection", { port: msg.port, localPort, mode: msg.mode, peer: msg.peer } satisfies IncomingConnection);
-    const app = connect({ host: this.hostOf(localPort), port: localPort, allowHalfOpen: true });
+    this.track(stream);
+    stream.pause();
+    this.loopback.connect(localPort, { allowHalfOpen: true }, (err, app) => {
+      if (err || !app) {
+        this.fail(msg.port, "tcp", err ?? new Error("no socket"));
+        return void stream.destroy(err ?? undefined);
+      }
+      if (this.closed || stream.destroyed) return void app.destroy();
+      this.pipeTcp(msg, localPort, stream, app);
+    });
+  }
+
+  private pipeTcp(msg: IncomingTcp, localPort: number, stream: Duplex, app: Socket): void {
     this.count(stream, app);
     this.track(app);
-    this.track(stream);
-    let connected = false;
-    app.once("connect", () => (connected = true));
-    app.on("error", (err) => {
-      if (!connected) this.fail(msg.port, "tcp", err);
-      stream.destroy(err);
-    });
+    let announced = false;
+    const announce = () => {
+      if (announced) return;
+      announced = true;
+      this.emit("connection", { port: msg.port, localPort, mode: msg.mode, peer: msg.peer } satisfies IncomingConnection);
+    };
+    stream.once("data", announce);
+    app.once("data", announce);
+    app.on("error", (err) => stream.destroy(err));
     stream.on("error", () => app.destroy());
     stream.pipe(app);
+    stream.resume();
     if (msg.mode === "mirror") {
       app.resume(); // the app's answers to a mirrored copy go nowhere
       app.on("end", () => stream.end());
@@ -245,20 +267,23 @@ export class IncomingDelivery extends EventEmitter {
         ...(msg.tls ? { tls: { ...(msg.tls.sni ? { sni: msg.tls.sni } : {}), ...(msg.tls.clientSubject ? { clientSubject: msg.tls.clientSubject } : {}) } } : {}),
       } satisfies DeliveredRequest);
     const tls = this.localTls && msg.tls !== undefined;
+    const agent = tls ? this.tlsAgent : this.agent;
     const req = directRequest({
       tls,
       ...(tls && msg.tls?.sni ? { servername: msg.tls.sni } : {}),
-      host: this.hostOf(localPort),
+      host: "localhost", // the pool's key; the address is chosen by loopback.ts
       port: localPort,
       method: msg.method,
       path: msg.url,
       headers: msg.rawHeaders as unknown as Record<string, string>, // raw form keeps names, case and order
       setHost: false,
-      agent: msg.upgrade ? false : tls ? this.tlsAgent : this.agent,
-      ...(tls && msg.upgrade ? { rejectUnauthorized: false } : {}),
+      ...(msg.upgrade
+        ? { agent: false, createConnection: (o: object, cb: (err: Error | null, socket: Duplex) => void) => void this.loopback.open(localPort, tls ? o : undefined, cb as (err: Error | null, socket?: Socket) => void) }
+        : { agent }),
       maxHeaderSize: MAX_HEADER_BYTES,
     });
     let answered = false;
+    let ended = false;
     const answer = (res: IncomingMessage, rawHeaders: string[]) => {
       answered = true;
       this.conn.send({
@@ -283,10 +308,16 @@ export class IncomingDelivery extends EventEmitter {
         rawHeaders: ["Content-Type", "text/plain", "Content-Length", String(body.length)],
       });
       report(502);
+      ended = true;
       stream.resume(); // drop the request body
       stream.end(body);
     });
     stream.on("error", () => req.destroy());
+    // the client went away before the whole answer: the local request ends too (an older agent
+    // closes the stream without an error)
+    stream.once("close", () => {
+      if (!ended && !msg.upgrade) req.destroy();
+    });
     stream.on("data", (d: Buffer) => (this.bytesIn += d.length));
 
     if (msg.upgrade) {
@@ -308,6 +339,7 @@ export class IncomingDelivery extends EventEmitter {
       }
       answer(res, raw);
       res.on("data", (d: Buffer) => (this.bytesOut += d.length));
+      res.once("end", () => (ended = true));
       res.pipe(stream);
       res.on("error", (err) => stream.destroy(err));
     });

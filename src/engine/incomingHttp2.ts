@@ -30,8 +30,7 @@ const SETTINGS_TIMEOUT_MS = 5_000;
 
 export interface Http2DeliveryContext {
   conn: EngineConnection;
-  /** Where the local app listens on a port (127.0.0.1, or ::1 for an app on IPv6 only). */
-  hostOf(localPort: number): string;
+  host: string;
   log: Log;
   localPort(port: number): number;
   /** Whether this request is delivered to the local app over TLS. */
@@ -132,7 +131,7 @@ export class Http2Delivery {
     this.routes.set(stream.id, (m) => exchange.onStreamMessage(m));
     stream.once("close", () => this.routes.delete(stream.id));
     const go = (again: boolean): void =>
-      void this.speaksAt(this.ctx.hostOf(localPort), localPort, tls).then(
+      void this.speaksAt(this.ctx.host, localPort, tls).then(
         (speaks) => {
           if (exchange.closed) return;
           if (speaks.protocol === "http/1.1") return exchange.overHttp1(tls ? { agent: this.h1TlsAgent, tls } : { agent: this.h1Agent });
@@ -309,7 +308,7 @@ class Exchange {
     const msg = this.msg;
     const req = directRequest({
       tls: !!via.tls,
-      host: this.ctx.hostOf(this.localPort),
+      host: this.ctx.host,
       port: this.localPort,
       method: msg.method,
       path: msg.url,

@@ -9,6 +9,7 @@
 //   watch.on("stopped", ({ port }) => ...);
 //   watch.close();
 import { EventEmitter } from "node:events";
+import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import net from "node:net";
 
@@ -30,6 +31,15 @@ function procAddress(hex: string): string {
   if (full === "0:0:0:0:0:0:0:0") return "::";
   if (full === "0:0:0:0:0:0:0:1") return "::1";
   return full;
+}
+
+function readProcNet(file: string, optional: boolean): string {
+  try {
+    return readFileSync(file, "utf8");
+  } catch (err) {
+    if (optional && (err as NodeJS.ErrnoException).code === "ENOENT") return ""; // no IPv6 on this machine
+    throw err;
+  }
 }
 
 /** The addresses listening on each port, from the text of /proc/net/tcp or /proc/net/tcp6. */
@@ -97,9 +107,30 @@ export class LocalListeners extends EventEmitter {
     super();
     this.ports = new Set(ports);
     this.method = options.method;
+    // what is taken before the debuggee can start: read now, not a tick later
+    if (this.method !== "probe") {
+      try {
+        const tables = parseProcNetTcp(readProcNet("/proc/net/tcp6", true), parseProcNetTcp(readProcNet("/proc/net/tcp", false)));
+        this.method = "proc";
+        this.first = false;
+        for (const port of this.ports) if (tables.has(port)) this.markTaken(port);
+      } catch {
+        // not Linux: the first probe decides
+      }
+    }
     this.timer = setInterval(() => void this.poll(), options.pollMs ?? LISTEN_POLL_MS);
     this.timer.unref();
     void this.poll();
+  }
+
+  /**
+   * Something else (the Node runtime, the native layer) saw the debuggee listen on `port`: count it as
+   * listening, so its stop is reported even when it came and went between two looks.
+   */
+  expect(port: number): void {
+    if (!this.ports.has(port) || this.up.has(port)) return;
+    this.taken.delete(port);
+    this.up.set(port, "reported");
   }
 
   /** Local ports that accept connections now, with their delivery host. */
@@ -148,10 +179,7 @@ export class LocalListeners extends EventEmitter {
       if (this.closed) return;
       if (this.first) {
         this.first = false;
-        for (const port of now.keys()) {
-          this.taken.add(port);
-          this.emit("taken", { port });
-        }
+        for (const port of now.keys()) if (!this.up.has(port)) this.markTaken(port);
       }
       for (const port of [...this.taken]) if (!now.has(port)) this.taken.delete(port);
       for (const port of this.taken) now.delete(port);
@@ -171,6 +199,12 @@ export class LocalListeners extends EventEmitter {
     } finally {
       this.busy = false;
     }
+  }
+
+  private markTaken(port: number): void {
+    this.taken.add(port);
+    // reported on the next tick, so a listener added right after the constructor hears it
+    setImmediate(() => this.emit("taken", { port }));
   }
 
   close(): void {

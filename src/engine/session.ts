@@ -16,6 +16,8 @@ import { Cluster, probesOf, resolveTarget, type ResolvedTarget } from "../kube/c
 import { openPortForward } from "../kube/portForward";
 import { openAgentWire } from "./agentWire";
 import { IncomingDelivery, type DeliveredRequest, type IncomingConnection, type StartedRequest } from "./incoming";
+import { loadTlsMaterial } from "./tlsMaterial";
+import type { SubscribeTls } from "../protocol/messages";
 import { importEnv } from "./routing";
 
 export type Step = "resolving" | "starting agent" | "connecting" | "subscribing" | "ready";
@@ -74,14 +76,16 @@ export class Session extends EventEmitter {
   delivery?: IncomingDelivery;
   /** The pod's environment after env.include/exclude/override. */
   env: Record<string, string> = {};
+  /** The pod's hostname as its processes see it (HOSTNAME, else spec.hostname, else the pod's name). */
+  hostname = "";
   /** Pod ports subscribed, with the local port each is delivered to. */
   readonly ports = new Map<number, number>();
   /** Pod ports that may be subscribed (configured or the container's), with their local port. */
   private readonly candidates = new Map<number, number>();
-  /** Where each local port is listened on ("127.0.0.1", "::1"...), as the debuggee's listen said. */
-  private readonly localHosts = new Map<number, string>();
   /** Subscribes and hand-backs, one at a time and in the order the debuggee's listen/stop came. */
   private portChanges: Promise<unknown> = Promise.resolve();
+  /** incoming.tls, read once: certificate, key and client CA sent with each steal subscription. */
+  private tls?: SubscribeTls;
   private ending?: Promise<void>;
 
   private constructor(
@@ -148,6 +152,7 @@ export class Session extends EventEmitter {
     });
     const raw = await conn.request<Extract<AgentToEngine, { type: "env.result" }>>({ type: "env.read", id: conn.newRequestId() });
     this.env = importEnv(raw.env, config.env);
+    this.hostname = raw.env.HOSTNAME || this.target.pod.spec?.hostname || this.target.podName;
     if (config.incoming.mode !== "off") {
       const mapping = podToLocal(config.incoming.portMapping);
       const ignored = new Set(config.incoming.ignorePorts ?? []);
@@ -156,7 +161,13 @@ export class Session extends EventEmitter {
       const declared = (this.target.container.ports ?? []).filter((p) => (p.protocol ?? "TCP") === "TCP").map((p) => p.containerPort);
       const podPorts = [...new Set(config.incoming.ports ?? [...declared, ...mapping.keys()])].filter((p) => !ignored.has(p));
       for (const p of podPorts) this.candidates.set(p, mapping.get(p) ?? p);
-      this.delivery = new IncomingDelivery(conn, { podToLocal: this.candidates, hostOf: (local) => this.localHosts.get(local) });
+      if (config.incoming.mode === "steal" && config.incoming.tls) {
+        if (!conn.supports("http.trailers")) {
+          throw new TetherError("UNSUPPORTED", `filtered steal of TLS (incoming.tls) needs an agent of protocol 3; this one speaks ${conn.version}: use the current agent image`);
+        }
+        this.tls = await loadTlsMaterial(config.incoming.tls, this.cluster, this.target.namespace);
+      }
+      this.delivery = new IncomingDelivery(conn, { podToLocal: this.candidates, localTls: config.incoming.tls?.local === "tls" });
       this.delivery.on("connection", (c: IncomingConnection) => {
         this.stats.connections++;
         if (c.mode === "mirror") this.stats.mirrored++;
@@ -224,6 +235,7 @@ export class Session extends EventEmitter {
         // mirror with a filter goes to the agent too, which refuses it with its reason (filtered mirror is not built yet)
         ...(config.incoming.httpFilter ? { filter: config.incoming.httpFilter } : {}),
         ...(config.incoming.stealProbes ? { stealProbes: true } : {}),
+        ...(this.tls ? { tls: this.tls } : {}),
       });
     } catch (err) {
       this.ports.delete(pod);
@@ -245,13 +257,13 @@ export class Session extends EventEmitter {
 
   /**
    * The one place that decides when a pod port is subscribed: something (the debuggee) listens on
-   * `localPort` at `host` — reported by the Node runtime, the native layer, or LocalListeners for any
-   * language. Subscribes the pod ports delivered there; resolves with them (none when nothing maps).
+   * `localPort` — reported by the Node runtime, the native layer, or LocalListeners for any program.
+   * Subscribes the pod ports delivered there; resolves with them (none when nothing maps). Where on
+   * loopback the app listens is found when delivering (loopback.ts).
    */
-  debuggeeListens(localPort: number, host?: string): Promise<number[]> {
+  debuggeeListens(localPort: number): Promise<number[]> {
     return this.changePorts(async () => {
       if (this.ending || !this.conn || this.options.config.incoming.mode === "off") return [];
-      if (host) this.localHosts.set(localPort, host);
       const pods = [...this.candidates].filter(([pod, local]) => local === localPort && !this.ports.has(pod)).map(([pod]) => pod);
       for (const pod of pods) {
         await this.subscribe(pod);

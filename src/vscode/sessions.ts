@@ -5,7 +5,7 @@
 import * as vscode from "vscode";
 import { join } from "node:path";
 import type { TetherConfig } from "../config/schema";
-import type { DebuggeeKind } from "../config/debuggeeSupport";
+import type { DebuggeeKind } from "../engine/launch";
 import { DEBUG_TYPES, isNodeDebugType } from "../config/debugTypes";
 import { TetherError } from "../protocol/error";
 import { debuggerInstalled } from "./debuggers";
@@ -131,7 +131,7 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
     }
     let active: ActiveSession;
     try {
-      active = await this.start(config, token, isNodeDebugType(type) ? "node" : "other");
+      active = await this.start(config, token, isNodeDebugType(type) ? "node" : "native");
     } catch (err) {
       if (TetherError.is(err, "CANCELLED")) {
         this.log("info", "the start was cancelled: no session, nothing left in the cluster");
@@ -142,7 +142,7 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
     }
     const env: Record<string, string> = { ...(debugConfiguration.env ?? {}) };
     const isNode = isNodeDebugType(debugConfiguration.type);
-    Object.assign(env, active.launch.debuggeeEnv(isNode ? (env.NODE_OPTIONS ?? "") : ""));
+    Object.assign(env, active.launch.debuggeeEnv(isNode ? "node" : "native", isNode ? { NODE_OPTIONS: env.NODE_OPTIONS ?? "" } : {}));
     if (!isNode) delete env.NODE_OPTIONS; // only Node debuggees load the runtime; others use the proxy
     setTimeout(() => {
       if (this.sessions.get(active.id) && !active.debugSession) void this.stop(active.id, "the debug session did not start");
@@ -151,7 +151,7 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
   }
 
   /** Starts a session with a progress notification that shows each step; cancellable. */
-  async start(config: TetherConfig, token?: vscode.CancellationToken, kind: DebuggeeKind = "other"): Promise<ActiveSession> {
+  async start(config: TetherConfig, token?: vscode.CancellationToken, kind: DebuggeeKind = "native"): Promise<ActiveSession> {
     const label = targetLabel(config.target, "");
     const steps: ActiveSession["steps"] = [];
     return await vscode.window.withProgress(
@@ -161,6 +161,7 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
           config,
           log: this.log,
           runtimeBundle: join(this.extensionPath, "dist", "runtime.js"),
+          debuggee: kind,
           client: { name: "tether-vscode", version: TETHER_VERSION },
           onStep: (step, detail, ms) => {
             steps.push({ step, detail, ms });

@@ -10,6 +10,8 @@ import type { Netns } from "../support/netns";
 import { waitForLine } from "../support/netns";
 import type { StealWorld } from "./stealFixture";
 
+export { makePki, type Pki } from "../support/testPki";
+
 export const FIXTURES = resolve(__dirname, "../fixtures");
 export const GRPC_ECHO = join(FIXTURES, "grpc-echo.js");
 export const H2_APP = join(FIXTURES, "h2-app.js");

@@ -20,6 +20,7 @@ const GRPC_PORT = 9090;
 const H2_PORT = 9091;
 const H2_TO_H1_PORT = 9092;
 const V2_PORT = 9093;
+const H1_ONLY_PORT = 9094;
 const ME: HttpFilter = { header: "^x-dev: me$" };
 
 async function subscribe(conn: EngineConnection, port: number, filter: HttpFilter): Promise<void> {
@@ -39,6 +40,7 @@ describe("steal: HTTP/2 cleartext and gRPC", requireNetns(), () => {
     url = (port, path) => `http://${world.podIp}:${port}${path}`;
     await podApp(world, GRPC_ECHO, ["serve", "app", String(GRPC_PORT)]);
     for (const port of [H2_PORT, H2_TO_H1_PORT, V2_PORT]) await podApp(world, H2_APP, ["app", String(port)]);
+    await podApp(world, H2_APP, ["app", String(H1_ONLY_PORT), "--h1-only"]);
     localGrpc = await grpcEcho.serve("local", 0, "127.0.0.1");
     localH2 = await h2App.start("local", 0, { host: "127.0.0.1" });
     const alice = await startDebuggee("alice"); // HTTP/1.1 only
@@ -46,13 +48,13 @@ describe("steal: HTTP/2 cleartext and gRPC", requireNetns(), () => {
     world.onDispose(() => localH2.close());
     world.onDispose(() => alice.server.close());
     const { conn } = await world.agent.connect({ label: "dev@laptop" });
-    delivery = new IncomingDelivery(conn, { podToLocal: new Map([[GRPC_PORT, localGrpc.port], [H2_PORT, localH2.port], [H2_TO_H1_PORT, alice.port]]) });
+    delivery = new IncomingDelivery(conn, { podToLocal: new Map([[GRPC_PORT, localGrpc.port], [H2_PORT, localH2.port], [H2_TO_H1_PORT, alice.port], [H1_ONLY_PORT, localH2.port]]) });
     delivery.on("request", (r: DeliveredRequest) => delivered.push(r));
     world.onDispose(() => {
       delivery.close();
       conn.close();
     });
-    for (const port of [GRPC_PORT, H2_PORT, H2_TO_H1_PORT]) await subscribe(conn, port, ME);
+    for (const port of [GRPC_PORT, H2_PORT, H2_TO_H1_PORT, H1_ONLY_PORT]) await subscribe(conn, port, ME);
   });
   after(() => world.dispose());
 
@@ -65,6 +67,14 @@ describe("steal: HTTP/2 cleartext and gRPC", requireNetns(), () => {
     assert.match(head, /^HTTP\/2 200/);
     assert.match(head, /x-answered-by: local/);
     assert.match(head, /x-protocol: h2/, "the debuggee was reached over HTTP/2");
+  });
+
+  test("Upgrade: h2c switches to HTTP/2 when the app speaks it, and is ignored as the app would when it does not", async () => {
+    const ask = (port: number, ...h: string[]) => curlIn(world.client, ["--http2", ...h.flatMap((x) => ["-H", x]), "-w", " %{http_version}", url(port, "/up")]);
+    assert.equal(await ask(H2_PORT, "x-dev: me"), "local GET /up for me 2");
+    assert.equal(await ask(H2_PORT), "app GET /up 2");
+    assert.equal(await ask(H1_ONLY_PORT, "x-dev: me"), "local GET /up for me 1.1");
+    assert.equal(await ask(H1_ONLY_PORT), "app GET /up 1.1");
   });
 
   test("Go's net/http over h2c: stolen and passed streams on one connection", async (t) => {
@@ -147,6 +157,20 @@ describe("steal: HTTP/2 cleartext and gRPC", requireNetns(), () => {
       `const c=require('http2').connect(${JSON.stringify(url(H2_PORT, ""))});const r=c.request({':path':'/trailers','x-dev':'me'});let b='';r.on('data',d=>b+=d);r.on('trailers',t=>{console.log(b+' '+t['x-trailer']);c.close()});r.end()`,
     ]);
     assert.equal(trailers.stdout.trim(), "local body local");
+  });
+
+  test("WebSocket over HTTP/2 (RFC 8441 extended CONNECT), stolen and passed", async () => {
+    const ws = (dev: string) => `
+      const c = require('http2').connect(${JSON.stringify(url(H2_PORT, ""))});
+      c.on('remoteSettings', (s) => {
+        if (!s.enableConnectProtocol) { console.log('no extended CONNECT'); return c.close(); }
+        const r = c.request({ ':method': 'CONNECT', ':protocol': 'websocket', ':path': '/ws', ':scheme': 'http', ${dev ? `'x-dev': '${dev}'` : ""} });
+        r.on('response', (h) => { r.write('ping'); });
+        r.on('data', (d) => { console.log(String(d)); r.close(); c.close(); });
+        r.on('error', (e) => console.log('error ' + e.message));
+      });`;
+    assert.equal((await runIn(world.client, process.execPath, ["-e", ws("me")])).stdout.trim(), "local:ping");
+    assert.equal((await runIn(world.client, process.execPath, ["-e", ws("")])).stdout.trim(), "app:ping");
   });
 
   test("a local app that speaks only HTTP/1.1 gets the stolen HTTP/2 request as HTTP/1.1", async () => {

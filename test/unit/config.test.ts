@@ -2,7 +2,9 @@
 // of sources, routing decisions, env import, and the generated schema/README staying in step.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { matchesAddress, parseAddress } from "../../src/config/address";
 import { jsonSchemaText, LAUNCH_SCHEMA_FILE, launchSchemaText, PACKAGE_FILE, packageJsonText, readmeWithTable, README_FILE, SCHEMA_FILE } from "../../src/config/generate";
 import { lineColumn, parseConfigText } from "../../src/config/jsonc";
@@ -13,6 +15,7 @@ import { normalizeTarget, TARGET_KINDS, targetLabel } from "../../src/config/tar
 import { TetherError } from "../../src/protocol/error";
 import { TETHER_VERSION } from "../../src/protocol/version";
 import { importEnv, routingFromConfig } from "../../src/engine/routing";
+import { loadTlsMaterial } from "../../src/engine/tlsMaterial";
 
 test("address syntax: names, IPs, CIDRs, ports, protocols", () => {
   const m = (rule: string, proto: "tcp" | "udp" | undefined, host: string, port?: number) => matchesAddress(parseAddress(rule), proto, host, port);
@@ -165,4 +168,26 @@ test("everything generated from the schema and the version is up to date (npm ru
   assert.equal(TETHER_VERSION, pkg.version, "src/protocol/version.ts is stale: run npm run generate");
   assert.equal(configSchema.parse({}).agent.image, `tether/agent:${pkg.version}`);
   assert.match(pkg.contributes.configuration.properties["tether.agent.image"].description, new RegExp(`Empty: tether/agent:${pkg.version.replace(/\./g, "\\.")}\\.$`));
+});
+
+test("incoming.tls: a Secret or a certificate and key, errors at their JSON path, material read from files", async () => {
+  const steal = (tls: unknown) => resolveConfig([{ name: "flags", value: { target: "deployment/api", incoming: { mode: "steal", tls } } }]);
+  assert.deepEqual(steal({ secret: "api-tls" }).incoming.tls, { secret: "api-tls", local: "plain" });
+  assert.equal(steal({ certificate: "c.pem", key: "k.pem", clientCa: "secret:clients", local: "tls" }).incoming.tls?.local, "tls");
+  assert.throws(() => steal({ secret: "api-tls", certificate: "c.pem" }), /^.*incoming\.tls: give either secret, or certificate and key/);
+  assert.throws(() => steal({ certificate: "c.pem" }), /incoming\.tls\.key: certificate and key go together/);
+  assert.throws(() => steal({ secret: "x", local: "https" }), /incoming\.tls\.local/);
+  // files are read by the engine, with the key named in no error
+  const dir = mkdtempSync(join(tmpdir(), "tether-tls-"));
+  try {
+    writeFileSync(join(dir, "c.pem"), "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+    writeFileSync(join(dir, "k.pem"), "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n");
+    const tls = steal({ certificate: join(dir, "c.pem"), key: join(dir, "k.pem") }).incoming.tls!;
+    const material = await loadTlsMaterial(tls, undefined as never, "demo");
+    assert.match(material.certificate, /BEGIN CERTIFICATE/);
+    assert.match(material.key, /BEGIN PRIVATE KEY/);
+    await assert.rejects(loadTlsMaterial({ ...tls, clientCa: join(dir, "missing.pem") }, undefined as never, "demo"), (e) => TetherError.is(e, "CONFIG_INVALID") && /incoming\.tls\.clientCa: cannot read .*missing\.pem \(ENOENT\)/.test((e as Error).message));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

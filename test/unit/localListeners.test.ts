@@ -114,3 +114,14 @@ test("a port nobody listens on stays quiet; a port that starts listening later i
   await once(watch, "listening");
   assert.deepEqual(events, ["listening"]);
 });
+
+test("a listen reported by the runtime or the native layer is watched for its stop, even one that came and went between two looks", async (t) => {
+  keepAlive(t);
+  const port = await freePort();
+  const watch = new LocalListeners([port], { pollMs: 50 });
+  t.after(() => watch.close());
+  await once(watch, "scan");
+  watch.expect(port); // reported listening; by the next look the app has already stopped
+  const [stopped] = (await once(watch, "stopped")) as [{ port: number }];
+  assert.deepEqual(stopped, { port });
+});
