@@ -5,7 +5,7 @@
 // adapter starts the program). Both read TETHER_NATIVE. The supervisor outlives a closed session
 // while intercepted processes remain (without it their trapped calls would fail), routing nothing.
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { delimiter, dirname, isAbsolute, join } from "node:path";
 import { createInterface } from "node:readline";
@@ -50,6 +50,14 @@ export class NativeLayer {
     if (process.platform !== "linux") return `the native layer is built for Linux only (this is ${process.platform})`;
     const missing = ["tether-supervisor", "tether-shim", "libtether.so"].filter((f) => !existsSync(join(dir, f)));
     if (missing.length) return `${missing.join(", ")} missing in ${dir} (built by npm run build with a C compiler)`;
+    // an archive (a VSIX) may have dropped the executable bits
+    for (const f of ["tether-supervisor", "tether-shim"]) {
+      try {
+        if ((statSync(join(dir, f)).mode & 0o111) === 0) chmodSync(join(dir, f), 0o755);
+      } catch {
+        // read-only installation: the check below says what is wrong
+      }
+    }
     return await new Promise((resolve) => {
       execFile(join(dir, "tether-supervisor"), ["--check"], { timeout: 5_000 }, (err, stdout) => {
         const out = stdout.trim();

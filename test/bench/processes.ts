@@ -94,8 +94,10 @@ export class Worker {
     });
   }
 
-  static async start(procs: Processes, options: SpawnOptions): Promise<Worker> {
-    const { child } = await procs.start([process.execPath, resolve(APPS, "worker.js")], { ...options, readyLine: /"ready":true/ });
+  /** worker.js, or `argv`: another program speaking its protocol (apps/worker.py, apps/goworker). */
+  static async start(procs: Processes, options: SpawnOptions & { argv?: string[] }): Promise<Worker> {
+    const argv = options.argv ?? [process.execPath, resolve(APPS, "worker.js")];
+    const { child } = await procs.start(argv, { ...options, readyLine: /"ready": ?true/ });
     return new Worker(child);
   }
 
