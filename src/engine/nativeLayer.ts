@@ -5,7 +5,7 @@
 // adapter starts the program). Both read TETHER_NATIVE. The supervisor outlives a closed session
 // while intercepted processes remain (without it their trapped calls would fail), routing nothing.
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { delimiter, dirname, isAbsolute, join } from "node:path";
 import { createInterface } from "node:readline";
@@ -41,8 +41,18 @@ export class NativeLayer {
     return join(this.dir, "tether-shim");
   }
 
+  /** libtether.so; copied to a path without spaces or colons when needed (LD_PRELOAD splits on them). */
   get preload(): string {
-    return join(this.dir, "libtether.so");
+    const own = join(this.dir, "libtether.so");
+    if (!/[\s:]/.test(own)) return own;
+    const copy = join(this.wrapperDir(), "libtether.so");
+    if (!existsSync(copy)) copyFileSync(own, copy);
+    return copy;
+  }
+
+  private wrapperDir(): string {
+    this.wrappers ??= mkdtempSync(join(tmpdir(), "tether-wrappers-"));
+    return this.wrappers;
   }
 
   /** Why the layer cannot run on this machine, or undefined when it can. */
@@ -123,9 +133,8 @@ export class NativeLayer {
    * with the layer.
    */
   wrapper(program: string): string {
-    this.wrappers ??= mkdtempSync(join(tmpdir(), "tether-wrappers-"));
     const name = program.replace(/^.*\//, "").replace(/[^\w.-]/g, "_");
-    const file = join(this.wrappers, name);
+    const file = join(this.wrapperDir(), name);
     const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
     const env = Object.entries(this.env()).map(([k, v]) => `export ${k}=${q(v)}\n`).join("");
     writeFileSync(file, `#!/bin/sh\n# Tether: ${program} under the native layer\n${env}exec ${q(this.shim)} -- ${q(findProgram(program))} "$@"\n`);
