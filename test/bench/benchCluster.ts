@@ -88,6 +88,18 @@ export function agentPids(netns: string): number[] {
   return agents.sort((a, b) => b.start - a.start).map((a) => a.pid);
 }
 
+/** Pids of the agents' rule guards in a pod's namespace (started with TETHER_AGENT_GUARD set). */
+export function guardPids(netns: string): number[] {
+  const pids = spawnSync("ip", ["netns", "pids", netns], { encoding: "utf8" }).stdout.split(/\s+/).filter(Boolean).map(Number);
+  return pids.filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/environ`, "utf8").includes("TETHER_AGENT_GUARD=");
+    } catch {
+      return false;
+    }
+  });
+}
+
 /** VmRSS of a process in KiB (undefined once it is gone). */
 export function rssKiB(pid: number): number | undefined {
   try {
