@@ -80,8 +80,10 @@ export class AgentSession {
           const ends = await connect.call(s.outgoing, this, msg.host, msg.port, stream);
           this.conn.send({ type: msg.type === "tcp.connect" ? "tcp.connected" : "udp.connected", id: msg.id, stream: msg.stream, ...ends });
         } catch (err) {
-          stream.destroy();
+          // the answer first: an engine that sent bytes ahead resets its socket on it, before the
+          // stream's close would end that socket gracefully
           this.fail(msg.id, err);
+          stream.destroy();
         }
         return;
       }

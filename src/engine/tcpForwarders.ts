@@ -4,8 +4,7 @@
 import net from "node:net";
 import type { EngineConnection } from "../protocol/connection";
 import type { Log } from "../protocol/log";
-import { pipeBoth } from "../protocol/pipeBoth";
-import { connectThroughAgent } from "./agentTcp";
+import { forwardThroughAgent } from "./agentTcp";
 
 export class TcpForwarders {
   private readonly servers = new Map<string, Promise<net.Server>>();
@@ -36,16 +35,11 @@ export class TcpForwarders {
       this.sockets.add(socket);
       socket.once("close", () => this.sockets.delete(socket));
       socket.pause();
-      connectThroughAgent(this.conn(), host, port).then(
-        (stream) => {
-          this.onConnection(host, port);
-          pipeBoth(socket, stream);
-          socket.resume();
-        },
+      forwardThroughAgent(this.conn(), socket, host, port).then(
+        () => this.onConnection(host, port),
         (err: Error) => {
           this.onConnection(host, port, err);
           this.log("info", "outgoing connection failed in the pod", { host, port, error: err.message });
-          socket.resetAndDestroy();
         },
       );
     });
