@@ -76,7 +76,7 @@ export function agentPids(netns: string): number[] {
   for (const pid of pids) {
     try {
       if (!readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("agent.js")) continue;
-      // not its rule guard (the same bundle, forked with TETHER_AGENT_GUARD set)
+      // not its rule guard (which runs this bundle, with TETHER_AGENT_GUARD set, once the agent is gone)
       if (readFileSync(`/proc/${pid}/environ`, "utf8").includes("TETHER_AGENT_GUARD=")) continue;
       const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
       const start = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
