@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs the system tools Tether's playground and tests drive (Debian, as root): iproute2,
 # iptables (nft and legacy), util-linux (nsenter, setpriv), tcpdump, curl, dig, openssl, kubectl,
-# python3. Only what is missing is installed. Used by .ci/run and `npm run playground`.
+# python3, and the grpcio Python package. Only what is missing is installed. Used by .ci/run and `npm run playground`.
 set -euo pipefail
 need_apt=()
-for pair in ip:iproute2 iptables:iptables iptables-legacy:iptables nsenter:util-linux setpriv:util-linux tcpdump:tcpdump curl:curl dig:dnsutils openssl:openssl kubectl:kubernetes-client python3:python3; do
+for pair in ip:iproute2 iptables:iptables iptables-legacy:iptables nsenter:util-linux setpriv:util-linux tcpdump:tcpdump curl:curl dig:dnsutils openssl:openssl kubectl:kubernetes-client python3:python3 make:make cc:gcc javac:openjdk-17-jdk-headless; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need_apt+=("${pair##*:}")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -15,4 +15,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   echo "--- apt: ${need_apt[*]}"
   apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need_apt[@]}"
+fi
+
+# grpcio: the Python gRPC client of the HTTP/2 steal tests (a real client library, from PyPI)
+if ! python3 -c 'import grpc' >/dev/null 2>&1; then
+  echo "--- pip: grpcio"
+  python3 -m pip install --quiet grpcio==1.85.1 || python3 -m pip install --quiet --break-system-packages grpcio==1.85.1
 fi

@@ -7,12 +7,20 @@ import { WebSocketServer } from "ws";
 import { acceptEngine } from "../src/protocol/connection";
 import type { Log } from "../src/protocol/log";
 import type { Probe } from "../src/protocol/messages";
+import { TETHER_VERSION } from "../src/protocol/version";
 import type { Outgoing, PortCapability, Resolver, TargetProcess } from "./capabilities";
 import type { AgentConfig } from "./config";
 import type { Metrics } from "./metrics";
+import { DRAIN_MAX_MS } from "./incoming/steal";
 import { AgentSession } from "./session";
 
-export const AGENT_VERSION = "0.1.0";
+export const AGENT_VERSION = TETHER_VERSION;
+/**
+ * After its last session, the agent stays until the connections that went through it have drained
+ * (each ends at its next response boundary, see incoming/steal.ts; cut after DRAIN_MAX_MS). New
+ * sessions are welcome meanwhile. This bounds the wait should the steal's own bound fail.
+ */
+const SETTLE_MAX_MS = DRAIN_MAX_MS + 5_000;
 
 export interface AgentParts {
   steal: PortCapability;
@@ -109,8 +117,10 @@ export class Agent {
 
   private afterSessionEnded(): void {
     if (this.sessions.size > 0 || this.stopping) return;
-    if (this.config.TETHER_AGENT_EXIT_WHEN_IDLE && this.everConnected) void this.stop("last session ended");
-    else this.armIdleTimer();
+    if (!this.config.TETHER_AGENT_EXIT_WHEN_IDLE || !this.everConnected) return this.armIdleTimer();
+    void Promise.all([this.parts.steal.settled(SETTLE_MAX_MS), this.parts.mirror.settled(SETTLE_MAX_MS)]).then(() => {
+      if (this.sessions.size === 0) void this.stop("last session ended");
+    });
   }
 
   private armIdleTimer(): void {

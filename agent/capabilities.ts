@@ -16,6 +16,8 @@ export interface PortCapability {
   dropSession(session: AgentSession): Promise<void>;
   /** Agent shutdown: remove every rule and listener. Safe to call twice. */
   close(): Promise<void>;
+  /** Resolves when what released subscriptions left open has ended, or after `withinMs`. */
+  settled(withinMs: number): Promise<void>;
 }
 
 export interface Outgoing {

@@ -80,10 +80,8 @@ export class AgentSession {
           const ends = await connect.call(s.outgoing, this, msg.host, msg.port, stream);
           this.conn.send({ type: msg.type === "tcp.connect" ? "tcp.connected" : "udp.connected", id: msg.id, stream: msg.stream, ...ends });
         } catch (err) {
-          // the answer first: an engine that sent bytes ahead resets its socket on it, before the
-          // stream's close would end that socket gracefully
-          this.fail(msg.id, err);
           stream.destroy();
+          this.fail(msg.id, err);
         }
         return;
       }
@@ -122,8 +120,10 @@ export class AgentSession {
         return;
       }
       case "http.response":
+      case "http.trailers":
+      case "http.reset":
         // Consumed by the steal capability through the stream it opened (see incoming/).
-        this.conn.emit("http.response", msg);
+        this.conn.emit(msg.type, msg);
         return;
       default:
         return;

@@ -5,6 +5,10 @@
 // anyOf). `header` is tested against each header line as "name: value" with the name lower-cased
 // (as HTTP/2 and most proxies spell it), so "^x-user: alice$" matches "X-User: alice". `path` is
 // tested against the request target (path and query). `method` compares case-insensitively.
+// HTTP/2 requests are read the same way: :method and :path are method and path, :authority is a
+// "host: ..." line when the request has no Host field.
+// With mTLS the verified client certificate's subject is one more line,
+// "x-tether-client-subject: O=dev,CN=alice"; fields of that name sent by clients never reach a filter.
 import type { HttpFilter } from "../../src/protocol/httpFilter";
 
 export interface RequestFacts {
@@ -16,6 +20,19 @@ export interface RequestFacts {
 }
 
 export type RequestMatcher = (req: RequestFacts) => boolean;
+
+/** The header line filters see with the subject of a verified client certificate (mTLS). */
+export const CLIENT_SUBJECT_HEADER = "x-tether-client-subject";
+
+/** A request as filters see it: a client cannot claim a certificate subject by sending the field itself. */
+export function requestFacts(method: string, url: string, rawHeaders: readonly string[], clientSubject?: string): RequestFacts {
+  const raw: string[] = [];
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    if (rawHeaders[i]!.toLowerCase() !== CLIENT_SUBJECT_HEADER) raw.push(rawHeaders[i]!, rawHeaders[i + 1]!);
+  }
+  if (clientSubject !== undefined) raw.push(CLIENT_SUBJECT_HEADER, clientSubject);
+  return { method, url, rawHeaders: raw };
+}
 
 export function headerLines(rawHeaders: readonly string[]): string[] {
   const lines: string[] = [];

@@ -6,20 +6,33 @@
 //
 // Limits: request heads up to MAX_HEADER_BYTES (96 KiB; 64 KiB of headers fit), HEADERS_TIMEOUT_MS
 // for a whole head (slowloris), bodies always streamed with backpressure (never buffered whole).
+//
+// Draining (the port's steal stopped): every response from then on says `Connection: close` and the
+// connection ends after it (FIN), so keep-alive clients reconnect, this time to the app, at a request
+// boundary; a connection idle when draining starts waits DRAIN_IDLE_MS for its next request (which
+// is passed to the app and answered with `Connection: close`), then ends like any keep-alive
+// timeout. A client that goes away before its answer resets the session's stream, so the debuggee's
+// request is cancelled at once (an abandoned SSE or long poll).
 import { createServer, request as httpRequest, Agent as HttpAgent, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { request as httpsRequest, Agent as HttpsAgent } from "node:https";
 import { connect, type Socket } from "node:net";
+import { connect as tlsConnect } from "node:tls";
 import type { Duplex } from "node:stream";
 import type { AgentConnection, WireStream } from "../../src/protocol/connection";
 import type { Log } from "../../src/protocol/log";
 import type { EngineToAgent } from "../../src/protocol/messages";
 import type { Metrics } from "../metrics";
 import type { AgentSession } from "../session";
-import type { RequestFacts } from "./httpMatcher";
+import { requestFacts, type RequestFacts } from "./httpMatcher";
+import type { TlsFacts } from "./http2Steal";
+import { isH2cUpgrade } from "./h2cUpgrade";
 import { pipeBoth } from "../../src/protocol/pipeBoth";
 
 export const MAX_HEADER_BYTES = 96 * 1024;
 export const HEADERS_TIMEOUT_MS = 15_000;
 export const KEEP_ALIVE_TIMEOUT_MS = 65_000;
+/** A connection still idle this long after draining started ends (its client reconnects to the app). */
+export const DRAIN_IDLE_MS = 5_000;
 
 type HttpResponseMsg = Extract<EngineToAgent, { type: "http.response" }>;
 
@@ -35,6 +48,20 @@ export interface HttpStealContext {
   decide(facts: RequestFacts): Decision;
   /** Tells the port's other (v2) sessions what happened to a request. */
   notify(facts: RequestFacts, decision: Decision): void;
+  /** The TLS the agent terminated on this client connection (tlsSteal), if any. */
+  tlsOf?(socket: Duplex): TlsFacts | undefined;
+  /** An `Upgrade: h2c` request (h2cUpgrade): switch the connection to HTTP/2, or read it as HTTP/1.1. */
+  h2cUpgrade?(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+}
+
+export function countDecision(metrics: Metrics, decision: Decision): void {
+  if (decision.kind === "steal") {
+    metrics.add("tether_requests_total", 1, { outcome: "stolen" });
+    metrics.add("tether_filter_matches_total");
+  } else {
+    metrics.add("tether_requests_total", 1, { outcome: decision.reason === "probe" ? "probe" : "passed" });
+    if (decision.leaked) metrics.add("tether_leaked_requests_total");
+  }
 }
 
 /** One listener per wire connection dispatches http.response messages to the waiting request. */
@@ -78,14 +105,135 @@ export function originalHost(socket: Socket): string {
   return local === "0.0.0.0" || local === "" ? "127.0.0.1" : local;
 }
 
+/** Hop-by-hop headers about the connection itself: ours to decide when draining. */
+const CONNECTION_HEADER = /^(connection|keep-alive)$/i;
+
+function withoutConnectionHeaders(raw: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) if (!CONNECTION_HEADER.test(raw[i]!)) out.push(raw[i]!, raw[i + 1]!);
+  return out;
+}
+
 function headBytes(firstLine: string, rawHeaders: readonly string[]): Buffer {
   let s = `${firstLine}\r\n`;
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) s += `${rawHeaders[i]}: ${rawHeaders[i + 1]}\r\n`;
   return Buffer.from(`${s}\r\n`, "latin1");
 }
 
-export function createHttpSteal(ctx: HttpStealContext): Server {
+interface Tracked {
+  /** Requests read whose response has not finished. */
+  busy: number;
+  /** socket.bytesRead when it last became idle: more means a request is arriving. */
+  readAtIdle: number;
+  idleTimer?: NodeJS.Timeout;
+}
+
+/** The HTTP side of one stolen port: connections handed over with handle(), drained on release. */
+export class HttpSteal {
+  readonly server: Server;
+  private readonly tracked = new Map<Socket, Tracked>();
+  private draining = false;
+  private readonly emptyWaiters: (() => void)[] = [];
+
+  constructor(ctx: HttpStealContext) {
+    this.server = createHttpServer(ctx, this);
+    this.server.on("request", (req: IncomingMessage, res: ServerResponse) => {
+      const t = this.tracked.get(req.socket);
+      if (!t) return;
+      t.busy++;
+      clearTimeout(t.idleTimer);
+      res.once("close", () => {
+        t.busy--;
+        t.readAtIdle = req.socket.bytesRead;
+        if (this.draining && t.busy === 0 && !req.socket.destroyed) this.armIdle(req.socket, t);
+      });
+    });
+    // an upgraded connection leaves the HTTP server: it is tracked until it closes, never drained
+    this.server.on("upgrade", (req: IncomingMessage) => {
+      const t = this.tracked.get(req.socket);
+      if (t) t.busy = Number.POSITIVE_INFINITY;
+    });
+  }
+
+  /** True from drain() on: responses close their connection. */
+  get closing(): boolean {
+    return this.draining;
+  }
+
+  /** Connections still open (HTTP or upgraded). */
+  get size(): number {
+    return this.tracked.size;
+  }
+
+  /**
+   * Hands an accepted connection (first bytes put back) to the HTTP parser; again after an upgrade
+   * the app declined (h2c), as a connection read request by request once more.
+   */
+  handle(socket: Socket): void {
+    const known = this.tracked.get(socket);
+    if (known) {
+      known.busy = 0;
+      this.server.emit("connection", socket);
+      socket.resume();
+      return;
+    }
+    const t: Tracked = { busy: 0, readAtIdle: 0 };
+    this.tracked.set(socket, t);
+    socket.once("close", () => {
+      clearTimeout(t.idleTimer);
+      this.tracked.delete(socket);
+      if (this.tracked.size === 0) for (const w of this.emptyWaiters.splice(0)) w();
+    });
+    this.server.emit("connection", socket);
+    socket.resume();
+    if (this.draining) this.armIdle(socket, t);
+  }
+
+  /** Every connection ends at its next response boundary (see the file's head). */
+  drain(): void {
+    if (this.draining) return;
+    this.draining = true;
+    for (const [socket, t] of this.tracked) if (t.busy === 0) this.armIdle(socket, t);
+  }
+
+  private armIdle(socket: Socket, t: Tracked): void {
+    clearTimeout(t.idleTimer);
+    t.idleTimer = setTimeout(() => {
+      if (t.busy > 0 || socket.destroyed) return;
+      // bytes since it went idle: a request is on its way, and its response will close the connection
+      if (socket.bytesRead > t.readAtIdle) return;
+      socket.end();
+      socket.setTimeout(DRAIN_IDLE_MS, () => socket.destroy());
+    }, DRAIN_IDLE_MS);
+    t.idleTimer.unref();
+  }
+
+  /** Resolves when no connection is left (at once when none is). */
+  empty(): Promise<void> {
+    if (this.tracked.size === 0) return Promise.resolve();
+    return new Promise((r) => this.emptyWaiters.push(r));
+  }
+
+  /** The response head for the client: with `Connection: close` when draining. */
+  headFor(res: ServerResponse, raw: readonly string[]): string[] {
+    if (!this.draining) return raw as string[];
+    res.shouldKeepAlive = false;
+    return withoutConnectionHeaders(raw);
+  }
+
+  /** Stops the parser's timers and ends every connection now. Safe to call twice. */
+  close(): void {
+    this.draining = true;
+    this.server.close();
+    for (const socket of this.tracked.keys()) socket.destroy();
+  }
+}
+
+function createHttpServer(ctx: HttpStealContext, owner: HttpSteal): Server {
   const upstreamAgent = new HttpAgent({ keepAlive: true, maxFreeSockets: 16 });
+  // requests that came over TLS reach the app over TLS again: it is the pod's own app, whose
+  // certificate the agent has no reason to check; the client's server name goes along
+  const upstreamTlsAgent = new HttpsAgent({ keepAlive: true, maxFreeSockets: 16, rejectUnauthorized: false });
   const server = createServer({
     maxHeaderSize: MAX_HEADER_BYTES,
     headersTimeout: HEADERS_TIMEOUT_MS,
@@ -100,35 +248,27 @@ export function createHttpSteal(ctx: HttpStealContext): Server {
   server.emit("listening");
   const bytes = (direction: "to_session" | "from_session", n: number) => ctx.metrics.add("tether_bytes_total", n, { direction });
 
-  const facts = (req: IncomingMessage): RequestFacts => ({ method: req.method ?? "GET", url: req.url ?? "/", rawHeaders: req.rawHeaders });
-
-  const count = (decision: Decision) => {
-    if (decision.kind === "steal") {
-      ctx.metrics.add("tether_requests_total", 1, { outcome: "stolen" });
-      ctx.metrics.add("tether_filter_matches_total");
-    } else {
-      ctx.metrics.add("tether_requests_total", 1, { outcome: decision.reason === "probe" ? "probe" : "passed" });
-      if (decision.leaked) ctx.metrics.add("tether_leaked_requests_total");
-    }
-  };
+  const facts = (req: IncomingMessage): RequestFacts => requestFacts(req.method ?? "GET", req.url ?? "/", req.rawHeaders, ctx.tlsOf?.(req.socket)?.clientSubject);
+  const count = (decision: Decision) => countDecision(ctx.metrics, decision);
 
   // ---- plain requests ----
 
   const pass = (req: IncomingMessage, res: ServerResponse) => {
-    const upstream = httpRequest({
+    const tls = ctx.tlsOf?.(req.socket);
+    const upstream = (tls ? httpsRequest : httpRequest)({
+      ...(tls ? { agent: upstreamTlsAgent, servername: tls.sni, ALPNProtocols: ["http/1.1"] } : { agent: upstreamAgent }),
       host: originalHost(req.socket),
       port: ctx.port,
       method: req.method,
       path: req.url,
       headers: req.rawHeaders as unknown as Record<string, string>, // raw form: names keep their case and order
       setHost: false,
-      agent: upstreamAgent,
       maxHeaderSize: MAX_HEADER_BYTES,
     });
     req.pipe(upstream);
     upstream.on("response", (answer) => {
       try {
-        res.writeHead(answer.statusCode ?? 502, answer.statusMessage, answer.rawHeaders);
+        res.writeHead(answer.statusCode ?? 502, answer.statusMessage, owner.headFor(res, answer.rawHeaders));
       } catch (err) {
         ctx.log("debug", "app response head not forwardable", { error: String(err) });
         answer.destroy();
@@ -148,10 +288,9 @@ export function createHttpSteal(ctx: HttpStealContext): Server {
     });
   };
 
-  const steal = (req: IncomingMessage, res: ServerResponse, session: AgentSession) => {
-    const conn = session.conn;
-    const stream = conn.openStream();
-    const answer = waitResponse(conn, stream);
+  /** incoming.http for a request; v3 sessions also learn the TLS the client spoke. */
+  const announce = (conn: AgentConnection, stream: WireStream, req: IncomingMessage, upgrade: boolean) => {
+    const tls = ctx.tlsOf?.(req.socket);
     conn.send({
       type: "incoming.http",
       stream: stream.id,
@@ -161,19 +300,28 @@ export function createHttpSteal(ctx: HttpStealContext): Server {
       url: req.url ?? "/",
       httpVersion: req.httpVersion,
       rawHeaders: req.rawHeaders,
-      upgrade: false,
+      upgrade,
+      ...(tls && conn.supports("http.trailers") ? { tls: { ...(tls.sni ? { sni: tls.sni } : {}), alpn: tls.alpn ?? "http/1.1", ...(tls.clientSubject ? { clientSubject: tls.clientSubject } : {}) } } : {}),
     });
+  };
+
+  const steal = (req: IncomingMessage, res: ServerResponse, session: AgentSession) => {
+    const conn = session.conn;
+    const stream = conn.openStream();
+    const answer = waitResponse(conn, stream);
+    announce(conn, stream, req, false);
     req.on("data", (d: Buffer) => bytes("to_session", d.length));
     req.pipe(stream);
     res.on("close", () => {
-      if (!res.writableFinished && !stream.destroyed) stream.destroy();
+      // the client went away before the whole answer: a reset, so the debuggee's request ends too
+      if (!res.writableFinished && !stream.destroyed) stream.destroy(new Error("the client closed the connection"));
     });
     answer.then(
       (msg) => {
         if (res.destroyed) return;
         try {
           if (msg.statusCode < 200) throw new Error(`status ${msg.statusCode} is not a final response`);
-          res.writeHead(msg.statusCode, msg.statusMessage, msg.rawHeaders);
+          res.writeHead(msg.statusCode, msg.statusMessage, owner.headFor(res, msg.rawHeaders));
         } catch (err) {
           ctx.log("debug", "session response head rejected", { error: String(err) });
           stream.destroy();
@@ -204,7 +352,11 @@ export function createHttpSteal(ctx: HttpStealContext): Server {
   // ---- upgrades ----
 
   const passUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const app = connect({ host: originalHost(req.socket), port: ctx.port });
+    const tls = ctx.tlsOf?.(req.socket);
+    const host = originalHost(req.socket);
+    const app = tls
+      ? tlsConnect({ host, port: ctx.port, servername: tls.sni, ALPNProtocols: ["http/1.1"], rejectUnauthorized: false })
+      : connect({ host, port: ctx.port });
     app.write(headBytes(`${req.method} ${req.url} HTTP/${req.httpVersion}`, req.rawHeaders));
     if (head.length) app.write(head);
     pipeBoth(socket, app);
@@ -214,17 +366,7 @@ export function createHttpSteal(ctx: HttpStealContext): Server {
     const conn = session.conn;
     const stream = conn.openStream();
     const answer = waitResponse(conn, stream);
-    conn.send({
-      type: "incoming.http",
-      stream: stream.id,
-      port: ctx.port,
-      peer: peerOf(req.socket),
-      method: req.method ?? "GET",
-      url: req.url ?? "/",
-      httpVersion: req.httpVersion,
-      rawHeaders: req.rawHeaders,
-      upgrade: true,
-    });
+    announce(conn, stream, req, true);
     socket.pause();
     if (head.length) stream.write(head);
     const onEarlyClose = () => stream.destroy();
@@ -254,6 +396,7 @@ export function createHttpSteal(ctx: HttpStealContext): Server {
   };
 
   server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (ctx.h2cUpgrade && isH2cUpgrade(req)) return ctx.h2cUpgrade(req, socket, head);
     const f = facts(req);
     const decision = ctx.decide(f);
     count(decision);
@@ -285,6 +428,9 @@ export function createHttpSteal(ctx: HttpStealContext): Server {
     previous.once("close", () => !previous.writableFinished && socket.destroy());
   });
 
-  server.on("close", () => upstreamAgent.destroy());
+  server.on("close", () => {
+    upstreamAgent.destroy();
+    upstreamTlsAgent.destroy();
+  });
   return server;
 }

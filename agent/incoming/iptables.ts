@@ -3,6 +3,19 @@
 // and OUTPUT, every rule tagged `-m comment --comment tether:<agentId>`. Changes go through
 // `iptables-<flavour>-restore --noflush` (one atomic batch each, no shell).
 //
+// Redirects match SYN packets only (`--syn`): a pod's netns often has no connection tracking until
+// the agent's first nat rule, and conntrack then picks up connections that were already open
+// mid-stream, as new ones; without `--syn` their next packet would be redirected to the agent's
+// listener, which knows nothing of them and answers with a reset. With it, connections open before a
+// steal keep going to the app until they end.
+//
+// Connections redirected to the agent live on their conntrack entry's NAT binding, which the kernel
+// applies only while some rule of the netns uses conntrack: deleting the last REDIRECT drops the
+// netns' last conntrack user, the kernel unhooks conntrack there, and the next packet of every
+// redirected connection reaches the app's port untranslated (a reset). So the chains carry a
+// "keeper" rule (`-m conntrack`, matching nothing the nat table sees) from the first redirect until
+// removeAll(), which the agent calls only once those connections have drained.
+//
 // The agent's own sockets bypass the OUTPUT redirect: the agent adds the supplementary group
 // TETHER_AGENT_GID to itself and the rule says `-m owner ! --gid-owner G --suppl-groups`.
 //
@@ -185,15 +198,20 @@ export class Iptables {
     return this.expiring ? `-m recent --rcheck --seconds ${ALIVE_SECONDS} --name ${this.aliveList} --rdest` : "";
   }
 
+  /** Holds a conntrack reference in the netns (see the file's head); INVALID packets never reach nat. */
+  private keeperRule(): string {
+    return `${CHAIN_PRE} -m conntrack --ctstate INVALID ${this.comment()} -j RETURN`;
+  }
+
   private heartbeatRule(): string {
     return `OUTPUT -p udp -m udp --dport ${HEARTBEAT_PORT} -m owner --gid-owner ${this.options.gid} --suppl-groups -m recent --set --name ${this.aliveList} --rdest ${this.comment()}`;
   }
 
   private portRules(port: number, to: number): string[] {
-    const rules = [`${CHAIN_PRE} -p tcp -m tcp --dport ${port} ${this.alive()} ${this.comment()} -j REDIRECT --to-ports ${to}`];
+    const rules = [`${CHAIN_PRE} -p tcp -m tcp --dport ${port} --syn ${this.alive()} ${this.comment()} -j REDIRECT --to-ports ${to}`];
     if (this.options.loopback) {
       rules.push(
-        `${CHAIN_OUT} -o lo -p tcp -m tcp --dport ${port} -m owner ! --gid-owner ${this.options.gid} --suppl-groups ${this.alive()} ${this.comment()} -j REDIRECT --to-ports ${to}`,
+        `${CHAIN_OUT} -o lo -p tcp -m tcp --dport ${port} --syn -m owner ! --gid-owner ${this.options.gid} --suppl-groups ${this.alive()} ${this.comment()} -j REDIRECT --to-ports ${to}`,
       );
     }
     return rules.map((r) => r.replace(/ {2,}/g, " "));
@@ -239,7 +257,7 @@ export class Iptables {
         const nat: string[] = [];
         const mangle: string[] = [];
         if (!this.chains) {
-          nat.push(`-N ${CHAIN_PRE}`, `-N ${CHAIN_OUT}`, `-A PREROUTING ${this.comment()} -j ${CHAIN_PRE}`, `-A OUTPUT ${this.comment()} -j ${CHAIN_OUT}`);
+          nat.push(`-N ${CHAIN_PRE}`, `-N ${CHAIN_OUT}`, `-A ${this.keeperRule()}`, `-A PREROUTING ${this.comment()} -j ${CHAIN_PRE}`, `-A OUTPUT ${this.comment()} -j ${CHAIN_OUT}`);
           if (this.expiring) mangle.push(`-A ${this.heartbeatRule()}`);
         }
         nat.push(...this.portRules(port, to).map((r) => `-A ${r}`));
@@ -264,6 +282,12 @@ export class Iptables {
     });
   }
 
+  /** Ports redirected now. */
+  get redirected(): number {
+    return this.ports.size;
+  }
+
+  /** Removes one port's redirect; the chains and the conntrack keeper stay until removeAll(). */
   unredirect(port: number): Promise<void> {
     return this.serial(async () => {
       const to = this.ports.get(port);

@@ -70,6 +70,11 @@ export class MirrorCapture implements PortCapability {
     for (const port of [...this.captures.keys()]) await this.unsubscribe(session, port);
   }
 
+  /** A mirror holds no connection of the client's: nothing to wait for. */
+  settled(): Promise<void> {
+    return Promise.resolve();
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     const all = await Promise.allSettled(this.captures.values());

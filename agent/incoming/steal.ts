@@ -9,9 +9,23 @@
 // - probe paths (TETHER_AGENT_PROBES) always reach the app unless the session says stealProbes;
 //   a plain steal of a port with probe paths becomes "every request except the probe paths";
 //   a probe port without a path (TCP probe) is refused (PROBE_PORT) without stealProbes.
+// - HTTP/2 (h2c prior knowledge) is decided per stream (http2Steal); TLS is terminated with the
+//   certificate a session sent (tlsSteal), then read as HTTP/1.1 or HTTP/2. A filter on a port whose
+//   app speaks TLS, without a certificate, is refused (TLS_NEEDS_CERTIFICATE); sessions sharing a
+//   TLS port must send the same certificate.
+//
+// Switching never breaks a connection:
+// - the redirect matches SYN packets only (iptables.ts), so a connection open before the steal
+//   stays with the app until it ends, even when the pod's conntrack picks it up mid-stream;
+// - HTTP connections are read request by request (HTTP/2 stream by stream), for a plain steal too
+//   (firstWords.ts decides without delaying a server greeting), so when the port is released each
+//   ends at a response boundary (HTTP/1.x: `Connection: close`, httpSteal.ts; HTTP/2: GOAWAY) and
+//   its client reconnects to the app;
+// - the listener outlives the release by RELEASE_GRACE_MS (connections still in its accept queue),
+//   the chains and their conntrack keeper stay until the drain ends, and the agent waits for it
+//   before it exits (settled()).
 import { connect, createServer, type Server, type Socket } from "node:net";
 import type { AddressInfo } from "node:net";
-import type { Server as HttpServer } from "node:http";
 import { TetherError } from "../../src/protocol/error";
 import type { HttpFilter } from "../../src/protocol/httpFilter";
 import type { Log } from "../../src/protocol/log";
@@ -21,9 +35,16 @@ import type { AgentConfig } from "../config";
 import type { Metrics } from "../metrics";
 import type { AgentSession } from "../session";
 import { compileFilter, filtersOverlap, pathOf, type RequestFacts, type RequestMatcher } from "./httpMatcher";
-import { createHttpSteal, originalHost, type Decision } from "./httpSteal";
+import { firstWords } from "./firstWords";
+import { HttpSteal, originalHost, type Decision } from "./httpSteal";
 import type { Iptables } from "./iptables";
-import { peekRequestLine } from "./peekRequestLine";
+import { readClientHello } from "./clientHello";
+import { createHttp2Steal, type AppRoute, type Http2Steal, type TlsFacts } from "./http2Steal";
+import { appSpeaksTls, PortTls } from "./tlsSteal";
+import { appSpeaksH2c, injectAfterSettings, upgradeHeadersFrame, withoutUpgrade } from "./h2cUpgrade";
+import type { IncomingMessage } from "node:http";
+import { connect as tlsConnect, type TLSSocket } from "node:tls";
+import type { Duplex } from "node:stream";
 import { pipeBoth } from "../../src/protocol/pipeBoth";
 
 export interface StealOptions {
@@ -41,34 +62,58 @@ interface Subscription {
   matcher: RequestMatcher | undefined;
   stealProbes: boolean;
   since: number;
+  /** TLS termination with this session's certificate (the port's first one is used). */
+  tls: PortTls | undefined;
 }
 
 interface StolenPort {
   port: number;
   listener: Server;
-  http: HttpServer;
+  http: HttpSteal;
+  http2: Http2Steal;
+  /** TLS client connections the agent terminated, with what filters and sessions learn of them. */
+  tls: WeakMap<Duplex, TlsFacts>;
   listenPort: number;
   /** Insertion order is the order requests are offered in. */
   subs: Map<string, Subscription>;
   /** Subscription time waiting for its first redirected connection (tether_time_to_intercept_ms). */
   pendingSince: number | undefined;
+  /** Every accepted connection until it closes (raw, HTTP or TLS). */
   sockets: Set<Socket>;
+  /** Released: no subscription, no redirect; what is still open drains. */
+  released: boolean;
 }
 
-/**
- * No byte for this long on a filtered port: passed through raw. Long on purpose: HTTP clients open
- * pooled connections ahead of their first request, and deciding "not HTTP" too early would send
- * every later request on that connection to the app unfiltered. (A server-speaks-first protocol on
- * a filtered port waits this long; filters are for HTTP ports.)
- */
-const PEEK_SILENT_MS = 60_000;
 /** Some bytes but no whole request line: as long as a whole head may take (HEADERS_TIMEOUT_MS). */
 const PEEK_LINE_MS = 15_000;
+/**
+ * On a plain steal of a port with probe paths kept for the app, how long a silent client is given to
+ * speak before the debuggee is connected (and may greet). A probe writes its request right after the
+ * handshake; a server-speaks-first client waits, and its greeting comes this much later. Ports
+ * without probe paths, and filtered steals (whose tentative peer is the app itself), wait for nothing.
+ */
+const PROBE_PEEK_MS = 200;
 /** How long a released port's listener still accepts (and passes on) connections redirected before the release. */
 const RELEASE_GRACE_MS = 1_000;
+/** At agent shutdown, how long connections may take to drain before they are cut. */
+const CLOSE_DRAIN_MS = 2_000;
+/**
+ * A released port's connections still open after this long are cut (and the last rules go): a
+ * half-open upgraded connection or a long stream passed to the app would otherwise hold them forever.
+ */
+export const DRAIN_MAX_MS = 30_000;
+/** A ClientHello must be complete this long after its first byte. */
+const HELLO_TIMEOUT_MS = 15_000;
+
+function peerOf(socket: Socket | TLSSocket): { address: string; port: number } {
+  return { address: (socket.remoteAddress ?? "").replace(/^::ffff:/, ""), port: socket.remotePort ?? 0 };
+}
 
 export class StealRouter implements PortCapability {
   private readonly ports = new Map<number, StolenPort>();
+  /** Released ports whose connections are still draining. */
+  private readonly draining = new Set<StolenPort>();
+  private readonly settledWaiters: (() => void)[] = [];
   private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
 
@@ -111,17 +156,29 @@ export class StealRouter implements PortCapability {
       }
       const iptables = this.options.iptables;
       if (!iptables) throw new TetherError("IPTABLES_FAILED", "iptables is not usable in this pod; steal is unavailable");
+      const tls = msg.tls ? new PortTls(msg.tls, { port, log: this.options.log, onSecure: (socket, facts) => this.onSecure(port, socket, facts) }) : undefined;
+      const portTls = existing && this.tlsOf(existing, session);
+      if (tls && portTls && portTls.fingerprint !== tls.fingerprint) {
+        throw new TetherError("STEAL_REFUSED", `port ${port} is TLS-terminated with another certificate by another session; send the same certificate to share it`);
+      }
+      if (msg.filter && !tls && !portTls && (await appSpeaksTls("127.0.0.1", port))) {
+        throw new TetherError(
+          "TLS_NEEDS_CERTIFICATE",
+          `port ${port} speaks TLS: a filter cannot read its requests without the certificate and key (incoming.tls); give them, or steal the whole port without a filter, or mirror it`,
+        );
+      }
       const sub: Subscription = {
         session,
         filter: msg.filter,
         matcher: msg.filter ? compileFilter(msg.filter) : undefined,
         stealProbes,
         since: Date.now(),
+        tls,
       };
       const stolen = existing ?? (await this.openPort(port, iptables));
       stolen.subs.set(session.id, sub);
       stolen.pendingSince ??= sub.since;
-      this.options.log("info", "port stolen", { session: session.id, port, filtered: Boolean(msg.filter), stealProbes });
+      this.options.log("info", "port stolen", { session: session.id, port, filtered: Boolean(msg.filter), stealProbes, tls: Boolean(tls), mtls: Boolean(msg.tls?.clientCa) });
       return { probesKept: stealProbes ? [] : this.probePaths(port) };
     });
   }
@@ -133,19 +190,28 @@ export class StealRouter implements PortCapability {
     const stolen: StolenPort = {
       port,
       listener,
-      http: undefined as unknown as HttpServer,
+      http: undefined as unknown as HttpSteal,
+      http2: undefined as unknown as Http2Steal,
+      tls: new WeakMap(),
       listenPort: 0,
       subs: new Map(),
       pendingSince: undefined,
       sockets: new Set(),
+      released: false,
     };
-    stolen.http = createHttpSteal({
+    const requests = {
       port,
       log: this.options.log,
       metrics: this.options.metrics,
-      decide: (facts) => this.decide(port, facts),
-      notify: (facts, decision) => this.notify(port, facts, decision),
+      decide: (facts: RequestFacts) => this.decide(port, facts),
+      notify: (facts: RequestFacts, decision: Decision) => this.notify(port, facts, decision),
+    };
+    stolen.http = new HttpSteal({
+      ...requests,
+      tlsOf: (socket) => stolen.tls.get(socket),
+      h2cUpgrade: (req, socket, head) => void this.h2cUpgrade(stolen, req, socket as Socket, head),
     });
+    stolen.http2 = createHttp2Steal(requests);
     listener.on("connection", (socket) => this.onConnection(stolen, socket));
     await new Promise<void>((resolve, reject) => {
       listener.once("error", reject);
@@ -202,60 +268,128 @@ export class StealRouter implements PortCapability {
       metrics.set("tether_time_to_intercept_ms", Date.now() - stolen.pendingSince, { port: String(stolen.port) });
       stolen.pendingSince = undefined;
     }
-    stolen.sockets.add(socket);
-    socket.once("close", () => stolen.sockets.delete(socket));
+    this.track(stolen, socket);
     socket.on("error", (err) => log("debug", "intercepted connection failed", { port: stolen.port, error: err.message }));
+    if (stolen.released || stolen.subs.size === 0) {
+      // redirected just before the release (still in the accept queue): the app's, whole
+      this.passConnection(socket, this.appConnection(socket, stolen.port));
+      return;
+    }
+    // The tentative peer: the plain steal's session, else the app. Whoever speaks first decides.
+    // A plain steal of a port whose probe paths stay with the app waits up to PROBE_PEEK_MS for the
+    // client first: the kubelet's probe speaks at once and must never meet the debuggee's greeting.
     const plain = this.plainOwner(stolen);
-    if (plain && (plain.stealProbes || this.probePaths(stolen.port).length === 0)) {
-      this.stealConnection(stolen.port, socket, plain.session);
-      return;
-    }
-    if (stolen.subs.size === 0) {
-      this.passConnection(stolen.port, socket);
-      return;
-    }
-    void peekRequestLine(socket, { silentMs: PEEK_SILENT_MS, lineTimeoutMs: PEEK_LINE_MS }).then(({ kind }) => {
-      log("debug", "connection sniffed", { port: stolen.port, kind });
-      if (kind === "closed") {
-        socket.destroy();
-        return;
+    const holdForProbes = plain !== undefined && !plain.stealProbes && this.probePaths(stolen.port).length > 0;
+    const tentative = () => (plain ? this.sessionStream(stolen.port, socket, plain.session) : this.appConnection(socket, stolen.port));
+    void firstWords(socket, tentative, { lineTimeoutMs: PEEK_LINE_MS, peerAfterMs: holdForProbes ? PROBE_PEEK_MS : 0 }).then((words) => {
+      log("debug", "connection sniffed", { port: stolen.port, kind: words.kind });
+      if (words.kind === "closed") return void socket.destroy();
+      const tls = words.kind === "tls" ? this.tlsOf(stolen) : undefined;
+      if (words.kind === "tls" && !tls) log("debug", "a TLS connection without a certificate: not readable, whole", { port: stolen.port });
+      if (words.kind === "raw" || (words.kind === "tls" && !tls)) {
+        // Not HTTP: a plain steal takes it whole, filters cannot read it (the app's)
+        const peer = words.peer ?? tentative();
+        if (words.peerFailed) return void socket.destroy(); // the peer was unreachable: a reset, as it would be without Tether
+        return plain ? this.stealConnection(socket, peer) : this.passConnection(socket, peer);
       }
-      if (kind === "http1") {
-        stolen.http.emit("connection", socket);
-        socket.resume();
-        return;
-      }
-      // Not HTTP/1.x: a plain steal (that keeps probe paths) takes it whole; filters cannot read it.
-      const owner = this.plainOwner(stolen);
-      if (owner && !owner.session.conn.isClosed) this.stealConnection(stolen.port, socket, owner.session);
-      else this.passConnection(stolen.port, socket);
+      words.peer?.destroy(); // it said nothing: dropped unused
+      metrics.add("tether_connections_total", 1, { outcome: "http" });
+      if (words.kind === "http1") return stolen.http.handle(socket);
+      if (words.kind === "h2") return stolen.http2.handle(socket, { peer: peerOf(socket), app: this.plainRoute(stolen.port, socket) });
+      void this.terminate(stolen, socket, tls!);
     });
   }
 
-  private plainOwner(stolen: StolenPort): Subscription | undefined {
-    for (const sub of stolen.subs.values()) if (!sub.filter) return sub;
+  private track(stolen: StolenPort, socket: Socket): void {
+    stolen.sockets.add(socket);
+    socket.once("close", () => {
+      stolen.sockets.delete(socket);
+      this.forgetIfDrained(stolen);
+    });
+  }
+
+  /** The TLS termination of the port: the first subscription's that has one (but not `except`'s). */
+  private tlsOf(stolen: StolenPort, except?: AgentSession): PortTls | undefined {
+    for (const sub of stolen.subs.values()) if (sub.tls && sub.session !== except) return sub.tls;
     return undefined;
   }
 
-  private stealConnection(port: number, socket: Socket, session: AgentSession): void {
-    const { metrics } = this.options;
-    metrics.add("tether_connections_total", 1, { outcome: "stolen" });
+  private plainRoute(port: number, socket: Socket): AppRoute {
+    const host = originalHost(socket);
+    return { scheme: "http", connect: () => connect({ host, port, noDelay: true }) };
+  }
+
+  /** `Upgrade: h2c`: switch to HTTP/2 when the app would have (it speaks h2c), else read the request as HTTP/1.1. */
+  private async h2cUpgrade(stolen: StolenPort, req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
+    const bodyless = !req.headers["transfer-encoding"] && Number(req.headers["content-length"] ?? 0) === 0;
+    const frame = bodyless && !stolen.tls.has(socket) ? upgradeHeadersFrame(req) : undefined;
+    if (frame && (await appSpeaksH2c(originalHost(socket), stolen.port))) {
+      if (socket.destroyed) return;
+      socket.write("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n");
+      return stolen.http2.handle(injectAfterSettings(socket, head, frame), { peer: peerOf(socket), app: this.plainRoute(stolen.port, socket) });
+    }
+    socket.unshift(Buffer.concat([withoutUpgrade(req), head]));
+    stolen.http.handle(socket);
+  }
+
+  /** A ClientHello on a port with a certificate: terminate it when the certificate covers its name. */
+  private async terminate(stolen: StolenPort, socket: Socket, tls: PortTls): Promise<void> {
+    const hello = await readClientHello(socket, HELLO_TIMEOUT_MS);
+    if (!hello) {
+      this.options.log("debug", "not a TLS ClientHello on a filtered port: closed", { port: stolen.port });
+      return void socket.destroy();
+    }
+    if (!tls.covers(hello.sni)) {
+      this.options.log("debug", "TLS for a server name the certificate does not cover: passed to the app untouched", { port: stolen.port, sni: hello.sni });
+      return this.passConnection(socket, this.appConnection(socket, stolen.port));
+    }
+    await tls.accept(socket, hello, originalHost(socket));
+  }
+
+  /** A TLS client connection the agent terminated: read as HTTP/2 or HTTP/1.1, by what ALPN settled on. */
+  private onSecure(port: number, socket: TLSSocket, facts: TlsFacts): void {
+    const stolen = this.ports.get(port);
+    if (!stolen) return void socket.destroy();
+    this.track(stolen, socket);
+    if (facts.alpn === "h2") {
+      const host = originalHost(socket);
+      const app: AppRoute = {
+        scheme: "https",
+        connect: () => tlsConnect({ host, port, ...(facts.sni ? { servername: facts.sni } : {}), ALPNProtocols: ["h2"], rejectUnauthorized: false }),
+      };
+      return stolen.http2.handle(socket, { peer: peerOf(socket), app, tls: facts });
+    }
+    stolen.tls.set(socket, facts);
+    stolen.http.handle(socket);
+  }
+
+  private plainOwner(stolen: StolenPort): Subscription | undefined {
+    for (const sub of stolen.subs.values()) if (!sub.filter && !sub.session.conn.isClosed) return sub;
+    return undefined;
+  }
+
+  /** A stream to the session for a whole connection (opened at once: it may be what speaks first). */
+  private sessionStream(port: number, socket: Socket, session: AgentSession): Duplex {
     const conn = session.conn;
     const stream = conn.openStream();
-    conn.send({
-      type: "incoming.tcp",
-      stream: stream.id,
-      port,
-      mode: "steal",
-      peer: { address: (socket.remoteAddress ?? "").replace(/^::ffff:/, ""), port: socket.remotePort ?? 0 },
-    });
+    conn.send({ type: "incoming.tcp", stream: stream.id, port, mode: "steal", peer: peerOf(socket) });
+    return stream;
+  }
+
+  /** A connection to the app at the address the client was going to. */
+  private appConnection(socket: Socket, port: number): Socket {
+    return connect({ host: originalHost(socket), port, allowHalfOpen: true, noDelay: true });
+  }
+
+  private stealConnection(socket: Socket, stream: Duplex): void {
+    const { metrics } = this.options;
+    metrics.add("tether_connections_total", 1, { outcome: "stolen" });
     pipeBoth(socket, stream, (dir, n) => metrics.add("tether_bytes_total", n, { direction: dir === "a->b" ? "to_session" : "from_session" }));
     socket.resume();
   }
 
-  private passConnection(port: number, socket: Socket): void {
+  private passConnection(socket: Socket, app: Duplex): void {
     this.options.metrics.add("tether_connections_total", 1, { outcome: "passed" });
-    const app = connect({ host: originalHost(socket), port, allowHalfOpen: true, noDelay: true });
     pipeBoth(socket, app);
     socket.resume();
   }
@@ -270,22 +404,61 @@ export class StealRouter implements PortCapability {
     this.options.log("info", "port released", { session: session.id, port });
     if (stolen.subs.size > 0) return;
     this.ports.delete(port);
+    stolen.released = true;
+    this.draining.add(stolen);
     try {
       // The redirect goes first, so that new connections reach the app; only then the listener, and
       // a moment later: connections redirected just before (still in its accept queue) would be
       // reset by closing it now. What it accepts meanwhile has no subscription: passed to the app.
-      // The last port: the chains and jumps go too, so an idle agent leaves no rule behind.
-      if (this.ports.size === 0) await this.options.iptables?.removeAll();
-      else await this.options.iptables?.unredirect(port);
+      // The chains (and their conntrack keeper) go once nothing redirected is left: forgetIfDrained.
+      await this.options.iptables?.unredirect(port);
     } catch (err) {
       this.options.log("error", "cannot remove a redirect", { port, error: String(err) });
       throw err;
     } finally {
+      // keep-alive connections end at their next response boundary and reconnect to the app;
+      // HTTP/2 clients get a GOAWAY: streams in flight finish, new ones go to the app
+      stolen.http.drain();
+      stolen.http2.close();
+      this.options.log("debug", "released port draining", { port, connections: stolen.sockets.size, http: stolen.http.size });
       setTimeout(() => {
         stolen.listener.close();
-        stolen.http.close(); // idle keep-alive connections go; busy ones finish, passed to the app
+        this.forgetIfDrained(stolen);
       }, RELEASE_GRACE_MS).unref();
+      setTimeout(() => {
+        if (stolen.sockets.size) this.options.log("info", "connections still open after the drain: cut", { port, connections: stolen.sockets.size });
+        for (const socket of stolen.sockets) socket.destroy();
+      }, DRAIN_MAX_MS).unref();
     }
+  }
+
+  /** A released port with no connection left and its listener closed is done. */
+  private forgetIfDrained(stolen: StolenPort): void {
+    if (!stolen.released || stolen.sockets.size > 0 || stolen.listener.listening || !this.draining.delete(stolen)) return;
+    stolen.http.close();
+    this.options.log("debug", "released port drained", { port: stolen.port });
+    if (this.draining.size > 0) return;
+    for (const w of this.settledWaiters.splice(0)) w();
+    // nothing redirected is open any more: an idle agent leaves no rule behind
+    void this.serial(async () => {
+      if (this.ports.size === 0 && this.draining.size === 0) await this.options.iptables?.removeAll();
+    }).catch((err) => this.options.log("error", "cannot remove the iptables chains", { error: String(err) }));
+  }
+
+  /**
+   * Resolves when every released port has drained (its connections ended), or after `withinMs`.
+   * The agent waits for this before it exits, so a client's last request is not cut.
+   */
+  settled(withinMs: number): Promise<void> {
+    if (this.draining.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, withinMs);
+      timer.unref();
+      this.settledWaiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
 
   dropSession(session: AgentSession): Promise<void> {
@@ -294,19 +467,28 @@ export class StealRouter implements PortCapability {
     });
   }
 
+  /** Removes every rule, lets connections drain for a moment (CLOSE_DRAIN_MS), then cuts what is left. */
   close(): Promise<void> {
     this.closed = true;
     return this.serial(async () => {
-      const ports = [...this.ports.values()];
+      const ports = [...this.ports.values(), ...this.draining];
       this.ports.clear();
       try {
         await this.options.iptables?.removeAll();
       } finally {
         for (const stolen of ports) {
+          stolen.released = true;
           stolen.listener.close();
+          stolen.http.drain();
+          stolen.http2.close();
+          this.draining.add(stolen);
+        }
+        await this.settled(CLOSE_DRAIN_MS);
+        for (const stolen of ports) {
           stolen.http.close();
           for (const s of stolen.sockets) s.destroy();
         }
+        this.draining.clear();
       }
     });
   }

@@ -19,6 +19,7 @@ export function programFor(image: string, command?: string[], args?: string[]): 
   if (repo === "playground/api") base = [process.execPath, `${APPS}/api.js`];
   else if (repo === "playground/db") base = [process.execPath, `${APPS}/db.js`];
   else if (repo === "playground/client") base = [process.execPath, `${APPS}/client.js`];
+  else if (repo === "playground/grpc") base = [process.execPath, `${APPS}/grpc.js`];
   else if (repo === "tether/agent" || repo.endsWith("/tether-agent") || repo === "tether-agent") base = [process.execPath, `${REPO}/dist/agent.js`];
   else if (repo === "busybox" || repo === "playground/shell") base = ["/bin/sh", "-c", "sleep infinity"];
   if (!base) return undefined;

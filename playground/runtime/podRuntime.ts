@@ -1,8 +1,16 @@
-// The playground's pod runtime: pods are real network namespaces on a bridge, containers are real
-// processes inside them. Everything lives under one random prefix: a "node" namespace holding the
-// bridge, the service rules (kube-proxy style DNAT) and the cluster DNS; one namespace per pod; one
-// cgroup (v1 pids) per container so /proc/PID/cgroup names the container ID, as on a real node.
+// The playground's pod runtime: pods are real network namespaces, containers are real processes
+// inside them. Everything lives under one random prefix: a "node" namespace holding the pod routes,
+// the service rules (kube-proxy style DNAT) and the cluster DNS; one namespace per pod; one cgroup
+// (v1 pids) per container so /proc/PID/cgroup names the container ID, as on a real node.
 // Nothing is added to the machine's own network namespace.
+//
+// Pods are routed, not bridged (as Calico does): each pod's veth carries its /32, its default route
+// points at the node, and every packet between pods crosses the node's IP layer. So conntrack sees
+// both directions of every Service connection and undoes the DNAT on the replies without SNAT, and
+// the backend sees the client pod's own address, as with kube-proxy. Only hairpin connections (a
+// pod reaching itself through a Service) are SNATed to the node's address, as KUBE-MARK-MASQ does:
+// a pod would drop a packet carrying its own address as source. With a bridge this would depend on
+// the machine's br_netfilter module and its sysctls, which differ from machine to machine.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes, randomInt } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -117,7 +125,6 @@ export class PodRuntime implements PodRuntimeLike {
   readonly clusterDnsIP: string;
   readonly serviceCidr: string;
   private readonly nodeNs: string;
-  private readonly bridge: string;
   private readonly pods = new Map<string, Pod>();
   private readonly callbacks: StateCallback[] = [];
   private dns?: ChildProcess;
@@ -132,7 +139,6 @@ export class PodRuntime implements PodRuntimeLike {
     private readonly log: Log,
   ) {
     this.nodeNs = `${prefix}-node`;
-    this.bridge = `${prefix}br`;
     this.nodeIP = `10.${subnet}.0.1`;
     this.serviceCidr = `10.${subnet}.128.0/17`;
     this.clusterDnsIP = `10.${subnet}.128.10`;
@@ -156,16 +162,18 @@ export class PodRuntime implements PodRuntimeLike {
     const ns = this.nodeNs;
     must("ip", ["netns", "add", ns]);
     inNs(ns, "ip", ["link", "set", "lo", "up"]);
-    inNs(ns, "ip", ["link", "add", this.bridge, "type", "bridge"]);
-    inNs(ns, "ip", ["addr", "add", `${this.nodeIP}/17`, "dev", this.bridge]);
-    inNs(ns, "ip", ["link", "set", this.bridge, "up"]);
+    inNs(ns, "ip", ["addr", "add", `${this.nodeIP}/32`, "dev", "lo"]);
     inNs(ns, "ip", ["addr", "add", `${this.clusterDnsIP}/32`, "dev", "lo"]);
     inNs(ns, "sysctl", ["-qw", "net.ipv4.ip_forward=1"]);
-    // services: DNAT to endpoints, then masquerade so replies come back through the node
+    // a hairpin leaves by the interface it came in on: that is not a reason to redirect the pod
+    inNs(ns, "sysctl", ["-qw", "net.ipv4.conf.all.send_redirects=0"]);
+    inNs(ns, "sysctl", ["-qw", "net.ipv4.conf.default.send_redirects=0"]);
+    // services: DNAT to endpoints (TP-SERVICES); SNAT for hairpin connections only (TP-HAIRPIN)
     inNs(ns, "iptables", ["-t", "nat", "-N", "TP-SERVICES"]);
+    inNs(ns, "iptables", ["-t", "nat", "-N", "TP-HAIRPIN"]);
     inNs(ns, "iptables", ["-t", "nat", "-A", "PREROUTING", "-j", "TP-SERVICES"]);
     inNs(ns, "iptables", ["-t", "nat", "-A", "OUTPUT", "-j", "TP-SERVICES"]);
-    inNs(ns, "iptables", ["-t", "nat", "-A", "POSTROUTING", "-m", "conntrack", "--ctstate", "DNAT", "-j", "MASQUERADE"]);
+    inNs(ns, "iptables", ["-t", "nat", "-A", "POSTROUTING", "-m", "conntrack", "--ctstate", "DNAT", "-j", "TP-HAIRPIN"]);
     mkdirSync(join(CGROUP_ROOT, this.prefix), { recursive: true });
     this.dns = spawn("nsenter", [`--net=/run/netns/${ns}`, "--", process.execPath, "--import", TSX_LOADER, CLUSTER_DNS, this.clusterDnsIP, "53"], {
       stdio: ["pipe", "pipe", "pipe"],
@@ -203,11 +211,15 @@ export class PodRuntime implements PodRuntimeLike {
     must("ip", ["netns", "add", ns]);
     const hostIf = `${this.prefix}v${index}`;
     inNs(this.nodeNs, "ip", ["link", "add", hostIf, "type", "veth", "peer", "name", "eth0", "netns", ns]);
-    inNs(this.nodeNs, "ip", ["link", "set", hostIf, "master", this.bridge, "up"]);
+    // the node's address on its end too, so it answers the pod's ARP for its gateway
+    inNs(this.nodeNs, "ip", ["addr", "add", `${this.nodeIP}/32`, "dev", hostIf]);
+    inNs(this.nodeNs, "ip", ["link", "set", hostIf, "up"]);
+    inNs(this.nodeNs, "ip", ["route", "add", `${ip}/32`, "dev", hostIf, "src", this.nodeIP]);
     inNs(ns, "ip", ["link", "set", "lo", "up"]);
-    inNs(ns, "ip", ["addr", "add", `${ip}/17`, "dev", "eth0"]);
+    inNs(ns, "ip", ["addr", "add", `${ip}/32`, "dev", "eth0"]);
     inNs(ns, "ip", ["link", "set", "eth0", "up"]);
-    inNs(ns, "ip", ["route", "add", "default", "via", this.nodeIP]);
+    inNs(ns, "ip", ["route", "add", this.nodeIP, "dev", "eth0", "scope", "link"]);
+    inNs(ns, "ip", ["route", "add", "default", "via", this.nodeIP, "dev", "eth0"]);
     // what `ip netns exec` bind-mounts over /etc for the pod's processes
     mkdirSync(`/etc/netns/${ns}`, { recursive: true });
     writeFileSync(
@@ -354,7 +366,8 @@ export class PodRuntime implements PodRuntimeLike {
 
   setServices(services: ServiceLite[]): void {
     if (this.disposed) return;
-    const rules = ["*nat", "-F TP-SERVICES"];
+    const rules = ["*nat", "-F TP-SERVICES", "-F TP-HAIRPIN"];
+    const endpoints = new Set<string>();
     const table: Record<string, string[]> = {};
     for (const svc of services) {
       for (const n of [`${svc.name}.${svc.namespace}.svc.cluster.local`]) table[n] = [svc.clusterIP];
@@ -362,12 +375,15 @@ export class PodRuntime implements PodRuntimeLike {
       for (const p of svc.ports) {
         const proto = p.protocol.toLowerCase();
         ready.forEach((e, i) => {
+          endpoints.add(e.podIP);
           const left = ready.length - i;
           const pick = left > 1 ? `-m statistic --mode random --probability ${(1 / left).toFixed(5)} ` : "";
           rules.push(`-A TP-SERVICES -d ${svc.clusterIP}/32 -p ${proto} --dport ${p.port} ${pick}-j DNAT --to-destination ${e.podIP}:${p.targetPort}`);
         });
       }
     }
+    // a connection DNATed from a pod to that same pod: the reply must come from the node, not from itself
+    for (const ip of endpoints) rules.push(`-A TP-HAIRPIN -s ${ip}/32 -d ${ip}/32 -j SNAT --to-source ${this.nodeIP}`);
     rules.push("COMMIT", "");
     try {
       inNs(this.nodeNs, "iptables-restore", ["--noflush"], rules.join("\n"));

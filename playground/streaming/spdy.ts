@@ -41,48 +41,77 @@ interface SpdyConnection {
   end(): void;
 }
 
+/** One forwarded connection: kubectl's error and data streams (paired by requestid) and the pod's end. */
+interface Forward {
+  error?: SpdyStream;
+  data?: SpdyStream;
+  pod?: Duplex;
+  done: boolean;
+}
+
+// As kubelet's port-forward handler does: when the pod's side ends, the data stream is closed, the
+// error stream carries the error if there was one and is closed too (kubectl waits for the error
+// stream before it closes its local connection, so leaving it open leaves the local client hanging).
+function finish(f: Forward, message?: string): void {
+  if (f.done) return;
+  f.done = true;
+  if (f.data && !f.data.destroyed) f.data.end();
+  if (f.error && !f.error.destroyed) f.error.end(message);
+  f.pod?.destroy();
+}
+
 export function handleSpdyPortForward(req: IncomingMessage, socket: Duplex, head: Buffer, dial: (port: number) => Promise<Duplex>): void {
   socket.write(
     "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: portforward.k8s.io\r\n\r\n",
   );
   if (head.length) socket.unshift(head);
+  socket.on("error", () => socket.destroy());
   const conn = transport.connection.create(socket, { protocol: "spdy", isServer: true, windowSize: 1 << 20 });
   conn.start(3.1);
-  const pairs = new Map<string, { error?: SpdyStream; data?: SpdyStream }>();
+  const forwards = new Map<string, Forward>();
   conn.on("stream", (stream) => {
     const h = stream.headers;
-    stream.respond(200, {});
     const id = h.requestid ?? "0";
-    const pair = pairs.get(id) ?? {};
-    pairs.set(id, pair);
+    const f = forwards.get(id) ?? { done: false };
+    forwards.set(id, f);
+    // kubectl stopped with Ctrl-C sends GOAWAY, and spdy-transport then fails every open stream with
+    // "New stream after GOAWAY" (it counts kubectl's streams against the last id the server opened):
+    // an error on either stream ends this connection, never the API server
+    stream.on("error", () => {
+      f.done = true;
+      f.pod?.destroy();
+      stream.destroy();
+    });
+    stream.on("close", () => {
+      if (f.done) forwards.delete(id);
+    });
+    stream.respond(200, {});
     if (h.streamtype === "error") {
-      pair.error = stream;
+      f.error = stream;
       stream.resume();
+      if (f.done) stream.end();
     } else if (h.streamtype === "data") {
-      pair.data = stream;
+      f.data = stream;
       const port = Number(h.port);
       dial(port).then(
         (pod) => {
+          if (f.done) return pod.destroy();
+          f.pod = pod;
+          pod.on("error", (err: Error) => finish(f, `error forwarding port ${port} to pod: ${err.message}`));
+          pod.on("end", () => finish(f));
           stream.pipe(pod);
-          pod.pipe(stream);
-          pod.on("error", () => stream.destroy());
-          stream.on("error", () => pod.destroy());
-          stream.on("close", () => pods.delete(pod));
-          pods.add(pod);
+          pod.pipe(stream, { end: false });
         },
-        (err: Error) => {
-          pair.error?.end(`error forwarding port ${port} to pod: ${err.message}`);
-          stream.end();
-        },
+        (err: Error) => finish(f, `error forwarding port ${port} to pod: ${err.message}`),
       );
     } else stream.destroy();
-    stream.on("close", () => {
-      if (pair.data?.destroyed !== false && pair.error?.destroyed !== false) pairs.delete(id);
-    });
   });
-  const pods = new Set<Duplex>();
   const closeAll = () => {
-    for (const p of pods) p.destroy();
+    for (const f of forwards.values()) {
+      f.done = true;
+      f.pod?.destroy();
+    }
+    forwards.clear();
   };
   conn.on("error", (err) => {
     if (process.env.SPDY_DEBUG) process.stderr.write(`spdy error ${err?.message}\n`);

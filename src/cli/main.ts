@@ -1,25 +1,27 @@
 // Entry of the `tether` command (dist/cli.js). Exit codes: 0 success (exec: the command's own code),
 // 2 usage or configuration error, 1 runtime failure. Progress goes to stderr.
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
 import { basename, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { parsePortPair } from "../config/address";
+import { parsePortPair, showRoute } from "../config/ports";
+import { targetPath } from "../config/target";
 import { readConfigFile, readProjectConfig, resolveConfig, type ConfigSource } from "../config/load";
 import { Cluster } from "../kube/cluster";
 import { listNamespaces, listWorkloads } from "../kube/discovery";
 import { TetherError } from "../protocol/error";
+import { TETHER_VERSION } from "../protocol/version";
 import type { Log } from "../protocol/log";
 import { Launch } from "../engine/launch";
+import { nativeDirNextTo } from "../engine/nativeLayer";
 import { doctor, probeImage } from "../kube/doctor";
 
-const VERSION = "0.1.0";
 
 const USAGE = `usage:
   tether ls     [--kubeconfig P] [--context C] [-n NS] [--json]
   tether exec   [-f CONFIG] [-t KIND/NAME] [-n NS] [--context C] [--kubeconfig P]
                 [--steal | --mirror] [--http-header RE] [--http-path RE] [--http-method M]
-                [-p LOCAL:REMOTE]... -- COMMAND [ARGS...]
+                [--tls-secret NAME | --tls-cert FILE --tls-key FILE] [--tls-client-ca FILE|secret:NAME]
+                [--tls-local] [-p LOCAL:REMOTE]... -- COMMAND [ARGS...]
   tether doctor [-n NS] [--context C] [--kubeconfig P] [--job] [--probe-image IMAGE]
   tether --version`;
 
@@ -49,8 +51,8 @@ async function ls(argv: string[]): Promise<number> {
   const workloads = await listWorkloads(cluster, ns);
   const pods = new Map(workloads.flatMap((w) => w.pods).map((p) => [p.name, p]));
   const targets = [
-    ...workloads.filter((w) => w.kind !== "pod").map((w) => ({ target: `${w.kind}/${w.name}`, ready: w.ready })),
-    ...[...pods.values()].flatMap((p) => p.containers.map((c) => ({ target: `pod/${p.name}/container/${c}`, ready: p.ready ? "ready" : p.phase }))),
+    ...workloads.filter((w) => w.kind !== "pod").map((w) => ({ target: targetPath(w), ready: w.ready })),
+    ...[...pods.values()].flatMap((p) => p.containers.map((c) => ({ target: targetPath({ kind: "pod", name: p.name, container: c }), ready: p.ready ? "ready" : p.phase }))),
   ];
   const namespaces = await listNamespaces(cluster).catch(() => [] as string[]);
   if (values.json) console.log(JSON.stringify({ namespace: ns, namespaces, targets }, null, 2));
@@ -85,6 +87,11 @@ async function exec(argv: string[]): Promise<number> {
       "http-header": { type: "string" },
       "http-path": { type: "string" },
       "http-method": { type: "string" },
+      "tls-secret": { type: "string" },
+      "tls-cert": { type: "string" },
+      "tls-key": { type: "string" },
+      "tls-client-ca": { type: "string" },
+      "tls-local": { type: "boolean" },
       port: { type: "string", short: "p", multiple: true },
     },
     strict: true,
@@ -105,17 +112,26 @@ async function exec(argv: string[]): Promise<number> {
     ...(values["http-path"] ? { path: values["http-path"] } : {}),
     ...(values["http-method"] ? { method: values["http-method"] } : {}),
   };
+  const tls = {
+    ...(values["tls-secret"] ? { secret: values["tls-secret"] } : {}),
+    ...(values["tls-cert"] ? { certificate: values["tls-cert"] } : {}),
+    ...(values["tls-key"] ? { key: values["tls-key"] } : {}),
+    ...(values["tls-client-ca"] ? { clientCa: values["tls-client-ca"] } : {}),
+    ...(values["tls-local"] ? { local: "tls" } : {}),
+  };
   sources.push({
     name: "flags",
     value: {
       ...(values.target ? { target: values.namespace ? { path: values.target, namespace: values.namespace } : values.target } : {}),
       ...(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {}),
       ...(values.context ? { context: values.context } : {}),
-      ...(values.steal || values.mirror || Object.keys(filter).length || values.port
+      ...(values.steal || values.mirror || Object.keys(filter).length || values.port || Object.keys(tls).length
         ? {
             incoming: {
-              ...(values.steal || Object.keys(filter).length ? { mode: "steal" } : values.mirror ? { mode: "mirror" } : {}),
+              // no --steal/--mirror: the configuration's rule decides (a filter alone means steal)
+              ...(values.steal ? { mode: "steal" } : values.mirror ? { mode: "mirror" } : {}),
               ...(Object.keys(filter).length ? { httpFilter: filter } : {}),
+              ...(Object.keys(tls).length ? { tls } : {}),
               ...(values.port ? { portMapping: values.port.map(parsePortMapping) } : {}),
             },
           }
@@ -125,21 +141,25 @@ async function exec(argv: string[]): Promise<number> {
   const config = resolveConfig(sources);
   if (!config.target) throw new UsageError("no target: give -t KIND/NAME or a target in the config file");
 
-  // a Node command gets the runtime, which reports the ports it really listens on
-  const nodeCommand = /^node(js)?$/.test(basename(command[0]!)) && existsSync(resolve(__dirname, "runtime.js"));
+  // a Node command gets the runtime, every command the native layer (Node's children included):
+  // both report the ports the command really listens on
+  const node = /^node(js)?$/.test(basename(command[0]!));
   const launch = await Launch.start({
     config,
     log,
     runtimeBundle: resolve(__dirname, "runtime.js"),
-    incomingOnListen: nodeCommand,
-    client: { name: "tether-cli", version: VERSION },
+    nativeDir: nativeDirNextTo(__dirname),
+    debuggee: node ? "node" : "native",
+    incomingOnListen: true,
+    client: { name: "tether-cli", version: TETHER_VERSION },
     onStep: (step, detail) => process.stderr.write(`tether: ${step} ${detail}\n`),
-    onSubscribed: (remote, port) => process.stderr.write(`tether: ${config.incoming.mode} ${remote}->${port} (the command listens)\n`),
+    onSubscribed: (pod, local) => process.stderr.write(`tether: ${config.incoming.mode} ${showRoute(pod, local)} (the command listens)\n`),
     onSubscribeError: (port, err) => process.stderr.write(`tether: cannot subscribe port ${port}: ${err.message}\n`),
   });
   const session = launch.session;
-  const env: NodeJS.ProcessEnv = { ...process.env, ...launch.debuggeeEnv(process.env.NODE_OPTIONS ?? "") };
-  const child = spawn(command[0]!, command.slice(1), { stdio: "inherit", env });
+  const env: NodeJS.ProcessEnv = { ...process.env, ...launch.debuggeeEnv(node ? "node" : "native", process.env) };
+  const line = launch.command(command);
+  const child = spawn(line[0]!, line.slice(1), { stdio: "inherit", env });
   const forward = (signal: NodeJS.Signals) => child.kill(signal);
   for (const s of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(s, forward);
   session.on("ended", (err: Error) => process.stderr.write(`tether: the session ended: ${err.message}\n`));
@@ -182,7 +202,7 @@ export async function main(argv: string[]): Promise<number> {
       case "doctor":
         return await doctorCmd(rest);
       case "--version":
-        console.log(VERSION);
+        console.log(TETHER_VERSION);
         return 0;
       case "--help":
       case "-h":

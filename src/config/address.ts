@@ -78,13 +78,3 @@ export function matchesAddress(rule: AddressRule, protocol: "tcp" | "udp" | unde
   const shift = width - BigInt(rule.host.bits);
   return ipToBigInt(h) >> shift === rule.host.address >> shift;
 }
-
-/** A port mapping as written by users, "LOCAL:REMOTE" (or "PORT", the same on both sides), as [local, remote]. */
-export function parsePortPair(spec: string): [number, number] {
-  const m = /^(\d+)(?::(\d+))?$/.exec(spec);
-  if (!m) throw new Error(`${spec}: expected LOCAL:REMOTE, e.g. 3000:8080`);
-  const local = Number(m[1]);
-  const remote = Number(m[2] ?? m[1]);
-  if (local < 1 || local > 65535 || remote < 1 || remote > 65535) throw new Error(`${spec}: ports are 1-65535`);
-  return [local, remote];
-}

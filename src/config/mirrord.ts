@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { TetherError } from "../protocol/error";
 import type { ConfigSource } from "./load";
+import { TARGET_KINDS } from "./target";
 
 type Json = Record<string, unknown>;
 const isObject = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v);
@@ -57,7 +58,7 @@ export function translateMirrord(m: unknown, name = "mirrord.json"): MirrordTran
           if (typeof path === "string") out.target = namespace ? { path, namespace } : path;
           else if (isObject(path)) {
             // {"deployment": "api", "container": "app"} form
-            const kind = ["deployment", "pod", "statefulset", "job", "service", "replicaset"].find((k) => typeof path[k] === "string");
+            const kind = TARGET_KINDS.find((k) => typeof path[k] === "string");
             if (kind) {
               const container = typeof path.container === "string" ? `/container/${path.container}` : "";
               const p = `${kind}/${path[kind] as string}${container}`;

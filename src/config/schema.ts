@@ -2,7 +2,9 @@
 // the VS Code settings and the README reference table are all generated from this.
 import { z } from "zod";
 import { httpFilterSchema } from "../protocol/httpFilter";
+import { TETHER_VERSION } from "../protocol/version";
 import { parseAddress } from "./address";
+import { TARGET_PATH_PATTERN, TARGET_PATH_HELP } from "./target";
 
 const address = z.string().superRefine((value, ctx) => {
   try {
@@ -19,11 +21,41 @@ const addressFilter = z.union([
 
 const port = z.number().int().min(1).max(65535);
 
-const targetString = z
-  .string()
-  .regex(/^(targetless|(pod|deployment|statefulset|replicaset|job|service)\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?(\/container\/[a-z0-9]([-a-z0-9]*[a-z0-9])?)?)$/, {
-    message: 'a target is "targetless" or KIND/NAME[/container/CONTAINER] with KIND one of pod, deployment, statefulset, replicaset, job, service',
+/** Where a PEM comes from: a local file, or "secret:NAME" (a Secret in the target's namespace). */
+const pemSource = z.string().min(1);
+
+const incomingTls = z
+  .strictObject({
+    secret: z.string().min(1).optional().describe("A kubernetes.io/tls Secret in the target's namespace: its tls.crt and tls.key are presented to clients (read with your kubeconfig, sent to the agent over the session)."),
+    certificate: pemSource.optional().describe("Local PEM file of the certificate chain (leaf first), with key; instead of secret."),
+    key: pemSource.optional().describe("Local PEM file of the private key of certificate."),
+    clientCa: pemSource
+      .optional()
+      .describe(
+        "mTLS: the CA that signs client certificates, a local PEM file or \"secret:NAME\" (that Secret's ca.crt). Clients must present a certificate it signed; its subject reaches httpFilter.header as the line \"x-tether-client-subject: O=dev,CN=alice\".",
+      ),
+    local: z.enum(["plain", "tls"]).default("plain").describe("How stolen HTTPS requests reach your local app: plain HTTP, or TLS again (its certificate is not checked)."),
+  })
+  .refine((t) => (t.secret !== undefined) !== (t.certificate !== undefined || t.key !== undefined), {
+    message: "give either secret, or certificate and key",
+  })
+  .refine((t) => t.secret !== undefined || (t.certificate !== undefined && t.key !== undefined), {
+    message: "certificate and key go together",
+    path: ["key"],
   });
+
+const targetString = z.string().regex(TARGET_PATH_PATTERN, { message: TARGET_PATH_HELP });
+
+/** The agent image of this version of Tether (npm run agent-image builds it). */
+export const DEFAULT_AGENT_IMAGE = `tether/agent:${TETHER_VERSION}`;
+
+/**
+ * The one place that decides what an HTTP filter implies: with no mode, a filter means steal (it
+ * selects what to take); without a filter the default is mirror. An explicit mode always wins.
+ */
+export function defaultIncomingMode(httpFilter: unknown): "steal" | "mirror" {
+  return httpFilter ? "steal" : "mirror";
+}
 
 export const configSchema = z
   .strictObject({
@@ -42,13 +74,26 @@ export const configSchema = z
     context: z.string().optional().describe("kubeconfig context; default: the current context."),
     incoming: z
       .strictObject({
-        mode: z.enum(["mirror", "steal", "off"]).default("mirror").describe("mirror: get a copy, the pod keeps serving. steal: take the traffic. off: none."),
+        mode: z
+          .enum(["mirror", "steal", "off"])
+          .optional()
+          .meta({
+            description:
+              "mirror: get a copy, the pod keeps serving. steal: take the traffic (with httpFilter: only the matching requests). off: none (httpFilter is then ignored). Default: steal when httpFilter is set, otherwise mirror.",
+            defaultDescription: '"steal" with httpFilter, else "mirror"',
+          }),
         ports: z.array(port).optional().describe("Ports to intercept; default: the ports your process listens on."),
         ignorePorts: z.array(port).optional().describe("Ports never intercepted."),
         portMapping: z.array(z.tuple([port, port])).optional().describe("[local, remote] pairs: traffic for the pod's remote port goes to your local port."),
-        httpFilter: httpFilterSchema.optional().describe("Steal only matching HTTP requests (header regex 'Name: value', path regex, method, allOf, anyOf)."),
+        httpFilter: httpFilterSchema
+          .optional()
+          .describe("Steal only matching HTTP requests (header regex 'Name: value', path regex, method, allOf, anyOf). Implies steal when mode is not set; mirror with a filter is refused by the agent for now."),
         stealProbes: z.boolean().default(false).describe("Also steal the pod's liveness/readiness/startup probe requests (normally they always reach the pod)."),
+        tls: incomingTls.optional().describe(
+          "Filtered steal of HTTPS (HTTP/1.1 and HTTP/2, gRPC): the agent terminates TLS with this certificate so that httpFilter can read the requests; matching ones reach your app, the rest the pod's app, encrypted again. Without it a TLS port can only be stolen whole or mirrored.",
+        ),
       })
+      .transform((incoming) => ({ ...incoming, mode: incoming.mode ?? defaultIncomingMode(incoming.httpFilter) }))
       .prefault({})
       .describe("Traffic that reaches the target pod."),
     outgoing: z
@@ -86,7 +131,7 @@ export const configSchema = z
       .strictObject({
         mode: z.enum(["ephemeral", "job"]).default("ephemeral").describe("ephemeral: a container added to the target pod. job: a pod on the target's node (clusters without ephemeral containers)."),
         namespace: z.string().optional().describe("Namespace of the job pod; default: the target's."),
-        image: z.string().default("tether/agent:0.1.0").describe("Agent image the cluster can pull."),
+        image: z.string().default(DEFAULT_AGENT_IMAGE).describe("Agent image the cluster can pull."),
         ttlSeconds: z.number().int().min(1).max(86_400).default(60).describe("The agent exits this long after its last session."),
         startupTimeoutSeconds: z.number().int().min(1).max(600).default(60).describe("Give up when the agent is not ready after this long."),
       })

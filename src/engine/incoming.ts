@@ -1,7 +1,7 @@
 // Engine side of incoming traffic: delivers what the agent stole or mirrored to the debuggee's
 // local port.
 //
-//   const delivery = new IncomingDelivery(conn, { portMap: { 80: 3000 } });
+//   const delivery = new IncomingDelivery(conn, { podToLocal: new Map([[80, 3000]]) });
 //   delivery.on("request", (r) => ...);   // one stolen HTTP request answered (live traffic view)
 //   delivery.on("failure", (f) => ...);   // the local app could not be reached
 //   ...
@@ -14,30 +14,44 @@
 //   requests (WebSocket) are upgraded against the local app; after the 101 head, raw bytes flow
 //   both ways.
 // - Local app not listening: HTTP gets a 502 answer, TCP streams are reset; both emit "failure".
+// - HTTP/2 requests (httpVersion "2.0", protocol v3) are replayed by incomingHttp2 over HTTP/2 to
+//   the local app (gRPC keeps its trailers and status); requests that came over TLS reach the local
+//   app over TLS again when the session asks (`localTls`).
+// - The local app is reached on 127.0.0.1 or ::1, whichever it listens on (loopback.ts; HTTP/2
+//   delivery asks 127.0.0.1, or `host`).
+// - The client went away (the agent resets the stream) before the local answer ended: the local
+//   request is destroyed at once, so an abandoned SSE or long poll ends in the debuggee too.
 //
 // Events:
-//   "connection" (IncomingConnection)  an incoming.tcp stream was accepted
+//   "connection" (IncomingConnection)  an incoming.tcp stream carried its first byte (the agent may
+//                                      open one for a connection that turns out to be HTTP and
+//                                      close it before any byte: not counted)
 //   "request"    (DeliveredRequest)    an HTTP request got its response head (status, latency)
 //   "passed"     (PassedRequest)       v2 agents: a request on a subscribed port went to the pod's app
 //   "failure"    (DeliveryFailure)     delivering to the local app failed
 import { EventEmitter } from "node:events";
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
-import { connect } from "node:net";
+import { request as httpRequest, type IncomingMessage } from "node:http";
+import { request as httpsRequest } from "node:https";
+import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { EngineConnection } from "../protocol/connection";
 import { silentLog, type Log } from "../protocol/log";
 import { pipeBoth } from "../protocol/pipeBoth";
 import type { AgentToEngine } from "../protocol/messages";
+import { Http2Delivery } from "./incomingHttp2";
+import { Loopback } from "./loopback";
 
 type IncomingTcp = Extract<AgentToEngine, { type: "incoming.tcp" }>;
 type IncomingHttp = Extract<AgentToEngine, { type: "incoming.http" }>;
 type TrafficPassed = Extract<AgentToEngine, { type: "traffic.passed" }>;
 
 export interface IncomingDeliveryOptions {
-  /** Pod port -> local port; ports not listed are delivered to the same port number. */
-  portMap?: Record<number, number> | Map<number, number>;
-  /** Where the debuggee listens (default 127.0.0.1). */
+  /** Pod port -> local port (config/ports podToLocal); ports not listed are delivered to the same port number. */
+  podToLocal?: ReadonlyMap<number, number>;
+  /** Where the debuggee listens (default: 127.0.0.1 or ::1, whichever answers). */
   host?: string;
+  /** Requests that came over TLS (the agent terminated it) reach the local app over TLS too. */
+  localTls?: boolean;
   log?: Log;
 }
 
@@ -58,6 +72,14 @@ export interface DeliveredRequest {
   /** From the agent's message to the local app's response head. */
   latencyMs: number;
   upgrade: boolean;
+  /** How the client spoke to the pod: "h2" for HTTP/2 (cleartext or TLS); absent: HTTP/1.x. */
+  protocol?: "h2";
+  /** The client's connection was TLS, terminated by the agent: the name it asked for, its certificate's subject (mTLS). */
+  tls?: { sni?: string; clientSubject?: string };
+  /** gRPC calls, reported when they end: grpc-status (0 OK, 1 CANCELLED, 14 UNAVAILABLE...) and message. */
+  grpc?: { status: number; message?: string };
+  /** The whole exchange, for calls reported when they end (gRPC). */
+  durationMs?: number;
 }
 
 export type PassedRequest = Omit<TrafficPassed, "type">;
@@ -75,15 +97,19 @@ const MAX_HEADER_BYTES = 96 * 1024;
 const HOP_BY_HOP = /^(connection|keep-alive)$/i;
 
 export class IncomingDelivery extends EventEmitter {
-  private readonly host: string;
+  private readonly loopback: Loopback;
   private readonly log: Log;
-  private readonly portMap: Map<number, number>;
-  private readonly agent = new HttpAgent({ keepAlive: true });
+  private readonly podToLocal: ReadonlyMap<number, number>;
+  private readonly agent;
+  private readonly tlsAgent; // the user's own app: its certificate is not checked
+  private readonly localTls: boolean;
+  private readonly http2: Http2Delivery;
   private readonly live = new Set<Duplex>();
   private closed = false;
   private readonly onMessage = (msg: AgentToEngine) => {
     if (msg.type === "incoming.tcp") this.deliverTcp(msg);
-    else if (msg.type === "incoming.http") this.deliverHttp(msg);
+    else if (msg.type === "incoming.http") msg.httpVersion === "2.0" ? this.http2.deliver(msg) : this.deliverHttp(msg);
+    else if (msg.type === "http.trailers" || msg.type === "http.reset") this.http2.onStreamMessage(msg);
     else if (msg.type === "traffic.passed") {
       const { type: _type, ...passed } = msg;
       this.emit("passed", passed satisfies PassedRequest);
@@ -95,15 +121,30 @@ export class IncomingDelivery extends EventEmitter {
     options: IncomingDeliveryOptions = {},
   ) {
     super();
-    this.host = options.host ?? "127.0.0.1";
+    this.loopback = new Loopback(options.host);
+    this.agent = this.loopback.httpAgent();
+    this.tlsAgent = this.loopback.httpsAgent();
     this.log = options.log ?? silentLog;
-    this.portMap = options.portMap instanceof Map ? new Map(options.portMap) : new Map(Object.entries(options.portMap ?? {}).map(([k, v]) => [Number(k), v]));
+    this.localTls = options.localTls ?? false;
+    this.http2 = new Http2Delivery({
+      conn,
+      host: options.host ?? "127.0.0.1",
+      log: this.log,
+      localPort: (port) => this.localPort(port),
+      localTls: (msg) => this.localTls && msg.tls !== undefined,
+      report: (r) => this.emit("request", r satisfies DeliveredRequest),
+      fail: (port, error) => this.fail(port, "http", error),
+      track: (d) => this.track(d),
+      countIn: (n) => (this.bytesIn += n),
+      countOut: (n) => (this.bytesOut += n),
+    });
+    this.podToLocal = new Map(options.podToLocal);
     conn.on("message", this.onMessage);
   }
 
   /** The local port a pod port is delivered to. */
   localPort(port: number): number {
-    return this.portMap.get(port) ?? port;
+    return this.podToLocal.get(port) ?? port;
   }
 
   /** Stops taking new traffic and resets what is in flight. Safe to call twice. */
@@ -114,6 +155,8 @@ export class IncomingDelivery extends EventEmitter {
     for (const s of this.live) s.destroy();
     this.live.clear();
     this.agent.destroy();
+    this.tlsAgent.destroy();
+    this.http2.close();
   }
 
   private track(s: Duplex): void {
@@ -140,19 +183,33 @@ export class IncomingDelivery extends EventEmitter {
     if (!stream) return;
     if (this.closed) return void stream.destroy();
     const localPort = this.localPort(msg.port);
-    this.emit("connection", { port: msg.port, localPort, mode: msg.mode, peer: msg.peer } satisfies IncomingConnection);
-    const app = connect({ host: this.host, port: localPort, allowHalfOpen: true });
+    this.track(stream);
+    stream.pause();
+    this.loopback.connect(localPort, { allowHalfOpen: true }, (err, app) => {
+      if (err || !app) {
+        this.fail(msg.port, "tcp", err ?? new Error("no socket"));
+        return void stream.destroy(err ?? undefined);
+      }
+      if (this.closed || stream.destroyed) return void app.destroy();
+      this.pipeTcp(msg, localPort, stream, app);
+    });
+  }
+
+  private pipeTcp(msg: IncomingTcp, localPort: number, stream: Duplex, app: Socket): void {
     this.count(stream, app);
     this.track(app);
-    this.track(stream);
-    let connected = false;
-    app.once("connect", () => (connected = true));
-    app.on("error", (err) => {
-      if (!connected) this.fail(msg.port, "tcp", err);
-      stream.destroy(err);
-    });
+    let announced = false;
+    const announce = () => {
+      if (announced) return;
+      announced = true;
+      this.emit("connection", { port: msg.port, localPort, mode: msg.mode, peer: msg.peer } satisfies IncomingConnection);
+    };
+    stream.once("data", announce);
+    app.once("data", announce);
+    app.on("error", (err) => stream.destroy(err));
     stream.on("error", () => app.destroy());
     stream.pipe(app);
+    stream.resume();
     if (msg.mode === "mirror") {
       app.resume(); // the app's answers to a mirrored copy go nowhere
       app.on("end", () => stream.end());
@@ -183,18 +240,25 @@ export class IncomingDelivery extends EventEmitter {
         status,
         latencyMs: Date.now() - started,
         upgrade: msg.upgrade,
+        ...(msg.tls ? { tls: { ...(msg.tls.sni ? { sni: msg.tls.sni } : {}), ...(msg.tls.clientSubject ? { clientSubject: msg.tls.clientSubject } : {}) } } : {}),
       } satisfies DeliveredRequest);
-    const req = httpRequest({
-      host: this.host,
+    const tls = this.localTls && msg.tls !== undefined;
+    const agent = tls ? this.tlsAgent : this.agent;
+    const req = (tls ? httpsRequest : httpRequest)({
+      ...(tls && msg.tls?.sni ? { servername: msg.tls.sni } : {}),
+      host: "localhost", // the pool's key; the address is chosen by loopback.ts
       port: localPort,
       method: msg.method,
       path: msg.url,
       headers: msg.rawHeaders as unknown as Record<string, string>, // raw form keeps names, case and order
       setHost: false,
-      agent: msg.upgrade ? false : this.agent,
+      ...(msg.upgrade
+        ? { agent: false, createConnection: (o: object, cb: (err: Error | null, socket: Duplex) => void) => void this.loopback.open(localPort, tls ? o : undefined, cb as (err: Error | null, socket?: Socket) => void) }
+        : { agent }),
       maxHeaderSize: MAX_HEADER_BYTES,
     });
     let answered = false;
+    let ended = false;
     const answer = (res: IncomingMessage, rawHeaders: string[]) => {
       answered = true;
       this.conn.send({
@@ -219,10 +283,16 @@ export class IncomingDelivery extends EventEmitter {
         rawHeaders: ["Content-Type", "text/plain", "Content-Length", String(body.length)],
       });
       report(502);
+      ended = true;
       stream.resume(); // drop the request body
       stream.end(body);
     });
     stream.on("error", () => req.destroy());
+    // the client went away before the whole answer: the local request ends too (an older agent
+    // closes the stream without an error)
+    stream.once("close", () => {
+      if (!ended && !msg.upgrade) req.destroy();
+    });
     stream.on("data", (d: Buffer) => (this.bytesIn += d.length));
 
     if (msg.upgrade) {
@@ -244,6 +314,7 @@ export class IncomingDelivery extends EventEmitter {
       }
       answer(res, raw);
       res.on("data", (d: Buffer) => (this.bytesOut += d.length));
+      res.once("end", () => (ended = true));
       res.pipe(stream);
       res.on("error", (err) => stream.destroy(err));
     });

@@ -5,6 +5,8 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { TetherConfig } from "../config/schema";
+import { podToLocal, showRoute, showRoutes } from "../config/ports";
+import { normalizeTarget, targetPath, type Target } from "../config/target";
 import type { EngineConnection } from "../protocol/connection";
 import { TetherError } from "../protocol/error";
 import type { Log } from "../protocol/log";
@@ -14,6 +16,8 @@ import { Cluster, probesOf, resolveTarget, type ResolvedTarget } from "../kube/c
 import { openPortForward } from "../kube/portForward";
 import { openAgentWire } from "./agentWire";
 import { IncomingDelivery, type DeliveredRequest } from "./incoming";
+import { loadTlsMaterial } from "./tlsMaterial";
+import type { SubscribeTls } from "../protocol/messages";
 import { importEnv } from "./routing";
 
 export type Step = "resolving" | "starting agent" | "connecting" | "subscribing" | "ready";
@@ -53,10 +57,14 @@ export class Session extends EventEmitter {
   delivery?: IncomingDelivery;
   /** The pod's environment after env.include/exclude/override. */
   env: Record<string, string> = {};
-  /** Remote ports subscribed, with the local port each is delivered to. */
+  /** The pod's hostname as its processes see it (HOSTNAME, else spec.hostname, else the pod's name). */
+  hostname = "";
+  /** Pod ports subscribed, with the local port each is delivered to. */
   readonly ports = new Map<number, number>();
-  /** Remote ports that may be subscribed (configured or the container's), with their local port. */
+  /** Pod ports that may be subscribed (configured or the container's), with their local port. */
   private readonly candidates = new Map<number, number>();
+  /** incoming.tls, read once: certificate, key and client CA sent with each steal subscription. */
+  private tls?: SubscribeTls;
   private ending?: Promise<void>;
 
   private constructor(
@@ -68,12 +76,12 @@ export class Session extends EventEmitter {
 
   static async start(options: SessionOptions): Promise<Session> {
     const { config } = options;
-    const target = typeof config.target === "object" ? config.target : { path: config.target ?? "", namespace: undefined, container: undefined };
-    if (!target.path || target.path === "targetless") throw new TetherError("CONFIG_INVALID", "target: a session needs a target such as deployment/api");
+    const target = normalizeTarget(config.target);
+    if (!target) throw new TetherError("CONFIG_INVALID", "target: a session needs a target such as deployment/api");
     const cluster = new Cluster({ kubeconfig: config.kubeconfig, context: config.context, namespace: target.namespace });
     const session = new Session(cluster, options);
     try {
-      await session.begin(target.path, target.container);
+      await session.begin(target);
     } catch (err) {
       await session.destroy(err as Error);
       throw err;
@@ -81,15 +89,15 @@ export class Session extends EventEmitter {
     return session;
   }
 
-  private async begin(path: string, container: string | undefined): Promise<void> {
+  private async begin(target: Target): Promise<void> {
     const { config, log, onStep } = this.options;
     const started = Date.now();
     const step = (s: Step, detail: string) => {
       log("info", `${s}: ${detail}`, { tag: "session", session: this.id });
       onStep?.(s, detail, Date.now() - started);
     };
-    step("resolving", `${path} in ${this.cluster.namespace}`);
-    this.target = await resolveTarget(this.cluster, path, this.cluster.namespace, container);
+    step("resolving", `${targetPath(target)} in ${this.cluster.namespace}`);
+    this.target = await resolveTarget(this.cluster, target, this.cluster.namespace);
     step("starting agent", `${this.target.reason}; agent ${config.agent.mode}`);
     const probes = probesOf(this.target.container);
     const place = (reuse: boolean) =>
@@ -122,15 +130,22 @@ export class Session extends EventEmitter {
     });
     const raw = await conn.request<Extract<AgentToEngine, { type: "env.result" }>>({ type: "env.read", id: conn.newRequestId() });
     this.env = importEnv(raw.env, config.env);
+    this.hostname = raw.env.HOSTNAME || this.target.pod.spec?.hostname || this.target.podName;
     if (config.incoming.mode !== "off") {
-      const mapping = new Map((config.incoming.portMapping ?? []).map(([local, remote]) => [remote, local] as const));
+      const mapping = podToLocal(config.incoming.portMapping);
       const ignored = new Set(config.incoming.ignorePorts ?? []);
-      // default: the container's declared TCP ports plus the remote side of every port mapping (a
+      // default: the container's declared TCP ports plus the pod side of every port mapping (a
       // container need not declare the ports it listens on)
       const declared = (this.target.container.ports ?? []).filter((p) => (p.protocol ?? "TCP") === "TCP").map((p) => p.containerPort);
-      const remotePorts = [...new Set(config.incoming.ports ?? [...declared, ...mapping.keys()])].filter((p) => !ignored.has(p));
-      for (const p of remotePorts) this.candidates.set(p, mapping.get(p) ?? p);
-      this.delivery = new IncomingDelivery(conn, { portMap: Object.fromEntries(this.candidates) });
+      const podPorts = [...new Set(config.incoming.ports ?? [...declared, ...mapping.keys()])].filter((p) => !ignored.has(p));
+      for (const p of podPorts) this.candidates.set(p, mapping.get(p) ?? p);
+      if (config.incoming.mode === "steal" && config.incoming.tls) {
+        if (!conn.supports("http.trailers")) {
+          throw new TetherError("UNSUPPORTED", `filtered steal of TLS (incoming.tls) needs an agent of protocol 3; this one speaks ${conn.version}: use the current agent image`);
+        }
+        this.tls = await loadTlsMaterial(config.incoming.tls, this.cluster, this.target.namespace);
+      }
+      this.delivery = new IncomingDelivery(conn, { podToLocal: this.candidates, localTls: config.incoming.tls?.local === "tls" });
       this.delivery.on("connection", () => this.stats.connections++);
       this.delivery.on("request", (r: DeliveredRequest) => {
         this.stats.requestsStolen++;
@@ -142,7 +157,7 @@ export class Session extends EventEmitter {
         this.remember({ passed: true, method: p.method, path: p.path, port: p.port });
       });
       this.delivery.on("failure", () => this.stats.failures++);
-      const listing = [...this.candidates].map(([r, l]) => (r === l ? `${r}` : `${r}->${l}`)).join(", ") || "(no ports)";
+      const listing = showRoutes(this.candidates, "(no ports)");
       if (this.options.incomingOnListen) step("subscribing", `${config.incoming.mode} ${listing} once the debuggee listens`);
       else {
         step("subscribing", `${config.incoming.mode} ${listing}`);
@@ -166,29 +181,31 @@ export class Session extends EventEmitter {
     }
   }
 
-  private async subscribe(remote: number): Promise<void> {
+  private async subscribe(pod: number): Promise<void> {
     const { config } = this.options;
     const conn = this.conn!;
-    if (this.ports.has(remote)) return;
-    this.ports.set(remote, this.candidates.get(remote)!);
+    if (this.ports.has(pod)) return;
+    this.ports.set(pod, this.candidates.get(pod)!);
     await conn.request({
       type: "incoming.subscribe",
       id: conn.newRequestId(),
-      port: remote,
+      port: pod,
       mode: config.incoming.mode as "steal" | "mirror",
-      ...(config.incoming.mode === "steal" && config.incoming.httpFilter ? { filter: config.incoming.httpFilter } : {}),
+      // mirror with a filter goes to the agent too, which refuses it with its reason (filtered mirror is not built yet)
+      ...(config.incoming.httpFilter ? { filter: config.incoming.httpFilter } : {}),
       ...(config.incoming.stealProbes ? { stealProbes: true } : {}),
+      ...(this.tls ? { tls: this.tls } : {}),
     });
   }
 
-  /** The debuggee listens on `localPort`: subscribe the remote port delivered there, if any. */
+  /** The debuggee listens on `localPort`: subscribe the pod port delivered there, if any. */
   async debuggeeListens(localPort: number): Promise<number | undefined> {
     if (this.ending || !this.conn || this.options.config.incoming.mode === "off") return undefined;
-    const remote = [...this.candidates].find(([, local]) => local === localPort)?.[0];
-    if (remote === undefined || this.ports.has(remote)) return undefined;
-    await this.subscribe(remote);
-    this.options.log("info", `subscribed ${remote}->${localPort}: the debuggee listens`, { tag: "session", session: this.id });
-    return remote;
+    const pod = [...this.candidates].find(([, local]) => local === localPort)?.[0];
+    if (pod === undefined || this.ports.has(pod)) return undefined;
+    await this.subscribe(pod);
+    this.options.log("info", `subscribed ${showRoute(pod, localPort)}: the debuggee listens`, { tag: "session", session: this.id });
+    return pod;
   }
 
   private remember(entry: Session["recent"][number]): void {

@@ -7,6 +7,7 @@ import { delimiter, join } from "node:path";
 import { AppsV1Api, BatchV1Api, CoreV1Api, KubeConfig, type V1Container, type V1Pod, type V1Probe } from "@kubernetes/client-node";
 import { TetherError } from "../protocol/error";
 import type { Probe } from "../protocol/messages";
+import { normalizeTarget, type Target, type TargetInput, type TargetKind } from "../config/target";
 
 /** Where exec credential plugins (gcloud, aws, kubelogin...) live when an IDE started from a launcher has a short PATH. */
 const EXTRA_PATHS = ["/usr/local/bin", "/opt/homebrew/bin", join(homedir(), ".local/bin"), join(homedir(), "bin"), "/snap/bin", "/usr/local/google-cloud-sdk/bin", join(homedir(), "google-cloud-sdk/bin")];
@@ -78,22 +79,32 @@ export interface ResolvedTarget {
 
 const isReady = (p: V1Pod) => p.status?.phase === "Running" && !p.metadata?.deletionTimestamp && (p.status?.conditions ?? []).some((c) => c.type === "Ready" && c.status === "True");
 
-/** Resolves "KIND/NAME[/container/C]" to one running, ready pod (the newest when there are several). */
-export async function resolveTarget(cluster: Cluster, target: string, namespace = cluster.namespace, containerName?: string): Promise<ResolvedTarget> {
-  const m = /^(pod|deployment|statefulset|replicaset|job|service)\/([^/]+)(?:\/container\/([^/]+))?$/.exec(target);
-  if (!m) throw new TetherError("CONFIG_INVALID", `target "${target}" is not KIND/NAME (pod, deployment, statefulset, replicaset, job, service)`);
-  const [, kind, name, fromPath] = m as unknown as [string, string, string, string | undefined];
-  const wanted = containerName ?? fromPath;
+type Selector = Record<string, string> | undefined;
+type Ref = { namespace: string; name: string };
+
+/** How each kind of target finds its pods: the label selector of the named object (a pod is itself). */
+const SELECTOR_OF: Record<Exclude<TargetKind, "pod">, (cluster: Cluster, ref: Ref) => Promise<Selector>> = {
+  deployment: async (c, ref) => (await c.apps.readNamespacedDeployment(ref)).spec?.selector?.matchLabels,
+  statefulset: async (c, ref) => (await c.apps.readNamespacedStatefulSet(ref)).spec?.selector?.matchLabels,
+  replicaset: async (c, ref) => (await c.apps.readNamespacedReplicaSet(ref)).spec?.selector?.matchLabels,
+  job: async (c, ref) => (await c.batch.readNamespacedJob(ref)).spec?.selector?.matchLabels,
+  service: async (c, ref) => (await c.core.readNamespacedService(ref)).spec?.selector,
+};
+
+/**
+ * Resolves a target ("KIND/NAME[/container/C]" or its object form) to one running, ready pod (the
+ * newest when there are several). The namespace: `namespace`, else the target's, else the cluster's.
+ */
+export async function resolveTarget(cluster: Cluster, input: TargetInput | Target, namespace?: string): Promise<ResolvedTarget> {
+  const target = typeof input === "object" && "kind" in input ? input : normalizeTarget(input);
+  if (!target) throw new TetherError("CONFIG_INVALID", "target: a session needs a target such as deployment/api");
+  const { kind, name, container: wanted } = target;
+  namespace ??= target.namespace ?? cluster.namespace;
   let pods: V1Pod[];
-  let selector: Record<string, string> | undefined;
   try {
     if (kind === "pod") pods = [await cluster.core.readNamespacedPod({ namespace, name })];
     else {
-      if (kind === "deployment") selector = (await cluster.apps.readNamespacedDeployment({ namespace, name })).spec?.selector?.matchLabels;
-      else if (kind === "statefulset") selector = (await cluster.apps.readNamespacedStatefulSet({ namespace, name })).spec?.selector?.matchLabels;
-      else if (kind === "replicaset") selector = (await cluster.apps.readNamespacedReplicaSet({ namespace, name })).spec?.selector?.matchLabels;
-      else if (kind === "job") selector = (await cluster.batch.readNamespacedJob({ namespace, name })).spec?.selector?.matchLabels;
-      else selector = (await cluster.core.readNamespacedService({ namespace, name })).spec?.selector;
+      const selector = await SELECTOR_OF[kind](cluster, { namespace, name });
       if (!selector || Object.keys(selector).length === 0) throw new TetherError("NOT_FOUND", `${kind}/${name} has no label selector to find its pods by`);
       const labelSelector = Object.entries(selector).map(([k, v]) => `${k}=${v}`).join(",");
       pods = (await cluster.core.listNamespacedPod({ namespace, labelSelector })).items;

@@ -1,6 +1,7 @@
 // What a user can pick as a target in one namespace: workloads with their pods and containers, and
 // pods that belong to no workload. Shared by `tether ls` and the extension's Targets view.
 import type { V1LabelSelector, V1Pod } from "@kubernetes/client-node";
+import type { TargetKind } from "../config/target";
 import type { Cluster } from "./cluster";
 
 export interface PodInfo {
@@ -11,7 +12,8 @@ export interface PodInfo {
 }
 
 export interface WorkloadInfo {
-  kind: "deployment" | "statefulset" | "job" | "service" | "pod";
+  /** Listed: deployments, statefulsets, jobs, services and pods of no workload. */
+  kind: TargetKind;
   name: string;
   /** "2/2" for workloads with replicas, "" otherwise. */
   ready: string;

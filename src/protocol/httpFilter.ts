@@ -1,17 +1,9 @@
 // The HTTP filter a session steals by, shared by the config schema and the agent wire.
 import { z } from "zod";
-
-function isRegex(value: string): boolean {
-  try {
-    new RegExp(value);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { regexError } from "./regex";
 
 const regex = (what: string) =>
-  z.string().min(1).refine(isRegex, { message: `not a valid regular expression for ${what}` });
+  z.string().min(1).refine((v) => regexError(v) === undefined, { message: `not a valid regular expression for ${what}` });
 
 export interface HttpFilter {
   /** Regex matched against each request header as "Name: value" (e.g. "^x-user: alice$"). */

@@ -43,6 +43,21 @@ export const helloSchema = z.strictObject({
 
 export const incomingModeSchema = z.enum(["steal", "mirror"]);
 
+/** PEM text of a certificate chain, a private key or CA certificates. */
+const pem = z.string().min(1).max(256 * 1024).regex(/-----BEGIN [A-Z0-9 ]+-----/, { message: "not PEM text" });
+/**
+ * v3: TLS material for filtered steal of HTTPS. The agent terminates TLS on connections that start
+ * with a ClientHello whose server name the certificate covers (or that send none); the key lives in
+ * the agent's memory only and is never logged.
+ */
+export const subscribeTlsSchema = z.strictObject({
+  /** Certificate chain (leaf first) the agent presents to clients. */
+  certificate: pem,
+  key: pem,
+  /** Client CA: clients must present a certificate it signed (mTLS); its subject reaches filters. */
+  clientCa: pem.optional(),
+});
+
 const incomingSubscribe = z.strictObject({
   type: z.literal("incoming.subscribe"),
   id: requestId,
@@ -52,6 +67,8 @@ const incomingSubscribe = z.strictObject({
   filter: httpFilterSchema.optional(),
   /** Steal probe ports/paths too. Off by default: probes always reach the app. */
   stealProbes: z.boolean().optional(),
+  /** v3 (a v2 agent refuses the message): terminate TLS on this port so that a filter can read it. */
+  tls: subscribeTlsSchema.optional(),
 });
 const incomingUnsubscribe = z.strictObject({ type: z.literal("incoming.unsubscribe"), id: requestId, port });
 
@@ -92,7 +109,22 @@ const httpResponse = z.strictObject({
   statusCode: z.number().int().min(100).max(999),
   statusMessage: z.string().optional(),
   rawHeaders: z.array(z.string()),
+  /**
+   * v3, HTTP/2 streams only: the answer is its head alone (HEADERS with END_STREAM, e.g. a gRPC
+   * trailers-only answer); stream.eof follows. Sent only on HTTP/2 streams, which v2 peers never see.
+   */
+  endStream: z.boolean().optional(),
 });
+/**
+ * v3: trailing header fields of an HTTP/2 request (agent -> engine) or response (engine -> agent),
+ * names lower-case. Sent after the body's last data frame and before stream.eof.
+ */
+const httpTrailers = z.strictObject({ type: z.literal("http.trailers"), stream: streamId, rawHeaders: z.array(z.string()) });
+/**
+ * v3: the sender's side of an HTTP/2 stream was reset with this RST_STREAM error code (8 = CANCEL:
+ * a cancelled gRPC call); the receiver resets its side with the same code. stream.close follows.
+ */
+const httpReset = z.strictObject({ type: z.literal("http.reset"), stream: streamId, code: z.number().int().min(0).max(0xffffffff) });
 
 export const engineToAgentSchema = z.discriminatedUnion("type", [
   heartbeat,
@@ -109,6 +141,8 @@ export const engineToAgentSchema = z.discriminatedUnion("type", [
   fileRead,
   fileStat,
   httpResponse,
+  httpTrailers,
+  httpReset,
 ]);
 
 // ---- agent -> engine ------------------------------------------------------------------------
@@ -205,6 +239,18 @@ const incomingHttp = z.strictObject({
   rawHeaders: z.array(z.string()),
   /** A WebSocket (or other) upgrade: after a 101 response the stream carries raw bytes both ways. */
   upgrade: z.boolean(),
+  /**
+   * v3: the client's connection was TLS, terminated by the agent: the server name it asked for,
+   * the protocol ALPN settled on, and with mTLS the subject of its verified certificate
+   * (e.g. "O=dev,CN=alice"). Sent to v3 sessions only.
+   */
+  tls: z
+    .strictObject({
+      sni: z.string().optional(),
+      alpn: z.string().optional(),
+      clientSubject: z.string().optional(),
+    })
+    .optional(),
 });
 /** v2: a request on a subscribed port that the agent let through to the app (did not match). */
 const trafficPassed = z.strictObject({
@@ -235,6 +281,8 @@ export const agentToEngineSchema = z.discriminatedUnion("type", [
   incomingTcp,
   incomingHttp,
   trafficPassed,
+  httpTrailers,
+  httpReset,
 ]);
 
 export type Hello = z.infer<typeof helloSchema>;
@@ -243,9 +291,12 @@ export type EngineToAgent = z.infer<typeof engineToAgentSchema>;
 export type AgentToEngine = z.infer<typeof agentToEngineSchema>;
 export type Probe = z.infer<typeof probeSchema>;
 export type IncomingMode = z.infer<typeof incomingModeSchema>;
+export type SubscribeTls = z.infer<typeof subscribeTlsSchema>;
 export type WireMessage = EngineToAgent | AgentToEngine;
 
 /** Protocol version that introduced a message; absent means version 1. */
 export const MESSAGE_SINCE: Partial<Record<WireMessage["type"], number>> = {
   "traffic.passed": 2,
+  "http.trailers": 3,
+  "http.reset": 3,
 };

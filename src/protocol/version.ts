@@ -1,9 +1,19 @@
+// Tether's version, and the agent wire protocol's.
+
+/**
+ * The one version of the product: the extension, the CLI, the agent and its default image tag. It is
+ * package.json's "version", copied here by `npm run generate` (a test fails when they differ).
+ */
+export const TETHER_VERSION = "0.1.0";
+
 // Agent wire protocol versions. The wire only grows: a new version adds messages, never changes one.
 //   1: handshake, heartbeats, incoming (steal, filtered steal, mirror), outgoing tcp/udp, dns, env, files.
 //   2: adds `traffic.passed` (the agent tells a session about requests it let through to the app).
-//   3: batch frames (frame.ts): one WebSocket message per turn of the event loop, carrying data,
-//      control messages and binary credit in order; the engine sends an outgoing stream's first
-//      bytes right behind its tcp.connect (agentTcp.ts).
+//   3: HTTP/2 and TLS in filtered steal: `incoming.http` with httpVersion "2.0" (only to v3 sessions),
+//      `http.trailers`, `http.reset`, `http.response.endStream`, `incoming.http.tls`,
+//      `incoming.subscribe.tls`.
+//      Batch frames (frame.ts): one WebSocket message per turn of the event loop, carrying data,
+//      control messages and binary credit in order.
 
 export const PROTOCOL_VERSION = 3;
 export const MIN_PROTOCOL_VERSION = 1;

@@ -5,14 +5,17 @@
 import * as vscode from "vscode";
 import { join } from "node:path";
 import type { TetherConfig } from "../config/schema";
+import { isNodeDebugType } from "../config/debugTypes";
+import { showRoute } from "../config/ports";
+import { targetLabel } from "../config/target";
 import type { Launch } from "../engine/launch";
 import { loadEngine } from "./lazy";
 import type { Step } from "../engine/session";
 import type { Log } from "../protocol/log";
+import { TETHER_VERSION } from "../protocol/version";
 import type { ConfigStore } from "./store";
 import { pickTarget } from "./targets";
 
-const NODE_TYPES = new Set(["node", "pwa-node", "node-terminal", "pwa-extensionHost"]);
 /** How long a started session waits for its debug session to appear before it gives up. */
 const START_GRACE_MS = 60_000;
 
@@ -59,8 +62,21 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
 
   dispose(): void {
     for (const d of this.disposables) d.dispose();
-    for (const s of this.sessions.values()) void s.launch.close();
-    this.sessions.clear();
+    void this.closeAll("the extension was disposed");
+  }
+
+  /**
+   * Closes every session carefully (unsubscribe, let requests in flight finish, close the wire):
+   * what deactivate() waits for when the window closes. Resolves when all are closed or after
+   * `withinMs`, whichever comes first (the extension host gives deactivate about 5 s).
+   */
+  async closeAll(why: string, withinMs = Infinity): Promise<void> {
+    const closing = Promise.all([...this.sessions.keys()].map((id) => this.stop(id, why)));
+    if (withinMs === Infinity) return void (await closing);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<"late">((done) => (timer = setTimeout(() => done("late"), withinMs)));
+    if ((await Promise.race([closing, late])) === "late") this.log("warn", `sessions still closing after ${withinMs} ms: the agent's heartbeat removes the rest`);
+    clearTimeout(timer);
   }
 
   async resolveDebugConfigurationWithSubstitutedVariables(
@@ -93,14 +109,14 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
     }
     let active: ActiveSession;
     try {
-      active = await this.start(config, token, NODE_TYPES.has(debugConfiguration.type));
+      active = await this.start(config, token, isNodeDebugType(debugConfiguration.type));
     } catch (err) {
       this.fail(err as Error, true);
       return undefined;
     }
     const env: Record<string, string> = { ...(debugConfiguration.env ?? {}) };
-    const isNode = NODE_TYPES.has(debugConfiguration.type);
-    Object.assign(env, active.launch.debuggeeEnv(isNode ? (env.NODE_OPTIONS ?? "") : ""));
+    const isNode = isNodeDebugType(debugConfiguration.type);
+    Object.assign(env, active.launch.debuggeeEnv(isNode ? "node" : "native", isNode ? { NODE_OPTIONS: env.NODE_OPTIONS ?? "" } : {}));
     if (!isNode) delete env.NODE_OPTIONS; // only Node debuggees load the runtime; others use the proxy
     setTimeout(() => {
       if (this.sessions.get(active.id) && !active.debugSession) void this.stop(active.id, "the debug session did not start");
@@ -110,8 +126,7 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
 
   /** Starts a session with a progress notification that shows each step; cancellable. */
   async start(config: TetherConfig, token?: vscode.CancellationToken, listenDriven = false): Promise<ActiveSession> {
-    const target = typeof config.target === "object" ? config.target : { path: config.target ?? "", namespace: undefined };
-    const label = `${target.namespace ? `${target.namespace}/` : ""}${target.path}`;
+    const label = targetLabel(config.target, "");
     const steps: ActiveSession["steps"] = [];
     return await vscode.window.withProgress(
       { location: vscode.ProgressLocation.Notification, title: `Tether: ${label}`, cancellable: true },
@@ -121,13 +136,13 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
           log: this.log,
           runtimeBundle: join(this.extensionPath, "dist", "runtime.js"),
           incomingOnListen: listenDriven, // a Node debuggee reports the ports it listens on
-          client: { name: "tether-vscode", version: "0.1.0" },
+          client: { name: "tether-vscode", version: TETHER_VERSION },
           onStep: (step, detail, ms) => {
             steps.push({ step, detail, ms });
             progress.report({ message: `${step}: ${detail}` });
           },
-          onSubscribed: (remote, local) => {
-            this.log("info", `${config.incoming.mode} ${remote}->${local}: the debuggee listens`);
+          onSubscribed: (pod, local) => {
+            this.log("info", `${config.incoming.mode} ${showRoute(pod, local)}: the debuggee listens`);
             this.changed.fire(undefined);
           },
           onSubscribeError: (local, err) => this.log("error", `cannot subscribe port ${local}: ${err.message}`),

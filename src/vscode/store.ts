@@ -8,6 +8,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { ConfigSource } from "../config/load";
 import type { TetherConfig } from "../config/schema";
+import { settingsConfig } from "../config/settings";
 import { loadConfig } from "./lazy";
 
 export interface RecentTarget {
@@ -49,15 +50,7 @@ export class ConfigStore implements vscode.Disposable {
   /** Settings as a configuration source (only the keys the user set). */
   private settingsSource(): ConfigSource {
     const s = vscode.workspace.getConfiguration("tether");
-    const value: Record<string, unknown> = {};
-    const kubeconfig = s.get<string>("kubeconfig");
-    const context = s.get<string>("context");
-    const image = s.get<string>("agent.image");
-    const mode = s.get<string>("agent.mode");
-    if (kubeconfig) value.kubeconfig = kubeconfig;
-    if (context) value.context = context;
-    if (image || mode) value.agent = { ...(image ? { image } : {}), ...(mode ? { mode } : {}) };
-    return { name: "settings", value };
+    return { name: "settings", value: settingsConfig((key) => s.get<string>(key)) };
   }
 
   /** The sources in order; `notes` receives what a mirrord.json translation dropped. */

@@ -2,6 +2,7 @@
 // F5 shows when no target is set (recent targets first, then the namespace's workloads).
 import * as vscode from "vscode";
 import type { TetherConfig } from "../config/schema";
+import { normalizeTarget, targetPath, type Target } from "../config/target";
 import type { Cluster } from "../kube/cluster";
 import type { WorkloadInfo } from "../kube/discovery";
 import { loadEngine } from "./lazy";
@@ -19,11 +20,11 @@ type Node =
 export function targetOf(node: Node): RecentTarget | undefined {
   switch (node.kind) {
     case "workload":
-      return { path: `${node.workload.kind}/${node.workload.name}`, namespace: node.namespace, context: node.context };
+      return { path: targetPath(node.workload), namespace: node.namespace, context: node.context };
     case "pod":
-      return { path: `pod/${node.pod.name}`, namespace: node.namespace, context: node.context };
+      return { path: targetPath({ kind: "pod", name: node.pod.name }), namespace: node.namespace, context: node.context };
     case "container":
-      return { path: `pod/${node.pod}/container/${node.container}`, namespace: node.namespace, context: node.context };
+      return { path: targetPath({ kind: "pod", name: node.pod, container: node.container }), namespace: node.namespace, context: node.context };
     default:
       return undefined;
   }
@@ -45,18 +46,16 @@ export class TargetsProvider implements vscode.TreeDataProvider<Node> {
     this.changed.fire(undefined);
   }
 
-  private current(): { config?: TetherConfig; target?: { path: string; namespace?: string }; context?: string } {
+  private current(): { config?: TetherConfig; target?: Target; context?: string } {
     const { config } = this.store.tryResolve();
-    const t = config?.target;
-    const target = typeof t === "string" ? { path: t } : t ? { path: t.path, namespace: t.namespace } : undefined;
-    return { config, target, context: config?.context };
+    return { config, target: normalizeTarget(config?.target), context: config?.context };
   }
 
   getTreeItem(node: Node): vscode.TreeItem {
     const C = vscode.TreeItemCollapsibleState;
     const cur = this.current();
     const selected = (t: RecentTarget | undefined) =>
-      !!t && !!cur.target && cur.target.path === t.path && (cur.target.namespace ?? t.namespace) === t.namespace && (!cur.context || cur.context === t.context);
+      !!t && !!cur.target && targetPath(cur.target) === t.path && (cur.target.namespace ?? t.namespace) === t.namespace && (!cur.context || cur.context === t.context);
     switch (node.kind) {
       case "message": {
         const item = new vscode.TreeItem(node.text, C.None);
@@ -144,7 +143,7 @@ export async function pickTarget(store: ConfigStore, config: TetherConfig | unde
       const cluster = clusterFor(config);
       const context = cluster.kc.getCurrentContext();
       const workloads = await loadEngine().listWorkloads(cluster, cluster.namespace);
-      const items: Item[] = workloads.map((w) => ({ label: `${cluster.namespace}/${w.kind}/${w.name}`, description: w.ready, target: { path: `${w.kind}/${w.name}`, namespace: cluster.namespace, context } }));
+      const items: Item[] = workloads.map((w) => ({ label: `${cluster.namespace}/${targetPath(w)}`, description: w.ready, target: { path: targetPath(w), namespace: cluster.namespace, context } }));
       qp.items = [...qp.items, { label: `${context} · ${cluster.namespace}`, kind: vscode.QuickPickItemKind.Separator }, ...items];
     } catch (err) {
       qp.items = [...qp.items, { label: `$(warning) cannot list targets: ${(err as Error).message.split("\n")[0]}` }];

@@ -1,10 +1,11 @@
-// The playground as the bench sees it: started in its own process (playgroundProcess.ts), kubectl
+// The playground as the bench sees it: started in its own process (test/support/playgroundProcess.ts), kubectl
 // against it, pods' IPs and network namespaces, and the agent process of a pod.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtemp } from "node:fs/promises";
 import { readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
+import { PLAYGROUND_PROCESS, playgroundNetns } from "../support/playground";
 import type { Processes } from "./processes";
 
 export interface BenchCluster {
@@ -17,7 +18,7 @@ export interface BenchCluster {
 export async function startCluster(procs: Processes): Promise<BenchCluster> {
   const stateDir = await mkdtemp(join(tmpdir(), "tether-bench-"));
   const { child, firstLine } = await procs.start(
-    [process.execPath, "--import", "tsx", resolve(__dirname, "playgroundProcess.ts"), stateDir],
+    [process.execPath, "--import", "tsx", PLAYGROUND_PROCESS, stateDir],
     { label: "playground", readyLine: /"kubeconfig"/ },
   );
   const info = JSON.parse(firstLine) as { kubeconfig: string; prefix: string };
@@ -43,23 +44,13 @@ export interface PodInfo {
   netns: string;
 }
 
-/** The pod's network namespace: among this playground's, the one holding the pod's IP. */
-function netnsOf(prefix: string, ip: string): string {
-  const names = spawnSync("ip", ["netns", "list"], { encoding: "utf8" }).stdout.split("\n").map((l) => l.split(" ")[0]!).filter((n) => n.startsWith(`${prefix}-p`));
-  for (const ns of names) {
-    const addrs = spawnSync("ip", ["-n", ns, "-4", "-o", "addr"], { encoding: "utf8" }).stdout;
-    if (addrs.includes(` ${ip}/`)) return ns;
-  }
-  throw new Error(`no network namespace of ${prefix} holds ${ip}`);
-}
-
 export async function pods(cluster: BenchCluster, selector: string): Promise<PodInfo[]> {
   const r = await kubectl(cluster, ["get", "pods", "-n", "demo", ...(selector ? ["-l", selector] : []), "-o", "json"]);
   if (r.code !== 0) throw new Error(`kubectl get pods: ${r.stderr}`);
   const list = JSON.parse(r.stdout) as { items: { metadata: { name: string }; status: { podIP?: string; phase?: string } }[] };
   return list.items
     .filter((p) => p.status.phase === "Running" && p.status.podIP)
-    .map((p) => ({ name: p.metadata.name, ip: p.status.podIP!, netns: netnsOf(cluster.prefix, p.status.podIP!) }))
+    .map((p) => ({ name: p.metadata.name, ip: p.status.podIP!, netns: playgroundNetns(cluster.prefix, p.status.podIP!) }))
     .sort((a, b) => a.name.localeCompare(b.name));
 }
 

@@ -7,6 +7,7 @@ import type { TetherConfig, TetherConfigInput } from "../../src/config/schema";
 import { Launch } from "../../src/engine/launch";
 import { Session, type Step } from "../../src/engine/session";
 import type { Log } from "../../src/protocol/log";
+import { TETHER_VERSION } from "../../src/protocol/version";
 import { Cluster } from "../../src/kube/cluster";
 import { openPortForward } from "../../src/kube/portForward";
 import type { BenchCluster, PodInfo } from "./benchCluster";
@@ -101,7 +102,7 @@ function benchConfig(ctx: BenchContext, input: Omit<TetherConfigInput, "kubeconf
  * proxy, the debuggee's env), closed at the end of the bench if not before.
  */
 export async function startLaunch(ctx: BenchContext, input: Omit<TetherConfigInput, "kubeconfig">, runtimeBundle: string): Promise<Launch> {
-  const launch = await Launch.start({ config: benchConfig(ctx, input), log: quietLog, client: { name: "tether-bench", version: "0.1.0" }, runtimeBundle });
+  const launch = await Launch.start({ config: benchConfig(ctx, input), log: quietLog, client: { name: "tether-bench", version: TETHER_VERSION }, runtimeBundle });
   ctx.defer(() => launch.close());
   return launch;
 }
@@ -114,7 +115,7 @@ export async function startSession(ctx: BenchContext, input: Omit<TetherConfigIn
   const session = await Session.start({
     config,
     log: quietLog,
-    client: { name: "tether-bench", version: "0.1.0" },
+    client: { name: "tether-bench", version: TETHER_VERSION },
     onStep: (step, _detail, elapsed) => (steps[step] = elapsed),
   });
   const readyMs = Date.now() - t0;

@@ -59,7 +59,7 @@ export async function outgoingFigures(ctx: BenchContext): Promise<Figure[]> {
 
   ctx.progress("outgoing: session, debuggee with the runtime");
   const launch = await startLaunch(ctx, { incoming: { mode: "off" } }, RUNTIME);
-  const debuggee = await Worker.start(procs, { label: "debuggee", env: { ...process.env, ...launch.debuggeeEnv("") } });
+  const debuggee = await Worker.start(procs, { label: "debuggee", env: { ...process.env, ...launch.debuggeeEnv("node") } });
   // one request first: if the runtime did not route it, nothing more leaves this machine's loopback
   const first = await debuggee.call<RttResult>("rtt", { url: `${directUrl}/small`, n: 1, warmup: 0, expectServedBy: "^cluster$" });
   if (first.errors || first.wrong) throw new Error(`the debuggee's request did not go through the session (${first.sample ?? "error"})`);

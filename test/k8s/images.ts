@@ -283,7 +283,7 @@ export function buildImages(workDir: string, opts: { pauseBinary: string; agentI
   const agent = writeOciArchive({ name: opts.agentImage, layers: [base.dir, agentLayer.dir], env: docker.env, ...(docker.entrypoint ? { entrypoint: docker.entrypoint } : {}) }, agentDir);
 
   const appsLayer = new Rootfs(join(workDir, "apps-layer"), base);
-  for (const app of ["api", "db", "client"]) appsLayer.put(`app/${app}.js`, readFileSync(join(REPO, `playground/apps/${app}.js`)));
+  for (const app of ["api", "db", "client", "grpc"]) appsLayer.put(`app/${app}.js`, readFileSync(join(REPO, `playground/apps/${app}.js`)));
   appsLayer.put("app/dns.js", readFileSync(opts.dnsBundle));
   const appsDir = join(workDir, "apps");
   mkdirSync(appsDir, { recursive: true });

@@ -12,8 +12,7 @@ import { once } from "node:events";
 import type { EngineConnection } from "../../src/protocol/connection";
 import { TetherError } from "../../src/protocol/error";
 import type { AgentToEngine } from "../../src/protocol/messages";
-import { connect, createServer, type AddressInfo, type Socket } from "node:net";
-import { connectThroughAgent, forwardThroughAgent } from "../../src/engine/agentTcp";
+import { connectThroughAgent } from "../../src/engine/agentTcp";
 import { startAgent, type StartedAgent } from "../support/agent";
 import { NetnsLab, requireNetns, waitForLine, type Netns } from "../support/netns";
 import { connectFrom, randomSubnet } from "./stealFixture";
@@ -108,33 +107,6 @@ describe("outgoing, dns, env and files", requireNetns(), () => {
     await assert.rejects(connectThroughAgent(conn, clusterIp, 7999), (e) => TetherError.is(e, "CONNECT_FAILED") && /ECONNREFUSED/.test((e as Error).message));
     await assert.rejects(connectThroughAgent(conn, "no-such-service", 80), (e) => TetherError.is(e, "DNS_FAILED") && /ENOTFOUND/.test((e as Error).message));
   });
-
-  for (const maxVersion of [3, 2]) {
-    test(`v${maxVersion}: a local socket's first bytes reach the pod (sent with tcp.connect from v3); a refused connect resets the socket`, async () => {
-      const session = maxVersion === 3 ? conn : (await agent.connect({ label: "outgoing-v2", maxVersion })).conn;
-      assert.equal(session.version, maxVersion);
-      const server = createServer({ allowHalfOpen: true, pauseOnConnect: true });
-      await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-      const local = (server.address() as AddressInfo).port;
-      const forward = (host: string, port: number) =>
-        new Promise<{ answer: string; error?: string }>((resolve) => {
-          server.once("connection", (socket: Socket) => void forwardThroughAgent(session, socket, host, port).catch(() => {}));
-          const client = connect({ host: "127.0.0.1", port: local, allowHalfOpen: true });
-          let answer = "";
-          client.on("connect", () => client.end("early")); // the debuggee writes as soon as it connected
-          client.on("data", (d) => (answer += d));
-          client.on("end", () => resolve({ answer }));
-          client.on("error", (err: NodeJS.ErrnoException) => resolve({ answer, error: err.code }));
-        });
-      try {
-        assert.deepEqual(await forward(clusterIp, 7000), { answer: "echo:early" });
-        assert.deepEqual(await forward(clusterIp, 7999), { answer: "", error: "ECONNRESET" });
-      } finally {
-        server.close();
-        if (session !== conn) session.close();
-      }
-    });
-  }
 
   test("dns.lookup answers like the pod: search domains, hosts file, IP literals, NXDOMAIN", async () => {
     const lookup = (hostname: string, family: 0 | 4 | 6 = 0) =>

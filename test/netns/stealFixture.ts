@@ -32,6 +32,7 @@ const s = http.createServer({ maxHeaderSize: 128 * 1024 }, (req, res) => {
 s.on('upgrade', (req, sock) => {
   sock.write('HTTP/1.1 101 Switching Protocols\\r\\nupgrade: echo\\r\\nconnection: Upgrade\\r\\n\\r\\n');
   sock.on('data', (d) => sock.write('app:' + d));
+  sock.on('end', () => sock.end());
 });
 s.listen(${APP_PORT}, '0.0.0.0', () => console.log('app ready'));
 `;
@@ -179,7 +180,7 @@ export class StealWorld {
 
   async session(label: string, localPort: number, options: { maxVersion?: number } = {}): Promise<Session> {
     const { conn } = await this.agent.connect({ label, ...options });
-    const delivery = new IncomingDelivery(conn, { portMap: { [APP_PORT]: localPort } });
+    const delivery = new IncomingDelivery(conn, { podToLocal: new Map([[APP_PORT, localPort]]) });
     const close = () => {
       delivery.close();
       conn.close();

@@ -15,13 +15,14 @@ describe("playground pod runtime", requireNetns(), () => {
   const states: { uid: string; name: string; state: ContainerStateLite; ephemeral: boolean }[] = [];
   let apiA: string;
   let apiB: string;
+  let shellIp: string;
 
   before(async () => {
     rt = await PodRuntime.create({ stateDir, log: () => {} });
     rt.onContainerState((uid, name, state, ephemeral) => states.push({ uid, name, state, ephemeral }));
     apiA = (await rt.runPod({ uid: "a", namespace: "demo", name: "api-a", containers: [{ name: "api", image: "playground/api", env: {} }] })).podIP;
     apiB = (await rt.runPod({ uid: "b", namespace: "demo", name: "api-b", containers: [{ name: "api", image: "playground/api", env: {} }] })).podIP;
-    await rt.runPod({ uid: "c", namespace: "demo", name: "shell", containers: [{ name: "sh", image: "busybox", command: ["sleep", "600"], env: {} }] });
+    shellIp = (await rt.runPod({ uid: "c", namespace: "demo", name: "shell", containers: [{ name: "sh", image: "busybox", command: ["sleep", "600"], env: {} }] })).podIP;
     rt.setServices([
       {
         namespace: "demo",
@@ -29,6 +30,13 @@ describe("playground pod runtime", requireNetns(), () => {
         clusterIP: rt.serviceCidr.replace(/\.0\/17$/, ".20"),
         ports: [{ port: 80, targetPort: 8080, protocol: "TCP" }],
         endpoints: [{ podIP: apiA, ready: true }, { podIP: apiB, ready: true }],
+      },
+      {
+        namespace: "demo",
+        name: "only-a",
+        clusterIP: rt.serviceCidr.replace(/\.0\/17$/, ".21"),
+        ports: [{ port: 80, targetPort: 8080, protocol: "TCP" }],
+        endpoints: [{ podIP: apiA, ready: true }],
       },
     ]);
   });
@@ -54,9 +62,28 @@ describe("playground pod runtime", requireNetns(), () => {
     assert.deepEqual([...served].sort(), ["api-a", "api-b"]);
   });
 
+  test("a pod calling a Service arrives at every backend with its own address, as with kube-proxy", () => {
+    const shell = podNs("shell");
+    const seen = new Map<string, string>();
+    for (let i = 0; i < 10; i++) {
+      const answer = JSON.parse(curlFrom(shell, "http://api.demo/who")) as { pod: string; client: string };
+      seen.set(answer.pod, answer.client);
+    }
+    assert.deepEqual([...seen.keys()].sort(), ["api-a", "api-b"]);
+    for (const [pod, client] of seen) assert.equal(client, shellIp, `${pod} saw the caller's address`);
+    // pod to pod without a Service too
+    assert.equal((JSON.parse(curlFrom(shell, `http://${apiA}:8080/direct`)) as { client: string }).client, shellIp);
+  });
+
   test("a pod reaches its own service (hairpin)", () => {
-    const body = curlFrom(podNs("api-a"), "http://api.demo/self");
-    assert.match(body, /"path":"\/self"/);
+    // the Service's only endpoint is the caller itself: no retry can land on another pod
+    for (let i = 0; i < 5; i++) {
+      const answer = JSON.parse(curlFrom(podNs("api-a"), "http://only-a.demo/self")) as { pod: string; path: string; client: string };
+      assert.equal(answer.pod, "api-a");
+      assert.equal(answer.path, "/self");
+      // masqueraded to the node, as kube-proxy's KUBE-MARK-MASQ does: a reply from its own address would be dropped
+      assert.equal(answer.client, rt.nodeIP);
+    }
   });
 
   test("dialPod connects to a port bound only to the pod's loopback, like kubelet", async () => {

@@ -43,6 +43,17 @@ const engineSamples: EngineToAgent[] = [
   { type: "file.read", id: 9, path: "/etc/config/app.yaml", maxBytes: 1024 },
   { type: "file.stat", id: 10, path: "/etc/hosts" },
   { type: "http.response", stream: 4, statusCode: 200, statusMessage: "OK", rawHeaders: ["Content-Type", "text/plain"] },
+  { type: "http.response", stream: 6, statusCode: 200, rawHeaders: ["content-type", "application/grpc", "grpc-status", "5"], endStream: true },
+  { type: "http.trailers", stream: 4, rawHeaders: ["grpc-status", "0", "grpc-message", ""] },
+  { type: "http.reset", stream: 4, code: 8 },
+  {
+    type: "incoming.subscribe",
+    id: 11,
+    port: 8443,
+    mode: "steal",
+    filter: { header: "^x-tether-client-subject: .*CN=alice" },
+    tls: { certificate: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", key: "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n" },
+  },
 ];
 const agentSamples: AgentToEngine[] = [
   { type: "heartbeat", seq: 9 },
@@ -64,6 +75,20 @@ const agentSamples: AgentToEngine[] = [
   { type: "incoming.tcp", stream: 2, port: 8080, mode: "mirror", peer: addr },
   { type: "incoming.http", stream: 4, port: 8080, peer: addr, method: "GET", url: "/api?x=1", httpVersion: "1.1", rawHeaders: ["Host", "api"], upgrade: false },
   { type: "traffic.passed", port: 8080, method: "GET", path: "/healthz", reason: "probe" },
+  {
+    type: "incoming.http",
+    stream: 6,
+    port: 8443,
+    peer: addr,
+    method: "POST",
+    url: "/echo.Echo/Say",
+    httpVersion: "2.0",
+    rawHeaders: [":authority", "api:8443", ":scheme", "https", "content-type", "application/grpc", "te", "trailers"],
+    upgrade: false,
+    tls: { sni: "api.demo", alpn: "h2", clientSubject: "O=dev,CN=alice" },
+  },
+  { type: "http.trailers", stream: 6, rawHeaders: ["x-checksum", "abc"] },
+  { type: "http.reset", stream: 6, code: 8 },
 ];
 
 describe("wire messages", () => {
@@ -86,6 +111,8 @@ describe("wire messages", () => {
 
   test("messages introduced after version 1 are marked", () => {
     assert.equal(MESSAGE_SINCE["traffic.passed"], 2);
+    assert.equal(MESSAGE_SINCE["http.trailers"], 3);
+    assert.equal(MESSAGE_SINCE["http.reset"], 3);
   });
 
   test("bad messages are rejected with a path", () => {

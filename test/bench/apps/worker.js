@@ -63,6 +63,35 @@ const ops = {
     return { ms, errors, wrong, sample };
   },
 
+  /** Sequential gRPC unary calls (/echo.Echo/Say) on one channel, @grpc/grpc-js: latencies in ms. */
+  async grpcRtt({ target, n, warmup = 20, metadata = {}, expect }) {
+    const grpc = require("@grpc/grpc-js");
+    const { Client } = require("../../fixtures/grpc-echo.js");
+    const client = new Client(target, grpc.credentials.createInsecure());
+    const md = new grpc.Metadata();
+    for (const [k, v] of Object.entries(metadata)) md.set(k, v);
+    const ms = [];
+    let errors = 0;
+    let wrong = 0;
+    let sample;
+    for (let i = 0; i < warmup + n; i++) {
+      const t0 = now();
+      const reply = await new Promise((resolve) => client.Say(Buffer.from("x"), md, { deadline: Date.now() + 10_000 }, (err, r) => resolve(err ? err : String(r))));
+      if (reply instanceof Error) {
+        errors++;
+        sample ??= reply.message;
+      } else {
+        if (expect && !reply.startsWith(expect)) {
+          wrong++;
+          sample ??= reply;
+        }
+        if (i >= warmup) ms.push(now() - t0);
+      }
+    }
+    client.close();
+    return { ms, errors, wrong, sample };
+  },
+
   /** GET a body of `bytes` bytes (the pattern), sha256 checked: MB/s. */
   async download({ url, bytes, runs = 1 }) {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });

@@ -157,6 +157,35 @@ describe("Tether in a real VS Code", () => {
     await vscode.commands.executeCommand("workbench.action.closeActiveEditor");
   });
 
+  it("launch.json: the tether attribute of any debug type is checked and completed with the configuration schema", async () => {
+    const launchFile = join(ws, ".vscode", "launch.json");
+    const original = readFileSync(launchFile, "utf8");
+    try {
+      const configurations = [
+        { type: "node", request: "launch", name: "bad", program: "${workspaceFolder}/server.js", tether: { incoming: { mode: "grab" } } },
+        { type: "debugpy", request: "launch", name: "python", program: "${workspaceFolder}/app.py", tether: { target: "deployment/api" } },
+        { type: "node", request: "launch", name: "complete me", program: "${workspaceFolder}/server.js", tether: {} },
+      ];
+      writeFileSync(launchFile, JSON.stringify({ version: "0.2.0", configurations }, null, 2));
+      const doc = await vscode.workspace.openTextDocument(vscode.Uri.file(launchFile));
+      await vscode.window.showTextDocument(doc);
+      const diags = await until("schema diagnostics", () => {
+        const d = vscode.languages.getDiagnostics(doc.uri);
+        return d.length ? d : undefined;
+      }, 30_000);
+      const lines = diags.map((d) => `${doc.lineAt(d.range.start.line).text.trim()} (${d.message})`);
+      assert.ok(lines.some((l) => /"mode": "grab"/.test(l)), `the bad mode is flagged: ${lines.join("; ")}`);
+      assert.ok(!lines.some((l) => /tether|target/i.test(l.split("(")[0]!)), `tether is allowed in every debug type: ${lines.join("; ")}`);
+      const at = doc.getText().lastIndexOf('"tether": {}') + '"tether": {'.length;
+      const list = await vscode.commands.executeCommand<vscode.CompletionList>("vscode.executeCompletionItemProvider", doc.uri, doc.positionAt(at));
+      const labels = list.items.map((i) => (typeof i.label === "string" ? i.label : i.label.label).replace(/"/g, ""));
+      for (const key of ["target", "incoming", "outgoing", "agent"]) assert.ok(labels.includes(key), `IntelliSense offers ${key}: ${labels.join(", ")}`);
+      await vscode.commands.executeCommand("workbench.action.closeActiveEditor");
+    } finally {
+      writeFileSync(launchFile, original);
+    }
+  });
+
   it("reads and translates .mirrord/mirrord.json when there is no Tether config", async () => {
     rmSync(configFile, { force: true });
     mkdirSync(join(ws, ".mirrord"), { recursive: true });
@@ -190,5 +219,23 @@ describe("Tether in a real VS Code", () => {
     assert.equal(raw.incoming.mode, "steal");
     assert.equal(raw.dns.enabled, false);
     assert.equal(api.store.resolve().incoming.mode, "steal");
+  });
+
+  // last: it ends the extension's sessions as closing the window does
+  it("closing the window: deactivate() resolves once each session has unsubscribed and closed its wire", async () => {
+    writeConfig({ ...base(), incoming: { mode: "steal", portMapping: [[18182, 8080]] } });
+    const ok = await vscode.debug.startDebugging(folder, { type: "node", request: "launch", name: "server", program: join(ws, "server.js"), env: { PORT: "18182" }, tether: {} });
+    assert.ok(ok, `the launch started (${api.sessions.lastError ?? ""})`);
+    const [s] = [...api.sessions.sessions.values()];
+    await until("pod 8080 to be stolen for local 18182", () => s!.launch.session.ports.get(8080) === 18182);
+    // the module VS Code loaded (Node's module cache), so deactivate() sees this activation's sessions
+    const main = require(join(vscode.extensions.getExtension("tether-dev.tether")!.extensionPath, "dist", "extension.js")) as typeof import("../../../src/extension");
+    const closing = main.deactivate();
+    assert.ok(closing instanceof Promise, "deactivate() returns a promise VS Code waits for");
+    await closing;
+    assert.equal(s!.launch.session.ports.size, 0, "the agent was asked to hand the port back");
+    assert.ok(s!.launch.session.conn?.isClosed, "the wire is closed");
+    assert.equal(api.sessions.sessions.size, 0);
+    await vscode.debug.stopDebugging();
   });
 });

@@ -1,8 +1,10 @@
-// The playground for the bench, in its own process: its API server and port-forward streaming do
-// not share the bench's event loop (which runs the session engine being measured). Prints one JSON
-// line {kubeconfig, stateDir, prefix} once the demo workloads are Ready, then runs until its stdin
-// closes (the bench ended, however it ended) or SIGTERM, and removes everything it made.
-// SIGINT is ignored: on Ctrl-C the bench decides the order of teardown.
+// The playground in its own process, for the bench and the end-to-end scenarios: its API server and
+// port-forward streaming do not share the caller's event loop (which runs the session engine being
+// measured), and if it fails, it fails as `npm run playground` would, not inside the test runner.
+// Prints one JSON line {kubeconfig, stateDir, prefix} once the demo workloads are Ready, then runs
+// until its stdin closes (the caller ended, however it ended) or SIGTERM, and removes everything it
+// made, its state directory included. SIGINT is ignored: on Ctrl-C the caller decides the order of
+// teardown. Start it with startPlaygroundProcess (playground.ts) or the bench's process registry.
 import { spawn } from "node:child_process";
 import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";

@@ -1,0 +1,577 @@
+// Tether's end-to-end scenarios, written once and run against every cluster they should pass on:
+// the playground (test/cluster/cli.test.ts, in `npm test`) and a real single-node Kubernetes
+// (test/k8s/k8s.test.ts, `npm run test:k8s`). Each drives dist/cli.js as a user runs it, kubectl, and
+// curl from inside pods' network namespaces, as another workload of the cluster would call.
+// A cluster brings the demo namespace (deployment/api with 2 replicas and an HTTP readiness probe,
+// deployment/db speaking TCP, pod/client), a `restricted` namespace enforcing Pod Security
+// "restricted", and a context that may read but not add agents.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { readdirSync, readFileSync, statSync, writeFileSync, mkdirSync } from "node:fs";
+import net from "node:net";
+import { join, resolve } from "node:path";
+import { DEFAULT_AGENT_IMAGE } from "../../src/config/schema";
+import { makePki } from "../support/testPki";
+
+const CLI = resolve(__dirname, "../../dist/cli.js");
+const DEBUGGEE = resolve(__dirname, "debuggee.js");
+const PYTHON_CALLER = resolve(__dirname, "../fixtures/proxy_caller.py");
+const GRPC_ECHO = resolve(__dirname, "../fixtures/grpc-echo.js");
+
+/** What a scenario needs to know about the cluster it runs on. */
+export interface E2eCluster {
+  readonly kubeconfig: string;
+  /** A directory for the scenarios' files, removed with the cluster. */
+  readonly stateDir: string;
+  /** A kubeconfig context that may read pods in demo but not patch pods/ephemeralcontainers. */
+  readonly limitedContext: string;
+  /** A container running the sample api app, for pods a scenario creates. */
+  readonly apiContainer: { image: string; args?: string[] };
+  /** A container running the sample gRPC app (playground/apps/grpc.js). */
+  readonly grpcContainer: { image: string; args?: string[] };
+  /** A pod's network namespace as a path nsenter --net= takes. */
+  podNetns(namespace: string, pod: string): Promise<string>;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const randomPort = () => 20000 + Math.floor(Math.random() * 20000);
+
+type Result = { status: number | null; stdout: string; stderr: string };
+
+/** The helpers every scenario uses, bound to one cluster. */
+export function e2eTools(cluster: E2eCluster) {
+  const { NODE_TEST_CONTEXT: _, ...inherited } = process.env;
+  const env: NodeJS.ProcessEnv = { ...inherited, KUBECONFIG: cluster.kubeconfig };
+  // asynchronous on purpose: the scenarios read background processes (tether exec, port-forward) meanwhile
+  const run = (cmd: string, args: string[], extraEnv: NodeJS.ProcessEnv = {}) =>
+    new Promise<Result>((done) => {
+      const c = spawn(cmd, args, { env: { ...env, ...extraEnv }, stdio: ["ignore", "pipe", "pipe"] });
+      let stdout = "";
+      let stderr = "";
+      c.stdout.on("data", (d) => (stdout += d));
+      c.stderr.on("data", (d) => (stderr += d));
+      c.on("close", (status) => done({ status, stdout, stderr }));
+    });
+  const cli = (args: string[]) => run(process.execPath, [CLI, ...args]);
+  const kubectl = (args: string[]) => run("kubectl", args);
+  const jsonpath = async (args: string[], path: string) => (await kubectl(["get", ...args, "-o", `jsonpath=${path}`])).stdout.trim();
+  const podIpOf = (name: string) => jsonpath(["pod", "-n", "demo", name], "{.status.podIP}");
+  /** curl from inside a pod's network namespace, as another workload of the cluster would call. */
+  const fromPod = async (pod: string, url: string, headers: string[] = []) => {
+    const netns = await cluster.podNetns("demo", pod);
+    return (await run("nsenter", [`--net=${netns}`, "--", "curl", "-s", "--max-time", "12", ...headers.flatMap((h) => ["-H", h]), url])).stdout;
+  };
+  const fromClientPod = (url: string, headers: string[] = []) => fromPod("client", url, headers);
+  /** Asks a URL from the client pod until the answer matches (a steal may take a moment). */
+  async function answersAt(url: string, pattern: RegExp, headers: string[] = []): Promise<string> {
+    let body = "";
+    for (let i = 0; i < 80 && !pattern.test(body); i++) {
+      body = await fromClientPod(url, headers);
+      if (!pattern.test(body)) await sleep(150);
+    }
+    return body;
+  }
+  /** The same for a pod's port 8080 (the api app's). */
+  const answers = (ip: string, path: string, pattern: RegExp, headers: string[] = []) => answersAt(`http://${ip}:8080${path}`, pattern, headers);
+  /** Command lines of the processes in a network namespace (its inode, as /proc/PID/ns/net shows). */
+  function processesIn(netns: string): string[] {
+    const inode = statSync(netns).ino;
+    const found: string[] = [];
+    for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
+      try {
+        if (statSync(`/proc/${pid}/ns/net`).ino === inode) found.push(readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " "));
+      } catch {
+        // gone meanwhile
+      }
+    }
+    return found;
+  }
+  /** No tether rule in the pod's network namespace (either iptables flavour), no agent running in it. */
+  async function assertPodClean(pod: string) {
+    const netns = await cluster.podNetns("demo", pod);
+    let last = "";
+    for (let i = 0; i < 60; i++) {
+      const rules = ["iptables-nft-save", "iptables-legacy-save"].map((t) => spawnSync("nsenter", [`--net=${netns}`, "--", t], { encoding: "utf8" }).stdout).join("");
+      const running = await jsonpath(["pod", "-n", "demo", pod], "{range .status.ephemeralContainerStatuses[*]}{.name}={.state.running.startedAt}{\"\\n\"}{end}");
+      const agents = running.split("\n").filter((l) => /=\S/.test(l));
+      const procs = processesIn(netns).filter((p) => /agent\.js/.test(p));
+      if (!/tether/.test(rules) && agents.length === 0 && procs.length === 0) return;
+      last = `rules: ${rules.match(/.*tether.*/g)}; running agents: ${agents}; agent processes: ${procs}`;
+      await sleep(250);
+    }
+    assert.fail(`left behind in pod ${pod}: ${last}`);
+  }
+  /** Starts `tether exec` in the background; resolves once it printed "ready" (or exited). */
+  async function startExec(args: string[], command: string[], extraEnv: NodeJS.ProcessEnv = {}) {
+    const child = spawn(process.execPath, [CLI, "exec", ...args, "--", ...command], { env: { ...env, ...extraEnv }, stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (d) => (stderr += d));
+    child.stdout.on("data", () => {});
+    const exited = new Promise<number | null>((r) => child.on("exit", (c) => r(c)));
+    let done = false;
+    void exited.then(() => (done = true));
+    for (let i = 0; i < 600 && !/ready in/.test(stderr) && !done; i++) await sleep(100);
+    const pod = /deployment\/api -> pod (api-\S+)/.exec(stderr)?.[1];
+    return { child, exited, stderr: () => stderr, pod };
+  }
+  /** `kubectl port-forward` from a free local port to a demo pod's port; resolves once it forwards. */
+  async function portForward(pod: string, remote: number) {
+    const child = spawn("kubectl", ["port-forward", "-n", "demo", `pod/${pod}`, `:${remote}`], { env, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (out += d));
+    const exited = new Promise<number | null>((r) => child.on("exit", (c) => r(c)));
+    for (let i = 0; i < 100 && !/Forwarding from 127\.0\.0\.1:\d+/.test(out) && child.exitCode === null; i++) await sleep(100);
+    const port = Number(/Forwarding from 127\.0\.0\.1:(\d+)/.exec(out)?.[1]);
+    if (!port) {
+      child.kill("SIGKILL");
+      assert.fail(`kubectl port-forward did not start: ${out}`);
+    }
+    return { child, exited, port, output: () => out };
+  }
+  return { env, run, portForward, cli, kubectl, jsonpath, podIpOf, fromPod, fromClientPod, answersAt, answers, assertPodClean, startExec };
+}
+
+export type E2eTools = ReturnType<typeof e2eTools>;
+
+export interface Scenario {
+  name: string;
+  run(t: E2eTools, cluster: E2eCluster): Promise<void>;
+}
+
+export const scenarios: Scenario[] = [
+  {
+    name: "ls lists the demo namespace's targets",
+    async run({ cli }) {
+      const r = await cli(["ls", "-n", "demo"]);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /deployment\/api\s+2\/2/);
+      assert.match(r.stdout, /service\/db/);
+      assert.match(r.stdout, /namespaces: .*demo.*restricted|namespaces: .*restricted.*demo/);
+      assert.match(r.stdout, /pod\/client\/container\/client/);
+      const json = JSON.parse((await cli(["ls", "-n", "demo", "--json"])).stdout) as { targets: { target: string }[] };
+      assert.ok(json.targets.some((t) => t.target === "deployment/db"));
+    },
+  },
+  {
+    name: "usage and configuration errors exit 2 and say what is wrong",
+    async run({ cli }, cluster) {
+      const noCmd = await cli(["exec", "-t", "deployment/api"]);
+      assert.equal(noCmd.status, 2);
+      assert.match(noCmd.stderr, /needs a command after --/);
+      assert.equal((await cli(["frobnicate"])).status, 2);
+      const file = join(cluster.stateDir, "bad.json");
+      writeFileSync(file, JSON.stringify({ target: "deployment/api", outgoing: { filter: { local: ["10.0.0.0/40"] } } }));
+      const bad = await cli(["exec", "-f", file, "--", "true"]);
+      assert.equal(bad.status, 2);
+      assert.match(bad.stderr, /bad\.json: outgoing\.filter\.local\.0: .*prefix length/);
+      const missing = await cli(["exec", "-n", "demo", "-t", "deployment/nope", "--", "true"]);
+      assert.equal(missing.status, 1);
+      assert.match(missing.stderr, /deployment\/nope/);
+    },
+  },
+  {
+    name: "exec steals deployment/api (ephemeral agent) into a local Python server, kubectl port-forward too; the pod serves again after",
+    async run({ startExec, podIpOf, fromClientPod, answers, jsonpath, assertPodClean, portForward }, cluster) {
+      const port = randomPort();
+      // python's http.server serves a directory: "/" is its listing, a file answers with its content
+      const site = join(cluster.stateDir, `site-${port}`);
+      mkdirSync(site);
+      for (const name of ["first", "via-port-forward"]) writeFileSync(join(site, name), `stolen by the debuggee /${name}`);
+      const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`], ["python3", "-m", "http.server", String(port), "--bind", "127.0.0.1", "--directory", site]);
+      try {
+        assert.match(runExec.stderr(), /resolving deployment\/api/);
+        assert.match(runExec.stderr(), /deployment\/api -> pod (api-\S+)/);
+        assert.match(runExec.stderr(), /ready in [\d.]+ s/, runExec.stderr());
+        const pod = runExec.pod!;
+        const ip = await podIpOf(pod);
+        // python may take a moment to listen
+        assert.match(await answers(ip, "/", /Directory listing/), /Directory listing/, "the request to the pod was answered by the local python server");
+        assert.equal(await fromClientPod(`http://${ip}:8080/first`), "stolen by the debuggee /first");
+        // kubectl port-forward (API server -> kubelet) reaches the pod over its loopback: stolen too
+        const pf = await portForward(pod, 8080);
+        try {
+          assert.match(await (await fetch(`http://127.0.0.1:${pf.port}/`)).text(), /Directory listing/);
+          assert.match(await (await fetch(`http://127.0.0.1:${pf.port}/via-port-forward`)).text(), /stolen by the debuggee \/via-port-forward/);
+        } finally {
+          pf.child.kill();
+        }
+        // probes are never stolen: the pod stays Ready
+        await sleep(2500);
+        assert.equal(await jsonpath(["pod", "-n", "demo", pod], "{.status.conditions[?(@.type==\"Ready\")].status}"), "True");
+        runExec.child.kill("SIGINT");
+        assert.notEqual(await runExec.exited, null, "the CLI exited by itself after forwarding SIGINT to the command");
+        assert.match(await answers(ip, "/back", /"pod"/), new RegExp(`"pod":"${pod}"`), "after exec ends the pod answers again");
+        await assertPodClean(pod);
+      } finally {
+        runExec.child.kill("SIGKILL");
+      }
+    },
+  },
+  {
+    name: "a pod calling a Service arrives at the backend with its own address; a pod reaching itself through its Service is answered by itself",
+    async run({ kubectl, jsonpath, podIpOf, fromPod, fromClientPod }, cluster) {
+      // the api app answers with the peer address it saw ("client")
+      const clientIp = await podIpOf("client");
+      const apiIp = await jsonpath(["svc", "-n", "demo", "api"], "{.spec.clusterIP}");
+      const seen = new Map<string, string>();
+      for (let i = 0; i < 10; i++) {
+        const answer = JSON.parse(await fromClientPod(`http://${apiIp}:8080/who`)) as { pod: string; client: string };
+        seen.set(answer.pod, answer.client);
+      }
+      assert.equal(seen.size, 2, `both api pods answered: ${[...seen.keys()].join(", ")}`);
+      for (const [pod, client] of seen) assert.equal(client, clientIp, `${pod} saw the calling pod's address, as kube-proxy keeps it`);
+      // hairpin: a Service whose only endpoint is the pod that calls it
+      const pod = await jsonpath(["pods", "-n", "demo", "-l", "app=api"], "{.items[0].metadata.name}");
+      const podIp = await podIpOf(pod);
+      const manifest = join(cluster.stateDir, "hairpin.json");
+      writeFileSync(manifest, JSON.stringify({ apiVersion: "v1", kind: "Service", metadata: { name: "hairpin", namespace: "demo" }, spec: { selector: { hairpin: "yes" }, ports: [{ port: 8080, targetPort: 8080 }] } }));
+      assert.equal((await kubectl(["label", "pod", "-n", "demo", pod, "hairpin=yes"])).status, 0);
+      try {
+        const applied = await kubectl(["apply", "-f", manifest]);
+        assert.equal(applied.status, 0, applied.stderr);
+        const ip = await jsonpath(["svc", "-n", "demo", "hairpin"], "{.spec.clusterIP}");
+        let body = "";
+        for (let i = 0; i < 60 && !/"pod"/.test(body); i++) {
+          body = await fromPod(pod, `http://${ip}:8080/self`);
+          if (!/"pod"/.test(body)) await sleep(250);
+        }
+        const answer = JSON.parse(body) as { pod: string; path: string; client: string };
+        assert.equal(answer.pod, pod);
+        assert.equal(answer.path, "/self");
+        // masqueraded, as kube-proxy's KUBE-MARK-MASQ does: a reply from the pod's own address would be dropped
+        assert.notEqual(answer.client, podIp);
+      } finally {
+        await kubectl(["delete", "svc", "-n", "demo", "hairpin", "--ignore-not-found"]);
+        await kubectl(["label", "pod", "-n", "demo", pod, "hairpin-"]);
+      }
+    },
+  },
+  {
+    name: "kubectl port-forward stopped with Ctrl-C after it carried a request leaves the API server answering",
+    async run({ kubectl, jsonpath, portForward }) {
+      const pod = await jsonpath(["pods", "-n", "demo", "-l", "app=api"], "{.items[0].metadata.name}");
+      const pf = await portForward(pod, 8080);
+      // fetch keeps its connection open: kubectl's streams for it are open when Ctrl-C comes
+      assert.match(await (await fetch(`http://127.0.0.1:${pf.port}/before-ctrl-c`)).text(), /"path":"\/before-ctrl-c"/);
+      pf.child.kill("SIGINT");
+      await pf.exited;
+      const pods = await kubectl(["get", "pods", "-n", "demo", "-o", "name"]);
+      assert.equal(pods.status, 0, pods.stderr);
+      assert.match(pods.stdout, new RegExp(`pod/${pod}`));
+      const again = await portForward(pod, 8080);
+      try {
+        assert.match(await (await fetch(`http://127.0.0.1:${again.port}/after-ctrl-c`)).text(), /"path":"\/after-ctrl-c"/);
+      } finally {
+        again.child.kill("SIGINT");
+        await again.exited;
+      }
+    },
+  },
+  {
+    name: "a reset on the pod side reaches kubectl port-forward's local client as a closed connection",
+    async run({ kubectl, jsonpath, portForward }) {
+      const pod = await jsonpath(["pods", "-n", "demo", "-l", "app=api"], "{.items[0].metadata.name}");
+      const pf = await portForward(pod, 8080);
+      try {
+        // the api app answers /reset by resetting the connection
+        const local = net.connect(pf.port, "127.0.0.1");
+        let received = "";
+        local.on("data", (d) => (received += d));
+        local.on("error", () => {});
+        local.write("GET /reset HTTP/1.1\r\nHost: pod\r\n\r\n");
+        const closed = new Promise<"closed">((r) => local.once("close", () => r("closed")));
+        // a hang is the failure this scenario is about: bound the wait so it fails instead of hanging the suite
+        const outcome = await Promise.race([closed, sleep(30_000).then(() => "still open after 30 s" as const)]);
+        local.destroy();
+        assert.equal(outcome, "closed", `the local connection: ${pf.output()}`);
+        assert.equal(received, "", "no response came back");
+      } finally {
+        pf.child.kill("SIGINT");
+        await pf.exited;
+      }
+      const pods = await kubectl(["get", "pods", "-n", "demo", "-o", "name"]);
+      assert.equal(pods.status, 0, pods.stderr);
+    },
+  },
+  {
+    name: "-p LOCAL:REMOTE steals REMOTE even when the container declares no ports",
+    async run({ startExec, podIpOf, answersAt }) {
+      const port = randomPort();
+      const app = `require("http").createServer((q, s) => s.end("stolen " + q.url)).listen(${port}, "127.0.0.1")`;
+      const runExec = await startExec(["-n", "demo", "-t", "pod/client", "--steal", "-p", `${port}:9999`], [process.execPath, "-e", app]);
+      try {
+        assert.match(runExec.stderr(), new RegExp(`subscribing steal pod 9999 -> local ${port}`), runExec.stderr());
+        const ip = await podIpOf("client");
+        assert.equal(await answersAt(`http://${ip}:9999/undeclared`, /stolen/), "stolen /undeclared");
+      } finally {
+        runExec.child.kill("SIGINT");
+        await runExec.exited;
+      }
+    },
+  },
+  {
+    name: "a Node debuggee under exec gets stolen requests; its outgoing TCP, DNS and environment are the pod's (runtime)",
+    async run({ startExec, podIpOf, answers, jsonpath }) {
+      const port = randomPort();
+      const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`], [process.execPath, DEBUGGEE], { LOCAL_PORT: String(port) });
+      try {
+        assert.match(runExec.stderr(), /ready in/, runExec.stderr());
+        const ip = await podIpOf(runExec.pod!);
+        const body = await answers(ip, "/from-client", /"got"/);
+        // the runtime reported the port the debuggee listens on; only then was it subscribed
+        assert.match(runExec.stderr(), /subscribing steal pod 8080 -> local \d+ once the debuggee listens/);
+        assert.match(runExec.stderr(), new RegExp(`steal pod 8080 -> local ${port} \\(the command listens\\)`));
+        const got = JSON.parse(body) as Record<string, string>;
+        assert.equal(got.got, "/from-client");
+        assert.equal(got.dbAddress, await jsonpath(["svc", "-n", "demo", "db"], "{.spec.clusterIP}"), "db.demo.svc.cluster.local resolved by the cluster DNS to the db ClusterIP");
+        // fetch by a short service name, from the pod's network; the Service may pick the very pod whose
+        // 8080 is stolen (hairpin through the bridge), and then the request is stolen back to the debuggee
+        assert.equal(got.api, "/called-from-laptop");
+        assert.match(got.apiPod!, /^api-|^the debuggee \(hairpin\)$/);
+        assert.match(got.db!, /^db db-\S+ ready$/); // a TCP exchange with the db service
+        assert.equal(got.hostname, runExec.pod); // the pod's environment
+        assert.equal(got.databaseUrl, "postgres://db:5432/demo");
+        assert.equal(got.greeting, "hello from the cluster");
+      } finally {
+        runExec.child.kill("SIGTERM");
+        await runExec.exited;
+      }
+    },
+  },
+  {
+    name: "a Python debuggee calls the cluster by name (the native layer; HTTP_PROXY where it cannot run) (pod/client's port 8080 stolen)",
+    async run({ startExec, podIpOf, jsonpath, fromPod }, cluster) {
+      // the target is the client pod, so the call to the api Service cannot come back to the stolen pod;
+      // its container declares no ports, so the port to steal is named in the configuration
+      const port = randomPort();
+      const file = join(cluster.stateDir, "python.json");
+      writeFileSync(file, JSON.stringify({ target: { path: "pod/client", namespace: "demo" }, incoming: { mode: "steal", ports: [8080], portMapping: [[port, 8080]] } }));
+      const runExec = await startExec(["-f", file], ["python3", PYTHON_CALLER], { LOCAL_PORT: String(port) });
+      try {
+        assert.match(runExec.stderr(), /ready in/, runExec.stderr());
+        const clientIp = await podIpOf("client");
+        const apiPod = await jsonpath(["pods", "-n", "demo", "-l", "app=api"], "{.items[0].metadata.name}");
+        let body = "";
+        for (let i = 0; i < 40 && !/"python"/.test(body); i++) {
+          body = await fromPod(apiPod, `http://${clientIp}:8080/py`);
+          if (!/"python"/.test(body)) await sleep(200);
+        }
+        assert.deepEqual(JSON.parse(body), { got: "/py", api: "/from-python", python: true });
+      } finally {
+        runExec.child.kill("SIGTERM");
+        await runExec.exited;
+      }
+    },
+  },
+  {
+    name: "filtered steal: only requests with the header reach the debuggee",
+    async run({ startExec, podIpOf, answers, fromClientPod, assertPodClean }) {
+      const port = randomPort();
+      const app = `require("http").createServer((q, s) => s.end("filtered " + q.url)).listen(${port}, "127.0.0.1")`;
+      const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--http-header", "^x-debug: me$", "-p", `${port}:8080`], [process.execPath, "-e", app]);
+      try {
+        assert.match(runExec.stderr(), /ready in/, runExec.stderr());
+        const ip = await podIpOf(runExec.pod!);
+        assert.match(await answers(ip, "/mine", /filtered/, ["x-debug: me"]), /filtered \/mine/);
+        assert.match(await fromClientPod(`http://${ip}:8080/theirs`, ["x-debug: someone-else"]), new RegExp(`"pod":"${runExec.pod}"`));
+        assert.match(await fromClientPod(`http://${ip}:8080/plain`), new RegExp(`"pod":"${runExec.pod}".*"path":"/plain"`));
+      } finally {
+        runExec.child.kill("SIGTERM");
+        await runExec.exited;
+      }
+      await assertPodClean(runExec.pod!);
+    },
+  },
+  {
+    name: "mirror: the pod keeps answering and the debuggee gets copies",
+    async run({ startExec, podIpOf, fromClientPod, assertPodClean }, cluster) {
+      const port = randomPort();
+      const record = join(cluster.stateDir, `mirror-${port}.log`);
+      writeFileSync(record, "");
+      const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--mirror", "-p", `${port}:8080`], [process.execPath, DEBUGGEE], { LOCAL_PORT: String(port), RECORD_FILE: record });
+      try {
+        assert.match(runExec.stderr(), /ready in/, runExec.stderr());
+        const ip = await podIpOf(runExec.pod!);
+        let seen = "";
+        for (let i = 0; i < 40 && !/GET \/mirrored-\d+/.test(seen); i++) {
+          const body = await fromClientPod(`http://${ip}:8080/mirrored-${i}`);
+          assert.match(body, new RegExp(`"pod":"${runExec.pod}"`), "the pod itself answers");
+          await sleep(250);
+          seen = readFileSync(record, "utf8");
+        }
+        assert.match(seen, /GET \/mirrored-\d+/, runExec.stderr());
+      } finally {
+        runExec.child.kill("SIGTERM");
+        await runExec.exited;
+      }
+      await assertPodClean(runExec.pod!);
+    },
+  },
+  {
+    name: "exec with a job-pod agent (joins the target by container ID) steals; the agent pod is deleted",
+    async run({ startExec, kubectl, podIpOf, answers, assertPodClean }, cluster) {
+      const port = randomPort();
+      const file = join(cluster.stateDir, "job.json");
+      writeFileSync(file, JSON.stringify({ target: { path: "deployment/api", namespace: "demo" }, incoming: { mode: "steal", portMapping: [[port, 8080]] }, agent: { mode: "job" } }));
+      const app = `require("http").createServer((q, s) => s.end("node debuggee got " + q.url + " HOSTNAME=" + (process.env.HOSTNAME || ""))).listen(${port}, "127.0.0.1")`;
+      const runExec = await startExec(["-f", file], [process.execPath, "-e", app]);
+      try {
+        assert.match(runExec.stderr(), /agent job/, runExec.stderr());
+        assert.match(runExec.stderr(), /ready in/, runExec.stderr());
+        const jobPods = await kubectl(["get", "pods", "-n", "demo", "-l", "app.kubernetes.io/managed-by=tether", "-o", "name"]);
+        assert.match(jobPods.stdout, /pod\/tether-agent-/);
+        const ip = await podIpOf(runExec.pod!);
+        // the debuggee got the request and the pod's environment (HOSTNAME of the target pod)
+        assert.equal(await answers(ip, "/from-job-mode", /node debuggee got/), `node debuggee got /from-job-mode HOSTNAME=${runExec.pod}`);
+        runExec.child.kill("SIGTERM");
+        await runExec.exited;
+        for (let i = 0; i < 100 && /tether-agent/.test((await kubectl(["get", "pods", "-n", "demo", "-o", "name"])).stdout); i++) await sleep(200);
+        assert.doesNotMatch((await kubectl(["get", "pods", "-n", "demo", "-o", "name"])).stdout, /tether-agent/);
+        assert.match(await answers(ip, "/after-job", /"pod"/), new RegExp(`"pod":"${runExec.pod}"`));
+        await assertPodClean(runExec.pod!);
+      } finally {
+        runExec.child.kill("SIGKILL");
+      }
+    },
+  },
+  {
+    name: "after SIGKILL of the CLI the agent ends by itself and the pod serves again",
+    async run({ startExec, podIpOf, answers, assertPodClean }) {
+      const port = randomPort();
+      const app = `require("http").createServer((q, s) => s.end("stolen " + q.url)).listen(${port}, "127.0.0.1")`;
+      const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`], [process.execPath, "-e", app]);
+      assert.match(runExec.stderr(), /ready in/, runExec.stderr());
+      const ip = await podIpOf(runExec.pod!);
+      assert.match(await answers(ip, "/x", /stolen/), /stolen \/x/);
+      const debuggee = spawnSync("pgrep", ["-P", String(runExec.child.pid)], { encoding: "utf8" }).stdout.trim().split("\n").filter(Boolean).map(Number);
+      runExec.child.kill("SIGKILL");
+      for (const pid of debuggee) process.kill(pid, "SIGKILL"); // the debuggee would be orphaned
+      // the agent notices its session is gone (heartbeats), removes its rules and exits
+      assert.match(await answers(ip, "/after-kill", /"pod"/), new RegExp(`"pod":"${runExec.pod}"`));
+      await assertPodClean(runExec.pod!);
+    },
+  },
+  {
+    name: "gRPC over h2c and over TLS (the certificate from a Secret): matching calls reach the debuggee, the rest the pod",
+    async run({ kubectl, jsonpath, podIpOf, run, startExec, assertPodClean }, cluster) {
+      const pki = makePki(cluster.stateDir);
+      const pem = (p: string) => readFileSync(p, "utf8");
+      const b64 = (p: string) => Buffer.from(pem(p)).toString("base64");
+      // the user's certificate as a kubernetes.io/tls Secret (the playground reads JSON, not kubectl create's protobuf)
+      const secretFile = join(cluster.stateDir, "grpc-tls.json");
+      writeFileSync(secretFile, JSON.stringify({ apiVersion: "v1", kind: "Secret", type: "kubernetes.io/tls", metadata: { name: "grpc-tls", namespace: "demo" }, data: { "tls.crt": b64(pki.server.cert), "tls.key": b64(pki.server.key) } }));
+      const secret = await kubectl(["apply", "-f", secretFile]);
+      assert.equal(secret.status, 0, secret.stderr);
+      const manifest = join(cluster.stateDir, "grpc.json");
+      writeFileSync(manifest, JSON.stringify({
+        apiVersion: "v1", kind: "Pod", metadata: { name: "grpc", namespace: "demo", labels: { app: "grpc" } },
+        spec: { terminationGracePeriodSeconds: 1, containers: [{ name: "grpc", ...cluster.grpcContainer,
+          env: [{ name: "TLS_CERT", value: pem(pki.app.cert) }, { name: "TLS_KEY", value: pem(pki.app.key) }],
+          ports: [{ containerPort: 50051 }, { containerPort: 8443 }] }] },
+      }));
+      const applied = await kubectl(["apply", "-f", manifest]);
+      assert.equal(applied.status, 0, applied.stderr);
+      try {
+        for (let i = 0; i < 150 && (await jsonpath(["pod", "-n", "demo", "grpc"], "{.status.conditions[?(@.type==\"Ready\")].status}")) !== "True"; i++) await sleep(200);
+        const ip = await podIpOf("grpc");
+        const client = await cluster.podNetns("demo", "client");
+        const call = async (port: number, plan: object[], options: object = {}) => {
+          let last: Result | undefined;
+          for (let i = 0; i < 20; i++) {
+            last = await run("nsenter", [`--net=${client}`, "--", process.execPath, GRPC_ECHO, "call", `${ip}:${port}`, JSON.stringify(plan), JSON.stringify(options)]);
+            if (last.status === 0) return JSON.parse(last.stdout) as Record<string, unknown>[];
+            await sleep(300);
+          }
+          assert.fail(`grpc client failed: ${last?.stderr}`);
+        };
+        const tls = { ca: pki.ca, servername: "api.demo" };
+        const plan = [{ method: "Say", message: "hi", metadata: { "x-dev": "me" } }, { method: "Say", message: "hi" }, { method: "Count", n: 20, metadata: { "x-dev": "me" } }];
+        // before: the pod answers everything
+        assert.equal((await call(50051, plan.slice(0, 1)))[0]!.reply, "pod:grpc:hi");
+        const local = randomPort();
+        const runExec = await startExec(
+          ["-n", "demo", "-t", "pod/grpc", "--http-header", "^x-dev: me$", "--tls-secret", "grpc-tls", "-p", `${local}:50051`, "-p", `${local}:8443`],
+          ["/bin/sh", "-c", `exec ${process.execPath} ${GRPC_ECHO} serve local ${local} 127.0.0.1`],
+        );
+        try {
+          assert.match(runExec.stderr(), /ready in/, runExec.stderr());
+          // the debuggee may take a moment to listen: until then a stolen call is UNAVAILABLE (a 502)
+          for (let i = 0; i < 50 && (await call(50051, plan.slice(0, 1)))[0]!.code === 14; i++) await sleep(200);
+          for (const [port, options] of [[50051, {}], [8443, tls]] as const) {
+            const r = await call(port, plan, options);
+            assert.equal(r[0]!.reply, "local:hi for me", `${port}: ${JSON.stringify(r)}`);
+            assert.equal(r[1]!.reply, "pod:grpc:hi", `${port}: ${JSON.stringify(r)}`);
+            assert.deepEqual(r[2], { code: 0, replies: 20, first: "local:0", last: "local:19" });
+          }
+          // plain HTTPS on the same port: the user's certificate, trusted through the test's CA; passed to the pod
+          const https = await run("nsenter", [`--net=${client}`, "--", "curl", "-sS", "--cacert", pki.ca, "--resolve", `api.demo:8443:${ip}`, "https://api.demo:8443/plain"]);
+          assert.equal(https.stdout, "pod grpc GET /plain\n", https.stderr);
+        } finally {
+          runExec.child.kill("SIGINT");
+          await runExec.exited;
+        }
+        await assertPodClean("grpc");
+        assert.equal((await call(50051, plan.slice(0, 1)))[0]!.reply, "pod:grpc:hi");
+      } finally {
+        await kubectl(["delete", "pod", "grpc", "-n", "demo", "--wait=false"]);
+        await kubectl(["delete", "secret", "grpc-tls", "-n", "demo"]);
+        pki.cleanup();
+      }
+    },
+  },
+  {
+    name: "exec stops at once with the real reason: RBAC, Pod Security, a missing image",
+    async run({ cli, kubectl, jsonpath }, cluster) {
+      // the limited user may read pods (so it gets as far as adding the agent) but not patch them
+      const apiPod = await jsonpath(["pods", "-n", "demo", "-l", "app=api"], "{.items[0].metadata.name}");
+      const limited = await cli(["exec", "--context", cluster.limitedContext, "-n", "demo", "-t", `pod/${apiPod}`, "--", "true"]);
+      assert.equal(limited.status, 1, limited.stderr);
+      assert.match(limited.stderr, /forbidden.*cannot patch resource "pods\/ephemeralcontainers"/i);
+      // a compliant pod in the restricted namespace: the agent's capabilities are what is refused
+      const manifest = join(cluster.stateDir, "web.json");
+      writeFileSync(manifest, JSON.stringify({
+        apiVersion: "v1", kind: "Pod", metadata: { name: "web", namespace: "restricted" },
+        spec: { terminationGracePeriodSeconds: 1, securityContext: { runAsNonRoot: true, runAsUser: 1000, seccompProfile: { type: "RuntimeDefault" } },
+          containers: [{ name: "web", ...cluster.apiContainer, securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] } } }] },
+      }));
+      const applied = await kubectl(["apply", "-f", manifest]);
+      assert.equal(applied.status, 0, applied.stderr);
+      for (let i = 0; i < 150 && (await jsonpath(["pod", "-n", "restricted", "web"], "{.status.conditions[?(@.type==\"Ready\")].status}")) !== "True"; i++) await sleep(200);
+      const restricted = await cli(["exec", "-n", "restricted", "-t", "pod/web", "--", "true"]);
+      assert.equal(restricted.status, 1, restricted.stderr);
+      assert.match(restricted.stderr, /violates PodSecurity "restricted:latest"/);
+      const file = join(cluster.stateDir, "image.json");
+      writeFileSync(file, JSON.stringify({ target: { path: "deployment/api", namespace: "demo" }, agent: { image: "registry.example/no-such-image:1", startupTimeoutSeconds: 60 } }));
+      const image = await cli(["exec", "-f", file, "--", "true"]);
+      assert.equal(image.status, 1, image.stderr);
+      assert.match(image.stderr, /ErrImagePull|ImagePullBackOff/);
+      assert.match(image.stderr, /agent\.image/);
+    },
+  },
+  {
+    name: "doctor reports forbidden verbs and a restricted namespace with what to do",
+    async run({ cli, kubectl }, cluster) {
+      const limited = await cli(["doctor", "-n", "demo", "--context", cluster.limitedContext]);
+      assert.equal(limited.status, 1, limited.stdout);
+      assert.match(limited.stdout, /FAIL RBAC: patch pods\/ephemeralcontainers: denied in demo/);
+      assert.match(limited.stdout, /what to do: ask for "patch" on "pods\/ephemeralcontainers"/);
+      const restricted = await cli(["doctor", "-n", "restricted"]);
+      assert.match(restricted.stdout, /FAIL Pod Security: namespace restricted enforces "restricted"/);
+      const fine = await cli(["doctor", "-n", "demo", "--probe-image", DEFAULT_AGENT_IMAGE]);
+      assert.equal(fine.status, 0, fine.stdout + fine.stderr);
+      assert.match(fine.stdout, new RegExp(`ok {3}agent image ${DEFAULT_AGENT_IMAGE.replace(/[.]/g, "\\.")}: the cluster pulls and starts it`));
+      const missing = await cli(["doctor", "-n", "demo", "--probe-image", "registry.example/no-such-image:1"]);
+      assert.equal(missing.status, 1);
+      assert.match(missing.stdout, /FAIL agent image registry.example\/no-such-image:1: (ErrImagePull|ImagePullBackOff)/);
+      for (let i = 0; i < 50 && /image-probe/.test((await kubectl(["get", "pods", "-n", "demo", "-o", "name"])).stdout); i++) await sleep(200);
+      assert.doesNotMatch((await kubectl(["get", "pods", "-n", "demo", "-o", "name"])).stdout, /image-probe/);
+    },
+  },
+];
+
+/** Registers every scenario as a test (call inside a describe whose before() sets up the cluster). */
+export function runScenarios(cluster: () => E2eCluster): void {
+  for (const s of scenarios) test(s.name, () => s.run(e2eTools(cluster()), cluster()));
+}
