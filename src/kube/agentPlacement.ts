@@ -4,6 +4,7 @@
 // refusal, image pull failure, no ephemeral container support, a crash.
 import { randomBytes } from "node:crypto";
 import { PatchStrategy, setHeaderOptions, type V1EnvVar, type V1Pod } from "@kubernetes/client-node";
+import { imagePullAdvice } from "../config/agentImage";
 import { TetherError } from "../protocol/error";
 import type { Probe } from "../protocol/messages";
 import { apiError, type Cluster, type ResolvedTarget } from "./cluster";
@@ -68,7 +69,7 @@ async function waitRunning(read: () => Promise<Status | undefined>, what: string
       const pull = /ImagePull|InvalidImage/.test(waiting.reason);
       throw new TetherError(
         pull ? "NOT_FOUND" : "INTERNAL",
-        `${what} cannot start: ${waiting.reason}${waiting.message ? `: ${waiting.message}` : ""}${pull ? ` (the cluster cannot pull ${image}; push it where the cluster can reach it and set agent.image)` : ""}`,
+        `${what} cannot start: ${waiting.reason}${waiting.message ? `: ${waiting.message}` : ""}${pull ? ` (${imagePullAdvice(image)})` : ""}`,
       );
     }
     const term = st?.state?.terminated;
