@@ -3,6 +3,7 @@
 // recent requests of each running session.
 import * as vscode from "vscode";
 import { podToLocal, showRoutes } from "../config/ports";
+import type { DeliveredRequest } from "../engine/incoming";
 import type { TetherConfig } from "../config/schema";
 import type { ConfigStore } from "./store";
 import type { ActiveSession, SessionManager } from "./sessions";
@@ -122,6 +123,14 @@ export class TrafficProvider extends ConfigRowsProvider {
         children: filterRows,
       },
       {
+        label: "TLS",
+        description: tlsDescription(inc),
+        icon: "lock",
+        id: "tls",
+        tooltip: "incoming.tls: the certificate the agent terminates HTTPS with, so the filter can read HTTPS and gRPC over TLS. Edit it in .tether/config.json.",
+        command: { command: "tether.openConfig", title: "Open Configuration", arguments: [] },
+      },
+      {
         label: "Probes",
         description: inc.stealProbes ? "stolen too" : "always reach the pod",
         icon: "heart",
@@ -130,6 +139,22 @@ export class TrafficProvider extends ConfigRowsProvider {
       },
     ];
   }
+}
+
+/** "api-tls Secret · mTLS · plain to your app", or why there is none. */
+function tlsDescription(inc: TetherConfig["incoming"]): string {
+  const t = inc.tls;
+  if (!t) return "none: HTTPS ports can be stolen whole or mirrored, not filtered";
+  const source = t.secret ? `Secret ${t.secret}` : `${t.certificate}`;
+  return [source, t.clientCa ? "mTLS" : undefined, t.local === "tls" ? "TLS to your app" : "plain to your app"].filter(Boolean).join(" · ");
+}
+
+const GRPC_STATUS = ["OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"];
+
+/** "200 · 3 ms · stolen", "gRPC OK · 12 ms · HTTP/2 · TLS · stolen". */
+function stolenDescription(r: DeliveredRequest): string {
+  const status = r.grpc ? `gRPC ${GRPC_STATUS[r.grpc.status] ?? r.grpc.status}` : String(r.status);
+  return [status, `${r.durationMs ?? r.latencyMs} ms`, r.protocol === "h2" ? "HTTP/2" : undefined, r.tls ? "TLS" : undefined, "stolen"].filter(Boolean).join(" · ");
 }
 
 export class OutgoingProvider extends ConfigRowsProvider {
@@ -205,7 +230,7 @@ export class SessionsProvider extends RowsProvider {
     const requestRows: Row[] = recent.map((r, i) =>
       "passed" in r
         ? { label: `${r.method} ${r.path}`, description: "passed to the pod", icon: "arrow-right", id: `${s.id}.r${recent.length - i}.${r.method}${r.path}` }
-        : { label: `${r.method} ${r.path}`, description: `${r.status} · ${r.latencyMs} ms · stolen`, icon: "debug-stackframe", id: `${s.id}.r${recent.length - i}.${r.method}${r.path}` },
+        : { label: `${r.method} ${r.path}`, description: stolenDescription(r), icon: "debug-stackframe", id: `${s.id}.r${recent.length - i}.${r.method}${r.path}` },
     );
     const ports = showRoutes(s.launch.session.ports, "none yet");
     return {

@@ -29,6 +29,7 @@ describe("tether end to end on the playground", requireNetns(), () => {
       stateDir,
       limitedContext: "playground-limited",
       apiContainer: { image: "playground/api" },
+      grpcContainer: { image: "playground/grpc" },
       podNetns: async (namespace, pod) => `/run/netns/${playgroundNetns(prefix, await podIp(namespace, pod))}`,
     };
   });

@@ -11,11 +11,13 @@ import { spawn, spawnSync } from "node:child_process";
 import { readdirSync, readFileSync, statSync, writeFileSync, mkdirSync } from "node:fs";
 import net from "node:net";
 import { join, resolve } from "node:path";
-import { DEFAULT_AGENT_IMAGE } from "../../src/config/schema";
+import { DEFAULT_AGENT_IMAGE, imagePullAdvice } from "../../src/config/agentImage";
+import { makePki } from "../support/testPki";
 
 const CLI = resolve(__dirname, "../../dist/cli.js");
 const DEBUGGEE = resolve(__dirname, "debuggee.js");
 const PYTHON_CALLER = resolve(__dirname, "../fixtures/proxy_caller.py");
+const GRPC_ECHO = resolve(__dirname, "../fixtures/grpc-echo.js");
 
 /** What a scenario needs to know about the cluster it runs on. */
 export interface E2eCluster {
@@ -26,6 +28,8 @@ export interface E2eCluster {
   readonly limitedContext: string;
   /** A container running the sample api app, for pods a scenario creates. */
   readonly apiContainer: { image: string; args?: string[] };
+  /** A container running the sample gRPC app (playground/apps/grpc.js). */
+  readonly grpcContainer: { image: string; args?: string[] };
   /** A pod's network namespace as a path nsenter --net= takes. */
   podNetns(namespace: string, pod: string): Promise<string>;
 }
@@ -450,6 +454,74 @@ export const scenarios: Scenario[] = [
     },
   },
   {
+    name: "gRPC over h2c and over TLS (the certificate from a Secret): matching calls reach the debuggee, the rest the pod",
+    async run({ kubectl, jsonpath, podIpOf, run, startExec, assertPodClean }, cluster) {
+      const pki = makePki(cluster.stateDir);
+      const pem = (p: string) => readFileSync(p, "utf8");
+      const b64 = (p: string) => Buffer.from(pem(p)).toString("base64");
+      // the user's certificate as a kubernetes.io/tls Secret (the playground reads JSON, not kubectl create's protobuf)
+      const secretFile = join(cluster.stateDir, "grpc-tls.json");
+      writeFileSync(secretFile, JSON.stringify({ apiVersion: "v1", kind: "Secret", type: "kubernetes.io/tls", metadata: { name: "grpc-tls", namespace: "demo" }, data: { "tls.crt": b64(pki.server.cert), "tls.key": b64(pki.server.key) } }));
+      const secret = await kubectl(["apply", "-f", secretFile]);
+      assert.equal(secret.status, 0, secret.stderr);
+      const manifest = join(cluster.stateDir, "grpc.json");
+      writeFileSync(manifest, JSON.stringify({
+        apiVersion: "v1", kind: "Pod", metadata: { name: "grpc", namespace: "demo", labels: { app: "grpc" } },
+        spec: { terminationGracePeriodSeconds: 1, containers: [{ name: "grpc", ...cluster.grpcContainer,
+          env: [{ name: "TLS_CERT", value: pem(pki.app.cert) }, { name: "TLS_KEY", value: pem(pki.app.key) }],
+          ports: [{ containerPort: 50051 }, { containerPort: 8443 }] }] },
+      }));
+      const applied = await kubectl(["apply", "-f", manifest]);
+      assert.equal(applied.status, 0, applied.stderr);
+      try {
+        for (let i = 0; i < 150 && (await jsonpath(["pod", "-n", "demo", "grpc"], "{.status.conditions[?(@.type==\"Ready\")].status}")) !== "True"; i++) await sleep(200);
+        const ip = await podIpOf("grpc");
+        const client = await cluster.podNetns("demo", "client");
+        const call = async (port: number, plan: object[], options: object = {}) => {
+          let last: Result | undefined;
+          for (let i = 0; i < 20; i++) {
+            last = await run("nsenter", [`--net=${client}`, "--", process.execPath, GRPC_ECHO, "call", `${ip}:${port}`, JSON.stringify(plan), JSON.stringify(options)]);
+            if (last.status === 0) return JSON.parse(last.stdout) as Record<string, unknown>[];
+            await sleep(300);
+          }
+          assert.fail(`grpc client failed: ${last?.stderr}`);
+        };
+        const tls = { ca: pki.ca, servername: "api.demo" };
+        const plan = [{ method: "Say", message: "hi", metadata: { "x-dev": "me" } }, { method: "Say", message: "hi" }, { method: "Count", n: 20, metadata: { "x-dev": "me" } }];
+        // before: the pod answers everything
+        assert.equal((await call(50051, plan.slice(0, 1)))[0]!.reply, "pod:grpc:hi");
+        const local = randomPort();
+        const runExec = await startExec(
+          ["-n", "demo", "-t", "pod/grpc", "--http-header", "^x-dev: me$", "--tls-secret", "grpc-tls", "-p", `${local}:50051`, "-p", `${local}:8443`],
+          ["/bin/sh", "-c", `exec ${process.execPath} ${GRPC_ECHO} serve local ${local} 127.0.0.1`],
+        );
+        try {
+          assert.match(runExec.stderr(), /ready in/, runExec.stderr());
+          // the debuggee may take a moment to listen: until then a stolen call is UNAVAILABLE (a 502)
+          for (let i = 0; i < 50 && (await call(50051, plan.slice(0, 1)))[0]!.code === 14; i++) await sleep(200);
+          for (const [port, options] of [[50051, {}], [8443, tls]] as const) {
+            const r = await call(port, plan, options);
+            assert.equal(r[0]!.reply, "local:hi for me", `${port}: ${JSON.stringify(r)}`);
+            assert.equal(r[1]!.reply, "pod:grpc:hi", `${port}: ${JSON.stringify(r)}`);
+            assert.deepEqual(r[2], { code: 0, replies: 20, first: "local:0", last: "local:19" });
+          }
+          // plain HTTPS on the same port: the user's certificate, trusted through the test's CA; passed to the pod
+          const https = await run("nsenter", [`--net=${client}`, "--", "curl", "-sS", "--cacert", pki.ca, "--resolve", `api.demo:8443:${ip}`, "https://api.demo:8443/plain"]);
+          assert.equal(https.stdout, "pod grpc GET /plain\n", https.stderr);
+        } finally {
+          runExec.child.kill("SIGINT");
+          await runExec.exited;
+        }
+        await assertPodClean("grpc");
+        assert.equal((await call(50051, plan.slice(0, 1)))[0]!.reply, "pod:grpc:hi");
+      } finally {
+        await kubectl(["delete", "pod", "grpc", "-n", "demo", "--wait=false"]);
+        await kubectl(["delete", "secret", "grpc-tls", "-n", "demo"]);
+        pki.cleanup();
+      }
+    },
+  },
+  {
     name: "exec stops at once with the real reason: RBAC, Pod Security, a missing image",
     async run({ cli, kubectl, jsonpath }, cluster) {
       // the limited user may read pods (so it gets as far as adding the agent) but not patch them
@@ -476,6 +548,7 @@ export const scenarios: Scenario[] = [
       assert.equal(image.status, 1, image.stderr);
       assert.match(image.stderr, /ErrImagePull|ImagePullBackOff/);
       assert.match(image.stderr, /agent\.image/);
+      assert.ok(image.stderr.includes(imagePullAdvice("registry.example/no-such-image:1")), image.stderr);
     },
   },
   {
@@ -493,6 +566,7 @@ export const scenarios: Scenario[] = [
       const missing = await cli(["doctor", "-n", "demo", "--probe-image", "registry.example/no-such-image:1"]);
       assert.equal(missing.status, 1);
       assert.match(missing.stdout, /FAIL agent image registry.example\/no-such-image:1: (ErrImagePull|ImagePullBackOff)/);
+      assert.ok(missing.stdout.includes(`what to do: ${imagePullAdvice("registry.example/no-such-image:1")}`), missing.stdout);
       for (let i = 0; i < 50 && /image-probe/.test((await kubectl(["get", "pods", "-n", "demo", "-o", "name"])).stdout); i++) await sleep(200);
       assert.doesNotMatch((await kubectl(["get", "pods", "-n", "demo", "-o", "name"])).stdout, /image-probe/);
     },

@@ -49,6 +49,7 @@ describe("tether against a real single-node Kubernetes", { skip: skipReason ?? f
       stateDir: cluster.stateDir,
       limitedContext: "tether-k8s-limited",
       apiContainer: { image: APPS_IMAGE, args: ["/app/api.js"] },
+      grpcContainer: { image: APPS_IMAGE, args: ["/app/grpc.js"] },
       // through the host PID of the pod's first container (containerd knows it)
       podNetns: async (ns, pod) => `/proc/${cluster.containerPid(await t.jsonpath(["pod", "-n", ns, pod], "{.status.containerStatuses[0].containerID}"))}/ns/net`,
     };
