@@ -83,7 +83,7 @@ CS_HOST=127.0.0.1:$CS_PORT WS_FOLDER=$ROOT/ws EXT_DEV_PATH=$REPO EXT_TESTS_PATH=
 cat "$ROOT/artifacts/exttest.log"
 t "UI scenario"
 printf '{ "kubeconfig": "%s" }\n' "$KUBECONFIG" > "$ROOT/ws/.tether/config.json"   # no target yet, whatever the suite left
-CS_URL="http://127.0.0.1:$CS_PORT/?folder=$ROOT/ws" WS_DIR=$ROOT/ws ARTIFACTS=$ROOT/artifacts \
+CS_URL="http://127.0.0.1:$CS_PORT/?folder=$ROOT/ws" WS_DIR=$ROOT/ws ARTIFACTS=$ROOT/artifacts PLAYGROUND_DIR=$ROOT/playground \
   node "$ROOT/harness/ui.mjs" || fail=1
 t "done: $([ $fail = 0 ] && echo passed || echo FAILED); artifacts in $ROOT/artifacts"
 exit $fail

@@ -4,10 +4,11 @@
 // the client pod pauses at the breakpoint and is answered by the debuggee after continue, a
 // non-matching one is answered by the pod; the Sessions view shows both; stopping debugging removes
 // the agent. A screenshot of each step goes to $ARTIFACTS.
-// Env: CS_URL, WS_DIR, ARTIFACTS, KUBECONFIG.
+// Env: CS_URL, WS_DIR, ARTIFACTS, KUBECONFIG, PLAYGROUND_DIR (the playground's state directory).
 import { chromium } from "playwright-core";
 import { execFileSync, spawn } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 
 const URL = process.env.CS_URL;
 const ARTIFACTS = process.env.ARTIFACTS;
@@ -19,12 +20,13 @@ const kubectl = (...args) => execFileSync("kubectl", args, { encoding: "utf8" })
 const esc = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
 // the client pod's network namespace: requests are sent from inside the cluster, as the client app does
-// (found by the client pod's address: another playground may run beside this one)
+// (found by the client pod's address among this playground's namespaces: another may run beside it)
 const clientIp = kubectl("get", "pod", "client", "-n", "demo", "-o", "jsonpath={.status.podIP}").trim();
+const { prefix } = JSON.parse(readFileSync(join(process.env.PLAYGROUND_DIR, "runtime", "runtime.json"), "utf8"));
 const clientNs = execFileSync("ip", ["netns", "list"], { encoding: "utf8" })
   .split("\n")
   .map((l) => l.split(" ")[0])
-  .find((ns) => ns && execFileSync("ip", ["-n", ns, "-4", "-o", "addr"], { encoding: "utf8" }).includes(` ${clientIp}/`));
+  .find((ns) => ns?.startsWith(`${prefix}-p`) && execFileSync("ip", ["-n", ns, "-4", "-o", "addr"], { encoding: "utf8" }).includes(` ${clientIp}/`));
 if (!clientNs) throw new Error(`no network namespace holds the client pod's address ${clientIp}`);
 /** curl from the client pod; resolves with the body (or the error). */
 function fromClient(url, headers = []) {
