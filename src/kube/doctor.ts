@@ -2,6 +2,7 @@
 // before one starts: missing RBAC verbs (SelfSubjectAccessReview), a Pod Security level that refuses
 // the agent, no ephemeral containers, an agent image the cluster cannot pull.
 import { AuthorizationV1Api, VersionApi } from "@kubernetes/client-node";
+import { imagePullAdvice } from "../config/agentImage";
 import type { Cluster } from "./cluster";
 
 export interface Finding {
@@ -45,7 +46,7 @@ export async function probeImage(cluster: Cluster, namespace: string, image: str
       const st = (await cluster.core.readNamespacedPod({ namespace, name })).status?.containerStatuses?.[0]?.state;
       if (st?.running || st?.terminated) return { ok: true, check, detail: "the cluster pulls and starts it" };
       if (st?.waiting?.reason && /ImagePull|InvalidImage|ErrImage/.test(st.waiting.reason)) {
-        return { ok: false, check, detail: `${st.waiting.reason}: ${st.waiting.message ?? ""}`.trim(), fix: `push the agent image where the cluster can pull it and set agent.image` };
+        return { ok: false, check, detail: `${st.waiting.reason}: ${st.waiting.message ?? ""}`.trim(), fix: imagePullAdvice(image) };
       }
       await new Promise((r) => setTimeout(r, 250));
     }

@@ -62,12 +62,22 @@ export class Processes {
     clearTimeout(kill);
   }
 
+  /** The processes running now (for stopSince). */
+  running(): Set<ChildProcess> {
+    return new Set(this.children);
+  }
+
+  /** Stops every process started since `before` was taken (what one scenario started). */
+  async stopSince(before: Set<ChildProcess>): Promise<void> {
+    await Promise.all([...this.children].filter((c) => !before.has(c)).map((c) => this.stop(c, 1000).catch(() => {})));
+  }
+
   async disposeAll(): Promise<void> {
     await Promise.all([...this.children].map((c) => this.stop(c, 1000).catch(() => {})));
   }
 }
 
-/** A worker.js process and its JSON-lines RPC. */
+/** A worker.js process (or another app speaking its protocol) and its JSON-lines RPC. */
 export class Worker {
   private nextId = 1;
   private readonly waiting = new Map<number, { ok: (v: unknown) => void; fail: (e: Error) => void }>();
@@ -94,8 +104,9 @@ export class Worker {
     });
   }
 
-  static async start(procs: Processes, options: SpawnOptions): Promise<Worker> {
-    const { child } = await procs.start([process.execPath, resolve(APPS, "worker.js")], { ...options, readyLine: /"ready":true/ });
+  /** Starts apps/worker.js, or another app that speaks the same JSON lines (`script`). */
+  static async start(procs: Processes, options: SpawnOptions, script = "worker.js"): Promise<Worker> {
+    const { child } = await procs.start([process.execPath, resolve(APPS, script)], { ...options, readyLine: /"ready":true/ });
     return new Worker(child);
   }
 

@@ -11,7 +11,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { readdirSync, readFileSync, statSync, writeFileSync, mkdirSync } from "node:fs";
 import net from "node:net";
 import { join, resolve } from "node:path";
-import { DEFAULT_AGENT_IMAGE } from "../../src/config/schema";
+import { DEFAULT_AGENT_IMAGE, imagePullAdvice } from "../../src/config/agentImage";
 import { makePki } from "../support/testPki";
 
 const CLI = resolve(__dirname, "../../dist/cli.js");
@@ -550,6 +550,7 @@ export const scenarios: Scenario[] = [
       assert.equal(image.status, 1, image.stderr);
       assert.match(image.stderr, /ErrImagePull|ImagePullBackOff/);
       assert.match(image.stderr, /agent\.image/);
+      assert.ok(image.stderr.includes(imagePullAdvice("registry.example/no-such-image:1")), image.stderr);
     },
   },
   {
@@ -567,6 +568,7 @@ export const scenarios: Scenario[] = [
       const missing = await cli(["doctor", "-n", "demo", "--probe-image", "registry.example/no-such-image:1"]);
       assert.equal(missing.status, 1);
       assert.match(missing.stdout, /FAIL agent image registry.example\/no-such-image:1: (ErrImagePull|ImagePullBackOff)/);
+      assert.ok(missing.stdout.includes(`what to do: ${imagePullAdvice("registry.example/no-such-image:1")}`), missing.stdout);
       for (let i = 0; i < 50 && /image-probe/.test((await kubectl(["get", "pods", "-n", "demo", "-o", "name"])).stdout); i++) await sleep(200);
       assert.doesNotMatch((await kubectl(["get", "pods", "-n", "demo", "-o", "name"])).stdout, /image-probe/);
     },
