@@ -76,7 +76,7 @@ export class Launch {
       const proxy = await LocalProxy.start(conn, routing, log);
       runtime.on("listen", ({ port }: { port: number }) => {
         session.debuggeeListens(port).then(
-          (pod) => pod !== undefined && options.onSubscribed?.(pod, port),
+          (pods) => pods.forEach((pod) => options.onSubscribed?.(pod, port)),
           (err: Error) => options.onSubscribeError?.(port, err),
         );
       });

@@ -200,14 +200,16 @@ export class Session extends EventEmitter {
     });
   }
 
-  /** The debuggee listens on `localPort`: subscribe the pod port delivered there, if any. */
-  async debuggeeListens(localPort: number): Promise<number | undefined> {
-    if (this.ending || !this.conn || this.options.config.incoming.mode === "off") return undefined;
-    const pod = [...this.candidates].find(([, local]) => local === localPort)?.[0];
-    if (pod === undefined || this.ports.has(pod)) return undefined;
-    await this.subscribe(pod);
-    this.options.log("info", `subscribed ${showRoute(pod, localPort)}: the debuggee listens`, { tag: "session", session: this.id });
-    return pod;
+  /** The debuggee listens on `localPort`: subscribe the pod ports delivered there (none: []). */
+  async debuggeeListens(localPort: number): Promise<number[]> {
+    if (this.ending || !this.conn || this.options.config.incoming.mode === "off") return [];
+    // every pod port delivered there: one local server may take several (-p 3000:80 -p 3000:443)
+    const pods = [...this.candidates].filter(([pod, local]) => local === localPort && !this.ports.has(pod)).map(([pod]) => pod);
+    for (const pod of pods) {
+      await this.subscribe(pod);
+      this.options.log("info", `subscribed ${showRoute(pod, localPort)}: the debuggee listens`, { tag: "session", session: this.id });
+    }
+    return pods;
   }
 
   private remember(entry: Session["recent"][number]): void {

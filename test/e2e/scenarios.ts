@@ -497,11 +497,13 @@ export const scenarios: Scenario[] = [
         );
         try {
           assert.match(runExec.stderr(), /ready in/, runExec.stderr());
-          // the debuggee may take a moment to listen: until then a stolen call is UNAVAILABLE (a 502)
-          for (let i = 0; i < 50 && (await call(50051, plan.slice(0, 1)))[0]!.code === 14; i++) await sleep(200);
+          // the ports are subscribed once the debuggee listens (both: they are delivered to one local port)
+          for (const [port, options] of [[50051, {}], [8443, tls]] as const) {
+            for (let i = 0; i < 50 && (await call(port, plan.slice(0, 1), options))[0]!.reply !== "local:hi for me"; i++) await sleep(200);
+          }
           for (const [port, options] of [[50051, {}], [8443, tls]] as const) {
             const r = await call(port, plan, options);
-            assert.equal(r[0]!.reply, "local:hi for me", `${port}: ${JSON.stringify(r)}`);
+            assert.equal(r[0]!.reply, "local:hi for me", `${port}: ${JSON.stringify(r)}\n${runExec.stderr()}`);
             assert.equal(r[1]!.reply, "pod:grpc:hi", `${port}: ${JSON.stringify(r)}`);
             assert.deepEqual(r[2], { code: 0, replies: 20, first: "local:0", last: "local:19" });
           }
