@@ -1,14 +1,16 @@
 // Sessions that live exactly as long as their debug session. The DebugConfigurationProvider (for
 // every debug type) starts a Tether session when Tether is enabled or the launch configuration has a
-// `tether` block, injects the runtime (Node) or the proxy env (anything else), and the session ends
-// when the debug session terminates — or when the debug session never starts.
+// `tether` block, injects the runtime (Node) and the native layer (every program; the proxy env where
+// it cannot run), and the session ends when the debug session terminates — or when it never starts.
 import * as vscode from "vscode";
 import { join } from "node:path";
 import type { TetherConfig } from "../config/schema";
 import { isNodeDebugType } from "../config/debugTypes";
+import { nativeDirNextTo } from "../engine/nativeDir";
+import { withSession } from "./debugEnv";
 import { showRoute } from "../config/ports";
 import { targetLabel } from "../config/target";
-import type { Launch } from "../engine/launch";
+import type { DebuggeeKind, Launch } from "../engine/launch";
 import { loadEngine } from "./lazy";
 import type { Step } from "../engine/session";
 import type { Log } from "../protocol/log";
@@ -109,23 +111,19 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
     }
     let active: ActiveSession;
     try {
-      active = await this.start(config, token, isNodeDebugType(debugConfiguration.type));
+      active = await this.start(config, token, isNodeDebugType(debugConfiguration.type) ? "node" : "native");
     } catch (err) {
       this.fail(err as Error, true);
       return undefined;
     }
-    const env: Record<string, string> = { ...(debugConfiguration.env ?? {}) };
-    const isNode = isNodeDebugType(debugConfiguration.type);
-    Object.assign(env, active.launch.debuggeeEnv(isNode ? "node" : "native", isNode ? { NODE_OPTIONS: env.NODE_OPTIONS ?? "" } : {}));
-    if (!isNode) delete env.NODE_OPTIONS; // only Node debuggees load the runtime; others use the proxy
     setTimeout(() => {
       if (this.sessions.get(active.id) && !active.debugSession) void this.stop(active.id, "the debug session did not start");
     }, START_GRACE_MS).unref?.();
-    return { ...debugConfiguration, env, __tetherSession: active.id };
+    return { ...withSession(debugConfiguration, active.launch), __tetherSession: active.id };
   }
 
   /** Starts a session with a progress notification that shows each step; cancellable. */
-  async start(config: TetherConfig, token?: vscode.CancellationToken, listenDriven = false): Promise<ActiveSession> {
+  async start(config: TetherConfig, token?: vscode.CancellationToken, debuggee?: DebuggeeKind): Promise<ActiveSession> {
     const label = targetLabel(config.target, "");
     const steps: ActiveSession["steps"] = [];
     return await vscode.window.withProgress(
@@ -135,7 +133,10 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
           config,
           log: this.log,
           runtimeBundle: join(this.extensionPath, "dist", "runtime.js"),
-          incomingOnListen: listenDriven, // a Node debuggee reports the ports it listens on
+          nativeDir: nativeDirNextTo(join(this.extensionPath, "dist")),
+          // a debuggee reports the ports it listens on (the runtime, or the native layer)
+          debuggee,
+          incomingOnListen: debuggee !== undefined,
           client: { name: "tether-vscode", version: TETHER_VERSION },
           onStep: (step, detail, ms) => {
             steps.push({ step, detail, ms });

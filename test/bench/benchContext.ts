@@ -1,6 +1,8 @@
 // What every bench scenario shares: counts (full or --quick), the processes, the playground, the
 // client worker inside the cluster, sessions that are closed on every exit path, and the
 // port-forward tunnels the floors are measured through.
+import { dirname } from "node:path";
+import { nativeDirNextTo } from "../../src/engine/nativeDir";
 import net from "node:net";
 import { resolveConfig } from "../../src/config/load";
 import type { TetherConfig, TetherConfigInput } from "../../src/config/schema";
@@ -102,7 +104,13 @@ function benchConfig(ctx: BenchContext, input: Omit<TetherConfigInput, "kubeconf
  * proxy, the debuggee's env), closed at the end of the bench if not before.
  */
 export async function startLaunch(ctx: BenchContext, input: Omit<TetherConfigInput, "kubeconfig">, runtimeBundle: string): Promise<Launch> {
-  const launch = await Launch.start({ config: benchConfig(ctx, input), log: quietLog, client: { name: "tether-bench", version: TETHER_VERSION }, runtimeBundle });
+  const launch = await Launch.start({
+    config: benchConfig(ctx, input),
+    log: quietLog,
+    client: { name: "tether-bench", version: TETHER_VERSION },
+    runtimeBundle,
+    nativeDir: nativeDirNextTo(dirname(runtimeBundle)),
+  });
   ctx.defer(() => launch.close());
   return launch;
 }

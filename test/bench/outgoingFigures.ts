@@ -1,8 +1,12 @@
 // outgoing_rtt, outgoing_throughput, dns_lookup: a local Node debuggee (the runtime injected, as
 // `tether exec` does) calls a server in the db pod and resolves the `db` service through the
-// session; floors: the same calls through a plain port-forward to that pod, and from inside the
-// cluster (direct).
-import { resolve } from "node:path";
+// session; the same for a Python and a Go debuggee under the native layer (started as `tether exec`
+// starts them, through tether-shim); floors: the same calls through a plain port-forward to that
+// pod, and from inside the cluster (direct).
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { pods } from "./benchCluster";
 import { localPortForward, rttCount, startLaunch, type BenchContext } from "./benchContext";
 import { median, type Figure } from "./figures";
@@ -67,9 +71,51 @@ export async function outgoingFigures(ctx: BenchContext): Promise<Figure[]> {
   const fresh = await rttOf(debuggee, `${directUrl}/small`, "outgoing rtt, new connections", true);
   const bytes = await mbps(debuggee, `${directUrl}/bytes`, "outgoing download");
   const dns = await dnsOf(debuggee, "outgoing dns");
+
+  // the same calls from a Python and a Go program under the native layer
+  const native = launch.nativeLayer;
+  if (!native) throw new Error(`the native layer is not active: ${"unavailable" in launch.native ? launch.native.unavailable : "?"}`);
+  const built = mkdtempSync(join(tmpdir(), "tether-bench-go-"));
+  ctx.defer(() => rmSync(built, { recursive: true, force: true }));
+  const go = spawnSync("go", ["build", "-o", join(built, "goworker"), "."], { cwd: resolve(APPS, "goworker"), env: { ...process.env, CGO_ENABLED: "0" }, encoding: "utf8" });
+  if (go.status !== 0) throw new Error(`cannot build the Go worker: ${go.stderr}`);
+  const languages: Record<string, { rtt: number[]; mbps: number; dns: number[] }> = {};
+  for (const [lang, argv] of [["python", ["python3", resolve(APPS, "worker.py")]], ["go", [join(built, "goworker")]]] as const) {
+    ctx.progress(`outgoing: a ${lang} debuggee under the native layer`);
+    const w = await Worker.start(procs, { label: `debuggee-${lang}`, env: { ...process.env, ...launch.debuggeeEnv("native") }, argv: launch.command([...argv]) });
+    languages[lang] = { rtt: await rttOf(w, `${directUrl}/small`, `${lang} rtt`), mbps: await mbps(w, `${directUrl}/bytes`, `${lang} download`), dns: await dnsOf(w, `${lang} dns`) };
+    await procs.stop(w.child);
+  }
   await launch.close();
 
   const n = rttCount(ctx);
+  const perLanguage: Figure[] = Object.entries(languages).flatMap(([lang, f]) => [
+    {
+      name: `outgoing_rtt_${lang}_p50`,
+      value: median(f.rtt),
+      unit: "ms",
+      floor: median(pfRtt),
+      floorOf: "port-forward",
+      note: `${n} requests, keep-alive, a ${lang} debuggee under the native layer`,
+    },
+    {
+      name: `outgoing_throughput_${lang}`,
+      value: f.mbps,
+      unit: "MB/s",
+      floor: pfMbps,
+      floorOf: "port-forward",
+      note: `${Math.round(counts.bodyBytes / 1024 / 1024)} MB, sha256 checked, ${lang} under the native layer`,
+    },
+    {
+      name: `dns_lookup_${lang}_p50`,
+      value: median(f.dns),
+      unit: "ms",
+      floor: median(pfRtt),
+      floorOf: "a port-forward round trip",
+      note: `lookups of "db" by ${lang === "go" ? "Go's own resolver" : "getaddrinfo"} with the pod's resolv.conf (search list), through the engine's DNS relay; the same lookup in the client pod ${median(directDns).toFixed(2)} ms`,
+    },
+  ]);
+
   return [
     {
       name: "outgoing_rtt_p50",
@@ -110,5 +156,6 @@ export async function outgoingFigures(ctx: BenchContext): Promise<Figure[]> {
       bound: "on top of the wire's one round trip: the Node runtime's call to the engine (a worker thread and a loopback socket in the debuggee) and the agent's query to the cluster DNS",
       note: `lookups of "db" (pod resolv.conf, search list) by the debuggee; floor: one small request's round trip through port-forward; the same lookup in the client pod ${median(directDns).toFixed(2)} ms`,
     },
+    ...perLanguage,
   ];
 }

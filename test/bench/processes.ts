@@ -104,9 +104,13 @@ export class Worker {
     });
   }
 
-  /** Starts apps/worker.js, or another app that speaks the same JSON lines (`script`). */
-  static async start(procs: Processes, options: SpawnOptions, script = "worker.js"): Promise<Worker> {
-    const { child } = await procs.start([process.execPath, resolve(APPS, script)], { ...options, readyLine: /"ready":true/ });
+  /**
+   * Starts apps/worker.js, or another Node app that speaks the same JSON lines (`script`), or `argv`:
+   * a program in another language speaking them (apps/worker.py, apps/goworker).
+   */
+  static async start(procs: Processes, options: SpawnOptions & { argv?: string[] }, script = "worker.js"): Promise<Worker> {
+    const argv = options.argv ?? [process.execPath, resolve(APPS, script)];
+    const { child } = await procs.start(argv, { ...options, readyLine: /"ready": ?true/ });
     return new Worker(child);
   }
 
