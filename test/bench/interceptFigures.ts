@@ -103,6 +103,7 @@ export async function interceptFigures(ctx: BenchContext): Promise<Figure[]> {
       value: median(runs.map((r) => r.total)),
       unit: "ms",
       ...(ctx.link.rttMs === 0 ? { goal: { kind: "<=", bound: 1000 } as const } : {}),
+      bound: "resolve includes starting the CLI (Node and its bundle), first_request starting the debuggee once the session is ready, tunnel the new agent's own start; the rest is the round trips counted per step",
       note: `tether exec start to first stolen request served locally (agent image present), median of ${runs.length}; steps (time / round trips to the API server): ${perStep}`,
     },
     {

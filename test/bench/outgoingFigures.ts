@@ -125,6 +125,7 @@ export async function outgoingFigures(ctx: BenchContext): Promise<Figure[]> {
       floor: median(pfRtt),
       floorOf: "port-forward",
       goal: { kind: "ratio<=", bound: 1.2 },
+      bound: "per request, CPU: the debuggee's socket is spliced through the engine and the agent opens the socket in the pod, each framing and parsing the bytes on the agent wire, where port-forward's tunnel copies them once",
       note: `${n} requests, keep-alive, Node runtime; direct from the cluster ${median(directRtt).toFixed(2)} ms`,
     },
     {
@@ -143,6 +144,7 @@ export async function outgoingFigures(ctx: BenchContext): Promise<Figure[]> {
       floor: pfMbps,
       floorOf: "port-forward",
       goal: { kind: "ratio>=", bound: 0.9 },
+      bound: "CPU per chunk in the engine and the agent, on a machine whose 2 cores also run the API server and both ends of the transfer",
       note: `${Math.round(counts.bodyBytes / 1024 / 1024)} MB, sha256 checked; direct from the cluster ${directMbps.toFixed(0)} MB/s`,
     },
     {
@@ -152,6 +154,7 @@ export async function outgoingFigures(ctx: BenchContext): Promise<Figure[]> {
       floor: median(pfRtt),
       floorOf: "a port-forward round trip",
       goal: { kind: "ratio<=", bound: 1.2 },
+      bound: "on top of the wire's one round trip: the Node runtime's call to the engine (a worker thread and a loopback socket in the debuggee) and the agent's query to the cluster DNS",
       note: `lookups of "db" (pod resolv.conf, search list) by the debuggee; floor: one small request's round trip through port-forward; the same lookup in the client pod ${median(directDns).toFixed(2)} ms`,
     },
     ...perLanguage,

@@ -13,6 +13,9 @@ import type { DownloadResult, RttResult } from "./figures";
 
 const RELAY_CLIENT_PORT = 18081;
 const RELAY_TUNNEL_PORT = 18082;
+/** What bounds a stolen request's latency over its floor. */
+const PER_REQUEST_BOUND =
+  "per request, CPU in two Node processes: the agent and the engine each frame, parse and copy the bytes once more than the floor's relay and tunnel (a WebSocket inside the port-forward's, a stream layer per end); the link does not multiply it";
 /** Requests on new connections before those measured (each uses up one floor tunnel). */
 const NEW_CONNECTION_WARMUP = 3;
 
@@ -147,6 +150,7 @@ export async function stealFigures(ctx: BenchContext): Promise<Figure[]> {
       floor: median(pf.ms),
       floorOf: "port-forward",
       goal: { kind: "ratio<=", bound: far ? 1.1 : 1.2 },
+      bound: PER_REQUEST_BOUND,
       note: `${n(keepAlive, "keep-alive")}; direct to pod ${median(direct.ms).toFixed(2)} ms`,
     },
     {
@@ -164,6 +168,7 @@ export async function stealFigures(ctx: BenchContext): Promise<Figure[]> {
       floor: median(pfFresh.ms),
       floorOf: "port-forward",
       goal: { kind: "ratio<=", bound: far ? 1.1 : 1.2 },
+      bound: PER_REQUEST_BOUND,
       note: `${n(fresh, "each on a new connection")}; floor: a tunnel opened beforehand per connection; direct to pod ${median(directFresh.ms).toFixed(2)} ms`,
     },
     {
@@ -173,6 +178,7 @@ export async function stealFigures(ctx: BenchContext): Promise<Figure[]> {
       floor: pfBytes,
       floorOf: "port-forward",
       goal: { kind: "ratio>=", bound: 0.9 },
+      bound: "CPU per 64 KiB chunk in the engine and the agent (see the CPU split) on a machine whose 2 cores also run the API server, the client and the local app",
       note: `${mb}; CPU steal: ${stealCpuNote}; port-forward: ${pfCpuNote}`,
     },
     {
@@ -188,6 +194,7 @@ export async function stealFigures(ctx: BenchContext): Promise<Figure[]> {
       value: atConns.peakRss / 1024,
       unit: "MiB",
       goal: { kind: "<=", bound: 80 },
+      bound: `Node's own footprint: ${mib(idleRss)} with a session and no traffic (an empty Node process is ~40 MiB), then ${(((atConns.peakRss - (idleRss ?? 0)) / counts.connections)).toFixed(0)} KiB per connection (socket, stream, buffers) and what traffic left in the heap`,
       note: agentPid ? `peak VmRSS of the agent (pid ${agentPid}) at ${counts.connections} connections` : "agent process not found",
     },
     {
