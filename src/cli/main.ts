@@ -12,7 +12,7 @@ import { TetherError } from "../protocol/error";
 import { TETHER_VERSION } from "../protocol/version";
 import type { Log } from "../protocol/log";
 import { Launch } from "../engine/launch";
-import { nativeDirNextTo } from "../engine/nativeLayer";
+import { nativeDirNextTo } from "../engine/nativeDir";
 import { doctor, probeImage } from "../kube/doctor";
 
 

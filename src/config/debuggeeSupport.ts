@@ -1,9 +1,9 @@
 // What a debuggee gets, by how Tether reaches into it: a Node process (the runtime, injected with
-// NODE_OPTIONS), any other program under the native layer (seccomp interception, `tether exec` on
-// Linux), or any other program without it (the pod's env and the local proxy only: VS Code's debug
-// adapters for now, and systems the layer does not run on). The one statement of those limits: the
-// README table is generated from it, and the CLI and VS Code print the limits of the debuggee at hand
-// in the one line they print when a session is ready. Update it here when the layer reaches further.
+// NODE_OPTIONS), any other program under the native layer (seccomp interception, Linux), or any other
+// program where the layer cannot run (the pod's env and the local proxy only). The one statement of
+// those limits: the README table is generated from it (npm run generate), and the CLI and VS Code
+// name the limits of the debuggee at hand in the one line they print when a session is ready.
+// Update it here when the layer reaches further.
 
 /** How Tether reaches into a debuggee. */
 export type DebuggeeReach = "node" | "native" | "proxy";
@@ -18,31 +18,46 @@ export interface Feature {
 }
 
 export const DEBUGGEE_SUPPORT: Feature[] = [
+  { feature: "incoming traffic (mirror, steal, filtered steal)", node: "yes", native: "yes", proxy: "yes" },
   {
-    feature: "incoming traffic (mirror, steal, filtered steal)",
+    feature: "listening port found with no `-p`",
     node: "yes",
-    native: "yes",
-    proxy: "yes: subscribed once the program listens on the local port, handed back when it stops",
+    native: "yes (`listen` is seen)",
+    proxy: "yes: the local port is watched; subscribed once it accepts, handed back when it stops",
   },
   { feature: "the pod's environment variables", node: "yes", native: "yes", proxy: "yes" },
   {
-    feature: "outgoing TCP, TLS, HTTP, database drivers",
-    node: "yes, through the runtime (`NODE_OPTIONS=--require`)",
-    native: "yes: every socket, names resolved in the pod",
-    proxy:
-      "through `HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY` (HTTP CONNECT and SOCKS5, names resolved in the pod): works for clients that honour them (curl, Python urllib/requests, Go net/http, Java with `-Djava.net.useSystemProxies=true`); raw sockets stay local",
+    feature: "outgoing TCP (TLS, HTTP, database and queue clients)",
+    node: "yes",
+    native: "yes: `connect()` of every socket",
+    proxy: "clients that honour `HTTP_PROXY`/`HTTPS_PROXY`/`ALL_PROXY` (HTTP CONNECT and SOCKS5, names resolved in the pod: curl, Python urllib/requests, Go net/http); other sockets stay local",
     proxyLacks: "connections of clients that ignore HTTP_PROXY",
   },
-  { feature: "outgoing UDP", node: "yes (dgram)", native: "yes", proxy: "no", proxyLacks: "UDP" },
-  { feature: "DNS lookups", node: "yes (`dns.lookup`, `dns.promises`, `resolve4/6`)", native: "yes, the program's own resolver", proxy: "only for names used through the proxy", proxyLacks: "DNS outside the proxy" },
+  { feature: "outgoing UDP", node: "yes", native: "yes: connected sockets, `sendto`/`sendmsg`, replies from the peer's address", proxy: "no", proxyLacks: "UDP" },
+  {
+    feature: "a refused or unreachable destination",
+    node: "`ECONNREFUSED` / `ETIMEDOUT` / `EHOSTUNREACH`, as in the pod",
+    native: "the same errno",
+    proxy: "the proxy's answer (502, SOCKS error)",
+  },
+  { feature: "`remoteAddress` / `getpeername`", node: "the real peer", native: "the real peer", proxy: "the proxy" },
+  {
+    feature: "DNS",
+    node: "yes (`dns.lookup`, `dns.promises`, `resolve4/6`)",
+    native: "yes: the pod's `/etc/resolv.conf` and `/etc/hosts`, for the C library (`getaddrinfo`) and for resolvers of their own (Go, c-ares)",
+    proxy: "only for names used through the proxy",
+    proxyLacks: "DNS outside the proxy",
+  },
+  { feature: "the pod's hostname", node: "`os.hostname()`", native: "`gethostname()`, `uname`, `/proc/sys/kernel/hostname`", proxy: "no", proxyLacks: "the pod's hostname" },
   {
     feature: 'read-only pod files (`fs.mode: "read"`)',
-    node: "yes (`readFile[Sync]`, `createReadStream`, `stat[Sync]`, `existsSync`)",
-    native: "yes (writing one fails with EROFS)",
+    node: "yes (read, stat, descriptors from `open`); opening for writing fails with `EROFS`",
+    native: "yes (`open`, `stat`, `access`); any change fails with `EROFS`",
     proxy: "no",
     proxyLacks: "pod files",
   },
-  { feature: "child processes and worker threads", node: "inherit the runtime", native: "inherit the layer", proxy: "—" },
+  { feature: "child processes, `exec`, shell scripts, `go run`, `uvicorn --reload`", node: "inherit both", native: "inherit the layer", proxy: "inherit the proxy variables" },
+  { feature: "the debugger's own ports (inspector, debugpy, dlv, JDWP)", node: "never routed", native: "never routed (loopback)", proxy: "never routed (loopback)" },
 ];
 
 /** What a debuggee reached this way does not get, for the ready summary ("" when nothing is missing). */
@@ -54,7 +69,7 @@ export function debuggeeLimits(reach: DebuggeeReach): string {
 
 /** The README table "What works for which language". */
 export function supportTable(): string {
-  const head = "| | Node (`node`, npm scripts, anything started by node) | any other program under the native layer (`tether exec` on Linux) | any other program without it (VS Code's other debug types for now) |";
+  const head = "| | Node | Python, Go (cgo or static), Java, C, curl, anything else on Linux | any other program where the native layer cannot run (macOS, Windows, older kernels, some sandboxes) |";
   const rows = DEBUGGEE_SUPPORT.map((f) => `| ${f.feature} | ${f.node} | ${f.native} | ${f.proxy} |`);
   return [head, "|---|---|---|---|", ...rows].join("\n");
 }

@@ -208,7 +208,8 @@ export class Session extends EventEmitter {
   }
 
   private async connectWire(placed: PlacedAgent, withinMs: number): Promise<EngineConnection> {
-    const deadline = Date.now() + withinMs;
+    const started = Date.now();
+    const deadline = started + withinMs;
     for (;;) {
       try {
         const tunnel = await openPortForward(this.cluster.kc, placed.namespace, placed.podName, placed.port);
@@ -216,7 +217,8 @@ export class Session extends EventEmitter {
         return conn;
       } catch (err) {
         if (Date.now() > deadline) throw err;
-        await new Promise((r) => setTimeout(r, 300));
+        // a new agent listens a few hundred ms after its container started: try often at first
+        await new Promise((r) => setTimeout(r, Date.now() - started < 2_000 ? 50 : 300));
       }
     }
   }

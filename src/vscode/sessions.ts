@@ -1,17 +1,18 @@
 // Sessions that live exactly as long as their debug session. The DebugConfigurationProvider (for
 // every debug type) starts a Tether session when Tether is enabled or the launch configuration has a
-// `tether` block, injects the runtime (Node) or the proxy env (anything else), and the session ends
-// when the debug session terminates — or when the debug session never starts.
+// `tether` block, injects the runtime (Node) and the native layer (every program; the proxy env where
+// it cannot run), and the session ends when the debug session terminates — or when it never starts.
 import * as vscode from "vscode";
 import { join } from "node:path";
 import type { TetherConfig } from "../config/schema";
-import type { DebuggeeKind } from "../engine/launch";
 import { DEBUG_TYPES, isNodeDebugType } from "../config/debugTypes";
+import { nativeDirNextTo } from "../engine/nativeDir";
 import { TetherError } from "../protocol/error";
+import { withSession } from "./debugEnv";
 import { debuggerInstalled } from "./debuggers";
 import { showRoute } from "../config/ports";
 import { targetLabel } from "../config/target";
-import type { Launch } from "../engine/launch";
+import type { DebuggeeKind, Launch } from "../engine/launch";
 import { loadEngine } from "./lazy";
 import type { Step } from "../engine/session";
 import type { Log } from "../protocol/log";
@@ -140,14 +141,10 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
       this.fail(err as Error, "doctor");
       return undefined;
     }
-    const env: Record<string, string> = { ...(debugConfiguration.env ?? {}) };
-    const isNode = isNodeDebugType(debugConfiguration.type);
-    Object.assign(env, active.launch.debuggeeEnv(isNode ? "node" : "native", isNode ? { NODE_OPTIONS: env.NODE_OPTIONS ?? "" } : {}));
-    if (!isNode) delete env.NODE_OPTIONS; // only Node debuggees load the runtime; others use the proxy
     setTimeout(() => {
       if (this.sessions.get(active.id) && !active.debugSession) void this.stop(active.id, "the debug session did not start");
     }, START_GRACE_MS).unref?.();
-    return { ...debugConfiguration, env, __tetherSession: active.id };
+    return { ...withSession(debugConfiguration, active.launch), __tetherSession: active.id };
   }
 
   /** Starts a session with a progress notification that shows each step; cancellable. */
@@ -161,6 +158,7 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
           config,
           log: this.log,
           runtimeBundle: join(this.extensionPath, "dist", "runtime.js"),
+          nativeDir: nativeDirNextTo(join(this.extensionPath, "dist")),
           debuggee: kind,
           client: { name: "tether-vscode", version: TETHER_VERSION },
           onStep: (step, detail, ms) => {

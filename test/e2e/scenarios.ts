@@ -359,7 +359,8 @@ export const scenarios: Scenario[] = [
           body = await fromPod(apiPod, `http://${clientIp}:8080/py`);
           if (!/"python"/.test(body)) await sleep(200);
         }
-        assert.deepEqual(JSON.parse(body || `"${runExec.stderr()}"`), { got: "/py", api: "/from-python", python: true });
+        assert.ok(body, `no answer from the stolen pod; tether said:\n${runExec.stderr()}`);
+        assert.deepEqual(JSON.parse(body), { got: "/py", api: "/from-python", python: true });
       } finally {
         runExec.child.kill("SIGTERM");
         await runExec.exited;
@@ -521,13 +522,13 @@ export const scenarios: Scenario[] = [
         );
         try {
           assert.match(runExec.stderr(), /ready in/, runExec.stderr());
-          // the pod keeps both ports until the debuggee listens (then the CLI says so, for each)
-          const listening = () => (runExec.stderr().match(/\(the command listens\)/g) ?? []).length;
-          for (let i = 0; i < 100 && listening() < 2; i++) await sleep(100);
-          assert.equal(listening(), 2, runExec.stderr());
+          // the ports are subscribed once the debuggee listens (both: they are delivered to one local port)
+          for (const [port, options] of [[50051, {}], [8443, tls]] as const) {
+            for (let i = 0; i < 50 && (await call(port, plan.slice(0, 1), options))[0]!.reply !== "local:hi for me"; i++) await sleep(200);
+          }
           for (const [port, options] of [[50051, {}], [8443, tls]] as const) {
             const r = await call(port, plan, options);
-            assert.equal(r[0]!.reply, "local:hi for me", `${port}: ${JSON.stringify(r)}`);
+            assert.equal(r[0]!.reply, "local:hi for me", `${port}: ${JSON.stringify(r)}\n${runExec.stderr()}`);
             assert.equal(r[1]!.reply, "pod:grpc:hi", `${port}: ${JSON.stringify(r)}`);
             assert.deepEqual(r[2], { code: 0, replies: 20, first: "local:0", last: "local:19" });
           }

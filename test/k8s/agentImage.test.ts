@@ -11,7 +11,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { gunzipSync } from "node:zlib";
 import { join, resolve } from "node:path";
-import { fullImageName } from "../../agent/image/agentImage";
+import { fullImageName, parseDockerfile } from "../../agent/image/agentImage";
 import { DEFAULT_AGENT_IMAGE } from "../../src/config/agentImage";
 
 const REPO = resolve(__dirname, "../..");
@@ -115,7 +115,7 @@ describe("the agent image: npm run agent-image, pushed to a registry and pulled 
     const cfg = await run("skopeo", ["inspect", tlsOff, "--config", `docker://${ref}`]);
     assert.equal(cfg.status, 0, cfg.stderr);
     const config = JSON.parse(cfg.stdout) as { config: { Entrypoint: string[]; Env: string[] }; rootfs: { diff_ids: string[] } };
-    assert.deepEqual(config.config.Entrypoint, ["node", "/opt/tether/agent.js"]);
+    assert.deepEqual(config.config.Entrypoint, parseDockerfile(readFileSync(resolve(__dirname, "../../agent/Dockerfile"), "utf8")).entrypoint);
     assert.ok(config.config.Env.includes("TETHER_AGENT_PORT=47800"), config.config.Env.join(" "));
     assert.deepEqual(config.rootfs.diff_ids, manifest.layers.map((l) => l.digest));
 

@@ -312,6 +312,45 @@ describe("Tether in a real VS Code", () => {
     assert.equal(api.sessions.sessions.size, 0);
   });
 
+  it("the native layer reaches every debug type's debuggee through the attribute its adapter reads", async () => {
+    // The language extensions (Python, Go, Java, C/C++, C#) cannot be installed on these machines, so
+    // no adapter runs here: the test resolves each type's launch configuration through the provider,
+    // as VS Code does before handing it to the adapter, and checks what the adapter would receive.
+    // test/e2e/native.ts runs debugpy and dlv for real under the layer.
+    writeConfig(base());
+    const cases: { type: string; extra?: Record<string, unknown> }[] = [
+      { type: "debugpy", extra: { program: join(ws, "app.py") } },
+      { type: "python", extra: { program: join(ws, "app.py") } },
+      { type: "go", extra: { program: ws, mode: "debug" } },
+      { type: "java", extra: { mainClass: "App" } },
+      { type: "cppdbg", extra: { program: "/bin/true", environment: [{ name: "KEEP", value: "me" }] } },
+      { type: "coreclr", extra: { program: "/bin/true" } },
+      { type: "node", extra: { program: join(ws, "envdump.js") } },
+    ];
+    for (const c of cases) {
+      const resolved = (await api.sessions.resolveDebugConfigurationWithSubstitutedVariables(folder, { type: c.type, request: "launch", name: c.type, tether: {}, ...c.extra }))!;
+      try {
+        assert.ok(resolved?.__tetherSession, `${c.type}: a session started`);
+        const env: Record<string, string> =
+          c.type === "cppdbg" ? Object.fromEntries((resolved.environment as { name: string; value: string }[]).map((e) => [e.name, e.value])) : resolved.env;
+        assert.match(env.TETHER_NATIVE ?? "", /^\d+:\/.+/, `${c.type}: the supervisor's address`);
+        assert.match(env.LD_PRELOAD ?? "", /\/dist\/native\/linux-x64\/libtether\.so$/, `${c.type}: the injector for dynamic programs`);
+        assert.match(env.POD_NAME ?? "", /^api-/, `${c.type}: the pod's environment`);
+        assert.equal(env.HTTP_PROXY, undefined, `${c.type}: no proxy where the layer runs`);
+        if (c.type === "cppdbg") assert.equal(env.KEEP, "me", "cppdbg: its own environment entries are kept");
+        if (c.type === "node") assert.match(env.NODE_OPTIONS ?? "", /--require .*runtime\.js/, "node: the runtime too");
+        if (c.type === "go") {
+          // a static Go debuggee ignores LD_PRELOAD: dlv itself runs under the layer, and its debuggee inherits it
+          const wrapper = readFileSync(resolved.dlvToolPath as string, "utf8");
+          assert.match(wrapper, /tether-shim' -- '[^']*dlv' "\$@"/);
+          assert.match(wrapper, /export TETHER_NATIVE=/);
+        }
+      } finally {
+        if (resolved?.__tetherSession) await api.sessions.stop(resolved.__tetherSession as string, "test");
+      }
+    }
+  });
+
   it("the generated JSON schema validates .tether/config.json in the editor", async () => {
     writeConfig({ ...base(), incoming: { mode: "grab" } });
     const doc = await vscode.workspace.openTextDocument(vscode.Uri.file(configFile));
