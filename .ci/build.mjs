@@ -1,6 +1,8 @@
-// Bundles the four processes of Tether (see DESIGN.md): extension, CLI, runtime, agent.
+// Bundles the four processes of Tether (see DESIGN.md): extension, CLI, runtime, agent; and builds
+// the native layer (native/, C with the system compiler) into dist/native/<platform>-<arch>/.
 // Usage: node .ci/build.mjs [--watch] [--minify]
 import * as esbuild from "esbuild";
+import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { chmod } from "node:fs/promises";
 
@@ -31,9 +33,26 @@ const contexts = await Promise.all(
       external: e.external ?? [],
       banner: e.banner ? { js: e.banner } : undefined,
       logLevel: "warning",
+      // jsonc-parser's main entry is a UMD wrapper whose requires esbuild cannot follow
+      alias: { "jsonc-parser": "jsonc-parser/lib/esm/main.js" },
     }),
   ),
 );
+
+/** The native layer; without make and a C compiler the TypeScript build still completes. */
+function buildNative() {
+  if (process.platform !== "linux") return;
+  const out = `../dist/native/${process.platform}-${process.arch}`;
+  const tools = ["make", process.env.CC ?? "cc"].filter((t) => spawnSync("sh", ["-c", `command -v ${t}`]).status !== 0);
+  if (tools.length) {
+    console.warn(`warning: the native layer is not built (${tools.join(", ")} not found); non-Node debuggees will use the proxy fallback`);
+    return;
+  }
+  const r = spawnSync("make", ["-s", "-C", "native", `OUT=${out}`], { stdio: "inherit" });
+  if (r.status !== 0) throw new Error("the native layer did not build (see above)");
+}
+
+buildNative();
 
 if (watch) {
   await Promise.all(contexts.map((c) => c.watch()));

@@ -23,6 +23,9 @@ import { countDecision, type Decision } from "./httpSteal";
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_INTERNAL_ERROR, NGHTTP2_FLAG_END_STREAM, HTTP2_HEADER_STATUS } = constants;
 
+/** The client's preface and first SETTINGS must arrive within this long. */
+const PREFACE_TIMEOUT_MS = 15_000;
+
 type ResponseMsg = Extract<EngineToAgent, { type: "http.response" }>;
 type TrailersMsg = Extract<EngineToAgent, { type: "http.trailers" }>;
 type ResetMsg = Extract<EngineToAgent, { type: "http.reset" }>;
@@ -127,6 +130,11 @@ export function createHttp2Steal(ctx: Http2StealContext): Http2Steal {
     clients.set(session, client);
     sessions.add(session);
     session.on("error", (err) => ctx.log("debug", "HTTP/2 client connection failed", { port: ctx.port, error: err.message }));
+    // a client that never completes its preface and SETTINGS is not kept (no timeout after that:
+    // gRPC streams may rightly stay quiet for long)
+    const handshake = setTimeout(() => session.destroy(), PREFACE_TIMEOUT_MS);
+    session.once("remoteSettings", () => clearTimeout(handshake));
+    session.once("close", () => clearTimeout(handshake));
     session.once("close", () => {
       sessions.delete(session);
       clients.get(session)?.upstream?.close();

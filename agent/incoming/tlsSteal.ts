@@ -27,6 +27,7 @@ const HANDSHAKE_TIMEOUT_MS = 15_000;
 const APP_PROBE_MS = 2_000;
 /** How long the app's ALPN answer for a server name and offer is reused. */
 const ALPN_CACHE_MS = 30_000;
+const MAX_ALPN_ENTRIES = 1_000;
 
 export interface PortTlsOptions {
   port: number;
@@ -145,6 +146,7 @@ export class PortTls {
     const cached = this.alpn.get(key);
     if (hello.alpn.length && (!cached || Date.now() - cached.at > ALPN_CACHE_MS)) {
       const answer = await askAppAlpn(appHost, this.options.port, hello.sni, hello.alpn);
+      if (this.alpn.size >= MAX_ALPN_ENTRIES) this.alpn.clear(); // many names (a wildcard certificate): start over
       if (answer !== undefined) this.alpn.set(key, { protocol: answer, at: Date.now() });
     }
     if (socket.destroyed) return;

@@ -1,5 +1,5 @@
 // What `npm run playground` puts in the cluster: namespace demo (an HTTP `api` deployment with
-// probes, a TCP `db`, a `client` pod calling api every second) and a `restricted` namespace under
+// probes, a TCP `db` (with a UDP echo on the same port), a `client` pod calling api every second) and a `restricted` namespace under
 // the restricted Pod Security level.
 import type { KubeObject } from "./store.js";
 
@@ -45,7 +45,14 @@ const service = (name: string, port: number): KubeObject => ({
   apiVersion: "v1",
   kind: "Service",
   metadata: { name, namespace: "demo", labels: { app: name } },
-  spec: { selector: { app: name }, ports: [{ name: name === "db" ? "tcp" : "http", port, targetPort: port, protocol: "TCP" }] },
+  spec: {
+    selector: { app: name },
+    ports: [
+      { name: name === "db" ? "tcp" : "http", port, targetPort: port, protocol: "TCP" },
+      // db also echoes UDP datagrams on its port
+      ...(name === "db" ? [{ name: "udp", port, targetPort: port, protocol: "UDP" }] : []),
+    ],
+  },
 });
 
 export function demoObjects(): KubeObject[] {

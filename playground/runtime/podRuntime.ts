@@ -104,15 +104,22 @@ function removeByPrefix(prefix: string, log: Log): void {
   if (existsSync(cg)) {
     for (const entry of readdirSync(cg, { withFileTypes: true })) {
       if (!entry.isDirectory()) continue;
-      const dir = entry.name;
-      for (const pid of readFileSync(join(cg, dir, "cgroup.procs"), "utf8").split("\n").filter(Boolean)) {
-        try {
-          process.kill(Number(pid), "SIGKILL");
-        } catch {
-          // gone already
+      const dir = join(cg, entry.name);
+      // a killed process stays in its cgroup until it has exited, and a cgroup with processes cannot
+      // be removed: wait for them (briefly), or the prefix's cgroup is left behind for good
+      for (let i = 0; i < 100; i++) {
+        const pids = existsSync(dir) ? readFileSync(join(dir, "cgroup.procs"), "utf8").split("\n").filter(Boolean) : [];
+        if (pids.length === 0) break;
+        for (const pid of pids) {
+          try {
+            process.kill(Number(pid), "SIGKILL");
+          } catch {
+            // gone already
+          }
         }
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
       }
-      sh("rmdir", [join(cg, dir)]);
+      if (existsSync(dir)) sh("rmdir", [dir]);
     }
     sh("rmdir", [cg]);
   }

@@ -83,7 +83,7 @@ export function handleSpdyPortForward(req: IncomingMessage, socket: Duplex, head
       stream.destroy();
     });
     stream.on("close", () => {
-      if (f.done && (f.data?.destroyed ?? true) && (f.error?.destroyed ?? true)) forwards.delete(id);
+      if (f.done) forwards.delete(id);
     });
     stream.respond(200, {});
     if (h.streamtype === "error") {

@@ -2,8 +2,8 @@
 // the VS Code settings and the README reference table are all generated from this.
 import { z } from "zod";
 import { httpFilterSchema } from "../protocol/httpFilter";
-import { TETHER_VERSION } from "../protocol/version";
 import { parseAddress } from "./address";
+import { DEFAULT_AGENT_IMAGE } from "./agentImage";
 import { TARGET_PATH_PATTERN, TARGET_PATH_HELP } from "./target";
 
 const address = z.string().superRefine((value, ctx) => {
@@ -46,9 +46,6 @@ const incomingTls = z
 
 const targetString = z.string().regex(TARGET_PATH_PATTERN, { message: TARGET_PATH_HELP });
 
-/** The agent image of this version of Tether (npm run agent-image builds it). */
-export const DEFAULT_AGENT_IMAGE = `tether/agent:${TETHER_VERSION}`;
-
 /**
  * The one place that decides what an HTTP filter implies: with no mode, a filter means steal (it
  * selects what to take); without a filter the default is mirror. An explicit mode always wins.
@@ -86,7 +83,7 @@ export const configSchema = z
           .array(port)
           .optional()
           .describe(
-            "The pod ports to intercept, and only these (subscribed at start). Default: the container's declared TCP ports and the pod side of portMapping; a Node program's are subscribed once it listens on their local side.",
+            "The pod ports to intercept, and only these. Default: the container's declared TCP ports and the pod side of portMapping. Each is intercepted once your program listens on its local side.",
           ),
         ignorePorts: z.array(port).optional().describe("Pod ports never intercepted, whatever ports, portMapping or the container declare (a metrics or admin port, say)."),
         portMapping: z.array(z.tuple([port, port])).optional().describe("[local, remote] pairs: traffic for the pod's remote port goes to your local port."),

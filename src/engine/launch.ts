@@ -1,21 +1,43 @@
-// A session ready for a debuggee: the Session plus the runtime server, the TCP/UDP forwarders and
-// the local proxy, and the environment the debuggee is started with. Shared by `tether exec` and the
-// VS Code extension so both launch a process the same way.
+// A session ready for a debuggee: the Session plus the runtime server, the outgoing TCP splices and
+// UDP forwarders (with the DNS relay), the native layer (every program that is not Node, and Node's
+// children) or, where the layer cannot run, the local proxy, and the environment the debuggee is
+// started with. Shared by `tether exec` and the VS Code extension so both launch a process the same way.
+// Incoming ports follow the debuggee: a pod port is subscribed when its local port accepts connections
+// (reported by the Node runtime or the native layer, or seen by LocalListeners for any program) and
+// handed back when it stops.
 import { existsSync } from "node:fs";
+import { debuggeeLimits } from "../config/debuggeeSupport";
+import { showRoutes, waitingText } from "../config/ports";
 import type { TetherConfig } from "../config/schema";
+import { targetLabel } from "../config/target";
+import { DnsRelay } from "./dnsRelay";
+import { LocalListeners } from "./localListeners";
 import { LocalProxy } from "./localProxy";
+import { NativeLayer } from "./nativeLayer";
+import { NameMemory } from "./names";
+import { PodFiles } from "./podFiles";
 import { routingFromConfig } from "./routing";
 import { RuntimeServer } from "./runtimeServer";
 import { Session, type SessionOptions } from "./session";
-import { TcpForwarders } from "./tcpForwarders";
+import { TcpSplices } from "./tcpSplices";
 import { UdpForwarders } from "./udpForwarders";
+
+export type DebuggeeKind = "node" | "native";
 
 export interface LaunchOptions extends SessionOptions {
   /** dist/runtime.js, given to Node debuggees (and their Node children) with NODE_OPTIONS=--require. */
   runtimeBundle?: string;
+  /** dist/native/<platform>-<arch>: the native layer for every other debuggee. */
+  nativeDir?: string;
+  /** Which kind of program the debuggee is (decides which of the two reports its listening ports). */
+  debuggee?: DebuggeeKind;
   /** Called when the debuggee listens and the pod port delivered to its local port was subscribed. */
   onSubscribed?: (pod: number, local: number) => void;
   onSubscribeError?: (local: number, err: Error) => void;
+  /** Called when nothing listens on the local port any more and the pod port went back to the pod's app. */
+  onHandedBack?: (pod: number, local: number) => void;
+  /** Called when a local port is already taken by another program as the session starts. */
+  onPortTaken?: (local: number) => void;
 }
 
 export class Launch {
@@ -26,57 +48,136 @@ export class Launch {
     private readonly config: TetherConfig,
     private readonly runtime: RuntimeServer,
     private readonly proxy: LocalProxy,
-    private readonly tcp: TcpForwarders,
+    private readonly tcp: TcpSplices,
     private readonly udp: UdpForwarders,
+    private readonly files: PodFiles,
+    private readonly listeners: LocalListeners,
     private readonly runtimeBundle: string | undefined,
+    /** The native layer, or why it is not there. */
+    readonly native: NativeLayer | { unavailable: string },
   ) {}
 
   static async start(options: LaunchOptions): Promise<Launch> {
     const { config, log } = options;
     const runtimeBundle = options.runtimeBundle && existsSync(options.runtimeBundle) ? options.runtimeBundle : undefined;
-    const session = await Session.start({ ...options, incomingOnListen: (options.incomingOnListen ?? false) && runtimeBundle !== undefined && !config.incoming.ports });
+    const nativeWhyNot = options.nativeDir ? await NativeLayer.unavailable(options.nativeDir) : "no native layer was given";
+    // whatever the program, a port is subscribed once it listens (LocalListeners sees any of them)
+    const session = await Session.start({ ...options, incomingOnListen: true });
     // the primary pod's wire, looked up each time: another pod takes over when it goes away
     const conn = () => session.wire();
-    const tcp = new TcpForwarders(conn, log);
-    const udp = new UdpForwarders(conn, log);
     const routing = routingFromConfig(config);
+    const names = new NameMemory();
+    const tcp = new TcpSplices(conn, log);
+    const udp = new UdpForwarders(conn, log, new DnsRelay(routing, names, log));
+    const files = new PodFiles(conn, routing, config, () => session.hostname);
     let runtime: RuntimeServer | undefined;
+    let native: NativeLayer | { unavailable: string } = { unavailable: nativeWhyNot ?? "" };
     try {
-      runtime = await RuntimeServer.start({ conn, routing, forwarders: tcp, udpForwarders: udp, log });
+      runtime = await RuntimeServer.start({ conn, routing, tcp, udp, files, names, log });
+      if (nativeWhyNot === undefined) {
+        try {
+          native = await NativeLayer.start(options.nativeDir!, runtime.clientEnv({ remoteFiles: files.paths("native"), hostname: session.hostname }), log);
+          log("info", `native layer: supervisor ${native.pid} on ${native.socket}`, { tag: "native" });
+        } catch (err) {
+          native = { unavailable: `the supervisor did not start: ${(err as Error).message}` };
+        }
+      }
+      if ("unavailable" in native && options.debuggee !== "node") {
+        log("warn", `the native layer is not active (${native.unavailable}); outgoing traffic goes through HTTP_PROXY/ALL_PROXY only, DNS and files stay local`, { tag: "native" });
+      }
       const proxy = await LocalProxy.start(conn, routing, log);
-      runtime.on("listen", ({ port }: { port: number }) => {
+      let listeners: LocalListeners | undefined;
+      const listens = (port: number) =>
         session.debuggeeListens(port).then(
-          (pod) => pod !== undefined && options.onSubscribed?.(pod, port),
+          (pods) => {
+            if (pods.length) listeners?.expect(port); // its stop is seen even if it comes before the next look
+            for (const pod of pods) options.onSubscribed?.(pod, port);
+          },
           (err: Error) => options.onSubscribeError?.(port, err),
         );
+      // the Node runtime and the native layer say at once; LocalListeners sees any program within LISTEN_POLL_MS
+      runtime.on("listen", ({ port }: { port: number }) => void listens(port));
+      listeners = new LocalListeners(new Set(session.routes.values()));
+      listeners.on("listening", ({ port }: { port: number }) => void listens(port));
+      listeners.on("stopped", ({ port }: { port: number }) => {
+        session.debuggeeStopped(port).then(
+          (pods) => pods.forEach((pod) => options.onHandedBack?.(pod, port)),
+          (err: Error) => log("warn", `cannot hand port ${port} back: ${err.message}`, { tag: "session" }),
+        );
       });
-      return new Launch(session, config, runtime, proxy, tcp, udp, runtimeBundle);
+      listeners.on("taken", ({ port }: { port: number }) => {
+        log("warn", `local port ${port} is already taken by another program: its pod traffic waits until your app listens there`, { tag: "session" });
+        options.onPortTaken?.(port);
+      });
+      listeners.on("error", (err: Error) => log("warn", `cannot see which local ports accept connections: ${err.message}`, { tag: "session" }));
+      return new Launch(session, config, runtime, proxy, tcp, udp, files, listeners, runtimeBundle, native);
     } catch (err) {
-      await Promise.allSettled([runtime?.close(), tcp.close(), udp.close(), session.destroy(err as Error)]);
+      await Promise.allSettled([runtime?.close(), "close" in native ? native.close() : undefined, tcp.close(), udp.close(), session.destroy(err as Error)]);
       throw err;
     }
   }
 
+  get nativeLayer(): NativeLayer | undefined {
+    return "unavailable" in this.native ? undefined : this.native;
+  }
+
   /**
-   * Variables to add to the debuggee's environment: the pod's env (without PATH and HOME), the proxy
-   * for any language, and for Node the runtime. `baseNodeOptions` is what NODE_OPTIONS already holds.
+   * Variables to add to the debuggee's environment: the pod's env (without PATH and HOME); for Node
+   * the runtime; the native layer (inherited by every child, Node's too), or where it cannot run the
+   * proxy. `base` is what NODE_OPTIONS and LD_PRELOAD already hold.
    */
-  debuggeeEnv(baseNodeOptions = ""): Record<string, string> {
+  debuggeeEnv(kind: DebuggeeKind, base: { NODE_OPTIONS?: string; LD_PRELOAD?: string } = {}): Record<string, string> {
     const { PATH: _path, HOME: _home, ...podEnv } = this.session.env;
     const filter = this.config.outgoing.filter;
     const noProxy = (filter && "local" in filter ? filter.local : []).filter((a) => !a.startsWith(":") && !a.includes("://"));
-    const fs = this.config.fs.mode === "read" ? { remoteFiles: this.config.fs.readOnly ?? [] } : {};
+    const native = this.nativeLayer;
     return {
       ...podEnv,
-      ...this.proxy.debuggeeEnv(noProxy),
-      ...(this.runtimeBundle ? this.runtime.debuggeeEnv(this.runtimeBundle, fs, baseNodeOptions) : {}),
+      ...(native ? native.env(base.LD_PRELOAD) : this.proxy.debuggeeEnv(noProxy)),
+      ...(this.runtimeBundle && (kind === "node" || native)
+        ? this.runtime.debuggeeEnv(this.runtimeBundle, { remoteFiles: this.files.paths("node"), hostname: this.session.hostname }, base.NODE_OPTIONS ?? "")
+        : {}),
     };
+  }
+
+  /**
+   * What is active, in one line, for when the session is ready (the CLI's stderr, VS Code's log and
+   * Debug Console): the pod, incoming, outgoing, DNS, env, and what the debuggee does not get.
+   */
+  summary(kind: DebuggeeKind): string {
+    const { config, session } = this;
+    const inc = config.incoming;
+    const out = config.outgoing;
+    const rules = out.filter ? ("local" in out.filter ? ` except ${out.filter.local.join(", ")}` : ` only for ${out.filter.remote.join(", ")}`) : "";
+    const outgoing =
+      out.tcp && out.udp ? `outgoing through the cluster${rules}` : !out.tcp && !out.udp ? "outgoing local" : `outgoing ${out.tcp ? "TCP" : "UDP"} through the cluster${rules}, ${out.tcp ? "UDP" : "TCP"} local`;
+    const t = session.target;
+    return [
+      session.pods.length > 1
+        ? `${targetLabel(config.target)} as pod ${t.podName} (outgoing, DNS, files), incoming on its ${session.pods.length} pods`
+        : `${targetLabel(config.target)} as pod ${t.podName}${t.readyPods > 1 ? ` (1 of ${t.readyPods} replicas)` : ""}`,
+      inc.mode === "off"
+        ? "incoming off"
+        : `${inc.mode}${inc.httpFilter ? " with an HTTP filter" : ""} ${showRoutes(session.routes, "(no ports)")}${session.waiting.length ? `, ${waitingText(session.waiting)}` : ""}`,
+      outgoing,
+      config.dns.enabled ? "DNS in the pod" : "DNS local",
+      `${Object.keys(session.env).length} env variables from the pod`,
+      debuggeeLimits(kind === "node" ? "node" : this.nativeLayer ? "native" : "proxy"),
+    ]
+      .filter(Boolean)
+      .join(" · ");
+  }
+
+  /** The command line that starts `argv` as the debuggee (under the native layer when it runs). */
+  command(argv: string[]): string[] {
+    return this.nativeLayer ? this.nativeLayer.wrap(argv) : argv;
   }
 
   close(): Promise<void> {
     this.closing ??= (async () => {
+      this.listeners.close();
       await Promise.allSettled([this.proxy.close(), this.runtime.close(), this.tcp.close(), this.udp.close()]);
-      await this.session.close();
+      await Promise.allSettled([this.nativeLayer?.close(), this.session.close()]);
     })();
     return this.closing;
   }

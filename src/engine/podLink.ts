@@ -94,7 +94,8 @@ export class PodLink extends EventEmitter {
 
   private async connectWire(withinMs: number): Promise<EngineConnection> {
     const { placed } = this;
-    const deadline = Date.now() + withinMs;
+    const started = Date.now();
+    const deadline = started + withinMs;
     for (;;) {
       try {
         const tunnel = await openPortForward(this.o.cluster.kc, placed.namespace, placed.podName, placed.port);
@@ -102,7 +103,8 @@ export class PodLink extends EventEmitter {
         return conn;
       } catch (err) {
         if (Date.now() > deadline) throw err;
-        await new Promise((r) => setTimeout(r, 300));
+        // a new agent listens a few hundred ms after its container started: try often at first
+        await new Promise((r) => setTimeout(r, Date.now() - started < 2_000 ? 50 : 300));
       }
     }
   }
@@ -122,6 +124,12 @@ export class PodLink extends EventEmitter {
       this.ports.delete(msg.port);
       throw err;
     }
+  }
+
+  /** Hands one pod port back to the pod's app (its connections end at a response boundary). */
+  async unsubscribe(port: number): Promise<void> {
+    if (!this.ports.delete(port) || this.conn.isClosed) return;
+    await this.conn.request({ type: "incoming.unsubscribe", id: this.conn.newRequestId(), port });
   }
 
   /**

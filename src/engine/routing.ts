@@ -12,10 +12,13 @@ function compile(filter: { local: string[] } | { remote: string[] } | undefined)
   return { keep: "remote", rules: filter.remote.map(parseAddress) };
 }
 
-/** `local` rules: matches stay local, the rest go remote; `remote` rules: the other way round. */
-function decide(filter: Filter, proto: "tcp" | "udp" | undefined, host: string, port: number | undefined): "local" | "remote" {
+/**
+ * `local` rules: matches stay local, the rest go remote; `remote` rules: the other way round. `names`
+ * are the names that resolved to `host` when it is an address (the native layer connects to IPs).
+ */
+function decide(filter: Filter, proto: "tcp" | "udp" | undefined, host: string, port: number | undefined, names: string[] = []): "local" | "remote" {
   if (!filter) return "remote";
-  const hit = filter.rules.some((r) => matchesAddress(r, proto, host, port));
+  const hit = filter.rules.some((r) => matchesAddress(r, proto, host, port) || names.some((n) => matchesAddress(r, proto, n, port)));
   return hit === (filter.keep === "local") ? "local" : "remote";
 }
 
@@ -26,10 +29,10 @@ export function routingFromConfig(config: TetherConfig): RuntimeRouting {
   const local = config.fs.local ?? [];
   const under = (list: string[], path: string) => list.some((p) => (p.endsWith("/") ? path.startsWith(p) : path === p));
   return {
-    connect(proto, host, port) {
+    connect(proto, host, port, names) {
       if (proto === "tcp" && !config.outgoing.tcp) return "local";
       if (proto === "udp" && !config.outgoing.udp) return "local";
-      return decide(outgoing, proto, host, port);
+      return decide(outgoing, proto, host, port, names);
     },
     dns(hostname) {
       if (!config.dns.enabled) return "local";

@@ -1,6 +1,7 @@
-// The engine's end of the runtime wire: a loopback server the Node runtime inside the debuggee
-// calls for routing decisions, DNS, remote files and listen notifications. Decisions come from the
-// session's filters (RuntimeRouting); cluster work goes to the agent.
+// The engine's end of the runtime wire: a loopback server that the Node runtime inside a debuggee and
+// the native layer's supervisor call for connections, routing decisions, DNS, pod files and listen
+// notifications. Decisions come from the session's filters (RuntimeRouting); cluster work goes to
+// the agent.
 import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 import net from "node:net";
@@ -9,11 +10,15 @@ import { TetherError } from "../protocol/error";
 import type { Log } from "../protocol/log";
 import type { AgentToEngine } from "../protocol/messages";
 import { RUNTIME_ENV, type RuntimeEnv, type RuntimeRequest } from "../protocol/runtimeWire";
-import type { TcpForwarders } from "./tcpForwarders";
+import { errnoOf } from "./agentTcp";
+import type { NameMemory } from "./names";
+import type { PodFiles } from "./podFiles";
+import type { TcpSplices } from "./tcpSplices";
 import type { UdpForwarders } from "./udpForwarders";
 
 export interface RuntimeRouting {
-  connect(proto: "tcp" | "udp", host: string, port: number): "local" | "remote";
+  /** `names`: what resolved to `host` when it is an address (NameMemory). */
+  connect(proto: "tcp" | "udp", host: string, port: number, names?: string[]): "local" | "remote";
   dns(hostname: string): "local" | "remote";
   file(path: string): "local" | "remote";
 }
@@ -21,8 +26,10 @@ export interface RuntimeRouting {
 export interface RuntimeServerOptions {
   conn: () => EngineConnection;
   routing: RuntimeRouting;
-  forwarders: TcpForwarders;
-  udpForwarders: UdpForwarders;
+  tcp: TcpSplices;
+  udp: UdpForwarders;
+  files: PodFiles;
+  names: NameMemory;
   log: Log;
 }
 
@@ -52,9 +59,14 @@ export class RuntimeServer extends EventEmitter {
     return `127.0.0.1:${a.port}`;
   }
 
+  /** The runtime wire's address and token with `extra`, as a client reads them from TETHER_RUNTIME. */
+  clientEnv(extra: Omit<RuntimeEnv, "addr" | "token">): RuntimeEnv {
+    return { addr: this.address, token: this.token, ...extra };
+  }
+
   /** Env vars that inject the runtime into a Node debuggee (NODE_OPTIONS is appended to `base`). */
   debuggeeEnv(runtimeBundle: string, extra: Omit<RuntimeEnv, "addr" | "token">, baseNodeOptions = ""): Record<string, string> {
-    const env: RuntimeEnv = { addr: this.address, token: this.token, ...extra };
+    const env = this.clientEnv(extra);
     const require = `--require ${JSON.stringify(runtimeBundle)}`;
     return {
       [RUNTIME_ENV]: JSON.stringify(env),
@@ -95,7 +107,7 @@ export class RuntimeServer extends EventEmitter {
         this.handle(msg as RuntimeRequest).then(
           (result) => socket.write(JSON.stringify({ id, ok: true, result }) + "\n"),
           (err: unknown) => {
-            const code = TetherError.is(err) ? err.code : "INTERNAL";
+            const code = (err as { errno?: string }).errno ?? (TetherError.is(err) ? err.code : "INTERNAL");
             socket.write(JSON.stringify({ id, ok: false, code, message: err instanceof Error ? err.message : String(err) }) + "\n");
           },
         );
@@ -104,30 +116,30 @@ export class RuntimeServer extends EventEmitter {
   }
 
   private async handle(req: RuntimeRequest): Promise<unknown> {
-    const { routing, forwarders, log } = this.options;
+    const { routing, log, names } = this.options;
     switch (req.op) {
+      case "tcp.open": {
+        if (routing.connect("tcp", req.host, req.port, names.namesOf(req.host)) === "local") return { route: "local" };
+        try {
+          return { route: "remote", ...(await this.options.tcp.open(req.host, req.port, req.family === 6 ? 6 : 4)) };
+        } catch (err) {
+          throw Object.assign(err as Error, { errno: errnoOf(err) });
+        }
+      }
       case "route": {
-        if (routing.connect(req.proto, req.host, req.port) === "local") return { route: "local" };
-        const via = req.proto === "tcp" ? forwarders : this.options.udpForwarders;
-        return { route: "remote", via: await via.forwarderFor(req.host, req.port) };
+        if (routing.connect("udp", req.host, req.port, names.namesOf(req.host)) === "local") return { route: "local" };
+        // a datagram's reply must come from the peer's address: resolve a name first, as the pod does
+        const address = net.isIP(req.host) ? req.host : await this.resolve(req.host).catch(() => undefined);
+        const via = await this.options.udp.forwarderFor(address ?? req.host, req.port);
+        return { route: "remote", via, ...(address ? { peer: { address, port: req.port } } : {}) };
       }
       case "lookup": {
         if (routing.dns(req.hostname) === "local") return { route: "local" };
-        const conn = this.options.conn();
-        const r = await conn.request<Extract<AgentToEngine, { type: "dns.result" }>>({
-          type: "dns.lookup",
-          id: conn.newRequestId(),
-          hostname: req.hostname,
-          family: req.family,
-        });
-        return { addresses: r.addresses };
+        const addresses = await this.lookupInPod(req.hostname, req.family);
+        return { addresses };
       }
-      case "file.read": {
-        if (routing.file(req.path) === "local") return { route: "local" };
-        const conn = this.options.conn();
-        const r = await conn.request<Extract<AgentToEngine, { type: "file.result" }>>({ type: "file.read", id: conn.newRequestId(), path: req.path });
-        return { data: r.data };
-      }
+      case "file.read":
+        return this.options.files.read(req.path);
       case "file.stat": {
         if (routing.file(req.path) === "local") return { route: "local" };
         const conn = this.options.conn();
@@ -145,6 +157,18 @@ export class RuntimeServer extends EventEmitter {
         log(req.level, req.message, { tag: "runtime" });
         return {};
     }
+  }
+
+  private async lookupInPod(hostname: string, family: 0 | 4 | 6): Promise<{ address: string; family: 4 | 6 }[]> {
+    const conn = this.options.conn();
+    const r = await conn.request<Extract<AgentToEngine, { type: "dns.result" }>>({ type: "dns.lookup", id: conn.newRequestId(), hostname, family });
+    this.options.names.remember(hostname, r.addresses.map((a) => a.address));
+    return r.addresses;
+  }
+
+  private async resolve(hostname: string): Promise<string | undefined> {
+    if (this.options.routing.dns(hostname) === "local") return undefined;
+    return (await this.lookupInPod(hostname, 0))[0]?.address;
   }
 
   /** Stops the server and drops runtime connections. Safe to call twice. */

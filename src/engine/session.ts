@@ -23,12 +23,12 @@ import { normalizeTarget, targetPath, type Target } from "../config/target";
 import type { EngineConnection } from "../protocol/connection";
 import { TetherError } from "../protocol/error";
 import type { Log } from "../protocol/log";
-import type { AgentToEngine, SubscribeTls } from "../protocol/messages";
+import type { AgentToEngine, Probe, SubscribeTls } from "../protocol/messages";
 import type { PlacedAgent } from "../kube/agentPlacement";
 import { Cluster, isReady, newestReason, podStates, podsOf, podTarget, probesOf, readyPods, resolveWorkload, type ResolvedTarget, type Workload } from "../kube/cluster";
 import { PodWatch } from "../kube/podWatch";
-import type { DeclinedRequest, DeliveredRequest, IncomingDelivery, PassedRequest } from "./incoming";
-import { PodLink, type Subscribe } from "./podLink";
+import type { DeclinedRequest, DeliveredRequest, IncomingConnection, IncomingDelivery, PassedRequest, StartedRequest } from "./incoming";
+import { PodLink, RELEASE_DRAIN_MS, type Subscribe } from "./podLink";
 import { loadTlsMaterial } from "./tlsMaterial";
 import { importEnv } from "./routing";
 
@@ -39,8 +39,8 @@ export interface SessionOptions {
   log: Log;
   client: { name: string; version: string };
   /**
-   * Subscribe a port only once the debuggee listens on its local side (the Node runtime reports
-   * listen()), instead of subscribing every candidate port at start.
+   * Subscribe a port only once the debuggee listens on its local side (Launch reports it, see
+   * debuggeeListens), and hand it back when it stops; otherwise every candidate port at start.
    */
   incomingOnListen?: boolean;
   /** Called as each step starts (and "ready" at the end), with the time since start. */
@@ -48,9 +48,15 @@ export interface SessionOptions {
 }
 
 export interface SessionStats {
+  /** Whole connections delivered (steal without a filter, mirror). */
   connections: number;
+  /** Of those, mirrored copies. */
+  mirrored: number;
   requestsStolen: number;
+  /** Requests the agent let through to the pod's app, probes not counted (declined ones included). */
   requestsPassed: number;
+  /** The pod's liveness/readiness/startup probe requests that reached the pod (folded into one count). */
+  probesPassed: number;
   failures: number;
 }
 
@@ -73,6 +79,12 @@ export interface PodState {
 /** A delivered request, with the pod it came from. */
 export type SessionRequest = DeliveredRequest & { pod: string };
 
+/** One line of the session's recent traffic, with the pod it came from. */
+export type RecentEntry =
+  | SessionRequest
+  | { passed: true; method: string; path: string; port: number; pod: string }
+  | { connection: true; mode: "steal" | "mirror"; port: number; localPort: number; peer: { address: string; port: number }; pod: string };
+
 const RECENT_LIMIT = 200;
 /** A pod whose agent could not join is tried again after this long (while it stays ready). */
 const REJOIN_AFTER_MS = 10_000;
@@ -80,18 +92,23 @@ const REJOIN_AFTER_MS = 10_000;
 const WAIT_POLL_MS = 1_000;
 
 /**
- * Events: "request" (SessionRequest); "pod" (PodState) when a pod joins, becomes ready, fails or
+ * Events: "request" (SessionRequest, or nothing when only the counts changed); "ports" when a pod port
+ * is subscribed or handed back; "pod" (PodState) when a pod joins, becomes ready, fails or
  * leaves; "ended" (err?: Error) when no pod is left to intercept (the last agent went away).
  */
 export class Session extends EventEmitter {
   readonly id = randomUUID();
-  readonly stats: SessionStats = { connections: 0, requestsStolen: 0, requestsPassed: 0, failures: 0 };
-  readonly recent: (SessionRequest | { passed: true; method: string; path: string; port: number; pod: string })[] = [];
+  readonly stats: SessionStats = { connections: 0, mirrored: 0, requestsStolen: 0, requestsPassed: 0, probesPassed: 0, failures: 0 };
+  readonly recent: RecentEntry[] = [];
+  /** Stolen HTTP requests the debuggee is still answering (a breakpoint holds them), by pod and wire stream. */
+  readonly inFlight = new Map<string, StartedRequest & { pod: string }>();
   /** The primary pod (see the file's head). */
   target!: ResolvedTarget;
   workload!: Workload;
   /** The pod's environment after env.include/exclude/override. */
   env: Record<string, string> = {};
+  /** The pod's hostname as its processes see it (HOSTNAME, else spec.hostname, else the pod's name). */
+  hostname = "";
   /** Pod ports subscribed, with the local port each is delivered to. */
   readonly ports = new Map<number, number>();
   /** Pod ports that may be subscribed (configured or the container's), with their local port. */
@@ -103,7 +120,10 @@ export class Session extends EventEmitter {
   private readonly failedAt = new Map<string, number>();
   private primary?: PodLink;
   private watch?: PodWatch;
-  private probes: ReturnType<typeof probesOf> = [];
+  /** The target container's probes: their requests are counted, not listed. */
+  private probes: Probe[] = [];
+  /** Subscribes and hand-backs, one at a time and in the order the debuggee's listen/stop came. */
+  private portChanges: Promise<unknown> = Promise.resolve();
   private orphanTimer?: NodeJS.Timeout;
   private ending?: Promise<void>;
 
@@ -186,7 +206,7 @@ export class Session extends EventEmitter {
     const ready = await this.waitReady(step);
     const all = this.fanOut;
     const first = ready[0]!;
-    this.target = podTarget(this.workload, first, newestReason(this.workload, first.metadata!.name!, ready.length));
+    this.target = podTarget(this.workload, first, newestReason(this.workload, first.metadata!.name!, ready.length), ready.length);
     this.probes = probesOf(this.target.container);
     const others = all ? ready.slice(1) : [];
     step(
@@ -199,6 +219,7 @@ export class Session extends EventEmitter {
     const conn = primary.conn;
     const raw = await conn.request<Extract<AgentToEngine, { type: "env.result" }>>({ type: "env.read", id: conn.newRequestId() });
     this.env = importEnv(raw.env, config.env);
+    this.hostname = raw.env.HOSTNAME || this.target.pod.spec?.hostname || this.target.podName;
     if (config.incoming.mode !== "off") {
       const mapping = podToLocal(config.incoming.portMapping);
       const ignored = new Set(config.incoming.ignorePorts ?? []);
@@ -384,7 +405,20 @@ export class Session extends EventEmitter {
   private wireDelivery(link: PodLink): void {
     const delivery = link.deliver(this.candidates, this.options.config.incoming.tls?.local === "tls");
     const pod = link.podName;
-    delivery.on("connection", () => this.stats.connections++);
+    delivery.on("connection", (c: IncomingConnection) => {
+      this.stats.connections++;
+      if (c.mode === "mirror") this.stats.mirrored++;
+      this.remember({ connection: true, mode: c.mode, port: c.port, localPort: c.localPort, peer: c.peer, pod });
+      this.emit("request");
+    });
+    delivery.on("started", (r: StartedRequest) => {
+      this.inFlight.set(`${pod}/${r.id}`, { ...r, pod });
+      this.emit("request");
+    });
+    delivery.on("finished", (r: StartedRequest) => {
+      this.inFlight.delete(`${pod}/${r.id}`);
+      this.emit("request");
+    });
     delivery.on("request", (r: DeliveredRequest) => {
       this.stats.requestsStolen++;
       const state = this.states.get(pod);
@@ -394,8 +428,13 @@ export class Session extends EventEmitter {
       this.emit("request", withPod);
     });
     delivery.on("passed", (p: PassedRequest) => {
-      this.stats.requestsPassed++;
-      this.remember({ passed: true, method: p.method, path: p.path, port: p.port, pod });
+      const probe = this.probes.some((x) => x.port === p.port && (x.path === undefined || p.path === x.path || p.path.startsWith(`${x.path}?`)));
+      if (probe) this.stats.probesPassed++;
+      else {
+        this.stats.requestsPassed++;
+        this.remember({ passed: true, method: p.method, path: p.path, port: p.port, pod });
+      }
+      this.emit("request");
     });
     delivery.on("declined", (d: DeclinedRequest) => {
       this.stats.requestsPassed++;
@@ -426,20 +465,66 @@ export class Session extends EventEmitter {
   private async subscribe(pod: number): Promise<void> {
     if (this.ports.has(pod)) return;
     this.ports.set(pod, this.candidates.get(pod)!);
-    await Promise.all([...this.links.values()].map((l) => l.subscribe(this.subscription(pod))));
+    try {
+      await Promise.all([...this.links.values()].map((l) => l.subscribe(this.subscription(pod))));
+    } catch (err) {
+      this.ports.delete(pod);
+      throw err;
+    }
+    this.emit("ports");
   }
 
-  /** The debuggee listens on `localPort`: subscribe the pod port delivered there, if any. */
-  async debuggeeListens(localPort: number): Promise<number | undefined> {
-    if (this.ending || !this.primary || this.options.config.incoming.mode === "off") return undefined;
-    const pod = [...this.candidates].find(([, local]) => local === localPort)?.[0];
-    if (pod === undefined || this.ports.has(pod)) return undefined;
-    await this.subscribe(pod);
-    this.options.log("info", `subscribed ${showRoute(pod, localPort)}: the debuggee listens`, { tag: "session", session: this.id });
-    return pod;
+  /** Local ports incoming traffic will go to once something listens there (the "waiting for your app" state). */
+  get waiting(): number[] {
+    if (this.options.config.incoming.mode === "off") return [];
+    return [...new Set([...this.candidates].filter(([pod]) => !this.ports.has(pod)).map(([, local]) => local))];
   }
 
-  private remember(entry: Session["recent"][number]): void {
+  /** Pod ports that may be subscribed, with the local port each is delivered to. */
+  get routes(): ReadonlyMap<number, number> {
+    return this.candidates;
+  }
+
+  /**
+   * The one place that decides when a pod port is subscribed: something (the debuggee) listens on
+   * `localPort` — reported by the Node runtime, the native layer, or LocalListeners for any program.
+   * Subscribes the pod ports delivered there, on every pod; resolves with them (none when nothing
+   * maps). Where on loopback the app listens is found when delivering (loopback.ts).
+   */
+  debuggeeListens(localPort: number): Promise<number[]> {
+    return this.changePorts(async () => {
+      if (this.ending || !this.primary || this.options.config.incoming.mode === "off") return [];
+      const pods = [...this.candidates].filter(([pod, local]) => local === localPort && !this.ports.has(pod)).map(([pod]) => pod);
+      for (const pod of pods) {
+        await this.subscribe(pod);
+        this.options.log("info", `subscribed ${showRoute(pod, localPort)}: the debuggee listens`, { tag: "session", session: this.id });
+      }
+      return pods;
+    });
+  }
+
+  /** Nothing listens on `localPort` any more: hand its pod ports back to the pods' app, on every pod. Resolves with them. */
+  debuggeeStopped(localPort: number): Promise<number[]> {
+    return this.changePorts(async () => {
+      if (this.ending || !this.primary) return [];
+      const pods = [...this.ports].filter(([, local]) => local === localPort).map(([pod]) => pod);
+      for (const pod of pods) {
+        this.ports.delete(pod);
+        this.emit("ports");
+        await Promise.all([...this.links.values()].map((l) => l.unsubscribe(pod)));
+        this.options.log("info", `handed back ${showRoute(pod, localPort)}: nothing listens there any more`, { tag: "session", session: this.id });
+      }
+      return pods;
+    });
+  }
+
+  private changePorts<T>(change: () => Promise<T>): Promise<T> {
+    const next = this.portChanges.then(change, change);
+    this.portChanges = next.catch(() => undefined);
+    return next;
+  }
+
+  private remember(entry: RecentEntry): void {
     this.recent.push(entry);
     if (this.recent.length > RECENT_LIMIT) this.recent.shift();
   }
@@ -453,6 +538,7 @@ export class Session extends EventEmitter {
   close(): Promise<void> {
     this.ending ??= (async () => {
       this.stopWatching();
+      await Promise.race([this.portChanges, new Promise((r) => setTimeout(r, RELEASE_DRAIN_MS).unref())]); // a subscribe under way ends first
       await Promise.allSettled([...this.links.values()].map((l) => l.close()));
       this.ports.clear();
     })();

@@ -1,8 +1,10 @@
 // One loopback UDP socket per cluster destination: each source that sends to it gets its own
 // connected UDP socket in the pod (an agent udp stream), and replies come back to that source.
+// Port 53 goes through the DNS relay, which answers the names the dns filter keeps local.
 import dgram from "node:dgram";
 import type { EngineConnection, WireStream } from "../protocol/connection";
 import type { Log } from "../protocol/log";
+import type { DnsRelay } from "./dnsRelay";
 
 const IDLE_MS = 60_000;
 const MAX_QUEUED = 64;
@@ -21,6 +23,7 @@ export class UdpForwarders {
   constructor(
     private readonly conn: () => EngineConnection,
     private readonly log: Log,
+    private readonly dns?: DnsRelay,
   ) {}
 
   async forwarderFor(host: string, port: number): Promise<{ host: string; port: number }> {
@@ -36,7 +39,15 @@ export class UdpForwarders {
   private bind(host: string, port: number): Promise<dgram.Socket> {
     const socket = dgram.createSocket("udp4");
     const flows = new Map<string, Flow>();
+    const relay = port === 53 ? this.dns : undefined;
     socket.on("message", (datagram, source) => {
+      if (!relay) return toPod(datagram, source);
+      relay.answerLocally(datagram).then(
+        (answer) => (answer ? socket.send(answer, source.port, source.address) : toPod(datagram, source)),
+        () => toPod(datagram, source),
+      );
+    });
+    const toPod = (datagram: Buffer, source: dgram.RemoteInfo) => {
       const key = `${source.address}:${source.port}`;
       let flow = flows.get(key);
       if (!flow) {
@@ -59,6 +70,7 @@ export class UdpForwarders {
             created.queue = [];
             stream.on("data", (reply: Buffer) => {
               created.idle.refresh();
+              relay?.observe(reply);
               socket.send(reply, source.port, source.address);
             });
             stream.on("close", end);
@@ -73,7 +85,7 @@ export class UdpForwarders {
       flow.idle.refresh();
       if (flow.stream) flow.stream.write(datagram);
       else if (flow.queue.length < MAX_QUEUED) flow.queue.push(datagram);
-    });
+    };
     return new Promise((resolve, reject) => {
       socket.once("error", reject);
       socket.bind(0, "127.0.0.1", () => resolve(socket));

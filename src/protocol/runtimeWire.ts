@@ -1,6 +1,7 @@
-// The runtime wire: between the runtime inside a Node debuggee and the engine, over loopback.
-// Shipped together in one package, so it is unversioned and free to change. JSON lines; the first
-// line a runtime sends is { token }. Kept free of zod: the runtime bundle must stay small.
+// The runtime wire: between the engine and its two kinds of client, the runtime inside a Node
+// debuggee and the native layer's supervisor (native/src/engine.c) for every other program, over
+// loopback. Shipped together in one package, so it is unversioned and free to change. JSON lines;
+// the first line a client sends is { token }. Kept free of zod: the runtime bundle must stay small.
 
 /** Env var carrying `RuntimeEnv` as JSON to the debuggee (and, inherited, to its children). */
 export const RUNTIME_ENV = "TETHER_RUNTIME";
@@ -13,21 +14,38 @@ export interface RuntimeEnv {
   localPorts?: number[];
   /** Paths served from the pod's filesystem (exact paths or prefixes ending in "/"). */
   remoteFiles?: string[];
+  /** The pod's hostname (gethostname, os.hostname, /proc/sys/kernel/hostname). */
+  hostname?: string;
   /** Log runtime decisions to stderr. */
   debug?: boolean;
 }
 
 export type RuntimeRequest =
-  | { op: "route"; proto: "tcp" | "udp"; host: string; port: number }
+  /** A TCP connection to host:port: local, or opened in the pod first and then handed over at `via`. */
+  | { op: "tcp.open"; host: string; port: number; family?: 4 | 6 }
+  /** UDP: local, or the engine's forwarder for the destination. */
+  | { op: "route"; proto: "udp"; host: string; port: number }
   | { op: "lookup"; hostname: string; family: 0 | 4 | 6 }
   | { op: "file.read"; path: string }
   | { op: "file.stat"; path: string }
   | { op: "listen"; port: number; address: string }
   | { op: "log"; level: "debug" | "warn" | "error"; message: string };
 
-export type RouteReply = { route: "local" } | { route: "remote"; via: { host: string; port: number } };
+export interface Endpoint {
+  host: string;
+  port: number;
+}
+/**
+ * tcp.open: `via` is a one-shot loopback listener spliced to a connection the agent already made;
+ * `remote` is the peer the pod connected to. Fails with the errno name as code (ECONNREFUSED,
+ * ETIMEDOUT, EHOSTUNREACH, ...) when the pod could not connect.
+ */
+export type TcpOpenReply = { route: "local" } | { route: "remote"; via: Endpoint; remote: { address: string; port: number } };
+/** route (UDP): `via` is the engine's forwarder for the destination, `peer` its address (an IP). */
+export type RouteReply = { route: "local" } | { route: "remote"; via: Endpoint; peer?: { address: string; port: number } };
 export type LookupReply = { addresses: { address: string; family: 4 | 6 }[] } | { route: "local" };
-export type FileReadReply = { data: string } | { route: "local" };
+/** The pod's file (base64) with its mode and mtime, so that stat agrees with what a read returns. */
+export type FileReadReply = { data: string; mode: number; mtimeMs: number } | { route: "local" };
 export type FileStatReply =
   | { size: number; mode: number; mtimeMs: number; isFile: boolean; isDirectory: boolean }
   | { route: "local" };

@@ -12,6 +12,8 @@ export const TETHER_VERSION = "0.1.0";
 //   3: HTTP/2 and TLS in filtered steal: `incoming.http` with httpVersion "2.0" (only to v3 sessions),
 //      `http.trailers`, `http.reset`, `http.response.endStream`, `incoming.http.tls`,
 //      `incoming.subscribe.tls`.
+//      Batch frames (frame.ts): one WebSocket message per turn of the event loop, carrying data,
+//      control messages and binary credit in order.
 
 export const PROTOCOL_VERSION = 3;
 export const MIN_PROTOCOL_VERSION = 1;

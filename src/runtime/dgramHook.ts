@@ -1,6 +1,6 @@
 // Outgoing UDP of the debuggee: datagrams to a destination the engine routes to the cluster go to
 // the engine's UDP forwarder for it; replies are handed to the app as if they came from the
-// destination itself.
+// destination itself (its address, resolved in the pod, not the name the app gave).
 import dgram from "node:dgram";
 import type { RouteReply } from "../protocol/runtimeWire";
 import type { EngineChannel } from "./channel";
@@ -20,7 +20,7 @@ export function installDgramHook(channel: EngineChannel, log: RuntimeLog): void 
     if (!r) {
       r = channel.callSync<RouteReply>({ op: "route", proto: "udp", host, port });
       routes.set(key, r);
-      if (r.route === "remote") origins.set(r.via.port, { address: host, port });
+      if (r.route === "remote") origins.set(r.via.port, { address: r.peer?.address ?? host, port });
       log.debug(`udp ${key} -> ${r.route}`);
     }
     return r;

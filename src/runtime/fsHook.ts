@@ -1,8 +1,11 @@
 // Read-only files from the pod: for the configured paths, readFile / readFileSync /
 // fs.promises.readFile / createReadStream / stat / statSync / fs.promises.stat / existsSync read the
-// target container's file through the agent. The engine may answer "local" (a local override), and
-// writes are never redirected.
+// target container's file through the agent, and open / openSync / fs.promises.open give a
+// descriptor on a copy of it (an unlinked temporary file), so reads through the descriptor agree with
+// stat. Opening such a path for writing (writeFile, appendFile, createWriteStream, "r+") fails with
+// EROFS and never touches the local file. The engine may answer "local" (a local override).
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
 import type { FileReadReply, FileStatReply } from "../protocol/runtimeWire";
@@ -36,6 +39,30 @@ function toStats(s: StatLike): fs.Stats {
   return stats;
 }
 
+function readOnly(syscall: string, p: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`EROFS: read-only file system (a file of the pod), ${syscall} '${p}'`), { code: "EROFS", errno: -30, syscall, path: p });
+}
+
+/** Whether open flags (a string such as "r+", or O_* bits) ask for anything but reading. */
+function writes(flags: unknown): boolean {
+  if (flags === undefined || flags === null) return false;
+  if (typeof flags === "string") return /[wa+]/.test(flags);
+  const { O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_APPEND } = fs.constants;
+  return typeof flags === "number" && (flags & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND)) !== 0;
+}
+
+/** A read-only descriptor on a copy of `data`: a temporary file, unlinked at once (the descriptor keeps it). */
+function copyDescriptor(data: Buffer): number {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tether-pod-file-"));
+  const file = path.join(dir, "copy");
+  try {
+    fs.writeFileSync(file, data, { mode: 0o400 });
+    return fs.openSync(file, "r");
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 function decode(data: Buffer, options: unknown): string | Buffer {
   const encoding = (typeof options === "string" ? options : (options as { encoding?: string } | undefined)?.encoding) as BufferEncoding | undefined;
   return encoding ? data.toString(encoding) : data;
@@ -58,6 +85,11 @@ export function installFsHook(channel: EngineChannel, remoteFiles: string[], log
     createReadStream: fs.createReadStream,
     promisesReadFile: fs.promises.readFile,
     promisesStat: fs.promises.stat,
+    openSync: fs.openSync,
+    open: fs.open,
+    promisesOpen: fs.promises.open,
+    promisesWriteFile: fs.promises.writeFile,
+    promisesAppendFile: fs.promises.appendFile,
   };
 
   const fetchSync = (p: string): Buffer | undefined => {
@@ -173,4 +205,55 @@ export function installFsHook(channel: EngineChannel, remoteFiles: string[], log
     );
     return stream;
   };
+
+  // descriptors: writeFile, appendFile and write streams open through these too
+  (fs as { openSync: unknown }).openSync = function openSync(p: unknown, flags?: unknown, mode?: unknown) {
+    if (!matches(p)) return (original.openSync as (...a: unknown[]) => number)(p, flags, mode);
+    if (writes(flags)) throw readOnly("open", abs(p));
+    let data: Buffer | undefined;
+    try {
+      data = fetchSync(p);
+    } catch (err) {
+      throw errnoError(err, "open", abs(p));
+    }
+    return data === undefined ? (original.openSync as (...a: unknown[]) => number)(p, flags, mode) : copyDescriptor(data);
+  };
+
+  (fs as { open: unknown }).open = function open(p: unknown, ...rest: unknown[]) {
+    const cb = rest[rest.length - 1] as (err: Error | null, fd?: number) => void;
+    if (!matches(p) || typeof cb !== "function") return (original.open as (...a: unknown[]) => unknown)(p, ...rest);
+    const flags = rest.length > 1 ? rest[0] : undefined;
+    if (writes(flags)) return process.nextTick(cb, readOnly("open", abs(p)));
+    fetchAsync(p).then(
+      (data) => (data === undefined ? (original.open as (...a: unknown[]) => unknown)(p, ...rest) : cb(null, copyDescriptor(data))),
+      (err) => cb(errnoError(err, "open", abs(p))),
+    );
+  };
+
+  fs.promises.open = (async (p: unknown, flags?: unknown, mode?: unknown) => {
+    if (!matches(p)) return (original.promisesOpen as (...a: unknown[]) => Promise<unknown>)(p, flags, mode);
+    if (writes(flags)) throw readOnly("open", abs(p));
+    let data: Buffer | undefined;
+    try {
+      data = await fetchAsync(p);
+    } catch (err) {
+      throw errnoError(err, "open", abs(p));
+    }
+    if (data === undefined) return (original.promisesOpen as (...a: unknown[]) => Promise<unknown>)(p, flags, mode);
+    const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), "tether-pod-file-"));
+    try {
+      await fs.promises.writeFile(path.join(dir, "copy"), data, { mode: 0o400 });
+      return await (original.promisesOpen as (...a: unknown[]) => Promise<unknown>)(path.join(dir, "copy"), "r");
+    } finally {
+      await fs.promises.rm(dir, { recursive: true, force: true });
+    }
+  }) as typeof fs.promises.open;
+
+  for (const name of ["writeFile", "appendFile"] as const) {
+    const own = name === "writeFile" ? original.promisesWriteFile : original.promisesAppendFile;
+    (fs.promises as Record<string, unknown>)[name] = async (p: unknown, ...rest: unknown[]) => {
+      if (matches(p)) throw readOnly("open", abs(p));
+      return (own as (...a: unknown[]) => Promise<void>)(p, ...rest);
+    };
+  }
 }

@@ -1,29 +1,41 @@
-// Outgoing TCP (and TLS, which connects through net.Socket) of the debuggee: a connection to a
-// destination the engine routes to the cluster is re-pointed at the engine's forwarder for that
-// destination, chosen once per destination (a blocking call on first use, cached after).
-// Loopback, unix sockets and the debugger's ports stay local. Listening ports are reported.
+// Outgoing TCP (and TLS, which connects through net.Socket) of the debuggee. Each connection is
+// decided during the socket's own lookup step, so the socket is already "connecting" (writes are
+// buffered) while the engine decides: a local one goes on to the real name and port; a cluster one
+// is first opened in the pod (tcp.open), and only then does the socket connect, to the engine's
+// loopback end of that connection. So a refused or unreachable destination fails with the pod's
+// errno (ECONNREFUSED, ETIMEDOUT, EHOSTUNREACH), as a direct connection would, and remoteAddress is
+// the real peer. Loopback, unix sockets and the debugger's ports stay local. Listening ports are reported.
+import dns from "node:dns";
 import net from "node:net";
-import type { RouteReply } from "../protocol/runtimeWire";
-import type { EngineChannel } from "./channel";
+import { constants } from "node:os";
+import type { TcpOpenReply } from "../protocol/runtimeWire";
+import { RuntimeCallError, type EngineChannel } from "./channel";
 import { isLoopback } from "./loopback";
 import type { RuntimeLog } from "./runtimeLog";
 
 type ConnectOptions = net.TcpNetConnectOpts & { path?: string };
+type LookupCallback = (err: NodeJS.ErrnoException | null, address?: string, family?: number) => void;
+type Handle = { connect(req: unknown, address: string, port: number): number; connect6(req: unknown, address: string, port: number): number };
+
+/** The name an IP destination is given so that Node calls the socket's lookup (it skips it for IPs). */
+const BY_ADDRESS = "tether-address.invalid";
+
+function connectError(err: unknown, host: string, port: number): NodeJS.ErrnoException {
+  const code = err instanceof RuntimeCallError && /^E[A-Z]+$/.test(err.code) ? err.code : "ECONNREFUSED";
+  const errno = (constants.errno as Record<string, number>)[code];
+  return Object.assign(new Error(`connect ${code} ${host}:${port}${err instanceof Error ? ` (${err.message})` : ""}`), {
+    code,
+    errno: errno ? -errno : undefined,
+    syscall: "connect",
+    address: host,
+    port,
+  });
+}
 
 export function installNetHook(channel: EngineChannel, localPorts: Set<number>, log: RuntimeLog): void {
-  const routes = new Map<string, RouteReply>();
+  /** Destinations the engine keeps local: connected directly from then on, with no question asked. */
+  const local = new Set<string>();
   const originalConnect = net.Socket.prototype.connect as (...args: unknown[]) => net.Socket;
-
-  function route(host: string, port: number): RouteReply {
-    const key = `${host}:${port}`;
-    let r = routes.get(key);
-    if (!r) {
-      r = channel.callSync<RouteReply>({ op: "route", proto: "tcp", host, port });
-      routes.set(key, r);
-      log.debug(`tcp ${key} -> ${r.route === "remote" ? `cluster via ${r.via.host}:${r.via.port}` : "local"}`);
-    }
-    return r;
-  }
 
   net.Socket.prototype.connect = function patchedConnect(this: net.Socket, ...args: unknown[]): net.Socket {
     let options: ConnectOptions | undefined;
@@ -45,22 +57,41 @@ export function installNetHook(channel: EngineChannel, localPorts: Set<number>, 
     if (!options || typeof options.path === "string" || options.port === undefined) return originalConnect.apply(this, args);
     const host = options.host ?? "localhost";
     const port = Number(options.port);
-    if (isLoopback(host) || localPorts.has(port)) return originalConnect.apply(this, args);
-    let r: RouteReply;
-    try {
-      r = route(host, port);
-    } catch (err) {
-      // Never crash the debuggee: the connection fails like a network error would.
-      log.warn(`cannot route tcp ${host}:${port}: ${(err as Error).message}`);
-      process.nextTick(() => this.destroy(Object.assign(new Error(`Tether: ${(err as Error).message}`), { code: "ECONNREFUSED" })));
-      return this;
-    }
-    if (r.route === "local") return originalConnect.apply(this, args);
-    const rerouted: ConnectOptions = { ...options, host: r.via.host, port: r.via.port };
-    delete (rerouted as { lookup?: unknown }).lookup;
+    if (isLoopback(host) || localPorts.has(port) || local.has(`${host}:${port}`)) return originalConnect.apply(this, args);
+    const socket = this as net.Socket & { _handle?: Handle; _peername?: unknown };
+    const ownLookup = (options.lookup ?? dns.lookup) as (h: string, o: unknown, cb: LookupCallback) => void;
+    const lookup = (_name: string, dnsOptions: unknown, done: LookupCallback) => {
+      channel.call<TcpOpenReply>({ op: "tcp.open", host, port }).then(
+        (r) => {
+          if (r.route === "local") {
+            local.add(`${host}:${port}`);
+            log.debug(`tcp ${host}:${port} -> local`);
+            if (net.isIP(host)) return done(null, host, net.isIP(host));
+            return ownLookup(host, dnsOptions, done);
+          }
+          // the pod is connected: this socket's handle connects to the engine's end of it instead
+          const handle = socket._handle;
+          if (handle) {
+            const viaFamily = net.isIP(r.via.host);
+            const proto = Object.getPrototypeOf(handle) as Handle;
+            handle.connect = (req) => (viaFamily === 6 ? proto.connect6 : proto.connect).call(handle, req, r.via.host, r.via.port);
+            handle.connect6 = handle.connect;
+          }
+          socket._peername = { address: r.remote.address, port: r.remote.port, family: net.isIP(r.remote.address) === 6 ? "IPv6" : "IPv4" };
+          log.debug(`tcp ${host}:${port} -> cluster (${r.remote.address})`);
+          done(null, "127.0.0.1", 4);
+        },
+        (err: unknown) => {
+          // never crash the debuggee: without an engine the connection fails like a network error
+          if (err instanceof RuntimeCallError && err.code === "ENGINE_UNREACHABLE") log.warn(`cannot route tcp ${host}:${port}: ${err.message}`);
+          else log.debug(`tcp ${host}:${port} failed in the pod: ${(err as Error).message}`);
+          done(connectError(err, host, port));
+        },
+      );
+    };
+    const rerouted: ConnectOptions = { ...options, host: net.isIP(host) ? BY_ADDRESS : host, lookup: lookup as never, autoSelectFamily: false };
     delete (rerouted as { family?: unknown }).family;
     delete (rerouted as { localAddress?: unknown }).localAddress;
-    delete (rerouted as { autoSelectFamily?: unknown }).autoSelectFamily;
     if (normalized) {
       const copy = [rerouted, cb] as unknown[] & Record<symbol, unknown>;
       for (const sym of Object.getOwnPropertySymbols(args[0] as object)) copy[sym] = (args[0] as Record<symbol, unknown>)[sym];

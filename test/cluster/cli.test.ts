@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { requireNetns } from "../support/netns";
 import { playgroundNetns, startPlaygroundProcess, type PlaygroundProcess } from "../support/playground";
+import { nativeScenarios } from "../e2e/native";
 import { runScenarios, type E2eCluster } from "../e2e/scenarios";
 
 describe("tether end to end on the playground", requireNetns(), () => {
@@ -28,6 +29,7 @@ describe("tether end to end on the playground", requireNetns(), () => {
       stateDir,
       limitedContext: "playground-limited",
       apiContainer: { image: "playground/api" },
+      grpcContainer: { image: "playground/grpc" },
       podNetns: async (namespace, pod) => `/run/netns/${playgroundNetns(prefix, await podIp(namespace, pod))}`,
     };
   });
@@ -41,4 +43,5 @@ describe("tether end to end on the playground", requireNetns(), () => {
   });
 
   runScenarios(() => cluster);
+  nativeScenarios(() => cluster);
 });

@@ -12,7 +12,8 @@ import { readdirSync, readFileSync, statSync, writeFileSync, mkdirSync } from "n
 import net from "node:net";
 import { join, resolve } from "node:path";
 import { failures, KeepAliveClient, KEEP_ALIVE_CLIENT, type KeepAliveResult } from "../support/keepAliveClient";
-import { DEFAULT_AGENT_IMAGE } from "../../src/config/schema";
+import { DEFAULT_AGENT_IMAGE, imagePullAdvice } from "../../src/config/agentImage";
+import { makePki } from "../support/testPki";
 
 const CLI = resolve(__dirname, "../../dist/cli.js");
 /** Waits until `tether exec` said its Node command listens (the port is subscribed from then on). */
@@ -24,6 +25,8 @@ async function listens(run: { stderr(): string; exited: Promise<unknown> }): Pro
 const STOLEN_APP = `require("http").createServer((q, s) => { q.resume(); s.writeHead(200, { "x-served-by": "debuggee" }).end("stolen " + q.url); }).listen(Number(process.argv[1]), "127.0.0.1")`;
 const DEBUGGEE = resolve(__dirname, "debuggee.js");
 const PYTHON_CALLER = resolve(__dirname, "../fixtures/proxy_caller.py");
+const LISTEN_LATER = resolve(__dirname, "../fixtures/listen_later.py");
+const GRPC_ECHO = resolve(__dirname, "../fixtures/grpc-echo.js");
 
 /** What a scenario needs to know about the cluster it runs on. */
 export interface E2eCluster {
@@ -34,6 +37,8 @@ export interface E2eCluster {
   readonly limitedContext: string;
   /** A container running the sample api app, for pods a scenario creates. */
   readonly apiContainer: { image: string; args?: string[] };
+  /** A container running the sample gRPC app (playground/apps/grpc.js). */
+  readonly grpcContainer: { image: string; args?: string[] };
   /** A pod's network namespace as a path nsenter --net= takes. */
   podNetns(namespace: string, pod: string): Promise<string>;
 }
@@ -47,7 +52,7 @@ type Result = { status: number | null; stdout: string; stderr: string };
 export function e2eTools(cluster: E2eCluster) {
   const { NODE_TEST_CONTEXT: _, ...inherited } = process.env;
   const env: NodeJS.ProcessEnv = { ...inherited, KUBECONFIG: cluster.kubeconfig };
-  // asynchronous on purpose: the playground's API server may run in this process
+  // asynchronous on purpose: the scenarios read background processes (tether exec, port-forward) meanwhile
   const run = (cmd: string, args: string[], extraEnv: NodeJS.ProcessEnv = {}) =>
     new Promise<Result>((done) => {
       const c = spawn(cmd, args, { env: { ...env, ...extraEnv }, stdio: ["ignore", "pipe", "pipe"] });
@@ -220,7 +225,7 @@ export const scenarios: Scenario[] = [
         const pod = runExec.pod!;
         const ip = await podIpOf(pod);
         // python may take a moment to listen
-        assert.match(await answers(ip, "/", /Directory listing/), /Directory listing/, "the request to the pod was answered by the local python server");
+        assert.match(await answers(ip, "/", /Directory listing/), /Directory listing/, `the request to the pod was answered by the local python server; tether said:\n${runExec.stderr()}`);
         assert.equal(await fromClientPod(`http://${ip}:8080/first`), "stolen by the debuggee /first");
         // kubectl port-forward (API server -> kubelet) reaches the pod over its loopback: stolen too
         const pf = await portForward(pod, 8080);
@@ -374,7 +379,7 @@ export const scenarios: Scenario[] = [
     },
   },
   {
-    name: "a Python debuggee calls the cluster through the engine's HTTP proxy (pod/client's port 8080 stolen)",
+    name: "a Python debuggee calls the cluster by name (the native layer; HTTP_PROXY where it cannot run) (pod/client's port 8080 stolen)",
     async run({ startExec, podIpOf, jsonpath, fromPod }, cluster) {
       // the target is the client pod, so the call to the api Service cannot come back to the stolen pod;
       // its container declares no ports, so the port to steal is named in the configuration
@@ -391,7 +396,31 @@ export const scenarios: Scenario[] = [
           body = await fromPod(apiPod, `http://${clientIp}:8080/py`);
           if (!/"python"/.test(body)) await sleep(200);
         }
+        assert.ok(body, `no answer from the stolen pod; tether said:\n${runExec.stderr()}`);
         assert.deepEqual(JSON.parse(body), { got: "/py", api: "/from-python", python: true });
+      } finally {
+        runExec.child.kill("SIGTERM");
+        await runExec.exited;
+      }
+    },
+  },
+  {
+    name: "incoming traffic follows a Python app's listener: the pod serves until it listens, and again once it stops",
+    async run({ startExec, podIpOf, fromClientPod, answers }, cluster) {
+      const port = randomPort();
+      const trigger = join(cluster.stateDir, `listen-${port}`);
+      const runExec = await startExec(["-v", "-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`], ["python3", LISTEN_LATER], { LOCAL_PORT: String(port), LISTEN_WHEN: trigger });
+      try {
+        for (let i = 0; i < 50 && !/waiting for your app/.test(runExec.stderr()); i++) await sleep(100);
+        assert.match(runExec.stderr(), new RegExp(`waiting for your app to listen on :${port}`), runExec.stderr());
+        const ip = await podIpOf(runExec.pod!);
+        assert.match(await fromClientPod(`http://${ip}:8080/before`), /"pod":"api-/, "before the app listens the pod answers (no 502)");
+        writeFileSync(trigger, "");
+        assert.equal(await answers(ip, "/while", /python got/), "python got /while");
+        assert.match(runExec.stderr(), new RegExp(`steal pod 8080 -> local ${port} \\(the command listens\\)`));
+        assert.match(await answers(ip, "/after", /"pod":"api-/), /"pod":"api-/, `once the app stops listening the pod answers again; tether said:\n${runExec.stderr()}`);
+        for (let i = 0; i < 50 && !/handed back/.test(runExec.stderr()); i++) await sleep(100);
+        assert.match(runExec.stderr(), new RegExp(`pod 8080 -> local ${port} handed back to the pod: nothing listens on :${port} any more`));
       } finally {
         runExec.child.kill("SIGTERM");
         await runExec.exited;
@@ -487,6 +516,76 @@ export const scenarios: Scenario[] = [
     },
   },
   {
+    name: "gRPC over h2c and over TLS (the certificate from a Secret): matching calls reach the debuggee, the rest the pod",
+    async run({ kubectl, jsonpath, podIpOf, run, startExec, assertPodClean }, cluster) {
+      const pki = makePki(cluster.stateDir);
+      const pem = (p: string) => readFileSync(p, "utf8");
+      const b64 = (p: string) => Buffer.from(pem(p)).toString("base64");
+      // the user's certificate as a kubernetes.io/tls Secret (the playground reads JSON, not kubectl create's protobuf)
+      const secretFile = join(cluster.stateDir, "grpc-tls.json");
+      writeFileSync(secretFile, JSON.stringify({ apiVersion: "v1", kind: "Secret", type: "kubernetes.io/tls", metadata: { name: "grpc-tls", namespace: "demo" }, data: { "tls.crt": b64(pki.server.cert), "tls.key": b64(pki.server.key) } }));
+      const secret = await kubectl(["apply", "-f", secretFile]);
+      assert.equal(secret.status, 0, secret.stderr);
+      const manifest = join(cluster.stateDir, "grpc.json");
+      writeFileSync(manifest, JSON.stringify({
+        apiVersion: "v1", kind: "Pod", metadata: { name: "grpc", namespace: "demo", labels: { app: "grpc" } },
+        spec: { terminationGracePeriodSeconds: 1, containers: [{ name: "grpc", ...cluster.grpcContainer,
+          env: [{ name: "TLS_CERT", value: pem(pki.app.cert) }, { name: "TLS_KEY", value: pem(pki.app.key) }],
+          ports: [{ containerPort: 50051 }, { containerPort: 8443 }] }] },
+      }));
+      const applied = await kubectl(["apply", "-f", manifest]);
+      assert.equal(applied.status, 0, applied.stderr);
+      try {
+        for (let i = 0; i < 150 && (await jsonpath(["pod", "-n", "demo", "grpc"], "{.status.conditions[?(@.type==\"Ready\")].status}")) !== "True"; i++) await sleep(200);
+        const ip = await podIpOf("grpc");
+        const client = await cluster.podNetns("demo", "client");
+        const call = async (port: number, plan: object[], options: object = {}) => {
+          let last: Result | undefined;
+          for (let i = 0; i < 20; i++) {
+            last = await run("nsenter", [`--net=${client}`, "--", process.execPath, GRPC_ECHO, "call", `${ip}:${port}`, JSON.stringify(plan), JSON.stringify(options)]);
+            if (last.status === 0) return JSON.parse(last.stdout) as Record<string, unknown>[];
+            await sleep(300);
+          }
+          assert.fail(`grpc client failed: ${last?.stderr}`);
+        };
+        const tls = { ca: pki.ca, servername: "api.demo" };
+        const plan = [{ method: "Say", message: "hi", metadata: { "x-dev": "me" } }, { method: "Say", message: "hi" }, { method: "Count", n: 20, metadata: { "x-dev": "me" } }];
+        // before: the pod answers everything
+        assert.equal((await call(50051, plan.slice(0, 1)))[0]!.reply, "pod:grpc:hi");
+        const local = randomPort();
+        const runExec = await startExec(
+          ["-n", "demo", "-t", "pod/grpc", "--http-header", "^x-dev: me$", "--tls-secret", "grpc-tls", "-p", `${local}:50051`, "-p", `${local}:8443`],
+          ["/bin/sh", "-c", `exec ${process.execPath} ${GRPC_ECHO} serve local ${local} 127.0.0.1`],
+        );
+        try {
+          assert.match(runExec.stderr(), /ready in/, runExec.stderr());
+          // the ports are subscribed once the debuggee listens (both: they are delivered to one local port)
+          for (const [port, options] of [[50051, {}], [8443, tls]] as const) {
+            for (let i = 0; i < 50 && (await call(port, plan.slice(0, 1), options))[0]!.reply !== "local:hi for me"; i++) await sleep(200);
+          }
+          for (const [port, options] of [[50051, {}], [8443, tls]] as const) {
+            const r = await call(port, plan, options);
+            assert.equal(r[0]!.reply, "local:hi for me", `${port}: ${JSON.stringify(r)}\n${runExec.stderr()}`);
+            assert.equal(r[1]!.reply, "pod:grpc:hi", `${port}: ${JSON.stringify(r)}`);
+            assert.deepEqual(r[2], { code: 0, replies: 20, first: "local:0", last: "local:19" });
+          }
+          // plain HTTPS on the same port: the user's certificate, trusted through the test's CA; passed to the pod
+          const https = await run("nsenter", [`--net=${client}`, "--", "curl", "-sS", "--cacert", pki.ca, "--resolve", `api.demo:8443:${ip}`, "https://api.demo:8443/plain"]);
+          assert.equal(https.stdout, "pod grpc GET /plain\n", https.stderr);
+        } finally {
+          runExec.child.kill("SIGINT");
+          await runExec.exited;
+        }
+        await assertPodClean("grpc");
+        assert.equal((await call(50051, plan.slice(0, 1)))[0]!.reply, "pod:grpc:hi");
+      } finally {
+        await kubectl(["delete", "pod", "grpc", "-n", "demo", "--wait=false"]);
+        await kubectl(["delete", "secret", "grpc-tls", "-n", "demo"]);
+        pki.cleanup();
+      }
+    },
+  },
+  {
     name: "exec stops at once with the real reason: RBAC, Pod Security, a missing image",
     async run({ cli, kubectl, jsonpath }, cluster) {
       // the limited user may read pods (so it gets as far as adding the agent) but not patch them
@@ -513,6 +612,7 @@ export const scenarios: Scenario[] = [
       assert.equal(image.status, 1, image.stderr);
       assert.match(image.stderr, /ErrImagePull|ImagePullBackOff/);
       assert.match(image.stderr, /agent\.image/);
+      assert.ok(image.stderr.includes(imagePullAdvice("registry.example/no-such-image:1")), image.stderr);
     },
   },
   {
@@ -530,6 +630,7 @@ export const scenarios: Scenario[] = [
       const missing = await cli(["doctor", "-n", "demo", "--probe-image", "registry.example/no-such-image:1"]);
       assert.equal(missing.status, 1);
       assert.match(missing.stdout, /FAIL agent image registry.example\/no-such-image:1: (ErrImagePull|ImagePullBackOff)/);
+      assert.ok(missing.stdout.includes(`what to do: ${imagePullAdvice("registry.example/no-such-image:1")}`), missing.stdout);
       for (let i = 0; i < 50 && /image-probe/.test((await kubectl(["get", "pods", "-n", "demo", "-o", "name"])).stdout); i++) await sleep(200);
       assert.doesNotMatch((await kubectl(["get", "pods", "-n", "demo", "-o", "name"])).stdout, /image-probe/);
     },
@@ -716,12 +817,37 @@ export const scenarios: Scenario[] = [
       }
       const listed = await startExec(["-n", "demo", "-t", "pod/client", "--steal", "--ports", "9998", "-p", `${port}:9998`], [process.execPath, "-e", STOLEN_APP, String(port)]);
       try {
-        // an explicit list is subscribed at start, not when the program listens
-        assert.match(listed.stderr(), /subscribing steal pod 9998 -> local \d+\n/, listed.stderr());
+        assert.match(listed.stderr(), /subscribing steal pod 9998 -> local \d+ once the debuggee listens/, listed.stderr());
+        assert.doesNotMatch(listed.stderr(), /pod 8080/, "the container's declared port is not in the list");
         assert.equal(await answersAt(`http://${await podIpOf("client")}:9998/listed`, /stolen/), "stolen /listed");
       } finally {
         listed.child.kill("SIGINT");
         await listed.exited;
+      }
+    },
+  },
+  {
+    name: "doctor checks that the cluster answers first, then the permission the target needs",
+    async run({ cli, kubectl }, cluster) {
+      // the limited user: doctor reports reading deployment/api and listing namespaces as the cluster decides them
+      const limited = await cli(["doctor", "-n", "demo", "--context", cluster.limitedContext, "-t", "deployment/api"]);
+      assert.match(limited.stdout, new RegExp(`^ok {3}cluster: the cluster at https://\\S+ \\(context ${cluster.limitedContext}\\) answers`, "m"));
+      const can = async (...args: string[]) => (await kubectl(["auth", "can-i", ...args, "--context", cluster.limitedContext])).stdout.trim() === "yes";
+      assert.match(limited.stdout, (await can("get", "deployments", "-n", "demo")) ? /ok {3}RBAC: get deployments: allowed in demo/ : /FAIL RBAC: get deployments: denied in demo \(needed to resolve the target deployment\/api\)/);
+      assert.match(limited.stdout, (await can("list", "namespaces")) ? /ok {3}RBAC: list namespaces: allowed/ : /warn RBAC: list namespaces: denied in the cluster/);
+      // a cluster that does not answer: said once, nothing else asked
+      const hung = net.createServer(() => {});
+      await new Promise<void>((r) => hung.listen(0, "127.0.0.1", r));
+      try {
+        const file = join(cluster.stateDir, "hung.yaml");
+        const server = `https://127.0.0.1:${(hung.address() as net.AddressInfo).port}`;
+        writeFileSync(file, `apiVersion: v1\nkind: Config\ncurrent-context: hung\nclusters:\n- name: hung\n  cluster:\n    server: ${server}\n    insecure-skip-tls-verify: true\ncontexts:\n- name: hung\n  context:\n    cluster: hung\n    user: u\nusers:\n- name: u\n  user:\n    token: t\n`);
+        const r = await cli(["doctor", "--kubeconfig", file]);
+        assert.equal(r.status, 1);
+        assert.equal(r.stdout.split("\n").filter((l) => /^(ok|FAIL|warn)/.test(l)).length, 1, r.stdout);
+        assert.match(r.stdout, new RegExp(`FAIL cluster: the cluster at ${server.replace(/[.]/g, "\\.")} \\(context hung\\) did not answer within \\d+ s`));
+      } finally {
+        hung.close();
       }
     },
   },

@@ -11,7 +11,8 @@ import { randomBytes } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { buildSync } from "esbuild";
-import { DEFAULT_AGENT_IMAGE } from "../../src/config/schema";
+import { fullImageName } from "../../agent/image/agentImage";
+import { DEFAULT_AGENT_IMAGE } from "../../src/config/agentImage";
 import { buildImages } from "./images";
 import { Pki } from "./pki";
 import { OWNER_FILE, sweepStale, teardown } from "./teardown";
@@ -24,7 +25,7 @@ const POD_SUBNET = "10.88.0.0/24";
 const SERVICE_CIDR = "10.96.0.0/16";
 const API_SERVICE_IP = "10.96.0.1";
 export const DNS_IP = "10.96.0.10";
-export const AGENT_IMAGE = `docker.io/${DEFAULT_AGENT_IMAGE}`;
+export const AGENT_IMAGE = fullImageName(DEFAULT_AGENT_IMAGE);
 export const APPS_IMAGE = "docker.io/tether-e2e/apps:1";
 const PAUSE_IMAGE = "registry.k8s.io/pause:3.10";
 /** cgroup v1 hierarchies kubelet's cgroupRoot must exist in. */
@@ -412,7 +413,7 @@ function bootstrapObjects(): object[] {
       readinessProbe: { httpGet: { path: "/healthz", port: 8080 }, periodSeconds: 1 } })] }),
     deployment("demo", "db", 1, { terminationGracePeriodSeconds: 2, containers: [app("db", "db", 5432)] }),
     service("demo", "api", [{ port: 8080, targetPort: 8080 }]),
-    service("demo", "db", [{ port: 5432, targetPort: 5432 }]),
+    service("demo", "db", [{ name: "tcp", port: 5432, targetPort: 5432 }, { name: "udp", port: 5432, targetPort: 5432, protocol: "UDP" }]),
     { apiVersion: "v1", kind: "Pod", metadata: { name: "client", namespace: "demo", labels: { app: "client" } },
       spec: { terminationGracePeriodSeconds: 1, containers: [{ name: "client", image: APPS_IMAGE, args: ["/app/client.js"], env: [{ name: "INTERVAL_MS", value: "5000" }] }] } },
     // a namespace enforcing the restricted Pod Security level

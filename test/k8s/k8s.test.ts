@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { resolve, join } from "node:path";
+import { nativeScenarios } from "../e2e/native";
 import { e2eTools, runScenarios, type E2eCluster, type E2eTools } from "../e2e/scenarios";
 import { AGENT_IMAGE, APPS_IMAGE, DNS_IP, NODE_NAME, startCluster, type Cluster } from "./cluster";
 
@@ -48,6 +49,7 @@ describe("tether against a real single-node Kubernetes", { skip: skipReason ?? f
       stateDir: cluster.stateDir,
       limitedContext: "tether-k8s-limited",
       apiContainer: { image: APPS_IMAGE, args: ["/app/api.js"] },
+      grpcContainer: { image: APPS_IMAGE, args: ["/app/grpc.js"] },
       // through the host PID of the pod's first container (containerd knows it)
       podNetns: async (ns, pod) => `/proc/${cluster.containerPid(await t.jsonpath(["pod", "-n", ns, pod], "{.status.containerStatuses[0].containerID}"))}/ns/net`,
     };
@@ -102,4 +104,5 @@ describe("tether against a real single-node Kubernetes", { skip: skipReason ?? f
   });
 
   runScenarios(() => e2e);
+  nativeScenarios(() => e2e);
 });

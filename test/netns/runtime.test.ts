@@ -11,8 +11,11 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { EngineConnection } from "../../src/protocol/connection";
 import { RuntimeServer } from "../../src/engine/runtimeServer";
-import { TcpForwarders } from "../../src/engine/tcpForwarders";
+import { NameMemory } from "../../src/engine/names";
+import { PodFiles } from "../../src/engine/podFiles";
+import { TcpSplices } from "../../src/engine/tcpSplices";
 import { UdpForwarders } from "../../src/engine/udpForwarders";
+import { configSchema } from "../../src/config/schema";
 import { startAgent } from "../support/agent";
 import { NetnsLab, requireNetns, waitForLine } from "../support/netns";
 
@@ -26,7 +29,7 @@ describe("node runtime", requireNetns(), () => {
   const subnet = `10.${200 + Math.floor(Math.random() * 50)}.${Math.floor(Math.random() * 250)}`;
   let conn: EngineConnection;
   let server: RuntimeServer;
-  let tcp: TcpForwarders;
+  let tcp: TcpSplices;
   let udp: UdpForwarders;
   let localDb: net.Server;
   const listens: number[] = [];
@@ -60,19 +63,15 @@ describe("node runtime", requireNetns(), () => {
     agentLogs = agent.logs;
     conn = (await agent.connect()).conn;
     const log = () => {};
-    tcp = new TcpForwarders(() => conn, log);
+    tcp = new TcpSplices(() => conn, log);
     udp = new UdpForwarders(() => conn, log);
-    server = await RuntimeServer.start({
-      conn: () => conn,
-      forwarders: tcp,
-      udpForwarders: udp,
-      log,
-      routing: {
-        connect: (_proto, host) => (host === "db" ? "local" : "remote"),
-        dns: (name) => (name === "db" ? "local" : "remote"),
-        file: () => "remote",
-      },
-    });
+    const routing = {
+      connect: (_proto: string, host: string) => (host === "db" ? ("local" as const) : ("remote" as const)),
+      dns: (name: string) => (name === "db" ? ("local" as const) : ("remote" as const)),
+      file: () => "remote" as const,
+    };
+    const files = new PodFiles(() => conn, routing, configSchema.parse({ fs: { mode: "read", readOnly: ["/etc/hosts"] } }), () => "pod");
+    server = await RuntimeServer.start({ conn: () => conn, tcp, udp, files, names: new NameMemory(), log, routing });
     server.on("listen", (l: { port: number }) => listens.push(l.port));
     // the developer's local database, known locally as "db"
     localDb = net.createServer((s) => {
@@ -100,7 +99,7 @@ describe("node runtime", requireNetns(), () => {
     const env = {
       ...inherited,
       ...ports,
-      ...server.debuggeeEnv(RUNTIME, { remoteFiles: ["/etc/hosts"] }),
+      ...server.debuggeeEnv(RUNTIME, { remoteFiles: ["/etc/hosts"], hostname: "api-pod-1" }),
     };
     // the developer's machine resolves "db" locally (its own /etc/hosts, in a private mount namespace)
     const child = spawn("unshare", ["-m", "sh", "-c", `mount --bind ${join(dir, "hosts")} /etc/hosts && exec "$0" "$@"`, process.execPath, DEBUGGEE], {
@@ -121,13 +120,19 @@ describe("node runtime", requireNetns(), () => {
     assert.equal(out.httpGet, "cluster api /http");
     assert.equal(out.db, "local-db:select 1");
     assert.equal(out.cache, "cluster-cache:ping");
-    assert.deepEqual(out.udp, { reply: "echo:hello-udp", from: "udpecho", port: Number(ports.UDP_PORT) });
+    assert.deepEqual(out.udp, { reply: "echo:hello-udp", from: `${subnet}.3`, port: Number(ports.UDP_PORT) }, "the reply's source is the peer's address");
+    assert.equal(out.peer, `${subnet}.3`, "remoteAddress is the real peer, not the engine's loopback end");
+    assert.match(out.refused.error, /^ECONNREFUSED /, "a closed port in the pod refuses the connection, as it does there");
     assert.equal(out.lookup, `${subnet}.3`);
     assert.equal(out.lookupCallback, `${subnet}.3`);
     assert.match(out.nxdomain.error, /ENOTFOUND/);
     assert.match(out.file, /pod-marker/);
     assert.equal(out.fileExists, true);
     assert.match(out.fileAsync, /pod-marker/);
+    assert.equal(out.hostname, "api-pod-1", "os.hostname() is the pod's");
+    assert.match(out.fileFd, /pod-marker/, "a descriptor from openSync reads the pod's file");
+    assert.match(out.fileWrite.error, /^EROFS /);
+    assert.match(out.fileAppend.error, /^EROFS /);
     assert.deepEqual(out.child, { fetch: "cluster api /hello" });
     assert.deepEqual(out.worker, { cache: "cluster-cache:from-worker" });
   });

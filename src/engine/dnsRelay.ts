@@ -1,0 +1,45 @@
+// DNS of native debuggees. They read the pod's /etc/resolv.conf, so their resolvers (glibc's
+// getaddrinfo, Go's own, c-ares) send queries to the pod's nameserver on port 53, which reach the
+// engine's UDP forwarder for it. The relay looks at each query: a name the dns filter keeps local is
+// answered here from this machine's resolver (dns.lookup: the local /etc/hosts included), anything
+// else goes on to the pod's nameserver unchanged. Answers both ways are remembered (NameMemory), so
+// a connection to an address is routed by the name that led to it.
+//
+// Search domains: the pod's resolv.conf makes "db" go out as db.demo.svc.cluster.local first. A rule
+// "db" covers those longer forms too (config/address), so each is tried locally, fails (NXDOMAIN),
+// and the resolver ends with "db" itself, which resolves locally.
+import dns from "node:dns";
+import type { Log } from "../protocol/log";
+import { answersOf, buildAnswer, parseQuestion, TYPE_A, TYPE_AAAA } from "./dnsMessage";
+import type { NameMemory } from "./names";
+import type { RuntimeRouting } from "./runtimeServer";
+
+export class DnsRelay {
+  constructor(
+    private readonly routing: RuntimeRouting,
+    private readonly names: NameMemory,
+    private readonly log: Log,
+  ) {}
+
+  /** The local answer to a query, or undefined when it goes to the pod's nameserver. */
+  async answerLocally(query: Buffer): Promise<Buffer | undefined> {
+    const q = parseQuestion(query);
+    if (!q || !q.name || this.routing.dns(q.name) === "remote") return undefined;
+    if (q.type !== TYPE_A && q.type !== TYPE_AAAA) return buildAnswer(query, q, []); // nothing else is kept for local names
+    let addresses: string[] | undefined;
+    try {
+      addresses = (await dns.promises.lookup(q.name, { all: true })).map((a) => a.address);
+    } catch {
+      addresses = undefined; // NXDOMAIN: the resolver tries its next search domain, or fails
+    }
+    if (addresses?.length) this.names.remember(q.name, addresses);
+    this.log("debug", `dns ${q.name} resolved locally: ${addresses?.join(", ") ?? "not found"}`, { tag: "dns" });
+    return buildAnswer(query, q, addresses);
+  }
+
+  /** A response from the pod's nameserver, on its way to the debuggee. */
+  observe(response: Buffer): void {
+    const a = answersOf(response);
+    if (a?.addresses.length) this.names.remember(a.name, a.addresses);
+  }
+}
