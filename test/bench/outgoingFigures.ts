@@ -4,7 +4,7 @@
 // starts them, through tether-shim); floors: the same calls through a plain port-forward to that
 // pod, and from inside the cluster (direct).
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { pods } from "./benchCluster";
@@ -77,7 +77,8 @@ export async function outgoingFigures(ctx: BenchContext): Promise<Figure[]> {
   if (!native) throw new Error(`the native layer is not active: ${"unavailable" in launch.native ? launch.native.unavailable : "?"}`);
   const built = mkdtempSync(join(tmpdir(), "tether-bench-go-"));
   ctx.defer(() => rmSync(built, { recursive: true, force: true }));
-  const go = spawnSync("go", ["build", "-o", join(built, "goworker"), "."], { cwd: resolve(APPS, "goworker"), env: { ...process.env, CGO_ENABLED: "0" }, encoding: "utf8" });
+  const goTool = existsSync("/usr/local/go/bin/go") ? "/usr/local/go/bin/go" : "go";
+  const go = spawnSync(goTool, ["build", "-o", join(built, "goworker"), "."], { cwd: resolve(APPS, "goworker"), env: { ...process.env, CGO_ENABLED: "0" }, encoding: "utf8" });
   if (go.status !== 0) throw new Error(`cannot build the Go worker: ${go.stderr}`);
   const languages: Record<string, { rtt: number[]; mbps: number; dns: number[] }> = {};
   for (const [lang, argv] of [["python", ["python3", resolve(APPS, "worker.py")]], ["go", [join(built, "goworker")]]] as const) {

@@ -90,6 +90,7 @@ export class Worker {
       while ((i = buf.indexOf("\n")) >= 0) {
         const line = buf.slice(0, i);
         buf = buf.slice(i + 1);
+        if (!line.trim()) continue;
         const msg = JSON.parse(line) as { id?: number; result?: unknown; error?: string };
         if (msg.id === undefined) continue;
         const w = this.waiting.get(msg.id);
