@@ -3,8 +3,8 @@
 import { spawn } from "node:child_process";
 import { basename, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { parsePortPair, showRoute } from "../config/ports";
-import { targetPath } from "../config/target";
+import { parsePortPair, showRoute, waitingText } from "../config/ports";
+import { parseTargetPath, targetPath } from "../config/target";
 import { readConfigFile, readProjectConfig, resolveConfig, type ConfigSource } from "../config/load";
 import { Cluster } from "../kube/cluster";
 import { listNamespaces, listWorkloads } from "../kube/discovery";
@@ -22,7 +22,7 @@ const USAGE = `usage:
                 [--steal | --mirror] [--http-header RE] [--http-path RE] [--http-method M]
                 [--tls-secret NAME | --tls-cert FILE --tls-key FILE] [--tls-client-ca FILE|secret:NAME]
                 [--tls-local] [-p LOCAL:REMOTE]... -- COMMAND [ARGS...]
-  tether doctor [-n NS] [--context C] [--kubeconfig P] [--job] [--probe-image IMAGE]
+  tether doctor [-t KIND/NAME] [-n NS] [--context C] [--kubeconfig P] [--job] [--probe-image IMAGE]
   tether --version`;
 
 class UsageError extends Error {}
@@ -141,8 +141,7 @@ async function exec(argv: string[]): Promise<number> {
   const config = resolveConfig(sources);
   if (!config.target) throw new UsageError("no target: give -t KIND/NAME or a target in the config file");
 
-  // a Node command gets the runtime, every command the native layer (Node's children included):
-  // both report the ports the command really listens on
+  // a Node command gets the runtime, every command the native layer (Node's children included)
   const node = /^node(js)?$/.test(basename(command[0]!));
   const launch = await Launch.start({
     config,
@@ -150,13 +149,16 @@ async function exec(argv: string[]): Promise<number> {
     runtimeBundle: resolve(__dirname, "runtime.js"),
     nativeDir: nativeDirNextTo(__dirname),
     debuggee: node ? "node" : "native",
-    incomingOnListen: true,
     client: { name: "tether-cli", version: TETHER_VERSION },
     onStep: (step, detail) => process.stderr.write(`tether: ${step} ${detail}\n`),
     onSubscribed: (pod, local) => process.stderr.write(`tether: ${config.incoming.mode} ${showRoute(pod, local)} (the command listens)\n`),
+    onPortTaken: (local) => process.stderr.write(`tether: local port ${local} is already taken by another program; stop it so your command can listen there\n`),
+    onHandedBack: (pod, local) => process.stderr.write(`tether: ${showRoute(pod, local)} handed back to the pod: nothing listens on :${local} any more\n`),
     onSubscribeError: (port, err) => process.stderr.write(`tether: cannot subscribe port ${port}: ${err.message}\n`),
   });
   const session = launch.session;
+  process.stderr.write(`tether: ${launch.summary(node ? "node" : "native")}\n`);
+  if (session.waiting.length) process.stderr.write(`tether: ${waitingText(session.waiting)}\n`);
   const env: NodeJS.ProcessEnv = { ...process.env, ...launch.debuggeeEnv(node ? "node" : "native", process.env) };
   const line = launch.command(command);
   const child = spawn(line[0]!, line.slice(1), { stdio: "inherit", env });
@@ -182,13 +184,13 @@ async function doctorCmd(argv: string[]): Promise<number> {
   });
   if (values.help) return console.log(USAGE), 0;
   const cluster = new Cluster({ kubeconfig: values.kubeconfig, context: values.context, namespace: values.namespace });
-  const findings = await doctor(cluster, cluster.namespace, values.job ? "job" : "ephemeral");
-  if (values["probe-image"]) findings.push(await probeImage(cluster, cluster.namespace, values["probe-image"]));
+  const findings = await doctor(cluster, cluster.namespace, values.job ? "job" : "ephemeral", values.target ? parseTargetPath(values.target) : undefined);
+  if (values["probe-image"] && findings[0]?.ok) findings.push(await probeImage(cluster, cluster.namespace, values["probe-image"]));
   for (const f of findings) {
-    console.log(`${f.ok ? "ok  " : "FAIL"} ${f.check}: ${f.detail}`);
+    console.log(`${f.ok ? "ok  " : f.optional ? "warn" : "FAIL"} ${f.check}: ${f.detail}`);
     if (f.fix) console.log(`     what to do: ${f.fix}`);
   }
-  return findings.every((f) => f.ok) ? 0 : 1;
+  return findings.every((f) => f.ok || f.optional) ? 0 : 1;
 }
 
 export async function main(argv: string[]): Promise<number> {

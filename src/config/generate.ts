@@ -4,12 +4,14 @@
 // - package.json's contributes.configuration (the settings of src/config/settings.ts) and
 //   contributes.debuggers (the `tether` launch attribute, with IntelliSense, for every debug type of
 //   src/config/debugTypes.ts);
-// - the configuration table of README.md;
+// - the configuration table of README.md, and its table of what works for which language
+//   (src/config/debuggeeSupport.ts);
 // - TETHER_VERSION in src/protocol/version.ts, from package.json's "version".
 // Run: npm run generate. test/unit/config.test.ts fails when any of them is stale.
 import { readFileSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { z } from "zod";
+import { supportTable } from "./debuggeeSupport";
 import { DEBUG_TYPES } from "./debugTypes";
 import { configSchema } from "./schema";
 import { SETTING_KEYS } from "./settings";
@@ -20,8 +22,6 @@ export const LAUNCH_SCHEMA_FILE = resolve(ROOT, "media/launch.schema.json");
 export const README_FILE = resolve(ROOT, "README.md");
 export const PACKAGE_FILE = resolve(ROOT, "package.json");
 export const VERSION_FILE = resolve(ROOT, "src/protocol/version.ts");
-const START = "<!-- config-table:start -->";
-const END = "<!-- config-table:end -->";
 
 type Node = {
   type?: string | string[];
@@ -65,11 +65,18 @@ export function readmeTable(): string {
   return rows.join("\n");
 }
 
+function between(text: string, name: string, content: string): string {
+  const start = `<!-- ${name}:start -->`;
+  const end = `<!-- ${name}:end -->`;
+  const a = text.indexOf(start);
+  const b = text.indexOf(end);
+  if (a < 0 || b < a) throw new Error(`README.md lacks the ${start} / ${end} markers`);
+  return `${text.slice(0, a + start.length)}\n${content}\n${text.slice(b)}`;
+}
+
+/** README.md with both generated tables: the configuration, and what works for which language. */
 export function readmeWithTable(readme: string): string {
-  const a = readme.indexOf(START);
-  const b = readme.indexOf(END);
-  if (a < 0 || b < a) throw new Error(`README.md lacks the ${START} / ${END} markers`);
-  return `${readme.slice(0, a + START.length)}\n${readmeTable()}\n${readme.slice(b)}`;
+  return between(between(readme, "config-table", readmeTable()), "support-table", supportTable());
 }
 
 /** contributes.configuration: `tether.<key>` for each SETTING_KEYS entry, as the schema describes the key. */

@@ -10,12 +10,12 @@ import { normalizeTarget, targetPath, type Target } from "../config/target";
 import type { EngineConnection } from "../protocol/connection";
 import { TetherError } from "../protocol/error";
 import type { Log } from "../protocol/log";
-import type { AgentToEngine } from "../protocol/messages";
+import type { AgentToEngine, Probe } from "../protocol/messages";
 import { placeAgent, type PlacedAgent } from "../kube/agentPlacement";
 import { Cluster, probesOf, resolveTarget, type ResolvedTarget } from "../kube/cluster";
 import { openPortForward } from "../kube/portForward";
 import { openAgentWire } from "./agentWire";
-import { IncomingDelivery, type DeliveredRequest } from "./incoming";
+import { IncomingDelivery, type DeliveredRequest, type IncomingConnection, type StartedRequest } from "./incoming";
 import { loadTlsMaterial } from "./tlsMaterial";
 import type { SubscribeTls } from "../protocol/messages";
 import { importEnv } from "./routing";
@@ -27,8 +27,8 @@ export interface SessionOptions {
   log: Log;
   client: { name: string; version: string };
   /**
-   * Subscribe a port only once the debuggee listens on its local side (the Node runtime reports
-   * listen()), instead of subscribing every candidate port at start.
+   * Subscribe a port only once the debuggee listens on its local side (Launch reports it, see
+   * debuggeeListens), and hand it back when it stops; otherwise every candidate port at start.
    */
   incomingOnListen?: boolean;
   /** Called as each step starts (and "ready" at the end), with the time since start. */
@@ -36,21 +36,40 @@ export interface SessionOptions {
 }
 
 export interface SessionStats {
+  /** Whole connections delivered (steal without a filter, mirror). */
   connections: number;
+  /** Of those, mirrored copies. */
+  mirrored: number;
   requestsStolen: number;
+  /** Requests the agent let through to the pod's app, probes not counted. */
   requestsPassed: number;
+  /** The pod's liveness/readiness/startup probe requests that reached the pod (folded into one count). */
+  probesPassed: number;
   failures: number;
 }
+
+/** One line of the session's recent traffic. */
+export type RecentEntry =
+  | DeliveredRequest
+  | { passed: true; method: string; path: string; port: number }
+  | { connection: true; mode: "steal" | "mirror"; port: number; localPort: number; peer: { address: string; port: number } };
 
 const RECENT_LIMIT = 200;
 /** The longest a graceful close waits for the agent's unsubscribe, then for requests in flight. */
 const RELEASE_DRAIN_MS = 2_000;
 
-/** Events: "request" (DeliveredRequest), "ended" (err?: Error) when the agent wire goes away. */
+/**
+ * Events: "request" (DeliveredRequest), "ports" when a pod port is subscribed or handed back, "ended"
+ * (err?: Error) when the agent wire goes away.
+ */
 export class Session extends EventEmitter {
   readonly id = randomUUID();
-  readonly stats: SessionStats = { connections: 0, requestsStolen: 0, requestsPassed: 0, failures: 0 };
-  readonly recent: (DeliveredRequest | { passed: true; method: string; path: string; port: number })[] = [];
+  readonly stats: SessionStats = { connections: 0, mirrored: 0, requestsStolen: 0, requestsPassed: 0, probesPassed: 0, failures: 0 };
+  readonly recent: RecentEntry[] = [];
+  /** Stolen HTTP requests the debuggee is still answering (a breakpoint holds them), by wire stream. */
+  readonly inFlight = new Map<number, StartedRequest>();
+  /** The target container's probes: their requests are counted, not listed. */
+  private probes: Probe[] = [];
   target!: ResolvedTarget;
   placed?: PlacedAgent;
   conn?: EngineConnection;
@@ -63,6 +82,8 @@ export class Session extends EventEmitter {
   readonly ports = new Map<number, number>();
   /** Pod ports that may be subscribed (configured or the container's), with their local port. */
   private readonly candidates = new Map<number, number>();
+  /** Subscribes and hand-backs, one at a time and in the order the debuggee's listen/stop came. */
+  private portChanges: Promise<unknown> = Promise.resolve();
   /** incoming.tls, read once: certificate, key and client CA sent with each steal subscription. */
   private tls?: SubscribeTls;
   private ending?: Promise<void>;
@@ -100,6 +121,7 @@ export class Session extends EventEmitter {
     this.target = await resolveTarget(this.cluster, target, this.cluster.namespace);
     step("starting agent", `${this.target.reason}; agent ${config.agent.mode}`);
     const probes = probesOf(this.target.container);
+    this.probes = probes;
     const place = (reuse: boolean) =>
       placeAgent(this.cluster, this.target, {
         mode: config.agent.mode,
@@ -146,15 +168,33 @@ export class Session extends EventEmitter {
         this.tls = await loadTlsMaterial(config.incoming.tls, this.cluster, this.target.namespace);
       }
       this.delivery = new IncomingDelivery(conn, { podToLocal: this.candidates, localTls: config.incoming.tls?.local === "tls" });
-      this.delivery.on("connection", () => this.stats.connections++);
+      this.delivery.on("connection", (c: IncomingConnection) => {
+        this.stats.connections++;
+        if (c.mode === "mirror") this.stats.mirrored++;
+        this.remember({ connection: true, mode: c.mode, port: c.port, localPort: c.localPort, peer: c.peer });
+        this.emit("request");
+      });
       this.delivery.on("request", (r: DeliveredRequest) => {
         this.stats.requestsStolen++;
         this.remember(r);
         this.emit("request", r);
       });
+      this.delivery.on("started", (r: StartedRequest) => {
+        this.inFlight.set(r.id, r);
+        this.emit("request");
+      });
+      this.delivery.on("finished", (r: StartedRequest) => {
+        this.inFlight.delete(r.id);
+        this.emit("request");
+      });
       this.delivery.on("passed", (p: { method: string; path: string; port: number }) => {
-        this.stats.requestsPassed++;
-        this.remember({ passed: true, method: p.method, path: p.path, port: p.port });
+        const probe = this.probes.some((x) => x.port === p.port && (x.path === undefined || p.path === x.path || p.path.startsWith(`${x.path}?`)));
+        if (probe) this.stats.probesPassed++;
+        else {
+          this.stats.requestsPassed++;
+          this.remember({ passed: true, method: p.method, path: p.path, port: p.port });
+        }
+        this.emit("request");
       });
       this.delivery.on("failure", () => this.stats.failures++);
       const listing = showRoutes(this.candidates, "(no ports)");
@@ -188,31 +228,76 @@ export class Session extends EventEmitter {
     const conn = this.conn!;
     if (this.ports.has(pod)) return;
     this.ports.set(pod, this.candidates.get(pod)!);
-    await conn.request({
-      type: "incoming.subscribe",
-      id: conn.newRequestId(),
-      port: pod,
-      mode: config.incoming.mode as "steal" | "mirror",
-      // mirror with a filter goes to the agent too, which refuses it with its reason (filtered mirror is not built yet)
-      ...(config.incoming.httpFilter ? { filter: config.incoming.httpFilter } : {}),
-      ...(config.incoming.stealProbes ? { stealProbes: true } : {}),
-      ...(this.tls ? { tls: this.tls } : {}),
+    try {
+      await conn.request({
+        type: "incoming.subscribe",
+        id: conn.newRequestId(),
+        port: pod,
+        mode: config.incoming.mode as "steal" | "mirror",
+        // mirror with a filter goes to the agent too, which refuses it with its reason (filtered mirror is not built yet)
+        ...(config.incoming.httpFilter ? { filter: config.incoming.httpFilter } : {}),
+        ...(config.incoming.stealProbes ? { stealProbes: true } : {}),
+        ...(this.tls ? { tls: this.tls } : {}),
+      });
+    } catch (err) {
+      this.ports.delete(pod);
+      throw err;
+    }
+    this.emit("ports");
+  }
+
+  /** Local ports incoming traffic will go to once something listens there (the "waiting for your app" state). */
+  get waiting(): number[] {
+    if (this.options.config.incoming.mode === "off") return [];
+    return [...new Set([...this.candidates].filter(([pod]) => !this.ports.has(pod)).map(([, local]) => local))];
+  }
+
+  /** Pod ports that may be subscribed, with the local port each is delivered to. */
+  get routes(): ReadonlyMap<number, number> {
+    return this.candidates;
+  }
+
+  /**
+   * The one place that decides when a pod port is subscribed: something (the debuggee) listens on
+   * `localPort` — reported by the Node runtime, the native layer, or LocalListeners for any program.
+   * Subscribes the pod ports delivered there; resolves with them (none when nothing maps). Where on
+   * loopback the app listens is found when delivering (loopback.ts).
+   */
+  debuggeeListens(localPort: number): Promise<number[]> {
+    return this.changePorts(async () => {
+      if (this.ending || !this.conn || this.options.config.incoming.mode === "off") return [];
+      const pods = [...this.candidates].filter(([pod, local]) => local === localPort && !this.ports.has(pod)).map(([pod]) => pod);
+      for (const pod of pods) {
+        await this.subscribe(pod);
+        this.options.log("info", `subscribed ${showRoute(pod, localPort)}: the debuggee listens`, { tag: "session", session: this.id });
+      }
+      return pods;
     });
   }
 
-  /** The debuggee listens on `localPort`: subscribe the pod ports delivered there (none: []). */
-  async debuggeeListens(localPort: number): Promise<number[]> {
-    if (this.ending || !this.conn || this.options.config.incoming.mode === "off") return [];
-    // every pod port delivered there: one local server may take several (-p 3000:80 -p 3000:443)
-    const pods = [...this.candidates].filter(([pod, local]) => local === localPort && !this.ports.has(pod)).map(([pod]) => pod);
-    for (const pod of pods) {
-      await this.subscribe(pod);
-      this.options.log("info", `subscribed ${showRoute(pod, localPort)}: the debuggee listens`, { tag: "session", session: this.id });
-    }
-    return pods;
+  /** Nothing listens on `localPort` any more: hand its pod ports back to the pod's app. Resolves with them. */
+  debuggeeStopped(localPort: number): Promise<number[]> {
+    return this.changePorts(async () => {
+      const conn = this.conn;
+      if (this.ending || !conn) return [];
+      const pods = [...this.ports].filter(([, local]) => local === localPort).map(([pod]) => pod);
+      for (const pod of pods) {
+        this.ports.delete(pod);
+        this.emit("ports");
+        await conn.request({ type: "incoming.unsubscribe", id: conn.newRequestId(), port: pod });
+        this.options.log("info", `handed back ${showRoute(pod, localPort)}: nothing listens there any more`, { tag: "session", session: this.id });
+      }
+      return pods;
+    });
   }
 
-  private remember(entry: Session["recent"][number]): void {
+  private changePorts<T>(change: () => Promise<T>): Promise<T> {
+    const next = this.portChanges.then(change, change);
+    this.portChanges = next.catch(() => undefined);
+    return next;
+  }
+
+  private remember(entry: RecentEntry): void {
     this.recent.push(entry);
     if (this.recent.length > RECENT_LIMIT) this.recent.shift();
   }
@@ -220,6 +305,7 @@ export class Session extends EventEmitter {
   /** Graceful end: unsubscribe, close the wire (the agent removes its rules and exits), remove the job pod. */
   close(): Promise<void> {
     this.ending ??= (async () => {
+      await Promise.race([this.portChanges, new Promise((r) => setTimeout(r, RELEASE_DRAIN_MS).unref())]); // a subscribe under way ends first
       await this.release();
       this.delivery?.close();
       this.conn?.close();

@@ -5,9 +5,11 @@
 import * as vscode from "vscode";
 import { join } from "node:path";
 import type { TetherConfig } from "../config/schema";
-import { isNodeDebugType } from "../config/debugTypes";
+import { DEBUG_TYPES, isNodeDebugType } from "../config/debugTypes";
 import { nativeDirNextTo } from "../engine/nativeDir";
+import { TetherError } from "../protocol/error";
 import { withSession } from "./debugEnv";
+import { debuggerInstalled } from "./debuggers";
 import { showRoute } from "../config/ports";
 import { targetLabel } from "../config/target";
 import type { DebuggeeKind, Launch } from "../engine/launch";
@@ -30,6 +32,8 @@ export interface ActiveSession {
   debugSession?: vscode.DebugSession;
   started: number;
   steps: { step: Step; detail: string; ms: number }[];
+  /** What is active, in one line (Launch.summary); also written to the Debug Console. */
+  summary: string;
 }
 
 export class SessionManager implements vscode.Disposable, vscode.DebugConfigurationProvider {
@@ -53,6 +57,8 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
         const s = id ? this.sessions.get(id) : undefined;
         if (s && !s.debugSession) {
           s.debugSession = d;
+          // what is active, where the user looks while debugging
+          vscode.debug.activeDebugConsole.appendLine(`Tether: ${s.summary}`);
           this.changed.fire(s);
         }
       }),
@@ -96,11 +102,26 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
       return debugConfiguration;
     }
     if (block === undefined && !this.store.enabled) return debugConfiguration;
+    this.lastError = undefined;
+    const type = String(debugConfiguration.type);
+    if (!debuggerInstalled(type)) {
+      // VS Code would refuse the launch after the agent had started stealing: start nothing
+      const provider = DEBUG_TYPES[type]?.provider ?? "the extension that provides it";
+      this.fail(new TetherError("UNSUPPORTED", `no debugger for "${type}" is installed (it comes with ${provider}); no session was started`), "extensions", type);
+      return undefined;
+    }
     let config: TetherConfig;
     try {
       config = this.store.resolve(folder, block === true ? undefined : block, (note) => this.log("warn", note));
     } catch (err) {
-      this.fail(err as Error, false);
+      if ((err as Error).message.startsWith(".tether/config.json:")) {
+        // the problem is in the Problems view (and squiggled in the file) until it is fixed: no toast that outlives it
+        this.lastError = (err as Error).message;
+        this.log("error", `cannot start the session: ${this.lastError}`);
+        void vscode.commands.executeCommand("workbench.actions.view.problems");
+        return undefined;
+      }
+      this.fail(err as Error, "config");
       return undefined;
     }
     if (!config.target) {
@@ -111,9 +132,13 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
     }
     let active: ActiveSession;
     try {
-      active = await this.start(config, token, isNodeDebugType(debugConfiguration.type) ? "node" : "native");
+      active = await this.start(config, token, isNodeDebugType(type) ? "node" : "native");
     } catch (err) {
-      this.fail(err as Error, true);
+      if (TetherError.is(err, "CANCELLED")) {
+        this.log("info", "the start was cancelled: no session, nothing left in the cluster");
+        return undefined; // the user asked for it: no error
+      }
+      this.fail(err as Error, "doctor");
       return undefined;
     }
     setTimeout(() => {
@@ -123,7 +148,7 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
   }
 
   /** Starts a session with a progress notification that shows each step; cancellable. */
-  async start(config: TetherConfig, token?: vscode.CancellationToken, debuggee?: DebuggeeKind): Promise<ActiveSession> {
+  async start(config: TetherConfig, token?: vscode.CancellationToken, kind: DebuggeeKind = "native"): Promise<ActiveSession> {
     const label = targetLabel(config.target, "");
     const steps: ActiveSession["steps"] = [];
     return await vscode.window.withProgress(
@@ -134,9 +159,7 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
           log: this.log,
           runtimeBundle: join(this.extensionPath, "dist", "runtime.js"),
           nativeDir: nativeDirNextTo(join(this.extensionPath, "dist")),
-          // a debuggee reports the ports it listens on (the runtime, or the native layer)
-          debuggee,
-          incomingOnListen: debuggee !== undefined,
+          debuggee: kind,
           client: { name: "tether-vscode", version: TETHER_VERSION },
           onStep: (step, detail, ms) => {
             steps.push({ step, detail, ms });
@@ -146,10 +169,19 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
             this.log("info", `${config.incoming.mode} ${showRoute(pod, local)}: the debuggee listens`);
             this.changed.fire(undefined);
           },
-          onSubscribeError: (local, err) => this.log("error", `cannot subscribe port ${local}: ${err.message}`),
+          onSubscribeError: (local, err) => {
+            this.log("error", `cannot take the pod's traffic for local :${local}: ${err.message}`);
+            void vscode.window.showWarningMessage(`Tether: cannot take the pod's traffic for local :${local}: ${err.message}`, "Show log").then((a) => a && this.channel.show());
+          },
+          onPortTaken: (local) =>
+            void vscode.window.showWarningMessage(`Tether: local port ${local} is already taken by another program, so your app cannot listen there and gets no traffic from the pod. Stop that program, then start debugging again.`, "Show log").then((a) => a && this.channel.show()),
+          onHandedBack: (pod, local) => {
+            this.log("info", `${showRoute(pod, local)} handed back to the pod: nothing listens on :${local} any more`);
+            this.changed.fire(undefined);
+          },
         });
         const cancelled = new Promise<never>((_, reject) => {
-          const onCancel = () => reject(new Error("cancelled"));
+          const onCancel = () => reject(new TetherError("CANCELLED", "cancelled"));
           cancel.onCancellationRequested(onCancel);
           token?.onCancellationRequested(onCancel);
         });
@@ -160,9 +192,10 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
           void starting.then((l) => l.close(), () => undefined); // a late start is closed at once
           throw err;
         }
-        const active: ActiveSession = { id: launch.session.id, label, mode: config.incoming.mode, launch, started: Date.now(), steps };
+        const active: ActiveSession = { id: launch.session.id, label, mode: config.incoming.mode, launch, started: Date.now(), steps, summary: launch.summary(kind) };
         this.sessions.set(active.id, active);
         launch.session.on("request", () => this.changed.fire(active));
+        launch.session.on("ports", () => this.changed.fire(active));
         launch.session.on("ended", (err: Error) => {
           if (!this.sessions.has(active.id)) return;
           this.log("error", `session ${label} ended: ${err.message}`);
@@ -170,7 +203,7 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
           void this.stop(active.id, err.message);
         });
         this.changed.fire(active);
-        this.log("info", `session ${label} ready (${config.incoming.mode})`);
+        this.log("info", `session ${label} ready: ${active.summary}`);
         return active;
       },
     );
@@ -186,14 +219,16 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
     this.log("info", `session ${s.label} stopped`);
   }
 
-  private fail(err: Error, withDoctor: boolean): void {
+  /** A start that did not happen: logged, remembered for the tests, and one message with what to do. */
+  private fail(err: Error, help: "doctor" | "config" | "extensions", debugType?: string): void {
     this.lastError = err.message;
     this.log("error", `cannot start the session: ${err.message}`);
-    const actions = withDoctor ? ["Show log", "Run doctor"] : ["Show log", "Open config"];
-    void vscode.window.showErrorMessage(`Tether: ${err.message}`, ...actions).then((a) => {
+    const action = { doctor: "Run doctor", config: "Open config", extensions: "Find a debugger" }[help];
+    void vscode.window.showErrorMessage(`Tether: ${err.message}`, "Show log", action).then((a) => {
       if (a === "Show log") this.channel.show();
       else if (a === "Run doctor") void vscode.commands.executeCommand("tether.runDoctor");
       else if (a === "Open config") void vscode.commands.executeCommand("tether.openConfig");
+      else if (a === "Find a debugger") void vscode.commands.executeCommand("workbench.extensions.search", `@category:debuggers ${debugType ?? ""}`);
     });
   }
 }

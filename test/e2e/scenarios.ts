@@ -17,6 +17,7 @@ import { makePki } from "../support/testPki";
 const CLI = resolve(__dirname, "../../dist/cli.js");
 const DEBUGGEE = resolve(__dirname, "debuggee.js");
 const PYTHON_CALLER = resolve(__dirname, "../fixtures/proxy_caller.py");
+const LISTEN_LATER = resolve(__dirname, "../fixtures/listen_later.py");
 const GRPC_ECHO = resolve(__dirname, "../fixtures/grpc-echo.js");
 
 /** What a scenario needs to know about the cluster it runs on. */
@@ -187,7 +188,7 @@ export const scenarios: Scenario[] = [
         const pod = runExec.pod!;
         const ip = await podIpOf(pod);
         // python may take a moment to listen
-        assert.match(await answers(ip, "/", /Directory listing/), /Directory listing/, "the request to the pod was answered by the local python server");
+        assert.match(await answers(ip, "/", /Directory listing/), /Directory listing/, `the request to the pod was answered by the local python server; tether said:\n${runExec.stderr()}`);
         assert.equal(await fromClientPod(`http://${ip}:8080/first`), "stolen by the debuggee /first");
         // kubectl port-forward (API server -> kubelet) reaches the pod over its loopback: stolen too
         const pf = await portForward(pod, 8080);
@@ -358,7 +359,31 @@ export const scenarios: Scenario[] = [
           body = await fromPod(apiPod, `http://${clientIp}:8080/py`);
           if (!/"python"/.test(body)) await sleep(200);
         }
+        assert.ok(body, `no answer from the stolen pod; tether said:\n${runExec.stderr()}`);
         assert.deepEqual(JSON.parse(body), { got: "/py", api: "/from-python", python: true });
+      } finally {
+        runExec.child.kill("SIGTERM");
+        await runExec.exited;
+      }
+    },
+  },
+  {
+    name: "incoming traffic follows a Python app's listener: the pod serves until it listens, and again once it stops",
+    async run({ startExec, podIpOf, fromClientPod, answers }, cluster) {
+      const port = randomPort();
+      const trigger = join(cluster.stateDir, `listen-${port}`);
+      const runExec = await startExec(["-v", "-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`], ["python3", LISTEN_LATER], { LOCAL_PORT: String(port), LISTEN_WHEN: trigger });
+      try {
+        for (let i = 0; i < 50 && !/waiting for your app/.test(runExec.stderr()); i++) await sleep(100);
+        assert.match(runExec.stderr(), new RegExp(`waiting for your app to listen on :${port}`), runExec.stderr());
+        const ip = await podIpOf(runExec.pod!);
+        assert.match(await fromClientPod(`http://${ip}:8080/before`), /"pod":"api-/, "before the app listens the pod answers (no 502)");
+        writeFileSync(trigger, "");
+        assert.equal(await answers(ip, "/while", /python got/), "python got /while");
+        assert.match(runExec.stderr(), new RegExp(`steal pod 8080 -> local ${port} \\(the command listens\\)`));
+        assert.match(await answers(ip, "/after", /"pod":"api-/), /"pod":"api-/, `once the app stops listening the pod answers again; tether said:\n${runExec.stderr()}`);
+        for (let i = 0; i < 50 && !/handed back/.test(runExec.stderr()); i++) await sleep(100);
+        assert.match(runExec.stderr(), new RegExp(`pod 8080 -> local ${port} handed back to the pod: nothing listens on :${port} any more`));
       } finally {
         runExec.child.kill("SIGTERM");
         await runExec.exited;
@@ -571,6 +596,31 @@ export const scenarios: Scenario[] = [
       assert.ok(missing.stdout.includes(`what to do: ${imagePullAdvice("registry.example/no-such-image:1")}`), missing.stdout);
       for (let i = 0; i < 50 && /image-probe/.test((await kubectl(["get", "pods", "-n", "demo", "-o", "name"])).stdout); i++) await sleep(200);
       assert.doesNotMatch((await kubectl(["get", "pods", "-n", "demo", "-o", "name"])).stdout, /image-probe/);
+    },
+  },
+  {
+    name: "doctor checks that the cluster answers first, then the permission the target needs",
+    async run({ cli, kubectl }, cluster) {
+      // the limited user: doctor reports reading deployment/api and listing namespaces as the cluster decides them
+      const limited = await cli(["doctor", "-n", "demo", "--context", cluster.limitedContext, "-t", "deployment/api"]);
+      assert.match(limited.stdout, new RegExp(`^ok {3}cluster: the cluster at https://\\S+ \\(context ${cluster.limitedContext}\\) answers`, "m"));
+      const can = async (...args: string[]) => (await kubectl(["auth", "can-i", ...args, "--context", cluster.limitedContext])).stdout.trim() === "yes";
+      assert.match(limited.stdout, (await can("get", "deployments", "-n", "demo")) ? /ok {3}RBAC: get deployments: allowed in demo/ : /FAIL RBAC: get deployments: denied in demo \(needed to resolve the target deployment\/api\)/);
+      assert.match(limited.stdout, (await can("list", "namespaces")) ? /ok {3}RBAC: list namespaces: allowed/ : /warn RBAC: list namespaces: denied in the cluster/);
+      // a cluster that does not answer: said once, nothing else asked
+      const hung = net.createServer(() => {});
+      await new Promise<void>((r) => hung.listen(0, "127.0.0.1", r));
+      try {
+        const file = join(cluster.stateDir, "hung.yaml");
+        const server = `https://127.0.0.1:${(hung.address() as net.AddressInfo).port}`;
+        writeFileSync(file, `apiVersion: v1\nkind: Config\ncurrent-context: hung\nclusters:\n- name: hung\n  cluster:\n    server: ${server}\n    insecure-skip-tls-verify: true\ncontexts:\n- name: hung\n  context:\n    cluster: hung\n    user: u\nusers:\n- name: u\n  user:\n    token: t\n`);
+        const r = await cli(["doctor", "--kubeconfig", file]);
+        assert.equal(r.status, 1);
+        assert.equal(r.stdout.split("\n").filter((l) => /^(ok|FAIL|warn)/.test(l)).length, 1, r.stdout);
+        assert.match(r.stdout, new RegExp(`FAIL cluster: the cluster at ${server.replace(/[.]/g, "\\.")} \\(context hung\\) did not answer within \\d+ s`));
+      } finally {
+        hung.close();
+      }
     },
   },
 ];

@@ -83,7 +83,7 @@ curl -sf -o /dev/null "http://127.0.0.1:$CS_PORT/healthz" || { cat "$ROOT/artifa
 
 fail=0
 t "mocha suite in the extension host"
-CS_HOST=127.0.0.1:$CS_PORT WS_FOLDER=$ROOT/ws EXT_DEV_PATH=$REPO EXT_TESTS_PATH=$ROOT/suite/index.js EXT_TEST_TIMEOUT_MS=300000 \
+CS_HOST=127.0.0.1:$CS_PORT WS_FOLDER=$ROOT/ws EXT_DEV_PATH=$REPO EXT_TESTS_PATH=$ROOT/suite/index.js EXT_TEST_TIMEOUT_MS=600000 \
   node "$ROOT/harness/exttest.mjs" > "$ROOT/artifacts/exttest.log" 2>&1 || fail=1
 cat "$ROOT/artifacts/exttest.log"
 t "UI scenario"
