@@ -81,7 +81,7 @@ export class Launch {
           native = { unavailable: `the supervisor did not start: ${(err as Error).message}` };
         }
       }
-      if ("unavailable" in native && options.debuggee !== "node") {
+      if (options.nativeDir && "unavailable" in native && options.debuggee !== "node") {
         log("warn", `the native layer is not active (${native.unavailable}); outgoing traffic goes through HTTP_PROXY/ALL_PROXY only, DNS and files stay local`, { tag: "native" });
       }
       const proxy = await LocalProxy.start(conn, routing, log);
