@@ -102,7 +102,9 @@ export class PodLink extends EventEmitter {
         const { conn } = await openAgentWire(tunnel, { token: placed.token, client: this.o.client, label: `${this.o.client.name}@${process.env.USER ?? "user"}`, log: this.o.log });
         return conn;
       } catch (err) {
-        if (Date.now() > deadline) throw err;
+        // A shared agent that refuses the wire (404: it is stopping) or whose port is closed (it
+        // exited; the pod's status lags) will not answer: a new one is placed at once instead.
+        if (Date.now() > deadline || (placed.reused && /\b404\b|refused/i.test((err as Error).message))) throw err;
         // a new agent listens a few hundred ms after its container started: try often at first
         await new Promise((r) => setTimeout(r, Date.now() - started < 2_000 ? 50 : 300));
       }
