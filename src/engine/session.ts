@@ -449,7 +449,7 @@ export class Session extends EventEmitter {
       type: "incoming.subscribe",
       port,
       mode: config.incoming.mode as "steal" | "mirror",
-      // mirror with a filter goes to the agent too, which refuses it with its reason (filtered mirror is not built yet)
+      // with mirror too: only the matching requests are copied (an agent of protocol 2 refuses it, saying why)
       ...(config.incoming.httpFilter ? { filter: config.incoming.httpFilter } : {}),
       ...(config.incoming.stealProbes ? { stealProbes: true } : {}),
       ...(this.tls ? { tls: this.tls } : {}),

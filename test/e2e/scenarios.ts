@@ -44,7 +44,8 @@ export interface E2eCluster {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const randomPort = () => 20000 + Math.floor(Math.random() * 20000);
+/** A local port below the kernel's ephemeral range (32768-60999), so no outgoing connection can hold it. */
+const randomPort = () => 20000 + Math.floor(Math.random() * 12000);
 
 type Result = { status: number | null; stdout: string; stderr: string };
 
@@ -848,6 +849,40 @@ export const scenarios: Scenario[] = [
         assert.match(r.stdout, new RegExp(`FAIL cluster: the cluster at ${server.replace(/[.]/g, "\\.")} \\(context hung\\) did not answer within \\d+ s`));
       } finally {
         hung.close();
+      }
+    },
+  },
+  {
+    name: "a filtered mirror copies only the matching requests of a keep-alive client to the debuggee, once each; the pods answer all",
+    async run({ startExec, apiPods, keepAliveFrom }, cluster) {
+      const port = randomPort();
+      const seenFile = join(cluster.stateDir, `mirrored-${port}.log`);
+      writeFileSync(seenFile, "");
+      const recorder = `require("http").createServer((q, s) => { require("fs").appendFileSync(${JSON.stringify(seenFile)}, q.url + " " + (q.headers["x-copy"] || "-") + "\\n"); q.resume(); s.end("copy"); }).listen(${port}, "127.0.0.1")`;
+      const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--mirror", "--http-header", "^x-copy: yes$", "-p", `${port}:8080`], [process.execPath, "-e", recorder]);
+      const pods = [...(await apiPods())];
+      try {
+        await listens(runExec);
+        // two keep-alive clients to both pods: only the first one's requests carry the header
+        const copied = await keepAliveFrom("client", `http://${pods[0]![1]}:8080/copied`, ["x-copy: yes"]);
+        const other = await keepAliveFrom("client", `http://${pods[1]![1]}:8080/not`);
+        await copied.waitFor((r) => r.i >= 20, 30_000);
+        const [mine, theirs] = [await copied.stop(), await other.stop()];
+        for (const r of [...mine, ...theirs]) assert.match(r.by ?? r.error ?? "", /^api-/, "the pods answered every request");
+        // copies trail the originals by up to a second
+        let lines: string[] = [];
+        for (let i = 0; i < 40; i++) {
+          lines = readFileSync(seenFile, "utf8").split("\n").filter(Boolean);
+          if (lines.length >= mine.length) break;
+          await sleep(250);
+        }
+        await sleep(1500);
+        lines = readFileSync(seenFile, "utf8").split("\n").filter(Boolean);
+        assert.ok(lines.every((l) => / yes$/.test(l)), `only matching requests were copied: ${lines.filter((l) => !/ yes$/.test(l)).slice(0, 3)}`);
+        assert.deepEqual(lines.map((l) => Number(/n=(\d+)/.exec(l)?.[1])).sort((a, b) => a - b), mine.map((r) => r.i), "each matching request copied once");
+      } finally {
+        runExec.child.kill("SIGINT");
+        await runExec.exited;
       }
     },
   },
