@@ -17,6 +17,8 @@ interface RawLoad {
   sent: string[];
   ms: number[];
   errors: number;
+  /** How far behind its schedule the generator fell at worst. */
+  maxLagMs: number;
 }
 
 /** Counters of a network namespace (nstat -az) and its TIME_WAIT sockets. */
@@ -42,7 +44,7 @@ interface Run {
 }
 
 const describe = (r: Run) =>
-  `${r.what}: p50 ${median(r.load.ms).toFixed(2)} ms, p99 ${percentile(r.load.ms, 99).toFixed(1)} ms, errors ${r.load.errors}, client SYN retransmits ${r.synRetrans}, pod listen drops ${r.listenDrops}, client TIME_WAIT at start ${r.timeWaitBefore}`;
+  `${r.what}: p50 ${median(r.load.ms).toFixed(2)} ms, p99 ${percentile(r.load.ms, 99).toFixed(1)} ms, errors ${r.load.errors}, generator behind by up to ${Math.round(r.load.maxLagMs)} ms, client SYN retransmits ${r.synRetrans}, pod listen drops ${r.listenDrops}, client TIME_WAIT at start ${r.timeWaitBefore}`;
 
 export async function mirrorFigures(ctx: BenchContext): Promise<Figure[]> {
   const { counts, client, procs, clientPod } = ctx;
