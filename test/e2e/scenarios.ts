@@ -474,7 +474,7 @@ export const scenarios: Scenario[] = [
   },
   {
     name: "exec with a job-pod agent (joins the target by container ID) steals; the agent pod is deleted",
-    async run({ startExec, kubectl, podIpOf, answers, assertPodClean }, cluster) {
+    async run({ startExec, kubectl, podIpOf, answers, assertPodClean, apiPods }, cluster) {
       const port = randomPort();
       const file = join(cluster.stateDir, "job.json");
       writeFileSync(file, JSON.stringify({ target: { path: "deployment/api", namespace: "demo" }, incoming: { mode: "steal", portMapping: [[port, 8080]] }, agent: { mode: "job" } }));
@@ -483,11 +483,16 @@ export const scenarios: Scenario[] = [
       try {
         assert.match(runExec.stderr(), /agent job/, runExec.stderr());
         assert.match(runExec.stderr(), /ready in/, runExec.stderr());
+        // one agent pod per replica, each joined to its pod
+        assert.match(runExec.stderr(), /2 pods intercepted/, runExec.stderr());
         const jobPods = await kubectl(["get", "pods", "-n", "demo", "-l", "app.kubernetes.io/managed-by=tether", "-o", "name"]);
-        assert.match(jobPods.stdout, /pod\/tether-agent-/);
+        assert.equal(jobPods.stdout.split("\n").filter((l) => /pod\/tether-agent-/.test(l)).length, 2, jobPods.stdout);
         const ip = await podIpOf(runExec.pod!);
         // the debuggee got the request and the pod's environment (HOSTNAME of the target pod)
         assert.equal(await answers(ip, "/from-job-mode", /node debuggee got/), `node debuggee got /from-job-mode HOSTNAME=${runExec.pod}`);
+        for (const otherIp of [...(await apiPods()).values()].filter((x) => x !== ip)) {
+          assert.equal(await answers(otherIp, "/other-replica", /node debuggee got/), `node debuggee got /other-replica HOSTNAME=${runExec.pod}`);
+        }
         runExec.child.kill("SIGTERM");
         await runExec.exited;
         for (let i = 0; i < 100 && /tether-agent/.test((await kubectl(["get", "pods", "-n", "demo", "-o", "name"])).stdout); i++) await sleep(200);
