@@ -6,6 +6,7 @@
 // with what the kernels said meanwhile: the client's SYN retransmissions and sockets in TIME_WAIT,
 // the pod's listen-queue drops.
 import { spawnSync } from "node:child_process";
+import { machineBusy } from "../support/machineCpu";
 import { resolve } from "node:path";
 import { agentPids, podProcesses } from "./benchCluster";
 import { startSession, sleep, type BenchContext } from "./benchContext";
@@ -41,19 +42,23 @@ interface Run {
   synRetrans: number;
   listenDrops: number;
   timeWaitBefore: number;
+  /** How busy the machine was meanwhile. */
+  machineBusy: string;
 }
 
 const describe = (r: Run) =>
-  `${r.what}: p50 ${median(r.load.ms).toFixed(2)} ms, p99 ${percentile(r.load.ms, 99).toFixed(1)} ms, errors ${r.load.errors}, generator behind by up to ${Math.round(r.load.maxLagMs)} ms, client SYN retransmits ${r.synRetrans}, pod listen drops ${r.listenDrops}, client TIME_WAIT at start ${r.timeWaitBefore}`;
+  `${r.what}: p50 ${median(r.load.ms).toFixed(2)} ms, p99 ${percentile(r.load.ms, 99).toFixed(1)} ms, errors ${r.load.errors}, generator behind by up to ${Math.round(r.load.maxLagMs)} ms, client SYN retransmits ${r.synRetrans}, pod listen drops ${r.listenDrops}, client TIME_WAIT at start ${r.timeWaitBefore}, the machine busy ${r.machineBusy}`;
 
 export async function mirrorFigures(ctx: BenchContext): Promise<Figure[]> {
   const { counts, client, procs, clientPod } = ctx;
   const pod = await targetPod(ctx);
   const run = async (what: string): Promise<Run> => {
     const [c0, p0] = [kernel(clientPod.netns), kernel(pod.netns)];
+    const busy = machineBusy();
     const load = await client.call<RawLoad>("rawload", { host: pod.ip, port: 8080, rate: counts.mirrorRate, count: counts.mirrorCount, bodyBytes: 200 });
     const [c1, p1] = [kernel(clientPod.netns), kernel(pod.netns)];
     return {
+      machineBusy: busy(),
       what,
       load,
       synRetrans: (c1.TcpExtTCPSynRetrans ?? 0) - (c0.TcpExtTCPSynRetrans ?? 0),
