@@ -9,7 +9,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { machineBusy } from "../support/machineCpu";
-import type { E2eCluster, E2eTools } from "./scenarios";
+import { freePort, type E2eCluster, type E2eTools } from "./scenarios";
 
 const WORKER = resolve(__dirname, "../bench/apps/worker.js");
 const RATE = 1000;
@@ -69,7 +69,7 @@ export async function mirrorLatency(t: E2eTools, cluster: E2eCluster): Promise<v
   const [pod, ip] = [...(await t.apiPods())][0]!;
   const clientNetns = await cluster.podNetns("demo", "client");
   const podNetns = await cluster.podNetns("demo", pod);
-  const port = 20000 + Math.floor(Math.random() * 12000);
+  const port = await freePort();
   const countFile = join(cluster.stateDir, `mirror-copies-${port}`);
   writeFileSync(countFile, "0");
   const copies = () => Number(readFileSync(countFile, "utf8") || 0);
