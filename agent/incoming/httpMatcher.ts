@@ -10,16 +10,10 @@
 // With mTLS the verified client certificate's subject is one more line,
 // "x-tether-client-subject: O=dev,CN=alice"; fields of that name sent by clients never reach a filter.
 import type { HttpFilter } from "../../src/protocol/httpFilter";
+import type { RequestFacts } from "../../src/protocol/httpMatch";
 
-export interface RequestFacts {
-  method: string;
-  /** Path with query string, as in the request line. */
-  url: string;
-  /** As in IncomingMessage.rawHeaders: name, value, name, value... */
-  rawHeaders: readonly string[];
-}
-
-export type RequestMatcher = (req: RequestFacts) => boolean;
+// matching itself lives in src/protocol/httpMatch.ts: the engine explains the same checks
+export { compileFilter, headerLines, type RequestFacts, type RequestMatcher } from "../../src/protocol/httpMatch";
 
 /** The header line filters see with the subject of a verified client certificate (mTLS). */
 export const CLIENT_SUBJECT_HEADER = "x-tether-client-subject";
@@ -32,37 +26,6 @@ export function requestFacts(method: string, url: string, rawHeaders: readonly s
   }
   if (clientSubject !== undefined) raw.push(CLIENT_SUBJECT_HEADER, clientSubject);
   return { method, url, rawHeaders: raw };
-}
-
-export function headerLines(rawHeaders: readonly string[]): string[] {
-  const lines: string[] = [];
-  for (let i = 0; i + 1 < rawHeaders.length; i += 2) lines.push(`${rawHeaders[i]!.toLowerCase()}: ${rawHeaders[i + 1]}`);
-  return lines;
-}
-
-export function compileFilter(filter: HttpFilter): RequestMatcher {
-  const checks: RequestMatcher[] = [];
-  if (filter.header !== undefined) {
-    const re = new RegExp(filter.header);
-    checks.push((r) => headerLines(r.rawHeaders).some((line) => re.test(line)));
-  }
-  if (filter.path !== undefined) {
-    const re = new RegExp(filter.path);
-    checks.push((r) => re.test(r.url));
-  }
-  if (filter.method !== undefined) {
-    const m = filter.method.toUpperCase();
-    checks.push((r) => r.method.toUpperCase() === m);
-  }
-  if (filter.allOf) {
-    const all = filter.allOf.map(compileFilter);
-    checks.push((r) => all.every((f) => f(r)));
-  }
-  if (filter.anyOf) {
-    const any = filter.anyOf.map(compileFilter);
-    checks.push((r) => any.some((f) => f(r)));
-  }
-  return (r) => checks.every((c) => c(r));
 }
 
 // ---- overlap ---------------------------------------------------------------------------------
