@@ -107,6 +107,6 @@ describe("tether against a real single-node Kubernetes", { skip: skipReason ?? f
   runScenarios(() => e2e);
   nativeScenarios(() => e2e);
 
-  // figures only (the bench's mirror_pod_p50_change, on the real cluster): no threshold
+  // figures only (the bench's mirror_pod_p50, on the real cluster; TETHER_K8S_FIGURES=FILE writes it): no threshold
   test("mirror: the pod's latency at 1,000 new connections/s, without, mirrored, without again", () => mirrorLatency(t, e2e));
 });
