@@ -797,7 +797,7 @@ export const scenarios: Scenario[] = [
     },
   },
   {
-    name: "exec waits for a ready pod while a rollout finishes (Running but not Ready), saying so",
+    name: "exec waits for a ready pod while a rollout finishes (Running but not Ready), saying so, and gives up after agent.startupTimeoutSeconds",
     async run({ startExec, kubectl, fromClientPod, podIpOf }, cluster) {
       const manifest = join(cluster.stateDir, "late.json");
       writeFileSync(
@@ -822,6 +822,12 @@ export const scenarios: Scenario[] = [
       const port = await freePort();
       try {
         assert.equal((await kubectl(["apply", "-f", manifest])).status, 0);
+        // bounded: with agent.startupTimeoutSeconds 2 it gives up (the pod is ready 8 s after it starts), naming the pods' states
+        const bounded = join(cluster.stateDir, "late-bounded.json");
+        writeFileSync(bounded, JSON.stringify({ agent: { startupTimeoutSeconds: 2 } }));
+        const gaveUp = await startExec(["-f", bounded, "-n", "demo", "-t", "deployment/late", "--steal", "-p", `${port}:8080`], [process.execPath, "-e", STOLEN_APP, String(port)]);
+        assert.equal(await gaveUp.exited, 1, gaveUp.stderr());
+        assert.match(gaveUp.stderr(), /deployment\/late has no running, ready pod in demo after 2 s \(pods: /, gaveUp.stderr());
         const runExec = await startExec(["-n", "demo", "-t", "deployment/late", "--steal", "-p", `${port}:8080`], [process.execPath, "-e", STOLEN_APP, String(port)]);
         try {
           assert.match(runExec.stderr(), /tether: waiting deployment\/late has no ready pod yet \(pods: .*\); waiting up to \d+ s/, runExec.stderr());
