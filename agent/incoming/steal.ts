@@ -38,6 +38,7 @@ import type { IncomingSubscribe, PortCapability } from "../capabilities";
 import type { AgentConfig } from "../config";
 import type { Metrics } from "../metrics";
 import type { AgentSession } from "../session";
+import { maskRawHeaders } from "../../src/protocol/secretHeaders";
 import { compileFilter, describeFilter, DISJOINT_RULE, filtersOverlap, pathOf, type RequestFacts, type RequestMatcher } from "./httpMatcher";
 import { firstWords } from "./firstWords";
 import { watchStalls, type StallWatch } from "./stallWatch";
@@ -271,7 +272,8 @@ export class StealRouter implements PortCapability {
       if (conn.isClosed || !conn.supports("traffic.passed")) continue;
       if (decision.kind === "steal" && decision.session === sub.session) continue;
       const reason = decision.kind === "steal" ? "other-session" : decision.reason;
-      conn.send({ type: "traffic.passed", port, method: facts.method, path: facts.url, reason });
+      const headers = conn.supports("http.decline") ? { rawHeaders: maskRawHeaders(facts.rawHeaders) } : {}; // v3
+      conn.send({ type: "traffic.passed", port, method: facts.method, path: facts.url, reason, ...headers });
     }
   }
 
