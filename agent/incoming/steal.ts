@@ -4,8 +4,8 @@
 //
 // Rules per port (checked in subscribe, refused to the second session):
 // - a plain steal owns the port: another plain or filtered steal is STEAL_REFUSED, and vice versa;
-// - filters of different sessions must not overlap (identical or obviously overlapping, see
-//   httpMatcher.filtersOverlap): FILTER_CONFLICT naming the session that holds the port;
+// - filters of different sessions must be proven disjoint (httpMatcher.filtersOverlap decides):
+//   anything else is FILTER_CONFLICT, naming both sessions and the port;
 // - probe paths (TETHER_AGENT_PROBES) always reach the app unless the session says stealProbes;
 //   a plain steal of a port with probe paths becomes "every request except the probe paths";
 //   a probe port without a path (TCP probe) is refused (PROBE_PORT) without stealProbes.
@@ -34,7 +34,8 @@ import type { IncomingSubscribe, PortCapability } from "../capabilities";
 import type { AgentConfig } from "../config";
 import type { Metrics } from "../metrics";
 import type { AgentSession } from "../session";
-import { compileFilter, filtersOverlap, pathOf, type RequestFacts, type RequestMatcher } from "./httpMatcher";
+import { maskRawHeaders } from "../../src/protocol/secretHeaders";
+import { compileFilter, describeFilter, DISJOINT_RULE, filtersOverlap, pathOf, type RequestFacts, type RequestMatcher } from "./httpMatcher";
 import { firstWords } from "./firstWords";
 import { HttpSteal, originalHost, type Decision } from "./httpSteal";
 import type { Iptables } from "./iptables";
@@ -141,18 +142,19 @@ export class StealRouter implements PortCapability {
       const existing = this.ports.get(port);
       for (const other of existing?.subs.values() ?? []) {
         if (other.session === session) continue;
+        const me = session.label;
         const who = other.session.label;
         if (!other.filter) {
-          throw new TetherError("STEAL_REFUSED", `port ${port} is stolen whole by ${who}; no other steal can share it until that session ends`);
+          throw new TetherError("STEAL_REFUSED", `${me} cannot steal port ${port}: ${who} steals all of it; no other steal can share it until that session ends`);
         }
         if (!msg.filter) {
-          throw new TetherError(
-            "STEAL_REFUSED",
-            `cannot steal all of port ${port}: ${who} steals HTTP requests on it with a filter; steal with a filter that does not overlap theirs`,
-          );
+          throw new TetherError("STEAL_REFUSED", `${me} cannot steal all of port ${port}: ${who} steals HTTP requests on it with a filter; steal with a filter that provably differs from theirs`);
         }
         if (filtersOverlap(msg.filter, other.filter)) {
-          throw new TetherError("FILTER_CONFLICT", `the HTTP filter overlaps the one ${who} steals port ${port} with; choose a filter that cannot match the same requests`);
+          throw new TetherError(
+            "FILTER_CONFLICT",
+            `${me} cannot steal port ${port} with ${describeFilter(msg.filter)}: ${who} steals it with ${describeFilter(other.filter)}, and one request could match both; ${DISJOINT_RULE}`,
+          );
         }
       }
       const iptables = this.options.iptables;
@@ -160,7 +162,8 @@ export class StealRouter implements PortCapability {
       const tls = msg.tls ? new PortTls(msg.tls, { port, log: this.options.log, onSecure: (socket, facts) => this.onSecure(port, socket, facts) }) : undefined;
       const portTls = existing && this.tlsOf(existing, session);
       if (tls && portTls && portTls.fingerprint !== tls.fingerprint) {
-        throw new TetherError("STEAL_REFUSED", `port ${port} is TLS-terminated with another certificate by another session; send the same certificate to share it`);
+        const others = [...existing!.subs.values()].filter((s) => s.session !== session).map((s) => s.session.label);
+        throw new TetherError("STEAL_REFUSED", `${session.label} cannot steal port ${port}: ${[...new Set(others)].join(", ")} terminate its TLS with another certificate; send the same certificate to share it`);
       }
       if (msg.filter && !tls && !portTls && (await appSpeaksTls("127.0.0.1", port))) {
         throw new TetherError(
@@ -171,7 +174,7 @@ export class StealRouter implements PortCapability {
       const sub: Subscription = {
         session,
         filter: msg.filter,
-        matcher: msg.filter ? compileFilter(msg.filter) : undefined,
+        matcher: msg.filter ? compileFilter(msg.filter, { onOverBudget: () => this.options.metrics.add("tether_filter_over_budget_total", 1, { port: String(port) }) }) : undefined,
         stealProbes,
         since: Date.now(),
         tls,
@@ -262,7 +265,8 @@ export class StealRouter implements PortCapability {
       if (conn.isClosed || !conn.supports("traffic.passed")) continue;
       if (decision.kind === "steal" && decision.session === sub.session) continue;
       const reason = decision.kind === "steal" ? "other-session" : decision.reason;
-      conn.send({ type: "traffic.passed", port, method: facts.method, path: facts.url, reason });
+      const headers = conn.supports("http.decline") ? { rawHeaders: maskRawHeaders(facts.rawHeaders) } : {}; // v3
+      conn.send({ type: "traffic.passed", port, method: facts.method, path: facts.url, reason, ...headers });
     }
   }
 
