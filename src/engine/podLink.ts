@@ -287,11 +287,23 @@ export class PodLink extends EventEmitter {
   close(): Promise<void> {
     this.ending ??= (async () => {
       await this.release();
+      await this.noLinger();
       this.delivery?.close();
       this.conn?.close();
       await this.placed?.dispose();
     })();
     return this.ending;
+  }
+
+  /**
+   * This session will not come back: the agent need not wait for it. Said in words, since a close
+   * frame may not make it through the tunnel (a process exiting right after close()).
+   */
+  private async noLinger(): Promise<void> {
+    const conn = this.conn;
+    if (!conn || conn.isClosed || this.o.config.agent.reconnectSeconds === 0 || !conn.supports("session.linger")) return;
+    const said = conn.request({ type: "session.linger", id: conn.newRequestId(), key: this.o.sessionId, seconds: 0 }).catch(() => {});
+    await Promise.race([said, new Promise((r) => setTimeout(r, RELEASE_DRAIN_MS).unref())]);
   }
 
   destroy(err?: Error): Promise<void> {

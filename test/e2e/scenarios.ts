@@ -514,18 +514,21 @@ export const scenarios: Scenario[] = [
     },
   },
   {
-    name: "after SIGKILL of the CLI the agent ends by itself and the pod serves again",
-    async run({ startExec, podIpOf, answers, assertPodClean }) {
+    name: "after SIGKILL of the CLI the pod serves again at once, and the agent ends by itself once the session had its time to come back",
+    async run({ startExec, podIpOf, answers, assertPodClean }, cluster) {
       const port = await freePort();
       const app = `require("http").createServer((q, s) => s.end("stolen " + q.url)).listen(${port}, "127.0.0.1")`;
-      const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`], [process.execPath, "-e", app]);
+      // the agent cannot tell a killed CLI from a broken tunnel: it waits agent.reconnectSeconds for the session
+      const config = join(cluster.stateDir, `sigkill-${port}.json`);
+      writeFileSync(config, JSON.stringify({ agent: { reconnectSeconds: 3 } }));
+      const runExec = await startExec(["-f", config, "-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`], [process.execPath, "-e", app]);
       assert.match(runExec.stderr(), /ready in/, runExec.stderr());
       const ip = await podIpOf(runExec.pod!);
       assert.match(await answers(ip, "/x", /stolen/), /stolen \/x/);
       const debuggee = spawnSync("pgrep", ["-P", String(runExec.child.pid)], { encoding: "utf8" }).stdout.trim().split("\n").filter(Boolean).map(Number);
       runExec.child.kill("SIGKILL");
       for (const pid of debuggee) process.kill(pid, "SIGKILL"); // the debuggee would be orphaned
-      // the agent notices its session is gone (heartbeats), removes its rules and exits
+      // the agent notices its session is gone (its wire closed), removes its rules; it exits after the wait
       assert.match(await answers(ip, "/after-kill", /"pod"/), new RegExp(`"pod":"${runExec.pod}"`));
       await assertPodClean(runExec.pod!);
     },
