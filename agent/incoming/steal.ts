@@ -34,6 +34,7 @@ import type { IncomingSubscribe, PortCapability } from "../capabilities";
 import type { AgentConfig } from "../config";
 import type { Metrics } from "../metrics";
 import type { AgentSession } from "../session";
+import { maskRawHeaders } from "../../src/protocol/secretHeaders";
 import { compileFilter, describeFilter, DISJOINT_RULE, filtersOverlap, pathOf, type RequestFacts, type RequestMatcher } from "./httpMatcher";
 import { firstWords } from "./firstWords";
 import { HttpSteal, originalHost, type Decision } from "./httpSteal";
@@ -261,7 +262,8 @@ export class StealRouter implements PortCapability {
       if (conn.isClosed || !conn.supports("traffic.passed")) continue;
       if (decision.kind === "steal" && decision.session === sub.session) continue;
       const reason = decision.kind === "steal" ? "other-session" : decision.reason;
-      conn.send({ type: "traffic.passed", port, method: facts.method, path: facts.url, reason });
+      const headers = conn.supports("http.decline") ? { rawHeaders: maskRawHeaders(facts.rawHeaders) } : {}; // v3
+      conn.send({ type: "traffic.passed", port, method: facts.method, path: facts.url, reason, ...headers });
     }
   }
 
