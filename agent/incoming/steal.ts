@@ -219,7 +219,10 @@ export class StealRouter implements PortCapability {
     listener.on("connection", (socket) => this.onConnection(stolen, socket));
     await new Promise<void>((resolve, reject) => {
       listener.once("error", reject);
-      listener.listen(0, "0.0.0.0", () => resolve());
+      // the largest accept queue the pod allows (the kernel caps it at net.core.somaxconn, 4096 by
+      // default): with Node's 511 a burst of connections overflowed it and clients waited for SYN
+      // retransmits (1, 3, 7 s), those with a timeout giving up (issue 14, point 6; stealBurst.test.ts)
+      listener.listen({ port: 0, host: "0.0.0.0", backlog: 65_535 }, () => resolve());
     });
     stolen.listenPort = (listener.address() as AddressInfo).port;
     try {
