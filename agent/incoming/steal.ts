@@ -262,6 +262,11 @@ export class StealRouter implements PortCapability {
         leaked = true; // matched a session that is going away: it reaches the app, and we say so
         continue;
       }
+      if (!sub.session.canTake()) {
+        // its engine is silent or its wire backed up: the app answers rather than nobody
+        this.options.metrics.add("tether_handed_to_pod_total", 1, { port: String(port), kind: "request" });
+        continue;
+      }
       return { kind: "steal", session: sub.session };
     }
     return { kind: "pass", reason: probeKept ? "probe" : "unmatched", leaked };
@@ -382,7 +387,12 @@ export class StealRouter implements PortCapability {
   }
 
   private plainOwner(stolen: StolenPort): Subscription | undefined {
-    for (const sub of stolen.subs.values()) if (!sub.filter && !sub.session.conn.isClosed) return sub;
+    for (const sub of stolen.subs.values()) {
+      if (sub.filter || sub.session.conn.isClosed) continue;
+      if (sub.session.canTake()) return sub;
+      // its engine is silent or its wire backed up: this connection is the app's, whole
+      this.options.metrics.add("tether_handed_to_pod_total", 1, { port: String(stolen.port), kind: "connection" });
+    }
     return undefined;
   }
 

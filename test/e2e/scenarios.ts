@@ -485,6 +485,45 @@ export const scenarios: Scenario[] = [
     },
   },
   {
+    name: "two filtered steals: disjoint filters run side by side; an overlapping one is refused naming both sessions and the pod port, its command stops, exec exits 2",
+    async run({ startExec, podIpOf, answers, assertPodClean }, cluster) {
+      const [alicePort, bobPort, carolPort] = [await freePort(), await freePort(), await freePort()];
+      const app = (who: string, port: number) => `require("fs").writeFileSync(${JSON.stringify(join(cluster.stateDir, `${who}-${port}.pid`))}, String(process.pid)); require("http").createServer((q, s) => s.end(${JSON.stringify(who)} + " " + q.url)).listen(${port}, "127.0.0.1")`;
+      const exec = (who: string, port: number) => startExec(["-n", "demo", "-t", "deployment/api", "--http-header", `^x-user: ${who === "carol" ? "(alice|carol)" : who}$`, "-p", `${port}:8080`], [process.execPath, "-e", app(who, port)], { USER: who });
+      const alice = await exec("alice", alicePort);
+      const bob = await exec("bob", bobPort);
+      try {
+        assert.match(alice.stderr(), /ready in/, alice.stderr());
+        await listens(alice);
+        await listens(bob);
+        assert.doesNotMatch(bob.stderr(), /cannot steal/, bob.stderr());
+        const ip = await podIpOf(alice.pod!);
+        assert.match(await answers(ip, "/a", /alice/, ["x-user: alice"]), /alice \/a/);
+        assert.match(await answers(ip, "/b", /bob/, ["x-user: bob"]), /bob \/b/);
+        // "^x-user: (alice|carol)$" may match alice's requests: refused once carol's command listens
+        const carol = await exec("carol", carolPort);
+        try {
+          const code = await carol.exited;
+          const said = carol.stderr();
+          assert.equal(code, 2, said);
+          assert.match(said, /cannot steal pod port 8080 \(for local :\d+\): carol@\S+ cannot steal port 8080 with header .*: alice@\S+ steals it with header \^x-user: alice\$/, said);
+          assert.match(said, /stopping the command/, said);
+          const pid = Number(readFileSync(join(cluster.stateDir, `carol-${carolPort}.pid`), "utf8"));
+          assert.throws(() => process.kill(pid, 0), /ESRCH/, "carol's command was stopped");
+          // alice and bob keep their requests
+          assert.match(await answers(ip, "/a2", /alice/, ["x-user: alice"]), /alice \/a2/);
+          assert.equal(alice.child.exitCode, null, "alice's exec runs on");
+        } finally {
+          carol.child.kill("SIGKILL");
+        }
+      } finally {
+        for (const r of [alice, bob]) r.child.kill("SIGTERM");
+        await Promise.all([alice.exited, bob.exited]);
+      }
+      await assertPodClean(alice.pod!);
+    },
+  },
+  {
     name: "mirror: the pod keeps answering and the debuggee gets copies",
     async run({ startExec, podIpOf, fromClientPod, assertPodClean }, cluster) {
       const port = await freePort();

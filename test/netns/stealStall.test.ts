@@ -1,13 +1,56 @@
-// No black hole while the agent is stopped (issue 14): connections that arrive while the agent does
-// not run (SIGSTOP) are refused at once by the port's stall watcher, or reach the pod's app once the
-// heartbeat rule expires; none is accepted and left without an answer. When the agent runs again it
-// serves the port as before, and the watchers leave with the agent.
+// No black hole (issue 14): connections that arrive while the agent does not run (SIGSTOP) are
+// refused at once by the port's stall watcher, or reach the pod's app once the heartbeat rule
+// expires; none is accepted and left without an answer. When the agent runs again it serves the port
+// as before, and the watchers leave with the agent. Requests for a session whose engine is silent
+// (its tunnel stalled) go to the pod's app instead of into the wire.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { Duplex } from "node:stream";
 import { readdirSync, readFileSync } from "node:fs";
 import { requireNetns } from "../support/netns";
-import { APP_PORT, getFrom, sleep, startDebuggee, StealWorld, type Session } from "./stealFixture";
+import { tunnelInto } from "../support/agent";
+import { openAgentWire } from "../../src/engine/agentWire";
+import { IncomingDelivery } from "../../src/engine/incoming";
+import { APP_PORT, getFrom, metric, sleep, startDebuggee, StealWorld, type Session } from "./stealFixture";
+
+/** A tunnel that can stop carrying bytes both ways, as a stalled port-forward or a frozen engine does. */
+function gatedTunnel(inner: Duplex) {
+  let stopped = false;
+  const held: [Buffer, (err?: Error | null) => void][] = [];
+  const outer = new Duplex({
+    write(chunk: Buffer, _enc, cb) {
+      if (stopped) held.push([chunk, cb]);
+      else inner.write(chunk, cb);
+    },
+    final(cb) {
+      inner.end(cb);
+    },
+    read() {
+      if (!stopped) inner.resume();
+    },
+    destroy(err, cb) {
+      inner.destroy();
+      cb(err);
+    },
+  });
+  inner.on("data", (d) => {
+    if (!outer.push(d)) inner.pause();
+  });
+  inner.on("end", () => outer.push(null));
+  return {
+    tunnel: outer,
+    stop() {
+      stopped = true;
+      inner.pause();
+    },
+    go() {
+      stopped = false;
+      for (const [chunk, cb] of held.splice(0)) inner.write(chunk, cb);
+      inner.resume();
+    },
+  };
+}
 
 /** How long a client waits before it counts as hung: far beyond any refusal or answer. */
 const HANG_S = 30;
@@ -87,6 +130,50 @@ describe("steal: a stalled agent", requireNetns(), () => {
     assert.equal(body, "local bob GET /again");
     assert.match(world.agent.logs(), /agent stalled: connections to port 8080 are refused/);
     assert.match(world.agent.logs(), /agent runs again: port 8080 is served/);
+  });
+
+  test("a session whose engine falls silent: its requests go to the pod's app, not into the wire", async () => {
+    const carol = await world.debuggee("carol");
+    const gate = gatedTunnel(tunnelInto(world.pod, world.agent.port));
+    // the engine side never gives up on its own here: the stall is the agent's to notice
+    const { conn } = await openAgentWire(gate.tunnel, { token: world.agent.token, client: { name: "test", version: "0" }, label: "carol@desk", deadAfterMs: 600_000 });
+    const delivery = new IncomingDelivery(conn, { podToLocal: new Map([[APP_PORT, carol.port]]) });
+    world.onDispose(() => {
+      gate.go();
+      delivery.close();
+      conn.close();
+    });
+    await conn.request({ type: "incoming.subscribe", id: conn.newRequestId(), port: APP_PORT, mode: "steal", filter: { header: "^x-user: carol$" } });
+    assert.equal((await getFrom(world.client, world.podIp, "/c0", ["X-User: carol"])).body, "local carol GET /c0");
+    const handedBefore = metric(await world.metrics(), "tether_handed_to_pod_total", `port="${APP_PORT}",kind="request"`);
+    gate.stop();
+    try {
+      // requests keep coming; the first ones still go to the session (it was heard from a moment
+      // ago) and are answered once the wire moves again, the later ones go to the pod's app
+      const sent: Promise<{ path: string; code: number | null; body: string }>[] = [];
+      let byApp = false;
+      for (let i = 0; i < 150 && !byApp; i++) {
+        sent.push(request(`/c-${i}`, "x-user: carol").then((r) => ((byApp ||= r.body.startsWith("app GET")), r)));
+        await sleep(100);
+      }
+      assert.ok(byApp, "the pod's app answered a request for the silent session");
+      // handed over by the agent while the wire was still open (a closed wire is another path)
+      assert.ok(metric(await world.metrics(), "tether_handed_to_pod_total", `port="${APP_PORT}",kind="request"`) > handedBefore);
+      gate.go();
+      const all = await Promise.all(sent);
+      assert.deepEqual(all.filter((r) => r.code === 28), [], "every request got an answer");
+    } finally {
+      gate.go();
+    }
+    if (!conn.isClosed) {
+      // the wire came back before the agent gave it up: carol's requests are hers again
+      let again = "";
+      for (let i = 0; i < 100 && again !== "local carol GET /c-again"; i++) {
+        again = (await getFrom(world.client, world.podIp, "/c-again", ["X-User: carol"])).body;
+        if (again !== "local carol GET /c-again") await sleep(100);
+      }
+      assert.equal(again, "local carol GET /c-again");
+    }
   });
 
   test("the stall watchers leave with the agent", async () => {
