@@ -457,27 +457,30 @@ export const scenarios: Scenario[] = [
     },
   },
   {
-    name: "the routing-header check: a call the debuggee makes through the cluster while answering a stolen request, without the header, is warned about once",
+    name: "the routing-header check: a call the debuggee makes through the cluster while answering a stolen request, without the header, is warned about once; --requests lists the requests",
     async run({ startExec, podIpOf, answers }) {
       const port = await freePort();
       // /pass-on calls the api Service with W3C baggage (x-debug itself would be stolen back to this
       // debuggee: a loop), /drop with neither; each answers after its call
       const app = `const http = require("http"); http.createServer((q, s) => { q.resume();
         const headers = q.url === "/pass-on" ? { baggage: "x-debug=me" } : { "x-trace": "1" };
-        http.get({ host: "api.demo.svc.cluster.local", port: 8080, path: "/healthz?from=" + q.url.slice(1), headers }, (r) => { r.resume(); r.on("end", () => s.end("called " + q.url + " " + r.statusCode)); })
+        http.get({ host: "api.demo.svc.cluster.local", port: 8080, path: "/stock?from=" + q.url.slice(1), headers }, (r) => { r.resume(); r.on("end", () => s.end("called " + q.url + " " + r.statusCode)); })
           .on("error", (e) => s.end("failed " + e.message)); }).listen(${port}, "127.0.0.1")`;
-      const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--http-header", "^x-debug: me$", "-p", `${port}:8080`], [process.execPath, "-e", app]);
+      const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--http-header", "^x-debug: me$", "-p", `${port}:8080`, "--requests"], [process.execPath, "-e", app]);
       try {
         assert.match(runExec.stderr(), /ready in/, runExec.stderr());
         const ip = await podIpOf(runExec.pod!);
         assert.match(await answers(ip, "/pass-on", /called/, ["x-debug: me"]), /called \/pass-on 200/);
+        assert.match(runExec.stderr(), new RegExp(`tether: request GET /pass-on · 200 · \\d+ ms · stolen · pod ${runExec.pod}`), runExec.stderr());
         assert.doesNotMatch(runExec.stderr(), /lacks baggage/, "a call that passes the header on is fine");
         assert.match(await answers(ip, "/drop", /called/, ["x-debug: me"]), /called \/drop 200/);
         for (let i = 0; i < 50 && !/lacks baggage/.test(runExec.stderr()); i++) await sleep(100);
-        assert.match(runExec.stderr(), /tether warn: GET api\.demo\.svc\.cluster\.local:8080\/healthz: an outgoing call made while answering a stolen request lacks baggage or a header matching \^x-debug: me\$/, runExec.stderr());
+        assert.match(runExec.stderr(), /tether warn: GET api\.demo\.svc\.cluster\.local:8080\/stock: an outgoing call made while answering a stolen request lacks baggage or a header matching \^x-debug: me\$/, runExec.stderr());
         await answers(ip, "/drop", /called/, ["x-debug: me"]);
         await sleep(300);
         assert.equal(runExec.stderr().match(/lacks baggage/g)?.length, 1, "once per call");
+        // the debuggee's own call reached an api pod without the header: passed (not a probe path: those are only counted)
+        assert.match(runExec.stderr(), /tether: request GET \/stock\?from=drop · passed to the pod · pod api-/, runExec.stderr());
       } finally {
         runExec.child.kill("SIGTERM");
         await runExec.exited;
