@@ -4,8 +4,8 @@
 //
 // Rules per port (checked in subscribe, refused to the second session):
 // - a plain steal owns the port: another plain or filtered steal is STEAL_REFUSED, and vice versa;
-// - filters of different sessions must not overlap (identical or obviously overlapping, see
-//   httpMatcher.filtersOverlap): FILTER_CONFLICT naming the session that holds the port;
+// - filters of different sessions must be proven disjoint (httpMatcher.filtersOverlap decides):
+//   anything else is FILTER_CONFLICT, naming both sessions and the port;
 // - probe paths (TETHER_AGENT_PROBES) always reach the app unless the session says stealProbes;
 //   a plain steal of a port with probe paths becomes "every request except the probe paths";
 //   a probe port without a path (TCP probe) is refused (PROBE_PORT) without stealProbes.
@@ -24,6 +24,10 @@
 // - the listener outlives the release by RELEASE_GRACE_MS (connections still in its accept queue),
 //   the chains and their conntrack keeper stay until the drain ends, and the agent waits for it
 //   before it exits (settled()).
+//
+// A stalled agent never holds a connection: each listener has a watcher outside the agent
+// (stallWatch.ts) that refuses what is redirected to it while the agent does not run, until the
+// heartbeat rule expires and the pod's app gets new connections directly.
 import { connect, createServer, type Server, type Socket } from "node:net";
 import type { AddressInfo } from "node:net";
 import { TetherError } from "../../src/protocol/error";
@@ -34,8 +38,10 @@ import type { IncomingSubscribe, PortCapability } from "../capabilities";
 import type { AgentConfig } from "../config";
 import type { Metrics } from "../metrics";
 import type { AgentSession } from "../session";
-import { compileFilter, filtersOverlap, pathOf, type RequestFacts, type RequestMatcher } from "./httpMatcher";
+import { maskRawHeaders } from "../../src/protocol/secretHeaders";
+import { compileFilter, describeFilter, DISJOINT_RULE, filtersOverlap, pathOf, type RequestFacts, type RequestMatcher } from "./httpMatcher";
 import { firstWords } from "./firstWords";
+import { watchStalls, type StallWatch } from "./stallWatch";
 import { HttpSteal, originalHost, type Decision } from "./httpSteal";
 import type { Iptables } from "./iptables";
 import { readClientHello } from "./clientHello";
@@ -46,7 +52,7 @@ import type { IncomingMessage } from "node:http";
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import type { Duplex } from "node:stream";
 import { pipeBoth } from "../../src/protocol/pipeBoth";
-import { markOwn } from "./ownFlows";
+import { ownUnlessLoopback } from "./ownFlows";
 
 export interface StealOptions {
   config: AgentConfig;
@@ -70,6 +76,8 @@ interface Subscription {
 interface StolenPort {
   port: number;
   listener: Server;
+  /** The listener's watcher outside the agent: connections are refused, not held, while the agent stalls. */
+  stallWatch: StallWatch;
   http: HttpSteal;
   http2: Http2Steal;
   /** TLS client connections the agent terminated, with what filters and sessions learn of them. */
@@ -83,12 +91,6 @@ interface StolenPort {
   sockets: Set<Socket>;
   /** Released: no subscription, no redirect; what is still open drains. */
   released: boolean;
-}
-
-/** The agent's own connection to the app: the mirror does not copy it (ownFlows.ts). */
-function own<S extends Socket>(socket: S): S {
-  markOwn(socket);
-  return socket;
 }
 
 /** Some bytes but no whole request line: as long as a whole head may take (HEADERS_TIMEOUT_MS). */
@@ -147,18 +149,19 @@ export class StealRouter implements PortCapability {
       const existing = this.ports.get(port);
       for (const other of existing?.subs.values() ?? []) {
         if (other.session === session) continue;
+        const me = session.label;
         const who = other.session.label;
         if (!other.filter) {
-          throw new TetherError("STEAL_REFUSED", `port ${port} is stolen whole by ${who}; no other steal can share it until that session ends`);
+          throw new TetherError("STEAL_REFUSED", `${me} cannot steal port ${port}: ${who} steals all of it; no other steal can share it until that session ends`);
         }
         if (!msg.filter) {
-          throw new TetherError(
-            "STEAL_REFUSED",
-            `cannot steal all of port ${port}: ${who} steals HTTP requests on it with a filter; steal with a filter that does not overlap theirs`,
-          );
+          throw new TetherError("STEAL_REFUSED", `${me} cannot steal all of port ${port}: ${who} steals HTTP requests on it with a filter; steal with a filter that provably differs from theirs`);
         }
         if (filtersOverlap(msg.filter, other.filter)) {
-          throw new TetherError("FILTER_CONFLICT", `the HTTP filter overlaps the one ${who} steals port ${port} with; choose a filter that cannot match the same requests`);
+          throw new TetherError(
+            "FILTER_CONFLICT",
+            `${me} cannot steal port ${port} with ${describeFilter(msg.filter)}: ${who} steals it with ${describeFilter(other.filter)}, and one request could match both; ${DISJOINT_RULE}`,
+          );
         }
       }
       const iptables = this.options.iptables;
@@ -166,7 +169,8 @@ export class StealRouter implements PortCapability {
       const tls = msg.tls ? new PortTls(msg.tls, { port, log: this.options.log, onSecure: (socket, facts) => this.onSecure(port, socket, facts) }) : undefined;
       const portTls = existing && this.tlsOf(existing, session);
       if (tls && portTls && portTls.fingerprint !== tls.fingerprint) {
-        throw new TetherError("STEAL_REFUSED", `port ${port} is TLS-terminated with another certificate by another session; send the same certificate to share it`);
+        const others = [...existing!.subs.values()].filter((s) => s.session !== session).map((s) => s.session.label);
+        throw new TetherError("STEAL_REFUSED", `${session.label} cannot steal port ${port}: ${[...new Set(others)].join(", ")} terminate its TLS with another certificate; send the same certificate to share it`);
       }
       if (msg.filter && !tls && !portTls && (await appSpeaksTls("127.0.0.1", port))) {
         throw new TetherError(
@@ -177,7 +181,7 @@ export class StealRouter implements PortCapability {
       const sub: Subscription = {
         session,
         filter: msg.filter,
-        matcher: msg.filter ? compileFilter(msg.filter) : undefined,
+        matcher: msg.filter ? compileFilter(msg.filter, { onOverBudget: () => this.options.metrics.add("tether_filter_over_budget_total", 1, { port: String(port) }) }) : undefined,
         stealProbes,
         since: Date.now(),
         tls,
@@ -201,6 +205,7 @@ export class StealRouter implements PortCapability {
       http2: undefined as unknown as Http2Steal,
       tls: new WeakMap(),
       listenPort: 0,
+      stallWatch: { close() {} },
       subs: new Map(),
       pendingSince: undefined,
       sockets: new Set(),
@@ -222,12 +227,17 @@ export class StealRouter implements PortCapability {
     listener.on("connection", (socket) => this.onConnection(stolen, socket));
     await new Promise<void>((resolve, reject) => {
       listener.once("error", reject);
-      listener.listen(0, "0.0.0.0", () => resolve());
+      // the largest accept queue the pod allows (the kernel caps it at net.core.somaxconn, 4096 by
+      // default): with Node's 511 a burst of connections overflowed it and clients waited for SYN
+      // retransmits (1, 3, 7 s), those with a timeout giving up (issue 14, point 6; stealBurst.test.ts)
+      listener.listen({ port: 0, host: "0.0.0.0", backlog: 65_535 }, () => resolve());
     });
     stolen.listenPort = (listener.address() as AddressInfo).port;
+    stolen.stallWatch = watchStalls(listener, port, this.options.log);
     try {
       await iptables.redirect(port, stolen.listenPort);
     } catch (err) {
+      stolen.stallWatch.close();
       listener.close();
       throw TetherError.is(err) ? err : new TetherError("IPTABLES_FAILED", String(err), { cause: err });
     }
@@ -252,6 +262,11 @@ export class StealRouter implements PortCapability {
         leaked = true; // matched a session that is going away: it reaches the app, and we say so
         continue;
       }
+      if (!sub.session.canTake()) {
+        // its engine is silent or its wire backed up: the app answers rather than nobody
+        this.options.metrics.add("tether_handed_to_pod_total", 1, { port: String(port), kind: "request" });
+        continue;
+      }
       return { kind: "steal", session: sub.session };
     }
     return { kind: "pass", reason: probeKept ? "probe" : "unmatched", leaked };
@@ -265,7 +280,8 @@ export class StealRouter implements PortCapability {
       if (conn.isClosed || !conn.supports("traffic.passed")) continue;
       if (decision.kind === "steal" && decision.session === sub.session) continue;
       const reason = decision.kind === "steal" ? "other-session" : decision.reason;
-      conn.send({ type: "traffic.passed", port, method: facts.method, path: facts.url, reason });
+      const headers = conn.supports("http.decline") ? { rawHeaders: maskRawHeaders(facts.rawHeaders) } : {}; // v3
+      conn.send({ type: "traffic.passed", port, method: facts.method, path: facts.url, reason, ...headers });
     }
   }
 
@@ -323,7 +339,7 @@ export class StealRouter implements PortCapability {
 
   private plainRoute(port: number, socket: Socket): AppRoute {
     const host = originalHost(socket);
-    return { scheme: "http", connect: () => own(connect({ host, port, noDelay: true })) };
+    return { scheme: "http", connect: () => ownUnlessLoopback(connect({ host, port, noDelay: true }), socket) };
   }
 
   /** `Upgrade: h2c`: switch to HTTP/2 when the app would have (it speaks h2c), else read the request as HTTP/1.1. */
@@ -362,7 +378,7 @@ export class StealRouter implements PortCapability {
       const host = originalHost(socket);
       const app: AppRoute = {
         scheme: "https",
-        connect: () => own(tlsConnect({ host, port, ...(facts.sni ? { servername: facts.sni } : {}), ALPNProtocols: ["h2"], rejectUnauthorized: false })),
+        connect: () => ownUnlessLoopback(tlsConnect({ host, port, ...(facts.sni ? { servername: facts.sni } : {}), ALPNProtocols: ["h2"], rejectUnauthorized: false }), socket),
       };
       return stolen.http2.handle(socket, { peer: peerOf(socket), app, tls: facts });
     }
@@ -371,7 +387,12 @@ export class StealRouter implements PortCapability {
   }
 
   private plainOwner(stolen: StolenPort): Subscription | undefined {
-    for (const sub of stolen.subs.values()) if (!sub.filter && !sub.session.conn.isClosed) return sub;
+    for (const sub of stolen.subs.values()) {
+      if (sub.filter || sub.session.conn.isClosed) continue;
+      if (sub.session.canTake()) return sub;
+      // its engine is silent or its wire backed up: this connection is the app's, whole
+      this.options.metrics.add("tether_handed_to_pod_total", 1, { port: String(stolen.port), kind: "connection" });
+    }
     return undefined;
   }
 
@@ -385,7 +406,7 @@ export class StealRouter implements PortCapability {
 
   /** A connection to the app at the address the client was going to. */
   private appConnection(socket: Socket, port: number): Socket {
-    return own(connect({ host: originalHost(socket), port, allowHalfOpen: true, noDelay: true }));
+    return ownUnlessLoopback(connect({ host: originalHost(socket), port, allowHalfOpen: true, noDelay: true }), socket);
   }
 
   private stealConnection(socket: Socket, stream: Duplex): void {
@@ -429,6 +450,7 @@ export class StealRouter implements PortCapability {
       stolen.http2.close();
       this.options.log("debug", "released port draining", { port, connections: stolen.sockets.size, http: stolen.http.size });
       setTimeout(() => {
+        stolen.stallWatch.close();
         stolen.listener.close();
         this.forgetIfDrained(stolen);
       }, RELEASE_GRACE_MS).unref();
@@ -485,6 +507,7 @@ export class StealRouter implements PortCapability {
       } finally {
         for (const stolen of ports) {
           stolen.released = true;
+          stolen.stallWatch.close();
           stolen.listener.close();
           stolen.http.drain();
           stolen.http2.close();

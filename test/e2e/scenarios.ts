@@ -14,15 +14,16 @@ import { join, resolve } from "node:path";
 import { failures, KeepAliveClient, KEEP_ALIVE_CLIENT, type KeepAliveResult } from "../support/keepAliveClient";
 import { DEFAULT_AGENT_IMAGE, imagePullAdvice } from "../../src/config/agentImage";
 import { makePki } from "../support/testPki";
+import { apiServerOf, kubeconfigThrough, TunnelRelay } from "../support/tunnelRelay";
 
 const CLI = resolve(__dirname, "../../dist/cli.js");
 /** Waits until `tether exec` said its Node command listens (the port is subscribed from then on). */
-async function listens(run: { stderr(): string; exited: Promise<unknown> }): Promise<void> {
+export async function listens(run: { stderr(): string; exited: Promise<unknown> }): Promise<void> {
   for (let i = 0; i < 200 && !/\(the command listens\)/.test(run.stderr()); i++) await new Promise((r) => setTimeout(r, 100));
   assert.match(run.stderr(), /\(the command listens\)/, run.stderr());
 }
 /** A debuggee answering "stolen <url>" with `x-served-by: debuggee`, on the port given as argv[1]. */
-const STOLEN_APP = `require("http").createServer((q, s) => { q.resume(); s.writeHead(200, { "x-served-by": "debuggee" }).end("stolen " + q.url); }).listen(Number(process.argv[1]), "127.0.0.1")`;
+export const STOLEN_APP = `require("http").createServer((q, s) => { q.resume(); s.writeHead(200, { "x-served-by": "debuggee" }).end("stolen " + q.url); }).listen(Number(process.argv[1]), "127.0.0.1")`;
 const DEBUGGEE = resolve(__dirname, "debuggee.js");
 const PYTHON_CALLER = resolve(__dirname, "../fixtures/proxy_caller.py");
 const LISTEN_LATER = resolve(__dirname, "../fixtures/listen_later.py");
@@ -456,6 +457,73 @@ export const scenarios: Scenario[] = [
     },
   },
   {
+    name: "the routing-header check: a call the debuggee makes through the cluster while answering a stolen request, without the header, is warned about once",
+    async run({ startExec, podIpOf, answers }) {
+      const port = await freePort();
+      // /pass-on calls the api Service with W3C baggage (x-debug itself would be stolen back to this
+      // debuggee: a loop), /drop with neither; each answers after its call
+      const app = `const http = require("http"); http.createServer((q, s) => { q.resume();
+        const headers = q.url === "/pass-on" ? { baggage: "x-debug=me" } : { "x-trace": "1" };
+        http.get({ host: "api.demo.svc.cluster.local", port: 8080, path: "/healthz?from=" + q.url.slice(1), headers }, (r) => { r.resume(); r.on("end", () => s.end("called " + q.url + " " + r.statusCode)); })
+          .on("error", (e) => s.end("failed " + e.message)); }).listen(${port}, "127.0.0.1")`;
+      const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--http-header", "^x-debug: me$", "-p", `${port}:8080`], [process.execPath, "-e", app]);
+      try {
+        assert.match(runExec.stderr(), /ready in/, runExec.stderr());
+        const ip = await podIpOf(runExec.pod!);
+        assert.match(await answers(ip, "/pass-on", /called/, ["x-debug: me"]), /called \/pass-on 200/);
+        assert.doesNotMatch(runExec.stderr(), /lacks baggage/, "a call that passes the header on is fine");
+        assert.match(await answers(ip, "/drop", /called/, ["x-debug: me"]), /called \/drop 200/);
+        for (let i = 0; i < 50 && !/lacks baggage/.test(runExec.stderr()); i++) await sleep(100);
+        assert.match(runExec.stderr(), /tether warn: GET api\.demo\.svc\.cluster\.local:8080\/healthz: an outgoing call made while answering a stolen request lacks baggage or a header matching \^x-debug: me\$/, runExec.stderr());
+        await answers(ip, "/drop", /called/, ["x-debug: me"]);
+        await sleep(300);
+        assert.equal(runExec.stderr().match(/lacks baggage/g)?.length, 1, "once per call");
+      } finally {
+        runExec.child.kill("SIGTERM");
+        await runExec.exited;
+      }
+    },
+  },
+  {
+    name: "two filtered steals: disjoint filters run side by side; an overlapping one is refused naming both sessions and the pod port, its command stops, exec exits 2",
+    async run({ startExec, podIpOf, answers, assertPodClean }, cluster) {
+      const [alicePort, bobPort, carolPort] = [await freePort(), await freePort(), await freePort()];
+      const app = (who: string, port: number) => `require("fs").writeFileSync(${JSON.stringify(join(cluster.stateDir, `${who}-${port}.pid`))}, String(process.pid)); require("http").createServer((q, s) => s.end(${JSON.stringify(who)} + " " + q.url)).listen(${port}, "127.0.0.1")`;
+      const exec = (who: string, port: number) => startExec(["-n", "demo", "-t", "deployment/api", "--http-header", `^x-user: ${who === "carol" ? "(alice|carol)" : who}$`, "-p", `${port}:8080`], [process.execPath, "-e", app(who, port)], { USER: who });
+      const alice = await exec("alice", alicePort);
+      const bob = await exec("bob", bobPort);
+      try {
+        assert.match(alice.stderr(), /ready in/, alice.stderr());
+        await listens(alice);
+        await listens(bob);
+        assert.doesNotMatch(bob.stderr(), /cannot steal/, bob.stderr());
+        const ip = await podIpOf(alice.pod!);
+        assert.match(await answers(ip, "/a", /alice/, ["x-user: alice"]), /alice \/a/);
+        assert.match(await answers(ip, "/b", /bob/, ["x-user: bob"]), /bob \/b/);
+        // "^x-user: (alice|carol)$" may match alice's requests: refused once carol's command listens
+        const carol = await exec("carol", carolPort);
+        try {
+          const code = await carol.exited;
+          const said = carol.stderr();
+          assert.equal(code, 2, said);
+          assert.match(said, /cannot steal pod port 8080 \(for local :\d+\): carol@\S+ cannot steal port 8080 with header .*: alice@\S+ steals it with header \^x-user: alice\$/, said);
+          assert.match(said, /stopping the command/, said);
+          const pid = Number(readFileSync(join(cluster.stateDir, `carol-${carolPort}.pid`), "utf8"));
+          assert.throws(() => process.kill(pid, 0), /ESRCH/, "carol's command was stopped");
+          // alice and bob keep their requests
+          assert.match(await answers(ip, "/a2", /alice/, ["x-user: alice"]), /alice \/a2/);
+          assert.equal(alice.child.exitCode, null, "alice's exec runs on");
+        } finally {
+          carol.child.kill("SIGKILL");
+        }
+      } finally {
+        for (const r of [alice, bob]) r.child.kill("SIGTERM");
+        await Promise.all([alice.exited, bob.exited]);
+      }
+      await assertPodClean(alice.pod!);
+    },
+  },
+  {
     name: "mirror: the pod keeps answering and the debuggee gets copies",
     async run({ startExec, podIpOf, fromClientPod, assertPodClean }, cluster) {
       const port = await freePort();
@@ -513,18 +581,21 @@ export const scenarios: Scenario[] = [
     },
   },
   {
-    name: "after SIGKILL of the CLI the agent ends by itself and the pod serves again",
-    async run({ startExec, podIpOf, answers, assertPodClean }) {
+    name: "after SIGKILL of the CLI the pod serves again at once, and the agent ends by itself once the session had its time to come back",
+    async run({ startExec, podIpOf, answers, assertPodClean }, cluster) {
       const port = await freePort();
       const app = `require("http").createServer((q, s) => s.end("stolen " + q.url)).listen(${port}, "127.0.0.1")`;
-      const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`], [process.execPath, "-e", app]);
+      // the agent cannot tell a killed CLI from a broken tunnel: it waits agent.reconnectSeconds for the session
+      const config = join(cluster.stateDir, `sigkill-${port}.json`);
+      writeFileSync(config, JSON.stringify({ agent: { reconnectSeconds: 3 } }));
+      const runExec = await startExec(["-f", config, "-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`], [process.execPath, "-e", app]);
       assert.match(runExec.stderr(), /ready in/, runExec.stderr());
       const ip = await podIpOf(runExec.pod!);
       assert.match(await answers(ip, "/x", /stolen/), /stolen \/x/);
       const debuggee = spawnSync("pgrep", ["-P", String(runExec.child.pid)], { encoding: "utf8" }).stdout.trim().split("\n").filter(Boolean).map(Number);
       runExec.child.kill("SIGKILL");
       for (const pid of debuggee) process.kill(pid, "SIGKILL"); // the debuggee would be orphaned
-      // the agent notices its session is gone (heartbeats), removes its rules and exits
+      // the agent notices its session is gone (its wire closed), removes its rules; it exits after the wait
       assert.match(await answers(ip, "/after-kill", /"pod"/), new RegExp(`"pod":"${runExec.pod}"`));
       await assertPodClean(runExec.pod!);
     },
@@ -715,6 +786,32 @@ export const scenarios: Scenario[] = [
     },
   },
   {
+    name: "--replicas one intercepts only the newest ready pod of deployment/api; the other answers itself, and after, both do",
+    async run({ startExec, apiPods, fromClientPod, answers, assertPodClean }) {
+      const port = await freePort();
+      const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--steal", "--replicas", "one", "-p", `${port}:8080`], [process.execPath, "-e", STOLEN_APP, String(port)]);
+      try {
+        await listens(runExec);
+        assert.match(runExec.stderr(), /deployment\/api -> pod api-\S+ \(newest of 2 ready pods/, runExec.stderr());
+        assert.doesNotMatch(runExec.stderr(), /pods intercepted|more ready pod/, runExec.stderr());
+        const pods = await apiPods();
+        assert.equal(pods.size, 2);
+        assert.ok(runExec.pod && pods.has(runExec.pod), `the intercepted pod is one of ${[...pods.keys()]}: ${runExec.pod}`);
+        for (const [pod, ip] of pods) {
+          if (pod === runExec.pod) assert.equal(await answers(ip, "/one", /^stolen/), "stolen /one");
+          else assert.match(await fromClientPod(`http://${ip}:8080/other`), new RegExp(`"pod":"${pod}"`), `${pod} is left alone`);
+        }
+      } finally {
+        runExec.child.kill("SIGINT");
+        await runExec.exited;
+      }
+      for (const [pod, ip] of await apiPods()) {
+        assert.match(await fromClientPod(`http://${ip}:8080/back`), new RegExp(`"pod":"${pod}"`), `${pod} answers itself again`);
+        await assertPodClean(pod);
+      }
+    },
+  },
+  {
     name: "switching a steal on and off never breaks a keep-alive client: in the cluster to a pod and to the Service, and through kubectl port-forward",
     async run({ startExec, apiPods, jsonpath, keepAliveFrom, keepAliveHere, portForward }) {
       const svc = await jsonpath(["svc", "-n", "demo", "api"], "{.spec.clusterIP}");
@@ -771,7 +868,7 @@ export const scenarios: Scenario[] = [
     },
   },
   {
-    name: "exec waits for a ready pod while a rollout finishes (Running but not Ready), saying so",
+    name: "exec waits for a ready pod while a rollout finishes (Running but not Ready), saying so, and gives up after agent.startupTimeoutSeconds",
     async run({ startExec, kubectl, fromClientPod, podIpOf }, cluster) {
       const manifest = join(cluster.stateDir, "late.json");
       writeFileSync(
@@ -796,6 +893,12 @@ export const scenarios: Scenario[] = [
       const port = await freePort();
       try {
         assert.equal((await kubectl(["apply", "-f", manifest])).status, 0);
+        // bounded: with agent.startupTimeoutSeconds 2 it gives up (the pod is ready 8 s after it starts), naming the pods' states
+        const bounded = join(cluster.stateDir, "late-bounded.json");
+        writeFileSync(bounded, JSON.stringify({ agent: { startupTimeoutSeconds: 2 } }));
+        const gaveUp = await startExec(["-f", bounded, "-n", "demo", "-t", "deployment/late", "--steal", "-p", `${port}:8080`], [process.execPath, "-e", STOLEN_APP, String(port)]);
+        assert.equal(await gaveUp.exited, 1, gaveUp.stderr());
+        assert.match(gaveUp.stderr(), /deployment\/late has no running, ready pod in demo after 2 s \(pods: /, gaveUp.stderr());
         const runExec = await startExec(["-n", "demo", "-t", "deployment/late", "--steal", "-p", `${port}:8080`], [process.execPath, "-e", STOLEN_APP, String(port)]);
         try {
           assert.match(runExec.stderr(), /tether: waiting deployment\/late has no ready pod yet \(pods: .*\); waiting up to \d+ s/, runExec.stderr());
@@ -896,6 +999,63 @@ export const scenarios: Scenario[] = [
       } finally {
         runExec.child.kill("SIGINT");
         await runExec.exited;
+      }
+    },
+  },
+  {
+    name: "a broken tunnel comes back: every pod's link reconnects after a reset and after seconds without the tunnel, the pods' app answering meanwhile; a tunnel that stays away ends the command with exit 1",
+    async run({ startExec, apiPods, fromClientPod, answers, assertPodClean }, cluster) {
+      const port = await freePort();
+      // tether reaches the API server through a relay this test breaks; kubectl and the pods do not
+      const relay = await TunnelRelay.start(apiServerOf(cluster.kubeconfig));
+      const kubeconfig = kubeconfigThrough(cluster.kubeconfig, relay, join(cluster.stateDir, `relay-${relay.port}.kubeconfig`));
+      const config = join(cluster.stateDir, `reconnect-${port}.json`);
+      writeFileSync(config, JSON.stringify({ agent: { reconnectSeconds: 15 } }));
+      const runExec = await startExec(["-f", config, "-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`], [process.execPath, "-e", STOLEN_APP, String(port)], { KUBECONFIG: kubeconfig });
+      const count = (re: RegExp, pod: string) => runExec.stderr().split("\n").filter((l) => l.includes(`pod ${pod}: `) && re.test(l)).length;
+      const until = async (what: string, ok: () => boolean) => {
+        for (let i = 0; i < 600 && !ok(); i++) await sleep(100);
+        assert.ok(ok(), `${what}; tether said:\n${runExec.stderr()}`);
+      };
+      try {
+        assert.match(runExec.stderr(), /2 pods intercepted/, runExec.stderr());
+        await listens(runExec);
+        const pods = await apiPods();
+        const stolenEverywhere = async (what: string) => {
+          for (const [pod, ip] of pods) assert.equal(await answers(ip, `/${what}`, /^stolen /), `stolen /${what}`, `${pod} is stolen ${what}; tether said:\n${runExec.stderr()}`);
+        };
+        await stolenEverywhere("at-start");
+
+        // 1. a reset: every link reconnects by itself; requests meanwhile are answered by someone
+        relay.reset();
+        const meanwhile = await Promise.all([...pods.values()].map((ip) => fromClientPod(`http://${ip}:8080/meanwhile`)));
+        for (const a of meanwhile) assert.match(a, /^stolen \/meanwhile$|"pod":"api-/, "a request during the reconnect got an answer (the debuggee's or the pod's)");
+        for (const pod of pods.keys()) await until(`${pod} reconnected after the reset`, () => count(/reconnected after/, pod) >= 1);
+        for (const pod of pods.keys()) assert.ok(count(/reconnecting \(attempt 1\b/, pod) >= 1, `${pod} said it was reconnecting`);
+        await stolenEverywhere("after-reset");
+
+        // 2. no byte through the tunnel (a laptop lid): the heartbeats find out, the pods' own app
+        // answers while the tunnel is away, the links come back when it does
+        relay.block();
+        for (const pod of pods.keys()) await until(`${pod} found the blocked tunnel`, () => count(/reconnecting \(attempt 1\b/, pod) >= 2);
+        for (const [pod, ip] of pods) assert.match(await answers(ip, "/tunnel-away", new RegExp(`"pod":"${pod}"`)), new RegExp(`"pod":"${pod}"`), `${pod} serves itself while the tunnel is away`);
+        relay.unblock();
+        for (const pod of pods.keys()) await until(`${pod} reconnected after the block`, () => count(/reconnected after/, pod) >= 2);
+        await stolenEverywhere("after-block");
+        assert.equal(runExec.child.exitCode, null, "the command ran on through both breaks");
+
+        // 3. the tunnel does not come back: after agent.reconnectSeconds the command ends, exit 1
+        await relay.close();
+        assert.equal(await runExec.exited, 1, runExec.stderr());
+        assert.match(runExec.stderr(), /could not reconnect in \d+ s/);
+        assert.match(runExec.stderr(), /the session ended: .*stopping the command/);
+        for (const [pod, ip] of pods) {
+          assert.match(await answers(ip, "/after", new RegExp(`"pod":"${pod}"`)), new RegExp(`"pod":"${pod}"`), `${pod} serves again`);
+          await assertPodClean(pod);
+        }
+      } finally {
+        runExec.child.kill("SIGKILL");
+        await relay.close();
       }
     },
   },
