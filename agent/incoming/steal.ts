@@ -496,29 +496,41 @@ export class StealRouter implements PortCapability {
     });
   }
 
-  /** Removes every rule, lets connections drain for a moment (CLOSE_DRAIN_MS), then cuts what is left. */
+  /** Stops redirecting, lets connections drain for a moment (CLOSE_DRAIN_MS), cuts what is left, then removes every rule. */
   close(): Promise<void> {
     this.closed = true;
     return this.serial(async () => {
       const ports = [...this.ports.values(), ...this.draining];
       this.ports.clear();
+      const iptables = this.options.iptables;
       try {
-        await this.options.iptables?.removeAll();
+        // As a release does: new connections reach the app first; what was redirected drains with
+        // the chains and their conntrack keeper still in place, so that its last replies are
+        // translated to the app's port (iptables.ts); the listener takes what is still in its accept
+        // queue for RELEASE_GRACE_MS (passed to the app, not reset); every rule goes last.
+        const failed = (await Promise.allSettled(ports.map((stolen) => iptables?.unredirect(stolen.port)))).find((r) => r.status === "rejected");
+        if (failed) this.options.log("error", "cannot remove a redirect; removing every rule at once", { error: String((failed as PromiseRejectedResult).reason) });
+        if (failed) await iptables?.removeAll();
       } finally {
         for (const stolen of ports) {
           stolen.released = true;
           stolen.stallWatch.close();
-          stolen.listener.close();
           stolen.http.drain();
           stolen.http2.close();
           this.draining.add(stolen);
+          setTimeout(() => {
+            stolen.listener.close();
+            this.forgetIfDrained(stolen);
+          }, Math.min(RELEASE_GRACE_MS, CLOSE_DRAIN_MS)).unref();
         }
         await this.settled(CLOSE_DRAIN_MS);
         for (const stolen of ports) {
+          stolen.listener.close();
           stolen.http.close();
           for (const s of stolen.sockets) s.destroy();
         }
         this.draining.clear();
+        await iptables?.removeAll();
       }
     });
   }
