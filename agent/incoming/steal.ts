@@ -26,8 +26,8 @@
 //   before it exits (settled()).
 //
 // A stalled agent never holds a connection: each listener has a watcher outside the agent
-// (stallWatch.ts) that refuses what is redirected to it while the agent does not run, until the
-// heartbeat rule expires and the pod's app gets new connections directly.
+// (stallWatch.ts) that refuses what is redirected to it while the agent does not run (the redirect
+// itself stays while the agent lives: a late agent does not leak its port's requests to the app).
 import { connect, createServer, type Server, type Socket } from "node:net";
 import type { AddressInfo } from "node:net";
 import { TetherError } from "../../src/protocol/error";
