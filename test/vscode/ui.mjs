@@ -7,7 +7,7 @@
 // Env: CS_URL, WS_DIR, ARTIFACTS, KUBECONFIG, PLAYGROUND_DIR (the playground's state directory).
 import { chromium } from "playwright-core";
 import { execFileSync, spawn } from "node:child_process";
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 const URL = process.env.CS_URL;
@@ -198,7 +198,7 @@ try {
 
   // 5. a matching request (to one api pod: both are stolen, and a second request would wait behind the breakpoint) ...
   const pods = apiPods();
-  const matching = pods.slice(0, 1).map(([, ip]) => fromClient(`http://${ip}:8080/debug-me`, ["x-debug: yes"]));
+  const matching = pods.slice(0, 1).map(([, ip]) => fromClient(`http://${ip}:8080/debug-me`, ["x-debug: yes", "Authorization: Bearer ui-s3cret"]));
   try {
     await page.locator('.debug-toolbar [aria-label^="Continue"]').waitFor({ timeout: 45000 });
   } catch (err) {
@@ -230,6 +230,40 @@ try {
   await shot("sessions-view");
   check(true, "the Sessions view lists the stolen and the passed request");
 
+  // 6b. the request's detail: a click on its row opens it, secrets masked
+  await row("Sessions", /GET \/debug-me.*stolen/).locator(".label-name").first().click();
+  const editorText = async (re) => {
+    let text = "";
+    for (let i = 0; i < 50 && !re.test(text); i++) {
+      text = (await page.locator(".editor-instance .monaco-editor .view-lines").first().innerText().catch(() => "")).replace(/\u00a0/g, " ");
+      if (!re.test(text)) await sleep(200);
+    }
+    return text;
+  };
+  const detail = await editorText(/Authorization: <masked>/);
+  await shot("request-detail");
+  check(/GET \/debug-me/.test(detail) && /✓ header \^x-debug: yes\$/.test(detail), "the request's detail opens with the filter that matched");
+  check(/Authorization: <masked>/.test(detail) && !/ui-s3cret/.test(detail), "the detail masks the Authorization value");
+  check(/Timings {4}arrival/.test(detail) && /Response body/.test(detail), "the detail shows the timings and the response body");
+  // 6c. replay it: the breakpoint (still set) stops it again; after continue it is listed as a replay
+  const stolenRow = row("Sessions", /GET \/debug-me.*stolen/);
+  await stolenRow.hover();
+  await stolenRow.locator('.action-label[aria-label^="Replay to Your App"]').click({ timeout: 10000 });
+  check(await page.locator('.debug-toolbar [aria-label^="Continue"]').waitFor({ timeout: 30000 }).then(() => true, () => false), "the replay stopped at the breakpoint again");
+  await shot("replay-paused");
+  await page.locator('.debug-toolbar [aria-label^="Continue"]').click();
+  await showTether();
+  check(await row("Sessions", /GET \/debug-me.*replay/).waitFor({ timeout: 15000 }).then(() => true, () => false), "the replay is listed, marked as one");
+  // 6d. the routing-header check: the app calls the api Service without x-debug while answering
+  await runCommand("Debug: Remove All Breakpoints");
+  const downstream = await fromClient(`http://${pods[0][1]}:8080/downstream`, ["x-debug: yes"]);
+  check(/local debuggee answered GET \/downstream/.test(downstream), `the debuggee answered after its downstream call (${downstream.trim()})`);
+  const toast = page.locator(".notifications-toasts .notification-toast", { hasText: /called GET api\.demo\.svc\.cluster\.local:8080\/healthz while answering a stolen request, without baggage or a header matching/ }).first();
+  check(await toast.waitFor({ timeout: 15000 }).then(() => true, () => false), "a notification names the call that lacks the routing header");
+  await showTether();
+  check(await row("Sessions", /Routing header\s*1 call without it/).waitFor({ timeout: 15000 }).then(() => true, () => false), "the Sessions view lists the call without the routing header");
+  await shot("routing-header-warning");
+
   // 7. stop debugging: the session ends and the agent is gone
   await runCommand("Debug: Stop");
   let state = "running";
@@ -242,6 +276,39 @@ try {
   check(back.every((a) => /"pod":"api-/.test(a)), "afterwards the pods answer matching requests again");
   await page.locator(".pane-body .welcome-view-content", { hasText: "No session" }).first().waitFor({ timeout: 15000 }).catch(() => log("note: Sessions welcome view not seen"));
   await shot("stopped");
+
+  // 7b. a compound launch of two services (api and db, each its own target): one session each, and the
+  // api debuggee's call to db goes to the local db debuggee (the local shortcut)
+  const free = () => Number(execFileSync(process.execPath, ["-e", 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'], { encoding: "utf8" }).trim());
+  const [apiPort, dbPort] = [free(), free()];
+  const launchJson = `${process.env.WS_DIR}/.vscode/launch.json`;
+  const launchBefore = readFileSync(launchJson, "utf8");
+  writeFileSync(launchJson, JSON.stringify({
+    version: "0.2.0",
+    configurations: [
+      { type: "node", request: "launch", name: "api", program: "${workspaceFolder}/inspect.js", env: { PORT: String(apiPort) }, tether: { target: { path: "deployment/api", namespace: "demo" }, incoming: { mode: "steal", httpFilter: { header: "^x-user: compound$" }, portMapping: [[apiPort, 8080]] } } },
+      { type: "node", request: "launch", name: "db", program: "${workspaceFolder}/db.js", env: { PORT: String(dbPort) }, tether: { target: { path: "deployment/db", namespace: "demo" }, incoming: { mode: "mirror", portMapping: [[dbPort, 5432]] } } },
+    ],
+    compounds: [{ name: "api + db", configurations: ["api", "db"] }],
+  }, null, 2));
+  await sleep(1500); // VS Code reads launch.json again
+  await runCommand("Debug: Select and Start Debugging");
+  await page.locator(".quick-input-list .monaco-list-row", { hasText: "api + db" }).first().click({ timeout: 15000 });
+  await showTether();
+  await row("Sessions", /demo\/deployment\/db/).waitFor({ timeout: 90000 });
+  await row("Sessions", new RegExp(`Ports\\s*pod 5432 -> local ${dbPort}`)).waitFor({ timeout: 60000 });
+  await row("Sessions", new RegExp(`Ports\\s*pod 8080 -> local ${apiPort}`)).waitFor({ timeout: 60000 });
+  check(true, "the compound launch runs one session per service");
+  const viaDb = await fromClient(`http://${apiPods()[0][1]}:8080/db`, ["x-user: compound"]);
+  check(/db said: db local-debuggee ready \| db local-debuggee: ping/.test(viaDb), `the api debuggee's call to db reached the local db debuggee (${viaDb.trim()})`);
+  check(await row("Sessions", new RegExp(`db:5432\\s*→ demo/deployment/db on local :${dbPort}`)).waitFor({ timeout: 15000 }).then(() => true, () => false), "the Sessions view shows the local shortcut");
+  await shot("compound-local-shortcut");
+  for (let i = 0; i < 4 && (await row("Sessions", /demo\/deployment\//).isVisible().catch(() => false)); i++) {
+    await runCommand("Debug: Stop");
+    await sleep(1500);
+  }
+  check(!(await row("Sessions", /demo\/deployment\//).isVisible().catch(() => false)), "stopping the compound ends both sessions");
+  writeFileSync(launchJson, launchBefore);
 
   // 8. the walkthrough: cluster, target, mode, F5
   await runCommand("Tether: Get Started");

@@ -37,7 +37,7 @@ const run = promisify(execFile);
  * GET `url` from inside a demo pod (its network namespace, found by its address), as another workload
  * would. Asynchronous: the engine delivering the request runs in this very process.
  */
-async function fromPod(api: TetherApi, pod: string, url: string): Promise<string> {
+async function fromPod(api: TetherApi, pod: string, url: string, curlArgs: string[] = []): Promise<string> {
   const [s] = [...api.sessions.sessions.values()];
   const ip = (await s!.launch.session.cluster.core.readNamespacedPod({ name: pod, namespace: "demo" })).status!.podIP!;
   let ns: string | undefined;
@@ -46,7 +46,7 @@ async function fromPod(api: TetherApi, pod: string, url: string): Promise<string
   }
   assert.ok(ns, `the network namespace of ${pod} (${ip})`);
   try {
-    return (await run("ip", ["netns", "exec", ns, "curl", "-s", "--max-time", "20", url])).stdout;
+    return (await run("ip", ["netns", "exec", ns, "curl", "-s", "--max-time", "20", ...curlArgs, url])).stdout;
   } catch (err) {
     return `curl failed: ${(err as Error).message}`;
   }
@@ -438,6 +438,118 @@ describe("Tether in a real VS Code", () => {
     assert.equal(raw.incoming.mode, "steal");
     assert.equal(raw.dns.enabled, false);
     assert.equal(api.store.resolve().incoming.mode, "steal");
+  });
+
+  it("the inspector: a stolen request's detail (secrets masked, the filter that matched), replay stops at the breakpoint again, a passed one's why and curl, the routing-header warning", async () => {
+    const port = await freePort();
+    writeConfig({ ...base(), incoming: { mode: "steal", httpFilter: { header: "^x-user: inspector$" }, portMapping: [[port, 8080]] }, inspector: { maskHeaders: ["x-api-key"] } });
+    const program = join(ws, "inspect.js");
+    const ok = await vscode.debug.startDebugging(folder, { type: "node", request: "launch", name: "inspect", program, env: { PORT: String(port) }, tether: {} });
+    assert.ok(ok, `the launch started (${api.sessions.lastError ?? ""})`);
+    const [s] = [...api.sessions.sessions.values()];
+    const session = s!.launch.session;
+    const stops: { session: vscode.DebugSession; threadId: number }[] = [];
+    const tracker = vscode.debug.registerDebugAdapterTrackerFactory("*", {
+      createDebugAdapterTracker: (d) => ({
+        onDidSendMessage: (m: { type: string; event?: string; body?: { threadId: number } }) => void (m.type === "event" && m.event === "stopped" && stops.push({ session: d, threadId: m.body!.threadId })),
+      }),
+    });
+    const breakpoint = new vscode.SourceBreakpoint(new vscode.Location(vscode.Uri.file(program), new vscode.Position(8, 0)));
+    try {
+      await until(`pod 8080 to be stolen for local ${port}`, () => session.ports.get(8080) === port);
+      const podIp = session.target.pod.status!.podIP!;
+      const headers = ["-H", "x-user: inspector", "-H", "Authorization: Bearer s3cret", "-H", "X-Api-Key: k1"];
+      assert.match(await fromPod(api, "client", `http://${podIp}:8080/plain?x=1`, headers), /^inspected GET \/plain\?x=1/);
+      const stolen = await until("the stolen request, ended", () => session.recent.find((r) => "status" in r && r.path === "/plain?x=1" && r.record?.end !== undefined), 30_000);
+      // the detail, as the row's click opens it
+      const uri = await vscode.commands.executeCommand<vscode.Uri>("tether.showRequest", { arg: { session: session.id, seq: stolen.seq } });
+      assert.equal(uri?.scheme, "tether-request");
+      const detail = vscode.window.activeTextEditor!.document.getText();
+      assert.equal(vscode.window.activeTextEditor!.document.uri.toString(), uri!.toString());
+      assert.match(detail, /^GET \/plain\?x=1\n/);
+      assert.match(detail, /Pod {8}api-/);
+      assert.match(detail, /✓ header \^x-user: inspector\$: matched "x-user: inspector"/);
+      assert.match(detail, /Timings {4}arrival .* · your app's first byte \+\d+ ms · end \+\d+ ms/);
+      assert.match(detail, /Authorization: <masked>/);
+      assert.match(detail, /X-Api-Key: <masked>/, "a header named in inspector.maskHeaders");
+      assert.doesNotMatch(detail, /s3cret|k1/);
+      assert.match(detail, /Response body \(\d+ bytes\):\n {2}inspected GET \/plain\?x=1/);
+      // a passed request of the client pod (it calls api every second, without the header): why, and curl
+      const passed = await until("a passed request with its headers", () => session.recent.find((r) => "passed" in r && r.reason === "unmatched" && r.rawHeaders !== undefined), 30_000);
+      await vscode.commands.executeCommand("tether.showRequest", { arg: { session: session.id, seq: passed.seq } });
+      assert.match(vscode.window.activeTextEditor!.document.getText(), /Why {8}no filter of this session matched\n {13}✗ header \^x-user: inspector\$: no header line matches/);
+      const curl = await vscode.commands.executeCommand<string>("tether.copyRequestAsCurl", { arg: { session: session.id, seq: passed.seq } });
+      assert.match(curl ?? "", /^curl 'http:\/\/api[^']*\/'/);
+      assert.equal(await vscode.env.clipboard.readText(), curl);
+      // replay: the local app gets the request again and stops at the breakpoint
+      vscode.debug.addBreakpoints([breakpoint]);
+      await new Promise((r) => setTimeout(r, 1000)); // the adapter sets it
+      const replaying = vscode.commands.executeCommand<number | undefined>("tether.replayRequest", { arg: { session: session.id, seq: stolen.seq } });
+      const stop = await until("the replay to stop at the breakpoint", () => stops[0], 30_000);
+      assert.ok(session.answering, "the replay is held by the breakpoint");
+      vscode.debug.removeBreakpoints([breakpoint]);
+      await stop.session.customRequest("continue", { threadId: stop.threadId });
+      assert.equal(await replaying, 200);
+      const replay = session.recent.find((r) => "status" in r && r.replay === true);
+      assert.ok(replay && "status" in replay && replay.path === "/plain?x=1", "the replay is listed as one");
+      await vscode.commands.executeCommand("tether.showRequest", { arg: { session: session.id, seq: replay.seq } });
+      assert.match(vscode.window.activeTextEditor!.document.getText(), /^GET \/plain\?x=1 {3}\(replay\)/);
+      // the routing-header check: the app calls the api Service without passing x-user on
+      assert.match(await fromPod(api, "client", `http://${podIp}:8080/downstream`, headers), /after a downstream call \(200\)/);
+      const warning = await until("the routing-header warning", () => session.routingWarnings[0], 15_000);
+      assert.equal(warning.call, "GET api.demo.svc.cluster.local:8080/healthz");
+      assert.match(warning.missing, /^baggage or a header matching \^x-user: inspector\$$/);
+      await fromPod(api, "client", `http://${podIp}:8080/downstream`, headers);
+      assert.equal(session.routingWarnings.length, 1, "once per call");
+    } finally {
+      vscode.debug.removeBreakpoints([breakpoint]);
+      tracker.dispose();
+      await vscode.commands.executeCommand("workbench.action.closeAllEditors");
+      await vscode.debug.stopDebugging();
+    }
+    await until("the session to end with the debug session", () => api.sessions.sessions.size === 0, 30_000);
+  });
+
+  it("a compound launch of two services: one session each, and the api debuggee's call to db goes to the local db debuggee (the local shortcut)", async () => {
+    const apiPort = await freePort();
+    const dbPort = await freePort();
+    writeConfig(base());
+    const launchJson = join(ws, ".vscode", "launch.json");
+    const original = existsSync(launchJson) ? readFileSync(launchJson, "utf8") : undefined;
+    mkdirSync(join(ws, ".vscode"), { recursive: true });
+    writeFileSync(
+      launchJson,
+      JSON.stringify({
+        version: "0.2.0",
+        configurations: [
+          { type: "node", request: "launch", name: "api", program: "${workspaceFolder}/inspect.js", env: { PORT: String(apiPort) }, tether: { target: { path: "deployment/api", namespace: "demo" }, incoming: { mode: "steal", httpFilter: { header: "^x-user: compound$" }, portMapping: [[apiPort, 8080]] } } },
+          { type: "node", request: "launch", name: "db", program: "${workspaceFolder}/db.js", env: { PORT: String(dbPort) }, tether: { target: { path: "deployment/db", namespace: "demo" }, incoming: { mode: "mirror", portMapping: [[dbPort, 5432]] } } },
+        ],
+        compounds: [{ name: "api + db", configurations: ["api", "db"] }],
+      }),
+    );
+    const compounds = () => vscode.workspace.getConfiguration("launch", folder.uri).get<{ name: string }[]>("compounds") ?? [];
+    try {
+      await until("VS Code to read the compound", () => compounds().some((c) => c.name === "api + db"), 15_000);
+      assert.ok(await vscode.debug.startDebugging(folder, "api + db"), `the compound started (${api.sessions.lastError ?? ""})`);
+      const both = await until("two sessions", () => (api.sessions.sessions.size === 2 ? [...api.sessions.sessions.values()] : undefined), 90_000);
+      const apiSession = both.find((x) => x.label === "demo/deployment/api")!.launch.session;
+      const dbSession = both.find((x) => x.label === "demo/deployment/db")!.launch.session;
+      await until("api's 8080 and db's 5432 taken by their debuggees", () => apiSession.ports.get(8080) === apiPort && dbSession.ports.get(5432) === dbPort, 60_000);
+      const podIp = apiSession.target.pod.status!.podIP!;
+      const answer = await fromPod(api, "client", `http://${podIp}:8080/db`, ["-H", "x-user: compound"]);
+      assert.match(answer, /db said: db local-debuggee ready \| db local-debuggee: ping/, "the local db answered, not the pod's");
+      const use = apiSession.shortcuts.get("db:5432");
+      assert.ok(use, `the shortcut is recorded: ${JSON.stringify([...apiSession.shortcuts.values()])}`);
+      assert.equal(use.to, "demo/deployment/db");
+      assert.equal(use.localPort, dbPort);
+    } finally {
+      if (original === undefined) rmSync(launchJson, { force: true });
+      else writeFileSync(launchJson, original);
+      await vscode.debug.stopDebugging();
+      await until("launch.json to be reloaded", () => !compounds().length, 15_000);
+    }
+    await until("both sessions to end", () => api.sessions.sessions.size === 0, 30_000);
   });
 
   // last: it ends the extension's sessions as closing the window does
