@@ -28,7 +28,7 @@ import type { PlacedAgent } from "../kube/agentPlacement";
 import { Cluster, isReady, newestReason, podStates, podsOf, podTarget, probesOf, readyPods, resolveWorkload, type ResolvedTarget, type Workload } from "../kube/cluster";
 import { PodWatch } from "../kube/podWatch";
 import type { DeclinedRequest, DeliveredRequest, IncomingConnection, IncomingDelivery, PassedRequest, StartedRequest } from "./incoming";
-import { PodLink, RELEASE_DRAIN_MS, type Subscribe } from "./podLink";
+import { PodLink, RELEASE_DRAIN_MS, type Reconnected, type Reconnecting, type Subscribe } from "./podLink";
 import { loadTlsMaterial } from "./tlsMaterial";
 import { replayToLocal } from "./replay";
 import { importEnv } from "./routing";
@@ -61,8 +61,11 @@ export interface SessionStats {
   failures: number;
 }
 
-/** joining: its agent is being placed; ready: intercepting; leaving: its pod terminates; failed: see detail. */
-export type PodStateName = "joining" | "ready" | "leaving" | "left" | "failed";
+/**
+ * joining: its agent is being placed; ready: intercepting; reconnecting: its wire broke and is tried
+ * again (the pod's app serves meanwhile); leaving: its pod terminates; failed: see detail.
+ */
+export type PodStateName = "joining" | "ready" | "reconnecting" | "leaving" | "left" | "failed";
 
 /** One pod of the session, as the CLI and the Sessions view show it. */
 export interface PodState {
@@ -76,6 +79,9 @@ export interface PodState {
   requests: number;
   since: number;
 }
+
+export type SessionReconnecting = Reconnecting & { pod: string };
+export type SessionReconnected = Reconnected & { pod: string };
 
 /** A delivered request, with the pod it came from. */
 export type SessionRequest = DeliveredRequest & { pod: string };
@@ -121,8 +127,10 @@ const WAIT_POLL_MS = 1_000;
 /**
  * Events: "request" (SessionRequest, or nothing when only the counts changed); "ports" when a pod port
  * is subscribed or handed back; "pod" (PodState) when a pod joins, becomes ready, fails or
- * leaves; "ended" (err?: Error) when no pod is left to intercept (the last agent went away);
- * "routing-warning" (RoutingWarning) the first time an outgoing call lacks the routing header.
+ * leaves; "reconnecting" (SessionReconnecting) before each attempt to bring a pod's broken wire back,
+ * "reconnected" (SessionReconnected) when it is back; "ended" (err?: Error) when no pod is left to
+ * intercept (the last agent went away, or could not be reached again); "routing-warning"
+ * (RoutingWarning) the first time an outgoing call lacks the routing header.
  */
 export class Session extends EventEmitter {
   readonly id = randomUUID();
@@ -319,6 +327,15 @@ export class Session extends EventEmitter {
     return PodLink.join({ cluster: this.cluster, target, config, probes: this.probes, sessionId: this.id, client, log, ...(onStep ? { onStep } : {}) }).then((link) => {
       this.links.set(link.podName, link);
       link.once("closed", (err: Error) => this.linkLost(link, err));
+      const pod = link.podName;
+      link.on("reconnecting", (r: Reconnecting) => {
+        this.setState(pod, { state: "reconnecting", detail: `attempt ${r.attempt}: ${r.error.message}` });
+        this.emit("reconnecting", { ...r, pod } satisfies SessionReconnecting);
+      });
+      link.on("reconnected", (r: Reconnected) => {
+        this.setState(pod, { state: "ready", detail: `reconnected after ${(r.ms / 1000).toFixed(1)} s` });
+        this.emit("reconnected", { ...r, pod } satisfies SessionReconnected);
+      });
       return link;
     });
   }
@@ -411,13 +428,15 @@ export class Session extends EventEmitter {
   }
 
   /**
-   * No link left: the session ends, at once for a single pod; for every replica, when no pod joined
-   * within agent.startupTimeoutSeconds (a rollout that replaces every pod at once).
+   * No link left: the session ends, at once for a single pod or when the last one could not reconnect;
+   * for every replica, when no pod joined within agent.startupTimeoutSeconds (a rollout that replaces
+   * every pod at once).
    */
   private afterLoss(err?: Error): void {
     if (this.links.size > 0 || this.ending) return;
     const ended = err ?? new TetherError("CONNECTION_CLOSED", `no pod of ${this.workload.kind}/${this.workload.name} is left to intercept`);
-    if (!this.fanOut) return void this.emit("ended", ended);
+    // a pod whose wire could not come back had its chance (agent.reconnectSeconds): no wait for another
+    if (!this.fanOut || TetherError.is(err, "RECONNECT_FAILED")) return void this.emit("ended", ended);
     if (this.orphanTimer) return;
     this.orphanTimer = setTimeout(() => {
       this.orphanTimer = undefined;
