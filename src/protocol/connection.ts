@@ -135,6 +135,16 @@ export class WireConnection<Out extends WireMessage, In extends WireMessage> ext
     return this.closed;
   }
 
+  /** Milliseconds since anything arrived from the peer (its heartbeat comes every heartbeatIntervalMs). */
+  get silentMs(): number {
+    return Date.now() - this.lastSeen;
+  }
+
+  /** Bytes waiting to leave: this turn's batch and what the WebSocket has not handed to the kernel. */
+  get queuedBytes(): number {
+    return this.batchBytes + this.ws.bufferedAmount;
+  }
+
   /** Whether the negotiated version has this message. */
   supports(type: WireMessage["type"]): boolean {
     return (MESSAGE_SINCE[type] ?? 1) <= this.version;
@@ -299,7 +309,10 @@ export class WireConnection<Out extends WireMessage, In extends WireMessage> ext
       this.options.log("warn", "agent wire: invalid message ignored", { type, issues: parsed.error.issues.slice(0, 3) });
       const id = typeof raw === "object" && raw && "id" in raw ? (raw as { id: unknown }).id : undefined;
       if (typeof id === "number" && Number.isSafeInteger(id) && id >= 0) {
-        this.send({ type: "request.failed", id, code: "BAD_REQUEST", message: `invalid ${type} message` } as Out);
+        // what is wrong, by JSON path: e.g. a filter an older engine let through that this end cannot match
+        const issue = parsed.error.issues[0];
+        const why = issue ? `: ${issue.path.join(".") || "(message)"}: ${issue.message}` : "";
+        this.send({ type: "request.failed", id, code: "BAD_REQUEST", message: `invalid ${type} message${why}` } as Out);
       }
       return;
     }

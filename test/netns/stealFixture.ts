@@ -185,7 +185,7 @@ export class StealWorld {
     return this;
   }
 
-  async session(label: string, localPort: number, options: { maxVersion?: number } = {}): Promise<Session> {
+  async session(label: string, localPort: number, options: { maxVersion?: number; deadAfterMs?: number } = {}): Promise<Session> {
     const { conn } = await this.agent.connect({ label, ...options });
     const delivery = new IncomingDelivery(conn, { podToLocal: new Map([[APP_PORT, localPort]]) });
     const close = () => {
@@ -223,7 +223,7 @@ export class StealWorld {
     this.closers.push(fn);
   }
 
-  /** nat (lab.natRules) and mangle (the heartbeat rule) of both flavours. */
+  /** nat (lab.natRules) and mangle (the lifeline rules) of both flavours. */
   natRules(): string {
     const mangle = ["nft", "legacy"].map((f) => this.lab.exec(this.pod, `iptables-${f}-save`, ["-t", "mangle"], { check: false }).stdout);
     return this.lab.natRules(this.pod) + mangle.join("");

@@ -215,6 +215,18 @@ describe("wire connection", () => {
     await assert.rejects(engine.request({ type: "dns.lookup", id: engine.newRequestId(), hostname: "nope", family: 4 }), (e) => TetherError.is(e, "DNS_FAILED"));
   });
 
+  test("a message the agent cannot take is refused with its JSON path and the reason", async () => {
+    const [engine] = await pair();
+    // as an older engine would send it: a filter that cannot be matched in linear time
+    const failed = new Promise<{ type: string; id: number; code: string; message: string }>((resolve) =>
+      engine.on("message", (m: { type: string; id: number; code: string; message: string }) => m.type === "request.failed" && m.id === 987_654 && resolve(m)),
+    );
+    (engine as unknown as { ws: WebSocket }).ws.send(JSON.stringify({ type: "incoming.subscribe", id: 987_654, port: 80, mode: "steal", filter: { header: "^x-user: (a+)\\1$" } }));
+    const m = await failed;
+    assert.equal(m.code, "BAD_REQUEST");
+    assert.match(m.message, /^invalid incoming\.subscribe message: filter\.header: .*cannot be matched in linear time/);
+  });
+
   test("a v1 session cannot be sent v2 messages", async () => {
     const [, agent] = await pair({ maxVersion: 1 });
     assert.equal(agent.version, 1);
