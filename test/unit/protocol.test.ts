@@ -182,7 +182,7 @@ describe("wire connection", () => {
     wss.on("connection", (ws) => {
       agentSide.push(
         acceptEngine(ws, {
-          tokens: () => [token],
+          tokenDigests: () => [createHash("sha256").update(token).digest()],
           welcome: () => ({ sessionId: "s1", agent: { version: "test", pid: process.pid, podIps: [] }, probes: [] }),
           heartbeatIntervalMs: 200,
           deadAfterMs: 1500,
