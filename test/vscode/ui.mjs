@@ -295,15 +295,22 @@ try {
   await runCommand("Debug: Select and Start Debugging");
   await page.locator(".quick-input-list .monaco-list-row", { hasText: "api + db" }).first().click({ timeout: 15000 });
   await showTether();
-  await row("Sessions", /demo\/deployment\/db/).waitFor({ timeout: 90000 });
-  await row("Sessions", new RegExp(`Ports\\s*pod 5432 -> local ${dbPort}`)).waitFor({ timeout: 60000 });
-  await row("Sessions", new RegExp(`Ports\\s*pod 8080 -> local ${apiPort}`)).waitFor({ timeout: 60000 });
-  check(true, "the compound launch runs one session per service");
-  const viaDb = await fromClient(`http://${apiPods()[0][1]}:8080/db`, ["x-user: compound"]);
+  // the api debuggee's call to db: asked until both sessions took their ports (the sessions start side by side)
+  let viaDb = "";
+  for (let i = 0; i < 60 && !/db said: db local-debuggee/.test(viaDb); i++) {
+    viaDb = await fromClient(`http://${apiPods()[0][1]}:8080/db`, ["x-user: compound"]);
+    if (!/db said: db local-debuggee/.test(viaDb)) await sleep(1500);
+  }
   check(/db said: db local-debuggee ready \| db local-debuggee: ping/.test(viaDb), `the api debuggee's call to db reached the local db debuggee (${viaDb.trim()})`);
+  // the recent lists folded (the client pod's requests fill them), so both sessions are in view
+  for (const recent of await pane("Sessions").locator(".monaco-list-row", { hasText: /^Recent/ }).all()) {
+    if ((await recent.getAttribute("aria-expanded").catch(() => null)) === "true") await recent.locator(".label-name").first().click().catch(() => {});
+  }
+  const both = (await row("Sessions", /demo\/deployment\/db/).waitFor({ timeout: 15000 }).then(() => true, () => false)) && (await row("Sessions", /demo\/deployment\/api/).waitFor({ timeout: 15000 }).then(() => true, () => false));
+  check(both, "the compound launch runs one session per service");
   check(await row("Sessions", new RegExp(`db:5432\\s*→ demo/deployment/db on local :${dbPort}`)).waitFor({ timeout: 15000 }).then(() => true, () => false), "the Sessions view shows the local shortcut");
   await shot("compound-local-shortcut");
-  for (let i = 0; i < 4 && (await row("Sessions", /demo\/deployment\//).isVisible().catch(() => false)); i++) {
+  for (let i = 0; i < 6 && (await row("Sessions", /demo\/deployment\//).isVisible().catch(() => false)); i++) {
     await runCommand("Debug: Stop");
     await sleep(1500);
   }
