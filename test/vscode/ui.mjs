@@ -255,7 +255,7 @@ try {
   await showTether();
   check(await row("Sessions", /GET \/debug-me.*replay/).waitFor({ timeout: 15000 }).then(() => true, () => false), "the replay is listed, marked as one");
   // 6d. the routing-header check: the app calls the api Service without x-debug while answering
-  await runCommand("Debug: Remove All Breakpoints");
+  await runCommand("Remove All Breakpoints");
   const downstream = await fromClient(`http://${pods[0][1]}:8080/downstream`, ["x-debug: yes"]);
   check(/local debuggee answered GET \/downstream/.test(downstream), `the debuggee answered after its downstream call (${downstream.trim()})`);
   const toast = page.locator(".notifications-toasts .notification-toast", { hasText: /called GET api\.demo\.svc\.cluster\.local:8080\/healthz while answering a stolen request, without baggage or a header matching/ }).first();

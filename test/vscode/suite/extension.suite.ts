@@ -474,12 +474,16 @@ describe("Tether in a real VS Code", () => {
       assert.match(detail, /X-Api-Key: <masked>/, "a header named in inspector.maskHeaders");
       assert.doesNotMatch(detail, /s3cret|k1/);
       assert.match(detail, /Response body \(\d+ bytes\):\n {2}inspected GET \/plain\?x=1/);
-      // a passed request of the client pod (it calls api every second, without the header): why, and curl
-      const passed = await until("a passed request with its headers", () => session.recent.find((r) => "passed" in r && r.reason === "unmatched" && r.rawHeaders !== undefined), 30_000);
+      // a request without the header: the pod answers; its detail says why, and curl
+      assert.match(await fromPod(api, "client", `http://${podIp}:8080/not-mine`, ["-H", "x-user: someone-else", "-H", "Cookie: id=42"]), /"pod":"api-/);
+      const passed = await until("the passed request with its headers", () => session.recent.find((r) => "passed" in r && r.path === "/not-mine" && r.rawHeaders !== undefined), 30_000);
       await vscode.commands.executeCommand("tether.showRequest", { arg: { session: session.id, seq: passed.seq } });
-      assert.match(vscode.window.activeTextEditor!.document.getText(), /Why {8}no filter of this session matched\n {13}✗ header \^x-user: inspector\$: no header line matches/);
+      const passedDetail = vscode.window.activeTextEditor!.document.getText();
+      assert.match(passedDetail, /Why {8}no filter of this session matched\n {13}✗ header \^x-user: inspector\$: no header line matches/);
+      assert.match(passedDetail, /Cookie: <masked>/, "masked in the pod");
+      assert.doesNotMatch(passedDetail, /id=42/);
       const curl = await vscode.commands.executeCommand<string>("tether.copyRequestAsCurl", { arg: { session: session.id, seq: passed.seq } });
-      assert.match(curl ?? "", /^curl 'http:\/\/api[^']*\/'/);
+      assert.match(curl ?? "", /^curl 'http:\/\/[^']+\/not-mine' -H 'x-user: someone-else' -H 'Cookie: <masked>'/);
       assert.equal(await vscode.env.clipboard.readText(), curl);
       // replay: the local app gets the request again and stops at the breakpoint
       vscode.debug.addBreakpoints([breakpoint]);
