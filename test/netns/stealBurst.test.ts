@@ -32,7 +32,7 @@ describe("a burst of connections through a plain steal", requireNetns(), () => {
     const child = world.lab.spawn(world.client, process.execPath, [resolve(__dirname, "../bench/apps/worker.js")], { stdio: ["pipe", "pipe", "pipe"] });
     world.onDispose(() => child.stdin?.end());
     worker = Worker.attach(child);
-  });
+  }, { timeout: 120_000 });
   after(() => world.dispose());
 
   test(`${CONNECTIONS} connections opened at once: none dropped, every request answered by the debuggee`, { timeout: 240_000 }, async () => {
@@ -55,5 +55,39 @@ describe("a burst of connections through a plain steal", requireNetns(), () => {
     assert.ok(r.requests >= CONNECTIONS, `each connection sent at least one request (${r.requests})`);
     assert.equal(moved("ListenOverflows"), 0, "the intercept listener's accept queue never overflowed");
     assert.equal(moved("ListenDrops"), 0, "no handshake was dropped in the pod");
+  });
+});
+
+describe("requests a filtered steal passes on over one keep-alive connection", requireNetns(), () => {
+  const world = new StealWorld();
+  let worker: Worker;
+
+  before(async () => {
+    await world.start();
+    const local = await startDebuggee("alice");
+    world.onDispose(() => local.server.close());
+    const s = await world.session("alice@laptop", local.port);
+    await s.subscribe({ header: "^x-user: alice$" });
+    const child = world.lab.spawn(world.client, process.execPath, [resolve(__dirname, "../bench/apps/worker.js")], { stdio: ["pipe", "pipe", "pipe"] });
+    world.onDispose(() => child.stdin?.end());
+    worker = Worker.attach(child);
+  }, { timeout: 120_000 });
+  after(() => world.dispose());
+
+  // The agent reaches the app over a pool of keep-alive sockets and marks each as its own (so the
+  // mirror does not copy it); it added a close listener per request, for the socket's lifetime: a
+  // leak that grew with every request and slowed a soak's stolen requests down 20-fold.
+  test("reach the app, and the agent's pooled socket to the app gains no listener per request", async () => {
+    const r = await worker.call<{ requests: number; errors: Record<string, number>; firstErrors: string[] }>("soak", {
+      host: world.podIp,
+      port: APP_PORT,
+      conns: 1,
+      seconds: 1,
+      timeoutMs: 60_000,
+      expectServedBy: "^app$",
+    });
+    assert.deepEqual(r.errors, {}, r.firstErrors.join(" / "));
+    assert.ok(r.requests > 20, `more requests than the listener warning's threshold (${r.requests})`);
+    assert.doesNotMatch(world.agent.logs(), /MaxListenersExceededWarning/);
   });
 });
