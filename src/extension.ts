@@ -24,6 +24,7 @@ export interface TetherApi {
   targets: TargetsProvider;
   status: StatusBar;
   inspector: RequestInspector;
+  sessionsView: SessionsProvider;
   /** Our cost: evaluating the bundle plus running activate(), in milliseconds. */
   activationMs: number;
 }
@@ -65,7 +66,7 @@ export function activate(context: vscode.ExtensionContext): TetherApi {
   const activateMs = performance.now() - activateStart;
   const activationMs = loadMs + activateMs;
   log("info", `Tether activated in ${activationMs.toFixed(1)} ms (bundle evaluation ${loadMs.toFixed(1)} ms + activate() ${activateMs.toFixed(1)} ms)`);
-  return { sessions, store, targets, status, inspector, activationMs };
+  return { sessions, store, targets, status, inspector, sessionsView, activationMs };
 }
 
 /**
