@@ -21,6 +21,35 @@ export const AGENT_VERSION = TETHER_VERSION;
  * sessions are welcome meanwhile. This bounds the wait should the steal's own bound fail.
  */
 const SETTLE_MAX_MS = DRAIN_MAX_MS + 5_000;
+/** The longest an earlier agent in the pod may still hold the agent port: its settling, then its stop. */
+const PORT_WAIT_MS = SETTLE_MAX_MS + 5_000;
+const PORT_RETRY_MS = 100;
+
+/**
+ * Waits until the agent port is free. An earlier agent in this pod holds it while it drains or stops
+ * (the engine places a new agent when the running one refuses the wire because it is stopping):
+ * starting now would fail to listen, and would remove that agent's rules as stale while it still
+ * drains through them. The port is the lock: whoever holds it is alive. Gives up after PORT_WAIT_MS.
+ */
+export async function awaitAgentPort(config: Pick<AgentConfig, "TETHER_AGENT_PORT" | "TETHER_AGENT_LISTEN">, log: Log): Promise<void> {
+  if (config.TETHER_AGENT_PORT === 0) return;
+  const started = Date.now();
+  for (let attempt = 0; ; attempt++) {
+    const probe = createServer();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        probe.once("error", reject);
+        probe.listen(config.TETHER_AGENT_PORT, config.TETHER_AGENT_LISTEN, () => resolve());
+      });
+      await new Promise((r) => probe.close(r));
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EADDRINUSE" || Date.now() - started > PORT_WAIT_MS) throw err;
+      if (attempt === 0) log("info", "the agent port is taken (an earlier agent in this pod is still stopping?); waiting for it", { port: config.TETHER_AGENT_PORT });
+      await new Promise((r) => setTimeout(r, PORT_RETRY_MS));
+    }
+  }
+}
 
 export interface AgentParts {
   steal: PortCapability;

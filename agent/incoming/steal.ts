@@ -24,6 +24,10 @@
 // - the listener outlives the release by RELEASE_GRACE_MS (connections still in its accept queue),
 //   the chains and their conntrack keeper stay until the drain ends, and the agent waits for it
 //   before it exits (settled()).
+//
+// A stalled agent never holds a connection: each listener has a watcher outside the agent
+// (stallWatch.ts) that refuses what is redirected to it while the agent does not run (the redirect
+// itself stays while the agent lives: a late agent does not leak its port's requests to the app).
 import { connect, createServer, type Server, type Socket } from "node:net";
 import type { AddressInfo } from "node:net";
 import { TetherError } from "../../src/protocol/error";
@@ -37,6 +41,7 @@ import type { AgentSession } from "../session";
 import { maskRawHeaders } from "../../src/protocol/secretHeaders";
 import { compileFilter, describeFilter, DISJOINT_RULE, filtersOverlap, pathOf, type RequestFacts, type RequestMatcher } from "./httpMatcher";
 import { firstWords } from "./firstWords";
+import { watchStalls, type StallWatch } from "./stallWatch";
 import { HttpSteal, originalHost, type Decision } from "./httpSteal";
 import type { Iptables } from "./iptables";
 import { readClientHello } from "./clientHello";
@@ -71,6 +76,8 @@ interface Subscription {
 interface StolenPort {
   port: number;
   listener: Server;
+  /** The listener's watcher outside the agent: connections are refused, not held, while the agent stalls. */
+  stallWatch: StallWatch;
   http: HttpSteal;
   http2: Http2Steal;
   /** TLS client connections the agent terminated, with what filters and sessions learn of them. */
@@ -198,6 +205,7 @@ export class StealRouter implements PortCapability {
       http2: undefined as unknown as Http2Steal,
       tls: new WeakMap(),
       listenPort: 0,
+      stallWatch: { close() {} },
       subs: new Map(),
       pendingSince: undefined,
       sockets: new Set(),
@@ -225,9 +233,11 @@ export class StealRouter implements PortCapability {
       listener.listen({ port: 0, host: "0.0.0.0", backlog: 65_535 }, () => resolve());
     });
     stolen.listenPort = (listener.address() as AddressInfo).port;
+    stolen.stallWatch = watchStalls(listener, port, this.options.log);
     try {
       await iptables.redirect(port, stolen.listenPort);
     } catch (err) {
+      stolen.stallWatch.close();
       listener.close();
       throw TetherError.is(err) ? err : new TetherError("IPTABLES_FAILED", String(err), { cause: err });
     }
@@ -250,6 +260,11 @@ export class StealRouter implements PortCapability {
       }
       if (sub.session.conn.isClosed) {
         leaked = true; // matched a session that is going away: it reaches the app, and we say so
+        continue;
+      }
+      if (!sub.session.canTake()) {
+        // its engine is silent or its wire backed up: the app answers rather than nobody
+        this.options.metrics.add("tether_handed_to_pod_total", 1, { port: String(port), kind: "request" });
         continue;
       }
       return { kind: "steal", session: sub.session };
@@ -372,7 +387,12 @@ export class StealRouter implements PortCapability {
   }
 
   private plainOwner(stolen: StolenPort): Subscription | undefined {
-    for (const sub of stolen.subs.values()) if (!sub.filter && !sub.session.conn.isClosed) return sub;
+    for (const sub of stolen.subs.values()) {
+      if (sub.filter || sub.session.conn.isClosed) continue;
+      if (sub.session.canTake()) return sub;
+      // its engine is silent or its wire backed up: this connection is the app's, whole
+      this.options.metrics.add("tether_handed_to_pod_total", 1, { port: String(stolen.port), kind: "connection" });
+    }
     return undefined;
   }
 
@@ -430,6 +450,7 @@ export class StealRouter implements PortCapability {
       stolen.http2.close();
       this.options.log("debug", "released port draining", { port, connections: stolen.sockets.size, http: stolen.http.size });
       setTimeout(() => {
+        stolen.stallWatch.close();
         stolen.listener.close();
         this.forgetIfDrained(stolen);
       }, RELEASE_GRACE_MS).unref();
@@ -475,28 +496,41 @@ export class StealRouter implements PortCapability {
     });
   }
 
-  /** Removes every rule, lets connections drain for a moment (CLOSE_DRAIN_MS), then cuts what is left. */
+  /** Stops redirecting, lets connections drain for a moment (CLOSE_DRAIN_MS), cuts what is left, then removes every rule. */
   close(): Promise<void> {
     this.closed = true;
     return this.serial(async () => {
       const ports = [...this.ports.values(), ...this.draining];
       this.ports.clear();
+      const iptables = this.options.iptables;
       try {
-        await this.options.iptables?.removeAll();
+        // As a release does: new connections reach the app first; what was redirected drains with
+        // the chains and their conntrack keeper still in place, so that its last replies are
+        // translated to the app's port (iptables.ts); the listener takes what is still in its accept
+        // queue for RELEASE_GRACE_MS (passed to the app, not reset); every rule goes last.
+        const failed = (await Promise.allSettled(ports.map((stolen) => iptables?.unredirect(stolen.port)))).find((r) => r.status === "rejected");
+        if (failed) this.options.log("error", "cannot remove a redirect; removing every rule at once", { error: String((failed as PromiseRejectedResult).reason) });
+        if (failed) await iptables?.removeAll();
       } finally {
         for (const stolen of ports) {
           stolen.released = true;
-          stolen.listener.close();
+          stolen.stallWatch.close();
           stolen.http.drain();
           stolen.http2.close();
           this.draining.add(stolen);
+          setTimeout(() => {
+            stolen.listener.close();
+            this.forgetIfDrained(stolen);
+          }, Math.min(RELEASE_GRACE_MS, CLOSE_DRAIN_MS)).unref();
         }
         await this.settled(CLOSE_DRAIN_MS);
         for (const stolen of ports) {
+          stolen.listener.close();
           stolen.http.close();
           for (const s of stolen.sockets) s.destroy();
         }
         this.draining.clear();
+        await iptables?.removeAll();
       }
     });
   }

@@ -135,6 +135,16 @@ export class WireConnection<Out extends WireMessage, In extends WireMessage> ext
     return this.closed;
   }
 
+  /** Milliseconds since anything arrived from the peer (its heartbeat comes every heartbeatIntervalMs). */
+  get silentMs(): number {
+    return Date.now() - this.lastSeen;
+  }
+
+  /** Bytes waiting to leave: this turn's batch and what the WebSocket has not handed to the kernel. */
+  get queuedBytes(): number {
+    return this.batchBytes + this.ws.bufferedAmount;
+  }
+
   /** Whether the negotiated version has this message. */
   supports(type: WireMessage["type"]): boolean {
     return (MESSAGE_SINCE[type] ?? 1) <= this.version;

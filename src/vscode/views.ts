@@ -260,6 +260,19 @@ export class SessionsProvider extends RowsProvider {
       if ("passed" in r) return { ...common, label: `${r.method} ${r.path}`, description: `passed to the pod${PASSED_SHORT[r.reason] ?? ""}`, icon: "arrow-right", contextValue: "tether.request.passed" };
       return { ...common, label: `${r.method} ${r.path}`, description: stolenDescription(r), icon: r.replay ? "debug-restart" : "debug-stackframe", contextValue: "tether.request.stolen" };
     });
+    const shortcuts = [...session.shortcuts.values()];
+    const shortcutRow: Row[] = shortcuts.length
+      ? [
+          {
+            label: "Local shortcuts",
+            description: String(shortcuts.length),
+            icon: "arrow-swap",
+            id: `${s.id}.shortcuts`,
+            tooltip: "Calls to another service debugged in this window went straight to its local process, not to the cluster",
+            children: shortcuts.map((u) => ({ label: u.service, description: `→ ${u.to} on local :${u.localPort} · ${u.calls} call${u.calls > 1 ? "s" : ""}`, icon: "debug-alt", id: `${s.id}.shortcut.${u.service}` })),
+          },
+        ]
+      : [];
     const warnings = session.routingWarnings;
     const warningRow: Row[] = warnings.length
       ? [
@@ -326,6 +339,7 @@ export class SessionsProvider extends RowsProvider {
         ...(inFlight.length ? [{ label: "In flight", description: String(inFlight.length), icon: "debug-pause", id: `${s.id}.inflight`, children: inFlight }] : []),
         ...counts,
         ...warningRow,
+        ...shortcutRow,
         { label: "Recent", description: recent.length ? undefined : "none yet", icon: "history", id: `${s.id}.recent.${recent.length ? "some" : "none"}`, children: recentRows },
       ],
     };

@@ -457,6 +457,73 @@ export const scenarios: Scenario[] = [
     },
   },
   {
+    name: "the routing-header check: a call the debuggee makes through the cluster while answering a stolen request, without the header, is warned about once",
+    async run({ startExec, podIpOf, answers }) {
+      const port = await freePort();
+      // /pass-on calls the api Service with W3C baggage (x-debug itself would be stolen back to this
+      // debuggee: a loop), /drop with neither; each answers after its call
+      const app = `const http = require("http"); http.createServer((q, s) => { q.resume();
+        const headers = q.url === "/pass-on" ? { baggage: "x-debug=me" } : { "x-trace": "1" };
+        http.get({ host: "api.demo.svc.cluster.local", port: 8080, path: "/healthz?from=" + q.url.slice(1), headers }, (r) => { r.resume(); r.on("end", () => s.end("called " + q.url + " " + r.statusCode)); })
+          .on("error", (e) => s.end("failed " + e.message)); }).listen(${port}, "127.0.0.1")`;
+      const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--http-header", "^x-debug: me$", "-p", `${port}:8080`], [process.execPath, "-e", app]);
+      try {
+        assert.match(runExec.stderr(), /ready in/, runExec.stderr());
+        const ip = await podIpOf(runExec.pod!);
+        assert.match(await answers(ip, "/pass-on", /called/, ["x-debug: me"]), /called \/pass-on 200/);
+        assert.doesNotMatch(runExec.stderr(), /lacks baggage/, "a call that passes the header on is fine");
+        assert.match(await answers(ip, "/drop", /called/, ["x-debug: me"]), /called \/drop 200/);
+        for (let i = 0; i < 50 && !/lacks baggage/.test(runExec.stderr()); i++) await sleep(100);
+        assert.match(runExec.stderr(), /tether warn: GET api\.demo\.svc\.cluster\.local:8080\/healthz: an outgoing call made while answering a stolen request lacks baggage or a header matching \^x-debug: me\$/, runExec.stderr());
+        await answers(ip, "/drop", /called/, ["x-debug: me"]);
+        await sleep(300);
+        assert.equal(runExec.stderr().match(/lacks baggage/g)?.length, 1, "once per call");
+      } finally {
+        runExec.child.kill("SIGTERM");
+        await runExec.exited;
+      }
+    },
+  },
+  {
+    name: "two filtered steals: disjoint filters run side by side; an overlapping one is refused naming both sessions and the pod port, its command stops, exec exits 2",
+    async run({ startExec, podIpOf, answers, assertPodClean }, cluster) {
+      const [alicePort, bobPort, carolPort] = [await freePort(), await freePort(), await freePort()];
+      const app = (who: string, port: number) => `require("fs").writeFileSync(${JSON.stringify(join(cluster.stateDir, `${who}-${port}.pid`))}, String(process.pid)); require("http").createServer((q, s) => s.end(${JSON.stringify(who)} + " " + q.url)).listen(${port}, "127.0.0.1")`;
+      const exec = (who: string, port: number) => startExec(["-n", "demo", "-t", "deployment/api", "--http-header", `^x-user: ${who === "carol" ? "(alice|carol)" : who}$`, "-p", `${port}:8080`], [process.execPath, "-e", app(who, port)], { USER: who });
+      const alice = await exec("alice", alicePort);
+      const bob = await exec("bob", bobPort);
+      try {
+        assert.match(alice.stderr(), /ready in/, alice.stderr());
+        await listens(alice);
+        await listens(bob);
+        assert.doesNotMatch(bob.stderr(), /cannot steal/, bob.stderr());
+        const ip = await podIpOf(alice.pod!);
+        assert.match(await answers(ip, "/a", /alice/, ["x-user: alice"]), /alice \/a/);
+        assert.match(await answers(ip, "/b", /bob/, ["x-user: bob"]), /bob \/b/);
+        // "^x-user: (alice|carol)$" may match alice's requests: refused once carol's command listens
+        const carol = await exec("carol", carolPort);
+        try {
+          const code = await carol.exited;
+          const said = carol.stderr();
+          assert.equal(code, 2, said);
+          assert.match(said, /cannot steal pod port 8080 \(for local :\d+\): carol@\S+ cannot steal port 8080 with header .*: alice@\S+ steals it with header \^x-user: alice\$/, said);
+          assert.match(said, /stopping the command/, said);
+          const pid = Number(readFileSync(join(cluster.stateDir, `carol-${carolPort}.pid`), "utf8"));
+          assert.throws(() => process.kill(pid, 0), /ESRCH/, "carol's command was stopped");
+          // alice and bob keep their requests
+          assert.match(await answers(ip, "/a2", /alice/, ["x-user: alice"]), /alice \/a2/);
+          assert.equal(alice.child.exitCode, null, "alice's exec runs on");
+        } finally {
+          carol.child.kill("SIGKILL");
+        }
+      } finally {
+        for (const r of [alice, bob]) r.child.kill("SIGTERM");
+        await Promise.all([alice.exited, bob.exited]);
+      }
+      await assertPodClean(alice.pod!);
+    },
+  },
+  {
     name: "mirror: the pod keeps answering and the debuggee gets copies",
     async run({ startExec, podIpOf, fromClientPod, assertPodClean }, cluster) {
       const port = await freePort();

@@ -172,7 +172,7 @@ describe("an agent starved of CPU keeps its redirects: nothing leaks to the pod'
   before(() => world.start());
   after(() => world.dispose());
 
-  test("stopped (SIGSTOP) longer than any heartbeat expiry, the agent still holds the port: the app never answers meanwhile", async () => {
+  test("stopped (SIGSTOP) longer than any heartbeat expiry, the agent still holds the port: the pod's app never answers meanwhile", async () => {
     const local = await startDebuggee("alice");
     world.onDispose(() => local.server.close());
     // the test's engine waits for the stopped agent rather than dropping the session
@@ -196,12 +196,13 @@ describe("an agent starved of CPU keeps its redirects: nothing leaks to the pod'
         (err: Error) => (resumed ? err.message : (answeredWhileStopped = err.message)),
       );
       world.onDispose(() => late);
-      // the pod's app answers a request in milliseconds; the stopped agent cannot answer at all
+      // the pod's app answers a request in milliseconds; the stopped agent cannot answer at all (its
+      // port's stall watcher refuses the connection: stallWatch.ts)
       await sleep(1_500);
     } finally {
       resumed = true;
       process.kill(pid, "SIGCONT");
     }
-    assert.equal(answeredWhileStopped, undefined, `nothing answered while the agent was stopped (the app would have: ${answeredWhileStopped})`);
+    assert.doesNotMatch(answeredWhileStopped ?? "", /^app /, "the pod's app did not get a request of the stolen port while the agent was stopped");
   });
 });

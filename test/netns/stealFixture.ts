@@ -204,6 +204,13 @@ export class StealWorld {
     };
   }
 
+  /** A debuggee (startDebuggee) closed in dispose(). */
+  async debuggee(label: string): ReturnType<typeof startDebuggee> {
+    const d = await startDebuggee(label);
+    this.onDispose(() => d.server.close());
+    return d;
+  }
+
   /** Registers something to close in dispose(). */
   onDispose(fn: () => unknown): void {
     this.closers.push(fn);
