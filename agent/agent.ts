@@ -9,7 +9,7 @@ import type { Log } from "../src/protocol/log";
 import type { Probe } from "../src/protocol/messages";
 import { TETHER_VERSION } from "../src/protocol/version";
 import type { Outgoing, PortCapability, Resolver, TargetProcess } from "./capabilities";
-import type { AgentConfig } from "./config";
+import { tokenDigests, type AgentConfig } from "./config";
 import type { Metrics } from "./metrics";
 import { DRAIN_MAX_MS } from "./incoming/steal";
 import { AgentSession } from "./session";
@@ -67,6 +67,8 @@ export interface AgentParts {
 
 export class Agent {
   private readonly server: Server;
+  /** Digests of the tokens that open a session: the token itself is not in the agent's spec. */
+  private readonly tokenDigests: Buffer[];
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 16 * 1024 * 1024 + 1024 });
   readonly sessions = new Map<string, AgentSession>();
   /**
@@ -86,6 +88,7 @@ export class Agent {
     private readonly parts: AgentParts,
   ) {
     this.stopped = new Promise((r) => (this.resolveStopped = r));
+    this.tokenDigests = tokenDigests(config);
     this.server = createServer((req, res) => {
       if (req.method === "GET" && req.url === "/metrics") {
         parts.metrics.set("tether_sessions", this.sessions.size);
@@ -118,7 +121,7 @@ export class Agent {
     let accepted;
     try {
       accepted = await acceptEngine(ws, {
-        tokens: () => this.config.TETHER_AGENT_TOKEN.split(","),
+        tokenDigests: () => this.tokenDigests,
         welcome: () => ({
           sessionId: id,
           agent: {

@@ -515,6 +515,7 @@ export class Session extends EventEmitter {
     delivery.on("declined", (d: DeclinedRequest) => {
       this.stats.requestsPassed++;
       this.remember({ passed: true, method: d.method, path: d.path, port: d.port, pod, reason: "declined", ...(d.rawHeaders ? { rawHeaders: d.rawHeaders } : {}) });
+      this.emit("request");
     });
     delivery.on("failure", () => this.stats.failures++);
   }

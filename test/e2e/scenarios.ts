@@ -7,6 +7,7 @@
 // "restricted", and a context that may read but not add agents.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { spawn, spawnSync } from "node:child_process";
 import { readdirSync, readFileSync, statSync, writeFileSync, mkdirSync } from "node:fs";
 import net from "node:net";
@@ -438,46 +439,84 @@ export const scenarios: Scenario[] = [
     },
   },
   {
-    name: "filtered steal: only requests with the header reach the debuggee",
-    async run({ startExec, podIpOf, answers, fromClientPod, assertPodClean }) {
+    name: "filtered steal: only requests with the header reach the debuggee; a second session joins the same agent; the pod's spec holds no token",
+    async run({ startExec, podIpOf, answers, fromClientPod, assertPodClean, kubectl, jsonpath }, cluster) {
       const port = await freePort();
       const app = `require("http").createServer((q, s) => s.end("filtered " + q.url)).listen(${port}, "127.0.0.1")`;
       const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--http-header", "^x-debug: me$", "-p", `${port}:8080`], [process.execPath, "-e", app]);
+      let secret = "";
       try {
         assert.match(runExec.stderr(), /ready in/, runExec.stderr());
         const ip = await podIpOf(runExec.pod!);
         assert.match(await answers(ip, "/mine", /filtered/, ["x-debug: me"]), /filtered \/mine/);
         assert.match(await fromClientPod(`http://${ip}:8080/theirs`, ["x-debug: someone-else"]), new RegExp(`"pod":"${runExec.pod}"`));
         assert.match(await fromClientPod(`http://${ip}:8080/plain`), new RegExp(`"pod":"${runExec.pod}".*"path":"/plain"`));
+        // issue 14, point 7: what a role that may only read pods sees of the agent: the token's digest
+        // and the name of the Secret it is shared through, which that role may not read
+        const spec = await kubectl(["get", "pod", "-n", "demo", runExec.pod!, "-o", "json", "--context", cluster.limitedContext]);
+        assert.equal(spec.status, 0, spec.stderr);
+        const agents = (JSON.parse(spec.stdout).spec.ephemeralContainers as { name: string; env: { name: string; value?: string }[]; securityContext: { capabilities: { drop: string[]; add: string[] } } }[]).filter((c) => c.name.startsWith("tether-agent-"));
+        const agent = agents.at(-1)!;
+        const env = Object.fromEntries(agent.env.map((e) => [e.name, e.value]));
+        assert.equal(env.TETHER_AGENT_TOKEN, undefined, "no token in clear in the pod's spec");
+        assert.match(env.TETHER_AGENT_TOKEN_SHA256 ?? "", /^[0-9a-f]{64}$/);
+        assert.deepEqual(agent.securityContext.capabilities, { drop: ["ALL"], add: ["NET_ADMIN", "NET_RAW", "SYS_PTRACE", "SETGID"] });
+        secret = env.TETHER_AGENT_TOKEN_SECRET ?? "";
+        assert.match(secret, /^tether-agent-/);
+        const limited = await kubectl(["get", "secret", "-n", "demo", secret, "--context", cluster.limitedContext]);
+        assert.notEqual(limited.status, 0, "the read-only role may not read the Secret");
+        assert.match(limited.stderr, /forbidden/i);
+        const token = Buffer.from(await jsonpath(["secret", "-n", "demo", secret], "{.data.token}"), "base64").toString();
+        assert.equal(createHash("sha256").update(token).digest("hex"), env.TETHER_AGENT_TOKEN_SHA256);
+        // a second session on the same pod joins the running agent (through that Secret) with its own filter
+        const port2 = await freePort();
+        const app2 = `require("http").createServer((q, s) => s.end("second " + q.url)).listen(${port2}, "127.0.0.1")`;
+        const second = await startExec(["-n", "demo", "-t", `pod/${runExec.pod}`, "--http-header", "^x-debug: you$", "-p", `${port2}:8080`], [process.execPath, "-e", app2]);
+        try {
+          assert.match(second.stderr(), new RegExp(`ephemeral container ${agent.name} \\(already running; shared\\)`), second.stderr());
+          assert.match(await answers(ip, "/yours", /second/, ["x-debug: you"]), /second \/yours/);
+          assert.match(await answers(ip, "/mine-again", /filtered/, ["x-debug: me"]), /filtered \/mine-again/);
+        } finally {
+          second.child.kill("SIGTERM");
+          await second.exited;
+        }
+        const after = await jsonpath(["pod", "-n", "demo", runExec.pod!], "{.spec.ephemeralContainers[*].name}");
+        assert.equal(after.split(" ").filter((n) => n.startsWith("tether-agent-")).length, agents.length, "no second agent was added");
       } finally {
         runExec.child.kill("SIGTERM");
         await runExec.exited;
       }
       await assertPodClean(runExec.pod!);
+      // the session that shared the token removed its Secret when it ended
+      const gone = await kubectl(["get", "secret", "-n", "demo", secret]);
+      assert.match(gone.stderr, /NotFound|not found/i, gone.stdout + gone.stderr);
     },
   },
   {
-    name: "the routing-header check: a call the debuggee makes through the cluster while answering a stolen request, without the header, is warned about once",
+    name: "the routing-header check: a call the debuggee makes through the cluster while answering a stolen request, without the header, is warned about once; --requests lists the requests",
     async run({ startExec, podIpOf, answers }) {
       const port = await freePort();
       // /pass-on calls the api Service with W3C baggage (x-debug itself would be stolen back to this
       // debuggee: a loop), /drop with neither; each answers after its call
       const app = `const http = require("http"); http.createServer((q, s) => { q.resume();
         const headers = q.url === "/pass-on" ? { baggage: "x-debug=me" } : { "x-trace": "1" };
-        http.get({ host: "api.demo.svc.cluster.local", port: 8080, path: "/healthz?from=" + q.url.slice(1), headers }, (r) => { r.resume(); r.on("end", () => s.end("called " + q.url + " " + r.statusCode)); })
+        http.get({ host: "api.demo.svc.cluster.local", port: 8080, path: "/stock?from=" + q.url.slice(1), headers }, (r) => { r.resume(); r.on("end", () => s.end("called " + q.url + " " + r.statusCode)); })
           .on("error", (e) => s.end("failed " + e.message)); }).listen(${port}, "127.0.0.1")`;
-      const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--http-header", "^x-debug: me$", "-p", `${port}:8080`], [process.execPath, "-e", app]);
+      const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--http-header", "^x-debug: me$", "-p", `${port}:8080`, "--requests"], [process.execPath, "-e", app]);
       try {
         assert.match(runExec.stderr(), /ready in/, runExec.stderr());
         const ip = await podIpOf(runExec.pod!);
         assert.match(await answers(ip, "/pass-on", /called/, ["x-debug: me"]), /called \/pass-on 200/);
+        assert.match(runExec.stderr(), new RegExp(`tether: request GET /pass-on · 200 · \\d+ ms · stolen · pod ${runExec.pod}`), runExec.stderr());
         assert.doesNotMatch(runExec.stderr(), /lacks baggage/, "a call that passes the header on is fine");
         assert.match(await answers(ip, "/drop", /called/, ["x-debug: me"]), /called \/drop 200/);
         for (let i = 0; i < 50 && !/lacks baggage/.test(runExec.stderr()); i++) await sleep(100);
-        assert.match(runExec.stderr(), /tether warn: GET api\.demo\.svc\.cluster\.local:8080\/healthz: an outgoing call made while answering a stolen request lacks baggage or a header matching \^x-debug: me\$/, runExec.stderr());
+        assert.match(runExec.stderr(), /tether warn: GET api\.demo\.svc\.cluster\.local:8080\/stock: an outgoing call made while answering a stolen request lacks baggage or a header matching \^x-debug: me\$/, runExec.stderr());
         await answers(ip, "/drop", /called/, ["x-debug: me"]);
         await sleep(300);
         assert.equal(runExec.stderr().match(/lacks baggage/g)?.length, 1, "once per call");
+        // the debuggee's own call reached an api pod without the header: passed (not a probe path: those are only counted)
+        assert.match(runExec.stderr(), /tether: request GET \/stock\?from=drop · passed to the pod · pod api-/, runExec.stderr());
       } finally {
         runExec.child.kill("SIGTERM");
         await runExec.exited;

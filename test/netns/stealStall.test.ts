@@ -1,6 +1,6 @@
 // No black hole (issue 14): connections that arrive while the agent does not run (SIGSTOP) are
-// refused at once by the port's stall watcher, or reach the pod's app once the heartbeat rule
-// expires; none is accepted and left without an answer. When the agent runs again it serves the port
+// refused at once by the port's stall watcher (the redirect stays while the agent lives, so they do
+// not reach the pod's app either: stealCleanup.test.ts); none is accepted and left without an answer. When the agent runs again it serves the port
 // as before, and the watchers leave with the agent. Requests for a session whose engine is silent
 // (its tunnel stalled) go to the pod's app instead of into the wire.
 import { after, before, describe, test } from "node:test";
@@ -117,7 +117,7 @@ describe(`steal: a stalled agent (iptables-${flavour})`, requireNetns(), () => {
       const hung = all.filter((r) => r.code === 28);
       assert.deepEqual(hung, [], `no client may wait ${HANG_S} s for an answer`);
       for (const r of all) {
-        // 0: the pod's app answered (the heartbeat rule expired); 7: refused; 52, 56: reset by the watcher
+        // 0: the pod's app answered (should the redirect stop); 7: refused; 52, 56: reset by the watcher
         if (r.code === 0) assert.equal(r.body, `app GET ${r.path}`, r.path);
         else assert.ok([7, 52, 56].includes(r.code!), `${r.path}: curl exit ${r.code}`);
       }

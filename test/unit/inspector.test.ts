@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { PassThrough } from "node:stream";
 import { compileFilter, explainFilter } from "../../src/protocol/httpMatch";
 import { maskRawHeaders } from "../../src/protocol/secretHeaders";
-import { curlCommand, requestDetail } from "../../src/engine/requestDetail";
+import { curlCommand, entryLine, requestDetail } from "../../src/engine/requestDetail";
 import { newRecord } from "../../src/engine/requestRecord";
 import { HeadReader, RoutingHeaderCheck, type OutgoingCall } from "../../src/engine/routingHeaderCheck";
 import type { RecentEntry } from "../../src/engine/session";
@@ -54,6 +54,13 @@ test("the detail of a stolen request: route, filter, timings, headers with secre
   assert.match(text, /Request body \(13 bytes\):\n {2}\{"item":"42"\}/);
   assert.match(text, /Response 201 Created:/);
   assert.match(text, /Response body \(11 bytes\):\n {2}\{"ok":true\}/);
+});
+
+test("one line per entry, as the Sessions view and --requests show it", () => {
+  const e = stolen() as Extract<RecentEntry, { status: number }>;
+  assert.deepEqual(entryLine(e), { label: "POST /api/orders?id=3", description: "201 · 10 ms · stolen" });
+  assert.deepEqual(entryLine({ ...e, replay: true, protocol: "h2", grpc: { status: 14 }, durationMs: 30 }), { label: "POST /api/orders?id=3", description: "gRPC UNAVAILABLE · 30 ms · HTTP/2 · replay" });
+  assert.equal(entryLine({ passed: true, method: "GET", path: "/", port: 80, pod: "p", reason: "declined", seq: 1, at: 0 }).description, "passed to the pod · not listening locally");
 });
 
 test("a long or binary body shows its first KiB, as hex when it is not text", () => {
