@@ -73,6 +73,18 @@ async function showTether() {
   await page.locator('.activitybar [aria-label^="Tether"]').first().click();
   await pane("Targets").waitFor({ timeout: 15000 });
 }
+/**
+ * Clicks a row until what it opens shows: a click that lands while the tree redraws (the views redraw
+ * when .tether/config.json changes) only selects the row.
+ */
+async function openFrom(rowLocator, opened) {
+  for (let i = 0; i < 4; i++) {
+    await rowLocator.click({ timeout: 15000 });
+    if (await opened.waitFor({ state: "visible", timeout: 5000 }).then(() => true, () => false)) return;
+    log(`the row's picker did not open (attempt ${i + 1}); clicking again`);
+  }
+  throw new Error("a row's picker or input box never opened");
+}
 const row = (paneTitle, text) => pane(paneTitle).locator(".monaco-list-row").filter({ hasText: text }).first();
 
 let failed = 0;
@@ -115,12 +127,11 @@ try {
   check(true, "demo/api selected in Targets and shown in the status bar");
 
   // 3. Traffic: steal with a header filter
-  await row("Traffic", /^Mode/).click();
+  await openFrom(row("Traffic", /^Mode/), page.locator(".quick-input-list .monaco-list-row").filter({ has: page.locator(".label-name", { hasText: /^steal$/ }) }).first());
   await page.locator(".quick-input-list .monaco-list-row").filter({ has: page.locator(".label-name", { hasText: /^steal$/ }) }).first().click({ timeout: 10000 });
   await row("Traffic", /Mode\s*steal/).waitFor({ timeout: 10000 });
-  await row("Traffic", /^Header/).click();
   const input = page.locator(".quick-input-widget input");
-  await input.waitFor({ state: "visible" });
+  await openFrom(row("Traffic", /^Header/), input);
   await input.fill("[");
   await page.locator(".quick-input-message", { hasText: /not a regular expression/ }).waitFor({ timeout: 10000 });
   check(true, "an invalid regular expression is refused in the input box");
