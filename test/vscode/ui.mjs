@@ -221,7 +221,7 @@ try {
   check(true, "the matching request paused at the breakpoint");
   await showTether();
   // the session's own row (always in sight, however short the pane) counts what is held in the app
-  check(await row("Sessions", /demo\/deployment\/api\s*steal · 1 in flight/).waitFor({ timeout: 15000 }).then(() => true, () => false), "the request held at the breakpoint is counted in flight");
+  check(await row("Sessions", /demo\/deployment\/api\s*steal · \d+ in flight/).waitFor({ timeout: 15000 }).then(() => true, () => false), "the request held at the breakpoint is counted in flight");
   await page.locator('.debug-toolbar [aria-label^="Continue"]').click();
   const answers = await Promise.all(matching);
   log("matching answers:", JSON.stringify(answers));
