@@ -102,7 +102,7 @@ export function nativeScenarios(cluster: () => E2eCluster): void {
     const apiContainer = (port: number) => ({ ...c.apiContainer, env: [{ name: "PORT", value: String(port) }], ports: [{ containerPort: port }] });
     return { ...t, apiContainer };
   };
-  const port = 20000 + Math.floor(Math.random() * 20000);
+  const port = 20000 + Math.floor(Math.random() * 12000);
   const app = `native-${port}`;
   let dir: string;
   let built: ReturnType<typeof buildCallers>;
@@ -271,7 +271,7 @@ export function nativeScenarios(cluster: () => E2eCluster): void {
   for (const dbg of ["debugpy", "dlv"] as const) {
     test(`native ${dbg}: a ${dbg === "debugpy" ? "Python" : "Go"} debuggee started by tether exec stops at a breakpoint on a stolen request, then calls the cluster`, async (t) => {
       const a = access();
-      const dapPort = 20000 + Math.floor(Math.random() * 20000);
+      const dapPort = 20000 + Math.floor(Math.random() * 12000);
       let command: string[];
       let source: string;
       let start: Record<string, unknown>;
