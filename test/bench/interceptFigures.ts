@@ -9,6 +9,7 @@ import { join, resolve } from "node:path";
 import { median, type Figure } from "./figures";
 import { sleep, type BenchContext } from "./benchContext";
 import { APPS } from "./processes";
+import { freePort } from "../support/ports";
 import { targetPod } from "./stealFigures";
 
 const CLI = resolve(__dirname, "../../dist/cli.js");
@@ -89,7 +90,7 @@ export async function interceptFigures(ctx: BenchContext): Promise<Figure[]> {
   const runs: Run[] = [];
   for (let i = 0; i < ctx.counts.interceptRuns; i++) {
     ctx.progress(`time to intercept: tether exec, run ${i + 1} of ${ctx.counts.interceptRuns}`);
-    runs.push(await once(ctx, dir, pod.ip, 20000 + Math.floor(Math.random() * 20000)));
+    runs.push(await once(ctx, dir, pod.ip, await freePort()));
     await sleep(500);
   }
   const stepNames = [...STEPS.map((s) => s.name), "first_request"];

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { resolve, join } from "node:path";
+import { mirrorLatency } from "../e2e/mirrorLatency";
 import { nativeScenarios } from "../e2e/native";
 import { e2eTools, runScenarios, type E2eCluster, type E2eTools } from "../e2e/scenarios";
 import { AGENT_IMAGE, APPS_IMAGE, DNS_IP, NODE_NAME, startCluster, type Cluster } from "./cluster";
@@ -105,4 +106,7 @@ describe("tether against a real single-node Kubernetes", { skip: skipReason ?? f
 
   runScenarios(() => e2e);
   nativeScenarios(() => e2e);
+
+  // figures only (the bench's mirror_pod_p50_change, on the real cluster): no threshold
+  test("mirror: the pod's latency at 1,000 new connections/s, without, mirrored, without again", () => mirrorLatency(t, e2e));
 });

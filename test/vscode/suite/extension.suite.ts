@@ -10,6 +10,7 @@ import { promisify } from "node:util";
 import { join } from "node:path";
 import * as vscode from "vscode";
 import type { TetherApi } from "../../../src/extension";
+import { freePort } from "../../support/ports";
 
 const folder = vscode.workspace.workspaceFolders![0]!;
 const ws = folder.uri.fsPath;
@@ -54,14 +55,6 @@ async function fromPod(api: TetherApi, pod: string, url: string): Promise<string
   }
 }
 
-/** A local port nothing listens on, for a debuggee (fixed numbers could meet a leftover of another run). */
-async function freePort(): Promise<number> {
-  const probe = createServer().listen(0, "127.0.0.1");
-  await new Promise((r) => probe.once("listening", r));
-  const port = (probe.address() as AddressInfo).port;
-  await new Promise((r) => probe.close(r));
-  return port;
-}
 
 describe("Tether in a real VS Code", () => {
   let api: TetherApi;
