@@ -115,6 +115,11 @@ try {
 
   // 2. the Tether view: Targets > playground > demo > deployment/api
   await showTether();
+  // no target yet: the Traffic view is empty, so its welcome says what to do
+  check(
+    await pane("Traffic").locator(".welcome-view-content", { hasText: "No target yet" }).first().waitFor({ timeout: 15000 }).then(() => true, () => false),
+    "with no target the Traffic view shows its welcome (Select Target)",
+  );
   await row("Targets", /^playground/).waitFor({ timeout: 30000 });
   await row("Targets", /^demo$|^demo\b/).click();
   // a click only browses; the row's ◎ button makes it the target
@@ -211,6 +216,10 @@ try {
   await runCommand("Debug Console: Focus on Debug Console View");
   const summary = page.locator(".repl .monaco-list-row", { hasText: /Tether: demo\/deployment\/api as pod api-\S+ \(outgoing, DNS, files\), incoming on its 2 pods · steal with an HTTP filter/ }).first();
   check(await summary.waitFor({ timeout: 15000 }).then(() => true, () => false), "the Debug Console says what is active in one line");
+  check(
+    await page.locator(".statusbar-item", { hasText: "Tether: demo/deployment/api · steal" }).first().waitFor({ timeout: 10000 }).then(() => true, () => false),
+    "while the session runs the status bar names its target and mode",
+  );
   await shot("session-ready");
   log("session ready; pods:", JSON.stringify(apiPods()));
 
@@ -259,7 +268,10 @@ try {
   check(!/running/.test(state), `the agent exited after the debug session stopped (${state.slice(0, 200)})`);
   const back = await Promise.all(pods.map(([, ip]) => fromClient(`http://${ip}:8080/debug-me`, ["x-debug: yes"])));
   check(back.every((a) => /"pod":"api-/.test(a)), "afterwards the pods answer matching requests again");
-  await page.locator(".pane-body .welcome-view-content", { hasText: "No session" }).first().waitFor({ timeout: 15000 }).catch(() => log("note: Sessions welcome view not seen"));
+  check(
+    await pane("Sessions").locator(".welcome-view-content", { hasText: "No session" }).first().waitFor({ timeout: 15000 }).then(() => true, () => false),
+    "with the session gone the Sessions view shows its welcome",
+  );
   await shot("stopped");
 
   // 8. the walkthrough: cluster, target, mode, F5
