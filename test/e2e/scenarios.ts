@@ -598,6 +598,7 @@ export const scenarios: Scenario[] = [
       const limited = await cli(["exec", "--context", cluster.limitedContext, "-n", "demo", "-t", `pod/${apiPod}`, "--", "true"]);
       assert.equal(limited.status, 1, limited.stderr);
       assert.match(limited.stderr, /forbidden.*cannot patch resource "pods\/ephemeralcontainers"/i);
+      assert.match(limited.stderr, /`tether doctor` .* lists every permission a session needs/, "what to do next");
       // a compliant pod in the restricted namespace: the agent's capabilities are what is refused
       const manifest = join(cluster.stateDir, "web.json");
       writeFileSync(manifest, JSON.stringify({
