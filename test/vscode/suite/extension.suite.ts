@@ -186,6 +186,12 @@ describe("Tether in a real VS Code", () => {
       assert.match(await fromPod(api, "client", `http://${podIp}:8080/copied`), /"pod":"api-/, "the pod answers");
       await until("the copy to be listed", () => s!.launch.session.recent.some((r) => "connection" in r && r.mode === "mirror"), 30_000);
       assert.ok(s!.launch.session.stats.mirrored >= 1);
+      // the Sessions view draws it: a Copies count and the copy among the recent rows
+      const [row] = api.sessionsView.getChildren().filter((r) => r.id === s!.id);
+      const children = api.sessionsView.getChildren(row);
+      assert.match(children.find((c) => c.label === "Copies")?.description ?? "", /^[1-9]\d*$/, JSON.stringify(children.map((c) => [c.label, c.description])));
+      const recent = api.sessionsView.getChildren(children.find((c) => c.label === "Recent"));
+      assert.ok(recent.some((r) => /^copy of /.test(r.label) && /pod 8080 -> local \d+/.test(r.description ?? "")), JSON.stringify(recent.map((r) => [r.label, r.description])));
     } finally {
       await vscode.debug.stopDebugging();
     }
@@ -306,6 +312,20 @@ describe("Tether in a real VS Code", () => {
     await api.store.enterNamespace("playground-limited", "restricted");
     const again = (await api.targets.getChildren(limited as never)) as { namespace?: string }[];
     assert.ok(again.some((n) => n.namespace === "restricted"));
+  });
+
+  it("a user whose role may not add the agent: F5 stops at once with the refused permission, no session, nothing added to the pod", async () => {
+    // the pod is one the limited user sees in Targets (it may read pods in demo, nothing more)
+    const kubectl = async (...args: string[]) => (await run("kubectl", ["--kubeconfig", e2e.kubeconfig, ...args])).stdout.trim();
+    const pod = await kubectl("get", "pods", "-n", "demo", "-l", "app=api", "-o", "jsonpath={.items[0].metadata.name}");
+    const agents = () => kubectl("get", "pod", "-n", "demo", pod, "-o", "jsonpath={.spec.ephemeralContainers[*].name}");
+    const before = await agents();
+    writeConfig({ kubeconfig: e2e.kubeconfig, context: "playground-limited", target: { path: `pod/${pod}`, namespace: "demo" }, incoming: { mode: "steal" } });
+    const ok = await vscode.debug.startDebugging(folder, { type: "node", request: "launch", name: "limited", program: join(ws, "envdump.js"), tether: {} });
+    assert.equal(ok, false);
+    assert.match(api.sessions.lastError ?? "", /forbidden: User "playground-limited" cannot patch resource "pods\/ephemeralcontainers"/, api.sessions.lastError);
+    assert.equal(api.sessions.sessions.size, 0);
+    assert.equal(await agents(), before, "no agent was added to the pod");
   });
 
   it("a bad .tether/config.json cancels the launch and names the file and JSON path", async () => {
