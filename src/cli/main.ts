@@ -1,6 +1,6 @@
 // Entry of the `tether` command (dist/cli.js). Exit codes: 0 success (exec: the command's own code),
 // 2 usage or configuration error, 1 runtime failure. Progress goes to stderr.
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { basename, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { parsePortList, parsePortPair, showRoute, waitingText } from "../config/ports";
@@ -8,7 +8,7 @@ import { parseTargetPath, targetPath } from "../config/target";
 import { readConfigFile, readProjectConfig, resolveConfig, type ConfigSource } from "../config/load";
 import { Cluster } from "../kube/cluster";
 import { listNamespaces, listWorkloads } from "../kube/discovery";
-import { TetherError } from "../protocol/error";
+import { isRefusal, TetherError } from "../protocol/error";
 import { TETHER_VERSION } from "../protocol/version";
 import type { Log } from "../protocol/log";
 import { Launch } from "../engine/launch";
@@ -161,6 +161,9 @@ async function exec(argv: string[]): Promise<number> {
 
   // a Node command gets the runtime, every command the native layer (Node's children included)
   const node = /^node(js)?$/.test(basename(command[0]!));
+  // a refused subscription (another session holds the pod port): the command stops, exec exits 2
+  let refused = false;
+  let child: ChildProcess | undefined;
   const launch = await Launch.start({
     config,
     log,
@@ -172,14 +175,21 @@ async function exec(argv: string[]): Promise<number> {
     onSubscribed: (pod, local) => process.stderr.write(`tether: ${config.incoming.mode} ${showRoute(pod, local)} (the command listens)\n`),
     onPortTaken: (local) => process.stderr.write(`tether: local port ${local} is already taken by another program; stop it so your command can listen there\n`),
     onHandedBack: (pod, local) => process.stderr.write(`tether: ${showRoute(pod, local)} handed back to the pod: nothing listens on :${local} any more\n`),
-    onSubscribeError: (port, err) => process.stderr.write(`tether: cannot subscribe port ${port}: ${err.message}\n`),
+    onSubscribeError: ({ local, pods }, err) => {
+      process.stderr.write(`tether: cannot ${config.incoming.mode} pod port ${pods.join(", ")} (for local :${local}): ${err.message}\n`);
+      if (!isRefusal(err) || refused) return;
+      refused = true;
+      process.stderr.write("tether: stopping the command: the pod port it was started for is refused\n");
+      child?.kill("SIGTERM");
+      setTimeout(() => child?.kill("SIGKILL"), 5_000).unref();
+    },
   });
   const session = launch.session;
   process.stderr.write(`tether: ${launch.summary(node ? "node" : "native")}\n`);
   if (session.waiting.length) process.stderr.write(`tether: ${waitingText(session.waiting)}\n`);
   const env: NodeJS.ProcessEnv = { ...process.env, ...launch.debuggeeEnv(node ? "node" : "native", process.env) };
   const line = launch.command(command);
-  const child = spawn(line[0]!, line.slice(1), { stdio: "inherit", env });
+  child = spawn(line[0]!, line.slice(1), { stdio: "inherit", env });
   const forward = (signal: NodeJS.Signals) => child.kill(signal);
   for (const s of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(s, forward);
   session.on("ended", (err: Error) => process.stderr.write(`tether: the session ended: ${err.message}\n`));
@@ -198,7 +208,7 @@ async function exec(argv: string[]): Promise<number> {
     });
   });
   await launch.close();
-  return code;
+  return refused ? 2 : code;
 }
 
 async function doctorCmd(argv: string[]): Promise<number> {

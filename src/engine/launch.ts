@@ -33,7 +33,12 @@ export interface LaunchOptions extends SessionOptions {
   debuggee?: DebuggeeKind;
   /** Called when the debuggee listens and the pod port delivered to its local port was subscribed. */
   onSubscribed?: (pod: number, local: number) => void;
-  onSubscribeError?: (local: number, err: Error) => void;
+  /**
+   * Called when the pod ports delivered to `local` could not be subscribed; a refusal
+   * (isRefusal(err): another session holds them, or the configuration cannot take them) means the
+   * session cannot do what was asked, and the front end stops the debuggee.
+   */
+  onSubscribeError?: (route: { local: number; pods: number[] }, err: Error) => void;
   /** Called when nothing listens on the local port any more and the pod port went back to the pod's app. */
   onHandedBack?: (pod: number, local: number) => void;
   /** Called when a local port is already taken by another program as the session starts. */
@@ -93,7 +98,10 @@ export class Launch {
             if (pods.length) listeners?.expect(port); // its stop is seen even if it comes before the next look
             for (const pod of pods) options.onSubscribed?.(pod, port);
           },
-          (err: Error) => options.onSubscribeError?.(port, err),
+          (err: Error) => {
+            const pods = [...session.routes].filter(([pod, local]) => local === port && !session.ports.has(pod)).map(([pod]) => pod);
+            options.onSubscribeError?.({ local: port, pods }, err);
+          },
         );
       // the Node runtime and the native layer say at once; LocalListeners sees any program within LISTEN_POLL_MS
       runtime.on("listen", ({ port }: { port: number }) => void listens(port));

@@ -13,6 +13,7 @@ import { placeAgent, type PlacedAgent } from "../kube/agentPlacement";
 import type { Cluster, ResolvedTarget } from "../kube/cluster";
 import { openPortForward } from "../kube/portForward";
 import { openAgentWire } from "./agentWire";
+import { sessionLabel } from "./sessionLabel";
 import { IncomingDelivery } from "./incoming";
 
 /** The longest a graceful release waits for the agent's unsubscribe, then for requests in flight. */
@@ -99,7 +100,7 @@ export class PodLink extends EventEmitter {
     for (;;) {
       try {
         const tunnel = await openPortForward(this.o.cluster.kc, placed.namespace, placed.podName, placed.port);
-        const { conn } = await openAgentWire(tunnel, { token: placed.token, client: this.o.client, label: `${this.o.client.name}@${process.env.USER ?? "user"}`, log: this.o.log });
+        const { conn } = await openAgentWire(tunnel, { token: placed.token, client: this.o.client, label: sessionLabel(), log: this.o.log });
         return conn;
       } catch (err) {
         // A shared agent that refuses the wire (404: it is stopping) or whose port is closed (it

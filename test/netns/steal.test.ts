@@ -147,8 +147,13 @@ describe("steal", requireNetns(), () => {
     try {
       await a.subscribe({ header: "^x-user: alice$" });
       await b.subscribe({ header: "^x-user: bob$" });
-      // identical filter to alice's: refused to the second session, naming the first
-      await assert.rejects(c.subscribe({ header: "^x-user: alice$" }), (err) => TetherError.is(err, "FILTER_CONFLICT") && /alice@laptop/.test(err.message));
+      // identical filter to alice's: refused to the third session, naming both sessions and the pod port
+      const namesBoth = (err: unknown) => TetherError.is(err, "FILTER_CONFLICT") && /carol@ci/.test(err.message) && /alice@laptop/.test(err.message) && new RegExp(`port ${APP_PORT}\\b`).test(err.message);
+      await assert.rejects(c.subscribe({ header: "^x-user: alice$" }), namesBoth);
+      // pairs that may match one request, not only identical ones (issue 14)
+      for (const header of ["^x-user: .*$", "^x-user: a", "^x-user: (alice|zed)$"]) await assert.rejects(c.subscribe({ header }), namesBoth, header);
+      // provably disjoint: another literal value of the same header runs side by side
+      await c.subscribe({ header: "^x-user: carol$" });
       // a path filter with no header constraint overlaps both header filters
       await assert.rejects(c.subscribe({ path: "^/api" }), (err) => TetherError.is(err, "FILTER_CONFLICT"));
       // a plain steal while filtered ones are active
