@@ -256,15 +256,24 @@ describe("Tether in a real VS Code", () => {
   it("no kubeconfig anywhere: Targets is empty so its welcome shows, with no made-up context", async () => {
     const saved = { KUBECONFIG: process.env.KUBECONFIG, HOME: process.env.HOME };
     const home = mkdtempSync(join(tmpdir(), "tether-home-"));
+    const enabled = api.store.enabled;
     try {
       delete process.env.KUBECONFIG;
       process.env.HOME = home;
       writeConfig({ target: { path: "deployment/api", namespace: "demo" } });
       assert.deepEqual(await api.targets.getChildren(), []);
       assert.equal(api.targets.noKubeconfig, true);
+      // F5 (Tether on) says so, and offers the setting rather than doctor
+      await api.store.setEnabled(true);
+      const ok = await vscode.debug.startDebugging(folder, { type: "node", request: "launch", name: "no kubeconfig", program: join(ws, "envdump.js") });
+      assert.equal(ok, false, "no launch without Tether's cluster");
+      assert.match(api.sessions.lastError ?? "", /^no kubeconfig found: KUBECONFIG is not set and .*\.kube\/config does not exist/);
+      assert.equal(api.sessions.lastAction, "Set kubeconfig");
+      assert.equal(api.sessions.sessions.size, 0);
     } finally {
       for (const [k, v] of Object.entries(saved)) v === undefined ? delete process.env[k] : (process.env[k] = v);
       rmSync(home, { recursive: true, force: true });
+      await api.store.setEnabled(enabled);
     }
     writeConfig(base());
     const contexts = (await api.targets.getChildren()) as { context?: string }[];
