@@ -40,6 +40,11 @@ export class Agent {
   private readonly server: Server;
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 16 * 1024 * 1024 + 1024 });
   readonly sessions = new Map<string, AgentSession>();
+  /**
+   * Sessions whose wire broke and that may come back (session.linger), by key: their ports went back
+   * to the pod's app at once; the agent stays until each comes back or its time is up.
+   */
+  private readonly lingering = new Map<string, NodeJS.Timeout>();
   private idleTimer: NodeJS.Timeout | undefined;
   private stopping: Promise<void> | undefined;
   private everConnected = false;
@@ -103,20 +108,47 @@ export class Agent {
     }
     const { conn, hello } = accepted;
     const label = hello.label ?? hello.client.name;
-    const session = new AgentSession(id, label, conn, { ...this.parts });
+    const session = new AgentSession(id, label, conn, { ...this.parts, resumed: (key) => this.resumed(key) });
     this.sessions.set(id, session);
     this.everConnected = true;
     this.clearIdleTimer();
     log("info", "session started", { session: id, label, client: hello.client, version: conn.version });
     conn.once("close", (err?: Error) => {
       this.sessions.delete(id);
-      log("info", "session ended", { session: id, label, ...(err ? { error: err.message } : {}) });
+      // a wire that broke (no close frame) may come back: wait for it, the pod's app serving meanwhile
+      const linger = err && session.linger && session.linger.seconds > 0 && !this.stopping ? session.linger : undefined;
+      if (linger) this.linger(linger.key, linger.seconds);
+      log("info", linger ? "session lost; its ports go back to the pod until it comes back" : "session ended", {
+        session: id,
+        label,
+        ...(err ? { error: err.message } : {}),
+        ...(linger ? { waitSeconds: linger.seconds } : {}),
+      });
       void session.release().then(() => this.afterSessionEnded());
     });
   }
 
+  private linger(key: string, seconds: number): void {
+    clearTimeout(this.lingering.get(key));
+    const timer = setTimeout(() => {
+      this.lingering.delete(key);
+      this.parts.log("info", "a lost session did not come back", { key, seconds });
+      this.afterSessionEnded();
+    }, seconds * 1000);
+    this.lingering.set(key, timer);
+  }
+
+  /** A session came back (or announced itself): it no longer holds the agent as a lingering one. */
+  private resumed(key: string): void {
+    const timer = this.lingering.get(key);
+    if (!timer) return;
+    clearTimeout(timer);
+    this.lingering.delete(key);
+    this.parts.log("info", "a lost session came back", { key });
+  }
+
   private afterSessionEnded(): void {
-    if (this.sessions.size > 0 || this.stopping) return;
+    if (this.sessions.size > 0 || this.lingering.size > 0 || this.stopping) return;
     if (!this.config.TETHER_AGENT_EXIT_WHEN_IDLE || !this.everConnected) return this.armIdleTimer();
     void Promise.all([this.parts.steal.settled(SETTLE_MAX_MS), this.parts.mirror.settled(SETTLE_MAX_MS)]).then(() => {
       if (this.sessions.size === 0) void this.stop("last session ended");
@@ -138,6 +170,8 @@ export class Agent {
     this.stopping ??= (async () => {
       this.parts.log("info", "agent stopping", { reason });
       this.clearIdleTimer();
+      for (const timer of this.lingering.values()) clearTimeout(timer);
+      this.lingering.clear();
       for (const s of this.sessions.values()) s.conn.close();
       await Promise.allSettled([this.parts.steal.close(), this.parts.mirror.close()]);
       this.wss.close();

@@ -17,11 +17,15 @@ export interface SessionServices {
   target: TargetProcess;
   metrics: Metrics;
   log: Log;
+  /** session.linger: a session that sends this key is the one that lingered under it (it came back). */
+  resumed(key: string): void;
 }
 
 export class AgentSession {
   /** Ports this session subscribed, with the mode. */
   readonly ports = new Map<number, "steal" | "mirror">();
+  /** session.linger: how long the agent waits for this session should its wire break. */
+  linger: { key: string; seconds: number } | undefined;
 
   constructor(
     readonly id: string,
@@ -114,6 +118,12 @@ export class AgentSession {
         } catch (err) {
           this.fail(msg.id, err);
         }
+        return;
+      }
+      case "session.linger": {
+        this.linger = { key: msg.key, seconds: msg.seconds };
+        s.resumed(msg.key);
+        this.conn.send({ type: "ok", id: msg.id });
         return;
       }
       case "http.response":

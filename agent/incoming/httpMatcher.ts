@@ -11,17 +11,10 @@
 // With mTLS the verified client certificate's subject is one more line,
 // "x-tether-client-subject: O=dev,CN=alice"; fields of that name sent by clients never reach a filter.
 import type { HttpFilter } from "../../src/protocol/httpFilter";
-import { filterRegExp } from "../../src/protocol/regex";
+import type { RequestFacts } from "../../src/protocol/httpMatch";
 
-export interface RequestFacts {
-  method: string;
-  /** Path with query string, as in the request line. */
-  url: string;
-  /** As in IncomingMessage.rawHeaders: name, value, name, value... */
-  rawHeaders: readonly string[];
-}
-
-export type RequestMatcher = (req: RequestFacts) => boolean;
+// matching itself lives in src/protocol/httpMatch.ts: the engine explains requests with the same checks
+export { compileFilter, headerLines, MATCH_BUDGET_MS, type RequestFacts, type RequestMatcher } from "../../src/protocol/httpMatch";
 
 /** The header line filters see with the subject of a verified client certificate (mTLS). */
 export const CLIENT_SUBJECT_HEADER = "x-tether-client-subject";
@@ -34,84 +27,6 @@ export function requestFacts(method: string, url: string, rawHeaders: readonly s
   }
   if (clientSubject !== undefined) raw.push(CLIENT_SUBJECT_HEADER, clientSubject);
   return { method, url, rawHeaders: raw };
-}
-
-/**
- * One line per field name, as filters see it: a field sent several times is one line of its values
- * joined by ", " ("; " for cookie), which HTTP defines as the same field (RFC 9110 5.3). So a request
- * never shows a filter two values of one header, which the overlap rule below relies on.
- */
-export function headerLines(rawHeaders: readonly string[]): string[] {
-  const values = new Map<string, string>();
-  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
-    const name = rawHeaders[i]!.toLowerCase();
-    const before = values.get(name);
-    values.set(name, before === undefined ? rawHeaders[i + 1]! : `${before}${name === "cookie" ? "; " : ", "}${rawHeaders[i + 1]}`);
-  }
-  return [...values].map(([name, value]) => `${name}: ${value}`);
-}
-
-/** The longest one request may spend in a session's filter; past it the filter does not match (the request is not stolen). */
-export const MATCH_BUDGET_MS = 50;
-
-class OverBudget extends Error {}
-
-/**
- * A filter as a matcher. Every regex runs on V8's linear-time engine (src/protocol/regex.ts), and the
- * whole filter has a time budget per request: past `budgetMs` it does not match, and `onOverBudget`
- * is told (a metric). Linear time already bounds each test; the budget bounds a filter of many parts
- * against a 96 KiB head.
- */
-export function compileFilter(filter: HttpFilter, options: { budgetMs?: number; onOverBudget?: () => void } = {}): RequestMatcher {
-  const budget = options.budgetMs ?? MATCH_BUDGET_MS;
-  const check = build(filter);
-  return (r) => {
-    const deadline = performance.now() + budget;
-    try {
-      return check(r, () => {
-        if (performance.now() > deadline) throw new OverBudget();
-      });
-    } catch (err) {
-      if (!(err instanceof OverBudget)) throw err;
-      options.onOverBudget?.();
-      return false;
-    }
-  };
-}
-
-type Check = (r: RequestFacts, tick: () => void) => boolean;
-
-function build(filter: HttpFilter): Check {
-  const checks: Check[] = [];
-  if (filter.header !== undefined) {
-    const re = filterRegExp(filter.header);
-    checks.push((r, tick) =>
-      headerLines(r.rawHeaders).some((line) => {
-        tick();
-        return re.test(line);
-      }),
-    );
-  }
-  if (filter.path !== undefined) {
-    const re = filterRegExp(filter.path);
-    checks.push((r, tick) => {
-      tick();
-      return re.test(r.url);
-    });
-  }
-  if (filter.method !== undefined) {
-    const m = filter.method.toUpperCase();
-    checks.push((r) => r.method.toUpperCase() === m);
-  }
-  if (filter.allOf) {
-    const all = filter.allOf.map(build);
-    checks.push((r, tick) => all.every((f) => f(r, tick)));
-  }
-  if (filter.anyOf) {
-    const any = filter.anyOf.map(build);
-    checks.push((r, tick) => any.some((f) => f(r, tick)));
-  }
-  return (r, tick) => checks.every((c) => c(r, tick));
 }
 
 // ---- overlap ---------------------------------------------------------------------------------

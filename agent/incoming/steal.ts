@@ -24,6 +24,10 @@
 // - the listener outlives the release by RELEASE_GRACE_MS (connections still in its accept queue),
 //   the chains and their conntrack keeper stay until the drain ends, and the agent waits for it
 //   before it exits (settled()).
+//
+// A stalled agent never holds a connection: each listener has a watcher outside the agent
+// (stallWatch.ts) that refuses what is redirected to it while the agent does not run, until the
+// heartbeat rule expires and the pod's app gets new connections directly.
 import { connect, createServer, type Server, type Socket } from "node:net";
 import type { AddressInfo } from "node:net";
 import { TetherError } from "../../src/protocol/error";
@@ -34,8 +38,10 @@ import type { IncomingSubscribe, PortCapability } from "../capabilities";
 import type { AgentConfig } from "../config";
 import type { Metrics } from "../metrics";
 import type { AgentSession } from "../session";
+import { maskRawHeaders } from "../../src/protocol/secretHeaders";
 import { compileFilter, describeFilter, DISJOINT_RULE, filtersOverlap, pathOf, type RequestFacts, type RequestMatcher } from "./httpMatcher";
 import { firstWords } from "./firstWords";
+import { watchStalls, type StallWatch } from "./stallWatch";
 import { HttpSteal, originalHost, type Decision } from "./httpSteal";
 import type { Iptables } from "./iptables";
 import { readClientHello } from "./clientHello";
@@ -70,6 +76,8 @@ interface Subscription {
 interface StolenPort {
   port: number;
   listener: Server;
+  /** The listener's watcher outside the agent: connections are refused, not held, while the agent stalls. */
+  stallWatch: StallWatch;
   http: HttpSteal;
   http2: Http2Steal;
   /** TLS client connections the agent terminated, with what filters and sessions learn of them. */
@@ -197,6 +205,7 @@ export class StealRouter implements PortCapability {
       http2: undefined as unknown as Http2Steal,
       tls: new WeakMap(),
       listenPort: 0,
+      stallWatch: { close() {} },
       subs: new Map(),
       pendingSince: undefined,
       sockets: new Set(),
@@ -218,12 +227,17 @@ export class StealRouter implements PortCapability {
     listener.on("connection", (socket) => this.onConnection(stolen, socket));
     await new Promise<void>((resolve, reject) => {
       listener.once("error", reject);
-      listener.listen(0, "0.0.0.0", () => resolve());
+      // the largest accept queue the pod allows (the kernel caps it at net.core.somaxconn, 4096 by
+      // default): with Node's 511 a burst of connections overflowed it and clients waited for SYN
+      // retransmits (1, 3, 7 s), those with a timeout giving up (issue 14, point 6; stealBurst.test.ts)
+      listener.listen({ port: 0, host: "0.0.0.0", backlog: 65_535 }, () => resolve());
     });
     stolen.listenPort = (listener.address() as AddressInfo).port;
+    stolen.stallWatch = watchStalls(listener, port, this.options.log);
     try {
       await iptables.redirect(port, stolen.listenPort);
     } catch (err) {
+      stolen.stallWatch.close();
       listener.close();
       throw TetherError.is(err) ? err : new TetherError("IPTABLES_FAILED", String(err), { cause: err });
     }
@@ -261,7 +275,8 @@ export class StealRouter implements PortCapability {
       if (conn.isClosed || !conn.supports("traffic.passed")) continue;
       if (decision.kind === "steal" && decision.session === sub.session) continue;
       const reason = decision.kind === "steal" ? "other-session" : decision.reason;
-      conn.send({ type: "traffic.passed", port, method: facts.method, path: facts.url, reason });
+      const headers = conn.supports("http.decline") ? { rawHeaders: maskRawHeaders(facts.rawHeaders) } : {}; // v3
+      conn.send({ type: "traffic.passed", port, method: facts.method, path: facts.url, reason, ...headers });
     }
   }
 
@@ -425,6 +440,7 @@ export class StealRouter implements PortCapability {
       stolen.http2.close();
       this.options.log("debug", "released port draining", { port, connections: stolen.sockets.size, http: stolen.http.size });
       setTimeout(() => {
+        stolen.stallWatch.close();
         stolen.listener.close();
         this.forgetIfDrained(stolen);
       }, RELEASE_GRACE_MS).unref();
@@ -481,6 +497,7 @@ export class StealRouter implements PortCapability {
       } finally {
         for (const stolen of ports) {
           stolen.released = true;
+          stolen.stallWatch.close();
           stolen.listener.close();
           stolen.http.drain();
           stolen.http2.close();

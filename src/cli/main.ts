@@ -12,7 +12,7 @@ import { isRefusal, TetherError } from "../protocol/error";
 import { TETHER_VERSION } from "../protocol/version";
 import type { Log } from "../protocol/log";
 import { Launch } from "../engine/launch";
-import type { PodState } from "../engine/session";
+import type { PodState, SessionReconnected, SessionReconnecting } from "../engine/session";
 import { nativeDirNextTo } from "../engine/nativeDir";
 import { doctor, probeImage } from "../kube/doctor";
 
@@ -164,6 +164,10 @@ async function exec(argv: string[]): Promise<number> {
   // a refused subscription (another session holds the pod port): the command stops, exec exits 2
   let refused = false;
   let child: ChildProcess | undefined;
+  const stopCommand = () => {
+    child?.kill("SIGTERM");
+    setTimeout(() => child?.kill("SIGKILL"), 5_000).unref();
+  };
   const launch = await Launch.start({
     config,
     log,
@@ -180,8 +184,7 @@ async function exec(argv: string[]): Promise<number> {
       if (!isRefusal(err) || refused) return;
       refused = true;
       process.stderr.write("tether: stopping the command: the pod port it was started for is refused\n");
-      child?.kill("SIGTERM");
-      setTimeout(() => child?.kill("SIGKILL"), 5_000).unref();
+      stopCommand();
     },
   });
   const session = launch.session;
@@ -192,11 +195,24 @@ async function exec(argv: string[]): Promise<number> {
   child = spawn(line[0]!, line.slice(1), { stdio: "inherit", env });
   const forward = (signal: NodeJS.Signals) => child.kill(signal);
   for (const s of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(s, forward);
-  session.on("ended", (err: Error) => process.stderr.write(`tether: the session ended: ${err.message}\n`));
+  // a broken tunnel is tried again (agent.reconnectSeconds), the command running on; a session that
+  // cannot come back ends the command (exit 1)
+  session.on("reconnecting", (r: SessionReconnecting) =>
+    process.stderr.write(`tether: pod ${r.pod}: reconnecting (attempt ${r.attempt}, up to ${Math.max(0, Math.round((r.until - Date.now()) / 1000))} s more; the pod's app serves meanwhile): ${r.error.message}\n`),
+  );
+  session.on("reconnected", (r: SessionReconnected) =>
+    process.stderr.write(`tether: pod ${r.pod}: reconnected after ${(r.ms / 1000).toFixed(1)} s (${r.attempts} attempt${r.attempts === 1 ? "" : "s"})\n`),
+  );
+  let lost: Error | undefined;
+  session.on("ended", (err: Error) => {
+    lost = err;
+    process.stderr.write(`tether: the session ended: ${err.message}; stopping the command\n`);
+    stopCommand();
+  });
   // every pod of the session, then each change (a rollout or scale-up adds pods, terminating ones leave)
   const showPod = (p: PodState) => `${p.pod} ${p.state}${p.primary ? " (outgoing, DNS, files)" : ""}${p.detail && p.state !== "ready" ? `: ${p.detail}` : ""}`;
   process.stderr.write(`tether: pods: ${session.pods.map(showPod).join("; ")}\n`);
-  session.on("pod", (p: PodState) => process.stderr.write(`tether: pod ${showPod(p)}\n`));
+  session.on("pod", (p: PodState) => p.state !== "reconnecting" && process.stderr.write(`tether: pod ${showPod(p)}\n`));
   const code = await new Promise<number>((done) => {
     child.once("error", (err) => {
       process.stderr.write(`tether: cannot run ${command[0]}: ${err.message}\n`);
@@ -208,7 +224,7 @@ async function exec(argv: string[]): Promise<number> {
     });
   });
   await launch.close();
-  return refused ? 2 : code;
+  return refused ? 2 : lost ? 1 : code;
 }
 
 async function doctorCmd(argv: string[]): Promise<number> {

@@ -19,6 +19,7 @@ import { PodFiles } from "./podFiles";
 import { routingFromConfig } from "./routing";
 import { RuntimeServer } from "./runtimeServer";
 import { Session, type SessionOptions } from "./session";
+import { RoutingHeaderCheck } from "./routingHeaderCheck";
 import { TcpSplices } from "./tcpSplices";
 import { UdpForwarders } from "./udpForwarders";
 
@@ -91,6 +92,12 @@ export class Launch {
         log("warn", `the native layer is not active (${native.unavailable}); outgoing traffic goes through HTTP_PROXY/ALL_PROXY only, DNS and files stay local`, { tag: "native" });
       }
       const proxy = await LocalProxy.start(conn, routing, log);
+      // outgoing calls made while a stolen request is answered must carry the routing header
+      const check = new RoutingHeaderCheck(config.incoming.mode === "steal" ? config.incoming.httpFilter : undefined, () => session.answering, (call, missing) => {
+        if (session.warnRouting(call, missing)) log("warn", `${call}: an outgoing call made while answering a stolen request lacks ${missing}, so the service it reaches cannot route its own calls to you`, { tag: "session" });
+      });
+      tcp.onSpliced = (host, port, socket) => check.watch(host, port, socket);
+      proxy.outgoing = check;
       let listeners: LocalListeners | undefined;
       const listens = (port: number) =>
         session.debuggeeListens(port).then(

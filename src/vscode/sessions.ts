@@ -14,7 +14,7 @@ import { showRoute } from "../config/ports";
 import { targetLabel } from "../config/target";
 import type { DebuggeeKind, Launch } from "../engine/launch";
 import { loadEngine } from "./lazy";
-import type { Step } from "../engine/session";
+import type { RoutingWarning, Step } from "../engine/session";
 import type { Log } from "../protocol/log";
 import { TETHER_VERSION } from "../protocol/version";
 import type { ConfigStore } from "./store";
@@ -214,6 +214,12 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
         started = active;
         launch.session.on("request", () => this.changed.fire(active));
         launch.session.on("ports", () => this.changed.fire(active));
+        launch.session.on("routing-warning", (w: RoutingWarning) => {
+          this.changed.fire(active);
+          void vscode.window
+            .showWarningMessage(`Tether: your app called ${w.call} while answering a stolen request, without ${w.missing}: the service it reaches cannot route its own calls to you. Pass the header on to downstream calls.`, "Show log")
+            .then((a) => a && this.channel.show());
+        });
         launch.session.on("ended", (err: Error) => {
           if (!this.sessions.has(active.id)) return;
           this.log("error", `session ${label} ended: ${err.message}`);

@@ -15,6 +15,7 @@ import { failures, KeepAliveClient, KEEP_ALIVE_CLIENT, type KeepAliveResult } fr
 import { DEFAULT_AGENT_IMAGE, imagePullAdvice } from "../../src/config/agentImage";
 import { makePki } from "../support/testPki";
 import { freePort } from "../support/ports";
+import { apiServerOf, kubeconfigThrough, TunnelRelay } from "../support/tunnelRelay";
 
 const CLI = resolve(__dirname, "../../dist/cli.js");
 /** Waits until `tether exec` said its Node command listens (the port is subscribed from then on). */
@@ -504,18 +505,21 @@ export const scenarios: Scenario[] = [
     },
   },
   {
-    name: "after SIGKILL of the CLI the agent ends by itself and the pod serves again",
-    async run({ startExec, podIpOf, answers, assertPodClean }) {
+    name: "after SIGKILL of the CLI the pod serves again at once, and the agent ends by itself once the session had its time to come back",
+    async run({ startExec, podIpOf, answers, assertPodClean }, cluster) {
       const port = await freePort();
       const app = `require("http").createServer((q, s) => s.end("stolen " + q.url)).listen(${port}, "127.0.0.1")`;
-      const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`], [process.execPath, "-e", app]);
+      // the agent cannot tell a killed CLI from a broken tunnel: it waits agent.reconnectSeconds for the session
+      const config = join(cluster.stateDir, `sigkill-${port}.json`);
+      writeFileSync(config, JSON.stringify({ agent: { reconnectSeconds: 3 } }));
+      const runExec = await startExec(["-f", config, "-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`], [process.execPath, "-e", app]);
       assert.match(runExec.stderr(), /ready in/, runExec.stderr());
       const ip = await podIpOf(runExec.pod!);
       assert.match(await answers(ip, "/x", /stolen/), /stolen \/x/);
       const debuggee = spawnSync("pgrep", ["-P", String(runExec.child.pid)], { encoding: "utf8" }).stdout.trim().split("\n").filter(Boolean).map(Number);
       runExec.child.kill("SIGKILL");
       for (const pid of debuggee) process.kill(pid, "SIGKILL"); // the debuggee would be orphaned
-      // the agent notices its session is gone (heartbeats), removes its rules and exits
+      // the agent notices its session is gone (its wire closed), removes its rules; it exits after the wait
       assert.match(await answers(ip, "/after-kill", /"pod"/), new RegExp(`"pod":"${runExec.pod}"`));
       await assertPodClean(runExec.pod!);
     },
@@ -920,6 +924,63 @@ export const scenarios: Scenario[] = [
       } finally {
         runExec.child.kill("SIGINT");
         await runExec.exited;
+      }
+    },
+  },
+  {
+    name: "a broken tunnel comes back: every pod's link reconnects after a reset and after seconds without the tunnel, the pods' app answering meanwhile; a tunnel that stays away ends the command with exit 1",
+    async run({ startExec, apiPods, fromClientPod, answers, assertPodClean }, cluster) {
+      const port = await freePort();
+      // tether reaches the API server through a relay this test breaks; kubectl and the pods do not
+      const relay = await TunnelRelay.start(apiServerOf(cluster.kubeconfig));
+      const kubeconfig = kubeconfigThrough(cluster.kubeconfig, relay, join(cluster.stateDir, `relay-${relay.port}.kubeconfig`));
+      const config = join(cluster.stateDir, `reconnect-${port}.json`);
+      writeFileSync(config, JSON.stringify({ agent: { reconnectSeconds: 15 } }));
+      const runExec = await startExec(["-f", config, "-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`], [process.execPath, "-e", STOLEN_APP, String(port)], { KUBECONFIG: kubeconfig });
+      const count = (re: RegExp, pod: string) => runExec.stderr().split("\n").filter((l) => l.includes(`pod ${pod}: `) && re.test(l)).length;
+      const until = async (what: string, ok: () => boolean) => {
+        for (let i = 0; i < 600 && !ok(); i++) await sleep(100);
+        assert.ok(ok(), `${what}; tether said:\n${runExec.stderr()}`);
+      };
+      try {
+        assert.match(runExec.stderr(), /2 pods intercepted/, runExec.stderr());
+        await listens(runExec);
+        const pods = await apiPods();
+        const stolenEverywhere = async (what: string) => {
+          for (const [pod, ip] of pods) assert.equal(await answers(ip, `/${what}`, /^stolen /), `stolen /${what}`, `${pod} is stolen ${what}; tether said:\n${runExec.stderr()}`);
+        };
+        await stolenEverywhere("at-start");
+
+        // 1. a reset: every link reconnects by itself; requests meanwhile are answered by someone
+        relay.reset();
+        const meanwhile = await Promise.all([...pods.values()].map((ip) => fromClientPod(`http://${ip}:8080/meanwhile`)));
+        for (const a of meanwhile) assert.match(a, /^stolen \/meanwhile$|"pod":"api-/, "a request during the reconnect got an answer (the debuggee's or the pod's)");
+        for (const pod of pods.keys()) await until(`${pod} reconnected after the reset`, () => count(/reconnected after/, pod) >= 1);
+        for (const pod of pods.keys()) assert.ok(count(/reconnecting \(attempt 1\b/, pod) >= 1, `${pod} said it was reconnecting`);
+        await stolenEverywhere("after-reset");
+
+        // 2. no byte through the tunnel (a laptop lid): the heartbeats find out, the pods' own app
+        // answers while the tunnel is away, the links come back when it does
+        relay.block();
+        for (const pod of pods.keys()) await until(`${pod} found the blocked tunnel`, () => count(/reconnecting \(attempt 1\b/, pod) >= 2);
+        for (const [pod, ip] of pods) assert.match(await answers(ip, "/tunnel-away", new RegExp(`"pod":"${pod}"`)), new RegExp(`"pod":"${pod}"`), `${pod} serves itself while the tunnel is away`);
+        relay.unblock();
+        for (const pod of pods.keys()) await until(`${pod} reconnected after the block`, () => count(/reconnected after/, pod) >= 2);
+        await stolenEverywhere("after-block");
+        assert.equal(runExec.child.exitCode, null, "the command ran on through both breaks");
+
+        // 3. the tunnel does not come back: after agent.reconnectSeconds the command ends, exit 1
+        await relay.close();
+        assert.equal(await runExec.exited, 1, runExec.stderr());
+        assert.match(runExec.stderr(), /could not reconnect in \d+ s/);
+        assert.match(runExec.stderr(), /the session ended: .*stopping the command/);
+        for (const [pod, ip] of pods) {
+          assert.match(await answers(ip, "/after", new RegExp(`"pod":"${pod}"`)), new RegExp(`"pod":"${pod}"`), `${pod} serves again`);
+          await assertPodClean(pod);
+        }
+      } finally {
+        runExec.child.kill("SIGKILL");
+        await relay.close();
       }
     },
   },

@@ -47,6 +47,7 @@ const engineSamples: EngineToAgent[] = [
   { type: "http.trailers", stream: 4, rawHeaders: ["grpc-status", "0", "grpc-message", ""] },
   { type: "http.reset", stream: 4, code: 8 },
   { type: "http.decline", stream: 4 },
+  { type: "session.linger", id: 12, key: "3f2a9c1e-session", seconds: 60 },
   {
     type: "incoming.subscribe",
     id: 11,
@@ -115,6 +116,7 @@ describe("wire messages", () => {
     assert.equal(MESSAGE_SINCE["http.trailers"], 3);
     assert.equal(MESSAGE_SINCE["http.reset"], 3);
     assert.equal(MESSAGE_SINCE["http.decline"], 3);
+    assert.equal(MESSAGE_SINCE["session.linger"], 3);
   });
 
   test("bad messages are rejected with a path", () => {
