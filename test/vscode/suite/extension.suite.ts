@@ -137,6 +137,8 @@ describe("Tether in a real VS Code", () => {
     try {
       const env = { ...process.env, ...launch.debuggeeEnv("native") };
       assert.match(env.HTTP_PROXY ?? "", /^http:\/\/127\.0\.0\.1:\d+$/, "the program gets the proxy");
+      // what such a program does not get is said once, in the line printed when the session is ready
+      assert.match(launch.summary("native"), /this program gets the cluster through the proxy only: no .*UDP/, launch.summary("native"));
       const py = 'import urllib.request; print(urllib.request.urlopen("http://api.demo.svc.cluster.local:8080/through-the-proxy", timeout=20).read().decode())';
       const { stdout } = await run("python3", ["-c", py], { env });
       assert.match(stdout, /"pod":"api-.*"path":"\/through-the-proxy"/, stdout);
