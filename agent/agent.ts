@@ -4,12 +4,12 @@ import { randomUUID } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { WebSocketServer } from "ws";
-import { acceptEngine } from "../src/protocol/connection";
+import { acceptEngine, tokenMatches } from "../src/protocol/connection";
 import type { Log } from "../src/protocol/log";
 import type { Probe } from "../src/protocol/messages";
 import { TETHER_VERSION } from "../src/protocol/version";
 import type { Outgoing, PortCapability, Resolver, TargetProcess } from "./capabilities";
-import type { AgentConfig } from "./config";
+import { tokenDigests, type AgentConfig } from "./config";
 import type { Metrics } from "./metrics";
 import { DRAIN_MAX_MS } from "./incoming/steal";
 import { AgentSession } from "./session";
@@ -21,6 +21,35 @@ export const AGENT_VERSION = TETHER_VERSION;
  * sessions are welcome meanwhile. This bounds the wait should the steal's own bound fail.
  */
 const SETTLE_MAX_MS = DRAIN_MAX_MS + 5_000;
+/** The longest an earlier agent in the pod may still hold the agent port: its settling, then its stop. */
+const PORT_WAIT_MS = SETTLE_MAX_MS + 5_000;
+const PORT_RETRY_MS = 100;
+
+/**
+ * Waits until the agent port is free. An earlier agent in this pod holds it while it drains or stops
+ * (the engine places a new agent when the running one refuses the wire because it is stopping):
+ * starting now would fail to listen, and would remove that agent's rules as stale while it still
+ * drains through them. The port is the lock: whoever holds it is alive. Gives up after PORT_WAIT_MS.
+ */
+export async function awaitAgentPort(config: Pick<AgentConfig, "TETHER_AGENT_PORT" | "TETHER_AGENT_LISTEN">, log: Log): Promise<void> {
+  if (config.TETHER_AGENT_PORT === 0) return;
+  const started = Date.now();
+  for (let attempt = 0; ; attempt++) {
+    const probe = createServer();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        probe.once("error", reject);
+        probe.listen(config.TETHER_AGENT_PORT, config.TETHER_AGENT_LISTEN, () => resolve());
+      });
+      await new Promise((r) => probe.close(r));
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EADDRINUSE" || Date.now() - started > PORT_WAIT_MS) throw err;
+      if (attempt === 0) log("info", "the agent port is taken (an earlier agent in this pod is still stopping?); waiting for it", { port: config.TETHER_AGENT_PORT });
+      await new Promise((r) => setTimeout(r, PORT_RETRY_MS));
+    }
+  }
+}
 
 export interface AgentParts {
   steal: PortCapability;
@@ -38,6 +67,8 @@ export interface AgentParts {
 
 export class Agent {
   private readonly server: Server;
+  /** Digests of the tokens that open a session: the token itself is not in the agent's spec. */
+  private readonly tokenDigests: Buffer[];
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 16 * 1024 * 1024 + 1024 });
   readonly sessions = new Map<string, AgentSession>();
   /**
@@ -57,8 +88,14 @@ export class Agent {
     private readonly parts: AgentParts,
   ) {
     this.stopped = new Promise((r) => (this.resolveStopped = r));
+    this.tokenDigests = tokenDigests(config);
     this.server = createServer((req, res) => {
       if (req.method === "GET" && req.url === "/metrics") {
+        // the session token as a bearer token: every process of the pod reaches this port
+        if (!tokenMatches(/^Bearer (\S+)$/.exec(req.headers.authorization ?? "")?.[1] ?? "", this.tokenDigests)) {
+          res.writeHead(401, { "content-type": "text/plain", "www-authenticate": 'Bearer realm="tether-agent"' }).end("a bearer token is needed\n");
+          return;
+        }
         parts.metrics.set("tether_sessions", this.sessions.size);
         res.writeHead(200, { "content-type": "text/plain; version=0.0.4" }).end(parts.metrics.render());
       } else if (req.method === "GET" && req.url === "/healthz") {
@@ -89,7 +126,7 @@ export class Agent {
     let accepted;
     try {
       accepted = await acceptEngine(ws, {
-        tokens: () => this.config.TETHER_AGENT_TOKEN.split(","),
+        tokenDigests: () => this.tokenDigests,
         welcome: () => ({
           sessionId: id,
           agent: {

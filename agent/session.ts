@@ -6,6 +6,14 @@ import type { Log } from "../src/protocol/log";
 import type { Outgoing, PortCapability, Resolver, TargetProcess } from "./capabilities";
 import type { Metrics } from "./metrics";
 
+/**
+ * A session whose engine was not heard from for this long (its heartbeat comes every second) cannot
+ * take a new connection or request: the pod's app gets it, instead of a wire that may never deliver it.
+ */
+export const ENGINE_SILENT_MS = 3_000;
+/** Nor can a session with this much queued for its wire (a congested tunnel). */
+export const ENGINE_QUEUE_MAX = 8 * 1024 * 1024;
+
 /** Largest file a session may read through file.read. */
 export const MAX_FILE_BYTES = 16 * 1024 * 1024;
 
@@ -37,6 +45,15 @@ export class AgentSession {
     conn.on("message", (msg: EngineToAgent) => {
       this.handle(msg).catch((err) => services.log("error", "session handler failed", { session: id, error: String(err) }));
     });
+  }
+
+  /**
+   * Whether the engine can take a new connection or request now (no black hole, issue 14): its wire
+   * is open, it was heard from within ENGINE_SILENT_MS, and less than ENGINE_QUEUE_MAX waits to reach it.
+   */
+  canTake(): boolean {
+    const { conn } = this;
+    return !conn.isClosed && conn.silentMs < ENGINE_SILENT_MS && conn.queuedBytes < ENGINE_QUEUE_MAX;
   }
 
   private fail(id: number, err: unknown): void {

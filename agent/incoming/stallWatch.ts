@@ -1,15 +1,14 @@
 // No black hole when the agent stalls (SIGSTOP, a starved CPU, a long pause): the kernel completes
 // the handshake of every connection redirected to a stolen port's listener and keeps it in the
 // accept queue, answered by nobody, for as long as the agent does not run. Nothing inside the agent
-// can help while it is stopped, and the redirect stops only when the heartbeat expires
-// (iptables.ts ALIVE_SECONDS), so each listener has a watcher outside the agent: a small perl process
+// can help while it is stopped, and the redirect stays while the agent lives (its lifeline,
+// iptables.ts), so each listener has a watcher outside the agent: a small perl process
 // (perl-base is in every Debian image; a few MiB, not a second Node) that shares the listening socket
 // (fd 3) and reads a heartbeat byte the agent writes every HEARTBEAT_MS. With no byte for
 // STALL_MS it accepts whatever waits and every new connection and resets it at once
 // (SO_LINGER 0), so clients see a refusal they can retry instead of a hang; when the bytes come
-// again it stops accepting and the agent serves the port as before. Once the heartbeat rule expires,
-// new connections reach the pod's app directly. The watcher exits when the pipe ends (the port is
-// released, or the agent died).
+// again it stops accepting and the agent serves the port as before. The watcher exits when the pipe
+// ends (the port is released, or the agent died; the redirects stopped with the agent's lifeline).
 //
 // The listening socket is one open file shared with the agent, so it is non-blocking for both: the
 // watcher's accept() returns at once when the agent took the connection first.

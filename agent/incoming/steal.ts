@@ -26,8 +26,8 @@
 //   before it exits (settled()).
 //
 // A stalled agent never holds a connection: each listener has a watcher outside the agent
-// (stallWatch.ts) that refuses what is redirected to it while the agent does not run, until the
-// heartbeat rule expires and the pod's app gets new connections directly.
+// (stallWatch.ts) that refuses what is redirected to it while the agent does not run (the redirect
+// itself stays while the agent lives: a late agent does not leak its port's requests to the app).
 import { connect, createServer, type Server, type Socket } from "node:net";
 import type { AddressInfo } from "node:net";
 import { TetherError } from "../../src/protocol/error";
@@ -262,6 +262,11 @@ export class StealRouter implements PortCapability {
         leaked = true; // matched a session that is going away: it reaches the app, and we say so
         continue;
       }
+      if (!sub.session.canTake()) {
+        // its engine is silent or its wire backed up: the app answers rather than nobody
+        this.options.metrics.add("tether_handed_to_pod_total", 1, { port: String(port), kind: "request" });
+        continue;
+      }
       return { kind: "steal", session: sub.session };
     }
     return { kind: "pass", reason: probeKept ? "probe" : "unmatched", leaked };
@@ -382,7 +387,12 @@ export class StealRouter implements PortCapability {
   }
 
   private plainOwner(stolen: StolenPort): Subscription | undefined {
-    for (const sub of stolen.subs.values()) if (!sub.filter && !sub.session.conn.isClosed) return sub;
+    for (const sub of stolen.subs.values()) {
+      if (sub.filter || sub.session.conn.isClosed) continue;
+      if (sub.session.canTake()) return sub;
+      // its engine is silent or its wire backed up: this connection is the app's, whole
+      this.options.metrics.add("tether_handed_to_pod_total", 1, { port: String(stolen.port), kind: "connection" });
+    }
     return undefined;
   }
 
@@ -486,29 +496,41 @@ export class StealRouter implements PortCapability {
     });
   }
 
-  /** Removes every rule, lets connections drain for a moment (CLOSE_DRAIN_MS), then cuts what is left. */
+  /** Stops redirecting, lets connections drain for a moment (CLOSE_DRAIN_MS), cuts what is left, then removes every rule. */
   close(): Promise<void> {
     this.closed = true;
     return this.serial(async () => {
       const ports = [...this.ports.values(), ...this.draining];
       this.ports.clear();
+      const iptables = this.options.iptables;
       try {
-        await this.options.iptables?.removeAll();
+        // As a release does: new connections reach the app first; what was redirected drains with
+        // the chains and their conntrack keeper still in place, so that its last replies are
+        // translated to the app's port (iptables.ts); the listener takes what is still in its accept
+        // queue for RELEASE_GRACE_MS (passed to the app, not reset); every rule goes last.
+        const failed = (await Promise.allSettled(ports.map((stolen) => iptables?.unredirect(stolen.port)))).find((r) => r.status === "rejected");
+        if (failed) this.options.log("error", "cannot remove a redirect; removing every rule at once", { error: String((failed as PromiseRejectedResult).reason) });
+        if (failed) await iptables?.removeAll();
       } finally {
         for (const stolen of ports) {
           stolen.released = true;
           stolen.stallWatch.close();
-          stolen.listener.close();
           stolen.http.drain();
           stolen.http2.close();
           this.draining.add(stolen);
+          setTimeout(() => {
+            stolen.listener.close();
+            this.forgetIfDrained(stolen);
+          }, Math.min(RELEASE_GRACE_MS, CLOSE_DRAIN_MS)).unref();
         }
         await this.settled(CLOSE_DRAIN_MS);
         for (const stolen of ports) {
+          stolen.listener.close();
           stolen.http.close();
           for (const s of stolen.sockets) s.destroy();
         }
         this.draining.clear();
+        await iptables?.removeAll();
       }
     });
   }

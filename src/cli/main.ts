@@ -14,6 +14,7 @@ import type { Log } from "../protocol/log";
 import { Launch } from "../engine/launch";
 import type { PodState, SessionReconnected, SessionReconnecting } from "../engine/session";
 import { nativeDirNextTo } from "../engine/nativeDir";
+import { entryLine } from "../engine/requestDetail";
 import { doctor, probeImage } from "../kube/doctor";
 
 
@@ -23,7 +24,7 @@ const USAGE = `usage:
                 [--steal | --mirror] [--http-header RE] [--http-path RE] [--http-method M]
                 [--tls-secret NAME | --tls-cert FILE --tls-key FILE] [--tls-client-ca FILE|secret:NAME]
                 [--tls-local] [-p LOCAL:REMOTE]... [--ports P,P...] [--ignore-ports P,P...]
-                [--replicas all|one] -- COMMAND [ARGS...]
+                [--replicas all|one] [--requests] -- COMMAND [ARGS...]
   tether doctor [-t KIND/NAME] [-n NS] [--context C] [--kubeconfig P] [--job] [--probe-image IMAGE]
   tether --version`;
 
@@ -98,6 +99,7 @@ async function exec(argv: string[]): Promise<number> {
       ports: { type: "string" },
       "ignore-ports": { type: "string" },
       replicas: { type: "string" },
+      requests: { type: "boolean" },
     },
     strict: true,
   });
@@ -189,6 +191,17 @@ async function exec(argv: string[]): Promise<number> {
   });
   const session = launch.session;
   process.stderr.write(`tether: ${launch.summary(node ? "node" : "native")}\n`);
+  if (values.requests) {
+    // each request as the Sessions view lists it, in arrival order
+    let shown = 0;
+    session.on("request", () => {
+      for (const e of session.recent.filter((x) => x.seq > shown)) {
+        const { label, description } = entryLine(e);
+        process.stderr.write(`tether: request ${label} · ${description} · pod ${e.pod}\n`);
+        shown = e.seq;
+      }
+    });
+  }
   if (session.waiting.length) process.stderr.write(`tether: ${waitingText(session.waiting)}\n`);
   const env: NodeJS.ProcessEnv = { ...process.env, ...launch.debuggeeEnv(node ? "node" : "native", process.env) };
   const line = launch.command(command);

@@ -107,6 +107,16 @@ type RecentLine =
 /** One line of the session's recent traffic, with the pod it came from, numbered in arrival order. */
 export type RecentEntry = RecentLine & { seq: number; at: number };
 
+/** Calls of the debuggee that went straight to another service debugged here (localShortcut.ts). */
+export interface ShortcutUse {
+  /** "db:5432" */
+  service: string;
+  /** The session that took them ("demo/deployment/db") and its local port. */
+  to: string;
+  localPort: number;
+  calls: number;
+}
+
 /** An outgoing HTTP call the debuggee made while answering a stolen request, without the routing header. */
 export interface RoutingWarning {
   /** "GET orders:8080/api/orders" */
@@ -130,7 +140,8 @@ const WAIT_POLL_MS = 1_000;
  * leaves; "reconnecting" (SessionReconnecting) before each attempt to bring a pod's broken wire back,
  * "reconnected" (SessionReconnected) when it is back; "ended" (err?: Error) when no pod is left to
  * intercept (the last agent went away, or could not be reached again); "routing-warning"
- * (RoutingWarning) the first time an outgoing call lacks the routing header.
+ * (RoutingWarning) the first time an outgoing call lacks the routing header; "shortcut" (ShortcutUse)
+ * the first time a call goes straight to another service debugged here.
  */
 export class Session extends EventEmitter {
   readonly id = randomUUID();
@@ -140,6 +151,8 @@ export class Session extends EventEmitter {
   private replaying = 0;
   /** Outgoing calls without the routing header, each call once (RoutingHeaderCheck). */
   readonly routingWarnings: RoutingWarning[] = [];
+  /** Local shortcuts taken, by service. */
+  readonly shortcuts = new Map<string, ShortcutUse>();
   /** Stolen HTTP requests the debuggee is still answering (a breakpoint holds them), by pod and wire stream. */
   readonly inFlight = new Map<string, StartedRequest & { pod: string }>();
   /** The primary pod (see the file's head). */
@@ -499,6 +512,7 @@ export class Session extends EventEmitter {
     delivery.on("declined", (d: DeclinedRequest) => {
       this.stats.requestsPassed++;
       this.remember({ passed: true, method: d.method, path: d.path, port: d.port, pod, reason: "declined", ...(d.rawHeaders ? { rawHeaders: d.rawHeaders } : {}) });
+      this.emit("request");
     });
     delivery.on("failure", () => this.stats.failures++);
   }
@@ -618,6 +632,18 @@ export class Session extends EventEmitter {
   /** Whether the debuggee is answering a stolen (or replayed) request right now. */
   get answering(): boolean {
     return this.inFlight.size > 0 || this.replaying > 0;
+  }
+
+  /** Records a call that went straight to another local debuggee; emits "shortcut" (ShortcutUse) the first time for a service. */
+  tookShortcut(service: string, to: string, localPort: number): void {
+    const use = this.shortcuts.get(service);
+    if (use) use.calls++;
+    else {
+      const first: ShortcutUse = { service, to, localPort, calls: 1 };
+      this.shortcuts.set(service, first);
+      this.emit("shortcut", first);
+    }
+    this.emit("request");
   }
 
   /** Records an outgoing call without the routing header; true the first time that call is seen. */
