@@ -16,6 +16,8 @@ import { failures, KeepAliveClient, KEEP_ALIVE_CLIENT, type KeepAliveResult } fr
 import { DEFAULT_AGENT_IMAGE, imagePullAdvice } from "../../src/config/agentImage";
 import { makePki } from "../support/testPki";
 import { freePort } from "../support/ports";
+// re-exported for the files that took it from here before it moved to test/support/ports.ts
+export { freePort };
 import { apiServerOf, kubeconfigThrough, TunnelRelay } from "../support/tunnelRelay";
 
 const CLI = resolve(__dirname, "../../dist/cli.js");
