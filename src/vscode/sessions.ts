@@ -45,6 +45,8 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
   hasDebugger: (type: string) => boolean = debuggerInstalled;
   /** The last start failure, for the tests and the "Show log" action. */
   lastError?: string;
+  /** The action its message offered besides "Show log" (for the tests). */
+  lastAction?: string;
 
   constructor(
     private readonly store: ConfigStore,
@@ -105,6 +107,7 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
     }
     if (block === undefined && !this.store.enabled) return debugConfiguration;
     this.lastError = undefined;
+    this.lastAction = undefined;
     const type = String(debugConfiguration.type);
     if (!this.hasDebugger(type)) {
       // VS Code would refuse the launch after the agent had started stealing: start nothing
@@ -140,7 +143,8 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
         this.log("info", "the start was cancelled: no session, nothing left in the cluster");
         return undefined; // the user asked for it: no error
       }
-      this.fail(err as Error, "doctor");
+      // no kubeconfig: doctor could only say the same; the setting is what to change
+      this.fail(err as Error, TetherError.is(err, "NO_KUBECONFIG") ? "kubeconfig" : "doctor");
       return undefined;
     }
     setTimeout(() => {
@@ -240,14 +244,16 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
   }
 
   /** A start that did not happen: logged, remembered for the tests, and one message with what to do. */
-  private fail(err: Error, help: "doctor" | "config" | "extensions", debugType?: string): void {
+  private fail(err: Error, help: "doctor" | "config" | "extensions" | "kubeconfig", debugType?: string): void {
     this.lastError = err.message;
     this.log("error", `cannot start the session: ${err.message}`);
-    const action = { doctor: "Run doctor", config: "Open config", extensions: "Find a debugger" }[help];
+    const action = { doctor: "Run doctor", config: "Open config", extensions: "Find a debugger", kubeconfig: "Set kubeconfig" }[help];
+    this.lastAction = action;
     void vscode.window.showErrorMessage(`Tether: ${err.message}`, "Show log", action).then((a) => {
       if (a === "Show log") this.channel.show();
       else if (a === "Run doctor") void vscode.commands.executeCommand("tether.runDoctor");
       else if (a === "Open config") void vscode.commands.executeCommand("tether.openConfig");
+      else if (a === "Set kubeconfig") void vscode.commands.executeCommand("workbench.action.openSettings", "tether.kubeconfig");
       else if (a === "Find a debugger") void vscode.commands.executeCommand("workbench.extensions.search", `@category:debuggers ${debugType ?? ""}`);
     });
   }
