@@ -4,7 +4,7 @@ import { randomUUID } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { WebSocketServer } from "ws";
-import { acceptEngine } from "../src/protocol/connection";
+import { acceptEngine, tokenMatches } from "../src/protocol/connection";
 import type { Log } from "../src/protocol/log";
 import type { Probe } from "../src/protocol/messages";
 import { TETHER_VERSION } from "../src/protocol/version";
@@ -91,6 +91,11 @@ export class Agent {
     this.tokenDigests = tokenDigests(config);
     this.server = createServer((req, res) => {
       if (req.method === "GET" && req.url === "/metrics") {
+        // the session token as a bearer token: every process of the pod reaches this port
+        if (!tokenMatches(/^Bearer (\S+)$/.exec(req.headers.authorization ?? "")?.[1] ?? "", this.tokenDigests)) {
+          res.writeHead(401, { "content-type": "text/plain", "www-authenticate": 'Bearer realm="tether-agent"' }).end("a bearer token is needed\n");
+          return;
+        }
         parts.metrics.set("tether_sessions", this.sessions.size);
         res.writeHead(200, { "content-type": "text/plain; version=0.0.4" }).end(parts.metrics.render());
       } else if (req.method === "GET" && req.url === "/healthz") {
