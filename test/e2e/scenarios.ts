@@ -15,6 +15,9 @@ import { join, resolve } from "node:path";
 import { failures, KeepAliveClient, KEEP_ALIVE_CLIENT, type KeepAliveResult } from "../support/keepAliveClient";
 import { DEFAULT_AGENT_IMAGE, imagePullAdvice } from "../../src/config/agentImage";
 import { makePki } from "../support/testPki";
+import { freePort } from "../support/ports";
+// re-exported for the files that took it from here before it moved to test/support/ports.ts
+export { freePort };
 import { apiServerOf, kubeconfigThrough, TunnelRelay } from "../support/tunnelRelay";
 
 const CLI = resolve(__dirname, "../../dist/cli.js");
@@ -46,16 +49,6 @@ export interface E2eCluster {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-/** A port nothing listens on now (the kernel's choice): a random one collided with busy machines' sockets (EADDRINUSE). */
-export const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 
 type Result = { status: number | null; stdout: string; stderr: string };
 
@@ -717,6 +710,7 @@ export const scenarios: Scenario[] = [
       const limited = await cli(["exec", "--context", cluster.limitedContext, "-n", "demo", "-t", `pod/${apiPod}`, "--", "true"]);
       assert.equal(limited.status, 1, limited.stderr);
       assert.match(limited.stderr, /forbidden.*cannot patch resource "pods\/ephemeralcontainers"/i);
+      assert.match(limited.stderr, /`tether doctor` .* lists every permission a session needs/, "what to do next");
       // a compliant pod in the restricted namespace: the agent's capabilities are what is refused
       const manifest = join(cluster.stateDir, "web.json");
       writeFileSync(manifest, JSON.stringify({
