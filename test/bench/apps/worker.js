@@ -128,15 +128,19 @@ const ops = {
         if (run.stop) break;
         const sentAt = epochNow();
         let openedAt = sentAt;
+        let dispatchedAt = sentAt;
         const close = !agent || i % keepAlive.retireEvery === keepAlive.retireEvery - 1;
+        // a pooled request may wait for a free connection: it leaves when it gets one, on a
+        // connection opened then (a new one) or earlier (a reused one)
         const req = get(url, { agent, headers: { ...(close ? { connection: "close" } : {}), ...headers }, timeoutMs: 10_000, onSocket: (s) => {
-          if (!opened.has(s)) opened.set(s, sentAt);
+          dispatchedAt = epochNow();
+          if (!opened.has(s)) opened.set(s, dispatchedAt);
           openedAt = opened.get(s);
         } });
         run.pending.push(
           req.then(
-            (r) => run.out.push([sentAt, r.ms, r.status, r.servedBy, openedAt]),
-            (err) => run.out.push([sentAt, 0, 0, String(err.code || err.message), openedAt]),
+            (r) => run.out.push([sentAt, r.ms, r.status, r.servedBy, openedAt, dispatchedAt]),
+            (err) => run.out.push([sentAt, 0, 0, String(err.code || err.message), openedAt, dispatchedAt]),
           ),
         );
       }
@@ -146,7 +150,10 @@ const ops = {
     return {};
   },
 
-  /** Stops a load; each result: [sentAtEpochMs, ms, status (0 = error), servedBy or error, connection opened at (epoch ms)]. */
+  /**
+   * Stops a load; each result: [sentAtEpochMs, ms (from sentAt), status (0 = error), servedBy or
+   * error, its connection opened at, dispatched at (when it got its connection; epoch ms)].
+   */
   async loadStop({ key }) {
     const run = loads.get(key);
     loads.delete(key);
@@ -280,6 +287,82 @@ const ops = {
     const round2Ms = now() - t1;
     for (const s of sockets) s.destroy();
     return { errors, firstErrors, round1Ms, round2Ms };
+  },
+
+  /**
+   * The soak: `conns` keep-alive connections opened all at once (as a client pool does after a
+   * deploy), each sending one request after another for `seconds`, as a keep-alive client does. Every
+   * failure is counted by kind: a connect error by its code, "closed" (the connection ended without
+   * an answer), "status NNN", "served by X", "timeout". A connection that failed is opened again.
+   */
+  async soak({ host, port, conns, seconds, path = "/small", headers = {}, expectServedBy, timeoutMs = 10_000 }) {
+    const errors = {};
+    const firstErrors = [];
+    let requests = 0;
+    let opened = 0;
+    const fail = (kind, detail) => {
+      errors[kind] = (errors[kind] || 0) + 1;
+      if (firstErrors.length < 5) firstErrors.push(`${kind}${detail ? `: ${detail}` : ""}`);
+    };
+    const head = `GET ${path} HTTP/1.1\r\nHost: ${host}:${port}\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join("")}\r\n`;
+    const connect = () =>
+      new Promise((resolve) => {
+        opened++;
+        const s = net.connect({ host, port, noDelay: true });
+        s.once("connect", () => resolve(s));
+        s.on("error", (err) => {
+          if (!s.connecting) return; // an established connection's error shows as "closed"
+          fail(err.code || err.message);
+          resolve(undefined);
+        });
+      });
+    /** One request on `s`; resolves with undefined (ok) or the failure's kind. */
+    const request = (s) =>
+      new Promise((resolve) => {
+        let buf = "";
+        const done = (kind, detail) => {
+          clearTimeout(timer);
+          s.off("data", onData);
+          s.off("close", onClose);
+          if (kind) fail(kind, detail);
+          resolve(kind);
+        };
+        const onData = (d) => {
+          buf += d;
+          const end = buf.indexOf("\r\n\r\n");
+          if (end < 0) return;
+          const len = Number(/content-length: *(\d+)/i.exec(buf.slice(0, end))?.[1] ?? 0);
+          if (buf.length - end - 4 < len) return;
+          const status = /^HTTP\/1\.1 (\d+)/.exec(buf)?.[1];
+          const by = /x-(?:served|answered)-by: *([^\r\n]*)/i.exec(buf.slice(0, end))?.[1];
+          if (status !== "200") done(`status ${status}`, buf.slice(end + 4, end + 4 + 120));
+          else if (expectServedBy && !new RegExp(expectServedBy).test(by || "")) done(`served by ${by || "?"}`);
+          else done(undefined);
+        };
+        const onClose = () => done("closed");
+        const timer = setTimeout(() => done("timeout"), timeoutMs);
+        s.on("data", onData);
+        s.once("close", onClose);
+        s.write(head);
+      });
+    const t0 = now();
+    const until = t0 + seconds * 1000;
+    await Promise.all(
+      Array.from({ length: conns }, async () => {
+        let s;
+        while (now() < until) {
+          requests++; // a failed connect is a request the client could not send
+          if (!s || s.destroyed) s = await connect();
+          if (!s) {
+            await sleep(100); // tried again, not in a tight loop
+            continue;
+          }
+          if (await request(s)) s.destroy();
+        }
+        if (s) s.destroy();
+      }),
+    );
+    return { requests, opened, errors, firstErrors, ms: now() - t0 };
   },
 
   /** Sequential dns.lookup of `name`: latencies in ms. */
