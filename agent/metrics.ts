@@ -29,6 +29,8 @@ export class Metrics {
     this.define("tether_connections_total", "counter", "Connections on subscribed ports, by what happened to them (stolen whole, read request by request as http, mirrored, passed whole).");
     this.define("tether_requests_total", "counter", "HTTP requests on stolen ports, by outcome (stolen, passed, probe; declined: matched, but the debuggee did not listen, so the app got it).");
     this.define("tether_filter_matches_total", "counter", "HTTP requests that matched a session's filter.");
+    this.define("tether_handed_to_pod_total", "counter", "Requests (kind request) and connections (kind connection) a session would have stolen while its engine could not take them (silent, or its wire backed up): the pod's app served them.");
+    this.define("tether_filter_over_budget_total", "counter", "HTTP requests whose filter check ran out of its time budget (taken as not matching).");
     this.define("tether_bytes_total", "counter", "Bytes carried for sessions, by direction (to_session, from_session).");
     this.define("tether_time_to_intercept_ms", "gauge", "The agent's part of time_to_intercept: from a port subscription to the first connection redirected to the agent.");
     this.define("tether_leaked_requests_total", "counter", "Requests that matched an active steal but reached the app (should stay 0).");

@@ -4,8 +4,8 @@
 //
 // Rules per port (checked in subscribe, refused to the second session):
 // - a plain steal owns the port: another plain or filtered steal is STEAL_REFUSED, and vice versa;
-// - filters of different sessions must not overlap (identical or obviously overlapping, see
-//   httpMatcher.filtersOverlap): FILTER_CONFLICT naming the session that holds the port;
+// - filters of different sessions must be proven disjoint (httpMatcher.filtersOverlap decides):
+//   anything else is FILTER_CONFLICT, naming both sessions and the port;
 // - probe paths (TETHER_AGENT_PROBES) always reach the app unless the session says stealProbes;
 //   a plain steal of a port with probe paths becomes "every request except the probe paths";
 //   a probe port without a path (TCP probe) is refused (PROBE_PORT) without stealProbes.
@@ -24,6 +24,10 @@
 // - the listener outlives the release by RELEASE_GRACE_MS (connections still in its accept queue),
 //   the chains and their conntrack keeper stay until the drain ends, and the agent waits for it
 //   before it exits (settled()).
+//
+// A stalled agent never holds a connection: each listener has a watcher outside the agent
+// (stallWatch.ts) that refuses what is redirected to it while the agent does not run (the redirect
+// itself stays while the agent lives: a late agent does not leak its port's requests to the app).
 import { connect, createServer, type Server, type Socket } from "node:net";
 import type { AddressInfo } from "node:net";
 import { TetherError } from "../../src/protocol/error";
@@ -34,8 +38,10 @@ import type { IncomingSubscribe, PortCapability } from "../capabilities";
 import type { AgentConfig } from "../config";
 import type { Metrics } from "../metrics";
 import type { AgentSession } from "../session";
-import { compileFilter, filtersOverlap, pathOf, type RequestFacts, type RequestMatcher } from "./httpMatcher";
+import { maskRawHeaders } from "../../src/protocol/secretHeaders";
+import { compileFilter, describeFilter, DISJOINT_RULE, filtersOverlap, pathOf, type RequestFacts, type RequestMatcher } from "./httpMatcher";
 import { firstWords } from "./firstWords";
+import { watchStalls, type StallWatch } from "./stallWatch";
 import { HttpSteal, originalHost, type Decision } from "./httpSteal";
 import type { Iptables } from "./iptables";
 import { readClientHello } from "./clientHello";
@@ -70,6 +76,8 @@ interface Subscription {
 interface StolenPort {
   port: number;
   listener: Server;
+  /** The listener's watcher outside the agent: connections are refused, not held, while the agent stalls. */
+  stallWatch: StallWatch;
   http: HttpSteal;
   http2: Http2Steal;
   /** TLS client connections the agent terminated, with what filters and sessions learn of them. */
@@ -141,18 +149,19 @@ export class StealRouter implements PortCapability {
       const existing = this.ports.get(port);
       for (const other of existing?.subs.values() ?? []) {
         if (other.session === session) continue;
+        const me = session.label;
         const who = other.session.label;
         if (!other.filter) {
-          throw new TetherError("STEAL_REFUSED", `port ${port} is stolen whole by ${who}; no other steal can share it until that session ends`);
+          throw new TetherError("STEAL_REFUSED", `${me} cannot steal port ${port}: ${who} steals all of it; no other steal can share it until that session ends`);
         }
         if (!msg.filter) {
-          throw new TetherError(
-            "STEAL_REFUSED",
-            `cannot steal all of port ${port}: ${who} steals HTTP requests on it with a filter; steal with a filter that does not overlap theirs`,
-          );
+          throw new TetherError("STEAL_REFUSED", `${me} cannot steal all of port ${port}: ${who} steals HTTP requests on it with a filter; steal with a filter that provably differs from theirs`);
         }
         if (filtersOverlap(msg.filter, other.filter)) {
-          throw new TetherError("FILTER_CONFLICT", `the HTTP filter overlaps the one ${who} steals port ${port} with; choose a filter that cannot match the same requests`);
+          throw new TetherError(
+            "FILTER_CONFLICT",
+            `${me} cannot steal port ${port} with ${describeFilter(msg.filter)}: ${who} steals it with ${describeFilter(other.filter)}, and one request could match both; ${DISJOINT_RULE}`,
+          );
         }
       }
       const iptables = this.options.iptables;
@@ -160,7 +169,8 @@ export class StealRouter implements PortCapability {
       const tls = msg.tls ? new PortTls(msg.tls, { port, log: this.options.log, onSecure: (socket, facts) => this.onSecure(port, socket, facts) }) : undefined;
       const portTls = existing && this.tlsOf(existing, session);
       if (tls && portTls && portTls.fingerprint !== tls.fingerprint) {
-        throw new TetherError("STEAL_REFUSED", `port ${port} is TLS-terminated with another certificate by another session; send the same certificate to share it`);
+        const others = [...existing!.subs.values()].filter((s) => s.session !== session).map((s) => s.session.label);
+        throw new TetherError("STEAL_REFUSED", `${session.label} cannot steal port ${port}: ${[...new Set(others)].join(", ")} terminate its TLS with another certificate; send the same certificate to share it`);
       }
       if (msg.filter && !tls && !portTls && (await appSpeaksTls("127.0.0.1", port))) {
         throw new TetherError(
@@ -171,7 +181,7 @@ export class StealRouter implements PortCapability {
       const sub: Subscription = {
         session,
         filter: msg.filter,
-        matcher: msg.filter ? compileFilter(msg.filter) : undefined,
+        matcher: msg.filter ? compileFilter(msg.filter, { onOverBudget: () => this.options.metrics.add("tether_filter_over_budget_total", 1, { port: String(port) }) }) : undefined,
         stealProbes,
         since: Date.now(),
         tls,
@@ -195,6 +205,7 @@ export class StealRouter implements PortCapability {
       http2: undefined as unknown as Http2Steal,
       tls: new WeakMap(),
       listenPort: 0,
+      stallWatch: { close() {} },
       subs: new Map(),
       pendingSince: undefined,
       sockets: new Set(),
@@ -216,12 +227,17 @@ export class StealRouter implements PortCapability {
     listener.on("connection", (socket) => this.onConnection(stolen, socket));
     await new Promise<void>((resolve, reject) => {
       listener.once("error", reject);
-      listener.listen(0, "0.0.0.0", () => resolve());
+      // the largest accept queue the pod allows (the kernel caps it at net.core.somaxconn, 4096 by
+      // default): with Node's 511 a burst of connections overflowed it and clients waited for SYN
+      // retransmits (1, 3, 7 s), those with a timeout giving up (issue 14, point 6; stealBurst.test.ts)
+      listener.listen({ port: 0, host: "0.0.0.0", backlog: 65_535 }, () => resolve());
     });
     stolen.listenPort = (listener.address() as AddressInfo).port;
+    stolen.stallWatch = watchStalls(listener, port, this.options.log);
     try {
       await iptables.redirect(port, stolen.listenPort);
     } catch (err) {
+      stolen.stallWatch.close();
       listener.close();
       throw TetherError.is(err) ? err : new TetherError("IPTABLES_FAILED", String(err), { cause: err });
     }
@@ -246,6 +262,11 @@ export class StealRouter implements PortCapability {
         leaked = true; // matched a session that is going away: it reaches the app, and we say so
         continue;
       }
+      if (!sub.session.canTake()) {
+        // its engine is silent or its wire backed up: the app answers rather than nobody
+        this.options.metrics.add("tether_handed_to_pod_total", 1, { port: String(port), kind: "request" });
+        continue;
+      }
       return { kind: "steal", session: sub.session };
     }
     return { kind: "pass", reason: probeKept ? "probe" : "unmatched", leaked };
@@ -259,7 +280,8 @@ export class StealRouter implements PortCapability {
       if (conn.isClosed || !conn.supports("traffic.passed")) continue;
       if (decision.kind === "steal" && decision.session === sub.session) continue;
       const reason = decision.kind === "steal" ? "other-session" : decision.reason;
-      conn.send({ type: "traffic.passed", port, method: facts.method, path: facts.url, reason });
+      const headers = conn.supports("http.decline") ? { rawHeaders: maskRawHeaders(facts.rawHeaders) } : {}; // v3
+      conn.send({ type: "traffic.passed", port, method: facts.method, path: facts.url, reason, ...headers });
     }
   }
 
@@ -365,7 +387,12 @@ export class StealRouter implements PortCapability {
   }
 
   private plainOwner(stolen: StolenPort): Subscription | undefined {
-    for (const sub of stolen.subs.values()) if (!sub.filter && !sub.session.conn.isClosed) return sub;
+    for (const sub of stolen.subs.values()) {
+      if (sub.filter || sub.session.conn.isClosed) continue;
+      if (sub.session.canTake()) return sub;
+      // its engine is silent or its wire backed up: this connection is the app's, whole
+      this.options.metrics.add("tether_handed_to_pod_total", 1, { port: String(stolen.port), kind: "connection" });
+    }
     return undefined;
   }
 
@@ -423,6 +450,7 @@ export class StealRouter implements PortCapability {
       stolen.http2.close();
       this.options.log("debug", "released port draining", { port, connections: stolen.sockets.size, http: stolen.http.size });
       setTimeout(() => {
+        stolen.stallWatch.close();
         stolen.listener.close();
         this.forgetIfDrained(stolen);
       }, RELEASE_GRACE_MS).unref();
@@ -468,28 +496,41 @@ export class StealRouter implements PortCapability {
     });
   }
 
-  /** Removes every rule, lets connections drain for a moment (CLOSE_DRAIN_MS), then cuts what is left. */
+  /** Stops redirecting, lets connections drain for a moment (CLOSE_DRAIN_MS), cuts what is left, then removes every rule. */
   close(): Promise<void> {
     this.closed = true;
     return this.serial(async () => {
       const ports = [...this.ports.values(), ...this.draining];
       this.ports.clear();
+      const iptables = this.options.iptables;
       try {
-        await this.options.iptables?.removeAll();
+        // As a release does: new connections reach the app first; what was redirected drains with
+        // the chains and their conntrack keeper still in place, so that its last replies are
+        // translated to the app's port (iptables.ts); the listener takes what is still in its accept
+        // queue for RELEASE_GRACE_MS (passed to the app, not reset); every rule goes last.
+        const failed = (await Promise.allSettled(ports.map((stolen) => iptables?.unredirect(stolen.port)))).find((r) => r.status === "rejected");
+        if (failed) this.options.log("error", "cannot remove a redirect; removing every rule at once", { error: String((failed as PromiseRejectedResult).reason) });
+        if (failed) await iptables?.removeAll();
       } finally {
         for (const stolen of ports) {
           stolen.released = true;
-          stolen.listener.close();
+          stolen.stallWatch.close();
           stolen.http.drain();
           stolen.http2.close();
           this.draining.add(stolen);
+          setTimeout(() => {
+            stolen.listener.close();
+            this.forgetIfDrained(stolen);
+          }, Math.min(RELEASE_GRACE_MS, CLOSE_DRAIN_MS)).unref();
         }
         await this.settled(CLOSE_DRAIN_MS);
         for (const stolen of ports) {
+          stolen.listener.close();
           stolen.http.close();
           for (const s of stolen.sockets) s.destroy();
         }
         this.draining.clear();
+        await iptables?.removeAll();
       }
     });
   }

@@ -1,6 +1,6 @@
 // Entry of the `tether` command (dist/cli.js). Exit codes: 0 success (exec: the command's own code),
 // 2 usage or configuration error, 1 runtime failure. Progress goes to stderr.
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { basename, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { parsePortList, parsePortPair, showRoute, waitingText } from "../config/ports";
@@ -8,12 +8,13 @@ import { parseTargetPath, targetPath } from "../config/target";
 import { readConfigFile, readProjectConfig, resolveConfig, type ConfigSource } from "../config/load";
 import { Cluster } from "../kube/cluster";
 import { listNamespaces, listWorkloads } from "../kube/discovery";
-import { TetherError } from "../protocol/error";
+import { isRefusal, TetherError } from "../protocol/error";
 import { TETHER_VERSION } from "../protocol/version";
 import type { Log } from "../protocol/log";
 import { Launch } from "../engine/launch";
-import type { PodState } from "../engine/session";
+import type { PodState, SessionReconnected, SessionReconnecting } from "../engine/session";
 import { nativeDirNextTo } from "../engine/nativeDir";
+import { entryLine } from "../engine/requestDetail";
 import { doctor, probeImage } from "../kube/doctor";
 
 
@@ -23,7 +24,7 @@ const USAGE = `usage:
                 [--steal | --mirror] [--http-header RE] [--http-path RE] [--http-method M]
                 [--tls-secret NAME | --tls-cert FILE --tls-key FILE] [--tls-client-ca FILE|secret:NAME]
                 [--tls-local] [-p LOCAL:REMOTE]... [--ports P,P...] [--ignore-ports P,P...]
-                [--replicas all|one] -- COMMAND [ARGS...]
+                [--replicas all|one] [--requests] -- COMMAND [ARGS...]
   tether doctor [-t KIND/NAME] [-n NS] [--context C] [--kubeconfig P] [--job] [--probe-image IMAGE]
   tether --version`;
 
@@ -98,6 +99,7 @@ async function exec(argv: string[]): Promise<number> {
       ports: { type: "string" },
       "ignore-ports": { type: "string" },
       replicas: { type: "string" },
+      requests: { type: "boolean" },
     },
     strict: true,
   });
@@ -161,6 +163,13 @@ async function exec(argv: string[]): Promise<number> {
 
   // a Node command gets the runtime, every command the native layer (Node's children included)
   const node = /^node(js)?$/.test(basename(command[0]!));
+  // a refused subscription (another session holds the pod port): the command stops, exec exits 2
+  let refused = false;
+  let child: ChildProcess | undefined;
+  const stopCommand = () => {
+    child?.kill("SIGTERM");
+    setTimeout(() => child?.kill("SIGKILL"), 5_000).unref();
+  };
   const launch = await Launch.start({
     config,
     log,
@@ -172,21 +181,51 @@ async function exec(argv: string[]): Promise<number> {
     onSubscribed: (pod, local) => process.stderr.write(`tether: ${config.incoming.mode} ${showRoute(pod, local)} (the command listens)\n`),
     onPortTaken: (local) => process.stderr.write(`tether: local port ${local} is already taken by another program; stop it so your command can listen there\n`),
     onHandedBack: (pod, local) => process.stderr.write(`tether: ${showRoute(pod, local)} handed back to the pod: nothing listens on :${local} any more\n`),
-    onSubscribeError: (port, err) => process.stderr.write(`tether: cannot subscribe port ${port}: ${err.message}\n`),
+    onSubscribeError: ({ local, pods }, err) => {
+      process.stderr.write(`tether: cannot ${config.incoming.mode} pod port ${pods.join(", ")} (for local :${local}): ${err.message}\n`);
+      if (!isRefusal(err) || refused) return;
+      refused = true;
+      process.stderr.write("tether: stopping the command: the pod port it was started for is refused\n");
+      stopCommand();
+    },
   });
   const session = launch.session;
   process.stderr.write(`tether: ${launch.summary(node ? "node" : "native")}\n`);
+  if (values.requests) {
+    // each request as the Sessions view lists it, in arrival order
+    let shown = 0;
+    session.on("request", () => {
+      for (const e of session.recent.filter((x) => x.seq > shown)) {
+        const { label, description } = entryLine(e);
+        process.stderr.write(`tether: request ${label} · ${description} · pod ${e.pod}\n`);
+        shown = e.seq;
+      }
+    });
+  }
   if (session.waiting.length) process.stderr.write(`tether: ${waitingText(session.waiting)}\n`);
   const env: NodeJS.ProcessEnv = { ...process.env, ...launch.debuggeeEnv(node ? "node" : "native", process.env) };
   const line = launch.command(command);
-  const child = spawn(line[0]!, line.slice(1), { stdio: "inherit", env });
+  child = spawn(line[0]!, line.slice(1), { stdio: "inherit", env });
   const forward = (signal: NodeJS.Signals) => child.kill(signal);
   for (const s of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(s, forward);
-  session.on("ended", (err: Error) => process.stderr.write(`tether: the session ended: ${err.message}\n`));
+  // a broken tunnel is tried again (agent.reconnectSeconds), the command running on; a session that
+  // cannot come back ends the command (exit 1)
+  session.on("reconnecting", (r: SessionReconnecting) =>
+    process.stderr.write(`tether: pod ${r.pod}: reconnecting (attempt ${r.attempt}, up to ${Math.max(0, Math.round((r.until - Date.now()) / 1000))} s more; the pod's app serves meanwhile): ${r.error.message}\n`),
+  );
+  session.on("reconnected", (r: SessionReconnected) =>
+    process.stderr.write(`tether: pod ${r.pod}: reconnected after ${(r.ms / 1000).toFixed(1)} s (${r.attempts} attempt${r.attempts === 1 ? "" : "s"})\n`),
+  );
+  let lost: Error | undefined;
+  session.on("ended", (err: Error) => {
+    lost = err;
+    process.stderr.write(`tether: the session ended: ${err.message}; stopping the command\n`);
+    stopCommand();
+  });
   // every pod of the session, then each change (a rollout or scale-up adds pods, terminating ones leave)
   const showPod = (p: PodState) => `${p.pod} ${p.state}${p.primary ? " (outgoing, DNS, files)" : ""}${p.detail && p.state !== "ready" ? `: ${p.detail}` : ""}`;
   process.stderr.write(`tether: pods: ${session.pods.map(showPod).join("; ")}\n`);
-  session.on("pod", (p: PodState) => process.stderr.write(`tether: pod ${showPod(p)}\n`));
+  session.on("pod", (p: PodState) => p.state !== "reconnecting" && process.stderr.write(`tether: pod ${showPod(p)}\n`));
   const code = await new Promise<number>((done) => {
     child.once("error", (err) => {
       process.stderr.write(`tether: cannot run ${command[0]}: ${err.message}\n`);
@@ -198,7 +237,7 @@ async function exec(argv: string[]): Promise<number> {
     });
   });
   await launch.close();
-  return code;
+  return refused ? 2 : lost ? 1 : code;
 }
 
 async function doctorCmd(argv: string[]): Promise<number> {
@@ -249,6 +288,8 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     process.stderr.write(`tether: ${err instanceof Error ? err.message : String(err)}\n`);
+    // the cluster refused one permission; the rest may be missing too
+    if (TetherError.is(err, "FORBIDDEN")) process.stderr.write("tether: `tether doctor` (with the same -t, -n, --context) lists every permission a session needs and which ones your role lacks\n");
     return 1;
   }
 }

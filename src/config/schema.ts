@@ -148,9 +148,27 @@ export const configSchema = z
         image: z.string().default(DEFAULT_AGENT_IMAGE).describe("Agent image the cluster can pull."),
         ttlSeconds: z.number().int().min(1).max(86_400).default(60).describe("The agent exits this long after its last session."),
         startupTimeoutSeconds: z.number().int().min(1).max(600).default(60).describe("Give up when the agent is not ready after this long."),
+        reconnectSeconds: z
+          .number()
+          .int()
+          .min(0)
+          .max(3600)
+          .default(60)
+          .describe(
+            "When the tunnel to an agent breaks (a reset port-forward, a laptop lid, a VPN reconnect), try again for this long, your process and debugger running on; the pod's app serves its traffic meanwhile. 0: end the session at once.",
+          ),
       })
       .prefault({})
       .describe("The in-cluster agent."),
+    inspector: z
+      .strictObject({
+        maskHeaders: z
+          .array(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, { message: "a header name: letters, digits and !#$%&'*+.^_`|~-" }))
+          .default([])
+          .describe("More headers whose values the request detail and \"Copy as curl\" mask (any case), besides Authorization, Proxy-Authorization, Cookie and Set-Cookie, which are always masked."),
+      })
+      .prefault({})
+      .describe("The request detail of the Sessions view and the CLI."),
   })
   .describe("Tether configuration");
 

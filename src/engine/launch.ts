@@ -9,6 +9,7 @@ import { existsSync } from "node:fs";
 import { debuggeeLimits } from "../config/debuggeeSupport";
 import { showRoutes, waitingText } from "../config/ports";
 import type { TetherConfig } from "../config/schema";
+import type { Log } from "../protocol/log";
 import { targetLabel } from "../config/target";
 import { DnsRelay } from "./dnsRelay";
 import { LocalListeners } from "./localListeners";
@@ -19,6 +20,8 @@ import { PodFiles } from "./podFiles";
 import { routingFromConfig } from "./routing";
 import { RuntimeServer } from "./runtimeServer";
 import { Session, type SessionOptions } from "./session";
+import { RoutingHeaderCheck } from "./routingHeaderCheck";
+import { localServices, servicesOf, type Shortcut } from "./localShortcut";
 import { TcpSplices } from "./tcpSplices";
 import { UdpForwarders } from "./udpForwarders";
 
@@ -33,7 +36,12 @@ export interface LaunchOptions extends SessionOptions {
   debuggee?: DebuggeeKind;
   /** Called when the debuggee listens and the pod port delivered to its local port was subscribed. */
   onSubscribed?: (pod: number, local: number) => void;
-  onSubscribeError?: (local: number, err: Error) => void;
+  /**
+   * Called when the pod ports delivered to `local` could not be subscribed; a refusal
+   * (isRefusal(err): another session holds them, or the configuration cannot take them) means the
+   * session cannot do what was asked, and the front end stops the debuggee.
+   */
+  onSubscribeError?: (route: { local: number; pods: number[] }, err: Error) => void;
   /** Called when nothing listens on the local port any more and the pod port went back to the pod's app. */
   onHandedBack?: (pod: number, local: number) => void;
   /** Called when a local port is already taken by another program as the session starts. */
@@ -55,6 +63,7 @@ export class Launch {
     private readonly runtimeBundle: string | undefined,
     /** The native layer, or why it is not there. */
     readonly native: NativeLayer | { unavailable: string },
+    private readonly services: { dispose(): void },
   ) {}
 
   static async start(options: LaunchOptions): Promise<Launch> {
@@ -68,12 +77,20 @@ export class Launch {
     const routing = routingFromConfig(config);
     const names = new NameMemory();
     const tcp = new TcpSplices(conn, log);
+    // a call to another service debugged in this process goes straight to its debuggee
+    const label = targetLabel(config.target);
+    const services = await registerServices(session, label, log);
+    const shortcut: Shortcut = (host, port, names) => {
+      const t = localServices.find(host, port, names, { sessionId: session.id, namespace: session.target?.namespace ?? "" });
+      if (t) session.tookShortcut(t.service, t.label, t.localPort);
+      return t;
+    };
     const udp = new UdpForwarders(conn, log, new DnsRelay(routing, names, log));
     const files = new PodFiles(conn, routing, config, () => session.hostname);
     let runtime: RuntimeServer | undefined;
     let native: NativeLayer | { unavailable: string } = { unavailable: nativeWhyNot ?? "" };
     try {
-      runtime = await RuntimeServer.start({ conn, routing, tcp, udp, files, names, log });
+      runtime = await RuntimeServer.start({ conn, routing, tcp, udp, files, names, log, shortcut });
       if (nativeWhyNot === undefined) {
         try {
           native = await NativeLayer.start(options.nativeDir!, runtime.clientEnv({ remoteFiles: files.paths("native"), hostname: session.hostname }), log);
@@ -86,6 +103,13 @@ export class Launch {
         log("warn", `the native layer is not active (${native.unavailable}); outgoing traffic goes through HTTP_PROXY/ALL_PROXY only, DNS and files stay local`, { tag: "native" });
       }
       const proxy = await LocalProxy.start(conn, routing, log);
+      // outgoing calls made while a stolen request is answered must carry the routing header
+      const check = new RoutingHeaderCheck(config.incoming.mode === "steal" ? config.incoming.httpFilter : undefined, () => session.answering, (call, missing) => {
+        if (session.warnRouting(call, missing)) log("warn", `${call}: an outgoing call made while answering a stolen request lacks ${missing}, so the service it reaches cannot route its own calls to you`, { tag: "session" });
+      });
+      tcp.onSpliced = (host, port, socket) => check.watch(host, port, socket);
+      proxy.outgoing = check;
+      proxy.shortcut = shortcut;
       let listeners: LocalListeners | undefined;
       const listens = (port: number) =>
         session.debuggeeListens(port).then(
@@ -93,7 +117,10 @@ export class Launch {
             if (pods.length) listeners?.expect(port); // its stop is seen even if it comes before the next look
             for (const pod of pods) options.onSubscribed?.(pod, port);
           },
-          (err: Error) => options.onSubscribeError?.(port, err),
+          (err: Error) => {
+            const pods = [...session.routes].filter(([pod, local]) => local === port && !session.ports.has(pod)).map(([pod]) => pod);
+            options.onSubscribeError?.({ local: port, pods }, err);
+          },
         );
       // the Node runtime and the native layer say at once; LocalListeners sees any program within LISTEN_POLL_MS
       runtime.on("listen", ({ port }: { port: number }) => void listens(port));
@@ -110,8 +137,9 @@ export class Launch {
         options.onPortTaken?.(port);
       });
       listeners.on("error", (err: Error) => log("warn", `cannot see which local ports accept connections: ${err.message}`, { tag: "session" }));
-      return new Launch(session, config, runtime, proxy, tcp, udp, files, listeners, runtimeBundle, native);
+      return new Launch(session, config, runtime, proxy, tcp, udp, files, listeners, runtimeBundle, native, services);
     } catch (err) {
+      services.dispose();
       await Promise.allSettled([runtime?.close(), "close" in native ? native.close() : undefined, tcp.close(), udp.close(), session.destroy(err as Error)]);
       throw err;
     }
@@ -175,10 +203,30 @@ export class Launch {
 
   close(): Promise<void> {
     this.closing ??= (async () => {
+      this.services.dispose();
       this.listeners.close();
       await Promise.allSettled([this.proxy.close(), this.runtime.close(), this.tcp.close(), this.udp.close()]);
       await Promise.allSettled([this.nativeLayer?.close(), this.session.close()]);
     })();
     return this.closing;
+  }
+}
+
+/**
+ * The Services that select the session's pod, offered to the other sessions of this process
+ * (localShortcut.ts) for the ports the debuggee listens on. Without the right to list Services
+ * there is no shortcut, only a line in the log.
+ */
+async function registerServices(session: Session, label: string, log: Log): Promise<{ dispose(): void }> {
+  if (!session.target?.pod) return { dispose: () => {} }; // targetless: no pod, no Service
+  const { namespace, pod } = session.target;
+  try {
+    const list = await session.cluster.core.listNamespacedService({ namespace });
+    const services = servicesOf(pod, list.items);
+    if (services.length) log("info", `local shortcut: calls from other sessions here to ${services.map((s) => s.name).join(", ")} reach this debuggee`, { tag: "session" });
+    return localServices.register({ sessionId: session.id, label, namespace, services, local: (podPort) => session.routes.get(podPort) });
+  } catch (err) {
+    log("info", `no local shortcut to ${label}: cannot list the Services of ${namespace}: ${(err as Error).message}`, { tag: "session" });
+    return { dispose: () => {} };
   }
 }

@@ -28,8 +28,9 @@ import type { PlacedAgent } from "../kube/agentPlacement";
 import { Cluster, isReady, newestReason, podStates, podsOf, podTarget, probesOf, readyPods, resolveWorkload, type ResolvedTarget, type Workload } from "../kube/cluster";
 import { PodWatch } from "../kube/podWatch";
 import type { DeclinedRequest, DeliveredRequest, IncomingConnection, IncomingDelivery, PassedRequest, StartedRequest } from "./incoming";
-import { PodLink, RELEASE_DRAIN_MS, type Subscribe } from "./podLink";
+import { PodLink, RELEASE_DRAIN_MS, type Reconnected, type Reconnecting, type Subscribe } from "./podLink";
 import { loadTlsMaterial } from "./tlsMaterial";
+import { replayToLocal } from "./replay";
 import { importEnv } from "./routing";
 
 export type Step = "resolving" | "waiting" | "starting agent" | "connecting" | "subscribing" | "ready";
@@ -60,8 +61,11 @@ export interface SessionStats {
   failures: number;
 }
 
-/** joining: its agent is being placed; ready: intercepting; leaving: its pod terminates; failed: see detail. */
-export type PodStateName = "joining" | "ready" | "leaving" | "left" | "failed";
+/**
+ * joining: its agent is being placed; ready: intercepting; reconnecting: its wire broke and is tried
+ * again (the pod's app serves meanwhile); leaving: its pod terminates; failed: see detail.
+ */
+export type PodStateName = "joining" | "ready" | "reconnecting" | "leaving" | "left" | "failed";
 
 /** One pod of the session, as the CLI and the Sessions view show it. */
 export interface PodState {
@@ -73,17 +77,56 @@ export interface PodState {
   detail?: string;
   /** Requests this pod's agent sent to the debuggee. */
   requests: number;
+  /** While reconnecting: the attempt under way (1, 2, ...). */
+  attempt?: number;
   since: number;
 }
+
+export type SessionReconnecting = Reconnecting & { pod: string };
+export type SessionReconnected = Reconnected & { pod: string };
 
 /** A delivered request, with the pod it came from. */
 export type SessionRequest = DeliveredRequest & { pod: string };
 
-/** One line of the session's recent traffic, with the pod it came from. */
-export type RecentEntry =
+/** A request on a subscribed port that the pod's app answered. */
+export interface PassedEntry {
+  passed: true;
+  method: string;
+  path: string;
+  port: number;
+  pod: string;
+  /** unmatched: no filter of this session took it; other-session: another session's did; declined: ours did, but nothing listened locally. */
+  reason: PassedRequest["reason"] | "declined";
+  /** Headers with secret values masked by the agent (v3 agents; declined requests: the engine's copy). */
+  rawHeaders?: string[];
+}
+
+type RecentLine =
   | SessionRequest
-  | { passed: true; method: string; path: string; port: number; pod: string }
+  | PassedEntry
   | { connection: true; mode: "steal" | "mirror"; port: number; localPort: number; peer: { address: string; port: number }; pod: string };
+
+/** One line of the session's recent traffic, with the pod it came from, numbered in arrival order. */
+export type RecentEntry = RecentLine & { seq: number; at: number };
+
+/** Calls of the debuggee that went straight to another service debugged here (localShortcut.ts). */
+export interface ShortcutUse {
+  /** "db:5432" */
+  service: string;
+  /** The session that took them ("demo/deployment/db") and its local port. */
+  to: string;
+  localPort: number;
+  calls: number;
+}
+
+/** An outgoing HTTP call the debuggee made while answering a stolen request, without the routing header. */
+export interface RoutingWarning {
+  /** "GET orders:8080/api/orders" */
+  call: string;
+  /** What it lacked: "baggage or a header matching ^x-user: alice$". */
+  missing: string;
+  at: number;
+}
 
 const RECENT_LIMIT = 200;
 /** A pod whose agent could not join is tried again after this long (while it stays ready). */
@@ -96,12 +139,22 @@ const WAIT_POLL_MS = 1_000;
 /**
  * Events: "request" (SessionRequest, or nothing when only the counts changed); "ports" when a pod port
  * is subscribed or handed back; "pod" (PodState) when a pod joins, becomes ready, fails or
- * leaves; "ended" (err?: Error) when no pod is left to intercept (the last agent went away).
+ * leaves; "reconnecting" (SessionReconnecting) before each attempt to bring a pod's broken wire back,
+ * "reconnected" (SessionReconnected) when it is back; "ended" (err?: Error) when no pod is left to
+ * intercept (the last agent went away, or could not be reached again); "routing-warning"
+ * (RoutingWarning) the first time an outgoing call lacks the routing header; "shortcut" (ShortcutUse)
+ * the first time a call goes straight to another service debugged here.
  */
 export class Session extends EventEmitter {
   readonly id = randomUUID();
   readonly stats: SessionStats = { connections: 0, mirrored: 0, requestsStolen: 0, requestsPassed: 0, probesPassed: 0, failures: 0 };
   readonly recent: RecentEntry[] = [];
+  private seq = 0;
+  private replaying = 0;
+  /** Outgoing calls without the routing header, each call once (RoutingHeaderCheck). */
+  readonly routingWarnings: RoutingWarning[] = [];
+  /** Local shortcuts taken, by service. */
+  readonly shortcuts = new Map<string, ShortcutUse>();
   /** Stolen HTTP requests the debuggee is still answering (a breakpoint holds them), by pod and wire stream. */
   readonly inFlight = new Map<string, StartedRequest & { pod: string }>();
   /** The primary pod (see the file's head). */
@@ -289,6 +342,15 @@ export class Session extends EventEmitter {
     return PodLink.join({ cluster: this.cluster, target, config, probes: this.probes, sessionId: this.id, client, log, ...(onStep ? { onStep } : {}) }).then((link) => {
       this.links.set(link.podName, link);
       link.once("closed", (err: Error) => this.linkLost(link, err));
+      const pod = link.podName;
+      link.on("reconnecting", (r: Reconnecting) => {
+        this.setState(pod, { state: "reconnecting", attempt: r.attempt, detail: r.error.message });
+        this.emit("reconnecting", { ...r, pod } satisfies SessionReconnecting);
+      });
+      link.on("reconnected", (r: Reconnected) => {
+        this.setState(pod, { state: "ready", detail: `reconnected after ${(r.ms / 1000).toFixed(1)} s` });
+        this.emit("reconnected", { ...r, pod } satisfies SessionReconnected);
+      });
       return link;
     });
   }
@@ -381,13 +443,15 @@ export class Session extends EventEmitter {
   }
 
   /**
-   * No link left: the session ends, at once for a single pod; for every replica, when no pod joined
-   * within agent.startupTimeoutSeconds (a rollout that replaces every pod at once).
+   * No link left: the session ends, at once for a single pod or when the last one could not reconnect;
+   * for every replica, when no pod joined within agent.startupTimeoutSeconds (a rollout that replaces
+   * every pod at once).
    */
   private afterLoss(err?: Error): void {
     if (this.links.size > 0 || this.ending) return;
     const ended = err ?? new TetherError("CONNECTION_CLOSED", `no pod of ${this.workload.kind}/${this.workload.name} is left to intercept`);
-    if (!this.fanOut) return void this.emit("ended", ended);
+    // a pod whose wire could not come back had its chance (agent.reconnectSeconds): no wait for another
+    if (!this.fanOut || TetherError.is(err, "RECONNECT_FAILED")) return void this.emit("ended", ended);
     if (this.orphanTimer) return;
     this.orphanTimer = setTimeout(() => {
       this.orphanTimer = undefined;
@@ -405,6 +469,7 @@ export class Session extends EventEmitter {
     const old = this.states.get(pod);
     const next: PodState = { pod, requests: old?.requests ?? 0, ...old, primary: this.primary?.podName === pod, ...change, since: old?.state === change.state ? old.since : Date.now() };
     if (!change.detail && change.state !== old?.state) delete next.detail;
+    if (change.state !== "reconnecting") delete next.attempt;
     this.states.set(pod, next);
     this.emit("pod", next);
   }
@@ -443,13 +508,14 @@ export class Session extends EventEmitter {
       if (probe) this.stats.probesPassed++;
       else {
         this.stats.requestsPassed++;
-        this.remember({ passed: true, method: p.method, path: p.path, port: p.port, pod });
+        this.remember({ passed: true, method: p.method, path: p.path, port: p.port, pod, reason: p.reason, ...(p.rawHeaders ? { rawHeaders: p.rawHeaders } : {}) });
       }
       this.emit("request");
     });
     delivery.on("declined", (d: DeclinedRequest) => {
       this.stats.requestsPassed++;
-      this.remember({ passed: true, method: d.method, path: d.path, port: d.port, pod });
+      this.remember({ passed: true, method: d.method, path: d.path, port: d.port, pod, reason: "declined", ...(d.rawHeaders ? { rawHeaders: d.rawHeaders } : {}) });
+      this.emit("request");
     });
     delivery.on("failure", () => this.stats.failures++);
   }
@@ -535,9 +601,61 @@ export class Session extends EventEmitter {
     return next;
   }
 
-  private remember(entry: RecentEntry): void {
+  private remember(line: RecentLine): void {
+    const entry = { ...line, seq: ++this.seq, at: Date.now() } as RecentEntry;
     this.recent.push(entry);
     if (this.recent.length > RECENT_LIMIT) this.recent.shift();
+  }
+
+  /** The session's effective configuration. */
+  get config(): TetherConfig {
+    return this.options.config;
+  }
+
+  /** A recent entry by its number (undefined once it scrolled out of the last RECENT_LIMIT). */
+  entry(seq: number): RecentEntry | undefined {
+    return this.recent.find((e) => e.seq === seq);
+  }
+
+  /**
+   * Sends a recorded stolen request again to the local app (replay.ts); listed as a replay, not
+   * counted as stolen. Resolves when the local app's answer ended (a breakpoint holds it).
+   */
+  async replay(seq: number): Promise<SessionRequest> {
+    const e = this.entry(seq);
+    if (!e || !("status" in e)) throw new TetherError("NOT_FOUND", `request ${seq} is not among the recent stolen requests`);
+    this.replaying++;
+    const done = await replayToLocal(e.record, { port: e.port, localPort: e.localPort, tls: this.options.config.incoming.tls?.local === "tls" && e.tls !== undefined }).finally(() => this.replaying--);
+    const withPod: SessionRequest = { ...done, pod: e.pod };
+    this.remember(withPod);
+    this.emit("request", withPod);
+    return withPod;
+  }
+
+  /** Whether the debuggee is answering a stolen (or replayed) request right now. */
+  get answering(): boolean {
+    return this.inFlight.size > 0 || this.replaying > 0;
+  }
+
+  /** Records a call that went straight to another local debuggee; emits "shortcut" (ShortcutUse) the first time for a service. */
+  tookShortcut(service: string, to: string, localPort: number): void {
+    const use = this.shortcuts.get(service);
+    if (use) use.calls++;
+    else {
+      const first: ShortcutUse = { service, to, localPort, calls: 1 };
+      this.shortcuts.set(service, first);
+      this.emit("shortcut", first);
+    }
+    this.emit("request");
+  }
+
+  /** Records an outgoing call without the routing header; true the first time that call is seen. */
+  warnRouting(call: string, missing: string): boolean {
+    if (this.routingWarnings.some((w) => w.call === call)) return false;
+    const w: RoutingWarning = { call, missing, at: Date.now() };
+    this.routingWarnings.push(w);
+    this.emit("routing-warning", w);
+    return true;
   }
 
   private stopWatching(): void {

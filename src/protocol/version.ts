@@ -14,6 +14,7 @@ export const TETHER_VERSION = "0.1.0";
 //      `incoming.subscribe.tls`.
 //      Batch frames (frame.ts): one WebSocket message per turn of the event loop, carrying data,
 //      control messages and binary credit in order.
+//      `session.linger` (the agent waits for a session whose wire broke to come back).
 
 export const PROTOCOL_VERSION = 3;
 export const MIN_PROTOCOL_VERSION = 1;

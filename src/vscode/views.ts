@@ -4,10 +4,10 @@
 // writes nothing. Sessions shows live counts and the recent requests of each running session.
 import * as vscode from "vscode";
 import { podToLocal, showRoutes, waitingText } from "../config/ports";
-import type { DeliveredRequest } from "../engine/incoming";
+import { loadEngine } from "./lazy";
 import type { TetherConfig } from "../config/schema";
 import type { ConfigStore } from "./store";
-import type { ActiveSession, SessionManager } from "./sessions";
+import { linkStatus, type ActiveSession, type SessionManager } from "./sessions";
 
 export interface Row {
   label: string;
@@ -171,13 +171,7 @@ function tlsDescription(inc: TetherConfig["incoming"]): string {
   return [source, t.clientCa ? "mTLS" : undefined, t.local === "tls" ? "TLS to your app" : "plain to your app"].filter(Boolean).join(" · ");
 }
 
-const GRPC_STATUS = ["OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"];
 
-/** "200 · 3 ms · stolen", "gRPC OK · 12 ms · HTTP/2 · TLS · stolen". */
-function stolenDescription(r: DeliveredRequest): string {
-  const status = r.grpc ? `gRPC ${GRPC_STATUS[r.grpc.status] ?? r.grpc.status}` : String(r.status);
-  return [status, `${r.durationMs ?? r.latencyMs} ms`, r.protocol === "h2" ? "HTTP/2" : undefined, r.tls ? "TLS" : undefined, "stolen"].filter(Boolean).join(" · ");
-}
 
 export class OutgoingProvider extends ConfigRowsProvider {
   protected configRows(config: TetherConfig): Row[] {
@@ -250,12 +244,39 @@ export class SessionsProvider extends RowsProvider {
     const d = session.delivery;
     const now = Date.now();
     const recent = [...session.recent].reverse().slice(0, 50);
-    const recentRows: Row[] = recent.map((r, i) => {
-      const id = `${s.id}.r${recent.length - i}`;
-      if ("connection" in r) return { label: `${r.mode === "mirror" ? "copy of" : "connection from"} ${r.peer.address}:${r.peer.port}`, description: `pod ${r.port} -> local ${r.localPort}`, icon: r.mode === "mirror" ? "mirror" : "plug", id };
-      if ("passed" in r) return { label: `${r.method} ${r.path}`, description: "passed to the pod", icon: "arrow-right", id };
-      return { label: `${r.method} ${r.path}`, description: stolenDescription(r), icon: "debug-stackframe", id };
+    const recentRows: Row[] = recent.map((r) => {
+      // each opens its detail (vscode/inspector.ts); the row's argument names the request
+      const common = { id: `${s.id}.r${r.seq}`, arg: { session: s.id, seq: r.seq }, command: { command: "tether.showRequest", title: "Show Request" }, ...loadEngine().entryLine(r) };
+      if ("connection" in r) return { ...common, icon: r.mode === "mirror" ? "mirror" : "plug" };
+      if ("passed" in r) return { ...common, icon: "arrow-right", contextValue: "tether.request.passed" };
+      return { ...common, icon: r.replay ? "debug-restart" : "debug-stackframe", contextValue: "tether.request.stolen" };
     });
+    const shortcuts = [...session.shortcuts.values()];
+    const shortcutRow: Row[] = shortcuts.length
+      ? [
+          {
+            label: "Local shortcuts",
+            description: String(shortcuts.length),
+            icon: "arrow-swap",
+            id: `${s.id}.shortcuts`,
+            tooltip: "Calls to another service debugged in this window went straight to its local process, not to the cluster",
+            children: shortcuts.map((u) => ({ label: u.service, description: `→ ${u.to} on local :${u.localPort} · ${u.calls} call${u.calls > 1 ? "s" : ""}`, icon: "debug-alt", id: `${s.id}.shortcut.${u.service}` })),
+          },
+        ]
+      : [];
+    const warnings = session.routingWarnings;
+    const warningRow: Row[] = warnings.length
+      ? [
+          {
+            label: "Routing header",
+            description: `${warnings.length} call${warnings.length > 1 ? "s" : ""} without it`,
+            icon: "warning",
+            id: `${s.id}.routing`,
+            tooltip: "Outgoing HTTP calls your app made while answering a stolen request, without the routing header: the service they reach cannot route its own downstream requests to you",
+            children: warnings.map((w) => ({ label: w.call, description: `lacks ${w.missing}`, tooltip: `lacks ${w.missing}`, icon: "warning", id: `${s.id}.routing.${w.call}` })),
+          },
+        ]
+      : [];
     const inFlight: Row[] = [...session.inFlight.values()].map((r) => ({
       label: `${r.method} ${r.path}`,
       description: `in your app for ${Math.round((now - r.since) / 1000)} s`,
@@ -267,6 +288,7 @@ export class SessionsProvider extends RowsProvider {
     const pod = session.target ? `${session.target.podName}${session.target.readyPods > 1 ? ` (1 of ${session.target.readyPods} replicas)` : ""}` : "?";
     // every replica: one row per pod with its state; the primary carries outgoing traffic, DNS and files
     const pods = session.pods;
+    const link = linkStatus(s);
     const podRow: Row =
       pods.length > 1
         ? {
@@ -278,13 +300,13 @@ export class SessionsProvider extends RowsProvider {
             collapsed: true, // the pods' rows on demand: the counts and recent requests stay in view
             children: pods.map((p) => ({
               label: p.pod,
-              description: `${p.state}${p.primary ? " · outgoing, DNS, files" : ""} · ${p.requests} stolen`,
-              icon: p.state === "ready" ? "pass" : p.state === "failed" ? "error" : "loading~spin",
+              description: `${p.state === "reconnecting" ? `reconnecting (attempt ${p.attempt ?? 1})…` : p.state}${p.primary ? " · outgoing, DNS, files" : ""} · ${p.requests} stolen`,
+              icon: p.state === "ready" ? "pass" : p.state === "failed" ? "error" : p.state === "reconnecting" ? "sync~spin" : "loading~spin",
               tooltip: p.detail,
               id: `${s.id}.pod.${p.pod}`,
             })),
           }
-        : { label: "Pod", description: pod, icon: "server", id: `${s.id}.pod`, tooltip: session.target?.reason };
+        : { label: "Pod", description: `${pod}${link ? ` · ${link}` : ""}`, icon: link?.startsWith("reconnecting") ? "sync~spin" : "server", id: `${s.id}.pod`, tooltip: pods[0]?.detail ?? session.target?.reason };
     // one count per row, so a narrow sidebar cuts a label, never a number
     const count = (label: string, n: number, icon: string, tooltip: string): Row => ({ label, description: String(n), icon, tooltip, id: `${s.id}.count.${label}` });
     const counts = [
@@ -296,7 +318,7 @@ export class SessionsProvider extends RowsProvider {
     ];
     return {
       label: s.label,
-      description: `${s.mode}${inFlight.length ? ` · ${inFlight.length} in flight` : ""}`,
+      description: `${s.mode}${link ? ` · ${link}` : ""}${inFlight.length ? ` · ${inFlight.length} in flight` : ""}`,
       icon: "debug-alt",
       contextValue: "tether.session",
       arg: s.id,
@@ -307,6 +329,8 @@ export class SessionsProvider extends RowsProvider {
         { label: "Ports", description: ports, icon: "plug", id: `${s.id}.ports` },
         ...(inFlight.length ? [{ label: "In flight", description: String(inFlight.length), icon: "debug-pause", id: `${s.id}.inflight`, children: inFlight }] : []),
         ...counts,
+        ...warningRow,
+        ...shortcutRow,
         { label: "Recent", description: recent.length ? undefined : "none yet", icon: "history", id: `${s.id}.recent.${recent.length ? "some" : "none"}`, children: recentRows },
       ],
     };
