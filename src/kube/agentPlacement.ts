@@ -124,6 +124,9 @@ async function runningAgent(cluster: Cluster, namespace: string, podName: string
   try {
     token = (await readSecretKeys(cluster, namespace, secret, [TOKEN_KEY]))[TOKEN_KEY];
   } catch (err) {
+    // its placing session ended (and took the Secret with it): the agent drains its last connections
+    // and exits; a new agent waits for the agent port meanwhile (awaitAgentPort), so place one
+    if (TetherError.is(err, "NOT_FOUND")) return undefined;
     throw new TetherError(TetherError.is(err, "FORBIDDEN") ? "FORBIDDEN" : "NOT_FOUND", `${busy}; joining it needs its token: ${(err as Error).message}`, { cause: err });
   }
   if (!token || sha256(token) !== env("TETHER_AGENT_TOKEN_SHA256")) throw new TetherError("NOT_FOUND", `${busy}; Secret ${secret} does not hold its token`);
