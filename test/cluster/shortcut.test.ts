@@ -12,7 +12,7 @@ import { Launch } from "../../src/engine/launch";
 import { localServices } from "../../src/engine/localShortcut";
 import { requireNetns } from "../support/netns";
 import { playgroundNetns, startPlaygroundProcess, type PlaygroundProcess } from "../support/playground";
-import { freePort } from "../e2e/scenarios";
+import { freePort } from "../support/ports";
 
 const RUNTIME = resolve(__dirname, "../../dist/runtime.js");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -15,6 +15,9 @@ import { join, resolve } from "node:path";
 import { failures, KeepAliveClient, KEEP_ALIVE_CLIENT, type KeepAliveResult } from "../support/keepAliveClient";
 import { DEFAULT_AGENT_IMAGE, imagePullAdvice } from "../../src/config/agentImage";
 import { makePki } from "../support/testPki";
+import { freePort } from "../support/ports";
+// re-exported for the files that took it from here before it moved to test/support/ports.ts
+export { freePort };
 import { apiServerOf, kubeconfigThrough, TunnelRelay } from "../support/tunnelRelay";
 
 const CLI = resolve(__dirname, "../../dist/cli.js");
@@ -46,16 +49,6 @@ export interface E2eCluster {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-/** A port nothing listens on now (the kernel's choice): a random one collided with busy machines' sockets (EADDRINUSE). */
-export const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 
 type Result = { status: number | null; stdout: string; stderr: string };
 
@@ -440,7 +433,7 @@ export const scenarios: Scenario[] = [
   },
   {
     name: "filtered steal: only requests with the header reach the debuggee; a second session joins the same agent; the pod's spec holds no token",
-    async run({ startExec, podIpOf, answers, fromClientPod, assertPodClean, kubectl, jsonpath }, cluster) {
+    async run({ startExec, podIpOf, answers, fromClientPod, assertPodClean, kubectl, jsonpath, cli }, cluster) {
       const port = await freePort();
       const app = `require("http").createServer((q, s) => s.end("filtered " + q.url)).listen(${port}, "127.0.0.1")`;
       const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--http-header", "^x-debug: me$", "-p", `${port}:8080`], [process.execPath, "-e", app]);
@@ -487,9 +480,15 @@ export const scenarios: Scenario[] = [
         await runExec.exited;
       }
       await assertPodClean(runExec.pod!);
-      // the session that shared the token removed its Secret when it ended
+      // the Secret lives as long as the agent's container entry: owned by the pod, removed by the next
+      // placement in the pod once its agent has exited
+      const owner = await jsonpath(["secret", "-n", "demo", secret], "{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}");
+      assert.equal(owner, `Pod/${runExec.pod}`);
+      const next = await cli(["exec", "-n", "demo", "-t", `pod/${runExec.pod}`, "--", "true"]);
+      assert.equal(next.status, 0, next.stderr);
       const gone = await kubectl(["get", "secret", "-n", "demo", secret]);
       assert.match(gone.stderr, /NotFound|not found/i, gone.stdout + gone.stderr);
+      await assertPodClean(runExec.pod!);
     },
   },
   {
@@ -717,6 +716,7 @@ export const scenarios: Scenario[] = [
       const limited = await cli(["exec", "--context", cluster.limitedContext, "-n", "demo", "-t", `pod/${apiPod}`, "--", "true"]);
       assert.equal(limited.status, 1, limited.stderr);
       assert.match(limited.stderr, /forbidden.*cannot patch resource "pods\/ephemeralcontainers"/i);
+      assert.match(limited.stderr, /`tether doctor` .* lists every permission a session needs/, "what to do next");
       // a compliant pod in the restricted namespace: the agent's capabilities are what is refused
       const manifest = join(cluster.stateDir, "web.json");
       writeFileSync(manifest, JSON.stringify({

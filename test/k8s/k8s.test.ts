@@ -11,7 +11,8 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { resolve, join } from "node:path";
 import { mirrorLatency } from "../e2e/mirrorLatency";
 import { nativeScenarios } from "../e2e/native";
-import { e2eTools, freePort, listens, runScenarios, STOLEN_APP, type E2eCluster, type E2eTools } from "../e2e/scenarios";
+import { e2eTools, listens, runScenarios, STOLEN_APP, type E2eCluster, type E2eTools } from "../e2e/scenarios";
+import { freePort } from "../support/ports";
 import { AGENT_IMAGE, APPS_IMAGE, DNS_IP, NODE_NAME, startCluster, type Cluster } from "./cluster";
 
 const CLI = resolve(__dirname, "../../dist/cli.js");
