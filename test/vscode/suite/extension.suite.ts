@@ -157,6 +157,8 @@ describe("Tether in a real VS Code", () => {
     assert.ok(ok, `the launch started (${api.sessions.lastError ?? ""})`);
     const s = [...api.sessions.sessions.values()].at(-1); // the session this launch started
     try {
+      // ready before the debuggee runs: the line said at ready (log, Debug Console) names the wait
+      assert.match(s!.summary, new RegExp(`waiting for your app to listen on :${port}`), s!.summary);
       // LocalListeners sees the Python server listen (no runtime reports it), then pod 8080 is stolen
       await until(`pod 8080 to be stolen for local ${port}`, () => s!.launch.session.ports.get(8080) === port);
       const clientIp = s!.launch.session.target.pod.status!.podIP!;
