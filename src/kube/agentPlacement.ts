@@ -22,6 +22,8 @@ export const AGENT_PORT = 47_800;
 export const AGENT_CAPABILITIES = ["NET_ADMIN", "NET_RAW", "SYS_PTRACE", "SETGID"];
 /** Key of the token in the Secret that lets later sessions join a running agent. */
 const TOKEN_KEY = "token";
+/** How long a session starting right after another waits for that one's agent to exit. */
+const EXITING_AGENT_WAIT_MS = 15_000;
 
 export interface PlacementOptions {
   mode: "ephemeral" | "job";
@@ -124,10 +126,24 @@ async function runningAgent(cluster: Cluster, namespace: string, podName: string
   try {
     token = (await readSecretKeys(cluster, namespace, secret, [TOKEN_KEY]))[TOKEN_KEY];
   } catch (err) {
+    // its placing session deletes the Secret as it ends, and the agent exits with its last session:
+    // a session started right after (a restart, the next F5) waits for it to go and places its own
+    if (TetherError.is(err, "NOT_FOUND") && (await agentExited(cluster, namespace, podName, last.name))) return undefined;
     throw new TetherError(TetherError.is(err, "FORBIDDEN") ? "FORBIDDEN" : "NOT_FOUND", `${busy}; joining it needs its token: ${(err as Error).message}`, { cause: err });
   }
   if (!token || sha256(token) !== env("TETHER_AGENT_TOKEN_SHA256")) throw new TetherError("NOT_FOUND", `${busy}; Secret ${secret} does not hold its token`);
   return { name: last.name, token };
+}
+
+/** Whether the pod's agent container `name` stops running within EXITING_AGENT_WAIT_MS. */
+async function agentExited(cluster: Cluster, namespace: string, podName: string, name: string): Promise<boolean> {
+  const deadline = Date.now() + EXITING_AGENT_WAIT_MS;
+  for (;;) {
+    const pod = await cluster.core.readNamespacedPod({ namespace, name: podName }).catch(() => undefined);
+    if (!pod?.status?.ephemeralContainerStatuses?.find((s) => s.name === name)?.state?.running) return true;
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }
 
 /**
