@@ -22,8 +22,6 @@ export const AGENT_PORT = 47_800;
 export const AGENT_CAPABILITIES = ["NET_ADMIN", "NET_RAW", "SYS_PTRACE", "SETGID"];
 /** Key of the token in the Secret that lets later sessions join a running agent. */
 const TOKEN_KEY = "token";
-/** How long a session starting right after another waits for that one's agent to exit. */
-const EXITING_AGENT_WAIT_MS = 15_000;
 
 export interface PlacementOptions {
   mode: "ephemeral" | "job";
@@ -54,7 +52,7 @@ export interface PlacedAgent {
   reused: boolean;
   /** Where the agent's own log is: pods/log of this pod and container. */
   logs: { namespace: string; pod: string; container: string };
-  /** Removes what the placement created (the job pod, the Secret sharing the token); the ephemeral agent exits by itself. */
+  /** Removes what the placement created (the job pod); the ephemeral agent exits by itself. */
   dispose(): Promise<void>;
 }
 
@@ -113,8 +111,14 @@ async function runningAgent(cluster: Cluster, namespace: string, podName: string
     return undefined; // placing a new agent reports what is wrong with the pod
   }
   const running = new Set((pod.status?.ephemeralContainerStatuses ?? []).filter((s) => s.state?.running).map((s) => s.name));
-  const last = (pod.spec?.ephemeralContainers ?? []).filter((c) => c.name.startsWith("tether-agent-") && running.has(c.name)).at(-1);
-  if (!last) return undefined;
+  const agents = (pod.spec?.ephemeralContainers ?? []).filter((c) => c.name.startsWith("tether-agent-"));
+  const last = agents.filter((c) => running.has(c.name)).at(-1);
+  if (!last) {
+    // the Secrets of agents that have exited are no longer needed: at most one is left per pod
+    const stale = agents.map((c) => c.env?.find((e) => e.name === "TETHER_AGENT_TOKEN_SECRET")?.value).filter((n): n is string => !!n);
+    await Promise.all(stale.map((name) => cluster.core.deleteNamespacedSecret({ namespace, name }).catch(() => undefined)));
+    return undefined;
+  }
   const env = (name: string) => last.env?.find((e) => e.name === name)?.value;
   const clear = env("TETHER_AGENT_TOKEN");
   if (clear) return { name: last.name, token: clear };
@@ -126,30 +130,19 @@ async function runningAgent(cluster: Cluster, namespace: string, podName: string
   try {
     token = (await readSecretKeys(cluster, namespace, secret, [TOKEN_KEY]))[TOKEN_KEY];
   } catch (err) {
-    // its placing session deletes the Secret as it ends, and the agent exits with its last session:
-    // a session started right after (a restart, the next F5) waits for it to go and places its own
-    if (TetherError.is(err, "NOT_FOUND") && (await agentExited(cluster, namespace, podName, last.name))) return undefined;
+    // its placing session ended (and took the Secret with it): the agent drains its last connections
+    // and exits; a new agent waits for the agent port meanwhile (awaitAgentPort), so place one
+    if (TetherError.is(err, "NOT_FOUND")) return undefined;
     throw new TetherError(TetherError.is(err, "FORBIDDEN") ? "FORBIDDEN" : "NOT_FOUND", `${busy}; joining it needs its token: ${(err as Error).message}`, { cause: err });
   }
   if (!token || sha256(token) !== env("TETHER_AGENT_TOKEN_SHA256")) throw new TetherError("NOT_FOUND", `${busy}; Secret ${secret} does not hold its token`);
   return { name: last.name, token };
 }
 
-/** Whether the pod's agent container `name` stops running within EXITING_AGENT_WAIT_MS. */
-async function agentExited(cluster: Cluster, namespace: string, podName: string, name: string): Promise<boolean> {
-  const deadline = Date.now() + EXITING_AGENT_WAIT_MS;
-  for (;;) {
-    const pod = await cluster.core.readNamespacedPod({ namespace, name: podName }).catch(() => undefined);
-    if (!pod?.status?.ephemeralContainerStatuses?.find((s) => s.name === name)?.state?.running) return true;
-    if (Date.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
 /**
- * Shares the agent's token with later sessions: a Secret owned by the pod (deleted with it, and by
- * the placing session when it ends). Undefined when the user may not create Secrets: the agent then
- * serves this session only.
+ * Shares the agent's token with later sessions: a Secret owned by the pod (deleted with it, or by
+ * the placement that finds the agent exited). Undefined when the user may not create Secrets: the
+ * agent then serves this session only.
  */
 async function shareToken(cluster: Cluster, target: ResolvedTarget, agentName: string, token: string): Promise<string | undefined> {
   const { namespace, podName } = target;
@@ -189,6 +182,10 @@ async function placeEphemeral(cluster: Cluster, target: ResolvedTarget, o: Place
   }
   const name = `tether-agent-${randomBytes(3).toString("hex")}`;
   const secret = await shareToken(cluster, target, name, o.token);
+  // Only when the agent did not start: a running agent outlives this session (its other sessions,
+  // the grace a broken session has to come back, the drain of the connections it stole), and a
+  // session that starts meanwhile joins it through the Secret. The Secret goes with the pod, or when
+  // a later placement finds the agent gone.
   const dispose = async () => {
     if (secret) await cluster.core.deleteNamespacedSecret({ namespace, name: secret }).catch(() => undefined);
   };
@@ -233,7 +230,7 @@ async function placeEphemeral(cluster: Cluster, target: ResolvedTarget, o: Place
     await dispose();
     throw err;
   }
-  return { podName, namespace, port: AGENT_PORT, token: o.token, reused: false, description: `ephemeral container ${name}`, logs: { namespace, pod: podName, container: name }, dispose };
+  return { podName, namespace, port: AGENT_PORT, token: o.token, reused: false, description: `ephemeral container ${name}`, logs: { namespace, pod: podName, container: name }, dispose: async () => {} };
 }
 
 async function placeJob(cluster: Cluster, target: ResolvedTarget, o: PlacementOptions): Promise<PlacedAgent> {

@@ -11,6 +11,7 @@ import { dirname, join } from "node:path";
 import * as vscode from "vscode";
 import type { TetherApi } from "../../../src/extension";
 import { freePort } from "../../support/ports";
+import { apiServerOf, kubeconfigThrough, TunnelRelay } from "../../support/tunnelRelay";
 
 const folder = vscode.workspace.workspaceFolders![0]!;
 const ws = folder.uri.fsPath;
@@ -203,6 +204,44 @@ describe("Tether in a real VS Code", () => {
       await vscode.debug.stopDebugging();
     }
     await until("the session to end with the debug session", () => api.sessions.sessions.size === 0, 30_000);
+  });
+
+  it("a broken tunnel: the status bar and the Sessions view say reconnecting (attempt n)…, then reconnected; one that stays away ends the session", async () => {
+    // the engine reaches the API server through a relay this test breaks
+    const relay = await TunnelRelay.start(apiServerOf(e2e.kubeconfig));
+    const kubeconfig = kubeconfigThrough(e2e.kubeconfig, relay, join(ws, "..", `relay-${relay.port}.kubeconfig`));
+    const port = await freePort();
+    writeConfig({ kubeconfig, target: { path: "pod/client", namespace: "demo" }, incoming: { mode: "steal", ports: [8080], portMapping: [[port, 8080]] }, agent: { reconnectSeconds: 20 } });
+    const sessionRow = async () => {
+      const [row] = (await api.sessionsView.getChildren()) ?? [];
+      return { row, pod: row?.children?.find((c) => c.label === "Pod") };
+    };
+    try {
+      const ok = await vscode.debug.startDebugging(folder, { type: "node", request: "launch", name: "reconnect", program: join(ws, "server.js"), env: { PORT: String(port) }, tether: {} });
+      assert.ok(ok, `the launch started (${api.sessions.lastError ?? ""})`);
+      const [s] = [...api.sessions.sessions.values()];
+      await until(`pod 8080 to be stolen for local ${port}`, () => s!.launch.session.ports.get(8080) === port);
+      // no byte through the tunnel: the heartbeats find out within seconds, and every attempt hangs until its own timeout
+      relay.block();
+      await until("the status bar to say reconnecting", () => /^\$\(sync~spin\) Tether: reconnecting \(attempt \d+\)…$/.test(api.status.text), 30_000);
+      const during = await sessionRow();
+      assert.match(String(during.row?.description), /^steal · reconnecting \(attempt \d+\)…/);
+      assert.match(String(during.pod?.description), /^client · reconnecting \(attempt \d+\)…$/);
+      assert.equal(during.pod?.icon, "sync~spin");
+      relay.unblock();
+      await until("the status bar to say reconnected", () => api.status.text === "$(plug) Tether: demo/pod/client · reconnected", 60_000);
+      assert.match(String((await sessionRow()).row?.description), /^steal · reconnected/);
+      // js-debug names its child session "server.js [pid] « reconnect"
+      assert.match(vscode.debug.activeDebugSession?.name ?? "", /« reconnect$/, "the debug session ran on through the break");
+      assert.ok(api.sessions.sessions.has(s!.id), "the Tether session ran on through the break");
+      // a tunnel that does not come back: after agent.reconnectSeconds the session ends (with an error notification)
+      await relay.close();
+      await until("the session to end", () => api.sessions.sessions.size === 0, 60_000);
+    } finally {
+      await relay.close();
+      await vscode.debug.stopDebugging();
+      for (const s of api.sessions.sessions.values()) await api.sessions.stop(s.id, "test over");
+    }
   });
 
   it("the status bar: off, on with the target and the mode, a configuration error", async () => {
