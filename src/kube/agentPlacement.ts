@@ -114,8 +114,9 @@ async function runningAgent(cluster: Cluster, namespace: string, podName: string
   const agents = (pod.spec?.ephemeralContainers ?? []).filter((c) => c.name.startsWith("tether-agent-"));
   const last = agents.filter((c) => running.has(c.name)).at(-1);
   if (!last) {
-    // the Secrets of agents that have exited are no longer needed: at most one is left per pod
-    const stale = agents.map((c) => c.env?.find((e) => e.name === "TETHER_AGENT_TOKEN_SECRET")?.value).filter((n): n is string => !!n);
+    // the Secrets of agents that have exited are no longer needed (not of one still starting)
+    const exited = new Set((pod.status?.ephemeralContainerStatuses ?? []).filter((s) => s.state?.terminated).map((s) => s.name));
+    const stale = agents.filter((c) => exited.has(c.name)).map((c) => c.env?.find((e) => e.name === "TETHER_AGENT_TOKEN_SECRET")?.value).filter((n): n is string => !!n);
     await Promise.all(stale.map((name) => cluster.core.deleteNamespacedSecret({ namespace, name }).catch(() => undefined)));
     return undefined;
   }
