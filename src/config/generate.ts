@@ -59,6 +59,7 @@ export function readmeTable(): string {
       const def = n.defaultDescription ?? (n.default === undefined ? "" : `\`${JSON.stringify(n.default)}\``);
       rows.push(`| \`${key}\` | ${n.properties ? "object" : typeOf(n)} | ${def} | ${(n.description ?? "").replace(/\|/g, "\\|")} |`);
       if (n.properties) walk(n.properties, `${key}.`);
+      else if (n.type === "array" && n.items?.properties) walk(n.items.properties, `${key}[].`);
     }
   };
   walk(schema.properties ?? {}, "");

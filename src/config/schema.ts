@@ -3,16 +3,21 @@
 import { z } from "zod";
 import { httpFilterSchema } from "../protocol/httpFilter";
 import { parseAddress } from "./address";
+import { hasEffect, parseIngressMatch } from "./disruption";
 import { DEFAULT_AGENT_IMAGE } from "./agentImage";
 import { TARGET_PATH_PATTERN, TARGET_PATH_HELP } from "./target";
 
-const address = z.string().superRefine((value, ctx) => {
-  try {
-    parseAddress(value);
-  } catch (err) {
-    ctx.addIssue({ code: "custom", message: (err as Error).message });
-  }
-});
+/** A string `parse` accepts; its error message is the issue's. */
+const parsed = (parse: (value: string) => unknown) =>
+  z.string().superRefine((value, ctx) => {
+    try {
+      parse(value);
+    } catch (err) {
+      ctx.addIssue({ code: "custom", message: (err as Error).message });
+    }
+  });
+
+const address = parsed(parseAddress);
 
 const addressFilter = z.union([
   z.strictObject({ local: z.array(address).describe("These go from your machine; everything else through the cluster.") }),
@@ -20,6 +25,41 @@ const addressFilter = z.union([
 ]);
 
 const port = z.number().int().min(1).max(65535);
+
+const ingressMatch = parsed(parseIngressMatch);
+
+const percent = z.number().min(0).max(100);
+const ruleCommon = {
+  name: z.string().min(1).optional().describe("How views and logs call the rule; default: the rule in its one-line form."),
+  enabled: z.boolean().default(true).describe("Whether the rule applies from the start (the Outgoing and Traffic views switch it on and off while debugging)."),
+  latencyMs: z.number().int().min(0).max(600_000).optional(),
+  jitterMs: z.number().int().min(0).max(600_000).optional().describe("Each delay varies by up to this much either way (uniformly), never below 0."),
+  bandwidthKBps: z.number().positive().optional(),
+};
+
+const egressRule = z
+  .strictObject({
+    match: z.array(address).optional().describe("Destinations [tcp|udp://][host|ip|cidr][:port], as in outgoing filters; default: everything the cluster carries."),
+    ...ruleCommon,
+    latencyMs: ruleCommon.latencyMs.describe("Added to each connection's setup and to everything your process sends (the round trip grows by this much)."),
+    dropPercent: percent.optional().describe("TCP: this share of new connections is black-holed (no answer; your process's own timeout, else ETIMEDOUT after ~2 min). UDP: this share of datagrams is lost."),
+    bandwidthKBps: ruleCommon.bandwidthKBps.describe("Caps each matching connection (each direction) and UDP flow to this many kilobytes (1000 bytes) per second."),
+    refusePercent: percent.optional().describe("This share of new TCP connections is refused (ECONNREFUSED)."),
+    resetAfterBytes: z.number().int().min(0).optional().describe("A TCP connection is reset (ECONNRESET) once this many bytes passed, both directions counted."),
+    dnsFailure: z.enum(["notfound", "servfail"]).optional().describe("Names matching the rule fail to resolve: notfound (NXDOMAIN, ENOTFOUND) or servfail (SERVFAIL, EAI_AGAIN)."),
+  })
+  .refine(hasEffect, { message: "give at least one effect: latencyMs, dropPercent, bandwidthKBps, refusePercent, resetAfterBytes or dnsFailure" });
+
+const ingressRule = z
+  .strictObject({
+    match: z.array(ingressMatch).optional().describe('Pod ports, ":8080" or "tcp://:8080" (incoming traffic is TCP); default: every intercepted port.'),
+    ...ruleCommon,
+    latencyMs: ruleCommon.latencyMs.describe("Stolen or mirrored traffic reaches your local app this much later (each HTTP request, each chunk of a TCP connection)."),
+    dropPercent: percent.optional().describe("This share of connections (TCP) or requests (HTTP filter) is never delivered: the client gets no answer."),
+    resetPercent: percent.optional().describe("This share of connections or requests is reset: the client sees its connection reset."),
+    bandwidthKBps: ruleCommon.bandwidthKBps.describe("Caps each delivered connection or HTTP/1 exchange (each direction) to this many kilobytes (1000 bytes) per second."),
+  })
+  .refine(hasEffect, { message: "give at least one effect: latencyMs, dropPercent, resetPercent or bandwidthKBps" });
 
 /** Where a PEM comes from: a local file, or "secret:NAME" (a Secret in the target's namespace). */
 const pemSource = z.string().min(1);
@@ -134,6 +174,13 @@ export const configSchema = z
       })
       .prefault({})
       .describe("The in-cluster agent."),
+    disruption: z
+      .strictObject({
+        egress: z.array(egressRule).default([]).describe("Rules for what your process sends through the cluster (connections, datagrams, DNS)."),
+        ingress: z.array(ingressRule).default([]).describe("Rules for stolen or mirrored traffic on its way to your local app."),
+      })
+      .prefault({})
+      .describe("Network disruption of your process's own traffic, applied where Tether carries it (nothing else in the cluster is touched)."),
   })
   .describe("Tether configuration");
 

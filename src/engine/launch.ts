@@ -10,6 +10,7 @@ import { debuggeeLimits } from "../config/debuggeeSupport";
 import { showRoutes, waitingText } from "../config/ports";
 import type { TetherConfig } from "../config/schema";
 import { targetLabel } from "../config/target";
+import { Disruption } from "./disruption";
 import { DnsRelay } from "./dnsRelay";
 import { LocalListeners } from "./localListeners";
 import { LocalProxy } from "./localProxy";
@@ -61,18 +62,20 @@ export class Launch {
     const { config, log } = options;
     const runtimeBundle = options.runtimeBundle && existsSync(options.runtimeBundle) ? options.runtimeBundle : undefined;
     const nativeWhyNot = options.nativeDir ? await NativeLayer.unavailable(options.nativeDir) : "no native layer was given";
+    // the rules switched on and off while the session runs (the views), shared by both directions
+    const disruption = options.disruption ?? new Disruption(config.disruption);
     // whatever the program, a port is subscribed once it listens (LocalListeners sees any of them)
-    const session = await Session.start({ ...options, incomingOnListen: true });
+    const session = await Session.start({ ...options, disruption, incomingOnListen: true });
     const conn = () => session.conn!;
     const routing = routingFromConfig(config);
     const names = new NameMemory();
-    const tcp = new TcpSplices(conn, log);
-    const udp = new UdpForwarders(conn, log, new DnsRelay(routing, names, log));
+    const tcp = new TcpSplices(conn, log, disruption);
+    const udp = new UdpForwarders(conn, log, new DnsRelay(routing, names, log, disruption), disruption);
     const files = new PodFiles(conn, routing, config, () => session.hostname);
     let runtime: RuntimeServer | undefined;
     let native: NativeLayer | { unavailable: string } = { unavailable: nativeWhyNot ?? "" };
     try {
-      runtime = await RuntimeServer.start({ conn, routing, tcp, udp, files, names, log });
+      runtime = await RuntimeServer.start({ conn, routing, tcp, udp, files, names, log, disruption });
       if (nativeWhyNot === undefined) {
         try {
           native = await NativeLayer.start(options.nativeDir!, runtime.clientEnv({ remoteFiles: files.paths("native"), hostname: session.hostname }), log);

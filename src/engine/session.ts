@@ -15,6 +15,7 @@ import { placeAgent, type PlacedAgent } from "../kube/agentPlacement";
 import { Cluster, probesOf, resolveTarget, type ResolvedTarget } from "../kube/cluster";
 import { openPortForward } from "../kube/portForward";
 import { openAgentWire } from "./agentWire";
+import { Disruption } from "./disruption";
 import { IncomingDelivery, type DeliveredRequest, type IncomingConnection, type StartedRequest } from "./incoming";
 import { loadTlsMaterial } from "./tlsMaterial";
 import type { SubscribeTls } from "../protocol/messages";
@@ -33,6 +34,8 @@ export interface SessionOptions {
   incomingOnListen?: boolean;
   /** Called as each step starts (and "ready" at the end), with the time since start. */
   onStep?: (step: Step, detail: string, elapsedMs: number) => void;
+  /** Disruption rules (config.disruption, switched live): ingress rules act on delivery. */
+  disruption?: Disruption;
 }
 
 export interface SessionStats {
@@ -88,11 +91,15 @@ export class Session extends EventEmitter {
   private tls?: SubscribeTls;
   private ending?: Promise<void>;
 
+  /** The session's disruption rules, as the views switch them (config.disruption). */
+  readonly disruption: Disruption;
+
   private constructor(
     readonly cluster: Cluster,
     private readonly options: SessionOptions,
   ) {
     super();
+    this.disruption = options.disruption ?? new Disruption(options.config.disruption);
   }
 
   static async start(options: SessionOptions): Promise<Session> {
@@ -167,7 +174,7 @@ export class Session extends EventEmitter {
         }
         this.tls = await loadTlsMaterial(config.incoming.tls, this.cluster, this.target.namespace);
       }
-      this.delivery = new IncomingDelivery(conn, { podToLocal: this.candidates, localTls: config.incoming.tls?.local === "tls" });
+      this.delivery = new IncomingDelivery(conn, { podToLocal: this.candidates, localTls: config.incoming.tls?.local === "tls", disruption: this.disruption });
       this.delivery.on("connection", (c: IncomingConnection) => {
         this.stats.connections++;
         if (c.mode === "mirror") this.stats.mirrored++;
