@@ -3,6 +3,7 @@
 import { spawn } from "node:child_process";
 import { basename, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { parseDisruptionRule } from "../config/disruption";
 import { parsePortPair, showRoute, waitingText } from "../config/ports";
 import { parseTargetPath, targetPath } from "../config/target";
 import { readConfigFile, readProjectConfig, resolveConfig, type ConfigSource } from "../config/load";
@@ -21,7 +22,11 @@ const USAGE = `usage:
   tether exec   [-f CONFIG] [-t KIND/NAME] [-n NS] [--context C] [--kubeconfig P]
                 [--steal | --mirror] [--http-header RE] [--http-path RE] [--http-method M]
                 [--tls-secret NAME | --tls-cert FILE --tls-key FILE] [--tls-client-ca FILE|secret:NAME]
-                [--tls-local] [-p LOCAL:REMOTE]... -- COMMAND [ARGS...]
+                [--tls-local] [-p LOCAL:REMOTE]...
+                [--disrupt-egress "MATCH EFFECT..."]... [--disrupt-ingress ":PORT EFFECT..."]... -- COMMAND [ARGS...]
+                  egress effects: latency=200ms jitter=50ms drop=10% bandwidth=64KB/s refuse[=30%]
+                                  reset-after=4KB dns=notfound|servfail   (MATCH as in outgoing filters)
+                  ingress effects: latency=300ms jitter=50ms drop=5% reset[=5%] bandwidth=1MB/s
   tether doctor [-t KIND/NAME] [-n NS] [--context C] [--kubeconfig P] [--job] [--probe-image IMAGE]
   tether --version`;
 
@@ -93,6 +98,8 @@ async function exec(argv: string[]): Promise<number> {
       "tls-client-ca": { type: "string" },
       "tls-local": { type: "boolean" },
       port: { type: "string", short: "p", multiple: true },
+      "disrupt-egress": { type: "string", multiple: true },
+      "disrupt-ingress": { type: "string", multiple: true },
     },
     strict: true,
   });
@@ -119,9 +126,20 @@ async function exec(argv: string[]): Promise<number> {
     ...(values["tls-client-ca"] ? { clientCa: values["tls-client-ca"] } : {}),
     ...(values["tls-local"] ? { local: "tls" } : {}),
   };
+  const rules = (kind: "egress" | "ingress", specs: string[] | undefined) =>
+    (specs ?? []).map((spec) => {
+      try {
+        return parseDisruptionRule(kind as "egress", spec);
+      } catch (err) {
+        throw new UsageError(`--disrupt-${kind} ${(err as Error).message}`);
+      }
+    });
+  const egress = rules("egress", values["disrupt-egress"]);
+  const ingress = rules("ingress", values["disrupt-ingress"]);
   sources.push({
     name: "flags",
     value: {
+      ...(egress.length || ingress.length ? { disruption: { ...(egress.length ? { egress } : {}), ...(ingress.length ? { ingress } : {}) } } : {}),
       ...(values.target ? { target: values.namespace ? { path: values.target, namespace: values.namespace } : values.target } : {}),
       ...(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {}),
       ...(values.context ? { context: values.context } : {}),
@@ -173,6 +191,8 @@ async function exec(argv: string[]): Promise<number> {
     child.once("exit", (c, signal) => done(c ?? 128 + (signal === "SIGKILL" ? 9 : signal === "SIGINT" ? 2 : 15)));
   });
   await launch.close();
+  // what each disruption rule did, for the run that just ended
+  for (const r of session.disruption.rules) process.stderr.write(`tether: disruption ${r.kind} "${r.label}": ${r.counts}\n`);
   return code;
 }
 

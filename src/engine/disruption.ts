@@ -45,6 +45,18 @@ export class DisruptionRule {
     this.match = (config.match ?? []).map(kind === "ingress" ? parseIngressMatch : parseAddress);
     this.enabled = config.enabled ?? true;
   }
+
+  /** What it did, in words: "touched 12 (3 refused, 1 reset)". */
+  get counts(): string {
+    const what = this.kind === "ingress" ? "connections or requests" : "connections, flows or lookups";
+    const parts = [
+      this.refused ? `${this.refused} refused` : "",
+      this.dropped ? `${this.dropped} ${this.kind === "egress" ? "dropped (connections, datagrams)" : "dropped"}` : "",
+      this.reset ? `${this.reset} reset` : "",
+      this.failedLookups ? `${this.failedLookups} lookups failed` : "",
+    ].filter(Boolean);
+    return `touched ${this.touched} ${what}${parts.length ? ` (${parts.join(", ")})` : ""}`;
+  }
 }
 
 /** What the rules matching one connection (or flow, or request) do to it, read live. */

@@ -162,6 +162,7 @@ export class Launch {
       outgoing,
       config.dns.enabled ? "DNS in the pod" : "DNS local",
       `${Object.keys(session.env).length} env variables from the pod`,
+      session.disruption.any ? `disruption: ${session.disruption.rules.map((r) => `${r.kind} "${r.label}"${r.enabled ? "" : " (off)"}`).join(", ")}` : "",
       debuggeeLimits(kind === "node" ? "node" : this.nativeLayer ? "native" : "proxy"),
     ]
       .filter(Boolean)

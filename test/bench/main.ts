@@ -13,6 +13,7 @@ import { parseArgs } from "node:util";
 import { pod, startCluster } from "./benchCluster";
 import { FULL, QUICK, type BenchContext } from "./benchContext";
 import { bundleFigures } from "./bundleFigures";
+import { egressFigures } from "./egressFigures";
 import { jsonReport, markdownTable, meets, type Figure } from "./figures";
 import { interceptFigures } from "./interceptFigures";
 import { leakFigures } from "./leakFigures";
@@ -32,6 +33,7 @@ const SCENARIOS: Record<string, (ctx: BenchContext) => Promise<Figure[]>> = {
   leaks: leakFigures,
   mirror: mirrorFigures,
   grpc: grpcFigures,
+  egress: egressFigures,
 };
 
 /** Round trips of the link to the cluster's API server: every scenario runs at each (link.ts). */
@@ -45,7 +47,7 @@ async function main(): Promise<number> {
     strict: true,
   });
   if (values.help) {
-    process.stdout.write("usage: npm run bench -- [--quick] [--json FILE] [--only steal,outgoing,intercept,leaks,mirror,grpc]\n");
+    process.stdout.write("usage: npm run bench -- [--quick] [--json FILE] [--only steal,outgoing,intercept,leaks,mirror,grpc,egress]\n");
     return 0;
   }
   if (process.getuid?.() !== 0) throw new Error("the bench needs root: the playground's pods are network namespaces");

@@ -6,6 +6,8 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { requireNetns } from "../support/netns";
 import { playgroundNetns, startPlaygroundProcess, type PlaygroundProcess } from "../support/playground";
+import { disruptionScenarios } from "../e2e/disruption";
+import { egressScenarios } from "../e2e/egress";
 import { nativeScenarios } from "../e2e/native";
 import { runScenarios, type E2eCluster } from "../e2e/scenarios";
 
@@ -30,6 +32,7 @@ describe("tether end to end on the playground", requireNetns(), () => {
       limitedContext: "playground-limited",
       apiContainer: { image: "playground/api" },
       grpcContainer: { image: "playground/grpc" },
+      pongContainer: { image: "playground/pong" },
       podNetns: async (namespace, pod) => `/run/netns/${playgroundNetns(prefix, await podIp(namespace, pod))}`,
     };
   });
@@ -44,4 +47,6 @@ describe("tether end to end on the playground", requireNetns(), () => {
 
   runScenarios(() => cluster);
   nativeScenarios(() => cluster);
+  egressScenarios(() => cluster);
+  disruptionScenarios(() => cluster);
 });

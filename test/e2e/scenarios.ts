@@ -31,6 +31,8 @@ export interface E2eCluster {
   readonly apiContainer: { image: string; args?: string[] };
   /** A container running the sample gRPC app (playground/apps/grpc.js). */
   readonly grpcContainer: { image: string; args?: string[] };
+  /** A container running the egress proof's target (playground/apps/pong.js). */
+  readonly pongContainer: { image: string; args?: string[] };
   /** A pod's network namespace as a path nsenter --net= takes. */
   podNetns(namespace: string, pod: string): Promise<string>;
 }

@@ -20,7 +20,7 @@ export function buildImages(workDir: string, opts: { pauseBinary: string; agentI
   const agent = buildAgentImage(workDir, opts.agentImage, { base });
 
   const appsLayer = new Rootfs(join(workDir, "apps-layer"), base);
-  for (const app of ["api", "db", "client", "grpc"]) appsLayer.put(`app/${app}.js`, readFileSync(join(REPO, `playground/apps/${app}.js`)));
+  for (const app of ["api", "db", "client", "grpc", "pong"]) appsLayer.put(`app/${app}.js`, readFileSync(join(REPO, `playground/apps/${app}.js`)));
   appsLayer.put("app/dns.js", readFileSync(opts.dnsBundle));
   const appsDir = join(workDir, "apps");
   mkdirSync(appsDir, { recursive: true });

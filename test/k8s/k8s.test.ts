@@ -9,6 +9,8 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { resolve, join } from "node:path";
+import { disruptionScenarios } from "../e2e/disruption";
+import { egressScenarios } from "../e2e/egress";
 import { nativeScenarios } from "../e2e/native";
 import { e2eTools, runScenarios, type E2eCluster, type E2eTools } from "../e2e/scenarios";
 import { AGENT_IMAGE, APPS_IMAGE, DNS_IP, NODE_NAME, startCluster, type Cluster } from "./cluster";
@@ -50,6 +52,7 @@ describe("tether against a real single-node Kubernetes", { skip: skipReason ?? f
       limitedContext: "tether-k8s-limited",
       apiContainer: { image: APPS_IMAGE, args: ["/app/api.js"] },
       grpcContainer: { image: APPS_IMAGE, args: ["/app/grpc.js"] },
+      pongContainer: { image: APPS_IMAGE, args: ["/app/pong.js"] },
       // through the host PID of the pod's first container (containerd knows it)
       podNetns: async (ns, pod) => `/proc/${cluster.containerPid(await t.jsonpath(["pod", "-n", ns, pod], "{.status.containerStatuses[0].containerID}"))}/ns/net`,
     };
@@ -105,4 +108,6 @@ describe("tether against a real single-node Kubernetes", { skip: skipReason ?? f
 
   runScenarios(() => e2e);
   nativeScenarios(() => e2e);
+  egressScenarios(() => e2e);
+  disruptionScenarios(() => e2e);
 });
