@@ -27,7 +27,7 @@ export class Metrics {
   constructor() {
     this.define("tether_sessions", "gauge", "Sessions connected to this agent.");
     this.define("tether_connections_total", "counter", "Connections on subscribed ports, by what happened to them (stolen whole, read request by request as http, mirrored, passed whole).");
-    this.define("tether_requests_total", "counter", "HTTP requests on filtered ports, by outcome (stolen, passed, probe).");
+    this.define("tether_requests_total", "counter", "HTTP requests on stolen ports, by outcome (stolen, passed, probe; declined: matched, but the debuggee did not listen, so the app got it).");
     this.define("tether_filter_matches_total", "counter", "HTTP requests that matched a session's filter.");
     this.define("tether_bytes_total", "counter", "Bytes carried for sessions, by direction (to_session, from_session).");
     this.define("tether_time_to_intercept_ms", "gauge", "The agent's part of time_to_intercept: from a port subscription to the first connection redirected to the agent.");

@@ -4,7 +4,7 @@ import { spawn } from "node:child_process";
 import { basename, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { parseDisruptionRule } from "../config/disruption";
-import { parsePortPair, showRoute, waitingText } from "../config/ports";
+import { parsePortList, parsePortPair, showRoute, waitingText } from "../config/ports";
 import { parseTargetPath, targetPath } from "../config/target";
 import { readConfigFile, readProjectConfig, resolveConfig, type ConfigSource } from "../config/load";
 import { Cluster } from "../kube/cluster";
@@ -13,6 +13,7 @@ import { TetherError } from "../protocol/error";
 import { TETHER_VERSION } from "../protocol/version";
 import type { Log } from "../protocol/log";
 import { Launch } from "../engine/launch";
+import type { PodState } from "../engine/session";
 import { nativeDirNextTo } from "../engine/nativeDir";
 import { doctor, probeImage } from "../kube/doctor";
 
@@ -22,7 +23,8 @@ const USAGE = `usage:
   tether exec   [-f CONFIG] [-t KIND/NAME] [-n NS] [--context C] [--kubeconfig P]
                 [--steal | --mirror] [--http-header RE] [--http-path RE] [--http-method M]
                 [--tls-secret NAME | --tls-cert FILE --tls-key FILE] [--tls-client-ca FILE|secret:NAME]
-                [--tls-local] [-p LOCAL:REMOTE]...
+                [--tls-local] [-p LOCAL:REMOTE]... [--ports P,P...] [--ignore-ports P,P...]
+                [--replicas all|one]
                 [--disrupt-egress "MATCH EFFECT..."]... [--disrupt-ingress ":PORT EFFECT..."]... -- COMMAND [ARGS...]
                   egress effects: latency=200ms jitter=50ms drop=10% bandwidth=64KB/s refuse[=30%]
                                   reset-after=4KB dns=notfound|servfail   (MATCH as in outgoing filters)
@@ -98,6 +100,9 @@ async function exec(argv: string[]): Promise<number> {
       "tls-client-ca": { type: "string" },
       "tls-local": { type: "boolean" },
       port: { type: "string", short: "p", multiple: true },
+      ports: { type: "string" },
+      "ignore-ports": { type: "string" },
+      replicas: { type: "string" },
       "disrupt-egress": { type: "string", multiple: true },
       "disrupt-ingress": { type: "string", multiple: true },
     },
@@ -118,6 +123,18 @@ async function exec(argv: string[]): Promise<number> {
     ...(values["http-header"] ? { header: values["http-header"] } : {}),
     ...(values["http-path"] ? { path: values["http-path"] } : {}),
     ...(values["http-method"] ? { method: values["http-method"] } : {}),
+  };
+  const portList = (flag: "ports" | "ignore-ports") => {
+    try {
+      return values[flag] === undefined ? undefined : parsePortList(values[flag]);
+    } catch (err) {
+      throw new UsageError(`--${flag} ${(err as Error).message}`);
+    }
+  };
+  const ports = {
+    ...(values.ports !== undefined ? { ports: portList("ports") } : {}),
+    ...(values["ignore-ports"] !== undefined ? { ignorePorts: portList("ignore-ports") } : {}),
+    ...(values.replicas !== undefined ? { replicas: values.replicas } : {}),
   };
   const tls = {
     ...(values["tls-secret"] ? { secret: values["tls-secret"] } : {}),
@@ -143,7 +160,7 @@ async function exec(argv: string[]): Promise<number> {
       ...(values.target ? { target: values.namespace ? { path: values.target, namespace: values.namespace } : values.target } : {}),
       ...(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {}),
       ...(values.context ? { context: values.context } : {}),
-      ...(values.steal || values.mirror || Object.keys(filter).length || values.port || Object.keys(tls).length
+      ...(values.steal || values.mirror || Object.keys(filter).length || values.port || Object.keys(tls).length || Object.keys(ports).length
         ? {
             incoming: {
               // no --steal/--mirror: the configuration's rule decides (a filter alone means steal)
@@ -151,6 +168,7 @@ async function exec(argv: string[]): Promise<number> {
               ...(Object.keys(filter).length ? { httpFilter: filter } : {}),
               ...(Object.keys(tls).length ? { tls } : {}),
               ...(values.port ? { portMapping: values.port.map(parsePortMapping) } : {}),
+              ...ports,
             },
           }
         : {}),
@@ -183,12 +201,19 @@ async function exec(argv: string[]): Promise<number> {
   const forward = (signal: NodeJS.Signals) => child.kill(signal);
   for (const s of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(s, forward);
   session.on("ended", (err: Error) => process.stderr.write(`tether: the session ended: ${err.message}\n`));
+  // every pod of the session, then each change (a rollout or scale-up adds pods, terminating ones leave)
+  const showPod = (p: PodState) => `${p.pod} ${p.state}${p.primary ? " (outgoing, DNS, files)" : ""}${p.detail && p.state !== "ready" ? `: ${p.detail}` : ""}`;
+  process.stderr.write(`tether: pods: ${session.pods.map(showPod).join("; ")}\n`);
+  session.on("pod", (p: PodState) => process.stderr.write(`tether: pod ${showPod(p)}\n`));
   const code = await new Promise<number>((done) => {
     child.once("error", (err) => {
       process.stderr.write(`tether: cannot run ${command[0]}: ${err.message}\n`);
       done(127);
     });
-    child.once("exit", (c, signal) => done(c ?? 128 + (signal === "SIGKILL" ? 9 : signal === "SIGINT" ? 2 : 15)));
+    child.once("exit", (c, signal) => {
+      log("info", `the command exited (${signal ?? `code ${c}`})`);
+      done(c ?? 128 + (signal === "SIGKILL" ? 9 : signal === "SIGINT" ? 2 : 15));
+    });
   });
   await launch.close();
   // what each disruption rule did, for the run that just ended
