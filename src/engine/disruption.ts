@@ -16,7 +16,7 @@ import { EventEmitter } from "node:events";
 import type { Socket } from "node:net";
 import { Transform, type Duplex, type TransformCallback } from "node:stream";
 import { matchesAnyAddress, parseAddress, type AddressRule } from "../config/address";
-import { disruptionLabel, parseIngressMatch, type DisruptionKind } from "../config/disruption";
+import { disruptionLabel, formatDisruptionRule, parseIngressMatch, type DisruptionKind } from "../config/disruption";
 import type { TetherConfig } from "../config/schema";
 
 type EgressConfig = TetherConfig["disruption"]["egress"][number];
@@ -28,6 +28,8 @@ export class DisruptionRule {
   readonly label: string;
   readonly match: AddressRule[];
   enabled: boolean;
+  /** No longer in the configuration (reconcile): off, its counts kept. */
+  removed = false;
   /** Connections, UDP flows, requests or lookups this rule changed. */
   touched = 0;
   /** Of those, refused, black-holed or lost (datagrams count one by one), reset, failed lookups. */
@@ -44,6 +46,11 @@ export class DisruptionRule {
     this.label = disruptionLabel(config);
     this.match = (config.match ?? []).map(kind === "ingress" ? parseIngressMatch : parseAddress);
     this.enabled = config.enabled ?? true;
+  }
+
+  /** What makes two configured rules the same one: kind, name and effects (not whether it is on). */
+  static key(kind: DisruptionKind, config: AnyRule): string {
+    return `${kind}|${config.name ?? ""}|${formatDisruptionRule(config)}`;
   }
 
   /** What it did, in words: "touched 12 (3 refused, 1 reset)". */
@@ -174,6 +181,39 @@ export class Disruption extends EventEmitter {
     if (rule.enabled === on) return;
     rule.enabled = on;
     this.emit("changed", rule);
+  }
+
+  /**
+   * Follows an edited configuration while the session runs (the views edit .tether/config.json): a
+   * configured rule that is already here (same kind, name and effects) takes its on/off state; a new
+   * one is added, for what opens from now on; one no longer configured is switched off, its counts kept.
+   */
+  reconcile(config: TetherConfig["disruption"]): void {
+    const left = new Set(this.rules);
+    const wanted = [...config.egress.map((r) => ["egress", r] as const), ...config.ingress.map((r) => ["ingress", r] as const)];
+    for (const [kind, r] of wanted) {
+      const key = DisruptionRule.key(kind, r);
+      const same = [...left].find((x) => DisruptionRule.key(x.kind, x.config) === key);
+      if (same) {
+        left.delete(same);
+        if (same.removed) {
+          same.removed = false;
+          this.emit("changed", same);
+        }
+        this.setEnabled(same, r.enabled);
+        continue;
+      }
+      const added = new DisruptionRule(kind, this.rules.filter((x) => x.kind === kind).length, r);
+      this.rules.push(added);
+      this.emit("changed", added);
+    }
+    for (const gone of left) {
+      if (!gone.removed) {
+        gone.removed = true;
+        this.emit("changed", gone);
+      }
+      this.setEnabled(gone, false);
+    }
   }
 
   /** The egress rules whose match covers a connection or datagram to host:port (names: what resolved to host). */
