@@ -22,6 +22,8 @@ export interface TetherApi {
   store: ConfigStore;
   targets: TargetsProvider;
   status: StatusBar;
+  /** The rows the Outgoing, Traffic and Sessions views draw (the extension-host suite reads them). */
+  views: { outgoing: OutgoingProvider; traffic: TrafficProvider; sessions: SessionsProvider };
   /** Our cost: evaluating the bundle plus running activate(), in milliseconds. */
   activationMs: number;
 }
@@ -36,6 +38,8 @@ export function activate(context: vscode.ExtensionContext): TetherApi {
   sessions = new SessionManager(store, log, context.extensionPath, channel);
   const targets = new TargetsProvider(store);
   const sessionsView = new SessionsProvider(sessions);
+  const traffic = new TrafficProvider(store);
+  const outgoing = new OutgoingProvider(store);
   const agentLogs = new AgentLogs(sessions);
   const commands = createCommands({ store, sessions, targets, agentLogs, channel, log });
   const status = new StatusBar(store, sessions);
@@ -47,8 +51,8 @@ export function activate(context: vscode.ExtensionContext): TetherApi {
     status,
     new ConfigDiagnostics(store, log),
     vscode.window.registerTreeDataProvider("tether.targets", targets),
-    new TrafficProvider(store).createView("tether.traffic"),
-    new OutgoingProvider(store).createView("tether.outgoing"),
+    traffic.createView("tether.traffic"),
+    outgoing.createView("tether.outgoing"),
     vscode.window.registerTreeDataProvider("tether.sessions", sessionsView),
     sessionsView,
     agentLogs,
@@ -60,7 +64,7 @@ export function activate(context: vscode.ExtensionContext): TetherApi {
   const activateMs = performance.now() - activateStart;
   const activationMs = loadMs + activateMs;
   log("info", `Tether activated in ${activationMs.toFixed(1)} ms (bundle evaluation ${loadMs.toFixed(1)} ms + activate() ${activateMs.toFixed(1)} ms)`);
-  return { sessions, store, targets, status, activationMs };
+  return { sessions, store, targets, status, views: { outgoing, traffic, sessions: sessionsView }, activationMs };
 }
 
 /**

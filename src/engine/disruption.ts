@@ -13,7 +13,7 @@
 // Each rule counts the connections (flows, requests, lookups) it changed. Events: "changed" when a
 // rule is switched, "touched" (throttled by the views) when a count grew.
 import { EventEmitter } from "node:events";
-import type { Socket } from "node:net";
+import { isIP, type Socket } from "node:net";
 import { Transform, type Duplex, type TransformCallback } from "node:stream";
 import { matchesAnyAddress, parseAddress, type AddressRule } from "../config/address";
 import { disruptionLabel, formatDisruptionRule, parseIngressMatch, type DisruptionKind } from "../config/disruption";
@@ -222,6 +222,23 @@ export class Disruption extends EventEmitter {
     return new RuleSet(hit, this);
   }
 
+  /**
+   * A new outgoing TCP connection to host:port, before it is opened in the pod: fails as the rules say
+   * (a failing name: ENOTFOUND/EAI_AGAIN; refused: ECONNREFUSED, as errors carrying `errno`), is
+   * black-holed ("dropped"), or waits for the latency of its SYN; resolves with its rules.
+   */
+  async admit(host: string, port: number, names: string[] = []): Promise<RuleSet | "dropped"> {
+    const dns = isIP(host) ? undefined : this.lookup(host);
+    if (dns) throw disrupted(dns === "notfound" ? "ENOTFOUND" : "EAI_AGAIN", `resolving ${host}`);
+    const rules = this.egress("tcp", host, port, names);
+    if (rules.empty) return rules;
+    if (rules.draw("refusePercent")) throw disrupted("ECONNREFUSED", `connecting to ${host}:${port}`);
+    if (rules.draw("dropPercent")) return "dropped";
+    const delay = rules.delayMs(); // the SYN is late: so is the whole setup
+    if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+    return rules;
+  }
+
   /** The ingress rules for traffic stolen or mirrored on a pod port. */
   ingress(port: number): RuleSet {
     const hit = this.rules.filter((r) => r.kind === "ingress" && (r.match.length === 0 || matchesAnyAddress(r.match, "tcp", "", port)));
@@ -248,6 +265,11 @@ export class Disruption extends EventEmitter {
       this.emit("touched");
     }, 250).unref();
   }
+}
+
+/** An error carrying the errno the debuggee sees (the runtime server answers with it). */
+function disrupted(errno: string, message: string): Error {
+  return Object.assign(new Error(`${errno} ${message} (disruption rule)`), { errno });
 }
 
 /** How long a reset waits after the last allowed bytes reached the kernel, so the peer reads them before the RST. */

@@ -88,7 +88,7 @@ export class Launch {
       if (options.nativeDir && "unavailable" in native && options.debuggee !== "node") {
         log("warn", `the native layer is not active (${native.unavailable}); outgoing traffic goes through HTTP_PROXY/ALL_PROXY only, DNS and files stay local`, { tag: "native" });
       }
-      const proxy = await LocalProxy.start(conn, routing, log);
+      const proxy = await LocalProxy.start(conn, routing, log, disruption);
       let listeners: LocalListeners | undefined;
       const listens = (port: number) =>
         session.debuggeeListens(port).then(

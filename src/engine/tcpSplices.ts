@@ -24,11 +24,6 @@ export interface Splice {
 /** A connection a disruption rule black-holes: no pod connection, the debuggee's connect never completes. */
 export const DROPPED = { dropped: true } as const;
 
-/** An error carrying the errno the debuggee sees (the runtime server answers with it). */
-function disrupted(errno: string, message: string): Error {
-  return Object.assign(new Error(`${errno} ${message} (disruption rule)`), { errno });
-}
-
 export class TcpSplices {
   /** Listeners not claimed yet, each with what gives it up. */
   private readonly waiting = new Map<net.Server, () => void>();
@@ -48,17 +43,10 @@ export class TcpSplices {
    * `names`: what resolved to host, for the disruption rules' matches.
    */
   async open(host: string, port: number, family: 4 | 6 = 4, names: string[] = []): Promise<Splice | typeof DROPPED> {
-    const dns = net.isIP(host) ? undefined : this.disruption.lookup(host);
-    if (dns) throw disrupted(dns === "notfound" ? "ENOTFOUND" : "EAI_AGAIN", `resolving ${host}`);
-    const rules = this.disruption.egress("tcp", host, port, names);
-    if (!rules.empty) {
-      if (rules.draw("refusePercent")) throw disrupted("ECONNREFUSED", `connecting to ${host}:${port}`);
-      if (rules.draw("dropPercent")) {
-        this.log("debug", "outgoing connection black-holed", { tag: "disruption", host, port });
-        return DROPPED;
-      }
-      const delay = rules.delayMs(); // the SYN is late: so is the whole setup
-      if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+    const rules = await this.disruption.admit(host, port, names);
+    if (rules === "dropped") {
+      this.log("debug", "outgoing connection black-holed", { tag: "disruption", host, port });
+      return DROPPED;
     }
     let agent;
     try {

@@ -163,4 +163,74 @@ test("the DNS relay answers a name a rule fails with NXDOMAIN or SERVFAIL, befor
   assert.equal(buildAnswer(query("x"), parseQuestion(query("x"))!, undefined, 5, 2)[3]! & 0x0f, 2);
 });
 
+test("a rule switched off ends its delay on a connection already open; switched on, it delays again (mocked clock)", async (t) => {
+  const d = new Disruption(config({ egress: [{ match: ["db"], latencyMs: 5000 }] }));
+  const server = net.createServer((s) => s.on("data", (b) => s.write(b))); // echo
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const front = net.createServer((local) => {
+    const upstream = net.connect((server.address() as net.AddressInfo).port, "127.0.0.1");
+    pipeBoth(local, upstream, undefined, d.egress("tcp", "db", 5432).through(() => resetSocket(local, upstream)));
+  });
+  await new Promise<void>((r) => front.listen(0, "127.0.0.1", r));
+  const client = net.connect((front.address() as net.AddressInfo).port, "127.0.0.1");
+  await once(client, "connect");
+  t.after(() => {
+    mock.timers.reset();
+    client.destroy();
+    server.close();
+    front.close();
+  });
+  let got = "";
+  client.on("data", (b) => (got += b));
+  // real I/O turns, no clock: what is not held arrives within them
+  const turns = async (n = 200) => {
+    for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+  };
+  const settle = async (want: string) => {
+    for (let i = 0; i < 50 && got !== want; i++) await turns(20);
+  };
+  mock.timers.enable({ apis: ["setTimeout", "Date"] });
+  client.write("a");
+  await turns();
+  assert.equal(got, "", "held for the latency");
+  mock.timers.tick(5000);
+  await settle("a");
+  assert.equal(got, "a", "released once the latency passed");
+  d.setEnabled(d.rules[0]!, false);
+  client.write("b");
+  await settle("ab");
+  assert.equal(got, "ab", "off: through at once, on the same connection");
+  d.setEnabled(d.rules[0]!, true);
+  client.write("c");
+  await turns();
+  assert.equal(got, "ab", "on again: held");
+  mock.timers.tick(5000);
+  await settle("abc");
+  assert.equal(got, "abc");
+  assert.equal(d.rules[0]!.touched, 1, "one connection touched");
+});
+
+test("reconcile follows an edited configuration: same rule keeps its counts, new ones are added, removed ones switched off", () => {
+  const d = new Disruption(config({ egress: [{ match: ["db"], latencyMs: 10 }, { refusePercent: 5 }], ingress: [{ match: [":8080"], dropPercent: 1 }] }));
+  const [db, refuse, drop] = d.rules;
+  db!.touched = 7;
+  const events: string[] = [];
+  d.on("changed", (r) => events.push(`${r.label}:${r.enabled}${r.removed ? ":removed" : ""}`));
+  d.reconcile(config({ egress: [{ match: ["db"], latencyMs: 10, enabled: false }, { match: ["api"], dnsFailure: "notfound" }], ingress: [{ match: [":8080"], dropPercent: 1 }] }));
+  assert.deepEqual(d.rules.map((r) => [r.label, r.enabled, r.removed]), [
+    ["db latency=10ms", false, false],
+    ["refuse=5%", false, true],
+    [":8080 drop=1%", true, false],
+    ["api dns=notfound", true, false],
+  ]);
+  assert.equal(d.rules[0], db, "the same rule object");
+  assert.equal(db!.touched, 7, "its counts kept");
+  assert.equal(d.rules[2], drop);
+  assert.ok(refuse!.removed);
+  assert.equal(d.lookup("api"), "notfound", "the added rule applies");
+  assert.deepEqual(events, ["db latency=10ms:false", "api dns=notfound:true", "refuse=5%:true:removed", "refuse=5%:false:removed"]);
+  d.reconcile(config({ egress: [{ refusePercent: 5 }] }));
+  assert.deepEqual([refuse!.removed, refuse!.enabled, db!.removed], [false, true, true], "a rule configured again comes back");
+});
+
 after(() => mock.timers.reset());
