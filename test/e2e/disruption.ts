@@ -1,7 +1,7 @@
 // Network disruption of the debuggee's own traffic, end to end: a Node and a Python debuggee under
 // `tether exec --disrupt-egress ...` measure, with real clients, what the rules do to their traffic
 // to the demo namespace's db and api (injected delay, bandwidth, loss, refusals, a reset after N
-// bytes, a DNS failure); then stolen traffic with ingress rules (latency, reset, drop) as curl in
+// bytes, a DNS failure, a black-holed connection); then stolen traffic with ingress rules (latency, reset, drop) as curl in
 // another pod sees it. Tolerances are statistical and wide (a loaded 2-core machine): these check
 // that the disruption happens and is selective, they are not performance thresholds.
 // Run against the playground and a real Kubernetes, as scenarios.ts.
@@ -23,6 +23,7 @@ const EGRESS = [
   "api:8080 refuse=50%",
   "db-alias dns=servfail",
   "api-alias reset-after=400",
+  "db-drop drop=100%",
 ];
 
 interface Measured {
@@ -32,12 +33,13 @@ interface Measured {
   udp: { sent: number; replies: number; failed?: string };
   lookups: { alias: string; db: string; failed?: string };
   resetAfter: { error: string | null; bytes: number; failed?: string };
+  dropped: { outcome: string; ms: number; failed?: string };
 }
 
 /** Registers the scenarios in the caller's describe(); `cluster` is ready once its before() ran. */
 export function disruptionScenarios(cluster: () => E2eCluster): void {
   let dir: string | undefined;
-  const aliases = "db-alias,api-alias";
+  const aliases = "db-alias,api-alias,db-drop";
   after(async () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
     await e2eTools(cluster()).kubectl(["delete", "svc", "-n", "demo", ...aliases.split(","), "--ignore-not-found"]);
@@ -57,7 +59,7 @@ export function disruptionScenarios(cluster: () => E2eCluster): void {
         writeFileSync(file, JSON.stringify({ apiVersion: "v1", kind: "Service", metadata: { name, namespace: "demo" }, spec: { selector: { app }, ports: [{ port, targetPort: port }] } }));
         return ["-f", file];
       };
-      const applied = await t.kubectl(["apply", ...alias("db-alias", "db", 5432), ...alias("api-alias", "api", 8080)]);
+      const applied = await t.kubectl(["apply", ...alias("db-alias", "db", 5432), ...alias("api-alias", "api", 8080), ...alias("db-drop", "db", 5432)]);
       assert.equal(applied.status, 0, applied.stderr);
       const args = ["-n", "demo", "-t", "deployment/api", ...EGRESS.flatMap((r) => ["--disrupt-egress", r])];
       const run = await startExec(t.env, args, [...command], /"lang"/);
@@ -69,7 +71,7 @@ export function disruptionScenarios(cluster: () => E2eCluster): void {
       assert.equal(code, 0, run.stderr());
       const m = JSON.parse(line) as Measured;
       const show = JSON.stringify(m);
-      for (const part of ["db", "api", "udp", "lookups", "resetAfter"] as const) assert.equal(m[part].failed, undefined, `${part} failed: ${show}\n${run.stderr()}`);
+      for (const part of ["db", "api", "udp", "lookups", "resetAfter", "dropped"] as const) assert.equal(m[part].failed, undefined, `${part} failed: ${show}\n${run.stderr()}`);
 
       // latency: the setup and every round trip to db are at least the injected delay (jitter 0)
       const floor = LATENCY_MS * 0.95;
@@ -91,6 +93,8 @@ export function disruptionScenarios(cluster: () => E2eCluster): void {
       // reset after 400 bytes, the request (~260 bytes) included
       assert.equal(m.resetAfter.error, "ECONNRESET", show);
       assert.ok(m.resetAfter.bytes < 400, show);
+      // black-holed: no answer, so the client's own 1.5 s timeout ends it (not a refusal)
+      assert.equal(m.dropped.outcome, "timeout", show);
       // what each rule did, as tether says at the end
       const stderr = run.stderr();
       assert.match(stderr, /disruption: egress "tcp:\/\/db:5432 latency=300ms bandwidth=50KB\/s"/, "the summary names the rules");
@@ -98,6 +102,7 @@ export function disruptionScenarios(cluster: () => E2eCluster): void {
       assert.match(stderr, /disruption egress "api:8080 refuse=50%": touched \d+ .*\((\d+) refused\)/, stderr);
       assert.match(stderr, /disruption egress "db-alias dns=servfail": touched [1-9]\d* .*lookups failed/, stderr);
       assert.match(stderr, /disruption egress "api-alias reset-after=400": touched 1 .*\(1 reset\)/, stderr);
+      assert.match(stderr, /disruption egress "db-drop drop=100%": touched 1 .*\(1 dropped/, stderr);
     });
   }
 
