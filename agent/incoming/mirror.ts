@@ -3,6 +3,11 @@
 // redirected: the app's traffic does not pass through the agent, so the app cannot notice and keeps
 // serving if the agent dies (tcpdump is started with a parent-death signal and dies with it).
 // Responses are not copied.
+//
+// Exactly once: the agent's own connections to the app (a steal of the same port passing requests
+// on, its probes of the app) go to the mirrored port too; they are not copied (ownFlows.ts), the
+// client's connection is. A filtered mirror (httpFilter) reads each connection's requests
+// (requestSplitter.ts) and copies only the matching ones, each as a connection of its own.
 import { spawn, type ChildProcess } from "node:child_process";
 import type { WireStream } from "../../src/protocol/connection";
 import { TetherError } from "../../src/protocol/error";
@@ -10,7 +15,11 @@ import type { Log } from "../../src/protocol/log";
 import type { IncomingSubscribe, PortCapability } from "../capabilities";
 import type { Metrics } from "../metrics";
 import type { AgentSession } from "../session";
+import type { HttpFilter } from "../../src/protocol/httpFilter";
+import { compileFilter, type RequestMatcher } from "./httpMatcher";
+import { isOwn } from "./ownFlows";
 import { PcapReader } from "./pcap";
+import { RequestSplitter, type RequestCopy } from "./requestSplitter";
 import { TcpReassembler, type FlowKey } from "./tcpReassembly";
 
 /** A session whose copy stream holds more than this unsent gives up that connection. */
@@ -27,10 +36,17 @@ export interface MirrorOptions {
 interface Capture {
   port: number;
   process: ChildProcess;
-  sessions: Set<AgentSession>;
+  /** Sessions mirroring the port, with their filter's matcher (undefined: every connection). */
+  sessions: Map<AgentSession, RequestMatcher | undefined>;
   reassembler: TcpReassembler;
-  copies: Map<string, WireStream[]>;
+  copies: Map<string, FlowCopies>;
   sweep: NodeJS.Timeout;
+}
+
+/** Where one captured connection's bytes go: whole copies, and the splitters of filtered sessions. */
+interface FlowCopies {
+  streams: WireStream[];
+  splitters: RequestSplitter[];
 }
 
 function defaultCommand(port: number): string[] {
@@ -55,7 +71,7 @@ export class MirrorCapture implements PortCapability {
       this.captures.set(msg.port, capture);
       capture.catch(() => this.captures.delete(msg.port));
     }
-    (await capture).sessions.add(session);
+    (await capture).sessions.set(session, msg.filter ? compileFilter(msg.filter as HttpFilter) : undefined);
     return { probesKept: [] };
   }
 
@@ -91,13 +107,13 @@ export class MirrorCapture implements PortCapability {
   }
 
   private start(port: number): Promise<Capture> {
-    const { log, metrics } = this.options;
+    const { log } = this.options;
     const [cmd, ...args] = (this.options.captureCommand ?? defaultCommand)(port);
     const child = spawn(cmd!, args, { stdio: ["ignore", "pipe", "pipe"] });
     const capture: Capture = {
       port,
       process: child,
-      sessions: new Set(),
+      sessions: new Map(),
       copies: new Map(),
       reassembler: undefined as never,
       sweep: setInterval(() => capture.reassembler.sweep(), 60_000),
@@ -106,27 +122,24 @@ export class MirrorCapture implements PortCapability {
     capture.reassembler = new TcpReassembler({
       onOpen: (flow) => this.open(capture, flow),
       onData: (flow, data) => {
-        for (const stream of capture.copies.get(flow.id) ?? []) {
-          if (stream.destroyed) continue;
-          if (stream.writableLength > MAX_BACKLOG) {
-            log("warn", "mirror copy dropped: the session reads too slowly", { port, flow: flow.id });
-            stream.destroy(new Error("mirror copy dropped: session too slow"));
-            continue;
-          }
-          metrics.add("tether_bytes_total", data.length, { direction: "to_session" });
-          stream.write(data);
-        }
+        const copies = capture.copies.get(flow.id);
+        for (const stream of copies?.streams ?? []) this.write(capture, flow, stream, data);
+        for (const splitter of copies?.splitters ?? []) splitter.push(data);
       },
       onEnd: (flow, reset) => {
-        for (const stream of capture.copies.get(flow.id) ?? []) {
+        const copies = capture.copies.get(flow.id);
+        for (const stream of copies?.streams ?? []) {
           if (reset) stream.destroy(new Error("connection reset"));
           else stream.end();
         }
+        for (const splitter of copies?.splitters ?? []) splitter.end();
         capture.copies.delete(flow.id);
       },
       onGiveUp: (flow, reason) => {
         log("warn", "mirror gave up a connection", { port, flow: flow.id, reason });
-        for (const stream of capture.copies.get(flow.id) ?? []) stream.destroy(new Error(reason));
+        const copies = capture.copies.get(flow.id);
+        for (const stream of copies?.streams ?? []) stream.destroy(new Error(reason));
+        for (const splitter of copies?.splitters ?? []) splitter.end();
         capture.copies.delete(flow.id);
       },
     });
@@ -166,23 +179,53 @@ export class MirrorCapture implements PortCapability {
     });
   }
 
+  private write(capture: Capture, flow: FlowKey, stream: WireStream, data: Buffer): void {
+    if (stream.destroyed) return;
+    if (stream.writableLength > MAX_BACKLOG) {
+      this.options.log("warn", "mirror copy dropped: the session reads too slowly", { port: capture.port, flow: flow.id });
+      stream.destroy(new Error("mirror copy dropped: session too slow"));
+      return;
+    }
+    this.options.metrics.add("tether_bytes_total", data.length, { direction: "to_session" });
+    stream.write(data);
+  }
+
+  /** A copy stream to one session, announced as a mirrored connection from the client. */
+  private copyStream(capture: Capture, flow: FlowKey, session: AgentSession): WireStream {
+    const stream = session.conn.openStream();
+    session.conn.send({
+      type: "incoming.tcp",
+      stream: stream.id,
+      port: capture.port,
+      mode: "mirror",
+      peer: { address: flow.src, port: flow.srcPort },
+    });
+    // the session only reads a copy; whatever it writes back goes nowhere
+    stream.resume();
+    return stream;
+  }
+
   private open(capture: Capture, flow: FlowKey): void {
-    const streams: WireStream[] = [];
-    for (const session of capture.sessions) {
+    // the agent's own connection to the app (a steal passing a request on): its client's is copied
+    if (isOwn(flow.src, flow.srcPort)) return;
+    const copies: FlowCopies = { streams: [], splitters: [] };
+    for (const [session, matcher] of capture.sessions) {
       if (session.conn.isClosed) continue;
-      const stream = session.conn.openStream();
-      session.conn.send({
-        type: "incoming.tcp",
-        stream: stream.id,
-        port: capture.port,
-        mode: "mirror",
-        peer: { address: flow.src, port: flow.srcPort },
-      });
-      // the session only reads a copy; whatever it writes back goes nowhere
-      stream.resume();
-      streams.push(stream);
+      if (!matcher) {
+        copies.streams.push(this.copyStream(capture, flow, session));
+        continue;
+      }
+      // a filtered mirror: each matching request becomes a copy of its own
+      copies.splitters.push(
+        new RequestSplitter((facts): RequestCopy | undefined => {
+          if (session.conn.isClosed || !matcher(facts)) return undefined;
+          this.options.metrics.add("tether_requests_total", 1, { outcome: "mirrored" });
+          const stream = this.copyStream(capture, flow, session);
+          return { write: (chunk) => this.write(capture, flow, stream, chunk), end: () => stream.end() };
+        }),
+      );
     }
     this.options.metrics.add("tether_connections_total", 1, { outcome: "mirrored" });
-    if (streams.length) capture.copies.set(flow.id, streams);
+    if (copies.streams.length || copies.splitters.length) capture.copies.set(flow.id, copies);
   }
 }

@@ -46,7 +46,16 @@ export interface E2eCluster {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const randomPort = () => 20000 + Math.floor(Math.random() * 20000);
+/** A port nothing listens on now (the kernel's choice): a random one collided with busy machines' sockets (EADDRINUSE). */
+export const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const s = net.createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
 
 type Result = { status: number | null; stdout: string; stderr: string };
 
@@ -214,7 +223,7 @@ export const scenarios: Scenario[] = [
   {
     name: "exec steals deployment/api (ephemeral agent) into a local Python server, kubectl port-forward too; the pod serves again after",
     async run({ startExec, podIpOf, fromClientPod, answers, jsonpath, assertPodClean, portForward }, cluster) {
-      const port = randomPort();
+      const port = await freePort();
       // python's http.server serves a directory: "/" is its listing, a file answers with its content
       const site = join(cluster.stateDir, `site-${port}`);
       mkdirSync(site);
@@ -338,7 +347,7 @@ export const scenarios: Scenario[] = [
   {
     name: "-p LOCAL:REMOTE steals REMOTE even when the container declares no ports",
     async run({ startExec, podIpOf, answersAt }) {
-      const port = randomPort();
+      const port = await freePort();
       const app = `require("http").createServer((q, s) => s.end("stolen " + q.url)).listen(${port}, "127.0.0.1")`;
       const runExec = await startExec(["-n", "demo", "-t", "pod/client", "--steal", "-p", `${port}:9999`], [process.execPath, "-e", app]);
       try {
@@ -354,7 +363,7 @@ export const scenarios: Scenario[] = [
   {
     name: "a Node debuggee under exec gets stolen requests; its outgoing TCP, DNS and environment are the pod's (runtime)",
     async run({ startExec, podIpOf, answers, jsonpath }) {
-      const port = randomPort();
+      const port = await freePort();
       const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`], [process.execPath, DEBUGGEE], { LOCAL_PORT: String(port) });
       try {
         assert.match(runExec.stderr(), /ready in/, runExec.stderr());
@@ -385,7 +394,7 @@ export const scenarios: Scenario[] = [
     async run({ startExec, podIpOf, jsonpath, fromPod }, cluster) {
       // the target is the client pod, so the call to the api Service cannot come back to the stolen pod;
       // its container declares no ports, so the port to steal is named in the configuration
-      const port = randomPort();
+      const port = await freePort();
       const file = join(cluster.stateDir, "python.json");
       writeFileSync(file, JSON.stringify({ target: { path: "pod/client", namespace: "demo" }, incoming: { mode: "steal", ports: [8080], portMapping: [[port, 8080]] } }));
       const runExec = await startExec(["-f", file], ["python3", PYTHON_CALLER], { LOCAL_PORT: String(port) });
@@ -409,7 +418,7 @@ export const scenarios: Scenario[] = [
   {
     name: "incoming traffic follows a Python app's listener: the pod serves until it listens, and again once it stops",
     async run({ startExec, podIpOf, fromClientPod, answers }, cluster) {
-      const port = randomPort();
+      const port = await freePort();
       const trigger = join(cluster.stateDir, `listen-${port}`);
       const runExec = await startExec(["-v", "-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`], ["python3", LISTEN_LATER], { LOCAL_PORT: String(port), LISTEN_WHEN: trigger });
       try {
@@ -432,7 +441,7 @@ export const scenarios: Scenario[] = [
   {
     name: "filtered steal: only requests with the header reach the debuggee",
     async run({ startExec, podIpOf, answers, fromClientPod, assertPodClean }) {
-      const port = randomPort();
+      const port = await freePort();
       const app = `require("http").createServer((q, s) => s.end("filtered " + q.url)).listen(${port}, "127.0.0.1")`;
       const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--http-header", "^x-debug: me$", "-p", `${port}:8080`], [process.execPath, "-e", app]);
       try {
@@ -451,7 +460,7 @@ export const scenarios: Scenario[] = [
   {
     name: "mirror: the pod keeps answering and the debuggee gets copies",
     async run({ startExec, podIpOf, fromClientPod, assertPodClean }, cluster) {
-      const port = randomPort();
+      const port = await freePort();
       const record = join(cluster.stateDir, `mirror-${port}.log`);
       writeFileSync(record, "");
       const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--mirror", "-p", `${port}:8080`], [process.execPath, DEBUGGEE], { LOCAL_PORT: String(port), RECORD_FILE: record });
@@ -475,8 +484,8 @@ export const scenarios: Scenario[] = [
   },
   {
     name: "exec with a job-pod agent (joins the target by container ID) steals; the agent pod is deleted",
-    async run({ startExec, kubectl, podIpOf, answers, assertPodClean }, cluster) {
-      const port = randomPort();
+    async run({ startExec, kubectl, podIpOf, answers, assertPodClean, apiPods }, cluster) {
+      const port = await freePort();
       const file = join(cluster.stateDir, "job.json");
       writeFileSync(file, JSON.stringify({ target: { path: "deployment/api", namespace: "demo" }, incoming: { mode: "steal", portMapping: [[port, 8080]] }, agent: { mode: "job" } }));
       const app = `require("http").createServer((q, s) => s.end("node debuggee got " + q.url + " HOSTNAME=" + (process.env.HOSTNAME || ""))).listen(${port}, "127.0.0.1")`;
@@ -484,11 +493,16 @@ export const scenarios: Scenario[] = [
       try {
         assert.match(runExec.stderr(), /agent job/, runExec.stderr());
         assert.match(runExec.stderr(), /ready in/, runExec.stderr());
+        // one agent pod per replica, each joined to its pod
+        assert.match(runExec.stderr(), /2 pods intercepted/, runExec.stderr());
         const jobPods = await kubectl(["get", "pods", "-n", "demo", "-l", "app.kubernetes.io/managed-by=tether", "-o", "name"]);
-        assert.match(jobPods.stdout, /pod\/tether-agent-/);
+        assert.equal(jobPods.stdout.split("\n").filter((l) => /pod\/tether-agent-/.test(l)).length, 2, jobPods.stdout);
         const ip = await podIpOf(runExec.pod!);
         // the debuggee got the request and the pod's environment (HOSTNAME of the target pod)
         assert.equal(await answers(ip, "/from-job-mode", /node debuggee got/), `node debuggee got /from-job-mode HOSTNAME=${runExec.pod}`);
+        for (const otherIp of [...(await apiPods()).values()].filter((x) => x !== ip)) {
+          assert.equal(await answers(otherIp, "/other-replica", /node debuggee got/), `node debuggee got /other-replica HOSTNAME=${runExec.pod}`);
+        }
         runExec.child.kill("SIGTERM");
         await runExec.exited;
         for (let i = 0; i < 100 && /tether-agent/.test((await kubectl(["get", "pods", "-n", "demo", "-o", "name"])).stdout); i++) await sleep(200);
@@ -503,7 +517,7 @@ export const scenarios: Scenario[] = [
   {
     name: "after SIGKILL of the CLI the agent ends by itself and the pod serves again",
     async run({ startExec, podIpOf, answers, assertPodClean }) {
-      const port = randomPort();
+      const port = await freePort();
       const app = `require("http").createServer((q, s) => s.end("stolen " + q.url)).listen(${port}, "127.0.0.1")`;
       const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`], [process.execPath, "-e", app]);
       assert.match(runExec.stderr(), /ready in/, runExec.stderr());
@@ -554,7 +568,7 @@ export const scenarios: Scenario[] = [
         const plan = [{ method: "Say", message: "hi", metadata: { "x-dev": "me" } }, { method: "Say", message: "hi" }, { method: "Count", n: 20, metadata: { "x-dev": "me" } }];
         // before: the pod answers everything
         assert.equal((await call(50051, plan.slice(0, 1)))[0]!.reply, "pod:grpc:hi");
-        const local = randomPort();
+        const local = await freePort();
         const runExec = await startExec(
           ["-n", "demo", "-t", "pod/grpc", "--http-header", "^x-dev: me$", "--tls-secret", "grpc-tls", "-p", `${local}:50051`, "-p", `${local}:8443`],
           ["/bin/sh", "-c", `exec ${process.execPath} ${GRPC_ECHO} serve local ${local} 127.0.0.1`],
@@ -640,7 +654,7 @@ export const scenarios: Scenario[] = [
   {
     name: "every replica: both api pods, the Service and kubectl port-forward deployment/api reach the debuggee; a scale-up joins, a rollout is followed; after, every pod serves again",
     async run({ startExec, apiPods, fromClientPod, jsonpath, kubectl, portForwardTo, assertPodClean }) {
-      const port = randomPort();
+      const port = await freePort();
       const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`], [process.execPath, "-e", STOLEN_APP, String(port)]);
       const svc = await jsonpath(["svc", "-n", "demo", "api"], "{.spec.clusterIP}");
       /** `count` ready api pods, each and the Service answered by the debuggee (polling: pods may still be joining). */
@@ -709,7 +723,7 @@ export const scenarios: Scenario[] = [
       const [pod, ip] = [...(await apiPods())][0]!;
       const pf = await portForward(pod, 8080);
       const clients: KeepAliveClient[] = [];
-      const port = randomPort();
+      const port = await freePort();
       const start = async () => {
         const c = await Promise.all([keepAliveFrom("client", `http://${ip}:8080/ka`), keepAliveFrom("client", `http://${svc}:8080/ka`), keepAliveHere(`http://127.0.0.1:${pf.port}/ka`)]);
         clients.push(...c);
@@ -781,7 +795,7 @@ export const scenarios: Scenario[] = [
           },
         }),
       );
-      const port = randomPort();
+      const port = await freePort();
       try {
         assert.equal((await kubectl(["apply", "-f", manifest])).status, 0);
         const runExec = await startExec(["-n", "demo", "-t", "deployment/late", "--steal", "-p", `${port}:8080`], [process.execPath, "-e", STOLEN_APP, String(port)]);
@@ -807,7 +821,7 @@ export const scenarios: Scenario[] = [
   {
     name: "--ignore-ports leaves a port to the pod; --ports intercepts exactly the listed pod ports",
     async run({ startExec, podIpOf, fromClientPod, answersAt, apiPods }) {
-      const port = randomPort();
+      const port = await freePort();
       const ignoring = await startExec(["-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`, "--ignore-ports", "8080"], [process.execPath, "-e", STOLEN_APP, String(port)]);
       try {
         assert.match(ignoring.stderr(), /subscribing steal \(no ports\)/, ignoring.stderr());
@@ -850,6 +864,40 @@ export const scenarios: Scenario[] = [
         assert.match(r.stdout, new RegExp(`FAIL cluster: the cluster at ${server.replace(/[.]/g, "\\.")} \\(context hung\\) did not answer within \\d+ s`));
       } finally {
         hung.close();
+      }
+    },
+  },
+  {
+    name: "a filtered mirror copies only the matching requests of a keep-alive client to the debuggee, once each; the pods answer all",
+    async run({ startExec, apiPods, keepAliveFrom }, cluster) {
+      const port = await freePort();
+      const seenFile = join(cluster.stateDir, `mirrored-${port}.log`);
+      writeFileSync(seenFile, "");
+      const recorder = `require("http").createServer((q, s) => { require("fs").appendFileSync(${JSON.stringify(seenFile)}, q.url + " " + (q.headers["x-copy"] || "-") + "\\n"); q.resume(); s.end("copy"); }).listen(${port}, "127.0.0.1")`;
+      const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--mirror", "--http-header", "^x-copy: yes$", "-p", `${port}:8080`], [process.execPath, "-e", recorder]);
+      const pods = [...(await apiPods())];
+      try {
+        await listens(runExec);
+        // two keep-alive clients to both pods: only the first one's requests carry the header
+        const copied = await keepAliveFrom("client", `http://${pods[0]![1]}:8080/copied`, ["x-copy: yes"]);
+        const other = await keepAliveFrom("client", `http://${pods[1]![1]}:8080/not`);
+        await copied.waitFor((r) => r.i >= 20, 30_000);
+        const [mine, theirs] = [await copied.stop(), await other.stop()];
+        for (const r of [...mine, ...theirs]) assert.match(r.by ?? r.error ?? "", /^api-/, "the pods answered every request");
+        // copies trail the originals by up to a second
+        let lines: string[] = [];
+        for (let i = 0; i < 40; i++) {
+          lines = readFileSync(seenFile, "utf8").split("\n").filter(Boolean);
+          if (lines.length >= mine.length) break;
+          await sleep(250);
+        }
+        await sleep(1500);
+        lines = readFileSync(seenFile, "utf8").split("\n").filter(Boolean);
+        assert.ok(lines.every((l) => / yes$/.test(l)), `only matching requests were copied: ${lines.filter((l) => !/ yes$/.test(l)).slice(0, 3)}`);
+        assert.deepEqual(lines.map((l) => Number(/n=(\d+)/.exec(l)?.[1])).sort((a, b) => a - b), mine.map((r) => r.i), "each matching request copied once");
+      } finally {
+        runExec.child.kill("SIGINT");
+        await runExec.exited;
       }
     },
   },

@@ -11,6 +11,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { resolve, join } from "node:path";
 import { disruptionScenarios } from "../e2e/disruption";
 import { egressScenarios } from "../e2e/egress";
+import { mirrorLatency } from "../e2e/mirrorLatency";
 import { nativeScenarios } from "../e2e/native";
 import { e2eTools, runScenarios, type E2eCluster, type E2eTools } from "../e2e/scenarios";
 import { AGENT_IMAGE, APPS_IMAGE, DNS_IP, NODE_NAME, startCluster, type Cluster } from "./cluster";
@@ -110,4 +111,7 @@ describe("tether against a real single-node Kubernetes", { skip: skipReason ?? f
   nativeScenarios(() => e2e);
   egressScenarios(() => e2e);
   disruptionScenarios(() => e2e);
+
+  // figures only (the bench's mirror_pod_p50_change, on the real cluster): no threshold
+  test("mirror: the pod's latency at 1,000 new connections/s, without, mirrored, without again", () => mirrorLatency(t, e2e));
 });
