@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { startExec } from "./native";
-import { e2eTools, type E2eCluster } from "./scenarios";
+import { e2eTools, freePort, type E2eCluster } from "./scenarios";
 
 const FIXTURES = resolve(__dirname, "../fixtures/disruption");
 const LATENCY_MS = 300;
@@ -112,7 +112,7 @@ export function disruptionScenarios(cluster: () => E2eCluster): void {
     dir ??= mkdtempSync(join(tmpdir(), "tether-disruption-"));
     const pod = await t.jsonpath(["pods", "-n", "demo", "-l", "app=api"], "{.items[0].metadata.name}");
     const ip = await t.podIpOf(pod);
-    const local = 20000 + Math.floor(Math.random() * 20000);
+    const local = await freePort();
     const app = `require("http").createServer((q, s) => s.end("stolen " + q.url)).listen(${local}, "127.0.0.1")`;
     const run = await startExec(
       t.env,
