@@ -3,14 +3,13 @@
 // redirected: the app's traffic does not pass through the agent, so the app cannot notice and keeps
 // serving if the agent dies (tcpdump is started with a parent-death signal and dies with it).
 // Responses are not copied.
-import { spawn, type ChildProcess } from "node:child_process";
 import type { WireStream } from "../../src/protocol/connection";
 import { TetherError } from "../../src/protocol/error";
 import type { Log } from "../../src/protocol/log";
 import type { IncomingSubscribe, PortCapability } from "../capabilities";
 import type { Metrics } from "../metrics";
 import type { AgentSession } from "../session";
-import { PcapReader } from "./pcap";
+import { startCapture, type Capture } from "./pcap";
 import { TcpReassembler, type FlowKey } from "./tcpReassembly";
 
 /** A session whose copy stream holds more than this unsent gives up that connection. */
@@ -21,28 +20,31 @@ export interface MirrorOptions {
   log: Log;
   metrics: Metrics;
   /** Command that captures (tests may wrap it); defaults to tcpdump under setpriv --pdeathsig. */
-  captureCommand?: (port: number) => string[];
+  captureCommand?: (port: number, iface: "any" | "lo") => string[];
+  /** The port of a proxy in the pod that the pod's own rules send the port's inbound traffic to first (meshRoute.ts). */
+  inboundProxy?: (port: number) => Promise<number | undefined>;
 }
 
-interface Capture {
+interface MirrorPort {
   port: number;
-  process: ChildProcess;
+  capture: Capture;
   sessions: Set<AgentSession>;
   reassembler: TcpReassembler;
   copies: Map<string, WireStream[]>;
   sweep: NodeJS.Timeout;
 }
 
-function defaultCommand(port: number): string[] {
+function defaultCommand(port: number, iface: "any" | "lo"): string[] {
   // -Z root: tcpdump must not switch user, since a change of credentials clears the parent-death signal.
   // Not --immediate-mode: per-packet wakeups lost a third of the copies at 1,000 connections/s; the
   // ring's blocks instead hand packets over when full or after libpcap's 1 s timeout, so a copy can
   // trail its original by up to a second.
-  return ["setpriv", "--pdeathsig", "KILL", "--", "tcpdump", "-Z", "root", "-i", "any", "-U", "-n", "-s", "0", "-B", "16384", "-w", "-", `tcp dst port ${port}`];
+  // On loopback only what arrives (-Q in): every packet there is seen leaving and arriving.
+  return ["setpriv", "--pdeathsig", "KILL", "--", "tcpdump", "-Z", "root", "-i", iface, ...(iface === "lo" ? ["-Q", "in"] : []), "-U", "-n", "-s", "0", "-B", "16384", "-w", "-", `tcp dst port ${port}`];
 }
 
 export class MirrorCapture implements PortCapability {
-  private readonly captures = new Map<number, Promise<Capture>>();
+  private readonly captures = new Map<number, Promise<MirrorPort>>();
   private closed = false;
 
   constructor(private readonly options: MirrorOptions) {}
@@ -81,32 +83,34 @@ export class MirrorCapture implements PortCapability {
     for (const c of all) if (c.status === "fulfilled") this.stop(c.value);
   }
 
-  private stop(capture: Capture): void {
-    if (this.captures.get(capture.port) === undefined) return;
-    this.captures.delete(capture.port);
-    clearInterval(capture.sweep);
-    capture.process.kill("SIGKILL");
-    capture.reassembler.closeAll();
-    this.options.log("info", "mirror stopped", { port: capture.port });
+  private stop(mirror: MirrorPort): void {
+    if (this.captures.get(mirror.port) === undefined) return;
+    this.captures.delete(mirror.port);
+    clearInterval(mirror.sweep);
+    mirror.capture.kill();
+    mirror.reassembler.closeAll();
+    this.options.log("info", "mirror stopped", { port: mirror.port });
   }
 
-  private start(port: number): Promise<Capture> {
+  private async start(port: number): Promise<MirrorPort> {
     const { log, metrics } = this.options;
-    const [cmd, ...args] = (this.options.captureCommand ?? defaultCommand)(port);
-    const child = spawn(cmd!, args, { stdio: ["ignore", "pipe", "pipe"] });
-    const capture: Capture = {
+    // In a pod whose own rules send the port's inbound traffic to a proxy first (a mesh sidecar), the
+    // app receives it from that proxy over loopback: copy that, not the packets on the pod's
+    // interface, which go to the proxy (and a mesh encrypts them).
+    const viaLoopback = (await this.options.inboundProxy?.(port)) !== undefined;
+    const mirror: MirrorPort = {
       port,
-      process: child,
+      capture: undefined as unknown as Capture,
       sessions: new Set(),
       copies: new Map(),
       reassembler: undefined as never,
-      sweep: setInterval(() => capture.reassembler.sweep(), 60_000),
+      sweep: setInterval(() => mirror.reassembler.sweep(), 60_000),
     };
-    capture.sweep.unref();
-    capture.reassembler = new TcpReassembler({
-      onOpen: (flow) => this.open(capture, flow),
+    mirror.sweep.unref();
+    mirror.reassembler = new TcpReassembler({
+      onOpen: (flow) => this.open(mirror, flow),
       onData: (flow, data) => {
-        for (const stream of capture.copies.get(flow.id) ?? []) {
+        for (const stream of mirror.copies.get(flow.id) ?? []) {
           if (stream.destroyed) continue;
           if (stream.writableLength > MAX_BACKLOG) {
             log("warn", "mirror copy dropped: the session reads too slowly", { port, flow: flow.id });
@@ -118,55 +122,37 @@ export class MirrorCapture implements PortCapability {
         }
       },
       onEnd: (flow, reset) => {
-        for (const stream of capture.copies.get(flow.id) ?? []) {
+        for (const stream of mirror.copies.get(flow.id) ?? []) {
           if (reset) stream.destroy(new Error("connection reset"));
           else stream.end();
         }
-        capture.copies.delete(flow.id);
+        mirror.copies.delete(flow.id);
       },
       onGiveUp: (flow, reason) => {
         log("warn", "mirror gave up a connection", { port, flow: flow.id, reason });
-        for (const stream of capture.copies.get(flow.id) ?? []) stream.destroy(new Error(reason));
-        capture.copies.delete(flow.id);
+        for (const stream of mirror.copies.get(flow.id) ?? []) stream.destroy(new Error(reason));
+        mirror.copies.delete(flow.id);
       },
     });
-    const reader = new PcapReader((segment) => capture.reassembler.push(segment));
-    child.stdout!.on("data", (chunk: Buffer) => {
-      try {
-        reader.push(chunk);
-      } catch (err) {
-        log("error", "capture output unreadable; mirror stopped", { port, error: (err as Error).message });
-        this.stop(capture);
-      }
-    });
-    let stderr = "";
-    return new Promise<Capture>((resolve, reject) => {
-      const timer = setTimeout(() => fail(`tcpdump did not start within ${START_TIMEOUT_MS / 1000} s`), START_TIMEOUT_MS);
-      const fail = (why: string) => {
-        clearTimeout(timer);
-        clearInterval(capture.sweep);
-        child.kill("SIGKILL");
-        reject(new TetherError("UNSUPPORTED", `cannot mirror port ${port}: ${why}`));
-      };
-      child.stderr!.on("data", (d: Buffer) => {
-        stderr = (stderr + d).slice(-2000);
-        if (/listening on/.test(stderr)) {
-          clearTimeout(timer);
-          log("info", "mirror started", { port, pid: child.pid });
-          resolve(capture);
-        }
+    try {
+      mirror.capture = await startCapture((this.options.captureCommand ?? defaultCommand)(port, viaLoopback ? "lo" : "any"), {
+        startTimeoutMs: START_TIMEOUT_MS,
+        onSegment: (segment) => mirror.reassembler.push(segment),
+        onExit: (reason) => {
+          log("warn", "capture process ended; mirror stopped", { port, reason });
+          this.stop(mirror);
+        },
       });
-      child.once("error", (err) => fail(`${cmd}: ${err.message} (the agent image needs tcpdump)`));
-      child.once("exit", (code, signal) => {
-        if (this.captures.has(port)) log("warn", "capture process ended", { port, code, signal, stderr: stderr.trim() });
-        fail(stderr.trim() || `exited with ${code ?? signal}`);
-        capture.reassembler.closeAll();
-        if (this.captures.get(port)) this.captures.delete(port);
-      });
-    });
+    } catch (err) {
+      clearInterval(mirror.sweep);
+      const why = (err as Error).message;
+      throw new TetherError("UNSUPPORTED", `cannot mirror port ${port}: ${why}${/ENOENT/.test(why) ? " (the agent image needs tcpdump)" : ""}`);
+    }
+    log("info", "mirror started", { port, pid: mirror.capture.pid, ...(viaLoopback ? { path: "loopback, from the pod's proxy" } : {}) });
+    return mirror;
   }
 
-  private open(capture: Capture, flow: FlowKey): void {
+  private open(capture: MirrorPort, flow: FlowKey): void {
     const streams: WireStream[] = [];
     for (const session of capture.sessions) {
       if (session.conn.isClosed) continue;

@@ -28,6 +28,8 @@
 //                                      close it before any byte: not counted)
 //   "request"    (DeliveredRequest)    an HTTP request got its response head (status, latency)
 //   "passed"     (PassedRequest)       v2 agents: a request on a subscribed port went to the pod's app
+//   "leaked"     (LeakedRequest)       v3 agents: a request the steal should have taken reached the
+//                                      pod's app (on a connection opened before the steal)
 //   "failure"    (DeliveryFailure)     delivering to the local app failed
 import { EventEmitter } from "node:events";
 import { request as httpRequest, type IncomingMessage } from "node:http";
@@ -83,6 +85,7 @@ export interface DeliveredRequest {
 }
 
 export type PassedRequest = Omit<TrafficPassed, "type">;
+export type LeakedRequest = Omit<Extract<AgentToEngine, { type: "traffic.leaked" }>, "type">;
 
 export interface DeliveryFailure {
   port: number;
@@ -113,6 +116,9 @@ export class IncomingDelivery extends EventEmitter {
     else if (msg.type === "traffic.passed") {
       const { type: _type, ...passed } = msg;
       this.emit("passed", passed satisfies PassedRequest);
+    } else if (msg.type === "traffic.leaked") {
+      const { type: _type, ...leaked } = msg;
+      this.emit("leaked", leaked satisfies LeakedRequest);
     }
   };
 
