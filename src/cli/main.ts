@@ -1,6 +1,7 @@
 // Entry of the `tether` command (dist/cli.js). Exit codes: 0 success (exec: the command's own code),
 // 2 usage or configuration error, 1 runtime failure. Progress goes to stderr.
 import { spawn } from "node:child_process";
+import { closeSync, openSync, writeSync } from "node:fs";
 import { basename, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { parsePortPair, showRoute } from "../config/ports";
@@ -8,10 +9,13 @@ import { targetPath } from "../config/target";
 import { readConfigFile, readProjectConfig, resolveConfig, type ConfigSource } from "../config/load";
 import { Cluster } from "../kube/cluster";
 import { listNamespaces, listWorkloads } from "../kube/discovery";
+import { describeContainer, type ContainerInfo } from "../kube/containers";
 import { TetherError } from "../protocol/error";
 import { TETHER_VERSION } from "../protocol/version";
 import type { Log } from "../protocol/log";
 import { Launch } from "../engine/launch";
+import type { SessionEvent } from "../engine/events";
+import type { TetherConfig } from "../config/schema";
 import { nativeDirNextTo } from "../engine/nativeLayer";
 import { doctor, probeImage } from "../kube/doctor";
 
@@ -21,7 +25,7 @@ const USAGE = `usage:
   tether exec   [-f CONFIG] [-t KIND/NAME] [-n NS] [--context C] [--kubeconfig P]
                 [--steal | --mirror] [--http-header RE] [--http-path RE] [--http-method M]
                 [--tls-secret NAME | --tls-cert FILE --tls-key FILE] [--tls-client-ca FILE|secret:NAME]
-                [--tls-local] [-p LOCAL:REMOTE]... -- COMMAND [ARGS...]
+                [--tls-local] [-p LOCAL:REMOTE]... [--events FILE] -- COMMAND [ARGS...]
   tether doctor [-n NS] [--context C] [--kubeconfig P] [--job] [--probe-image IMAGE]
   tether --version`;
 
@@ -50,16 +54,18 @@ async function ls(argv: string[]): Promise<number> {
   // the same listing as the extension's Targets view: workloads, then every pod's containers
   const workloads = await listWorkloads(cluster, ns);
   const pods = new Map(workloads.flatMap((w) => w.pods).map((p) => [p.name, p]));
-  const targets = [
+  const targets: { target: string; ready: string; container?: ContainerInfo }[] = [
     ...workloads.filter((w) => w.kind !== "pod").map((w) => ({ target: targetPath(w), ready: w.ready })),
-    ...[...pods.values()].flatMap((p) => p.containers.map((c) => ({ target: targetPath({ kind: "pod", name: p.name, container: c }), ready: p.ready ? "ready" : p.phase }))),
+    ...[...pods.values()].flatMap((p) =>
+      p.containers.map((c) => ({ target: targetPath({ kind: "pod", name: p.name, container: c.name }), ready: p.ready ? "ready" : p.phase, container: c })),
+    ),
   ];
   const namespaces = await listNamespaces(cluster).catch(() => [] as string[]);
   if (values.json) console.log(JSON.stringify({ namespace: ns, namespaces, targets }, null, 2));
   else {
     if (namespaces.length) console.log(`namespaces: ${namespaces.join(", ")}`);
     console.log(`namespace ${ns}`);
-    for (const t of targets) console.log(`  ${t.target.padEnd(56)} ${t.ready}`);
+    for (const t of targets) console.log(`  ${t.target.padEnd(56)} ${t.ready}${t.container ? `  ${describeContainer(t.container)}` : ""}`.trimEnd());
   }
   return 0;
 }
@@ -93,6 +99,7 @@ async function exec(argv: string[]): Promise<number> {
       "tls-client-ca": { type: "string" },
       "tls-local": { type: "boolean" },
       port: { type: "string", short: "p", multiple: true },
+      events: { type: "string" },
     },
     strict: true,
   });
@@ -144,6 +151,25 @@ async function exec(argv: string[]): Promise<number> {
   // a Node command gets the runtime, every command the native layer (Node's children included):
   // both report the ports the command really listens on
   const node = /^node(js)?$/.test(basename(command[0]!));
+  const events = openEventsFile(values.events);
+  try {
+    return await run(config, command, node, log, events);
+  } finally {
+    if (events !== undefined) closeSync(events);
+  }
+}
+
+/** --events FILE: the session's events as JSON lines (src/engine/events.ts), written as they happen. */
+function openEventsFile(path: string | undefined): number | undefined {
+  if (path === undefined) return undefined;
+  try {
+    return openSync(path, "w");
+  } catch (err) {
+    throw new UsageError(`--events ${path}: ${(err as Error).message}`);
+  }
+}
+
+async function run(config: TetherConfig, command: string[], node: boolean, log: Log, events: number | undefined): Promise<number> {
   const launch = await Launch.start({
     config,
     log,
@@ -155,6 +181,7 @@ async function exec(argv: string[]): Promise<number> {
     onStep: (step, detail) => process.stderr.write(`tether: ${step} ${detail}\n`),
     onSubscribed: (pod, local) => process.stderr.write(`tether: ${config.incoming.mode} ${showRoute(pod, local)} (the command listens)\n`),
     onSubscribeError: (port, err) => process.stderr.write(`tether: cannot subscribe port ${port}: ${err.message}\n`),
+    ...(events !== undefined ? { onEvent: (e: SessionEvent) => writeSync(events, `${JSON.stringify(e)}\n`) } : {}),
   });
   const session = launch.session;
   const env: NodeJS.ProcessEnv = { ...process.env, ...launch.debuggeeEnv(node ? "node" : "native", process.env) };
@@ -171,6 +198,7 @@ async function exec(argv: string[]): Promise<number> {
     child.once("exit", (c, signal) => done(c ?? 128 + (signal === "SIGKILL" ? 9 : signal === "SIGINT" ? 2 : 15)));
   });
   await launch.close();
+  process.stderr.write(`tether: ${session.figures.summary()} (agent session ${session.agentSession})\n`);
   return code;
 }
 

@@ -4,12 +4,14 @@
 // - package.json's contributes.configuration (the settings of src/config/settings.ts) and
 //   contributes.debuggers (the `tether` launch attribute, with IntelliSense, for every debug type of
 //   src/config/debugTypes.ts);
-// - the configuration table of README.md;
+// - the configuration table of README.md, and its table of `tether exec --events` events
+//   (src/engine/events.ts: a script may read from every layer);
 // - TETHER_VERSION in src/protocol/version.ts, from package.json's "version".
 // Run: npm run generate. test/unit/config.test.ts fails when any of them is stale.
 import { readFileSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { z } from "zod";
+import { eventsTable } from "../engine/events";
 import { DEBUG_TYPES } from "./debugTypes";
 import { configSchema } from "./schema";
 import { SETTING_KEYS } from "./settings";
@@ -22,6 +24,8 @@ export const PACKAGE_FILE = resolve(ROOT, "package.json");
 export const VERSION_FILE = resolve(ROOT, "src/protocol/version.ts");
 const START = "<!-- config-table:start -->";
 const END = "<!-- config-table:end -->";
+const EVENTS_START = "<!-- events-table:start -->";
+const EVENTS_END = "<!-- events-table:end -->";
 
 type Node = {
   type?: string | string[];
@@ -66,10 +70,13 @@ export function readmeTable(): string {
 }
 
 export function readmeWithTable(readme: string): string {
-  const a = readme.indexOf(START);
-  const b = readme.indexOf(END);
-  if (a < 0 || b < a) throw new Error(`README.md lacks the ${START} / ${END} markers`);
-  return `${readme.slice(0, a + START.length)}\n${readmeTable()}\n${readme.slice(b)}`;
+  const put = (text: string, start: string, end: string, table: string) => {
+    const a = text.indexOf(start);
+    const b = text.indexOf(end);
+    if (a < 0 || b < a) throw new Error(`README.md lacks the ${start} / ${end} markers`);
+    return `${text.slice(0, a + start.length)}\n${table}\n${text.slice(b)}`;
+  };
+  return put(put(readme, START, END, readmeTable()), EVENTS_START, EVENTS_END, eventsTable());
 }
 
 /** contributes.configuration: `tether.<key>` for each SETTING_KEYS entry, as the schema describes the key. */

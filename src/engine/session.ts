@@ -5,22 +5,26 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { TetherConfig } from "../config/schema";
-import { podToLocal, showRoute, showRoutes } from "../config/ports";
+import { showRoute, showRoutes } from "../config/ports";
 import { normalizeTarget, targetPath, type Target } from "../config/target";
 import type { EngineConnection } from "../protocol/connection";
 import { TetherError } from "../protocol/error";
 import type { Log } from "../protocol/log";
 import type { AgentToEngine } from "../protocol/messages";
 import { placeAgent, type PlacedAgent } from "../kube/agentPlacement";
-import { Cluster, probesOf, resolveTarget, type ResolvedTarget } from "../kube/cluster";
+import { Cluster, resolveTarget, type ResolvedTarget } from "../kube/cluster";
+import { probesOf } from "../kube/probes";
+import { interceptablePorts } from "../kube/containers";
 import { openPortForward } from "../kube/portForward";
 import { openAgentWire } from "./agentWire";
-import { IncomingDelivery, type DeliveredRequest } from "./incoming";
+import { IncomingDelivery, type DeliveredRequest, type DeliveryFailure, type IncomingConnection, type LeakedRequest, type PassedRequest } from "./incoming";
 import { loadTlsMaterial } from "./tlsMaterial";
 import type { SubscribeTls } from "../protocol/messages";
 import { importEnv } from "./routing";
+import { STEPS, type SessionEvent, type SessionEventBody } from "./events";
+import { InterceptionFigures } from "./figures";
 
-export type Step = "resolving" | "starting agent" | "connecting" | "subscribing" | "ready";
+export type Step = (typeof STEPS)[number];
 
 export interface SessionOptions {
   config: TetherConfig;
@@ -33,6 +37,8 @@ export interface SessionOptions {
   incomingOnListen?: boolean;
   /** Called as each step starts (and "ready" at the end), with the time since start. */
   onStep?: (step: Step, detail: string, elapsedMs: number) => void;
+  /** Every event of the session (events.ts), from the first step on. */
+  onEvent?: (event: SessionEvent) => void;
 }
 
 export interface SessionStats {
@@ -46,10 +52,18 @@ const RECENT_LIMIT = 200;
 /** The longest a graceful close waits for the agent's unsubscribe, then for requests in flight. */
 const RELEASE_DRAIN_MS = 2_000;
 
-/** Events: "request" (DeliveredRequest), "ended" (err?: Error) when the agent wire goes away. */
+/**
+ * Events: "request" (DeliveredRequest), "ended" (err?: Error) when the agent wire goes away, "event"
+ * (SessionEvent, events.ts: everything, also given to options.onEvent), "figures" when they change.
+ */
 export class Session extends EventEmitter {
   readonly id = randomUUID();
   readonly stats: SessionStats = { connections: 0, requestsStolen: 0, requestsPassed: 0, failures: 0 };
+  /** Time to intercept, leaks and drops per pod and port (figures.ts). */
+  readonly figures = new InterceptionFigures();
+  /** The agent's id for this session: the `session` label of its metrics. */
+  agentSession = "";
+  agentVersion = "";
   readonly recent: (DeliveredRequest | { passed: true; method: string; path: string; port: number })[] = [];
   target!: ResolvedTarget;
   placed?: PlacedAgent;
@@ -94,12 +108,13 @@ export class Session extends EventEmitter {
     const started = Date.now();
     const step = (s: Step, detail: string) => {
       log("info", `${s}: ${detail}`, { tag: "session", session: this.id });
+      this.event({ type: "step", step: s, detail, elapsedMs: Date.now() - started });
       onStep?.(s, detail, Date.now() - started);
     };
     step("resolving", `${targetPath(target)} in ${this.cluster.namespace}`);
     this.target = await resolveTarget(this.cluster, target, this.cluster.namespace);
     step("starting agent", `${this.target.reason}; agent ${config.agent.mode}`);
-    const probes = probesOf(this.target.container);
+    const probes = probesOf(this.target.container, this.target.pod);
     const place = (reuse: boolean) =>
       placeAgent(this.cluster, this.target, {
         mode: config.agent.mode,
@@ -110,6 +125,7 @@ export class Session extends EventEmitter {
         timeoutMs: config.agent.startupTimeoutSeconds * 1000,
         ...(config.agent.namespace ? { namespace: config.agent.namespace } : {}),
         sessionId: this.id,
+        ...(config.agent.metrics ? { metrics: config.agent.metrics } : {}),
         reuse,
       });
     this.placed = await place(true);
@@ -125,6 +141,7 @@ export class Session extends EventEmitter {
       this.conn = await this.connectWire(this.placed, 15_000);
     }
     const conn = this.conn;
+    this.event({ type: "agent", pod: this.target.podName, namespace: this.target.namespace, agentSession: this.agentSession, agentVersion: this.agentVersion, protocol: conn.version });
     conn.once("close", (err?: Error) => {
       if (!this.ending) this.emit("ended", err ?? new TetherError("CONNECTION_CLOSED", "the agent went away"));
     });
@@ -132,13 +149,7 @@ export class Session extends EventEmitter {
     this.env = importEnv(raw.env, config.env);
     this.hostname = raw.env.HOSTNAME || this.target.pod.spec?.hostname || this.target.podName;
     if (config.incoming.mode !== "off") {
-      const mapping = podToLocal(config.incoming.portMapping);
-      const ignored = new Set(config.incoming.ignorePorts ?? []);
-      // default: the container's declared TCP ports plus the pod side of every port mapping (a
-      // container need not declare the ports it listens on)
-      const declared = (this.target.container.ports ?? []).filter((p) => (p.protocol ?? "TCP") === "TCP").map((p) => p.containerPort);
-      const podPorts = [...new Set(config.incoming.ports ?? [...declared, ...mapping.keys()])].filter((p) => !ignored.has(p));
-      for (const p of podPorts) this.candidates.set(p, mapping.get(p) ?? p);
+      for (const [pod, local] of interceptablePorts(this.target.pod, this.target.container, config.incoming)) this.candidates.set(pod, local);
       if (config.incoming.mode === "steal" && config.incoming.tls) {
         if (!conn.supports("http.trailers")) {
           throw new TetherError("UNSUPPORTED", `filtered steal of TLS (incoming.tls) needs an agent of protocol 3; this one speaks ${conn.version}: use the current agent image`);
@@ -146,17 +157,29 @@ export class Session extends EventEmitter {
         this.tls = await loadTlsMaterial(config.incoming.tls, this.cluster, this.target.namespace);
       }
       this.delivery = new IncomingDelivery(conn, { podToLocal: this.candidates, localTls: config.incoming.tls?.local === "tls" });
-      this.delivery.on("connection", () => this.stats.connections++);
+      const pod = this.target.podName;
+      this.delivery.on("connection", (c: IncomingConnection) => {
+        this.stats.connections++;
+        this.intercepted(c.port, c.mode, Date.now());
+        this.event({ type: "connection", pod, port: c.port, mode: c.mode, peer: `${c.peer.address}:${c.peer.port}` });
+      });
       this.delivery.on("request", (r: DeliveredRequest) => {
         this.stats.requestsStolen++;
         this.remember(r);
+        this.intercepted(r.port, "steal", Date.now() - r.latencyMs);
+        this.event({ type: "request", pod, port: r.port, method: r.method, path: r.path, status: r.status, latencyMs: r.latencyMs });
         this.emit("request", r);
       });
-      this.delivery.on("passed", (p: { method: string; path: string; port: number }) => {
+      this.delivery.on("passed", (p: PassedRequest) => {
         this.stats.requestsPassed++;
         this.remember({ passed: true, method: p.method, path: p.path, port: p.port });
+        this.event({ type: "passed", pod, ...p });
       });
-      this.delivery.on("failure", () => this.stats.failures++);
+      this.delivery.on("leaked", (l: LeakedRequest) => this.event({ type: "leaked", pod, ...l }));
+      this.delivery.on("failure", (f: DeliveryFailure) => {
+        this.stats.failures++;
+        this.event({ type: "dropped", pod, port: f.port, kind: f.kind, error: f.error.message });
+      });
       const listing = showRoutes(this.candidates, "(no ports)");
       if (this.options.incomingOnListen) step("subscribing", `${config.incoming.mode} ${listing} once the debuggee listens`);
       else {
@@ -172,7 +195,9 @@ export class Session extends EventEmitter {
     for (;;) {
       try {
         const tunnel = await openPortForward(this.cluster.kc, placed.namespace, placed.podName, placed.port);
-        const { conn } = await openAgentWire(tunnel, { token: placed.token, client: this.options.client, label: `${this.options.client.name}@${process.env.USER ?? "user"}`, log: this.options.log });
+        const { conn, welcome } = await openAgentWire(tunnel, { token: placed.token, client: this.options.client, label: `${this.options.client.name}@${process.env.USER ?? "user"}`, log: this.options.log });
+        this.agentSession = welcome.sessionId;
+        this.agentVersion = welcome.agent.version;
         return conn;
       } catch (err) {
         if (Date.now() > deadline) throw err;
@@ -186,7 +211,12 @@ export class Session extends EventEmitter {
     const conn = this.conn!;
     if (this.ports.has(pod)) return;
     this.ports.set(pod, this.candidates.get(pod)!);
-    await conn.request({
+    const mode = config.incoming.mode as "steal" | "mirror";
+    const podName = this.target.podName;
+    this.event({ type: "subscribe", pod: podName, port: pod, local: this.candidates.get(pod)!, mode });
+    let reply: Extract<AgentToEngine, { type: "incoming.subscribed" }>;
+    try {
+      reply = await conn.request({
       type: "incoming.subscribe",
       id: conn.newRequestId(),
       port: pod,
@@ -195,7 +225,28 @@ export class Session extends EventEmitter {
       ...(config.incoming.httpFilter ? { filter: config.incoming.httpFilter } : {}),
       ...(config.incoming.stealProbes ? { stealProbes: true } : {}),
       ...(this.tls ? { tls: this.tls } : {}),
-    });
+      });
+    } catch (err) {
+      this.event({ type: "subscribe-failed", pod: podName, port: pod, code: TetherError.is(err) ? err.code : "INTERNAL", message: (err as Error).message });
+      throw err;
+    }
+    this.event({ type: "subscribed", pod: podName, port: pod, mode, probesKept: reply.probesKept });
+  }
+
+  /** The first request (or connection) of a port reached the session at `at`: its time to intercept. */
+  private intercepted(port: number, mode: "steal" | "mirror", at: number): void {
+    const pod = this.target.podName;
+    const figures = this.figures.ports.get(`${pod}/${port}`);
+    if (!figures || figures.delayMs !== undefined) return;
+    this.event({ type: "intercepted", pod, port, mode, delayMs: Math.max(0, at - figures.requestedAt) });
+  }
+
+  /** Emits an event (stamped with the time and the session's id) and folds it into the figures. */
+  private event(body: SessionEventBody): void {
+    const e = { at: new Date().toISOString(), session: this.id, ...body } as SessionEvent;
+    this.figures.record(e);
+    this.options.onEvent?.(e);
+    this.emit("event", e);
   }
 
   /** The debuggee listens on `localPort`: subscribe the pod port delivered there, if any. */
@@ -220,6 +271,7 @@ export class Session extends EventEmitter {
       this.delivery?.close();
       this.conn?.close();
       await this.placed?.dispose();
+      this.event({ type: "ended", summary: this.figures.summary() });
     })();
     return this.ending;
   }
@@ -247,6 +299,7 @@ export class Session extends EventEmitter {
       this.delivery?.close();
       this.conn?.destroy(err);
       await this.placed?.dispose();
+      this.event({ type: "ended", ...(err ? { error: err.message } : {}), summary: this.figures.summary() });
     })();
     return this.ending;
   }

@@ -4,6 +4,7 @@
 import * as vscode from "vscode";
 import { podToLocal, showRoutes } from "../config/ports";
 import type { DeliveredRequest } from "../engine/incoming";
+import type { InterceptionFigures } from "../engine/figures";
 import type { TetherConfig } from "../config/schema";
 import type { ConfigStore } from "./store";
 import type { ActiveSession, SessionManager } from "./sessions";
@@ -244,8 +245,28 @@ export class SessionsProvider extends RowsProvider {
       children: [
         { label: "Ports", description: ports, icon: "plug", id: `${s.id}.ports` },
         { label: "Failures", description: String(st.failures), icon: st.failures ? "warning" : "pass", id: `${s.id}.failures` },
+        ...interceptionRows(s.id, s.launch.session.figures),
         { label: "Recent requests", description: recent.length ? undefined : "none yet", icon: "history", id: `${s.id}.recent.${recent.length ? "some" : "none"}`, children: requestRows },
       ],
     };
   }
+}
+
+/**
+ * One row per pod: "interception: 412 ms, 0 leaked" (time to intercept: from "steal requested" to the
+ * first request that reached the session; leaked: requests that still reached the pod after it was
+ * taken). The figures are the engine's (figures.ts), the same `tether exec` prints at its end.
+ */
+function interceptionRows(sessionId: string, figures: InterceptionFigures): Row[] {
+  const pods = [...new Set([...figures.ports.values()].map((f) => f.pod))];
+  return pods.map((pod) => {
+    const leaked = [...figures.ports.values()].some((f) => f.pod === pod && f.leaked > 0);
+    return {
+      label: pods.length > 1 ? `Interception (${pod})` : "Interception",
+      description: figures.describe(pod),
+      icon: leaked ? "warning" : "watch",
+      tooltip: `pod ${pod}\ntime to intercept: from "steal requested" to the first request that reached this session\nleaked: requests that still reached the pod after it was taken (on connections opened before)\ndropped: stolen requests the debuggee could not take`,
+      id: `${sessionId}.interception.${pod}`,
+    };
+  });
 }
