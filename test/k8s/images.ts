@@ -266,9 +266,14 @@ export interface BuiltImages {
 
 /**
  * Builds the images the suite runs: the agent (from agent/Dockerfile), the sample apps (node + the
- * playground's api/db/client + the cluster DNS server bundle), and the pod sandbox (pause).
+ * playground's api/db/client + the cluster DNS server bundle), the pod sandbox (pause), and the
+ * mesh's (istio-iptables with the iptables it drives, for the init container; mesh-proxy for the
+ * sidecar and the ingress gateway; build-mesh.sh builds both).
  */
-export function buildImages(workDir: string, opts: { pauseBinary: string; agentImage: string; appsImage: string; pauseImage: string; dnsBundle: string }): BuiltImages {
+export function buildImages(
+  workDir: string,
+  opts: { pauseBinary: string; agentImage: string; appsImage: string; pauseImage: string; dnsBundle: string; mesh: { image: string; istioIptables: string; proxy: string } },
+): BuiltImages {
   const base = nodeBase(join(workDir, "base"));
 
   const docker = parseDockerfile(readFileSync(join(REPO, "agent/Dockerfile"), "utf8"));
@@ -297,5 +302,25 @@ export function buildImages(workDir: string, opts: { pauseBinary: string; agentI
   mkdirSync(pauseDir, { recursive: true });
   const pause = writeOciArchive({ name: opts.pauseImage, layers: [pauseLayer], entrypoint: ["/pause"] }, pauseDir);
 
-  return { archives: [{ name: opts.agentImage, path: agent }, { name: opts.appsImage, path: apps }, { name: opts.pauseImage, path: pause }] };
+  const meshFs = Rootfs.withSkeleton(join(workDir, "mesh-layer"));
+  const iptables = debianFiles("iptables");
+  for (const f of iptables) meshFs.add(f);
+  for (const link of alternativesFor(iptables)) meshFs.add(link);
+  meshFs.add("/bin/sh");
+  meshFs.add("/usr/bin/dash");
+  meshFs.put("usr/local/bin/istio-iptables", readFileSync(opts.mesh.istioIptables), 0o755);
+  meshFs.put("usr/local/bin/mesh-proxy", readFileSync(opts.mesh.proxy), 0o755);
+  meshFs.put("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nistio-proxy:x:1337:1337:istio-proxy:/tmp:/bin/sh\n");
+  const meshDir = join(workDir, "mesh");
+  mkdirSync(meshDir, { recursive: true });
+  const mesh = writeOciArchive({ name: opts.mesh.image, layers: [meshFs.dir], entrypoint: ["/usr/local/bin/mesh-proxy"] }, meshDir);
+
+  return {
+    archives: [
+      { name: opts.agentImage, path: agent },
+      { name: opts.appsImage, path: apps },
+      { name: opts.pauseImage, path: pause },
+      { name: opts.mesh.image, path: mesh },
+    ],
+  };
 }
