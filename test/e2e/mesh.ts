@@ -58,8 +58,21 @@ function meshTools(t: E2eTools, cluster: MeshCluster) {
     assert.ok(m, `${name} on ${pod}'s sidecar`);
     return Number(m[1]);
   };
+  /** `tether exec` on deployment/api with the mesh debuggee; `body` runs once it is ready; then it ends and the pod is checked clean. */
+  const withExec = async (args: string[], env: NodeJS.ProcessEnv, body: () => Promise<void>) => {
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const runExec = await t.startExec(["-n", ns, "-t", "deployment/api", ...args, "-p", `${port}:8080`], [process.execPath, MESH_DEBUGGEE], { LOCAL_PORT: String(port), ...env });
+    try {
+      assert.match(runExec.stderr(), /ready in/, runExec.stderr());
+      await body();
+    } finally {
+      runExec.child.kill("SIGINT");
+      await runExec.exited;
+    }
+    await t.assertPodClean(runExec.pod!, ns);
+  };
   const ready = async (pod: string) => (await t.jsonpath(["pod", "-n", ns, pod], "{.status.conditions[?(@.type==\"Ready\")].status}")) === "True";
-  return { ns, podOf, inPod, curl, until, eastWest, northSouth, gatewayIp, sidecarCounter, ready };
+  return { ns, podOf, inPod, curl, until, eastWest, northSouth, gatewayIp, sidecarCounter, ready, withExec };
 }
 
 const servedBy = (body: string) => (/"debuggee":"([^"]+)"/.exec(body)?.[1] ? "debuggee" : /"pod":"([^"]+)"/.exec(body)?.[1] ?? body);
@@ -155,34 +168,24 @@ export const meshScenarios: { name: string; run(t: E2eTools, m: ReturnType<typeo
   },
   {
     name: "mesh: filtered steal of a meshed pod; requests with the header reach the debuggee east-west and north-south, the others the pod",
-    async run(t, m) {
+    async run(_t, m) {
       const api = await m.podOf("api");
-      const port = randomPort();
-      const runExec = await t.startExec(["-n", m.ns, "-t", "deployment/api", "--http-header", "^x-who: me$", "-p", `${port}:8080`], [process.execPath, MESH_DEBUGGEE], { LOCAL_PORT: String(port) });
-      try {
-        assert.match(runExec.stderr(), /ready in/, runExec.stderr());
+      await m.withExec(["--http-header", "^x-who: me$"], {}, async () => {
         assert.deepEqual(JSON.parse(await m.until(() => m.eastWest("/ew-mine", ["x-who: me"]), /"debuggee"/)), { debuggee: "debuggee", path: "/ew-mine", xWho: "me" });
         assert.equal(servedBy(await m.eastWest("/ew-theirs", ["x-who: someone"])), api);
         assert.equal(servedBy(await m.eastWest("/ew-plain")), api);
         assert.deepEqual(JSON.parse(await m.until(() => m.northSouth("/ns-mine", ["x-who: me"]), /"debuggee"/)), { debuggee: "debuggee", path: "/ns-mine", xWho: "me" });
         assert.equal(servedBy(await m.northSouth("/ns-plain")), api);
-      } finally {
-        runExec.child.kill("SIGINT");
-        await runExec.exited;
-      }
-      await t.assertPodClean(api, m.ns);
+      });
     },
   },
   {
     name: "mesh: mirror of a meshed pod; the debuggee gets exactly one copy of each request (what the sidecar hands the app), east-west and north-south, and the pod answers them all",
-    async run(t, m, cluster) {
+    async run(_t, m, cluster) {
       const api = await m.podOf("api");
-      const port = randomPort();
-      const record = join(cluster.stateDir, `mesh-mirror-${port}.log`);
+      const record = join(cluster.stateDir, `mesh-mirror-${randomPort()}.log`);
       writeFileSync(record, "");
-      const runExec = await t.startExec(["-n", m.ns, "-t", "deployment/api", "--mirror", "-p", `${port}:8080`], [process.execPath, MESH_DEBUGGEE], { LOCAL_PORT: String(port), RECORD_FILE: record });
-      try {
-        assert.match(runExec.stderr(), /ready in/, runExec.stderr());
+      await m.withExec(["--mirror"], { RECORD_FILE: record }, async () => {
         // the copy may trail its original: send until one arrives, then a known set
         for (let i = 0; i < 40 && !/GET \/warm-/.test(readFileSync(record, "utf8")); i++) {
           await m.eastWest(`/warm-${i}`);
@@ -196,11 +199,7 @@ export const meshScenarios: { name: string; run(t: E2eTools, m: ReturnType<typeo
           seen = readFileSync(record, "utf8");
         }
         for (const p of paths) assert.equal(seen.split("\n").filter((l) => l === `GET ${p}`).length, 1, `exactly one copy of ${p}: ${seen}`);
-      } finally {
-        runExec.child.kill("SIGINT");
-        await runExec.exited;
-      }
-      await t.assertPodClean(api, m.ns);
+      });
     },
   },
   {
