@@ -33,6 +33,8 @@ const contexts = await Promise.all(
       external: e.external ?? [],
       banner: e.banner ? { js: e.banner } : undefined,
       logLevel: "warning",
+      // jsonc-parser's main entry is a UMD wrapper whose requires esbuild cannot follow
+      alias: { "jsonc-parser": "jsonc-parser/lib/esm/main.js" },
     }),
   ),
 );

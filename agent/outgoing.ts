@@ -50,7 +50,9 @@ export class PodOutgoing implements Outgoing {
     metrics.add("tether_outgoing_connections_total", 1, { protocol: "tcp" });
     socket.on("data", (d: Buffer) => metrics.add("tether_bytes_total", d.length, { direction: "to_session" }));
     stream.on("data", (d: Buffer) => metrics.add("tether_bytes_total", d.length, { direction: "from_session" }));
-    pipeBoth(stream, socket);
+    // the session may have given up on the stream while we connected
+    if (stream.destroyed) socket.destroy();
+    else pipeBoth(stream, socket);
     log("debug", "outgoing tcp", { session: session.id, host, port });
     return {
       local: { address: socket.localAddress ?? "", port: socket.localPort ?? 0 },

@@ -72,7 +72,13 @@ export interface PodResolverOptions {
   root: string;
 }
 
+/** The target's /etc/hosts and /etc/resolv.conf are read again after this long (a lookup costs no file read meanwhile). */
+const FILES_TTL_MS = 2_000;
+
 export class PodResolver implements Resolver {
+  private files: Promise<{ hosts: Map<string, string[]>; conf: ResolvConf; resolver: DnsResolver }> | undefined;
+  private filesAt = 0;
+
   constructor(private readonly options: PodResolverOptions) {}
 
   private async read(path: string): Promise<string> {
@@ -81,6 +87,20 @@ export class PodResolver implements Resolver {
     } catch {
       return "";
     }
+  }
+
+  /** The target's resolver files, parsed, and a resolver for its nameservers; re-read after FILES_TTL_MS. */
+  private podFiles() {
+    if (!this.files || Date.now() - this.filesAt > FILES_TTL_MS) {
+      this.filesAt = Date.now();
+      this.files = Promise.all([this.read("/etc/hosts"), this.read("/etc/resolv.conf")]).then(([hostsText, confText]) => {
+        const conf = parseResolvConf(confText);
+        const resolver = new DnsResolver({ timeout: conf.timeoutMs, tries: conf.attempts });
+        resolver.setServers(conf.nameservers);
+        return { hosts: parseHosts(hostsText), conf, resolver };
+      });
+    }
+    return this.files;
   }
 
   async lookup(hostname: string, family: 0 | 4 | 6): Promise<Answer[]> {
@@ -99,28 +119,26 @@ export class PodResolver implements Resolver {
     if (ipFamily) return [{ address: hostname, family: ipFamily as 4 | 6 }];
     if (!/^[A-Za-z0-9_.-]+$/.test(hostname)) throw new TetherError("DNS_FAILED", `ENOTFOUND ${hostname} (not a host name)`);
     const wanted = (a: Answer) => family === 0 || a.family === family;
-    const hosts = parseHosts(await this.read("/etc/hosts"));
-    const conf = parseResolvConf(await this.read("/etc/resolv.conf"));
+    const { hosts, conf, resolver } = await this.podFiles();
     const names = candidates(hostname, conf);
     // /etc/hosts matches the name as written (and the searched forms, as glibc's files module does)
     for (const name of [hostname.replace(/\.$/, ""), ...names]) {
       const found = (hosts.get(name.toLowerCase()) ?? []).map((address) => ({ address, family: net.isIP(address) as 4 | 6 })).filter(wanted);
       if (found.length) return found;
     }
-    const resolver = new DnsResolver({ timeout: conf.timeoutMs, tries: conf.attempts });
-    resolver.setServers(conf.nameservers);
     let lastError: Error | undefined;
     for (const name of names) {
+      // A and AAAA at once, as glibc does, and in that order in the answer
+      const families = family === 0 ? ([4, 6] as const) : [family];
+      const results = await Promise.allSettled(families.map((fam) => (fam === 4 ? resolver.resolve4(name) : resolver.resolve6(name))));
       const answers: Answer[] = [];
-      for (const fam of family === 0 ? ([4, 6] as const) : [family]) {
-        try {
-          const list = fam === 4 ? await resolver.resolve4(name) : await resolver.resolve6(name);
-          answers.push(...list.map((address) => ({ address, family: fam })));
-        } catch (err) {
-          const code = (err as NodeJS.ErrnoException).code;
-          if (code !== "ENOTFOUND" && code !== "ENODATA") lastError = err as Error;
+      results.forEach((r, i) => {
+        if (r.status === "fulfilled") answers.push(...r.value.map((address) => ({ address, family: families[i]! })));
+        else {
+          const code = (r.reason as NodeJS.ErrnoException).code;
+          if (code !== "ENOTFOUND" && code !== "ENODATA") lastError = r.reason as Error;
         }
-      }
+      });
       if (answers.length) {
         this.options.log("debug", "dns answered", { hostname, name, count: answers.length });
         return answers;

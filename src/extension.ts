@@ -3,6 +3,7 @@
 import * as vscode from "vscode";
 import { AgentLogs } from "./vscode/agentLog";
 import { createCommands, registerCommands } from "./vscode/commands";
+import { ConfigDiagnostics } from "./vscode/diagnostics";
 import { channelLog } from "./vscode/log";
 import { SessionManager } from "./vscode/sessions";
 import { StatusBar } from "./vscode/status";
@@ -19,6 +20,8 @@ const DEACTIVATE_WITHIN_MS = 4_000;
 export interface TetherApi {
   sessions: SessionManager;
   store: ConfigStore;
+  targets: TargetsProvider;
+  status: StatusBar;
   /** Our cost: evaluating the bundle plus running activate(), in milliseconds. */
   activationMs: number;
 }
@@ -35,15 +38,17 @@ export function activate(context: vscode.ExtensionContext): TetherApi {
   const sessionsView = new SessionsProvider(sessions);
   const agentLogs = new AgentLogs(sessions);
   const commands = createCommands({ store, sessions, targets, agentLogs, channel, log });
+  const status = new StatusBar(store, sessions);
 
   context.subscriptions.push(
     channel,
     store,
     sessions,
-    new StatusBar(store, sessions),
+    status,
+    new ConfigDiagnostics(store, log),
     vscode.window.registerTreeDataProvider("tether.targets", targets),
-    vscode.window.registerTreeDataProvider("tether.traffic", new TrafficProvider(store)),
-    vscode.window.registerTreeDataProvider("tether.outgoing", new OutgoingProvider(store)),
+    new TrafficProvider(store).createView("tether.traffic"),
+    new OutgoingProvider(store).createView("tether.outgoing"),
     vscode.window.registerTreeDataProvider("tether.sessions", sessionsView),
     sessionsView,
     agentLogs,
@@ -55,7 +60,7 @@ export function activate(context: vscode.ExtensionContext): TetherApi {
   const activateMs = performance.now() - activateStart;
   const activationMs = loadMs + activateMs;
   log("info", `Tether activated in ${activationMs.toFixed(1)} ms (bundle evaluation ${loadMs.toFixed(1)} ms + activate() ${activateMs.toFixed(1)} ms)`);
-  return { sessions, store, activationMs };
+  return { sessions, store, targets, status, activationMs };
 }
 
 /**

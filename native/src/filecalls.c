@@ -162,6 +162,18 @@ static struct copy *pod_copy(const char *path) {
   pthread_mutex_lock(&copies_lock);
   c->next = copies;
   copies = c;
+  /* older copies of the same path: freed once no call can still be using them */
+  for (struct copy **pp = &c->next; *pp;) {
+    struct copy *old = *pp;
+    if (!strcmp(old->path, path) && old->expires + 60 < now) {
+      *pp = old->next;
+      free(old->path);
+      free(old->data);
+      free(old);
+    } else {
+      pp = &old->next;
+    }
+  }
   pthread_mutex_unlock(&copies_lock);
   return c;
 }

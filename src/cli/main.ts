@@ -4,8 +4,8 @@ import { spawn } from "node:child_process";
 import { closeSync, openSync, writeSync } from "node:fs";
 import { basename, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { parsePortPair, showRoute } from "../config/ports";
-import { targetPath } from "../config/target";
+import { parsePortPair, showRoute, waitingText } from "../config/ports";
+import { parseTargetPath, targetPath } from "../config/target";
 import { readConfigFile, readProjectConfig, resolveConfig, type ConfigSource } from "../config/load";
 import { Cluster } from "../kube/cluster";
 import { listNamespaces, listWorkloads } from "../kube/discovery";
@@ -16,7 +16,7 @@ import type { Log } from "../protocol/log";
 import { Launch } from "../engine/launch";
 import type { SessionEvent } from "../engine/events";
 import type { TetherConfig } from "../config/schema";
-import { nativeDirNextTo } from "../engine/nativeLayer";
+import { nativeDirNextTo } from "../engine/nativeDir";
 import { doctor, probeImage } from "../kube/doctor";
 
 
@@ -27,6 +27,8 @@ const USAGE = `usage:
                 [--tls-secret NAME | --tls-cert FILE --tls-key FILE] [--tls-client-ca FILE|secret:NAME]
                 [--tls-local] [-p LOCAL:REMOTE]... [--events FILE] -- COMMAND [ARGS...]
   tether doctor [-n NS] [--context C] [--kubeconfig P] [--job] [--probe-image IMAGE]
+                [--tls-local] [-p LOCAL:REMOTE]... -- COMMAND [ARGS...]
+  tether doctor [-t KIND/NAME] [-n NS] [--context C] [--kubeconfig P] [--job] [--probe-image IMAGE]
   tether --version`;
 
 class UsageError extends Error {}
@@ -148,8 +150,7 @@ async function exec(argv: string[]): Promise<number> {
   const config = resolveConfig(sources);
   if (!config.target) throw new UsageError("no target: give -t KIND/NAME or a target in the config file");
 
-  // a Node command gets the runtime, every command the native layer (Node's children included):
-  // both report the ports the command really listens on
+  // a Node command gets the runtime, every command the native layer (Node's children included)
   const node = /^node(js)?$/.test(basename(command[0]!));
   const events = openEventsFile(values.events);
   try {
@@ -176,14 +177,17 @@ async function run(config: TetherConfig, command: string[], node: boolean, log: 
     runtimeBundle: resolve(__dirname, "runtime.js"),
     nativeDir: nativeDirNextTo(__dirname),
     debuggee: node ? "node" : "native",
-    incomingOnListen: true,
     client: { name: "tether-cli", version: TETHER_VERSION },
     onStep: (step, detail) => process.stderr.write(`tether: ${step} ${detail}\n`),
     onSubscribed: (pod, local) => process.stderr.write(`tether: ${config.incoming.mode} ${showRoute(pod, local)} (the command listens)\n`),
+    onPortTaken: (local) => process.stderr.write(`tether: local port ${local} is already taken by another program; stop it so your command can listen there\n`),
+    onHandedBack: (pod, local) => process.stderr.write(`tether: ${showRoute(pod, local)} handed back to the pod: nothing listens on :${local} any more\n`),
     onSubscribeError: (port, err) => process.stderr.write(`tether: cannot subscribe port ${port}: ${err.message}\n`),
     ...(events !== undefined ? { onEvent: (e: SessionEvent) => writeSync(events, `${JSON.stringify(e)}\n`) } : {}),
   });
   const session = launch.session;
+  process.stderr.write(`tether: ${launch.summary(node ? "node" : "native")}\n`);
+  if (session.waiting.length) process.stderr.write(`tether: ${waitingText(session.waiting)}\n`);
   const env: NodeJS.ProcessEnv = { ...process.env, ...launch.debuggeeEnv(node ? "node" : "native", process.env) };
   const line = launch.command(command);
   const child = spawn(line[0]!, line.slice(1), { stdio: "inherit", env });
@@ -210,13 +214,13 @@ async function doctorCmd(argv: string[]): Promise<number> {
   });
   if (values.help) return console.log(USAGE), 0;
   const cluster = new Cluster({ kubeconfig: values.kubeconfig, context: values.context, namespace: values.namespace });
-  const findings = await doctor(cluster, cluster.namespace, values.job ? "job" : "ephemeral");
-  if (values["probe-image"]) findings.push(await probeImage(cluster, cluster.namespace, values["probe-image"]));
+  const findings = await doctor(cluster, cluster.namespace, values.job ? "job" : "ephemeral", values.target ? parseTargetPath(values.target) : undefined);
+  if (values["probe-image"] && findings[0]?.ok) findings.push(await probeImage(cluster, cluster.namespace, values["probe-image"]));
   for (const f of findings) {
-    console.log(`${f.ok ? "ok  " : "FAIL"} ${f.check}: ${f.detail}`);
+    console.log(`${f.ok ? "ok  " : f.optional ? "warn" : "FAIL"} ${f.check}: ${f.detail}`);
     if (f.fix) console.log(`     what to do: ${f.fix}`);
   }
-  return findings.every((f) => f.ok) ? 0 : 1;
+  return findings.every((f) => f.ok || f.optional) ? 0 : 1;
 }
 
 export async function main(argv: string[]): Promise<number> {

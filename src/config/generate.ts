@@ -4,7 +4,8 @@
 // - package.json's contributes.configuration (the settings of src/config/settings.ts) and
 //   contributes.debuggers (the `tether` launch attribute, with IntelliSense, for every debug type of
 //   src/config/debugTypes.ts);
-// - the configuration table of README.md, and its table of `tether exec --events` events
+// - the configuration table of README.md, its table of what works for which language
+//   (src/config/debuggeeSupport.ts) and its table of `tether exec --events` events
 //   (src/engine/events.ts: a script may read from every layer);
 // - TETHER_VERSION in src/protocol/version.ts, from package.json's "version".
 // Run: npm run generate. test/unit/config.test.ts fails when any of them is stale.
@@ -12,6 +13,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { z } from "zod";
 import { eventsTable } from "../engine/events";
+import { supportTable } from "./debuggeeSupport";
 import { DEBUG_TYPES } from "./debugTypes";
 import { configSchema } from "./schema";
 import { SETTING_KEYS } from "./settings";
@@ -22,10 +24,6 @@ export const LAUNCH_SCHEMA_FILE = resolve(ROOT, "media/launch.schema.json");
 export const README_FILE = resolve(ROOT, "README.md");
 export const PACKAGE_FILE = resolve(ROOT, "package.json");
 export const VERSION_FILE = resolve(ROOT, "src/protocol/version.ts");
-const START = "<!-- config-table:start -->";
-const END = "<!-- config-table:end -->";
-const EVENTS_START = "<!-- events-table:start -->";
-const EVENTS_END = "<!-- events-table:end -->";
 
 type Node = {
   type?: string | string[];
@@ -69,14 +67,18 @@ export function readmeTable(): string {
   return rows.join("\n");
 }
 
+function between(text: string, name: string, content: string): string {
+  const start = `<!-- ${name}:start -->`;
+  const end = `<!-- ${name}:end -->`;
+  const a = text.indexOf(start);
+  const b = text.indexOf(end);
+  if (a < 0 || b < a) throw new Error(`README.md lacks the ${start} / ${end} markers`);
+  return `${text.slice(0, a + start.length)}\n${content}\n${text.slice(b)}`;
+}
+
+/** README.md with its generated tables: the configuration, what works for which language, the events of `tether exec --events`. */
 export function readmeWithTable(readme: string): string {
-  const put = (text: string, start: string, end: string, table: string) => {
-    const a = text.indexOf(start);
-    const b = text.indexOf(end);
-    if (a < 0 || b < a) throw new Error(`README.md lacks the ${start} / ${end} markers`);
-    return `${text.slice(0, a + start.length)}\n${table}\n${text.slice(b)}`;
-  };
-  return put(put(readme, START, END, readmeTable()), EVENTS_START, EVENTS_END, eventsTable());
+  return between(between(between(readme, "config-table", readmeTable()), "support-table", supportTable()), "events-table", eventsTable());
 }
 
 /** contributes.configuration: `tether.<key>` for each SETTING_KEYS entry, as the schema describes the key. */

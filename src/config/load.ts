@@ -3,7 +3,9 @@
 // are replaced. Every error names its source and the JSON path of the bad value.
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { findNodeAtLocation, parse as parseJsonc, parseTree, printParseErrorCode, type ParseError } from "jsonc-parser";
 import { TetherError } from "../protocol/error";
+import { JSONC_OPTIONS, parseConfigText } from "./jsonc";
 import { readMirrordConfig } from "./mirrord";
 import { configSchema, type TetherConfig } from "./schema";
 
@@ -65,11 +67,39 @@ export function readConfigFile(path: string, name = path): ConfigSource {
   } catch (err) {
     throw new TetherError("CONFIG_INVALID", `${name}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
-  try {
-    return { name, value: JSON.parse(text) };
-  } catch (err) {
-    throw new TetherError("CONFIG_INVALID", `${name}: not valid JSON (${(err as Error).message})`);
-  }
+  return { name, value: parseConfigText(text, name) };
+}
+
+/** One problem of a configuration file, with where it is (offsets into the text). */
+export interface ConfigProblem {
+  message: string;
+  /** The JSON path, "incoming.mode"; "" for the file as a whole. */
+  path: string;
+  offset: number;
+  length: number;
+}
+
+/**
+ * Every problem of a configuration file's text, each placed on the value it is about (or the
+ * nearest enclosing one that exists), for an editor's diagnostics. Empty when the file is fine.
+ */
+export function configProblems(text: string): ConfigProblem[] {
+  const errors: ParseError[] = [];
+  const value = parseJsonc(text, errors, JSONC_OPTIONS);
+  if (errors.length) return errors.map((e) => ({ message: `not valid JSON: ${printParseErrorCode(e.error)}`, path: "", offset: e.offset, length: Math.max(e.length, 1) }));
+  const r = configSchema.safeParse(value);
+  if (r.success) return [];
+  const tree = parseTree(text, [], JSONC_OPTIONS);
+  return r.error.issues.map((issue) => {
+    const path = issue.path.filter((p): p is string | number => typeof p !== "symbol");
+    // an unknown key is marked on the key itself, any other problem on the value
+    const unknownKey = issue.code === "unrecognized_keys" ? issue.keys[0] : undefined;
+    const full = unknownKey === undefined ? path : [...path, unknownKey];
+    let node = tree && findNodeAtLocation(tree, full);
+    for (let n = full.length - 1; !node && tree && n >= 0; n--) node = findNodeAtLocation(tree, full.slice(0, n));
+    const at = unknownKey !== undefined && node?.parent?.type === "property" ? node.parent.children![0]! : node;
+    return { message: unknownKey === undefined ? issue.message : `${issue.message}: ${unknownKey}`, path: describe(full), offset: at?.offset ?? 0, length: at?.length ?? 1 };
+  });
 }
 
 /**

@@ -5,6 +5,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { TetherError } from "../protocol/error";
+import { parseConfigText } from "./jsonc";
 import type { ConfigSource } from "./load";
 import { TARGET_KINDS } from "./target";
 
@@ -165,11 +166,5 @@ export function translateMirrord(m: unknown, name = "mirrord.json"): MirrordTran
 export function readMirrordConfig(dir: string): MirrordTranslation | undefined {
   const path = join(dir, ".mirrord", "mirrord.json");
   if (!existsSync(path)) return undefined;
-  let value: unknown;
-  try {
-    value = JSON.parse(readFileSync(path, "utf8"));
-  } catch (err) {
-    throw new TetherError("CONFIG_INVALID", `.mirrord/mirrord.json: not valid JSON (${(err as Error).message})`);
-  }
-  return translateMirrord(value, ".mirrord/mirrord.json");
+  return translateMirrord(parseConfigText(readFileSync(path, "utf8"), ".mirrord/mirrord.json"), ".mirrord/mirrord.json");
 }

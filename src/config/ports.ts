@@ -47,3 +47,8 @@ export function showRoute(pod: number, local: number): string {
 export function showRoutes(routes: Iterable<readonly [number, number]>, none = "none"): string {
   return [...routes].map(([pod, local]) => showRoute(pod, local)).join(", ") || none;
 }
+
+/** The state of local ports nothing listens on yet: "waiting for your app to listen on :8080, :9090". */
+export function waitingText(localPorts: readonly number[]): string {
+  return `waiting for your app to listen on ${localPorts.map((p) => `:${p}`).join(", ")}`;
+}

@@ -2,8 +2,8 @@
 // the VS Code settings and the README reference table are all generated from this.
 import { z } from "zod";
 import { httpFilterSchema } from "../protocol/httpFilter";
-import { TETHER_VERSION } from "../protocol/version";
 import { parseAddress } from "./address";
+import { DEFAULT_AGENT_IMAGE } from "./agentImage";
 import { TARGET_PATH_PATTERN, TARGET_PATH_HELP } from "./target";
 
 const address = z.string().superRefine((value, ctx) => {
@@ -45,9 +45,6 @@ const incomingTls = z
   });
 
 const targetString = z.string().regex(TARGET_PATH_PATTERN, { message: TARGET_PATH_HELP });
-
-/** The agent image of this version of Tether (npm run agent-image builds it). */
-export const DEFAULT_AGENT_IMAGE = `tether/agent:${TETHER_VERSION}`;
 
 /**
  * The one place that decides what an HTTP filter implies: with no mode, a filter means steal (it

@@ -30,15 +30,16 @@
 //   "passed"     (PassedRequest)       v2 agents: a request on a subscribed port went to the pod's app
 //   "leaked"     (LeakedRequest)       v3 agents: a request the steal should have taken reached the
 //                                      pod's app (on a connection opened before the steal)
+//   "started"    (StartedRequest)      a stolen HTTP request arrived; "finished" (the same) when its exchange ended
 //   "failure"    (DeliveryFailure)     delivering to the local app failed
 import { EventEmitter } from "node:events";
-import { request as httpRequest, type IncomingMessage } from "node:http";
-import { request as httpsRequest } from "node:https";
+import type { IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { EngineConnection } from "../protocol/connection";
 import { silentLog, type Log } from "../protocol/log";
 import { pipeBoth } from "../protocol/pipeBoth";
+import { directRequest } from "./directHttp";
 import type { AgentToEngine } from "../protocol/messages";
 import { Http2Delivery } from "./incomingHttp2";
 import { Loopback } from "./loopback";
@@ -87,6 +88,17 @@ export interface DeliveredRequest {
 export type PassedRequest = Omit<TrafficPassed, "type">;
 export type LeakedRequest = Omit<Extract<AgentToEngine, { type: "traffic.leaked" }>, "type">;
 
+/** A stolen HTTP request the debuggee has not finished answering. */
+export interface StartedRequest {
+  /** The wire stream it came on. */
+  id: number;
+  port: number;
+  localPort: number;
+  method: string;
+  path: string;
+  since: number;
+}
+
 export interface DeliveryFailure {
   port: number;
   localPort: number;
@@ -111,7 +123,10 @@ export class IncomingDelivery extends EventEmitter {
   private closed = false;
   private readonly onMessage = (msg: AgentToEngine) => {
     if (msg.type === "incoming.tcp") this.deliverTcp(msg);
-    else if (msg.type === "incoming.http") msg.httpVersion === "2.0" ? this.http2.deliver(msg) : this.deliverHttp(msg);
+    else if (msg.type === "incoming.http") {
+      this.inFlight(msg);
+      msg.httpVersion === "2.0" ? this.http2.deliver(msg) : this.deliverHttp(msg);
+    }
     else if (msg.type === "http.trailers" || msg.type === "http.reset") this.http2.onStreamMessage(msg);
     else if (msg.type === "traffic.passed") {
       const { type: _type, ...passed } = msg;
@@ -230,6 +245,15 @@ export class IncomingDelivery extends EventEmitter {
     stream.on("close", finishOther(stream, app));
   }
 
+  /** "started" now, "finished" when its wire stream closes: what is in flight (e.g. paused at a breakpoint). */
+  private inFlight(msg: IncomingHttp): void {
+    const stream = this.conn.stream(msg.stream);
+    if (!stream || this.closed) return;
+    const request: StartedRequest = { id: msg.stream, port: msg.port, localPort: this.localPort(msg.port), method: msg.method, path: msg.url, since: Date.now() };
+    this.emit("started", request);
+    stream.once("close", () => this.emit("finished", request));
+  }
+
   private deliverHttp(msg: IncomingHttp): void {
     const stream = this.conn.stream(msg.stream);
     if (!stream) return;
@@ -250,7 +274,8 @@ export class IncomingDelivery extends EventEmitter {
       } satisfies DeliveredRequest);
     const tls = this.localTls && msg.tls !== undefined;
     const agent = tls ? this.tlsAgent : this.agent;
-    const req = (tls ? httpsRequest : httpRequest)({
+    const req = directRequest({
+      tls,
       ...(tls && msg.tls?.sni ? { servername: msg.tls.sni } : {}),
       host: "localhost", // the pool's key; the address is chosen by loopback.ts
       port: localPort,

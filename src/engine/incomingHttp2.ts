@@ -8,13 +8,14 @@
 // `http.trailers`, eof. A reset on either side travels as `http.reset` with its RST_STREAM code.
 // gRPC calls are reported when they end, with their grpc-status; other requests at their head.
 import http2, { constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from "node:http2";
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
-import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import { Agent as HttpAgent, type IncomingMessage } from "node:http";
+import { Agent as HttpsAgent } from "node:https";
 import type { Duplex } from "node:stream";
 import type { EngineConnection, WireStream } from "../protocol/connection";
 import { h1ToH2Raw, h2ToH1Raw, isGrpc, isPseudo, rawValue, rawWithout, toH2Headers } from "../protocol/http2Headers";
 import type { Log } from "../protocol/log";
 import type { AgentToEngine } from "../protocol/messages";
+import { directRequest } from "./directHttp";
 import type { DeliveredRequest } from "./incoming";
 
 type IncomingHttp = Extract<AgentToEngine, { type: "incoming.http" }>;
@@ -305,8 +306,8 @@ class Exchange {
 
   overHttp1(via: { agent: HttpAgent; tls?: { servername?: string } }): void {
     const msg = this.msg;
-    const request = via.tls ? httpsRequest : httpRequest;
-    const req = request({
+    const req = directRequest({
+      tls: !!via.tls,
       host: this.ctx.host,
       port: this.localPort,
       method: msg.method,

@@ -2,9 +2,16 @@
 // UDP forwarders (with the DNS relay), the native layer (every program that is not Node, and Node's
 // children) or, where the layer cannot run, the local proxy, and the environment the debuggee is
 // started with. Shared by `tether exec` and the VS Code extension so both launch a process the same way.
+// Incoming ports follow the debuggee: a pod port is subscribed when its local port accepts connections
+// (reported by the Node runtime or the native layer, or seen by LocalListeners for any program) and
+// handed back when it stops.
 import { existsSync } from "node:fs";
+import { debuggeeLimits } from "../config/debuggeeSupport";
+import { showRoutes, waitingText } from "../config/ports";
 import type { TetherConfig } from "../config/schema";
+import { targetLabel } from "../config/target";
 import { DnsRelay } from "./dnsRelay";
+import { LocalListeners } from "./localListeners";
 import { LocalProxy } from "./localProxy";
 import { NativeLayer } from "./nativeLayer";
 import { NameMemory } from "./names";
@@ -27,6 +34,10 @@ export interface LaunchOptions extends SessionOptions {
   /** Called when the debuggee listens and the pod port delivered to its local port was subscribed. */
   onSubscribed?: (pod: number, local: number) => void;
   onSubscribeError?: (local: number, err: Error) => void;
+  /** Called when nothing listens on the local port any more and the pod port went back to the pod's app. */
+  onHandedBack?: (pod: number, local: number) => void;
+  /** Called when a local port is already taken by another program as the session starts. */
+  onPortTaken?: (local: number) => void;
 }
 
 export class Launch {
@@ -40,6 +51,7 @@ export class Launch {
     private readonly tcp: TcpSplices,
     private readonly udp: UdpForwarders,
     private readonly files: PodFiles,
+    private readonly listeners: LocalListeners,
     private readonly runtimeBundle: string | undefined,
     /** The native layer, or why it is not there. */
     readonly native: NativeLayer | { unavailable: string },
@@ -49,9 +61,8 @@ export class Launch {
     const { config, log } = options;
     const runtimeBundle = options.runtimeBundle && existsSync(options.runtimeBundle) ? options.runtimeBundle : undefined;
     const nativeWhyNot = options.nativeDir ? await NativeLayer.unavailable(options.nativeDir) : "no native layer was given";
-    // a debuggee that reports its listening ports gets them subscribed only then
-    const reports = options.debuggee === "node" ? runtimeBundle !== undefined : nativeWhyNot === undefined;
-    const session = await Session.start({ ...options, incomingOnListen: (options.incomingOnListen ?? false) && reports && !config.incoming.ports });
+    // whatever the program, a port is subscribed once it listens (LocalListeners sees any of them)
+    const session = await Session.start({ ...options, incomingOnListen: true });
     const conn = () => session.conn!;
     const routing = routingFromConfig(config);
     const names = new NameMemory();
@@ -74,13 +85,31 @@ export class Launch {
         log("warn", `the native layer is not active (${native.unavailable}); outgoing traffic goes through HTTP_PROXY/ALL_PROXY only, DNS and files stay local`, { tag: "native" });
       }
       const proxy = await LocalProxy.start(conn, routing, log);
-      runtime.on("listen", ({ port }: { port: number }) => {
+      let listeners: LocalListeners | undefined;
+      const listens = (port: number) =>
         session.debuggeeListens(port).then(
-          (pod) => pod !== undefined && options.onSubscribed?.(pod, port),
+          (pods) => {
+            if (pods.length) listeners?.expect(port); // its stop is seen even if it comes before the next look
+            for (const pod of pods) options.onSubscribed?.(pod, port);
+          },
           (err: Error) => options.onSubscribeError?.(port, err),
         );
+      // the Node runtime and the native layer say at once; LocalListeners sees any program within LISTEN_POLL_MS
+      runtime.on("listen", ({ port }: { port: number }) => void listens(port));
+      listeners = new LocalListeners(new Set(session.routes.values()));
+      listeners.on("listening", ({ port }: { port: number }) => void listens(port));
+      listeners.on("stopped", ({ port }: { port: number }) => {
+        session.debuggeeStopped(port).then(
+          (pods) => pods.forEach((pod) => options.onHandedBack?.(pod, port)),
+          (err: Error) => log("warn", `cannot hand port ${port} back: ${err.message}`, { tag: "session" }),
+        );
       });
-      return new Launch(session, config, runtime, proxy, tcp, udp, files, runtimeBundle, native);
+      listeners.on("taken", ({ port }: { port: number }) => {
+        log("warn", `local port ${port} is already taken by another program: its pod traffic waits until your app listens there`, { tag: "session" });
+        options.onPortTaken?.(port);
+      });
+      listeners.on("error", (err: Error) => log("warn", `cannot see which local ports accept connections: ${err.message}`, { tag: "session" }));
+      return new Launch(session, config, runtime, proxy, tcp, udp, files, listeners, runtimeBundle, native);
     } catch (err) {
       await Promise.allSettled([runtime?.close(), "close" in native ? native.close() : undefined, tcp.close(), udp.close(), session.destroy(err as Error)]);
       throw err;
@@ -110,6 +139,32 @@ export class Launch {
     };
   }
 
+  /**
+   * What is active, in one line, for when the session is ready (the CLI's stderr, VS Code's log and
+   * Debug Console): the pod, incoming, outgoing, DNS, env, and what the debuggee does not get.
+   */
+  summary(kind: DebuggeeKind): string {
+    const { config, session } = this;
+    const inc = config.incoming;
+    const out = config.outgoing;
+    const rules = out.filter ? ("local" in out.filter ? ` except ${out.filter.local.join(", ")}` : ` only for ${out.filter.remote.join(", ")}`) : "";
+    const outgoing =
+      out.tcp && out.udp ? `outgoing through the cluster${rules}` : !out.tcp && !out.udp ? "outgoing local" : `outgoing ${out.tcp ? "TCP" : "UDP"} through the cluster${rules}, ${out.tcp ? "UDP" : "TCP"} local`;
+    const t = session.target;
+    return [
+      `${targetLabel(config.target)} as pod ${t.podName}${t.readyPods > 1 ? ` (1 of ${t.readyPods} replicas)` : ""}`,
+      inc.mode === "off"
+        ? "incoming off"
+        : `${inc.mode}${inc.httpFilter ? " with an HTTP filter" : ""} ${showRoutes(session.routes, "(no ports)")}${session.waiting.length ? `, ${waitingText(session.waiting)}` : ""}`,
+      outgoing,
+      config.dns.enabled ? "DNS in the pod" : "DNS local",
+      `${Object.keys(session.env).length} env variables from the pod`,
+      debuggeeLimits(kind === "node" ? "node" : this.nativeLayer ? "native" : "proxy"),
+    ]
+      .filter(Boolean)
+      .join(" · ");
+  }
+
   /** The command line that starts `argv` as the debuggee (under the native layer when it runs). */
   command(argv: string[]): string[] {
     return this.nativeLayer ? this.nativeLayer.wrap(argv) : argv;
@@ -117,6 +172,7 @@ export class Launch {
 
   close(): Promise<void> {
     this.closing ??= (async () => {
+      this.listeners.close();
       await Promise.allSettled([this.proxy.close(), this.runtime.close(), this.tcp.close(), this.udp.close()]);
       await Promise.allSettled([this.nativeLayer?.close(), this.session.close()]);
     })();

@@ -9,6 +9,7 @@ import type { EngineConnection } from "../protocol/connection";
 import type { Log } from "../protocol/log";
 import { pipeBoth } from "../protocol/pipeBoth";
 import { connectThroughAgent } from "./agentTcp";
+import { directRequest } from "./directHttp";
 import { asSocket } from "./agentWire";
 
 export interface ProxyRouting {
@@ -120,7 +121,7 @@ export class LocalProxy {
       req.resume();
       return;
     }
-    const upstream = http.request({
+    const upstream = directRequest({
       method: req.method,
       path: url.pathname + url.search,
       headers: headers as unknown as http.OutgoingHttpHeaders,

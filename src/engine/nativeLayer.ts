@@ -5,8 +5,9 @@
 // adapter starts the program). Both read TETHER_NATIVE. The supervisor outlives a closed session
 // while intercepted processes remain (without it their trapped calls would fail), routing nothing.
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { existsSync, rmSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { homedir, tmpdir } from "node:os";
+import { delimiter, dirname, isAbsolute, join } from "node:path";
 import { createInterface } from "node:readline";
 import type { Log } from "../protocol/log";
 import { RUNTIME_ENV, type RuntimeEnv } from "../protocol/runtimeWire";
@@ -15,14 +16,17 @@ export const NATIVE_ENV = "TETHER_NATIVE";
 const READY_MS = 10_000;
 const EXIT_MS = 3_000;
 
-/** dist/native/<platform>-<arch>, next to the bundles. */
-export function nativeDirNextTo(distDir: string): string {
-  return join(distDir, "native", `${process.platform}-${process.arch}`);
+/** An executable on PATH or in Go's install directories, as an absolute path (or the name itself). */
+export function findProgram(name: string): string {
+  if (isAbsolute(name)) return name;
+  const dirs = [...(process.env.PATH ?? "").split(delimiter), process.env.GOBIN ?? "", join(process.env.GOPATH ?? join(homedir(), "go"), "bin")];
+  return dirs.map((d) => d && join(d, name)).find((p) => p && existsSync(p)) || name;
 }
 
 export class NativeLayer {
   private exited: Promise<void>;
   private closing?: Promise<void>;
+  private wrappers?: string;
 
   private constructor(
     private readonly dir: string,
@@ -37,8 +41,18 @@ export class NativeLayer {
     return join(this.dir, "tether-shim");
   }
 
+  /** libtether.so; copied to a path without spaces or colons when needed (LD_PRELOAD splits on them). */
   get preload(): string {
-    return join(this.dir, "libtether.so");
+    const own = join(this.dir, "libtether.so");
+    if (!/[\s:]/.test(own)) return own;
+    const copy = join(this.wrapperDir(), "libtether.so");
+    if (!existsSync(copy)) copyFileSync(own, copy);
+    return copy;
+  }
+
+  private wrapperDir(): string {
+    this.wrappers ??= mkdtempSync(join(tmpdir(), "tether-wrappers-"));
+    return this.wrappers;
   }
 
   /** Why the layer cannot run on this machine, or undefined when it can. */
@@ -46,6 +60,14 @@ export class NativeLayer {
     if (process.platform !== "linux") return `the native layer is built for Linux only (this is ${process.platform})`;
     const missing = ["tether-supervisor", "tether-shim", "libtether.so"].filter((f) => !existsSync(join(dir, f)));
     if (missing.length) return `${missing.join(", ")} missing in ${dir} (built by npm run build with a C compiler)`;
+    // an archive (a VSIX) may have dropped the executable bits
+    for (const f of ["tether-supervisor", "tether-shim"]) {
+      try {
+        if ((statSync(join(dir, f)).mode & 0o111) === 0) chmodSync(join(dir, f), 0o755);
+      } catch {
+        // read-only installation: the check below says what is wrong
+      }
+    }
     return await new Promise((resolve) => {
       execFile(join(dir, "tether-supervisor"), ["--check"], { timeout: 5_000 }, (err, stdout) => {
         const out = stdout.trim();
@@ -106,6 +128,21 @@ export class NativeLayer {
   }
 
   /**
+   * An executable that runs `program` under the layer, for a debug adapter that takes the path of the
+   * tool it starts (dlvToolPath): its children, the debuggee among them, inherit the filter. Removed
+   * with the layer.
+   */
+  wrapper(program: string): string {
+    const name = program.replace(/^.*\//, "").replace(/[^\w.-]/g, "_");
+    const file = join(this.wrapperDir(), name);
+    const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+    const env = Object.entries(this.env()).map(([k, v]) => `export ${k}=${q(v)}\n`).join("");
+    writeFileSync(file, `#!/bin/sh\n# Tether: ${program} under the native layer\n${env}exec ${q(this.shim)} -- ${q(findProgram(program))} "$@"\n`);
+    chmodSync(file, 0o755);
+    return file;
+  }
+
+  /**
    * Stops routing (the supervisor lets every call through from now on) and waits a moment for it to
    * exit, which it does once no intercepted process is left. Safe to call twice.
    */
@@ -115,6 +152,7 @@ export class NativeLayer {
       await Promise.race([this.exited, new Promise((r) => setTimeout(r, EXIT_MS).unref())]);
       this.child.stdout?.destroy();
       this.child.stderr?.destroy();
+      if (this.wrappers) rmSync(this.wrappers, { recursive: true, force: true });
       // it removes its socket itself; after a crash, this does
       if (this.child.exitCode !== null || this.child.signalCode !== null) rmSync(dirname(this.socket), { recursive: true, force: true });
     })();

@@ -10,14 +10,14 @@ import { normalizeTarget, targetPath, type Target } from "../config/target";
 import type { EngineConnection } from "../protocol/connection";
 import { TetherError } from "../protocol/error";
 import type { Log } from "../protocol/log";
-import type { AgentToEngine } from "../protocol/messages";
+import type { AgentToEngine, Probe } from "../protocol/messages";
 import { placeAgent, type PlacedAgent } from "../kube/agentPlacement";
 import { Cluster, resolveTarget, type ResolvedTarget } from "../kube/cluster";
 import { probesOf } from "../kube/probes";
 import { interceptablePorts } from "../kube/containers";
 import { openPortForward } from "../kube/portForward";
 import { openAgentWire } from "./agentWire";
-import { IncomingDelivery, type DeliveredRequest, type DeliveryFailure, type IncomingConnection, type LeakedRequest, type PassedRequest } from "./incoming";
+import { IncomingDelivery, type DeliveredRequest, type DeliveryFailure, type IncomingConnection, type LeakedRequest, type PassedRequest, type StartedRequest } from "./incoming";
 import { loadTlsMaterial } from "./tlsMaterial";
 import type { SubscribeTls } from "../protocol/messages";
 import { importEnv } from "./routing";
@@ -31,8 +31,8 @@ export interface SessionOptions {
   log: Log;
   client: { name: string; version: string };
   /**
-   * Subscribe a port only once the debuggee listens on its local side (the Node runtime reports
-   * listen()), instead of subscribing every candidate port at start.
+   * Subscribe a port only once the debuggee listens on its local side (Launch reports it, see
+   * debuggeeListens), and hand it back when it stops; otherwise every candidate port at start.
    */
   incomingOnListen?: boolean;
   /** Called as each step starts (and "ready" at the end), with the time since start. */
@@ -42,29 +42,46 @@ export interface SessionOptions {
 }
 
 export interface SessionStats {
+  /** Whole connections delivered (steal without a filter, mirror). */
   connections: number;
+  /** Of those, mirrored copies. */
+  mirrored: number;
   requestsStolen: number;
+  /** Requests the agent let through to the pod's app, probes not counted. */
   requestsPassed: number;
+  /** The pod's liveness/readiness/startup probe requests that reached the pod (folded into one count). */
+  probesPassed: number;
   failures: number;
 }
+
+/** One line of the session's recent traffic. */
+export type RecentEntry =
+  | DeliveredRequest
+  | { passed: true; method: string; path: string; port: number }
+  | { connection: true; mode: "steal" | "mirror"; port: number; localPort: number; peer: { address: string; port: number } };
 
 const RECENT_LIMIT = 200;
 /** The longest a graceful close waits for the agent's unsubscribe, then for requests in flight. */
 const RELEASE_DRAIN_MS = 2_000;
 
 /**
- * Events: "request" (DeliveredRequest), "ended" (err?: Error) when the agent wire goes away, "event"
- * (SessionEvent, events.ts: everything, also given to options.onEvent), "figures" when they change.
+ * Events: "request" (DeliveredRequest), "ports" when a pod port is subscribed or handed back, "ended"
+ * (err?: Error) when the agent wire goes away, "event" (SessionEvent, events.ts: everything, also given
+ * to options.onEvent).
  */
 export class Session extends EventEmitter {
   readonly id = randomUUID();
-  readonly stats: SessionStats = { connections: 0, requestsStolen: 0, requestsPassed: 0, failures: 0 };
+  readonly stats: SessionStats = { connections: 0, mirrored: 0, requestsStolen: 0, requestsPassed: 0, probesPassed: 0, failures: 0 };
   /** Time to intercept, leaks and drops per pod and port (figures.ts). */
   readonly figures = new InterceptionFigures();
   /** The agent's id for this session: the `session` label of its metrics. */
   agentSession = "";
   agentVersion = "";
-  readonly recent: (DeliveredRequest | { passed: true; method: string; path: string; port: number })[] = [];
+  readonly recent: RecentEntry[] = [];
+  /** Stolen HTTP requests the debuggee is still answering (a breakpoint holds them), by wire stream. */
+  readonly inFlight = new Map<number, StartedRequest>();
+  /** The target container's probes: their requests are counted, not listed. */
+  private probes: Probe[] = [];
   target!: ResolvedTarget;
   placed?: PlacedAgent;
   conn?: EngineConnection;
@@ -77,6 +94,8 @@ export class Session extends EventEmitter {
   readonly ports = new Map<number, number>();
   /** Pod ports that may be subscribed (configured or the container's), with their local port. */
   private readonly candidates = new Map<number, number>();
+  /** Subscribes and hand-backs, one at a time and in the order the debuggee's listen/stop came. */
+  private portChanges: Promise<unknown> = Promise.resolve();
   /** incoming.tls, read once: certificate, key and client CA sent with each steal subscription. */
   private tls?: SubscribeTls;
   private ending?: Promise<void>;
@@ -115,6 +134,7 @@ export class Session extends EventEmitter {
     this.target = await resolveTarget(this.cluster, target, this.cluster.namespace);
     step("starting agent", `${this.target.reason}; agent ${config.agent.mode}`);
     const probes = probesOf(this.target.container, this.target.pod);
+    this.probes = probes;
     const place = (reuse: boolean) =>
       placeAgent(this.cluster, this.target, {
         mode: config.agent.mode,
@@ -162,6 +182,9 @@ export class Session extends EventEmitter {
         this.stats.connections++;
         this.intercepted(c.port, c.mode, Date.now());
         this.event({ type: "connection", pod, port: c.port, mode: c.mode, peer: `${c.peer.address}:${c.peer.port}` });
+        if (c.mode === "mirror") this.stats.mirrored++;
+        this.remember({ connection: true, mode: c.mode, port: c.port, localPort: c.localPort, peer: c.peer });
+        this.emit("request");
       });
       this.delivery.on("request", (r: DeliveredRequest) => {
         this.stats.requestsStolen++;
@@ -170,10 +193,23 @@ export class Session extends EventEmitter {
         this.event({ type: "request", pod, port: r.port, method: r.method, path: r.path, status: r.status, latencyMs: r.latencyMs });
         this.emit("request", r);
       });
+      this.delivery.on("started", (r: StartedRequest) => {
+        this.inFlight.set(r.id, r);
+        this.emit("request");
+      });
+      this.delivery.on("finished", (r: StartedRequest) => {
+        this.inFlight.delete(r.id);
+        this.emit("request");
+      });
       this.delivery.on("passed", (p: PassedRequest) => {
-        this.stats.requestsPassed++;
-        this.remember({ passed: true, method: p.method, path: p.path, port: p.port });
+        const probe = this.probes.some((x) => x.port === p.port && (x.path === undefined || p.path === x.path || p.path.startsWith(`${x.path}?`)));
+        if (probe) this.stats.probesPassed++;
+        else {
+          this.stats.requestsPassed++;
+          this.remember({ passed: true, method: p.method, path: p.path, port: p.port });
+        }
         this.event({ type: "passed", pod, ...p });
+        this.emit("request");
       });
       this.delivery.on("leaked", (l: LeakedRequest) => this.event({ type: "leaked", pod, ...l }));
       this.delivery.on("failure", (f: DeliveryFailure) => {
@@ -191,7 +227,8 @@ export class Session extends EventEmitter {
   }
 
   private async connectWire(placed: PlacedAgent, withinMs: number): Promise<EngineConnection> {
-    const deadline = Date.now() + withinMs;
+    const started = Date.now();
+    const deadline = started + withinMs;
     for (;;) {
       try {
         const tunnel = await openPortForward(this.cluster.kc, placed.namespace, placed.podName, placed.port);
@@ -201,7 +238,8 @@ export class Session extends EventEmitter {
         return conn;
       } catch (err) {
         if (Date.now() > deadline) throw err;
-        await new Promise((r) => setTimeout(r, 300));
+        // a new agent listens a few hundred ms after its container started: try often at first
+        await new Promise((r) => setTimeout(r, Date.now() - started < 2_000 ? 50 : 300));
       }
     }
   }
@@ -217,20 +255,22 @@ export class Session extends EventEmitter {
     let reply: Extract<AgentToEngine, { type: "incoming.subscribed" }>;
     try {
       reply = await conn.request({
-      type: "incoming.subscribe",
-      id: conn.newRequestId(),
-      port: pod,
-      mode: config.incoming.mode as "steal" | "mirror",
-      // mirror with a filter goes to the agent too, which refuses it with its reason (filtered mirror is not built yet)
-      ...(config.incoming.httpFilter ? { filter: config.incoming.httpFilter } : {}),
-      ...(config.incoming.stealProbes ? { stealProbes: true } : {}),
-      ...(this.tls ? { tls: this.tls } : {}),
+        type: "incoming.subscribe",
+        id: conn.newRequestId(),
+        port: pod,
+        mode: config.incoming.mode as "steal" | "mirror",
+        // mirror with a filter goes to the agent too, which refuses it with its reason (filtered mirror is not built yet)
+        ...(config.incoming.httpFilter ? { filter: config.incoming.httpFilter } : {}),
+        ...(config.incoming.stealProbes ? { stealProbes: true } : {}),
+        ...(this.tls ? { tls: this.tls } : {}),
       });
     } catch (err) {
+      this.ports.delete(pod);
       this.event({ type: "subscribe-failed", pod: podName, port: pod, code: TetherError.is(err) ? err.code : "INTERNAL", message: (err as Error).message });
       throw err;
     }
     this.event({ type: "subscribed", pod: podName, port: pod, mode, probesKept: reply.probesKept });
+    this.emit("ports");
   }
 
   /** The first request (or connection) of a port reached the session at `at`: its time to intercept. */
@@ -249,17 +289,58 @@ export class Session extends EventEmitter {
     this.emit("event", e);
   }
 
-  /** The debuggee listens on `localPort`: subscribe the pod port delivered there, if any. */
-  async debuggeeListens(localPort: number): Promise<number | undefined> {
-    if (this.ending || !this.conn || this.options.config.incoming.mode === "off") return undefined;
-    const pod = [...this.candidates].find(([, local]) => local === localPort)?.[0];
-    if (pod === undefined || this.ports.has(pod)) return undefined;
-    await this.subscribe(pod);
-    this.options.log("info", `subscribed ${showRoute(pod, localPort)}: the debuggee listens`, { tag: "session", session: this.id });
-    return pod;
+  /** Local ports incoming traffic will go to once something listens there (the "waiting for your app" state). */
+  get waiting(): number[] {
+    if (this.options.config.incoming.mode === "off") return [];
+    return [...new Set([...this.candidates].filter(([pod]) => !this.ports.has(pod)).map(([, local]) => local))];
   }
 
-  private remember(entry: Session["recent"][number]): void {
+  /** Pod ports that may be subscribed, with the local port each is delivered to. */
+  get routes(): ReadonlyMap<number, number> {
+    return this.candidates;
+  }
+
+  /**
+   * The one place that decides when a pod port is subscribed: something (the debuggee) listens on
+   * `localPort` — reported by the Node runtime, the native layer, or LocalListeners for any program.
+   * Subscribes the pod ports delivered there; resolves with them (none when nothing maps). Where on
+   * loopback the app listens is found when delivering (loopback.ts).
+   */
+  debuggeeListens(localPort: number): Promise<number[]> {
+    return this.changePorts(async () => {
+      if (this.ending || !this.conn || this.options.config.incoming.mode === "off") return [];
+      const pods = [...this.candidates].filter(([pod, local]) => local === localPort && !this.ports.has(pod)).map(([pod]) => pod);
+      for (const pod of pods) {
+        await this.subscribe(pod);
+        this.options.log("info", `subscribed ${showRoute(pod, localPort)}: the debuggee listens`, { tag: "session", session: this.id });
+      }
+      return pods;
+    });
+  }
+
+  /** Nothing listens on `localPort` any more: hand its pod ports back to the pod's app. Resolves with them. */
+  debuggeeStopped(localPort: number): Promise<number[]> {
+    return this.changePorts(async () => {
+      const conn = this.conn;
+      if (this.ending || !conn) return [];
+      const pods = [...this.ports].filter(([, local]) => local === localPort).map(([pod]) => pod);
+      for (const pod of pods) {
+        this.ports.delete(pod);
+        this.emit("ports");
+        await conn.request({ type: "incoming.unsubscribe", id: conn.newRequestId(), port: pod });
+        this.options.log("info", `handed back ${showRoute(pod, localPort)}: nothing listens there any more`, { tag: "session", session: this.id });
+      }
+      return pods;
+    });
+  }
+
+  private changePorts<T>(change: () => Promise<T>): Promise<T> {
+    const next = this.portChanges.then(change, change);
+    this.portChanges = next.catch(() => undefined);
+    return next;
+  }
+
+  private remember(entry: RecentEntry): void {
     this.recent.push(entry);
     if (this.recent.length > RECENT_LIMIT) this.recent.shift();
   }
@@ -267,6 +348,7 @@ export class Session extends EventEmitter {
   /** Graceful end: unsubscribe, close the wire (the agent removes its rules and exits), remove the job pod. */
   close(): Promise<void> {
     this.ending ??= (async () => {
+      await Promise.race([this.portChanges, new Promise((r) => setTimeout(r, RELEASE_DRAIN_MS).unref())]); // a subscribe under way ends first
       await this.release();
       this.delivery?.close();
       this.conn?.close();

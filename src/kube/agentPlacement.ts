@@ -4,6 +4,7 @@
 // refusal, image pull failure, no ephemeral container support, a crash.
 import { randomBytes } from "node:crypto";
 import { PatchStrategy, setHeaderOptions, type V1EnvVar, type V1Pod } from "@kubernetes/client-node";
+import { imagePullAdvice } from "../config/agentImage";
 import { TetherError } from "../protocol/error";
 import type { Probe } from "../protocol/messages";
 import { apiError, type Cluster, type ResolvedTarget } from "./cluster";
@@ -67,7 +68,8 @@ type Status = { state?: { waiting?: { reason?: string; message?: string }; runni
 const FATAL_WAITING = new Set(["ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerError", "CreateContainerConfigError", "RunContainerError", "CrashLoopBackOff"]);
 
 async function waitRunning(read: () => Promise<Status | undefined>, what: string, image: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+  const started = Date.now();
+  const deadline = started + timeoutMs;
   for (;;) {
     const st = await read();
     if (st?.state?.running) return;
@@ -76,13 +78,14 @@ async function waitRunning(read: () => Promise<Status | undefined>, what: string
       const pull = /ImagePull|InvalidImage/.test(waiting.reason);
       throw new TetherError(
         pull ? "NOT_FOUND" : "INTERNAL",
-        `${what} cannot start: ${waiting.reason}${waiting.message ? `: ${waiting.message}` : ""}${pull ? ` (the cluster cannot pull ${image}; push it where the cluster can reach it and set agent.image)` : ""}`,
+        `${what} cannot start: ${waiting.reason}${waiting.message ? `: ${waiting.message}` : ""}${pull ? ` (${imagePullAdvice(image)})` : ""}`,
       );
     }
     const term = st?.state?.terminated;
     if (term) throw new TetherError("INTERNAL", `${what} exited with code ${term.exitCode} (${term.reason ?? "Error"})${term.message ? `: ${term.message}` : ""}`);
     if (Date.now() > deadline) throw new TetherError("INTERNAL", `${what} was not running after ${Math.round(timeoutMs / 1000)} s (${waiting?.reason ?? "no status yet"})`);
-    await new Promise((r) => setTimeout(r, 250));
+    // an image already on the node starts within a second: read often until then
+    await new Promise((r) => setTimeout(r, Date.now() - started < 1_000 ? 50 : 250));
   }
 }
 

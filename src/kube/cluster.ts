@@ -4,7 +4,20 @@
 import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import { delimiter, join } from "node:path";
-import { AppsV1Api, BatchV1Api, CoreV1Api, KubeConfig, type V1Container, type V1Pod } from "@kubernetes/client-node";
+import {
+  AppsV1Api,
+  BatchV1Api,
+  CoreV1Api,
+  createConfiguration,
+  IsomorphicFetchHttpLibrary,
+  KubeConfig,
+  ServerConfiguration,
+  wrapHttpLibrary,
+  type Configuration,
+  type RequestContext,
+  type V1Container,
+  type V1Pod,
+} from "@kubernetes/client-node";
 import { TetherError } from "../protocol/error";
 import { normalizeTarget, type Target, type TargetInput, type TargetKind } from "../config/target";
 import { containerOf, containersOf } from "./containers";
@@ -16,6 +29,20 @@ export function augmentPath(path = process.env.PATH ?? ""): string {
   const parts = path.split(delimiter).filter(Boolean);
   for (const p of EXTRA_PATHS) if (!parts.includes(p) && existsSync(p)) parts.push(p);
   return parts.join(delimiter);
+}
+
+/** The longest one API request may take: a hung API server is reported, not waited for. */
+export const API_TIMEOUT_MS = 12_000;
+const SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
+/** Where kubectl would find a kubeconfig (KUBECONFIG, ~/.kube/config, in a pod its service account); undefined: nowhere. */
+function defaultKubeconfig(): string | undefined {
+  const fromEnv = (process.env.KUBECONFIG ?? "").split(delimiter).filter(Boolean);
+  if (fromEnv.length) return fromEnv.join(delimiter);
+  const home = join(homedir(), ".kube", "config");
+  if (existsSync(home)) return home;
+  if (existsSync(SERVICE_ACCOUNT_TOKEN)) return "the pod's service account";
+  return undefined;
 }
 
 export interface ClusterOptions {
@@ -31,9 +58,16 @@ export class Cluster {
   readonly apps: AppsV1Api;
   readonly batch: BatchV1Api;
 
+  /** The API server's URL, for messages ("the cluster at https://10.0.0.1:6443"). */
+  readonly server: string;
+
   constructor(options: ClusterOptions = {}) {
     process.env.PATH = augmentPath();
     this.kc = new KubeConfig();
+    // without any kubeconfig the client library invents a context ("loaded-context", http://localhost:8080)
+    if (!options.kubeconfig && !defaultKubeconfig()) {
+      throw new TetherError("NO_KUBECONFIG", `no kubeconfig found: KUBECONFIG is not set and ${join(homedir(), ".kube", "config")} does not exist`);
+    }
     try {
       if (options.kubeconfig) this.kc.loadFromFile(options.kubeconfig);
       else this.kc.loadFromDefault(); // KUBECONFIG (several files merged) or ~/.kube/config
@@ -41,21 +75,50 @@ export class Cluster {
       throw new TetherError("CONFIG_INVALID", `cannot read the kubeconfig: ${(err as Error).message}`);
     }
     if (this.kc.getContexts().length === 0) {
-      throw new TetherError("CONFIG_INVALID", `no kubeconfig found (looked at ${options.kubeconfig ?? process.env.KUBECONFIG ?? "~/.kube/config"})`);
+      throw new TetherError("NO_KUBECONFIG", `the kubeconfig has no context (${options.kubeconfig ?? defaultKubeconfig()})`);
     }
     if (options.context) {
       if (!this.kc.getContextObject(options.context)) throw new TetherError("CONFIG_INVALID", `kubeconfig has no context "${options.context}" (it has: ${this.kc.getContexts().map((c) => c.name).join(", ")})`);
       this.kc.setCurrentContext(options.context);
     }
     this.namespace = options.namespace ?? this.kc.getContextObject(this.kc.getCurrentContext())?.namespace ?? "default";
-    this.core = this.kc.makeApiClient(CoreV1Api);
-    this.apps = this.kc.makeApiClient(AppsV1Api);
-    this.batch = this.kc.makeApiClient(BatchV1Api);
+    this.server = this.kc.getCurrentCluster()?.server ?? "(no server)";
+    this.core = this.api(CoreV1Api);
+    this.apps = this.api(AppsV1Api);
+    this.batch = this.api(BatchV1Api);
+  }
+
+  /** "the cluster at https://10.0.0.1:6443 (context prod)" */
+  get description(): string {
+    return `the cluster at ${this.server} (context ${this.kc.getCurrentContext()})`;
+  }
+
+  /**
+   * An API client of the current context whose requests end after API_TIMEOUT_MS, and whose network
+   * failures (no answer, refused, unknown host) are UNREACHABLE errors naming the server.
+   */
+  api<T>(Api: new (config: Configuration) => T): T {
+    const fetchLibrary = new IsomorphicFetchHttpLibrary();
+    const httpApi = wrapHttpLibrary({
+      send: async (request: RequestContext) => {
+        request.setSignal(AbortSignal.timeout(API_TIMEOUT_MS));
+        try {
+          return await fetchLibrary.send(request).toPromise();
+        } catch (err) {
+          const e = err as { name?: string; type?: string; code?: string; message?: string };
+          if (e.name === "AbortError" || e.type === "aborted") throw new TetherError("UNREACHABLE", `${this.description} did not answer within ${API_TIMEOUT_MS / 1000} s`, { cause: err });
+          if (e.type === "system" || e.name === "FetchError") throw new TetherError("UNREACHABLE", `cannot reach ${this.description}: ${e.code ?? e.message}`, { cause: err });
+          throw err;
+        }
+      },
+    });
+    return new Api(createConfiguration({ baseServer: new ServerConfiguration(this.server, {}), authMethods: { default: this.kc }, httpApi }));
   }
 }
 
 /** A Kubernetes API failure as a TetherError that says what it was. */
 export function apiError(err: unknown, doing: string): TetherError {
+  if (TetherError.is(err)) return err.code === "UNREACHABLE" ? err : new TetherError(err.code, `${doing}: ${err.message}`, { cause: err });
   const e = err as { code?: number; body?: unknown; message?: string };
   let message = e.message ?? String(err);
   try {
@@ -75,9 +138,21 @@ export interface ResolvedTarget {
   container: V1Container;
   /** Why this pod: "deployment/api -> pod api-6c9f-x (1 of 2 ready pods, newest)". */
   reason: string;
+  /** How many ready pods the target had (the session runs as one of them). */
+  readyPods: number;
 }
 
 const isReady = (p: V1Pod) => p.status?.phase === "Running" && !p.metadata?.deletionTimestamp && (p.status?.conditions ?? []).some((c) => c.type === "Ready" && c.status === "True");
+
+/** The API resource of each kind of target (what RBAC calls it). */
+export const RESOURCE_OF: Record<TargetKind, { group: string; resource: string }> = {
+  pod: { group: "", resource: "pods" },
+  deployment: { group: "apps", resource: "deployments" },
+  statefulset: { group: "apps", resource: "statefulsets" },
+  replicaset: { group: "apps", resource: "replicasets" },
+  job: { group: "batch", resource: "jobs" },
+  service: { group: "", resource: "services" },
+};
 
 type Selector = Record<string, string> | undefined;
 type Ref = { namespace: string; name: string };
@@ -126,5 +201,5 @@ export async function resolveTarget(cluster: Cluster, input: TargetInput | Targe
     kind === "pod"
       ? `pod/${podName}`
       : `${kind}/${name} -> pod ${podName} (${ready.length === 1 ? "its only ready pod" : `newest of ${ready.length} ready pods`})`;
-  return { pod, podName, namespace, container, reason };
+  return { pod, podName, namespace, container, reason, readyPods: ready.length };
 }

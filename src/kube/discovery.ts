@@ -2,7 +2,8 @@
 // pods that belong to no workload. Shared by `tether ls` and the extension's Targets view.
 import type { V1LabelSelector, V1Pod } from "@kubernetes/client-node";
 import type { TargetKind } from "../config/target";
-import type { Cluster } from "./cluster";
+import { TetherError } from "../protocol/error";
+import { apiError, type Cluster } from "./cluster";
 import { containersOf, type ContainerInfo } from "./containers";
 
 export interface PodInfo {
@@ -39,19 +40,41 @@ function podInfo(p: V1Pod): PodInfo {
   };
 }
 
+/** Every namespace; a FORBIDDEN TetherError when the user may not list them (a namespace-scoped role). */
 export async function listNamespaces(cluster: Cluster): Promise<string[]> {
-  const list = await cluster.core.listNamespace();
-  return list.items.map((n) => n.metadata!.name!).sort();
+  try {
+    const list = await cluster.core.listNamespace();
+    return list.items.map((n) => n.metadata!.name!).sort();
+  } catch (err) {
+    throw apiError(err, "listing namespaces");
+  }
 }
 
-export async function listWorkloads(cluster: Cluster, namespace: string): Promise<WorkloadInfo[]> {
+/**
+ * The namespace's targets. A kind the user may not list is left out and named in `hidden` (its pods
+ * are then listed on their own); without even the pods, the FORBIDDEN error is thrown.
+ */
+export async function listWorkloads(cluster: Cluster, namespace: string, hidden: string[] = []): Promise<WorkloadInfo[]> {
+  const left = new Set<string>();
+  const list = async <T>(what: string, call: () => Promise<{ items: T[] }>): Promise<{ items: T[] }> => {
+    try {
+      return await call();
+    } catch (err) {
+      const e = apiError(err, `listing ${what} in ${namespace}`);
+      // forbidden to this user, or an API the cluster does not serve (404)
+      if (!(TetherError.is(e, "FORBIDDEN") || TetherError.is(e, "NOT_FOUND")) || what === "pods") throw e;
+      left.add(what);
+      return { items: [] };
+    }
+  };
   const [deployments, statefulsets, jobs, pods, services] = await Promise.all([
-    cluster.apps.listNamespacedDeployment({ namespace }),
-    cluster.apps.listNamespacedStatefulSet({ namespace }),
-    cluster.batch.listNamespacedJob({ namespace }).catch(() => ({ items: [] })),
-    cluster.core.listNamespacedPod({ namespace }),
-    cluster.core.listNamespacedService({ namespace }),
+    list("deployments", () => cluster.apps.listNamespacedDeployment({ namespace })),
+    list("statefulsets", () => cluster.apps.listNamespacedStatefulSet({ namespace })),
+    list("jobs", () => cluster.batch.listNamespacedJob({ namespace })),
+    list("pods", () => cluster.core.listNamespacedPod({ namespace })),
+    list("services", () => cluster.core.listNamespacedService({ namespace })),
   ]);
+  hidden.push(...["deployments", "statefulsets", "jobs", "services"].filter((k) => left.has(k)));
   const running = pods.items.filter((p) => !p.metadata?.deletionTimestamp);
   const owned = new Set<string>();
   const podsOf = (selector: Record<string, string> | undefined) => {

@@ -1,17 +1,34 @@
 // Preflight (`tether doctor` and the extension's Run Doctor): what would stop a session here, found
-// before one starts: missing RBAC verbs (SelfSubjectAccessReview), a Pod Security level that refuses
-// the agent, no ephemeral containers, an agent image the cluster cannot pull.
-import { AuthorizationV1Api, VersionApi } from "@kubernetes/client-node";
-import type { Cluster } from "./cluster";
+// before one starts: first whether the cluster answers at all, then missing RBAC verbs
+// (SelfSubjectAccessReview) including reading the target's own kind, a Pod Security level that
+// refuses the agent, no ephemeral containers, an agent image the cluster cannot pull.
+import { AuthorizationV1Api, VersionApi, type VersionInfo } from "@kubernetes/client-node";
+import type { Target } from "../config/target";
+import { imagePullAdvice } from "../config/agentImage";
+import { RESOURCE_OF, type Cluster } from "./cluster";
 
 export interface Finding {
   ok: boolean;
   check: string;
   detail: string;
   fix?: string;
+  /** Not needed for a session (e.g. browsing every namespace): reported, but not a failure. */
+  optional?: boolean;
 }
 
-const VERBS: { verb: string; resource: string; subresource?: string; why: string; needed: "always" | "ephemeral" | "job" }[] = [
+interface Verb {
+  verb: string;
+  group?: string;
+  resource: string;
+  subresource?: string;
+  why: string;
+  needed: "always" | "ephemeral" | "job" | "browse";
+  clusterScoped?: boolean;
+}
+
+const VERBS: Verb[] = [
+  { verb: "list", resource: "namespaces", why: "list the namespaces in the Targets view (without it: the context's namespace and the ones you enter)", needed: "browse", clusterScoped: true },
+  { verb: "list", group: "apps", resource: "deployments", why: "list deployments in the Targets view (without it: their pods)", needed: "browse" },
   { verb: "get", resource: "pods", why: "read the target pod", needed: "always" },
   { verb: "list", resource: "pods", why: "find a workload's pods", needed: "always" },
   { verb: "patch", resource: "pods", subresource: "ephemeralcontainers", why: "add the agent to the pod", needed: "ephemeral" },
@@ -45,7 +62,7 @@ export async function probeImage(cluster: Cluster, namespace: string, image: str
       const st = (await cluster.core.readNamespacedPod({ namespace, name })).status?.containerStatuses?.[0]?.state;
       if (st?.running || st?.terminated) return { ok: true, check, detail: "the cluster pulls and starts it" };
       if (st?.waiting?.reason && /ImagePull|InvalidImage|ErrImage/.test(st.waiting.reason)) {
-        return { ok: false, check, detail: `${st.waiting.reason}: ${st.waiting.message ?? ""}`.trim(), fix: `push the agent image where the cluster can pull it and set agent.image` };
+        return { ok: false, check, detail: `${st.waiting.reason}: ${st.waiting.message ?? ""}`.trim(), fix: imagePullAdvice(image) };
       }
       await new Promise((r) => setTimeout(r, 250));
     }
@@ -55,20 +72,51 @@ export async function probeImage(cluster: Cluster, namespace: string, image: str
   }
 }
 
-export async function doctor(cluster: Cluster, namespace: string, mode: "ephemeral" | "job"): Promise<Finding[]> {
+/**
+ * The checks, in order: the cluster answers (nothing else is asked when it does not), then the verbs
+ * a session needs in `namespace` (reading `target`'s own kind among them), then Pod Security and
+ * ephemeral containers.
+ */
+export async function doctor(cluster: Cluster, namespace: string, mode: "ephemeral" | "job", target?: Pick<Target, "kind" | "name">): Promise<Finding[]> {
   const findings: Finding[] = [];
-  const authz = cluster.kc.makeApiClient(AuthorizationV1Api);
-  for (const v of VERBS) {
-    if (v.needed !== "always" && v.needed !== mode) continue;
-    const what = `${v.verb} ${v.resource}${v.subresource ? `/${v.subresource}` : ""}`;
+  let version: VersionInfo;
+  try {
+    version = await cluster.api(VersionApi).getCode();
+    findings.push({ ok: true, check: "cluster", detail: `${cluster.description} answers (Kubernetes ${version.gitVersion})` });
+  } catch (err) {
+    findings.push({ ok: false, check: "cluster", detail: (err as Error).message, fix: "check the server address in the kubeconfig, your network or VPN, and that kubectl reaches it (kubectl version)" });
+    return findings;
+  }
+  const verbs = [...VERBS];
+  if (target && target.kind !== "pod") {
+    const { group, resource } = RESOURCE_OF[target.kind];
+    verbs.splice(2, 0, { verb: "get", ...(group ? { group } : {}), resource, why: `resolve the target ${target.kind}/${target.name}`, needed: "always" });
+  }
+  const authz = cluster.api(AuthorizationV1Api);
+  for (const v of verbs) {
+    if (v.needed !== "always" && v.needed !== "browse" && v.needed !== mode) continue;
+    const res = `${v.resource}${v.subresource ? `/${v.subresource}` : ""}`;
+    const what = `${v.verb} ${res}`;
+    const where = v.clusterScoped ? "the cluster" : namespace;
+    const optional = v.needed === "browse";
     try {
       const r = await authz.createSelfSubjectAccessReview({
-        body: { spec: { resourceAttributes: { namespace, verb: v.verb, resource: v.resource, ...(v.subresource ? { subresource: v.subresource } : {}) } } },
+        body: {
+          spec: {
+            resourceAttributes: { ...(v.clusterScoped ? {} : { namespace }), verb: v.verb, resource: v.resource, ...(v.group ? { group: v.group } : {}), ...(v.subresource ? { subresource: v.subresource } : {}) },
+          },
+        },
       });
       const allowed = r.status?.allowed === true;
-      findings.push({ ok: allowed, check: `RBAC: ${what}`, detail: allowed ? `allowed in ${namespace}` : `denied in ${namespace} (needed to ${v.why})`, ...(allowed ? {} : { fix: `ask for "${v.verb}" on "${v.resource}${v.subresource ? `/${v.subresource}` : ""}" in namespace ${namespace}` }) });
+      findings.push({
+        ok: allowed,
+        check: `RBAC: ${what}`,
+        detail: allowed ? `allowed in ${where}` : `denied in ${where} (needed to ${v.why})`,
+        ...(allowed ? {} : { fix: `ask for "${v.verb}" on "${res}"${v.group ? ` (API group ${v.group})` : ""} in ${v.clusterScoped ? "the cluster" : `namespace ${namespace}`}` }),
+        ...(optional ? { optional } : {}),
+      });
     } catch (err) {
-      findings.push({ ok: false, check: `RBAC: ${what}`, detail: `could not ask the API: ${(err as Error).message}` });
+      findings.push({ ok: false, check: `RBAC: ${what}`, detail: `could not ask the API: ${(err as Error).message}`, ...(optional ? { optional } : {}) });
     }
   }
   try {
@@ -84,13 +132,8 @@ export async function doctor(cluster: Cluster, namespace: string, mode: "ephemer
   } catch (err) {
     findings.push({ ok: false, check: "Pod Security", detail: `cannot read namespace ${namespace}: ${(err as Error).message}` });
   }
-  try {
-    const v = await cluster.kc.makeApiClient(VersionApi).getCode();
-    const minor = Number(String(v.minor).replace(/\D/g, ""));
-    const ok = mode === "job" || (Number(v.major) === 1 && minor >= 25) || Number(v.major) > 1;
-    findings.push({ ok, check: "ephemeral containers", detail: `Kubernetes ${v.gitVersion}`, ...(ok ? {} : { fix: 'ephemeral containers need Kubernetes 1.25 or later: set agent.mode to "job"' }) });
-  } catch (err) {
-    findings.push({ ok: false, check: "ephemeral containers", detail: `cannot read the server version: ${(err as Error).message}` });
-  }
+  const minor = Number(String(version.minor).replace(/\D/g, ""));
+  const ok = mode === "job" || (Number(version.major) === 1 && minor >= 25) || Number(version.major) > 1;
+  findings.push({ ok, check: "ephemeral containers", detail: `Kubernetes ${version.gitVersion}`, ...(ok ? {} : { fix: 'ephemeral containers need Kubernetes 1.25 or later: set agent.mode to "job"' }) });
   return findings;
 }

@@ -1,13 +1,34 @@
 // One agent-wire connection over a WebSocket: validated control messages, multiplexed streams with
 // credit-based flow control, heartbeats, request/reply matching, and the versioned handshake.
 // Both ends use it: the engine through connectToAgent, the agent through acceptEngine.
+//
+// The hot path (what a stolen or outgoing request costs in messages and round trips):
+// - v3 peers send what one turn of the event loop produced as one batch frame (frame.ts): a
+//   stream's opening message, its first bytes and its half-close travel together, and a small
+//   request is one WebSocket message each way. v1/v2 peers get one message per frame, as before.
+// - Credit is granted lazily, once a quarter of the stream's window has been read, so small
+//   exchanges send none; and a window whose reader keeps up grows (up to MAX_STREAM_WINDOW), so a
+//   stream is not held to one window per round trip on a distant cluster. Both are the receiver's
+//   choice and work with senders of every version.
 import { EventEmitter } from "node:events";
 import { createHash, timingSafeEqual } from "node:crypto";
 import { Duplex } from "node:stream";
 import type WebSocket from "ws";
 import type { z } from "zod";
 import { TetherError } from "./error";
-import { decodeFrame, encodeDataFrame, FRAME_DATA, MAX_FRAME_PAYLOAD } from "./frame";
+import {
+  decodeBatch,
+  decodeFrame,
+  encodeBatch,
+  encodeDataFrame,
+  ENTRY_CONTROL,
+  ENTRY_CREDIT,
+  ENTRY_DATA,
+  FRAME_BATCH,
+  FRAME_DATA,
+  MAX_FRAME_PAYLOAD,
+  type BatchEntry,
+} from "./frame";
 import { silentLog, type Log } from "./log";
 import {
   agentToEngineSchema,
@@ -31,10 +52,28 @@ export interface WireOptions {
   deadAfterMs?: number;
   /** Bytes a sender may have in flight per stream before the receiver grants more. */
   streamWindow?: number;
+  /** Credit below a quarter of the window is granted after this long, whatever the window (see WireStream._read). */
+  lazyCreditMs?: number;
   log?: Log;
 }
 
-const DEFAULTS = { heartbeatIntervalMs: 1000, deadAfterMs: 5000, streamWindow: 1024 * 1024 };
+const DEFAULTS = { heartbeatIntervalMs: 1000, deadAfterMs: 5000, streamWindow: 1024 * 1024, lazyCreditMs: 50 };
+
+/** How far a stream's receive window grows while its reader keeps up (a bandwidth-delay product). */
+export const MAX_STREAM_WINDOW = 16 * 1024 * 1024;
+/**
+ * A WebSocket client's masking key of zeros (legal in RFC 6455, and ws then skips the pass over
+ * every byte on both ends): for WebSockets that run inside TLS or a tunnel, where masking protects
+ * nothing.
+ */
+export const zeroMask = (mask: Buffer): void => void mask.fill(0);
+
+/** Protocol version from which both ends send batch frames. */
+export const BATCH_SINCE = 3;
+/** A batch is sent at once when it grows past this, without waiting for the end of the turn. */
+const BATCH_FLUSH_BYTES = 256 * 1024;
+/** Writers are told to wait (their callback is held) while this much is queued for the WebSocket. */
+const SEND_HIGH_WATER = 1024 * 1024;
 
 /** Messages from the peer that open a stream on our side. */
 const OPENERS = new Set<string>(["incoming.tcp", "incoming.http", "tcp.connect", "udp.connect"]);
@@ -56,6 +95,12 @@ export class WireConnection<Out extends WireMessage, In extends WireMessage> ext
   private heartbeatSeq = 0;
   private readonly timer: NodeJS.Timeout;
   private closed = false;
+  /** v3: what this turn of the event loop sends, as one batch frame. */
+  private batch: BatchEntry[] = [];
+  private batchBytes = 0;
+  private batchCallbacks: ((err?: Error) => void)[] = [];
+  private flushScheduled = false;
+  private readonly batching: boolean;
   private readonly onWsMessage = (data: WebSocket.RawData, isBinary: boolean) => this.receive(data, isBinary);
   private readonly onWsClose = (code: number, reason: Buffer) =>
     this.finish(
@@ -76,6 +121,7 @@ export class WireConnection<Out extends WireMessage, In extends WireMessage> ext
   ) {
     super();
     this.version = version;
+    this.batching = version >= BATCH_SINCE;
     this.nextStream = role === "engine" ? 1 : 2;
     this.options = { ...DEFAULTS, log: silentLog, ...options };
     ws.on("message", this.onWsMessage);
@@ -99,7 +145,8 @@ export class WireConnection<Out extends WireMessage, In extends WireMessage> ext
       throw new TetherError("UNSUPPORTED", `${msg.type} needs protocol version ${MESSAGE_SINCE[msg.type]}, the session speaks ${this.version}`);
     }
     if (this.closed) return;
-    this.ws.send(JSON.stringify(msg));
+    if (this.batching) this.enqueue({ kind: ENTRY_CONTROL, json: Buffer.from(JSON.stringify(msg)) });
+    else this.ws.send(JSON.stringify(msg));
   }
 
   /** Sends a message that carries a request id and waits for the reply with the same id. */
@@ -128,18 +175,59 @@ export class WireConnection<Out extends WireMessage, In extends WireMessage> ext
     return this.streams.get(id);
   }
 
-  /** Sends one binary data frame; `cb` runs when the bytes left for the socket. */
+  /** Sends one binary data frame; `cb` runs when the writer may go on (the bytes left, or little is queued). */
   sendData(stream: number, payload: Uint8Array, cb?: (err?: Error) => void): void {
     if (this.closed) {
       cb?.(new TetherError("CONNECTION_CLOSED", "agent wire is closed"));
       return;
     }
-    this.ws.send(encodeDataFrame(stream, payload), { binary: true }, cb);
+    if (this.batching) this.enqueue({ kind: ENTRY_DATA, stream, payload }, cb);
+    else this.ws.send(encodeDataFrame(stream, payload), { binary: true }, cb);
+  }
+
+  /** Lets the peer send `bytes` more on `stream`. */
+  sendCredit(stream: number, bytes: number): void {
+    if (this.closed) return;
+    if (this.batching) this.enqueue({ kind: ENTRY_CREDIT, stream, bytes });
+    else this.send({ type: "stream.credit", stream, bytes } as Out);
+  }
+
+  private enqueue(entry: BatchEntry, cb?: (err?: Error) => void): void {
+    this.batch.push(entry);
+    this.batchBytes += entry.kind === ENTRY_DATA ? entry.payload.length : entry.kind === ENTRY_CONTROL ? entry.json.length : 0;
+    if (cb) {
+      // a writer goes on at once while little is queued; otherwise when its batch left
+      if (this.batchBytes + this.ws.bufferedAmount < SEND_HIGH_WATER) process.nextTick(cb);
+      else this.batchCallbacks.push(cb);
+    }
+    if (this.batchBytes >= BATCH_FLUSH_BYTES) this.flush();
+    else if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  /** Sends what is batched as one frame. */
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.batch.length === 0) return;
+    const frame = encodeBatch(this.batch);
+    const callbacks = this.batchCallbacks;
+    this.batch = [];
+    this.batchBytes = 0;
+    this.batchCallbacks = [];
+    if (this.ws.readyState !== 1) {
+      const err = new TetherError("CONNECTION_CLOSED", "agent wire is closed");
+      for (const cb of callbacks) cb(err);
+      return;
+    }
+    this.ws.send(frame, { binary: true }, callbacks.length ? (err) => callbacks.forEach((cb) => cb(err)) : undefined);
   }
 
   /** Graceful: closes the WebSocket normally; streams end with it. Safe to call twice. */
   close(): void {
     if (this.closed) return;
+    this.flush();
     this.ws.close(1000, "session closed");
     this.finish(undefined);
   }
@@ -152,7 +240,7 @@ export class WireConnection<Out extends WireMessage, In extends WireMessage> ext
   }
 
   private register(id: number): WireStream {
-    const stream = new WireStream(this as unknown as WireConnection<WireMessage, WireMessage>, id, this.options.streamWindow);
+    const stream = new WireStream(this as unknown as WireConnection<WireMessage, WireMessage>, id, this.options.streamWindow, this.options.lazyCreditMs);
     this.streams.set(id, stream);
     // A stream reset must never crash the process (agent or debuggee) because its owner did not
     // listen for errors yet; owners that care attach their own listener or use pipeline().
@@ -174,14 +262,30 @@ export class WireConnection<Out extends WireMessage, In extends WireMessage> ext
   private receive(data: WebSocket.RawData, isBinary: boolean): void {
     this.lastSeen = Date.now();
     const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
-    if (isBinary) {
-      const frame = decodeFrame(buf);
-      if (!frame || frame.kind !== FRAME_DATA) return; // reserved kinds are ignored
-      const stream = this.streams.get(frame.stream);
-      if (stream) stream.onData(frame.payload);
-      else this.options.log("trace", "data for a closed stream dropped", { stream: frame.stream, bytes: frame.payload.length });
+    if (!isBinary) return this.receiveControl(buf);
+    if (buf[0] === FRAME_BATCH && this.batching) {
+      const entries = decodeBatch(buf);
+      if (!entries) return this.options.log("warn", "agent wire: malformed batch frame ignored", { bytes: buf.length });
+      for (const e of entries) {
+        if (this.closed) return;
+        if (e.kind === ENTRY_DATA) this.receiveData(e.stream, e.payload);
+        else if (e.kind === ENTRY_CONTROL) this.receiveControl(e.payload);
+        else if (e.kind === ENTRY_CREDIT && e.value > 0) this.streams.get(e.stream)?.onCredit(e.value);
+      }
       return;
     }
+    const frame = decodeFrame(buf);
+    if (!frame || frame.kind !== FRAME_DATA) return; // reserved kinds are ignored
+    this.receiveData(frame.stream, frame.payload);
+  }
+
+  private receiveData(id: number, payload: Buffer): void {
+    const stream = this.streams.get(id);
+    if (stream) stream.onData(payload);
+    else this.options.log("trace", "data for a closed stream dropped", { stream: id, bytes: payload.length });
+  }
+
+  private receiveControl(buf: Buffer): void {
     let raw: unknown;
     try {
       raw = JSON.parse(buf.toString("utf8"));
@@ -256,22 +360,27 @@ export class WireConnection<Out extends WireMessage, In extends WireMessage> ext
 /**
  * A multiplexed byte stream (one TCP connection, one HTTP exchange, one UDP flow). A Duplex with
  * half-close: end() sends stream.eof, destroy() sends stream.close. The sender never has more than
- * the window unacknowledged, so a slow reader bounds what the other end buffers.
+ * the receiver's window unacknowledged, so a slow reader bounds what the other end buffers.
  */
 export class WireStream extends Duplex {
   private sendCredit: number;
   private waitingForCredit: (() => void) | undefined;
   private received = 0;
   private granted = 0;
+  /** What the peer may have in flight to us: the initial window, grown while our reader keeps up. */
+  private window: number;
+  private lazyCredit: NodeJS.Timeout | undefined;
   private remoteClosed = false;
 
   constructor(
     private readonly conn: WireConnection<WireMessage, WireMessage>,
     readonly id: number,
     window: number,
+    private readonly lazyCreditMs: number,
   ) {
     super({ allowHalfOpen: true, readableHighWaterMark: 256 * 1024 });
     this.sendCredit = window;
+    this.window = window;
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
@@ -303,18 +412,42 @@ export class WireStream extends Duplex {
 
   override _read(): void {
     // Called when the reader wants more and our buffer is below its high-water mark: let the peer
-    // send as much as we received so far. The peer thus never has more than readableHighWaterMark +
-    // window unread on our side. Granting on every call (not in batches) cannot deadlock: Readable
-    // stops calling _read until the next push, and the next push needs credit.
+    // send as much as we received so far, once that is a quarter of the window (small exchanges
+    // then grant nothing). The peer never has more than readableHighWaterMark + window unread on our
+    // side. Cannot deadlock: a sender waits only once it has more than window - MAX_FRAME_PAYLOAD
+    // unacknowledged, which the threshold never exceeds; when those bytes have arrived and been
+    // read, this runs again and grants them. (A window too small for that grants on every read.)
+    // A peer whose initial window is smaller than ours (another version's default, a test) could
+    // wait below the threshold: what stays ungranted is granted after lazyCreditMs anyway.
     const ungranted = this.received - this.granted;
-    if (ungranted > 0 && !this.remoteClosed) {
-      this.granted += ungranted;
-      this.conn.send({ type: "stream.credit", stream: this.id, bytes: ungranted });
+    const quarter = this.window / 4;
+    const threshold = Math.max(1, Math.min(quarter, this.window - MAX_FRAME_PAYLOAD));
+    if (this.remoteClosed || ungranted <= 0) return;
+    if (ungranted < threshold) {
+      this.lazyCredit ??= setTimeout(() => {
+        this.lazyCredit = undefined;
+        const owed = this.received - this.granted;
+        if (owed > 0 && !this.remoteClosed && !this.destroyed) {
+          this.granted += owed;
+          this.conn.sendCredit(this.id, owed);
+        }
+      }, this.lazyCreditMs).unref();
+      return;
     }
+    let grant = ungranted;
+    // The reader keeps up (little is buffered): the window, not the reader, sets the pace. Doubling
+    // it lets a stream fill the bandwidth-delay product of a distant cluster.
+    if (this.readableLength < quarter && this.window < MAX_STREAM_WINDOW) {
+      grant += this.window;
+      this.window *= 2;
+    }
+    this.granted += ungranted;
+    this.conn.sendCredit(this.id, grant);
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     this.conn.streams.delete(this.id);
+    if (this.lazyCredit) clearTimeout(this.lazyCredit);
     const waiting = this.waitingForCredit;
     this.waitingForCredit = undefined;
     if (!this.remoteClosed) {

@@ -23,6 +23,9 @@ export type ErrorCode =
   | "NOT_FOUND"
   | "FORBIDDEN"
   | "CONFIG_INVALID"
+  | "NO_KUBECONFIG"
+  | "UNREACHABLE"
+  | "CANCELLED"
   | "UNSUPPORTED"
   | "INTERNAL";
 

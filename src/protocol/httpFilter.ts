@@ -3,7 +3,13 @@ import { z } from "zod";
 import { regexError } from "./regex";
 
 const regex = (what: string) =>
-  z.string().min(1).refine((v) => regexError(v) === undefined, { message: `not a valid regular expression for ${what}` });
+  z
+    .string()
+    .min(1)
+    .superRefine((v, ctx) => {
+      const error = regexError(v);
+      if (error) ctx.addIssue({ code: "custom", message: `not a valid regular expression for ${what}: ${error}` });
+    });
 
 export interface HttpFilter {
   /** Regex matched against each request header as "Name: value" (e.g. "^x-user: alice$"). */

@@ -13,6 +13,8 @@ export const TETHER_VERSION = "0.1.0";
 //      `http.trailers`, `http.reset`, `http.response.endStream`, `incoming.http.tls`,
 //      `incoming.subscribe.tls`; `traffic.leaked` (requests that reached the app on connections opened
 //      before the steal).
+//      Batch frames (frame.ts): one WebSocket message per turn of the event loop, carrying data,
+//      control messages and binary credit in order.
 
 export const PROTOCOL_VERSION = 3;
 export const MIN_PROTOCOL_VERSION = 1;

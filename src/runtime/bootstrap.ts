@@ -2,6 +2,7 @@
 // NODE_OPTIONS=--require. Idempotent (loaded twice, it installs once), inherited by child processes
 // (NODE_OPTIONS and TETHER_RUNTIME are in their env) and worker threads, and it never crashes the
 // debuggee: when anything fails it says so on stderr and leaves Node as it was.
+import os from "node:os";
 import { isMainThread, workerData } from "node:worker_threads";
 import { parseRuntimeEnv, RUNTIME_ENV } from "../protocol/runtimeWire";
 import { CHANNEL_WORKER_MARK, EngineChannel } from "./channel";
@@ -37,6 +38,11 @@ function install(): void {
     installDnsHook(channel, log);
     installDgramHook(channel, log);
     installFsHook(channel, env.remoteFiles ?? [], log);
+    // the pod's hostname (the native layer answers gethostname too, where it runs)
+    if (env.hostname) {
+      const hostname = env.hostname;
+      os.hostname = () => hostname;
+    }
     log.debug(`runtime installed in pid ${process.pid}${isMainThread ? "" : " (worker)"}`);
   } catch (err) {
     log.warn(`runtime not installed: ${(err as Error).stack ?? err}`);

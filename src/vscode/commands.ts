@@ -2,7 +2,7 @@
 // views edit in .tether/config.json, target selection, the session's own commands and doctor.
 import * as vscode from "vscode";
 import { parseAddress } from "../config/address";
-import { normalizeTarget } from "../config/target";
+import { normalizeTarget, targetLabel } from "../config/target";
 import { formatPortPair, parsePortList, parsePortPairs } from "../config/ports";
 import type { Log } from "../protocol/log";
 import { regexError } from "../protocol/regex";
@@ -72,8 +72,27 @@ export function createCommands(ctx: CommandContext): Record<string, Command> {
 
   return {
     "tether.toggle": async () => store.setEnabled(!store.enabled),
-    "tether.enable": async () => store.setEnabled(true),
-    "tether.disable": async () => store.setEnabled(false),
+    // the status bar's menu: everything a user changes often, in one place
+    "tether.menu": async () => {
+      type Item = vscode.QuickPickItem & { command?: string; args?: unknown[] };
+      const running = [...sessions.sessions.values()];
+      const config = effective();
+      const items: Item[] = [
+        store.enabled
+          ? { label: "$(debug-disconnect) Turn Off", description: "F5 runs on this machine only", command: "tether.toggle" }
+          : { label: "$(plug) Turn On", description: "F5 runs as a pod of the cluster", command: "tether.toggle" },
+        { label: "$(target) Select Target…", description: config?.target ? targetLabel(config.target) : "none yet", command: "tether.selectTarget" },
+        { label: "$(settings-gear) Set Incoming Mode…", description: config?.incoming.mode, command: "tether.setMode" },
+        { label: "$(go-to-file) Open Configuration", description: ".tether/config.json", command: "tether.openConfig" },
+        ...running.map((s): Item => ({ label: `$(debug-stop) Stop Session ${s.label}`, command: "tether.stopSession", args: [{ arg: s.id }] })),
+        { label: "$(output) Show Log", command: "tether.showLog" },
+        { label: "$(checklist) Run Doctor", description: "what the cluster allows", command: "tether.runDoctor" },
+        { label: "$(book) Get Started", command: "tether.getStarted" },
+      ];
+      const picked = await vscode.window.showQuickPick(items, { title: "Tether" });
+      if (picked?.command) await vscode.commands.executeCommand(picked.command, ...(picked.args ?? []));
+    },
+    "tether.getStarted": () => vscode.commands.executeCommand("workbench.action.openWalkthrough", "tether-dev.tether#tether.start", false),
     "tether.selectTarget": async () => {
       const picked = await pickTarget(store, effective());
       if (picked) await store.setTarget(picked).catch((err: Error) => vscode.window.showErrorMessage(`Tether: ${err.message}`));
@@ -85,6 +104,21 @@ export function createCommands(ctx: CommandContext): Record<string, Command> {
       log("info", `target: ${t.namespace}/${t.path}${t.context ? ` (${t.context})` : ""}`);
     },
     "tether.refreshTargets": () => targets.refresh(),
+    "tether.enterNamespace": async (context?: string) => {
+      const config = effective();
+      let ctxName = context ?? config?.context;
+      try {
+        ctxName ??= new (loadEngine().Cluster)({ kubeconfig: config?.kubeconfig }).kc.getCurrentContext();
+      } catch (err) {
+        return void vscode.window.showErrorMessage(`Tether: ${(err as Error).message}`);
+      }
+      const namespace = await vscode.window.showInputBox({
+        title: `Tether: browse which namespace${ctxName ? ` of ${ctxName}` : ""}?`,
+        prompt: "Your role cannot list namespaces; type the one you work in",
+        validateInput: (v) => (/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(v.trim()) ? undefined : "a namespace name: lowercase letters, digits and -"),
+      });
+      if (namespace && ctxName) await store.enterNamespace(ctxName, namespace.trim());
+    },
     "tether.setMode": async (mode?: string) => {
       const chosen =
         mode ??
@@ -160,9 +194,10 @@ export function createCommands(ctx: CommandContext): Record<string, Command> {
       });
     },
     "tether.clearFilter": async () => edit((raw) => void delete incoming(raw).httpFilter),
-    "tether.toggleStealProbes": async () => edit((raw) => void (incoming(raw).stealProbes = !effective()?.incoming.stealProbes)),
-    "tether.toggleOutgoingTcp": async () => edit((raw) => void (outgoingOf(raw).tcp = !(effective()?.outgoing.tcp ?? true))),
-    "tether.toggleOutgoingUdp": async () => edit((raw) => void (outgoingOf(raw).udp = !(effective()?.outgoing.udp ?? true))),
+    // on/off settings: a checkbox passes the new value; from the palette they flip
+    "tether.toggleStealProbes": async (on?: boolean) => edit((raw) => void (incoming(raw).stealProbes = on ?? !effective()?.incoming.stealProbes)),
+    "tether.toggleOutgoingTcp": async (on?: boolean) => edit((raw) => void (outgoingOf(raw).tcp = on ?? !(effective()?.outgoing.tcp ?? true))),
+    "tether.toggleOutgoingUdp": async (on?: boolean) => edit((raw) => void (outgoingOf(raw).udp = on ?? !(effective()?.outgoing.udp ?? true))),
     "tether.toggleOutgoingFilterKind": async () =>
       edit((raw) => {
         const { kind, rules } = rulesOf(raw);
@@ -199,7 +234,7 @@ export function createCommands(ctx: CommandContext): Record<string, Command> {
         if (!next.length) delete outgoingOf(raw).filter;
       });
     },
-    "tether.toggleDns": async () => edit((raw) => void (ConfigStore.section(raw, "dns").enabled = !(effective()?.dns.enabled ?? true))),
+    "tether.toggleDns": async (on?: boolean) => edit((raw) => void (ConfigStore.section(raw, "dns").enabled = on ?? !(effective()?.dns.enabled ?? true))),
     "tether.stopSession": async (row?: Pick<Row, "arg">) => {
       const id = sessionOf(sessions, row);
       const s = id ? sessions.sessions.get(id) : undefined;
@@ -214,16 +249,17 @@ export function createCommands(ctx: CommandContext): Record<string, Command> {
     "tether.showLog": () => channel.show(),
     "tether.runDoctor": async () => {
       const config = effective();
-      const namespace = normalizeTarget(config?.target)?.namespace;
+      const target = normalizeTarget(config?.target);
+      const namespace = target?.namespace;
       channel.show(true);
       try {
         const { Cluster, doctor } = loadEngine();
         const cluster = new Cluster({ kubeconfig: config?.kubeconfig, context: config?.context, namespace });
         const findings = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: "Tether: doctor" }, () =>
-          doctor(cluster, cluster.namespace, config?.agent.mode ?? "ephemeral"),
+          doctor(cluster, cluster.namespace, config?.agent.mode ?? "ephemeral", target),
         );
-        for (const f of findings) channel[f.ok ? "info" : "error"](`doctor: ${f.ok ? "ok" : "FAIL"} ${f.check}: ${f.detail}${f.fix ? ` — what to do: ${f.fix}` : ""}`);
-        const bad = findings.filter((f) => !f.ok);
+        for (const f of findings) channel[f.ok ? "info" : f.optional ? "warn" : "error"](`doctor: ${f.ok ? "ok" : f.optional ? "warn" : "FAIL"} ${f.check}: ${f.detail}${f.fix ? ` — what to do: ${f.fix}` : ""}`);
+        const bad = findings.filter((f) => !f.ok && !f.optional);
         if (bad.length) void vscode.window.showErrorMessage(`Tether doctor: ${bad.map((f) => `${f.check}: ${f.detail}`).join("; ")}`, "Show log").then((a) => a && channel.show());
         else void vscode.window.showInformationMessage(`Tether doctor: all ${findings.length} checks passed in ${cluster.namespace}`);
         return findings;

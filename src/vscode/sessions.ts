@@ -1,14 +1,18 @@
 // Sessions that live exactly as long as their debug session. The DebugConfigurationProvider (for
 // every debug type) starts a Tether session when Tether is enabled or the launch configuration has a
-// `tether` block, injects the runtime (Node) or the proxy env (anything else), and the session ends
-// when the debug session terminates — or when the debug session never starts.
+// `tether` block, injects the runtime (Node) and the native layer (every program; the proxy env where
+// it cannot run), and the session ends when the debug session terminates — or when it never starts.
 import * as vscode from "vscode";
 import { join } from "node:path";
 import type { TetherConfig } from "../config/schema";
-import { isNodeDebugType } from "../config/debugTypes";
+import { DEBUG_TYPES, isNodeDebugType } from "../config/debugTypes";
+import { nativeDirNextTo } from "../engine/nativeDir";
+import { TetherError } from "../protocol/error";
+import { withSession } from "./debugEnv";
+import { debuggerInstalled } from "./debuggers";
 import { showRoute } from "../config/ports";
 import { targetLabel } from "../config/target";
-import type { Launch } from "../engine/launch";
+import type { DebuggeeKind, Launch } from "../engine/launch";
 import { loadEngine } from "./lazy";
 import type { Step } from "../engine/session";
 import type { Log } from "../protocol/log";
@@ -28,6 +32,8 @@ export interface ActiveSession {
   debugSession?: vscode.DebugSession;
   started: number;
   steps: { step: Step; detail: string; ms: number }[];
+  /** What is active, in one line (Launch.summary); also written to the Debug Console. */
+  summary: string;
 }
 
 export class SessionManager implements vscode.Disposable, vscode.DebugConfigurationProvider {
@@ -51,6 +57,8 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
         const s = id ? this.sessions.get(id) : undefined;
         if (s && !s.debugSession) {
           s.debugSession = d;
+          // what is active, where the user looks while debugging
+          vscode.debug.activeDebugConsole.appendLine(`Tether: ${s.summary}`);
           this.changed.fire(s);
         }
       }),
@@ -94,11 +102,26 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
       return debugConfiguration;
     }
     if (block === undefined && !this.store.enabled) return debugConfiguration;
+    this.lastError = undefined;
+    const type = String(debugConfiguration.type);
+    if (!debuggerInstalled(type)) {
+      // VS Code would refuse the launch after the agent had started stealing: start nothing
+      const provider = DEBUG_TYPES[type]?.provider ?? "the extension that provides it";
+      this.fail(new TetherError("UNSUPPORTED", `no debugger for "${type}" is installed (it comes with ${provider}); no session was started`), "extensions", type);
+      return undefined;
+    }
     let config: TetherConfig;
     try {
       config = this.store.resolve(folder, block === true ? undefined : block, (note) => this.log("warn", note));
     } catch (err) {
-      this.fail(err as Error, false);
+      if ((err as Error).message.startsWith(".tether/config.json:")) {
+        // the problem is in the Problems view (and squiggled in the file) until it is fixed: no toast that outlives it
+        this.lastError = (err as Error).message;
+        this.log("error", `cannot start the session: ${this.lastError}`);
+        void vscode.commands.executeCommand("workbench.actions.view.problems");
+        return undefined;
+      }
+      this.fail(err as Error, "config");
       return undefined;
     }
     if (!config.target) {
@@ -109,23 +132,23 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
     }
     let active: ActiveSession;
     try {
-      active = await this.start(config, token, isNodeDebugType(debugConfiguration.type));
+      active = await this.start(config, token, isNodeDebugType(type) ? "node" : "native");
     } catch (err) {
-      this.fail(err as Error, true);
+      if (TetherError.is(err, "CANCELLED")) {
+        this.log("info", "the start was cancelled: no session, nothing left in the cluster");
+        return undefined; // the user asked for it: no error
+      }
+      this.fail(err as Error, "doctor");
       return undefined;
     }
-    const env: Record<string, string> = { ...(debugConfiguration.env ?? {}) };
-    const isNode = isNodeDebugType(debugConfiguration.type);
-    Object.assign(env, active.launch.debuggeeEnv(isNode ? "node" : "native", isNode ? { NODE_OPTIONS: env.NODE_OPTIONS ?? "" } : {}));
-    if (!isNode) delete env.NODE_OPTIONS; // only Node debuggees load the runtime; others use the proxy
     setTimeout(() => {
       if (this.sessions.get(active.id) && !active.debugSession) void this.stop(active.id, "the debug session did not start");
     }, START_GRACE_MS).unref?.();
-    return { ...debugConfiguration, env, __tetherSession: active.id };
+    return { ...withSession(debugConfiguration, active.launch), __tetherSession: active.id };
   }
 
   /** Starts a session with a progress notification that shows each step; cancellable. */
-  async start(config: TetherConfig, token?: vscode.CancellationToken, listenDriven = false): Promise<ActiveSession> {
+  async start(config: TetherConfig, token?: vscode.CancellationToken, kind: DebuggeeKind = "native"): Promise<ActiveSession> {
     const label = targetLabel(config.target, "");
     const steps: ActiveSession["steps"] = [];
     return await vscode.window.withProgress(
@@ -135,7 +158,8 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
           config,
           log: this.log,
           runtimeBundle: join(this.extensionPath, "dist", "runtime.js"),
-          incomingOnListen: listenDriven, // a Node debuggee reports the ports it listens on
+          nativeDir: nativeDirNextTo(join(this.extensionPath, "dist")),
+          debuggee: kind,
           client: { name: "tether-vscode", version: TETHER_VERSION },
           onStep: (step, detail, ms) => {
             steps.push({ step, detail, ms });
@@ -145,10 +169,19 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
             this.log("info", `${config.incoming.mode} ${showRoute(pod, local)}: the debuggee listens`);
             this.changed.fire(undefined);
           },
-          onSubscribeError: (local, err) => this.log("error", `cannot subscribe port ${local}: ${err.message}`),
+          onSubscribeError: (local, err) => {
+            this.log("error", `cannot take the pod's traffic for local :${local}: ${err.message}`);
+            void vscode.window.showWarningMessage(`Tether: cannot take the pod's traffic for local :${local}: ${err.message}`, "Show log").then((a) => a && this.channel.show());
+          },
+          onPortTaken: (local) =>
+            void vscode.window.showWarningMessage(`Tether: local port ${local} is already taken by another program, so your app cannot listen there and gets no traffic from the pod. Stop that program, then start debugging again.`, "Show log").then((a) => a && this.channel.show()),
+          onHandedBack: (pod, local) => {
+            this.log("info", `${showRoute(pod, local)} handed back to the pod: nothing listens on :${local} any more`);
+            this.changed.fire(undefined);
+          },
         });
         const cancelled = new Promise<never>((_, reject) => {
-          const onCancel = () => reject(new Error("cancelled"));
+          const onCancel = () => reject(new TetherError("CANCELLED", "cancelled"));
           cancel.onCancellationRequested(onCancel);
           token?.onCancellationRequested(onCancel);
         });
@@ -159,9 +192,10 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
           void starting.then((l) => l.close(), () => undefined); // a late start is closed at once
           throw err;
         }
-        const active: ActiveSession = { id: launch.session.id, label, mode: config.incoming.mode, launch, started: Date.now(), steps };
+        const active: ActiveSession = { id: launch.session.id, label, mode: config.incoming.mode, launch, started: Date.now(), steps, summary: launch.summary(kind) };
         this.sessions.set(active.id, active);
         launch.session.on("request", () => this.changed.fire(active));
+        launch.session.on("ports", () => this.changed.fire(active));
         launch.session.on("ended", (err: Error) => {
           if (!this.sessions.has(active.id)) return;
           this.log("error", `session ${label} ended: ${err.message}`);
@@ -169,7 +203,7 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
           void this.stop(active.id, err.message);
         });
         this.changed.fire(active);
-        this.log("info", `session ${label} ready (${config.incoming.mode})`);
+        this.log("info", `session ${label} ready: ${active.summary}`);
         return active;
       },
     );
@@ -185,14 +219,16 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
     this.log("info", `session ${s.label} stopped`);
   }
 
-  private fail(err: Error, withDoctor: boolean): void {
+  /** A start that did not happen: logged, remembered for the tests, and one message with what to do. */
+  private fail(err: Error, help: "doctor" | "config" | "extensions", debugType?: string): void {
     this.lastError = err.message;
     this.log("error", `cannot start the session: ${err.message}`);
-    const actions = withDoctor ? ["Show log", "Run doctor"] : ["Show log", "Open config"];
-    void vscode.window.showErrorMessage(`Tether: ${err.message}`, ...actions).then((a) => {
+    const action = { doctor: "Run doctor", config: "Open config", extensions: "Find a debugger" }[help];
+    void vscode.window.showErrorMessage(`Tether: ${err.message}`, "Show log", action).then((a) => {
       if (a === "Show log") this.channel.show();
       else if (a === "Run doctor") void vscode.commands.executeCommand("tether.runDoctor");
       else if (a === "Open config") void vscode.commands.executeCommand("tether.openConfig");
+      else if (a === "Find a debugger") void vscode.commands.executeCommand("workbench.extensions.search", `@category:debuggers ${debugType ?? ""}`);
     });
   }
 }

@@ -1,5 +1,5 @@
-// The status-bar item: whether F5 runs in the cluster, as which target, and how many sessions run.
-// A click toggles Tether.
+// The status-bar item, there from startup: off (plain), on (highlighted) with the target and the
+// mode, a running session's own target, or a configuration error. A click opens Tether's menu.
 import * as vscode from "vscode";
 import { targetLabel } from "../config/target";
 import type { SessionManager } from "./sessions";
@@ -14,9 +14,9 @@ export class StatusBar implements vscode.Disposable {
     private readonly sessions: SessionManager,
   ) {
     this.item.name = "Tether";
-    this.item.command = "tether.toggle";
+    this.item.command = "tether.menu";
     // the first real text needs the configuration parsed: a tick after activation, not during it
-    this.item.text = "$(plug) Tether";
+    this.item.text = store.enabled ? "$(plug) Tether" : "$(debug-disconnect) Tether: off";
     this.item.show();
     const first = setImmediate(() => this.update());
     this.disposables.push({ dispose: () => clearImmediate(first) }, store.onDidChange(() => this.update()), sessions.onDidChange(() => this.update()));
@@ -26,19 +26,36 @@ export class StatusBar implements vscode.Disposable {
     for (const d of this.disposables) d.dispose();
   }
 
+  /** What the item shows now (for the tests). */
+  get text(): string {
+    return this.item.text;
+  }
+
   private update(): void {
     const { config, error } = this.store.tryResolve();
-    const t = config?.target;
-    const target = targetLabel(t);
-    const running = this.sessions.sessions.size;
     const enabled = this.store.enabled;
-    this.item.text = enabled ? `$(plug) Tether: ${target}${running ? ` (${running})` : ""}` : "$(debug-disconnect) Tether: off";
-    this.item.tooltip = error
-      ? `Tether configuration error: ${error}`
-      : enabled
-        ? `F5 runs in the cluster as ${target} (${config?.incoming.mode}). Click to turn off.`
-        : "F5 runs locally. Click to run as a pod in the cluster.";
+    const running = [...this.sessions.sessions.values()];
     void vscode.commands.executeCommand("setContext", "tether.enabled", enabled);
-    void vscode.commands.executeCommand("setContext", "tether.hasTarget", !!t);
+    void vscode.commands.executeCommand("setContext", "tether.hasTarget", !!config?.target);
+    if (error && !running.length) {
+      this.item.text = "$(error) Tether: configuration error";
+      this.item.tooltip = `${error}\nThe problem is also in the Problems view. Click for Tether's menu.`;
+      this.item.backgroundColor = new vscode.ThemeColor("statusBarItem.errorBackground");
+      return;
+    }
+    if (!enabled && !running.length) {
+      this.item.text = "$(debug-disconnect) Tether: off";
+      this.item.tooltip = "F5 runs on this machine only. Click for Tether's menu (turn on, target, mode).";
+      this.item.backgroundColor = undefined;
+      return;
+    }
+    // a running session speaks for itself (its target may come from a launch configuration or a pick)
+    const target = running[0]?.label ?? targetLabel(config?.target);
+    const mode = running[0]?.mode ?? config?.incoming.mode ?? "mirror";
+    this.item.text = `$(plug) Tether: ${target} · ${mode}${running.length > 1 ? ` · ${running.length} sessions` : ""}`;
+    this.item.tooltip = running.length
+      ? `${running.map((s) => s.summary).join("\n")}\nClick for Tether's menu.`
+      : `F5 runs as ${target} in the cluster (incoming: ${mode}). Click for Tether's menu.`;
+    this.item.backgroundColor = new vscode.ThemeColor("statusBarItem.warningBackground");
   }
 }

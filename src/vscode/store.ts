@@ -118,6 +118,17 @@ export class ConfigStore implements vscode.Disposable {
     this.changed.fire();
   }
 
+  /** Namespaces typed into "Enter namespace…" for a context whose namespaces cannot be listed. */
+  enteredNamespaces(context: string): string[] {
+    return this.memento.get<Record<string, string[]>>("tether.enteredNamespaces", {})[context] ?? [];
+  }
+
+  async enterNamespace(context: string, namespace: string): Promise<void> {
+    const all = this.memento.get<Record<string, string[]>>("tether.enteredNamespaces", {});
+    await this.memento.update("tether.enteredNamespaces", { ...all, [context]: [...new Set([...(all[context] ?? []), namespace])] });
+    this.changed.fire();
+  }
+
   get recentTargets(): RecentTarget[] {
     return this.memento.get<RecentTarget[]>("tether.recentTargets", []);
   }

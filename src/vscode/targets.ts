@@ -2,6 +2,7 @@
 // F5 shows when no target is set (recent targets first, then the namespace's workloads).
 import * as vscode from "vscode";
 import type { TetherConfig } from "../config/schema";
+import { TetherError } from "../protocol/error";
 import { normalizeTarget, targetPath, type Target } from "../config/target";
 import type { Cluster } from "../kube/cluster";
 import type { WorkloadInfo } from "../kube/discovery";
@@ -15,7 +16,7 @@ type Node =
   | { kind: "workload"; context: string; namespace: string; workload: WorkloadInfo }
   | { kind: "pod"; context: string; namespace: string; pod: WorkloadInfo["pods"][number] }
   | { kind: "container"; context: string; namespace: string; pod: string; container: string; info: ContainerInfo }
-  | { kind: "message"; text: string; tooltip?: string };
+  | { kind: "message"; text: string; tooltip?: string; description?: string; icon?: string; command?: vscode.Command };
 
 /** The target a tree node stands for. */
 export function targetOf(node: Node): RecentTarget | undefined {
@@ -60,8 +61,10 @@ export class TargetsProvider implements vscode.TreeDataProvider<Node> {
     switch (node.kind) {
       case "message": {
         const item = new vscode.TreeItem(node.text, C.None);
+        item.description = node.description;
         item.tooltip = node.tooltip ?? node.text;
-        item.iconPath = new vscode.ThemeIcon("warning");
+        item.iconPath = new vscode.ThemeIcon(node.icon ?? "warning");
+        item.command = node.command;
         return item;
       }
       case "context": {
@@ -89,12 +92,14 @@ export class TargetsProvider implements vscode.TreeDataProvider<Node> {
         item.description = [state, isTarget ? "● target" : ""].filter(Boolean).join("  ");
         item.iconPath = new vscode.ThemeIcon(isTarget ? "target" : node.kind === "workload" ? "layers" : node.kind === "pod" ? "package" : "symbol-method");
         item.contextValue = "tether.target";
-        item.tooltip = `${t.namespace}/${t.path}${isTarget ? " (the target)" : ""}\nClick to make it the target.`;
-        item.command = { command: "tether.selectTargetFromTree", title: "Select as Target", arguments: [node] };
+        item.tooltip = `${t.namespace}/${t.path}${isTarget ? " (the target)" : ""}\nThe ◎ button (or the context menu) makes it the target.`;
         return item;
       }
     }
   }
+
+  /** No kubeconfig anywhere: the tree is empty and its welcome view says where Tether looks. */
+  noKubeconfig = false;
 
   async getChildren(node?: Node): Promise<Node[]> {
     const cur = this.current();
@@ -102,31 +107,59 @@ export class TargetsProvider implements vscode.TreeDataProvider<Node> {
       if (!node) {
         const cluster = clusterFor(cur.config);
         const currentContext = cluster.kc.getCurrentContext();
-        await vscode.commands.executeCommand("setContext", "tether.noKubeconfig", false);
+        this.setNoKubeconfig(false);
         return cluster.kc.getContexts().map((c) => ({ kind: "context", context: c.name, current: c.name === currentContext }));
       }
-      if (node.kind === "context") {
-        const cluster = clusterFor(cur.config, node.context);
-        return (await loadEngine().listNamespaces(cluster)).map((namespace) => ({ kind: "namespace", context: node.context, namespace }));
-      }
+      if (node.kind === "context") return await this.namespaces(clusterFor(cur.config, node.context), node.context);
       if (node.kind === "namespace") {
         const cluster = clusterFor(cur.config, node.context, node.namespace);
-        const workloads = await loadEngine().listWorkloads(cluster, node.namespace);
-        if (!workloads.length) return [{ kind: "message", text: "nothing to debug here" }];
-        return workloads.map((workload) => ({ kind: "workload", context: node.context, namespace: node.namespace, workload }));
+        const hidden: string[] = [];
+        const workloads = await loadEngine().listWorkloads(cluster, node.namespace, hidden);
+        const rows: Node[] = workloads.map((workload) => ({ kind: "workload", context: node.context, namespace: node.namespace, workload }));
+        if (hidden.length) {
+          const text = `cannot list ${hidden.join(", ")} here`;
+          rows.unshift({ kind: "message", text, description: "their pods are listed on their own", tooltip: `${text}: your role does not allow it. Pods can be targets too; Run Doctor lists what is missing.`, icon: "lock" });
+        }
+        return rows.length ? rows : [{ kind: "message", text: "nothing to debug here", icon: "info" }];
       }
       if (node.kind === "workload") return node.workload.pods.map((pod) => ({ kind: "pod", context: node.context, namespace: node.namespace, pod }));
       if (node.kind === "pod") return node.pod.containers.map((info) => ({ kind: "container", context: node.context, namespace: node.namespace, pod: node.pod.name, container: info.name, info }));
       return [];
     } catch (err) {
-      const message = (err as Error).message;
-      if (!node && /no kubeconfig|cannot read the kubeconfig/.test(message)) {
-        await vscode.commands.executeCommand("setContext", "tether.noKubeconfig", true);
+      if (!node && TetherError.is(err, "NO_KUBECONFIG")) {
+        this.setNoKubeconfig(true);
         return [];
       }
-      return [{ kind: "message", text: `cannot list: ${message.split("\n")[0]}`, tooltip: message }];
+      return [problemRow(err as Error)];
     }
   }
+
+  /** A context's namespaces; a namespace-scoped user gets the context's own, those entered, and "Enter namespace…". */
+  private async namespaces(cluster: Cluster, context: string): Promise<Node[]> {
+    const entered = this.store.enteredNamespaces(context);
+    const enter: Node = { kind: "message", text: "Enter namespace…", icon: "edit", tooltip: "Browse a namespace by name", command: { command: "tether.enterNamespace", title: "Enter Namespace", arguments: [context] } };
+    try {
+      const all = await loadEngine().listNamespaces(cluster);
+      return [...new Set([...all, ...entered])].map((namespace) => ({ kind: "namespace", context, namespace }));
+    } catch (err) {
+      if (!TetherError.is(err, "FORBIDDEN")) throw err;
+      const own = [...new Set([cluster.namespace, ...entered])].map((namespace): Node => ({ kind: "namespace", context, namespace }));
+      return [...own, enter];
+    }
+  }
+
+  private setNoKubeconfig(on: boolean): void {
+    this.noKubeconfig = on;
+    void vscode.commands.executeCommand("setContext", "tether.noKubeconfig", on);
+  }
+}
+
+/** A row for what stopped the listing: the cluster does not answer, a permission, anything else. */
+function problemRow(err: Error): Node {
+  const first = err.message.split("\n")[0]!;
+  if (TetherError.is(err, "UNREACHABLE")) return { kind: "message", text: "cannot reach the cluster", description: first, tooltip: `${err.message}\nRefresh to try again; Run Doctor checks the connection.`, icon: "debug-disconnect" };
+  if (TetherError.is(err, "FORBIDDEN")) return { kind: "message", text: "not allowed", description: first, tooltip: `${err.message}\nRun Doctor lists what your role is missing.`, icon: "lock" };
+  return { kind: "message", text: `cannot list: ${first}`, tooltip: err.message };
 }
 
 /** QuickPick of recent targets and the current namespace's workloads; undefined when dismissed. */

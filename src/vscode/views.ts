@@ -1,8 +1,9 @@
 // The Traffic, Outgoing and Sessions views. Traffic and Outgoing show the effective configuration and
-// edit .tether/config.json through commands (extension.ts); Sessions shows live counts and the
-// recent requests of each running session.
+// edit .tether/config.json through commands (vscode/commands.ts): on/off settings are checkboxes,
+// other rows open a picker or an input box that writes only when confirmed, so browsing the views
+// writes nothing. Sessions shows live counts and the recent requests of each running session.
 import * as vscode from "vscode";
-import { podToLocal, showRoutes } from "../config/ports";
+import { podToLocal, showRoutes, waitingText } from "../config/ports";
 import type { DeliveredRequest } from "../engine/incoming";
 import type { InterceptionFigures } from "../engine/figures";
 import type { TetherConfig } from "../config/schema";
@@ -20,6 +21,8 @@ export interface Row {
   /** A value the row's commands act on (a rule, a filter field, a session id). */
   arg?: unknown;
   id?: string;
+  /** An on/off setting: a checkbox; ticking it runs `command` with the new value. */
+  checkbox?: { checked: boolean; command: string };
 }
 
 abstract class RowsProvider implements vscode.TreeDataProvider<Row> {
@@ -40,7 +43,19 @@ abstract class RowsProvider implements vscode.TreeDataProvider<Row> {
     item.contextValue = row.contextValue;
     if (row.id) item.id = row.id;
     if (row.command) item.command = { ...row.command, arguments: row.command.arguments ?? [row] };
+    if (row.checkbox) item.checkboxState = row.checkbox.checked ? vscode.TreeItemCheckboxState.Checked : vscode.TreeItemCheckboxState.Unchecked;
     return item;
+  }
+
+  /** The view, with its checkboxes wired to their commands (checking a row never touches its children). */
+  createView(id: string): vscode.Disposable {
+    const view = vscode.window.createTreeView(id, { treeDataProvider: this, manageCheckboxStateManually: true });
+    const checks = view.onDidChangeCheckboxState((e) => {
+      for (const [row, state] of e.items) {
+        if (row.checkbox) void vscode.commands.executeCommand(row.checkbox.command, state === vscode.TreeItemCheckboxState.Checked);
+      }
+    });
+    return vscode.Disposable.from(checks, view);
   }
 
   getChildren(row?: Row): Row[] {
@@ -66,6 +81,7 @@ abstract class ConfigRowsProvider extends RowsProvider {
 
 export class TrafficProvider extends ConfigRowsProvider {
   protected configRows(config: TetherConfig): Row[] {
+    if (!config.target) return []; // the view's welcome: no target yet, with Select Target
     const inc = config.incoming;
     const f = inc.httpFilter;
     const filterRows: Row[] = (["header", "path", "method"] as const).map((field) => ({
@@ -132,11 +148,12 @@ export class TrafficProvider extends ConfigRowsProvider {
         command: { command: "tether.openConfig", title: "Open Configuration", arguments: [] },
       },
       {
-        label: "Probes",
-        description: inc.stealProbes ? "stolen too" : "always reach the pod",
+        label: "Steal probes",
+        description: inc.stealProbes ? "the pod's probes are stolen too" : "probes always reach the pod",
         icon: "heart",
         id: "probes",
-        command: { command: "tether.toggleStealProbes", title: "Toggle Probe Stealing", arguments: [] },
+        tooltip: "Liveness/readiness/startup probe requests: ticked, they are stolen like any request",
+        checkbox: { checked: inc.stealProbes, command: "tether.toggleStealProbes" },
       },
     ];
   }
@@ -173,19 +190,18 @@ export class OutgoingProvider extends ConfigRowsProvider {
     }));
     ruleRows.push({ label: "Add rule…", icon: "add", id: "rule.add", command: { command: "tether.addOutgoingRule", title: "Add Outgoing Rule", arguments: [] } });
     return [
-      { label: "TCP", description: out.tcp ? "through the cluster" : "local", icon: "arrow-right", id: "tcp", command: { command: "tether.toggleOutgoingTcp", title: "Toggle", arguments: [] } },
-      { label: "UDP", description: out.udp ? "through the cluster" : "local", icon: "arrow-right", id: "udp", command: { command: "tether.toggleOutgoingUdp", title: "Toggle", arguments: [] } },
+      { label: "TCP", description: out.tcp ? "through the cluster" : "local", icon: "arrow-right", id: "tcp", checkbox: { checked: out.tcp, command: "tether.toggleOutgoingTcp" } },
+      { label: "UDP", description: out.udp ? "through the cluster" : "local", icon: "arrow-right", id: "udp", checkbox: { checked: out.udp, command: "tether.toggleOutgoingUdp" } },
       {
         label: "Rules",
         description: kind === "local" ? "these stay on your machine" : "only these go through the cluster",
         icon: "list-filter",
         id: "rules",
-        contextValue: "tether.outgoingRules",
-        tooltip: "Click to switch between local and remote rules",
-        command: { command: "tether.toggleOutgoingFilterKind", title: "Switch Local/Remote", arguments: [] },
+        contextValue: `tether.outgoingRules.${kind}`,
+        tooltip: "The ⇄ button switches between rules that stay local and rules that go through the cluster",
         children: ruleRows,
       },
-      { label: "DNS", description: config.dns.enabled ? "the pod's resolver" : "local", icon: "globe", id: "dns", command: { command: "tether.toggleDns", title: "Toggle DNS", arguments: [] } },
+      { label: "DNS", description: config.dns.enabled ? "the pod's resolver" : "local", icon: "globe", id: "dns", checkbox: { checked: config.dns.enabled, command: "tether.toggleDns" } },
     ];
   }
 }
@@ -225,28 +241,50 @@ export class SessionsProvider extends RowsProvider {
   }
 
   private sessionRow(s: ActiveSession): Row {
-    const st = s.launch.session.stats;
-    const d = s.launch.session.delivery;
-    const recent = [...s.launch.session.recent].reverse().slice(0, 50);
-    const requestRows: Row[] = recent.map((r, i) =>
-      "passed" in r
-        ? { label: `${r.method} ${r.path}`, description: "passed to the pod", icon: "arrow-right", id: `${s.id}.r${recent.length - i}.${r.method}${r.path}` }
-        : { label: `${r.method} ${r.path}`, description: stolenDescription(r), icon: "debug-stackframe", id: `${s.id}.r${recent.length - i}.${r.method}${r.path}` },
-    );
-    const ports = showRoutes(s.launch.session.ports, "none yet");
+    const session = s.launch.session;
+    const st = session.stats;
+    const d = session.delivery;
+    const now = Date.now();
+    const recent = [...session.recent].reverse().slice(0, 50);
+    const recentRows: Row[] = recent.map((r, i) => {
+      const id = `${s.id}.r${recent.length - i}`;
+      if ("connection" in r) return { label: `${r.mode === "mirror" ? "copy of" : "connection from"} ${r.peer.address}:${r.peer.port}`, description: `pod ${r.port} -> local ${r.localPort}`, icon: r.mode === "mirror" ? "mirror" : "plug", id };
+      if ("passed" in r) return { label: `${r.method} ${r.path}`, description: "passed to the pod", icon: "arrow-right", id };
+      return { label: `${r.method} ${r.path}`, description: stolenDescription(r), icon: "debug-stackframe", id };
+    });
+    const inFlight: Row[] = [...session.inFlight.values()].map((r) => ({
+      label: `${r.method} ${r.path}`,
+      description: `in your app for ${Math.round((now - r.since) / 1000)} s`,
+      tooltip: "Stolen and not answered yet: a breakpoint may hold it",
+      icon: "debug-pause",
+      id: `${s.id}.inflight.${r.id}`,
+    }));
+    const ports = [session.ports.size ? showRoutes(session.ports) : "", session.waiting.length ? waitingText(session.waiting) : ""].filter(Boolean).join("; ") || "none";
+    const pod = session.target ? `${session.target.podName}${session.target.readyPods > 1 ? ` (1 of ${session.target.readyPods} replicas)` : ""}` : "?";
+    // one count per row, so a narrow sidebar cuts a label, never a number
+    const count = (label: string, n: number, icon: string, tooltip: string): Row => ({ label, description: String(n), icon, tooltip, id: `${s.id}.count.${label}` });
+    const counts = [
+      count("Stolen", st.requestsStolen, "debug-stackframe", "HTTP requests your app answered"),
+      count("Passed", st.requestsPassed, "arrow-right", "requests on a subscribed port the filter left to the pod's app"),
+      ...(st.connections ? [count(s.mode === "mirror" ? "Copies" : "Connections", st.connections, s.mode === "mirror" ? "mirror" : "plug", "whole connections delivered to your app")] : []),
+      count("Probes", st.probesPassed, "heart", "the pod's liveness/readiness probes, left to the pod"),
+      ...(st.failures ? [count("Failures", st.failures, "warning", "deliveries your app could not take (not listening, reset)")] : []),
+    ];
     return {
       label: s.label,
-      description: `${s.mode} · ${st.connections} conn · ${st.requestsStolen} stolen · ${st.requestsPassed} passed${d ? ` · ${bytes(d.bytesIn + d.bytesOut)}` : ""}`,
+      description: `${s.mode}${inFlight.length ? ` · ${inFlight.length} in flight` : ""}`,
       icon: "debug-alt",
       contextValue: "tether.session",
       arg: s.id,
       id: s.id,
-      tooltip: `agent: ${s.launch.session.placed?.description ?? "?"}\nports: ${ports}\nstarted in ${s.steps.map((x) => `${x.step} ${x.ms} ms`).join(", ")}`,
+      tooltip: `${s.summary}\nagent: ${session.placed?.description ?? "?"}${d ? `\n${bytes(d.bytesIn + d.bytesOut)} delivered` : ""}\nstarted in ${s.steps.map((x) => `${x.step} ${x.ms} ms`).join(", ")}`,
       children: [
+        { label: "Pod", description: pod, icon: "server", id: `${s.id}.pod`, tooltip: session.target?.reason },
         { label: "Ports", description: ports, icon: "plug", id: `${s.id}.ports` },
-        { label: "Failures", description: String(st.failures), icon: st.failures ? "warning" : "pass", id: `${s.id}.failures` },
-        ...interceptionRows(s.id, s.launch.session.figures),
-        { label: "Recent requests", description: recent.length ? undefined : "none yet", icon: "history", id: `${s.id}.recent.${recent.length ? "some" : "none"}`, children: requestRows },
+        ...(inFlight.length ? [{ label: "In flight", description: String(inFlight.length), icon: "debug-pause", id: `${s.id}.inflight`, children: inFlight }] : []),
+        ...counts,
+        ...interceptionRows(s.id, session.figures),
+        { label: "Recent", description: recent.length ? undefined : "none yet", icon: "history", id: `${s.id}.recent.${recent.length ? "some" : "none"}`, children: recentRows },
       ],
     };
   }

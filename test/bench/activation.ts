@@ -18,10 +18,12 @@ const inert = () => new Proxy(function () {}, {
   get: (t, p) => (p === "then" ? undefined : p === Symbol.iterator ? [][Symbol.iterator].bind([]) : p === Symbol.toPrimitive ? () => 0 : (t[p] ??= inert())),
   apply: () => inert(),
   construct: () => inert(),
+  set: () => true, // class bodies are strict: assigning a function's read-only name would throw
 });
 // a plain object at the top (the bundle copies the module's own keys), inert below
 const vscode = Object.fromEntries(["window", "workspace", "commands", "debug", "languages", "extensions", "env", "EventEmitter", "TreeItem", "ThemeIcon", "Uri",
-  "StatusBarAlignment", "TreeItemCollapsibleState", "ProgressLocation", "ConfigurationTarget", "QuickPickItemKind", "Disposable"].map((k) => [k, inert()]));
+  "StatusBarAlignment", "TreeItemCollapsibleState", "ProgressLocation", "ConfigurationTarget", "QuickPickItemKind", "Disposable", "ThemeColor",
+  "Diagnostic", "DiagnosticSeverity", "Range", "Position", "TreeItemCheckboxState"].map((k) => [k, inert()]));
 const load = Module._load;
 Module._load = function (request, ...rest) { return request === "vscode" ? vscode : load.call(this, request, ...rest); };
 const ext = require(process.argv[1]);

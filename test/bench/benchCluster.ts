@@ -67,7 +67,7 @@ export function agentPids(netns: string): number[] {
   for (const pid of pids) {
     try {
       if (!readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("agent.js")) continue;
-      // not its rule guard (the same bundle, forked with TETHER_AGENT_GUARD set)
+      // not its rule guard (which runs this bundle, with TETHER_AGENT_GUARD set, once the agent is gone)
       if (readFileSync(`/proc/${pid}/environ`, "utf8").includes("TETHER_AGENT_GUARD=")) continue;
       const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
       const start = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
@@ -77,6 +77,18 @@ export function agentPids(netns: string): number[] {
     }
   }
   return agents.sort((a, b) => b.start - a.start).map((a) => a.pid);
+}
+
+/** Pids of the agents' rule guards in a pod's namespace (started with TETHER_AGENT_GUARD set). */
+export function guardPids(netns: string): number[] {
+  const pids = spawnSync("ip", ["netns", "pids", netns], { encoding: "utf8" }).stdout.split(/\s+/).filter(Boolean).map(Number);
+  return pids.filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/environ`, "utf8").includes("TETHER_AGENT_GUARD=");
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** VmRSS of a process in KiB (undefined once it is gone). */

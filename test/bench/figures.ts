@@ -13,6 +13,8 @@ export interface Figure {
   goal?: Goal;
   /** Context for the table (counts, the other floor, per-step detail). */
   note?: string;
+  /** What bounds the figure: added to the note, with the distance to the goal, when the goal is missed. */
+  bound?: string;
 }
 
 export type Goal =
@@ -41,6 +43,20 @@ export function meets(f: Figure): boolean | undefined {
   }
 }
 
+/** How far a figure is from its goal, in its unit ("0.31 ms", "12.0 MB/s"), when it misses it. */
+export function missedBy(f: Figure): string | undefined {
+  if (!f.goal || meets(f) !== false) return undefined;
+  const target = f.goal.kind.startsWith("ratio") ? f.goal.bound * (f.floor ?? 0) : f.goal.bound;
+  return `${num(Math.abs(f.value - target))} ${f.unit}`;
+}
+
+/** The note, and when the goal is missed, what bounds the figure and by how much. */
+function noteText(f: Figure): string {
+  const by = missedBy(f);
+  const missed = by === undefined ? "" : `missed by ${by}${f.bound ? `: ${f.bound}` : ""}`;
+  return [f.note, missed].filter(Boolean).join("; ");
+}
+
 function goalText(f: Figure): string {
   if (!f.goal) return "";
   const b = f.goal.bound;
@@ -67,7 +83,7 @@ export function markdownTable(figures: Figure[]): string {
     const r = ratio(f);
     const m = meets(f);
     rows.push(
-      `| ${f.name} | ${num(f.value)} ${f.unit} | ${f.floor === undefined ? "" : `${num(f.floor)} ${f.unit}${f.floorOf ? ` (${f.floorOf})` : ""}`} | ${r === undefined ? "" : `${r.toFixed(2)}x`} | ${goalText(f)} | ${m === undefined ? "" : m ? "yes" : "**no**"} | ${f.note ?? ""} |`,
+      `| ${f.name} | ${num(f.value)} ${f.unit} | ${f.floor === undefined ? "" : `${num(f.floor)} ${f.unit}${f.floorOf ? ` (${f.floorOf})` : ""}`} | ${r === undefined ? "" : `${r.toFixed(2)}x`} | ${goalText(f)} | ${m === undefined ? "" : m ? "yes" : "**no**"} | ${noteText(f)} |`,
     );
   }
   return rows.join("\n");
@@ -86,7 +102,7 @@ export function jsonReport(figures: Figure[], meta: Record<string, unknown>): st
           ...(r !== undefined ? { ratio: round(r) } : {}),
           unit: f.unit,
           ...(f.goal ? { goal: goalText(f), met: meets(f) } : {}),
-          ...(f.note ? { note: f.note } : {}),
+          ...(noteText(f) ? { note: noteText(f) } : {}),
         };
       }),
     },

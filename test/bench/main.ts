@@ -16,6 +16,7 @@ import { bundleFigures } from "./bundleFigures";
 import { jsonReport, markdownTable, meets, type Figure } from "./figures";
 import { interceptFigures } from "./interceptFigures";
 import { leakFigures } from "./leakFigures";
+import { startLink } from "./link";
 import { mirrorFigures } from "./mirrorFigures";
 import { outgoingFigures } from "./outgoingFigures";
 import { Processes, Worker } from "./processes";
@@ -32,6 +33,11 @@ const SCENARIOS: Record<string, (ctx: BenchContext) => Promise<Figure[]>> = {
   mirror: mirrorFigures,
   grpc: grpcFigures,
 };
+
+/** Round trips of the link to the cluster's API server: every scenario runs at each (link.ts). */
+const LINK_RTTS_MS = [0, 20];
+/** The quick run keeps the far pass to what the link changes most. */
+const QUICK_FAR = new Set(["steal", "outgoing", "intercept"]);
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
@@ -77,27 +83,35 @@ async function main(): Promise<number> {
     const cluster = await startCluster(procs);
     const clientPod = await pod(cluster, "client");
     const client = await Worker.start(procs, { label: "client", netns: clientPod.netns });
+    const link = await startLink(procs, cluster);
     const ctx: BenchContext = {
       quick,
       counts: quick ? QUICK : FULL,
       procs,
       cluster,
+      link,
       client,
       clientPod,
       defer: (fn) => void disposers.push(fn),
-      progress,
+      progress: (m) => progress(link.rttMs ? `[${link.rttMs} ms] ${m}` : m),
     };
-    for (const [name, run] of Object.entries(SCENARIOS)) {
-      if (only && !only.includes(name)) continue;
-      const before = disposers.length;
-      try {
-        figures.push(...(await run(ctx)));
-      } catch (err) {
-        process.stderr.write(`bench: ${name} failed: ${(err as Error).stack ?? String(err)}\n`);
-        figures.push({ name: `${name}_failed`, value: 1, unit: "", note: String((err as Error).message).replace(/[\r\n|]+/g, " ").slice(0, 200) });
-      } finally {
-        // what the scenario set up goes before the next one runs
-        for (const d of disposers.splice(before).reverse()) await Promise.resolve(d()).catch(() => {});
+    for (const rtt of LINK_RTTS_MS) {
+      await link.setRtt(rtt);
+      for (const [name, run] of Object.entries(SCENARIOS)) {
+        if (only && !only.includes(name)) continue;
+        if (quick && rtt > 0 && !QUICK_FAR.has(name)) continue;
+        const before = disposers.length;
+        const running = procs.running();
+        try {
+          figures.push(...(await run(ctx)).map((f) => ({ ...f, name: `${f.name}${link.suffix}` })));
+        } catch (err) {
+          process.stderr.write(`bench: ${name}${link.suffix} failed: ${(err as Error).stack ?? String(err)}\n`);
+          figures.push({ name: `${name}${link.suffix}_failed`, value: 1, unit: "", note: String((err as Error).message).replace(/[\r\n|]+/g, " ").slice(0, 200) });
+        } finally {
+          // what the scenario set up goes before the next one runs
+          for (const d of disposers.splice(before).reverse()) await Promise.resolve(d()).catch(() => {});
+          await procs.stopSince(running);
+        }
       }
     }
     try {

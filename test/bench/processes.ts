@@ -62,12 +62,22 @@ export class Processes {
     clearTimeout(kill);
   }
 
+  /** The processes running now (for stopSince). */
+  running(): Set<ChildProcess> {
+    return new Set(this.children);
+  }
+
+  /** Stops every process started since `before` was taken (what one scenario started). */
+  async stopSince(before: Set<ChildProcess>): Promise<void> {
+    await Promise.all([...this.children].filter((c) => !before.has(c)).map((c) => this.stop(c, 1000).catch(() => {})));
+  }
+
   async disposeAll(): Promise<void> {
     await Promise.all([...this.children].map((c) => this.stop(c, 1000).catch(() => {})));
   }
 }
 
-/** A worker.js process and its JSON-lines RPC. */
+/** A worker.js process (or another app speaking its protocol) and its JSON-lines RPC. */
 export class Worker {
   private nextId = 1;
   private readonly waiting = new Map<number, { ok: (v: unknown) => void; fail: (e: Error) => void }>();
@@ -80,6 +90,7 @@ export class Worker {
       while ((i = buf.indexOf("\n")) >= 0) {
         const line = buf.slice(0, i);
         buf = buf.slice(i + 1);
+        if (!line.trim()) continue;
         const msg = JSON.parse(line) as { id?: number; result?: unknown; error?: string };
         if (msg.id === undefined) continue;
         const w = this.waiting.get(msg.id);
@@ -94,8 +105,13 @@ export class Worker {
     });
   }
 
-  static async start(procs: Processes, options: SpawnOptions): Promise<Worker> {
-    const { child } = await procs.start([process.execPath, resolve(APPS, "worker.js")], { ...options, readyLine: /"ready":true/ });
+  /**
+   * Starts apps/worker.js, or another Node app that speaks the same JSON lines (`script`), or `argv`:
+   * a program in another language speaking them (apps/worker.py, apps/goworker).
+   */
+  static async start(procs: Processes, options: SpawnOptions & { argv?: string[] }, script = "worker.js"): Promise<Worker> {
+    const argv = options.argv ?? [process.execPath, resolve(APPS, script)];
+    const { child } = await procs.start(argv, { ...options, readyLine: /"ready": ?true/ });
     return new Worker(child);
   }
 

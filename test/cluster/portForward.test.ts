@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawn } from "node:child_process";
 import type { AgentToEngine } from "../../src/protocol/messages";
+import { PROTOCOL_VERSION } from "../../src/protocol/version";
 import { openAgentWire } from "../../src/engine/agentWire";
 import { openPortForward } from "../../src/kube/portForward";
 import { startPlayground, type Playground } from "../../playground/apiserver/startPlayground";
@@ -122,7 +123,7 @@ describe("port-forward to pods and to the agent", requireNetns(), () => {
     const { conn, welcome } = await until("the agent wire", async () =>
       openAgentWire(await openPortForward(kc, "demo", apiPod, 47800), { token, client: { name: "test", version: "0" }, label: "pf-test" }),
     );
-    assert.equal(welcome.version, 2);
+    assert.equal(welcome.version, PROTOCOL_VERSION);
     const env = await conn.request<Extract<AgentToEngine, { type: "env.result" }>>({ type: "env.read", id: conn.newRequestId() });
     assert.equal(env.env.HOSTNAME, apiPod); // the target container's environment, not the agent's
     assert.equal(env.env.TETHER_AGENT_TOKEN, undefined);

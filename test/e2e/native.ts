@@ -156,7 +156,11 @@ export function nativeScenarios(cluster: () => E2eCluster): void {
         assert.match(seen.write.error, /read-only file system/i, "writing a pod file fails with EROFS");
         assert.doesNotMatch(readFileSync("/etc/hosts", "utf8"), /written by the debuggee/, "the local file was not written");
         assert.equal(seen.hostname, pod);
-        if (lang === "python") assert.equal((seen as unknown as { loopback: string }).loopback, "local", "loopback is never intercepted");
+        if (lang === "python") {
+          const py = seen as unknown as { loopback: string; rename: { errno: string } };
+          assert.equal(py.loopback, "local", "loopback is never intercepted");
+          assert.equal(py.rename.errno, "EROFS", "changing a pod file in any way fails too");
+        }
         assert.deepEqual(seen.child, seen.db, "a child process is intercepted too");
         // its listener: subscribed once it listened, with no -p
         const podIp = (await a.kubectl(["get", "pod", "-n", "demo", pod, "-o", "jsonpath={.status.podIP}"])).stdout.trim();

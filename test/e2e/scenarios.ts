@@ -11,13 +11,14 @@ import { spawn, spawnSync } from "node:child_process";
 import { readdirSync, readFileSync, statSync, writeFileSync, mkdirSync } from "node:fs";
 import net from "node:net";
 import { join, resolve } from "node:path";
-import { DEFAULT_AGENT_IMAGE } from "../../src/config/schema";
+import { DEFAULT_AGENT_IMAGE, imagePullAdvice } from "../../src/config/agentImage";
 import { makePki } from "../support/testPki";
 import { sessionEventSchema, type SessionEvent } from "../../src/engine/events";
 
 const CLI = resolve(__dirname, "../../dist/cli.js");
 const DEBUGGEE = resolve(__dirname, "debuggee.js");
 const PYTHON_CALLER = resolve(__dirname, "../fixtures/proxy_caller.py");
+const LISTEN_LATER = resolve(__dirname, "../fixtures/listen_later.py");
 const GRPC_ECHO = resolve(__dirname, "../fixtures/grpc-echo.js");
 const KEEP_ALIVE_CLIENT = resolve(__dirname, "keepAliveClient.js");
 
@@ -287,7 +288,7 @@ export const scenarios: Scenario[] = [
         const pod = runExec.pod!;
         const ip = await podIpOf(pod);
         // python may take a moment to listen
-        assert.match(await answers(ip, "/", /Directory listing/), /Directory listing/, "the request to the pod was answered by the local python server");
+        assert.match(await answers(ip, "/", /Directory listing/), /Directory listing/, `the request to the pod was answered by the local python server; tether said:\n${runExec.stderr()}`);
         assert.equal(await fromClientPod(`http://${ip}:8080/first`), "stolen by the debuggee /first");
         // kubectl port-forward (API server -> kubelet) reaches the pod over its loopback: stolen too
         const pf = await portForward(pod, 8080);
@@ -457,7 +458,31 @@ export const scenarios: Scenario[] = [
           body = await fromPod(apiPod, `http://${clientIp}:8080/py`);
           if (!/"python"/.test(body)) await sleep(200);
         }
+        assert.ok(body, `no answer from the stolen pod; tether said:\n${runExec.stderr()}`);
         assert.deepEqual(JSON.parse(body), { got: "/py", api: "/from-python", python: true });
+      } finally {
+        runExec.child.kill("SIGTERM");
+        await runExec.exited;
+      }
+    },
+  },
+  {
+    name: "incoming traffic follows a Python app's listener: the pod serves until it listens, and again once it stops",
+    async run({ startExec, podIpOf, fromClientPod, answers }, cluster) {
+      const port = randomPort();
+      const trigger = join(cluster.stateDir, `listen-${port}`);
+      const runExec = await startExec(["-v", "-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`], ["python3", LISTEN_LATER], { LOCAL_PORT: String(port), LISTEN_WHEN: trigger });
+      try {
+        for (let i = 0; i < 50 && !/waiting for your app/.test(runExec.stderr()); i++) await sleep(100);
+        assert.match(runExec.stderr(), new RegExp(`waiting for your app to listen on :${port}`), runExec.stderr());
+        const ip = await podIpOf(runExec.pod!);
+        assert.match(await fromClientPod(`http://${ip}:8080/before`), /"pod":"api-/, "before the app listens the pod answers (no 502)");
+        writeFileSync(trigger, "");
+        assert.equal(await answers(ip, "/while", /python got/), "python got /while");
+        assert.match(runExec.stderr(), new RegExp(`steal pod 8080 -> local ${port} \\(the command listens\\)`));
+        assert.match(await answers(ip, "/after", /"pod":"api-/), /"pod":"api-/, `once the app stops listening the pod answers again; tether said:\n${runExec.stderr()}`);
+        for (let i = 0; i < 50 && !/handed back/.test(runExec.stderr()); i++) await sleep(100);
+        assert.match(runExec.stderr(), new RegExp(`pod 8080 -> local ${port} handed back to the pod: nothing listens on :${port} any more`));
       } finally {
         runExec.child.kill("SIGTERM");
         await runExec.exited;
@@ -645,11 +670,13 @@ export const scenarios: Scenario[] = [
         );
         try {
           assert.match(runExec.stderr(), /ready in/, runExec.stderr());
-          // the debuggee may take a moment to listen: until then a stolen call is UNAVAILABLE (a 502)
-          for (let i = 0; i < 50 && (await call(50051, plan.slice(0, 1)))[0]!.code === 14; i++) await sleep(200);
+          // the ports are subscribed once the debuggee listens (both: they are delivered to one local port)
+          for (const [port, options] of [[50051, {}], [8443, tls]] as const) {
+            for (let i = 0; i < 50 && (await call(port, plan.slice(0, 1), options))[0]!.reply !== "local:hi for me"; i++) await sleep(200);
+          }
           for (const [port, options] of [[50051, {}], [8443, tls]] as const) {
             const r = await call(port, plan, options);
-            assert.equal(r[0]!.reply, "local:hi for me", `${port}: ${JSON.stringify(r)}`);
+            assert.equal(r[0]!.reply, "local:hi for me", `${port}: ${JSON.stringify(r)}\n${runExec.stderr()}`);
             assert.equal(r[1]!.reply, "pod:grpc:hi", `${port}: ${JSON.stringify(r)}`);
             assert.deepEqual(r[2], { code: 0, replies: 20, first: "local:0", last: "local:19" });
           }
@@ -696,6 +723,7 @@ export const scenarios: Scenario[] = [
       assert.equal(image.status, 1, image.stderr);
       assert.match(image.stderr, /ErrImagePull|ImagePullBackOff/);
       assert.match(image.stderr, /agent\.image/);
+      assert.ok(image.stderr.includes(imagePullAdvice("registry.example/no-such-image:1")), image.stderr);
     },
   },
   {
@@ -713,8 +741,34 @@ export const scenarios: Scenario[] = [
       const missing = await cli(["doctor", "-n", "demo", "--probe-image", "registry.example/no-such-image:1"]);
       assert.equal(missing.status, 1);
       assert.match(missing.stdout, /FAIL agent image registry.example\/no-such-image:1: (ErrImagePull|ImagePullBackOff)/);
+      assert.ok(missing.stdout.includes(`what to do: ${imagePullAdvice("registry.example/no-such-image:1")}`), missing.stdout);
       for (let i = 0; i < 50 && /image-probe/.test((await kubectl(["get", "pods", "-n", "demo", "-o", "name"])).stdout); i++) await sleep(200);
       assert.doesNotMatch((await kubectl(["get", "pods", "-n", "demo", "-o", "name"])).stdout, /image-probe/);
+    },
+  },
+  {
+    name: "doctor checks that the cluster answers first, then the permission the target needs",
+    async run({ cli, kubectl }, cluster) {
+      // the limited user: doctor reports reading deployment/api and listing namespaces as the cluster decides them
+      const limited = await cli(["doctor", "-n", "demo", "--context", cluster.limitedContext, "-t", "deployment/api"]);
+      assert.match(limited.stdout, new RegExp(`^ok {3}cluster: the cluster at https://\\S+ \\(context ${cluster.limitedContext}\\) answers`, "m"));
+      const can = async (...args: string[]) => (await kubectl(["auth", "can-i", ...args, "--context", cluster.limitedContext])).stdout.trim() === "yes";
+      assert.match(limited.stdout, (await can("get", "deployments", "-n", "demo")) ? /ok {3}RBAC: get deployments: allowed in demo/ : /FAIL RBAC: get deployments: denied in demo \(needed to resolve the target deployment\/api\)/);
+      assert.match(limited.stdout, (await can("list", "namespaces")) ? /ok {3}RBAC: list namespaces: allowed/ : /warn RBAC: list namespaces: denied in the cluster/);
+      // a cluster that does not answer: said once, nothing else asked
+      const hung = net.createServer(() => {});
+      await new Promise<void>((r) => hung.listen(0, "127.0.0.1", r));
+      try {
+        const file = join(cluster.stateDir, "hung.yaml");
+        const server = `https://127.0.0.1:${(hung.address() as net.AddressInfo).port}`;
+        writeFileSync(file, `apiVersion: v1\nkind: Config\ncurrent-context: hung\nclusters:\n- name: hung\n  cluster:\n    server: ${server}\n    insecure-skip-tls-verify: true\ncontexts:\n- name: hung\n  context:\n    cluster: hung\n    user: u\nusers:\n- name: u\n  user:\n    token: t\n`);
+        const r = await cli(["doctor", "--kubeconfig", file]);
+        assert.equal(r.status, 1);
+        assert.equal(r.stdout.split("\n").filter((l) => /^(ok|FAIL|warn)/.test(l)).length, 1, r.stdout);
+        assert.match(r.stdout, new RegExp(`FAIL cluster: the cluster at ${server.replace(/[.]/g, "\\.")} \\(context hung\\) did not answer within \\d+ s`));
+      } finally {
+        hung.close();
+      }
     },
   },
 ];

@@ -11,7 +11,8 @@ import { randomBytes } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { buildSync } from "esbuild";
-import { DEFAULT_AGENT_IMAGE } from "../../src/config/schema";
+import { fullImageName } from "../../agent/image/agentImage";
+import { DEFAULT_AGENT_IMAGE } from "../../src/config/agentImage";
 import { buildImages } from "./images";
 import { Pki } from "./pki";
 import { OWNER_FILE, sweepStale, teardown } from "./teardown";
@@ -24,7 +25,7 @@ const POD_SUBNET = "10.88.0.0/24";
 const SERVICE_CIDR = "10.96.0.0/16";
 const API_SERVICE_IP = "10.96.0.1";
 export const DNS_IP = "10.96.0.10";
-export const AGENT_IMAGE = `docker.io/${DEFAULT_AGENT_IMAGE}`;
+export const AGENT_IMAGE = fullImageName(DEFAULT_AGENT_IMAGE);
 export const APPS_IMAGE = "docker.io/tether-e2e/apps:1";
 export const MESH_IMAGE = "docker.io/tether-e2e/mesh:1";
 /** The Secret (in demo and mesh) whose `token` the agents' scrape endpoints and Prometheus share. */

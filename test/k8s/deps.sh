@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # What the real-cluster suite needs on the machine, installed when missing (Debian, as root):
-# containerd, runc and the CNI plugins from apt, and Prometheus (the suite scrapes every agent with
-# it); Go for build-binaries.sh must already be there. Then the binaries (cached by version under
-# /var/cache/tether/k8s; cold: ~12 min on 2 cores), and the mesh's (build-mesh.sh).
+# containerd, runc, the CNI plugins and docker-registry (the distribution registry) from apt; Go for
+# build-binaries.sh must already be there.
+# Then the binaries (cached by version under /var/cache/tether/k8s; cold: ~12 min on 2 cores).
 set -euo pipefail
 need=()
 command -v containerd >/dev/null 2>&1 || need+=(containerd)
 command -v runc >/dev/null 2>&1 || need+=(runc)
 [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
 [ -x /usr/bin/prometheus ] || need+=(prometheus)
+command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry) # agentImage.test.ts pushes to it
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "test/k8s: missing ${need[*]} (install them, or run as root so this script can)" >&2

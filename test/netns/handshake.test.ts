@@ -2,6 +2,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { TetherError } from "../../src/protocol/error";
+import { PROTOCOL_VERSION } from "../../src/protocol/version";
 import { startAgent, type StartedAgent } from "../support/agent";
 import { NetnsLab, requireNetns, type Netns } from "../support/netns";
 
@@ -18,8 +19,8 @@ describe("agent handshake", requireNetns(), () => {
 
   test("the right token opens a session at the highest common version", async () => {
     const { conn, welcome } = await agent.connect();
-    assert.equal(welcome.version, 2);
-    assert.equal(conn.version, 2);
+    assert.equal(welcome.version, PROTOCOL_VERSION);
+    assert.equal(conn.version, PROTOCOL_VERSION);
     assert.equal(welcome.agent.pid > 0, true);
     conn.close();
   });
@@ -33,12 +34,12 @@ describe("agent handshake", requireNetns(), () => {
 
   test("a newer engine settles on the agent's version", async () => {
     const { conn } = await agent.connect({ minVersion: 1, maxVersion: 7 });
-    assert.equal(conn.version, 2);
+    assert.equal(conn.version, PROTOCOL_VERSION);
     conn.close();
   });
 
   test("an engine that needs a version the agent lacks is refused", async () => {
-    await assert.rejects(agent.connect({ minVersion: 3, maxVersion: 7 }), (err) => TetherError.is(err, "VERSION_MISMATCH"));
+    await assert.rejects(agent.connect({ minVersion: PROTOCOL_VERSION + 1, maxVersion: 7 }), (err) => TetherError.is(err, "VERSION_MISMATCH"));
   });
 
   test("a wrong token is refused and not logged", async () => {

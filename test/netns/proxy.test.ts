@@ -68,6 +68,26 @@ describe("local proxy for other languages", requireNetns(), () => {
     assert.equal(r.out.trim(), "orders from the cluster GET /list");
   });
 
+  test("plain HTTP does not depend on node:http's request(), which VS Code's extension host replaces", async (t) => {
+    // what the extension host does with the default http.proxySupport: request() and get() add a
+    // proxy agent, and an agent wins over createConnection (the request went to 127.0.0.1:80)
+    const original = { request: http.request, get: http.get };
+    const withAgent = (fn: typeof http.request) =>
+      ((...args: unknown[]) => {
+        const i = args.findIndex((a) => typeof a === "object" && a !== null && !(a instanceof URL));
+        if (i >= 0) args[i] = { ...(args[i] as object), agent: new http.Agent() };
+        else args.splice(1, 0, { agent: new http.Agent() });
+        return (fn as (...a: unknown[]) => http.ClientRequest)(...args);
+      }) as typeof http.request;
+    http.request = withAgent(original.request);
+    http.get = withAgent(original.get) as typeof http.get;
+    t.after(() => Object.assign(http, original));
+    const py = `import urllib.request\nprint(urllib.request.urlopen("http://orders.demo.svc.cluster.local:9000/patched", timeout=10).read().decode())`;
+    const r = await runClient("python3", ["-c", py], env);
+    assert.equal(r.code, 0, r.err);
+    assert.equal(r.out.trim(), "orders from the cluster GET /patched");
+  });
+
   test("a Go program (net/http) reaches the cluster service through HTTP_PROXY", async () => {
     const r = await runClient("go", ["run", resolve(__dirname, "../fixtures/proxy-client.go"), "http://orders:9000/from-go"], { ...env, GOFLAGS: "-mod=mod" });
     assert.equal(r.code, 0, r.err);

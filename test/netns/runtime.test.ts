@@ -99,7 +99,7 @@ describe("node runtime", requireNetns(), () => {
     const env = {
       ...inherited,
       ...ports,
-      ...server.debuggeeEnv(RUNTIME, { remoteFiles: ["/etc/hosts"] }),
+      ...server.debuggeeEnv(RUNTIME, { remoteFiles: ["/etc/hosts"], hostname: "api-pod-1" }),
     };
     // the developer's machine resolves "db" locally (its own /etc/hosts, in a private mount namespace)
     const child = spawn("unshare", ["-m", "sh", "-c", `mount --bind ${join(dir, "hosts")} /etc/hosts && exec "$0" "$@"`, process.execPath, DEBUGGEE], {
@@ -129,6 +129,7 @@ describe("node runtime", requireNetns(), () => {
     assert.match(out.file, /pod-marker/);
     assert.equal(out.fileExists, true);
     assert.match(out.fileAsync, /pod-marker/);
+    assert.equal(out.hostname, "api-pod-1", "os.hostname() is the pod's");
     assert.match(out.fileFd, /pod-marker/, "a descriptor from openSync reads the pod's file");
     assert.match(out.fileWrite.error, /^EROFS /);
     assert.match(out.fileAppend.error, /^EROFS /);

@@ -7,7 +7,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { matchesAddress, parseAddress } from "../../src/config/address";
 import { jsonSchemaText, LAUNCH_SCHEMA_FILE, launchSchemaText, PACKAGE_FILE, packageJsonText, readmeWithTable, README_FILE, SCHEMA_FILE } from "../../src/config/generate";
-import { resolveConfig } from "../../src/config/load";
+import { lineColumn, parseConfigText } from "../../src/config/jsonc";
+import { configProblems, resolveConfig } from "../../src/config/load";
 import { formatPortPair, parsePortList, parsePortPair, parsePortPairs, podToLocal, showRoutes } from "../../src/config/ports";
 import { configSchema } from "../../src/config/schema";
 import { normalizeTarget, TARGET_KINDS, targetLabel } from "../../src/config/target";
@@ -78,6 +79,21 @@ test("an HTTP filter with no mode means steal; an explicit mode wins; off ignore
   assert.equal(resolveConfig([{ name: "file", value: { incoming: { ports: [80] } } }, { name: "flags", value: { incoming: { httpFilter: filter } } }]).incoming.mode, "steal");
   const schema = JSON.parse(jsonSchemaText());
   assert.match(schema.properties.incoming.properties.mode.description, /Default: steal when httpFilter is set, otherwise mirror/);
+});
+
+test("configuration files take comments and trailing commas; each problem sits on its value, regex errors say why", () => {
+  const text = `{\n  // what we run as\n  "target": "deployment/api",\n  "incoming": { "mode": "grab", "httpFilter": { "header": "(" }, },\n  "extra": 1,\n}\n`;
+  const problems = configProblems(text);
+  const on = (path: string) => problems.find((p) => p.path === path)!;
+  assert.equal(text.slice(on("incoming.mode").offset, on("incoming.mode").offset + on("incoming.mode").length), '"grab"');
+  const header = on("incoming.httpFilter.header");
+  assert.equal(text.slice(header.offset, header.offset + header.length), '"("');
+  assert.match(header.message, /not a valid regular expression for a header: Invalid regular expression/);
+  assert.equal(text.slice(on("extra").offset, on("extra").offset + on("extra").length), '"extra"');
+  assert.deepEqual(lineColumn(text, on("incoming.mode").offset), { line: 4, column: 25 });
+  assert.deepEqual(configProblems('{ "target": "deployment/api", /* fine */ }'), []);
+  assert.deepEqual(parseConfigText('{ "a": [1, 2,], }', "x"), { a: [1, 2] });
+  assert.throws(() => parseConfigText('{\n  "a": 1 }\n}', ".tether/config.json"), /^TetherError: \.tether\/config\.json: not valid JSON at line 3, column 1 /);
 });
 
 test("targets: one syntax, one normal form, one label", () => {

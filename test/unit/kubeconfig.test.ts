@@ -5,7 +5,8 @@ import assert from "node:assert/strict";
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
-import { augmentPath, Cluster } from "../../src/kube/cluster";
+import net from "node:net";
+import { API_TIMEOUT_MS, augmentPath, Cluster } from "../../src/kube/cluster";
 import { TetherError } from "../../src/protocol/error";
 
 const dir = mkdtempSync(join(tmpdir(), "tether-kubeconfig-"));
@@ -61,4 +62,42 @@ test("an exec credential plugin runs, even when it is only on the augmented PATH
   const augmented = augmentPath("/usr/bin");
   assert.ok(augmented.startsWith("/usr/bin"));
   assert.ok(augmented.split(delimiter).includes("/usr/local/bin"));
+});
+
+test("no kubeconfig at all is NO_KUBECONFIG, not a made-up context", () => {
+  const saved = { KUBECONFIG: process.env.KUBECONFIG, HOME: process.env.HOME };
+  try {
+    delete process.env.KUBECONFIG;
+    process.env.HOME = mkdtempSync(join(dir, "home-"));
+    assert.throws(() => new Cluster(), (e) => TetherError.is(e, "NO_KUBECONFIG") && /KUBECONFIG is not set and .*\.kube\/config does not exist/.test((e as Error).message));
+  } finally {
+    Object.assign(process.env, saved);
+  }
+});
+
+test("an API server that does not answer, or refuses, is UNREACHABLE with its address", async () => {
+  const hung = net.createServer(() => {}); // accepts, never answers (not even TLS)
+  await new Promise<void>((r) => hung.listen(0, "127.0.0.1", r));
+  const refused = net.createServer();
+  await new Promise<void>((r) => refused.listen(0, "127.0.0.1", r));
+  const refusedPort = (refused.address() as net.AddressInfo).port;
+  await new Promise((r) => refused.close(r));
+  try {
+    const file = join(dir, "hung.yaml");
+    const port = (hung.address() as net.AddressInfo).port;
+    writeFileSync(
+      file,
+      `apiVersion: v1\nkind: Config\ncurrent-context: hung\nclusters:\n${cluster("hung", `https://127.0.0.1:${port}`)}${cluster("gone", `https://127.0.0.1:${refusedPort}`)}contexts:\n- name: hung\n  context:\n    cluster: hung\n    user: u\n- name: gone\n  context:\n    cluster: gone\n    user: u\nusers:\n- name: u\n  user:\n    token: t\n`,
+    );
+    await assert.rejects(
+      new Cluster({ kubeconfig: file }).core.listNamespace(),
+      (e) => TetherError.is(e, "UNREACHABLE") && new RegExp(`the cluster at https://127\\.0\\.0\\.1:${port} \\(context hung\\) did not answer within ${API_TIMEOUT_MS / 1000} s`).test((e as Error).message),
+    );
+    await assert.rejects(
+      new Cluster({ kubeconfig: file, context: "gone" }).core.listNamespace(),
+      (e) => TetherError.is(e, "UNREACHABLE") && /cannot reach the cluster at .*\(context gone\): ECONNREFUSED/.test((e as Error).message),
+    );
+  } finally {
+    hung.close();
+  }
 });

@@ -13,7 +13,7 @@ import {
   type EngineConnection,
 } from "../../src/protocol/connection";
 import { TetherError } from "../../src/protocol/error";
-import { decodeFrame, encodeDataFrame } from "../../src/protocol/frame";
+import { decodeBatch, decodeFrame, encodeBatch, encodeDataFrame, FRAME_BATCH } from "../../src/protocol/frame";
 import {
   agentToEngineSchema,
   engineToAgentSchema,
@@ -134,6 +134,30 @@ describe("wire messages", () => {
     assert.equal(decodeFrame(Buffer.alloc(3)), undefined);
   });
 
+  test("batch frames round-trip, skip unknown entries and refuse truncation", () => {
+    const payload = randomBytes(1000);
+    const json = Buffer.from(JSON.stringify({ type: "heartbeat", seq: 7 }));
+    const frame = encodeBatch([
+      { kind: 2, json },
+      { kind: 1, stream: 5, payload },
+      { kind: 3, stream: 5, bytes: 65536 },
+    ]);
+    const entries = decodeBatch(frame)!;
+    assert.deepEqual(
+      entries.map((e) => [e.kind, e.stream, e.value]),
+      [
+        [2, 0, json.length],
+        [1, 5, 1000],
+        [3, 5, 65536],
+      ],
+    );
+    assert.deepEqual(entries[1]!.payload, payload);
+    // an entry kind from a later version: skipped by its length, the rest still read
+    const unknown = Buffer.concat([frame, Buffer.from([9, 0, 0, 0, 1, 0, 0, 0, 2, 0xaa, 0xbb]), encodeBatch([{ kind: 3, stream: 1, bytes: 1 }]).subarray(1)]);
+    assert.deepEqual(decodeBatch(unknown)!.map((e) => e.kind), [2, 1, 3, 9, 3]);
+    assert.equal(decodeBatch(frame.subarray(0, frame.length - 1)), undefined);
+  });
+
   test("version negotiation settles on the lower common version", () => {
     assert.equal(negotiateVersion({ minVersion: 1, maxVersion: 5 }, { minVersion: 1, maxVersion: 2 }), 2);
     assert.equal(negotiateVersion({ minVersion: 1, maxVersion: 1 }, { minVersion: 1, maxVersion: 2 }), 1);
@@ -168,7 +192,7 @@ describe("wire connection", () => {
     wss.close();
   });
 
-  async function pair(options: { maxVersion?: number; streamWindow?: number } = {}): Promise<[EngineConnection, AgentConnection]> {
+  async function pair(options: { maxVersion?: number; streamWindow?: number; lazyCreditMs?: number } = {}): Promise<[EngineConnection, AgentConnection]> {
     agentSide = [];
     const ws = new WebSocket(`ws://127.0.0.1:${port}`);
     const { conn } = await connectToAgent(ws, { token, client: { name: "t", version: "0" }, heartbeatIntervalMs: 200, deadAfterMs: 1500, ...options });
@@ -291,6 +315,79 @@ describe("wire connection", () => {
     assert.ok(TetherError.is(err, "PEER_DEAD"), String(err));
     raw.terminate();
   });
+
+  /** Opens a stream from the engine and sends `payload` with it in one turn; what the agent's WebSocket received. */
+  async function oneTurn(engine: EngineConnection, agent: AgentConnection, payload: Buffer) {
+    const frames: { binary: boolean; kind: number }[] = [];
+    agent.ws.on("message", (d: Buffer, binary: boolean) => frames.push({ binary, kind: binary ? d[0]! : -1 }));
+    const opened = once(agent, "message");
+    const s = engine.openStream();
+    engine.send({ type: "tcp.connect", id: engine.newRequestId(), stream: s.id, host: "x", port: 1 });
+    s.end(payload);
+    await opened;
+    const remote = agent.stream(s.id)!;
+    const got: Buffer[] = [];
+    remote.on("data", (c: Buffer) => got.push(c));
+    await once(remote, "end");
+    assert.deepEqual(Buffer.concat(got), payload);
+    return frames;
+  }
+
+  test("v3: an opener, its first bytes and its end travel as one WebSocket message", async () => {
+    const [engine, agent] = await pair();
+    assert.equal(engine.version, 3);
+    const frames = await oneTurn(engine, agent, Buffer.from("GET / HTTP/1.1\r\n\r\n"));
+    assert.deepEqual(frames, [{ binary: true, kind: FRAME_BATCH }]);
+  });
+
+  test("a v2 peer gets one plain message per frame, and the stream works the same", async () => {
+    const [engine, agent] = await pair({ maxVersion: 2 });
+    assert.equal(agent.version, 2);
+    const frames = await oneTurn(engine, agent, Buffer.from("GET / HTTP/1.1\r\n\r\n"));
+    // tcp.connect and stream.eof as JSON text, the bytes as one data frame
+    assert.deepEqual(frames, [
+      { binary: false, kind: -1 },
+      { binary: true, kind: 1 },
+      { binary: false, kind: -1 },
+    ]);
+  });
+
+  for (const maxVersion of [2, 3]) {
+    test(`v${maxVersion}: small exchanges grant no credit; a stream whose reader keeps up gets a growing window`, async () => {
+      // the agent sends, the engine reads and grants (lazy credit held back for the whole test)
+      const [engine, agent] = await pair({ maxVersion, lazyCreditMs: 60_000 });
+      const opened = once(agent, "message");
+      const local = engine.openStream();
+      engine.send({ type: "tcp.connect", id: engine.newRequestId(), stream: local.id, host: "x", port: 1 });
+      await opened;
+      const s = agent.stream(local.id)!;
+      let credited = 0;
+      let credits = 0;
+      const onCredit = s.onCredit.bind(s);
+      s.onCredit = (bytes: number) => {
+        credits++;
+        credited += bytes;
+        onCredit(bytes);
+      };
+      let received = 0;
+      local.on("data", (c: Buffer) => (received += c.length));
+      // a few small answers: no credit comes back for them
+      for (let i = 0; i < 5; i++) {
+        s.write(Buffer.alloc(100));
+        while (received < (i + 1) * 100) await new Promise((r) => setImmediate(r));
+      }
+      assert.equal(credits, 0, "no stream.credit for small exchanges");
+      // bulk: the reader keeps up, so the engine grants more than it received (its window grew)
+      const total = 12 * 1024 * 1024;
+      for (let sent = 500; sent < total; sent += 64 * 1024) {
+        if (!s.write(Buffer.alloc(Math.min(64 * 1024, total - sent)))) await once(s, "drain");
+      }
+      s.end();
+      await once(local, "end");
+      assert.equal(received, total);
+      assert.ok(credited > total, `granted ${credited} bytes for ${total} received: the window grew`);
+    });
+  }
 
   test("closing the connection ends its streams and pending requests", async () => {
     const [engine, agent] = await pair();

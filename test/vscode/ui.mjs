@@ -94,15 +94,21 @@ try {
   const status = page.locator(".statusbar-item", { hasText: "Tether:" }).first();
   await status.waitFor({ timeout: 60000 });
   check(/Tether: off/.test(await status.innerText()), "status bar shows Tether off");
+  // a click opens Tether's menu; Turn On switches it on (the item then shows the target and the mode)
   await status.click();
+  await page.locator(".quick-input-list .monaco-list-row", { hasText: "Turn On" }).first().click({ timeout: 10000 });
   await page.locator(".statusbar-item", { hasText: "Tether: no target" }).first().waitFor({ timeout: 10000 });
-  log("Tether enabled from the status bar");
+  check(/mirror/.test(await page.locator(".statusbar-item", { hasText: "Tether: no target" }).first().innerText()), "the status bar names the mode when on");
+  log("Tether enabled from the status bar's menu");
 
   // 2. the Tether view: Targets > playground > demo > deployment/api
   await showTether();
   await row("Targets", /^playground/).waitFor({ timeout: 30000 });
   await row("Targets", /^demo$|^demo\b/).click();
-  await row("Targets", "deployment/api").click({ timeout: 30000 });
+  // a click only browses; the row's ◎ button makes it the target
+  const apiRow = row("Targets", "deployment/api");
+  await apiRow.hover({ timeout: 30000 });
+  await apiRow.locator('.action-label[aria-label^="Select as Target"]').click({ timeout: 10000 });
   await row("Targets", /deployment\/api.*target/).waitFor({ timeout: 15000 });
   await page.locator(".statusbar-item", { hasText: "Tether: demo/deployment/api" }).first().waitFor({ timeout: 10000 });
   await shot("target-selected");
@@ -123,6 +129,36 @@ try {
   await row("Traffic", /Header.*x-debug/).waitFor({ timeout: 10000 });
   await shot("steal-with-header-filter");
 
+  // 3b. browsing writes nothing: a click on every row (Escape closes the picker or input a row opens)
+  const configFile = `${process.env.WS_DIR}/.tether/config.json`;
+  const written = readFileSync(configFile, "utf8");
+  let clicked = 0;
+  for (const title of ["Targets", "Traffic", "Outgoing"]) {
+    const rows = pane(title).locator(".monaco-list-row");
+    const n = Math.min(await rows.count(), 25);
+    for (let i = 0; i < n; i++) {
+      const label = rows.nth(i).locator(".label-name").first();
+      if (!(await label.isVisible().catch(() => false))) continue;
+      await label.click({ timeout: 5000 }).catch(() => {});
+      clicked++;
+      await sleep(150);
+      await page.keyboard.press("Escape");
+    }
+  }
+  await sleep(1000);
+  check(readFileSync(configFile, "utf8") === written, `a click on each of ${clicked} rows of Targets, Traffic and Outgoing leaves .tether/config.json untouched`);
+  // on/off settings are checkboxes: ticking writes, ticking again writes back
+  const tcpBox = () => row("Outgoing", /^TCP/).locator(".custom-view-tree-node-item-checkbox, .monaco-checkbox").first();
+  const fileSays = async (re) => {
+    for (let i = 0; i < 50 && !re.test(readFileSync(configFile, "utf8")); i++) await sleep(200);
+    return re.test(readFileSync(configFile, "utf8"));
+  };
+  await tcpBox().click({ timeout: 10000 });
+  check(await fileSays(/"tcp": false/), "unticking Outgoing TCP writes outgoing.tcp = false");
+  await tcpBox().click({ timeout: 10000 });
+  check(await fileSays(/"tcp": true/), "ticking it again writes outgoing.tcp = true");
+  await shot("checkboxes");
+
   // 4. a breakpoint in the handler (line 5 of server.js), then F5
   await page.keyboard.press("Control+P");
   await input.waitFor({ state: "visible" });
@@ -140,6 +176,11 @@ try {
   await showTether();
   await row("Sessions", /demo\/deployment\/api/).waitFor({ timeout: 90000 });
   await row("Sessions", /Ports\s*pod 8080 -> local 8080/).waitFor({ timeout: 60000 });
+  await row("Sessions", /Pod\s*api-\S+ \(1 of 2 replicas\)/).waitFor({ timeout: 10000 });
+  check(true, "the Sessions view names the pod, 1 of 2 replicas");
+  await runCommand("Debug Console: Focus on Debug Console View");
+  const summary = page.locator(".repl .monaco-list-row", { hasText: /Tether: demo\/deployment\/api as pod api-\S+ \(1 of 2 replicas\) · steal with an HTTP filter/ }).first();
+  check(await summary.waitFor({ timeout: 15000 }).then(() => true, () => false), "the Debug Console says what is active in one line");
   await shot("session-ready");
   log("session ready; pods:", JSON.stringify(apiPods()));
 
@@ -156,6 +197,8 @@ try {
   }
   await shot("paused-at-breakpoint");
   check(true, "the matching request paused at the breakpoint");
+  await showTether();
+  check(await row("Sessions", /GET \/debug-me\s*in your app for/).waitFor({ timeout: 15000 }).then(() => true, () => false), "the request held at the breakpoint is listed in flight");
   await page.locator('.debug-toolbar [aria-label^="Continue"]').click();
   const answers = await Promise.all(matching);
   log("matching answers:", JSON.stringify(answers));
@@ -183,6 +226,13 @@ try {
   check(back.every((a) => /"pod":"api-/.test(a)), "afterwards the pods answer matching requests again");
   await page.locator(".pane-body .welcome-view-content", { hasText: "No session" }).first().waitFor({ timeout: 15000 }).catch(() => log("note: Sessions welcome view not seen"));
   await shot("stopped");
+
+  // 8. the walkthrough: cluster, target, mode, F5
+  await runCommand("Tether: Get Started");
+  for (const step of ["Point Tether at your cluster", "Pick the pod you run as", "Choose the incoming traffic", "Turn Tether on and press F5"]) {
+    check(await page.getByText(step).first().waitFor({ timeout: 15000 }).then(() => true, () => false), `the walkthrough shows "${step}"`);
+  }
+  await shot("walkthrough");
 } catch (e) {
   failed++;
   log("FAIL", e.stack);

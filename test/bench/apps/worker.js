@@ -1,13 +1,13 @@
 // The bench's load generator, run inside a pod's network namespace (the "client" side of steal and
 // mirror) or on the machine (the debuggee side of outgoing, then with the Node runtime injected).
-// Speaks JSON lines on stdio: {"id":1,"op":"rtt",...} -> {"id":1,"result":{...}} | {"id":1,"error":"..."}.
-// Exits when stdin closes.
+// Speaks JSON lines on stdio (serveOps.js).
 const http = require("node:http");
 const net = require("node:net");
 const dns = require("node:dns");
 const { createHash } = require("node:crypto");
 const { performance } = require("node:perf_hooks");
 const { expectedSha } = require("./pattern");
+const { serveOps } = require("./serveOps");
 
 const now = () => performance.now();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -39,9 +39,10 @@ const ops = {
     return { pid: process.pid };
   },
 
-  /** Sequential small GETs on one keep-alive connection: latencies in ms. */
-  async rtt({ url, n, warmup = 20, headers, expectServedBy }) {
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  /** Sequential small GETs on one keep-alive connection (or each on a new one): latencies in ms. */
+  async rtt({ url, n, warmup = 20, headers, expectServedBy, newConnection = false }) {
+    const agent = newConnection ? false : new http.Agent({ keepAlive: true, maxSockets: 1 });
+    if (newConnection) headers = { connection: "close", ...headers };
     const ms = [];
     let errors = 0;
     let wrong = 0;
@@ -58,7 +59,7 @@ const ops = {
         errors++;
       }
     }
-    agent.destroy();
+    if (agent) agent.destroy();
     return { ms, errors, wrong, sample };
   },
 
@@ -276,24 +277,4 @@ const ops = {
   },
 };
 
-let buf = "";
-process.stdin.setEncoding("utf8");
-process.stdin.on("data", (d) => {
-  buf += d;
-  let i;
-  while ((i = buf.indexOf("\n")) >= 0) {
-    const line = buf.slice(0, i);
-    buf = buf.slice(i + 1);
-    if (!line.trim()) continue;
-    const msg = JSON.parse(line);
-    const op = ops[msg.op];
-    Promise.resolve()
-      .then(() => (op ? op(msg) : Promise.reject(new Error(`unknown op ${msg.op}`))))
-      .then(
-        (result) => process.stdout.write(`${JSON.stringify({ id: msg.id, result })}\n`),
-        (err) => process.stdout.write(`${JSON.stringify({ id: msg.id, error: String((err && err.stack) || err) })}\n`),
-      );
-  }
-});
-process.stdin.on("end", () => process.exit(0));
-process.stdout.write(`${JSON.stringify({ ready: true })}\n`);
+serveOps(ops);

@@ -2,7 +2,11 @@
 // debug provider injects into a real js-debug session, configuration errors cancel the launch with
 // their JSON path (and show in the editor through the generated schema), commands are registered.
 import * as assert from "node:assert/strict";
-import { existsSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { promisify } from "node:util";
 import { join } from "node:path";
 import * as vscode from "vscode";
 import type { TetherApi } from "../../../src/extension";
@@ -25,6 +29,36 @@ async function until<T>(what: string, probe: () => T | undefined | false, ms = 6
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+const run = promisify(execFile);
+
+/**
+ * GET `url` from inside a demo pod (its network namespace, found by its address), as another workload
+ * would. Asynchronous: the engine delivering the request runs in this very process.
+ */
+async function fromPod(api: TetherApi, pod: string, url: string): Promise<string> {
+  const [s] = [...api.sessions.sessions.values()];
+  const ip = (await s!.launch.session.cluster.core.readNamespacedPod({ name: pod, namespace: "demo" })).status!.podIP!;
+  let ns: string | undefined;
+  for (const n of (await run("ip", ["netns", "list"])).stdout.split("\n").map((l) => l.split(" ")[0]!)) {
+    if (n && (await run("ip", ["-n", n, "-4", "-o", "addr"])).stdout.includes(` ${ip}/`)) ns = n;
+  }
+  assert.ok(ns, `the network namespace of ${pod} (${ip})`);
+  try {
+    return (await run("ip", ["netns", "exec", ns, "curl", "-s", "--max-time", "20", url])).stdout;
+  } catch (err) {
+    return `curl failed: ${(err as Error).message}`;
+  }
+}
+
+/** A local port nothing listens on, for a debuggee (fixed numbers could meet a leftover of another run). */
+async function freePort(): Promise<number> {
+  const probe = createServer().listen(0, "127.0.0.1");
+  await new Promise((r) => probe.once("listening", r));
+  const port = (probe.address() as AddressInfo).port;
+  await new Promise((r) => probe.close(r));
+  return port;
 }
 
 describe("Tether in a real VS Code", () => {
@@ -82,7 +116,7 @@ describe("Tether in a real VS Code", () => {
 
   it("a running session: the Sessions view's commands open the agent's log and stop the session with its debuggee", async () => {
     writeConfig({ ...base(), incoming: { mode: "mirror" } });
-    const ok = await vscode.debug.startDebugging(folder, { type: "node", request: "launch", name: "server", program: join(ws, "server.js"), env: { PORT: "18181" }, tether: {} });
+    const ok = await vscode.debug.startDebugging(folder, { type: "node", request: "launch", name: "server", program: join(ws, "server.js"), env: { PORT: String(await freePort()) }, tether: {} });
     assert.ok(ok, `the launch started (${api.sessions.lastError ?? ""})`);
     const [id] = [...api.sessions.sessions.keys()];
     await until("the debug session to be bound", () => api.sessions.sessions.get(id!)?.debugSession);
@@ -97,6 +131,71 @@ describe("Tether in a real VS Code", () => {
     await vscode.commands.executeCommand("tether.stopSession", { arg: id });
     assert.equal(api.sessions.sessions.size, 0);
     await until("the debug session to stop", () => vscode.debug.activeDebugSession === undefined, 30_000);
+  });
+
+  it("a Python app run through node-terminal gets stolen traffic once it listens and calls the cluster through the proxy, with default settings", async () => {
+    // the target is the client pod, so the app's call to the api Service cannot come back to it;
+    // its container declares no ports, so the port is named
+    const port = await freePort();
+    writeConfig({ kubeconfig: e2e.kubeconfig, target: { path: "pod/client", namespace: "demo" }, incoming: { mode: "steal", ports: [8080], portMapping: [[port, 8080]] } });
+    const app = join(vscode.extensions.getExtension("tether-dev.tether")!.extensionPath, "test", "fixtures", "proxy_caller.py");
+    const ok = await vscode.debug.startDebugging(folder, { type: "node-terminal", request: "launch", name: "python app", command: `python3 ${app}`, env: { LOCAL_PORT: String(port) }, tether: {} });
+    assert.ok(ok, `the launch started (${api.sessions.lastError ?? ""})`);
+    const [s] = [...api.sessions.sessions.values()];
+    // LocalListeners sees the Python server listen (no runtime reports it), then pod 8080 is stolen
+    await until(`pod 8080 to be stolen for local ${port}`, () => s!.launch.session.ports.get(8080) === port);
+    const clientIp = s!.launch.session.target.pod.status!.podIP!;
+    const apiPod = (await s!.launch.session.cluster.core.listNamespacedPod({ namespace: "demo", labelSelector: "app=api" })).items[0]!.metadata!.name!;
+    let body = "";
+    for (let i = 0; i < 50 && !/"python"/.test(body); i++) {
+      body = await fromPod(api, apiPod, `http://${clientIp}:8080/from-vscode`);
+      if (!/"python"/.test(body)) await new Promise((r) => setTimeout(r, 200));
+    }
+    // the app called http://api.demo.svc.cluster.local:8080/ through HTTP_PROXY (the engine's proxy in the extension host)
+    assert.deepEqual(JSON.parse(body), { got: "/from-vscode", api: "/from-python", python: true });
+    await vscode.debug.stopDebugging();
+    await until("the session to end with the debug session", () => api.sessions.sessions.size === 0, 30_000);
+    for (const t of vscode.window.terminals) t.dispose(); // the terminal's python process with it
+  });
+
+  it("mirror: the copies a debuggee gets are listed and counted", async () => {
+    const port = await freePort();
+    writeConfig({ ...base(), incoming: { mode: "mirror", portMapping: [[port, 8080]] } });
+    const ok = await vscode.debug.startDebugging(folder, { type: "node", request: "launch", name: "mirror", program: join(ws, "server.js"), env: { PORT: String(port) }, tether: {} });
+    assert.ok(ok, `the launch started (${api.sessions.lastError ?? ""})`);
+    const [s] = [...api.sessions.sessions.values()];
+    await until(`pod 8080 to be mirrored to local ${port}`, () => s!.launch.session.ports.get(8080) === port);
+    const podIp = s!.launch.session.target.pod.status!.podIP!;
+    assert.match(await fromPod(api, "client", `http://${podIp}:8080/copied`), /"pod":"api-/, "the pod answers");
+    await until("the copy to be listed", () => s!.launch.session.recent.some((r) => "connection" in r && r.mode === "mirror"), 30_000);
+    assert.ok(s!.launch.session.stats.mirrored >= 1);
+    await vscode.debug.stopDebugging();
+    await until("the session to end with the debug session", () => api.sessions.sessions.size === 0, 30_000);
+  });
+
+  it("the status bar: off, on with the target and the mode, a configuration error", async () => {
+    writeConfig(base());
+    await api.store.setEnabled(false);
+    await until("off", () => api.status.text === "$(debug-disconnect) Tether: off", 15_000);
+    await api.store.setEnabled(true);
+    await until("on, with target and mode", () => api.status.text === "$(plug) Tether: demo/deployment/api · mirror", 15_000);
+    writeFileSync(configFile, "{ broken");
+    await until("a configuration error", () => api.status.text === "$(error) Tether: configuration error", 15_000);
+    writeConfig(base());
+    await api.store.setEnabled(false);
+    await until("off again", () => api.status.text === "$(debug-disconnect) Tether: off", 15_000);
+  });
+
+  it("configuration problems are in the Problems view on their line, regex errors with their reason; comments are fine; fixed, they go", async () => {
+    const uri = vscode.Uri.file(configFile);
+    const tether = () => vscode.languages.getDiagnostics(uri).filter((d) => d.source === "tether");
+    writeFileSync(configFile, `{\n  // comments and trailing commas are fine\n  "kubeconfig": ${JSON.stringify(e2e.kubeconfig)},\n  "target": "deployment/api",\n  "incoming": { "httpFilter": { "header": "(" }, },\n}\n`);
+    const [d] = await until("a diagnostic", () => (tether().length ? tether() : undefined), 30_000);
+    assert.equal(d!.range.start.line, 4, "on the line of the bad value");
+    assert.match(d!.message, /^incoming\.httpFilter\.header: not a valid regular expression for a header: Invalid regular expression/);
+    writeFileSync(configFile, `{\n  // comments and trailing commas are fine\n  "kubeconfig": ${JSON.stringify(e2e.kubeconfig)},\n  "target": "deployment/api",\n  "incoming": { "httpFilter": { "header": "^x-user: me$" }, },\n}\n`);
+    await until("no diagnostic", () => tether().length === 0, 30_000);
+    assert.equal(api.store.resolve().incoming.mode, "steal", "the file with comments is read, and a filter means steal");
   });
 
   it("F5 with no target: a QuickPick lists the namespace's workloads, the pick starts the session and becomes a recent target", async () => {
@@ -121,6 +220,75 @@ describe("Tether in a real VS Code", () => {
     await until("the session to end with the debug session", () => api.sessions.sessions.size === 0, 30_000);
   });
 
+  it("F5 on a debug type with no debugger installed starts no session and says what to install", async () => {
+    writeConfig({ ...base(), incoming: { mode: "steal" } });
+    const ok = await vscode.debug.startDebugging(folder, { type: "debugpy", request: "launch", name: "python", program: join(ws, "app.py"), tether: {} });
+    assert.equal(ok, false);
+    assert.match(api.sessions.lastError ?? "", /no debugger for "debugpy" is installed \(it comes with the Python Debugger extension \(ms-python\.debugpy\)\); no session was started/);
+    assert.equal(api.sessions.sessions.size, 0);
+  });
+
+  it("no kubeconfig anywhere: Targets is empty so its welcome shows, with no made-up context", async () => {
+    const saved = { KUBECONFIG: process.env.KUBECONFIG, HOME: process.env.HOME };
+    const home = mkdtempSync(join(tmpdir(), "tether-home-"));
+    try {
+      delete process.env.KUBECONFIG;
+      process.env.HOME = home;
+      writeConfig({ target: { path: "deployment/api", namespace: "demo" } });
+      assert.deepEqual(await api.targets.getChildren(), []);
+      assert.equal(api.targets.noKubeconfig, true);
+    } finally {
+      for (const [k, v] of Object.entries(saved)) v === undefined ? delete process.env[k] : (process.env[k] = v);
+      rmSync(home, { recursive: true, force: true });
+    }
+    writeConfig(base());
+    const contexts = (await api.targets.getChildren()) as { context?: string }[];
+    assert.ok(contexts.some((c) => c.context === "playground"), JSON.stringify(contexts));
+    assert.equal(api.targets.noKubeconfig, false);
+  });
+
+  it("a hung API server: Targets names it after the timeout, F5 fails with the same reason, and a cancelled start is no error", async () => {
+    const hung = createServer(() => {}); // accepts, never answers
+    await new Promise<void>((r) => hung.listen(0, "127.0.0.1", r));
+    const server = `https://127.0.0.1:${(hung.address() as AddressInfo).port}`;
+    const file = join(tmpdir(), `tether-hung-${process.pid}.yaml`);
+    try {
+      writeFileSync(file, `apiVersion: v1\nkind: Config\ncurrent-context: hung\nclusters:\n- name: hung\n  cluster:\n    server: ${server}\n    insecure-skip-tls-verify: true\ncontexts:\n- name: hung\n  context:\n    cluster: hung\n    user: u\n    namespace: demo\nusers:\n- name: u\n  user:\n    token: t\n`);
+      writeConfig({ kubeconfig: file, target: { path: "deployment/api", namespace: "demo" }, incoming: { mode: "off" } });
+      const [context] = await api.targets.getChildren();
+      const [row] = (await api.targets.getChildren(context)) as { text?: string; description?: string }[];
+      assert.equal(row?.text, "cannot reach the cluster");
+      assert.match(row?.description ?? "", new RegExp(`the cluster at ${server.replace(/[.]/g, "\\.")} \\(context hung\\) did not answer within 12 s`));
+      const launch = { type: "node", request: "launch", name: "hung", program: join(ws, "envdump.js"), tether: {} };
+      const cancel = new vscode.CancellationTokenSource();
+      const resolving = api.sessions.resolveDebugConfigurationWithSubstitutedVariables(folder, { ...launch }, cancel.token);
+      setTimeout(() => cancel.cancel(), 500);
+      assert.equal(await resolving, undefined, "the launch is abandoned");
+      assert.equal(api.sessions.lastError, undefined, "a cancel is not an error");
+      assert.equal(await vscode.debug.startDebugging(folder, launch), false);
+      assert.match(api.sessions.lastError ?? "", /did not answer within 12 s/);
+      assert.equal(api.sessions.sessions.size, 0);
+    } finally {
+      hung.close();
+      rmSync(file, { force: true });
+    }
+  });
+
+  it("a user limited to one namespace: its namespace, Enter Namespace..., and the pods it may see", async () => {
+    writeConfig({ kubeconfig: e2e.kubeconfig, context: "playground-limited" });
+    const contexts = (await api.targets.getChildren()) as { context?: string }[];
+    const limited = contexts.find((c) => c.context === "playground-limited")!;
+    const namespaces = (await api.targets.getChildren(limited as never)) as { namespace?: string; text?: string }[];
+    assert.deepEqual(namespaces.map((n) => n.namespace ?? n.text), ["demo", "Enter namespace…"]);
+    const demo = (await api.targets.getChildren(namespaces[0] as never)) as { text?: string; workload?: { kind: string; name: string } }[];
+    assert.match(demo[0]?.text ?? "", /^cannot list deployments, statefulsets, jobs, services here$/);
+    const pods = demo.filter((n) => n.workload?.kind === "pod").map((n) => n.workload!.name);
+    assert.ok(pods.includes("client") && pods.some((p) => p.startsWith("api-")), pods.join(", "));
+    await api.store.enterNamespace("playground-limited", "restricted");
+    const again = (await api.targets.getChildren(limited as never)) as { namespace?: string }[];
+    assert.ok(again.some((n) => n.namespace === "restricted"));
+  });
+
   it("a bad .tether/config.json cancels the launch and names the file and JSON path", async () => {
     writeConfig({ ...base(), outgoing: { filter: { local: ["10.0.0.0/40"] } } });
     const ok = await vscode.debug.startDebugging(folder, { type: "node", request: "launch", name: "bad", program: join(ws, "envdump.js"), tether: {} });
@@ -142,6 +310,45 @@ describe("Tether in a real VS Code", () => {
     assert.equal(ok, false);
     assert.match(api.sessions.lastError ?? "", /nope/);
     assert.equal(api.sessions.sessions.size, 0);
+  });
+
+  it("the native layer reaches every debug type's debuggee through the attribute its adapter reads", async () => {
+    // The language extensions (Python, Go, Java, C/C++, C#) cannot be installed on these machines, so
+    // no adapter runs here: the test resolves each type's launch configuration through the provider,
+    // as VS Code does before handing it to the adapter, and checks what the adapter would receive.
+    // test/e2e/native.ts runs debugpy and dlv for real under the layer.
+    writeConfig(base());
+    const cases: { type: string; extra?: Record<string, unknown> }[] = [
+      { type: "debugpy", extra: { program: join(ws, "app.py") } },
+      { type: "python", extra: { program: join(ws, "app.py") } },
+      { type: "go", extra: { program: ws, mode: "debug" } },
+      { type: "java", extra: { mainClass: "App" } },
+      { type: "cppdbg", extra: { program: "/bin/true", environment: [{ name: "KEEP", value: "me" }] } },
+      { type: "coreclr", extra: { program: "/bin/true" } },
+      { type: "node", extra: { program: join(ws, "envdump.js") } },
+    ];
+    for (const c of cases) {
+      const resolved = (await api.sessions.resolveDebugConfigurationWithSubstitutedVariables(folder, { type: c.type, request: "launch", name: c.type, tether: {}, ...c.extra }))!;
+      try {
+        assert.ok(resolved?.__tetherSession, `${c.type}: a session started`);
+        const env: Record<string, string> =
+          c.type === "cppdbg" ? Object.fromEntries((resolved.environment as { name: string; value: string }[]).map((e) => [e.name, e.value])) : resolved.env;
+        assert.match(env.TETHER_NATIVE ?? "", /^\d+:\/.+/, `${c.type}: the supervisor's address`);
+        assert.match(env.LD_PRELOAD ?? "", /\/dist\/native\/linux-x64\/libtether\.so$/, `${c.type}: the injector for dynamic programs`);
+        assert.match(env.POD_NAME ?? "", /^api-/, `${c.type}: the pod's environment`);
+        assert.equal(env.HTTP_PROXY, undefined, `${c.type}: no proxy where the layer runs`);
+        if (c.type === "cppdbg") assert.equal(env.KEEP, "me", "cppdbg: its own environment entries are kept");
+        if (c.type === "node") assert.match(env.NODE_OPTIONS ?? "", /--require .*runtime\.js/, "node: the runtime too");
+        if (c.type === "go") {
+          // a static Go debuggee ignores LD_PRELOAD: dlv itself runs under the layer, and its debuggee inherits it
+          const wrapper = readFileSync(resolved.dlvToolPath as string, "utf8");
+          assert.match(wrapper, /tether-shim' -- '[^']*dlv' "\$@"/);
+          assert.match(wrapper, /export TETHER_NATIVE=/);
+        }
+      } finally {
+        if (resolved?.__tetherSession) await api.sessions.stop(resolved.__tetherSession as string, "test");
+      }
+    }
   });
 
   it("the generated JSON schema validates .tether/config.json in the editor", async () => {
@@ -183,6 +390,8 @@ describe("Tether in a real VS Code", () => {
       await vscode.commands.executeCommand("workbench.action.closeActiveEditor");
     } finally {
       writeFileSync(launchFile, original);
+      // the next tests read launch.json through VS Code, which reloads it a moment later
+      await until("launch.json to be reloaded", () => !(vscode.workspace.getConfiguration("launch", folder.uri).get<{ name: string }[]>("configurations") ?? []).some((c) => c.name === "bad"), 15_000);
     }
   });
 
@@ -223,11 +432,19 @@ describe("Tether in a real VS Code", () => {
 
   // last: it ends the extension's sessions as closing the window does
   it("closing the window: deactivate() resolves once each session has unsubscribed and closed its wire", async () => {
-    writeConfig({ ...base(), incoming: { mode: "steal", portMapping: [[18182, 8080]] } });
-    const ok = await vscode.debug.startDebugging(folder, { type: "node", request: "launch", name: "server", program: join(ws, "server.js"), env: { PORT: "18182" }, tether: {} });
+    const port = await freePort();
+    writeConfig({ ...base(), incoming: { mode: "steal", portMapping: [[port, 8080]] } });
+    const ok = await vscode.debug.startDebugging(folder, { type: "node", request: "launch", name: "server", program: join(ws, "server.js"), env: { PORT: String(port) }, tether: {} });
     assert.ok(ok, `the launch started (${api.sessions.lastError ?? ""})`);
     const [s] = [...api.sessions.sessions.values()];
-    await until("pod 8080 to be stolen for local 18182", () => s!.launch.session.ports.get(8080) === 18182);
+    await until(`pod 8080 to be stolen for local ${port}`, () => s!.launch.session.ports.get(8080) === port).catch(async (err: Error) => {
+      const local = await fetch(`http://127.0.0.1:${port}/`).then((r) => r.text(), (e: Error) => `nothing answers (${e.message})`);
+      throw new Error(`${err.message}; waiting: ${JSON.stringify(s!.launch.session.waiting)}; local :${port}: ${local}`);
+    });
+    // the pod's probes keep reaching it: counted once, not listed among the recent requests
+    const probePath = s!.launch.session.target.container.readinessProbe?.httpGet?.path;
+    await until("a probe to be counted", () => s!.launch.session.stats.probesPassed > 0, 60_000);
+    assert.ok(!s!.launch.session.recent.some((r) => "passed" in r && r.path === probePath), "no probe among the recent requests");
     // the module VS Code loaded (Node's module cache), so deactivate() sees this activation's sessions
     const main = require(join(vscode.extensions.getExtension("tether-dev.tether")!.extensionPath, "dist", "extension.js")) as typeof import("../../../src/extension");
     const closing = main.deactivate();

@@ -1,0 +1,3 @@
+module tether.bench/goworker
+
+go 1.21
