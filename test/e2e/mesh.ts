@@ -47,9 +47,11 @@ function meshTools(t: E2eTools, cluster: MeshCluster) {
     }
     return body;
   };
-  const caller = async () => podOf("caller");
-  const eastWest = async (path: string, headers: string[] = []) => curl(ns, await caller(), `http://api.${ns}:8080${path}`, headers);
-  const gatewayIp = () => t.jsonpath(["svc", "-n", ns, "istio-ingressgateway"], "{.spec.clusterIP}");
+  // by ClusterIP: nsenter enters the pod's network, not its resolv.conf
+  const serviceIp = (name: string) => t.jsonpath(["svc", "-n", ns, name], "{.spec.clusterIP}");
+  const apiUrl = async () => `http://${await serviceIp("api")}:8080`;
+  const eastWest = async (path: string, headers: string[] = []) => curl(ns, await podOf("caller"), `${await apiUrl()}${path}`, headers);
+  const gatewayIp = () => serviceIp("istio-ingressgateway");
   const northSouth = async (path: string, headers: string[] = []) => curl("demo", "client", `http://${await gatewayIp()}:80${path}`, headers);
   /** A counter of a pod's sidecar (its :15090/stats/prometheus), read from the demo client pod. */
   const sidecarCounter = async (pod: string, name: string) => {
@@ -72,7 +74,7 @@ function meshTools(t: E2eTools, cluster: MeshCluster) {
     await t.assertPodClean(runExec.pod!, ns);
   };
   const ready = async (pod: string) => (await t.jsonpath(["pod", "-n", ns, pod], "{.status.conditions[?(@.type==\"Ready\")].status}")) === "True";
-  return { ns, podOf, inPod, curl, until, eastWest, northSouth, gatewayIp, sidecarCounter, ready, withExec };
+  return { ns, podOf, inPod, curl, until, apiUrl, eastWest, northSouth, gatewayIp, sidecarCounter, ready, withExec };
 }
 
 const servedBy = (body: string) => (/"debuggee":"([^"]+)"/.exec(body)?.[1] ? "debuggee" : /"pod":"([^"]+)"/.exec(body)?.[1] ?? body);
@@ -213,7 +215,7 @@ export const meshScenarios: { name: string; run(t: E2eTools, m: ReturnType<typeo
       const api = await m.podOf("api");
       const caller = await m.podOf("caller");
       // a keep-alive connection from the meshed caller, open before either session (ticks keep it open)
-      const kept = await t.keepAliveFrom(m.ns, caller, `http://api.${m.ns}:8080`, { everyMs: 1000, path: "/tick" });
+      const kept = await t.keepAliveFrom(m.ns, caller, await m.apiUrl(), { everyMs: 1000, path: "/tick" });
       assert.equal(servedBy((await kept.send("/before")).body), api);
       const start = async (who: string) => {
         const port = randomPort();
