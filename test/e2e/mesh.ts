@@ -14,7 +14,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { assertLeaks, e2eTools, readEvents, type E2eCluster, type E2eTools, type KeptAnswer } from "./scenarios";
+import { assertLeaks, e2eTools, leaksReported, readEvents, type E2eCluster, type E2eTools, type KeptAnswer } from "./scenarios";
 
 const MESH_DEBUGGEE = resolve(__dirname, "meshDebuggee.js");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -116,7 +116,8 @@ export const meshScenarios: { name: string; run(t: E2eTools, m: ReturnType<typeo
       const port = randomPort();
       const events = join(cluster.stateDir, `mesh-steal-${port}.jsonl`);
       // a steady load through the gateway from outside the mesh: its pooled connection to api is open before the steal
-      const load = await t.keepAliveFrom("demo", "client", `http://${await m.gatewayIp()}:80`, { everyMs: 200, path: "/load" });
+      const prefix = `/load-${port}`;
+      const load = await t.keepAliveFrom("demo", "client", `http://${await m.gatewayIp()}:80`, { everyMs: 200, path: prefix });
       let loaded: KeptAnswer[] = [];
       const spawnedAt = Date.now();
       const runExec = await t.startExec(["-n", m.ns, "-t", "deployment/api", "--steal", "-p", `${port}:8080`, "--events", events], [process.execPath, MESH_DEBUGGEE], {
@@ -149,6 +150,7 @@ export const meshScenarios: { name: string; run(t: E2eTools, m: ReturnType<typeo
         assert.deepEqual(JSON.parse(viaGateway), { debuggee: "debuggee", path: "/north-south" });
         // the probe, rewritten by the mesh, stayed with the app (the debuggee would answer it 500)
         assert.equal(await m.ready(api), true);
+        await leaksReported(events, load.answers, prefix, (a) => servedBy(a.body) === api);
         runExec.child.kill("SIGINT");
         await runExec.exited;
         loaded = await load.close();
@@ -156,10 +158,10 @@ export const meshScenarios: { name: string; run(t: E2eTools, m: ReturnType<typeo
         assert.ok(all.some((e) => e.type === "passed" && e.path === "/healthz" && e.reason === "probe"), "the kubelet's probe, run by the sidecar over loopback, went through the agent and was kept for the app");
         const intercepted = all.find((e) => e.type === "intercepted");
         assert.ok(intercepted?.type === "intercepted" && intercepted.delayMs <= firstAnswerAt - spawnedAt);
-        const leaked = assertLeaks(all, 8080, loaded, (a) => servedBy(a.body) === api);
+        const leaked = assertLeaks(all, 8080, prefix, loaded, (a) => servedBy(a.body) === api);
         assert.ok(leaked.length > 0, "the load on the gateway's pooled connection leaked while it lasted");
         assert.ok(loaded.some((a) => servedBy(a.body) === api && a.sentAt > Date.parse(all.find((e) => e.type === "subscribed")!.at)), "and the pod answered it meanwhile");
-        assert.match(runExec.stderr(), new RegExp(`, ${leaked.length} leaked \\(reached the pod after it was taken\\)`));
+        assert.match(runExec.stderr(), new RegExp(`, ${all.filter((e) => e.type === "leaked").length} leaked \\(reached the pod after it was taken\\)`));
       } finally {
         runExec.child.kill("SIGKILL");
         await load.close();
