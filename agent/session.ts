@@ -120,6 +120,7 @@ export class AgentSession {
         return;
       }
       case "http.response":
+      case "http.decline":
       case "http.trailers":
       case "http.reset":
         // Consumed by the steal capability through the stream it opened (see incoming/).

@@ -35,6 +35,10 @@ export const KEEP_ALIVE_TIMEOUT_MS = 65_000;
 export const DRAIN_IDLE_MS = 5_000;
 
 type HttpResponseMsg = Extract<EngineToAgent, { type: "http.response" }>;
+/** The session's answer to a stolen request: a response head, or "the debuggee does not listen" (v3). */
+type Answer = HttpResponseMsg | Extract<EngineToAgent, { type: "http.decline" }>;
+/** A declined request is replayed to the app when its body so far fits in this. */
+export const DECLINE_REPLAY_BYTES = 1024 * 1024;
 
 /** A request a session should have taken that goes to the app instead, and why. */
 export interface Leak {
@@ -71,14 +75,16 @@ export function countDecision(metrics: Metrics, decision: Decision, port: number
   }
 }
 
-/** One listener per wire connection dispatches http.response messages to the waiting request. */
-const waiters = new WeakMap<AgentConnection, Map<number, (msg: HttpResponseMsg) => void>>();
+/** One listener per wire connection dispatches http.response (and http.decline) messages to the waiting request. */
+const waiters = new WeakMap<AgentConnection, Map<number, (msg: Answer) => void>>();
 
-function waitResponse(conn: AgentConnection, stream: WireStream): Promise<HttpResponseMsg> {
+function waitResponse(conn: AgentConnection, stream: WireStream): Promise<Answer> {
   let map = waiters.get(conn);
   if (!map) {
-    const m = new Map<number, (msg: HttpResponseMsg) => void>();
-    conn.on("http.response", (msg: HttpResponseMsg) => m.get(msg.stream)?.(msg));
+    const m = new Map<number, (msg: Answer) => void>();
+    const dispatch = (msg: Answer) => m.get(msg.stream)?.(msg);
+    conn.on("http.response", dispatch);
+    conn.on("http.decline", dispatch);
     waiters.set(conn, m);
     map = m;
   }
@@ -260,7 +266,8 @@ function createHttpServer(ctx: HttpStealContext, owner: HttpSteal): Server {
 
   // ---- plain requests ----
 
-  const pass = (req: IncomingMessage, res: ServerResponse) => {
+  /** To the app; `replay`: body bytes already read from `req` (a declined stolen request). */
+  const pass = (req: IncomingMessage, res: ServerResponse, replay: Buffer[] = []) => {
     const tls = ctx.tlsOf?.(req.socket);
     const upstream = (tls ? httpsRequest : httpRequest)({
       ...(tls ? { agent: upstreamTlsAgent, servername: tls.sni, ALPNProtocols: ["http/1.1"] } : { agent: upstreamAgent }),
@@ -272,6 +279,7 @@ function createHttpServer(ctx: HttpStealContext, owner: HttpSteal): Server {
       setHost: false,
       maxHeaderSize: MAX_HEADER_BYTES,
     });
+    for (const chunk of replay) upstream.write(chunk);
     req.pipe(upstream);
     upstream.on("response", (answer) => {
       try {
@@ -317,7 +325,16 @@ function createHttpServer(ctx: HttpStealContext, owner: HttpSteal): Server {
     const stream = conn.openStream();
     const answer = waitResponse(conn, stream);
     announce(conn, stream, req, false);
-    req.on("data", (d: Buffer) => bytes("to_session", d.length));
+    // the body is kept until the session answers, in case it declines (the debuggee does not listen)
+    let held: Buffer[] | undefined = [];
+    let heldBytes = 0;
+    req.on("data", (d: Buffer) => {
+      bytes("to_session", d.length);
+      if (!held) return;
+      heldBytes += d.length;
+      if (heldBytes > DECLINE_REPLAY_BYTES) held = undefined;
+      else held.push(d);
+    });
     req.pipe(stream);
     res.on("close", () => {
       // the client went away before the whole answer: a reset, so the debuggee's request ends too
@@ -325,7 +342,19 @@ function createHttpServer(ctx: HttpStealContext, owner: HttpSteal): Server {
     });
     answer.then(
       (msg) => {
+        const replay = held;
+        held = undefined;
         if (res.destroyed) return;
+        if (msg.type === "http.decline") {
+          req.unpipe(stream);
+          stream.destroy();
+          if (!replay) {
+            if (!res.headersSent) res.writeHead(502, { "content-type": "text/plain", connection: "close" }).end("tether: the debuggee does not listen, and the body is too large to hand to the app\n");
+            return;
+          }
+          ctx.metrics.add("tether_requests_total", 1, { outcome: "declined" });
+          return pass(req, res, replay);
+        }
         try {
           if (msg.statusCode < 200) throw new Error(`status ${msg.statusCode} is not a final response`);
           res.writeHead(msg.statusCode, msg.statusMessage, owner.headFor(res, msg.rawHeaders));
@@ -383,6 +412,11 @@ function createHttpServer(ctx: HttpStealContext, owner: HttpSteal): Server {
       (msg) => {
         socket.off("close", onEarlyClose);
         if (socket.destroyed) return stream.destroy();
+        if (msg.type === "http.decline") {
+          stream.destroy();
+          ctx.metrics.add("tether_requests_total", 1, { outcome: "declined" });
+          return passUpgrade(req, socket, head);
+        }
         const upgraded = msg.statusCode === 101;
         const raw = upgraded
           ? msg.rawHeaders

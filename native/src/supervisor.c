@@ -389,6 +389,13 @@ static void cleanup_files(void) {
   if (sock_dir[0]) rmdir(sock_dir);
 }
 
+/* a crash must not leave the socket behind either (unlink and rmdir are async-signal-safe) */
+static void on_fatal(int sig) {
+  cleanup_files();
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
 static void enter_closing(const char *why) {
   if (closing) return;
   closing = 1;
@@ -404,6 +411,10 @@ static void enter_closing(const char *why) {
 int supervisor_main(void);
 int supervisor_main(void) {
   signal(SIGPIPE, SIG_IGN);
+  signal(SIGSEGV, on_fatal);
+  signal(SIGBUS, on_fatal);
+  signal(SIGABRT, on_fatal);
+  signal(SIGFPE, on_fatal);
   json *env = read_config();
   if (!env) {
     fprintf(stderr, "tether-supervisor: TETHER_RUNTIME is missing or invalid\n");

@@ -4,7 +4,7 @@ import { spawn } from "node:child_process";
 import { closeSync, openSync, writeSync } from "node:fs";
 import { basename, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { parsePortPair, showRoute, waitingText } from "../config/ports";
+import { parsePortList, parsePortPair, showRoute, waitingText } from "../config/ports";
 import { parseTargetPath, targetPath } from "../config/target";
 import { readConfigFile, readProjectConfig, resolveConfig, type ConfigSource } from "../config/load";
 import { Cluster } from "../kube/cluster";
@@ -16,6 +16,7 @@ import type { Log } from "../protocol/log";
 import { Launch } from "../engine/launch";
 import type { SessionEvent } from "../engine/events";
 import type { TetherConfig } from "../config/schema";
+import type { PodState } from "../engine/session";
 import { nativeDirNextTo } from "../engine/nativeDir";
 import { doctor, probeImage } from "../kube/doctor";
 
@@ -25,9 +26,8 @@ const USAGE = `usage:
   tether exec   [-f CONFIG] [-t KIND/NAME] [-n NS] [--context C] [--kubeconfig P]
                 [--steal | --mirror] [--http-header RE] [--http-path RE] [--http-method M]
                 [--tls-secret NAME | --tls-cert FILE --tls-key FILE] [--tls-client-ca FILE|secret:NAME]
-                [--tls-local] [-p LOCAL:REMOTE]... [--events FILE] -- COMMAND [ARGS...]
-  tether doctor [-n NS] [--context C] [--kubeconfig P] [--job] [--probe-image IMAGE]
-                [--tls-local] [-p LOCAL:REMOTE]... -- COMMAND [ARGS...]
+                [--tls-local] [-p LOCAL:REMOTE]... [--ports P,P...] [--ignore-ports P,P...]
+                [--replicas all|one] [--events FILE] -- COMMAND [ARGS...]
   tether doctor [-t KIND/NAME] [-n NS] [--context C] [--kubeconfig P] [--job] [--probe-image IMAGE]
   tether --version`;
 
@@ -102,6 +102,9 @@ async function exec(argv: string[]): Promise<number> {
       "tls-local": { type: "boolean" },
       port: { type: "string", short: "p", multiple: true },
       events: { type: "string" },
+      ports: { type: "string" },
+      "ignore-ports": { type: "string" },
+      replicas: { type: "string" },
     },
     strict: true,
   });
@@ -121,6 +124,18 @@ async function exec(argv: string[]): Promise<number> {
     ...(values["http-path"] ? { path: values["http-path"] } : {}),
     ...(values["http-method"] ? { method: values["http-method"] } : {}),
   };
+  const portList = (flag: "ports" | "ignore-ports") => {
+    try {
+      return values[flag] === undefined ? undefined : parsePortList(values[flag]);
+    } catch (err) {
+      throw new UsageError(`--${flag} ${(err as Error).message}`);
+    }
+  };
+  const ports = {
+    ...(values.ports !== undefined ? { ports: portList("ports") } : {}),
+    ...(values["ignore-ports"] !== undefined ? { ignorePorts: portList("ignore-ports") } : {}),
+    ...(values.replicas !== undefined ? { replicas: values.replicas } : {}),
+  };
   const tls = {
     ...(values["tls-secret"] ? { secret: values["tls-secret"] } : {}),
     ...(values["tls-cert"] ? { certificate: values["tls-cert"] } : {}),
@@ -134,7 +149,7 @@ async function exec(argv: string[]): Promise<number> {
       ...(values.target ? { target: values.namespace ? { path: values.target, namespace: values.namespace } : values.target } : {}),
       ...(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {}),
       ...(values.context ? { context: values.context } : {}),
-      ...(values.steal || values.mirror || Object.keys(filter).length || values.port || Object.keys(tls).length
+      ...(values.steal || values.mirror || Object.keys(filter).length || values.port || Object.keys(tls).length || Object.keys(ports).length
         ? {
             incoming: {
               // no --steal/--mirror: the configuration's rule decides (a filter alone means steal)
@@ -142,6 +157,7 @@ async function exec(argv: string[]): Promise<number> {
               ...(Object.keys(filter).length ? { httpFilter: filter } : {}),
               ...(Object.keys(tls).length ? { tls } : {}),
               ...(values.port ? { portMapping: values.port.map(parsePortMapping) } : {}),
+              ...ports,
             },
           }
         : {}),
@@ -194,15 +210,23 @@ async function run(config: TetherConfig, command: string[], node: boolean, log: 
   const forward = (signal: NodeJS.Signals) => child.kill(signal);
   for (const s of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(s, forward);
   session.on("ended", (err: Error) => process.stderr.write(`tether: the session ended: ${err.message}\n`));
+  // every pod of the session, then each change (a rollout or scale-up adds pods, terminating ones leave)
+  const showPod = (p: PodState) => `${p.pod} ${p.state}${p.primary ? " (outgoing, DNS, files)" : ""}${p.detail && p.state !== "ready" ? `: ${p.detail}` : ""}`;
+  process.stderr.write(`tether: pods: ${session.pods.map(showPod).join("; ")}\n`);
+  session.on("pod", (p: PodState) => process.stderr.write(`tether: pod ${showPod(p)}\n`));
   const code = await new Promise<number>((done) => {
     child.once("error", (err) => {
       process.stderr.write(`tether: cannot run ${command[0]}: ${err.message}\n`);
       done(127);
     });
-    child.once("exit", (c, signal) => done(c ?? 128 + (signal === "SIGKILL" ? 9 : signal === "SIGINT" ? 2 : 15)));
+    child.once("exit", (c, signal) => {
+      log("info", `the command exited (${signal ?? `code ${c}`})`);
+      done(c ?? 128 + (signal === "SIGKILL" ? 9 : signal === "SIGINT" ? 2 : 15));
+    });
   });
   await launch.close();
-  process.stderr.write(`tether: ${session.figures.summary()} (agent session ${session.agentSession})\n`);
+  const agents = [...session.agentSessions].map(([pod, id]) => (session.agentSessions.size > 1 ? `${id} on ${pod}` : id)).join(", ");
+  process.stderr.write(`tether: ${session.figures.summary()} (agent session${session.agentSessions.size > 1 ? "s" : ""} ${agents})\n`);
   return code;
 }
 

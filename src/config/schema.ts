@@ -79,8 +79,13 @@ export const configSchema = z
               "mirror: get a copy, the pod keeps serving. steal: take the traffic (with httpFilter: only the matching requests). off: none (httpFilter is then ignored). Default: steal when httpFilter is set, otherwise mirror.",
             defaultDescription: '"steal" with httpFilter, else "mirror"',
           }),
-        ports: z.array(port).optional().describe("Ports to intercept; default: the ports your process listens on."),
-        ignorePorts: z.array(port).optional().describe("Ports never intercepted."),
+        ports: z
+          .array(port)
+          .optional()
+          .describe(
+            "The pod ports to intercept, and only these. Default: the container's declared TCP ports and the pod side of portMapping. Each is intercepted once your program listens on its local side.",
+          ),
+        ignorePorts: z.array(port).optional().describe("Pod ports never intercepted, whatever ports, portMapping or the container declare (a metrics or admin port, say)."),
         containers: z
           .array(z.string().min(1))
           .optional()
@@ -92,9 +97,21 @@ export const configSchema = z
           .optional()
           .describe("Steal only matching HTTP requests (header regex 'Name: value', path regex, method, allOf, anyOf). Implies steal when mode is not set; mirror with a filter is refused by the agent for now."),
         stealProbes: z.boolean().default(false).describe("Also steal the pod's liveness/readiness/startup probe requests (normally they always reach the pod)."),
+        replicas: z
+          .enum(["all", "one"])
+          .default("all")
+          .describe(
+            "all: a workload target (deployment, statefulset, replicaset, service, rollout...) is intercepted on every ready pod, one agent each; pods that appear join, pods that go away leave. one: only its newest ready pod. Outgoing traffic, DNS, env and files always go through one pod.",
+          ),
         tls: incomingTls.optional().describe(
           "Filtered steal of HTTPS (HTTP/1.1 and HTTP/2, gRPC): the agent terminates TLS with this certificate so that httpFilter can read the requests; matching ones reach your app, the rest the pod's app, encrypted again. Without it a TLS port can only be stolen whole or mirrored.",
         ),
+      })
+      .superRefine((incoming, ctx) => {
+        const listed = new Set(incoming.ports ?? []);
+        (incoming.ignorePorts ?? []).forEach((p, i) => {
+          if (listed.has(p)) ctx.addIssue({ code: "custom", path: ["ignorePorts", i], message: `port ${p} is in ports too: a port is either intercepted or ignored` });
+        });
       })
       .transform((incoming) => ({ ...incoming, mode: incoming.mode ?? defaultIncomingMode(incoming.httpFilter) }))
       .prefault({})

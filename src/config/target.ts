@@ -6,10 +6,10 @@
 import { TetherError } from "../protocol/error";
 
 /**
- * The kinds a target may name. A new kind (e.g. Argo's "rollout") is added here, then where the
- * compiler asks for it: kube/cluster.ts needs to know how to find its pods.
+ * The kinds a target may name ("rollout": an Argo Rollout, where its CRD is installed). A new kind is
+ * added here, then where the compiler asks for it: kube/cluster.ts needs to know how to find its pods.
  */
-export const TARGET_KINDS = ["pod", "deployment", "statefulset", "replicaset", "job", "service"] as const;
+export const TARGET_KINDS = ["pod", "deployment", "statefulset", "replicaset", "job", "service", "rollout"] as const;
 export type TargetKind = (typeof TARGET_KINDS)[number];
 
 const NAME = "[a-z0-9]([-a-z0-9.]*[a-z0-9])?";

@@ -31,10 +31,10 @@ function readName(msg: Buffer, at: number): { name: string; end: number } {
   throw new Error("name compression loop");
 }
 
-/** The single question of a standard query, or undefined for anything else. */
-export function parseQuestion(msg: Buffer): Question | undefined {
+/** The single question of a standard query (or, with `response`, of a response), or undefined. */
+export function parseQuestion(msg: Buffer, response = false): Question | undefined {
   try {
-    if (msg.length < 12 || msg[2]! & 0x80 || (msg[2]! & 0x78) !== 0 || msg.readUInt16BE(4) !== 1) return undefined;
+    if (msg.length < 12 || Boolean(msg[2]! & 0x80) !== response || (msg[2]! & 0x78) !== 0 || msg.readUInt16BE(4) !== 1) return undefined;
     const { name, end } = readName(msg, 12);
     if (end + 4 > msg.length) return undefined;
     return { id: msg.readUInt16BE(0), name, type: msg.readUInt16BE(end), end: end + 4 };

@@ -14,7 +14,18 @@ import { answersOf, buildAnswer, parseQuestion, TYPE_A, TYPE_AAAA } from "./dnsM
 import type { NameMemory } from "./names";
 import type { RuntimeRouting } from "./runtimeServer";
 
+/** How long a query forwarded to the pod waits for its answer (resolvers retry sooner). */
+const ANSWER_MS = 10_000;
+
+export interface Source {
+  address: string;
+  port: number;
+}
+
 export class DnsRelay {
+  /** Queries on their way to the pod's nameserver, by id and question: who asked. */
+  private readonly waiting = new Map<string, { source: Source; at: number }[]>();
+
   constructor(
     private readonly routing: RuntimeRouting,
     private readonly names: NameMemory,
@@ -37,9 +48,34 @@ export class DnsRelay {
     return buildAnswer(query, q, addresses);
   }
 
-  /** A response from the pod's nameserver, on its way to the debuggee. */
-  observe(response: Buffer): void {
+  /**
+   * A query goes to the pod on the one flow all of a nameserver's queries share (a flow per query
+   * would cost the pod a connect round trip before each lookup); its answer finds `source` by id and
+   * question.
+   */
+  expect(query: Buffer, source: Source): void {
+    const q = parseQuestion(query);
+    if (!q) return;
+    const now = Date.now();
+    for (const [key, list] of this.waiting) {
+      const left = list.filter((w) => now - w.at < ANSWER_MS);
+      if (left.length) this.waiting.set(key, left);
+      else this.waiting.delete(key);
+    }
+    const key = `${q.id}/${q.name}/${q.type}`;
+    this.waiting.set(key, [...(this.waiting.get(key) ?? []), { source, at: now }]);
+  }
+
+  /** A response from the pod's nameserver: remembered, and who it is for (undefined: nobody asked). */
+  observe(response: Buffer): Source | undefined {
     const a = answersOf(response);
     if (a?.addresses.length) this.names.remember(a.name, a.addresses);
+    const q = parseQuestion(response, true);
+    if (!q) return undefined;
+    const key = `${q.id}/${q.name}/${q.type}`;
+    const list = this.waiting.get(key);
+    const first = list?.shift();
+    if (list && list.length === 0) this.waiting.delete(key);
+    return first?.source;
   }
 }

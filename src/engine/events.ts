@@ -19,7 +19,7 @@ const event = <T extends string, S extends z.ZodRawShape>(type: T, description: 
     })
     .describe(description);
 
-export const STEPS = ["resolving", "starting agent", "connecting", "subscribing", "ready"] as const;
+export const STEPS = ["resolving", "waiting", "starting agent", "connecting", "subscribing", "ready"] as const;
 
 export const sessionEventSchema = z.discriminatedUnion("type", [
   event("step", "A step of the start, as `tether exec` prints it.", {
@@ -57,7 +57,7 @@ export const sessionEventSchema = z.discriminatedUnion("type", [
     latencyMs: z.number(),
   }),
   event("connection", "A whole connection stolen or mirrored.", { pod, port, mode, peer: z.string().describe("The client, address:port.") }),
-  event("passed", "A request on the port that went to the pod's app: not the session's (its filter, a probe, another session).", {
+  event("passed", "A request on the port that went to the pod's app: not the session's (reason: unmatched by its filter, probe, other-session, declined: the debuggee did not listen).", {
     pod,
     port,
     method: z.string(),

@@ -32,8 +32,9 @@
 //                                      pod's app (on a connection opened before the steal)
 //   "started"    (StartedRequest)      a stolen HTTP request arrived; "finished" (the same) when its exchange ended
 //   "failure"    (DeliveryFailure)     delivering to the local app failed
+//   "declined"   (DeclinedRequest)     the local app did not listen: the request went to the pod's app
 import { EventEmitter } from "node:events";
-import type { IncomingMessage } from "node:http";
+import type { ClientRequest, IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { EngineConnection } from "../protocol/connection";
@@ -88,6 +89,14 @@ export interface DeliveredRequest {
 export type PassedRequest = Omit<TrafficPassed, "type">;
 export type LeakedRequest = Omit<Extract<AgentToEngine, { type: "traffic.leaked" }>, "type">;
 
+/** A stolen request handed back to the pod's app because the debuggee did not listen (v3 agents). */
+export interface DeclinedRequest {
+  port: number;
+  localPort: number;
+  method: string;
+  path: string;
+}
+
 /** A stolen HTTP request the debuggee has not finished answering. */
 export interface StartedRequest {
   /** The wire stream it came on. */
@@ -108,6 +117,20 @@ export interface DeliveryFailure {
 
 /** Largest response head accepted from the local app. */
 const MAX_HEADER_BYTES = 96 * 1024;
+/** Whether an HTTP/1.x request head announces a body (Content-Length above 0, or Transfer-Encoding). */
+function hasBody(rawHeaders: readonly string[]): boolean {
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!.toLowerCase();
+    if (name === "transfer-encoding" || (name === "content-length" && rawHeaders[i + 1]!.trim() !== "0")) return true;
+  }
+  return false;
+}
+
+/** Connection errors that mean nothing listens on the local port (no byte reached anyone). */
+const NOT_LISTENING = new Set(["ECONNREFUSED", "EADDRNOTAVAIL"]);
+/** Local delivery failures are logged at most this often per port (the "failure" event fires for each). */
+const FAILURE_LOG_MS = 10_000;
+
 /** Hop-by-hop headers that describe the engine's own connection to the app, not the client's. */
 const HOP_BY_HOP = /^(connection|keep-alive)$/i;
 
@@ -185,8 +208,19 @@ export class IncomingDelivery extends EventEmitter {
     s.once("close", () => this.live.delete(s));
   }
 
+  private readonly failuresLogged = new Map<number, { at: number; since: number }>();
+
+  /** A warning about a port's local app, at most once per FAILURE_LOG_MS (with how many were not logged). */
+  private logOnce(port: number, message: string, error: Error, fields: Record<string, unknown> = {}): void {
+    const seen = this.failuresLogged.get(port);
+    if (seen && Date.now() - seen.at <= FAILURE_LOG_MS) return void seen.since++;
+    const more = seen?.since ? ` (${seen.since} more since the last message)` : "";
+    this.log("warn", `${message}${more}`, { port, localPort: this.localPort(port), ...fields, error: error.message });
+    this.failuresLogged.set(port, { at: Date.now(), since: 0 });
+  }
+
   private fail(port: number, kind: "tcp" | "http", error: Error): void {
-    this.log("warn", "cannot deliver incoming traffic to the local app", { port, localPort: this.localPort(port), kind, error: error.message });
+    this.logOnce(port, "cannot deliver incoming traffic to the local app", error, { kind });
     this.emit("failure", { port, localPort: this.localPort(port), kind, error } satisfies DeliveryFailure);
   }
 
@@ -273,23 +307,11 @@ export class IncomingDelivery extends EventEmitter {
         ...(msg.tls ? { tls: { ...(msg.tls.sni ? { sni: msg.tls.sni } : {}), ...(msg.tls.clientSubject ? { clientSubject: msg.tls.clientSubject } : {}) } } : {}),
       } satisfies DeliveredRequest);
     const tls = this.localTls && msg.tls !== undefined;
-    const agent = tls ? this.tlsAgent : this.agent;
-    const req = directRequest({
-      tls,
-      ...(tls && msg.tls?.sni ? { servername: msg.tls.sni } : {}),
-      host: "localhost", // the pool's key; the address is chosen by loopback.ts
-      port: localPort,
-      method: msg.method,
-      path: msg.url,
-      headers: msg.rawHeaders as unknown as Record<string, string>, // raw form keeps names, case and order
-      setHost: false,
-      ...(msg.upgrade
-        ? { agent: false, createConnection: (o: object, cb: (err: Error | null, socket: Duplex) => void) => void this.loopback.open(localPort, tls ? o : undefined, cb as (err: Error | null, socket?: Socket) => void) }
-        : { agent }),
-      maxHeaderSize: MAX_HEADER_BYTES,
-    });
+    // a request without a body can be sent again when a pooled connection turns out to be closed
+    const bodyless = !msg.upgrade && !hasBody(msg.rawHeaders);
     let answered = false;
     let ended = false;
+    let retried = false;
     const answer = (res: IncomingMessage, rawHeaders: string[]) => {
       answered = true;
       this.conn.send({
@@ -301,11 +323,26 @@ export class IncomingDelivery extends EventEmitter {
       });
       report(res.statusCode ?? 502);
     };
-    req.on("error", (err) => {
+    const onError = (req: ClientRequest, err: NodeJS.ErrnoException) => {
       if (answered) return void stream.destroy(err);
+      // the debuggee closed a pooled connection just as it was reused (it restarted or stopped): once
+      // more on a new connection, which then either works or is refused
+      if (bodyless && !retried && req.reusedSocket && (err.code === "ECONNRESET" || err.code === "EPIPE")) {
+        retried = true;
+        current = send(true);
+        return;
+      }
       answered = true;
+      if (NOT_LISTENING.has(err.code ?? "") && this.conn.supports("http.decline")) {
+        // nothing listens locally (not started yet, restarting, stopped): the pod's app answers instead
+        this.logOnce(msg.port, `the local app does not listen on port ${localPort}: its requests go to the pod meanwhile`, err);
+        ended = true;
+        this.conn.send({ type: "http.decline", stream: stream.id });
+        this.emit("declined", { port: msg.port, localPort, method: msg.method, path: msg.url } satisfies DeclinedRequest);
+        return void stream.destroy();
+      }
       this.fail(msg.port, "http", err);
-      const body = Buffer.from(`tether: the local app on port ${localPort} is not reachable (${(err as NodeJS.ErrnoException).code ?? err.message})\n`);
+      const body = Buffer.from(`tether: the local app on port ${localPort} is not reachable (${err.code ?? err.message})\n`);
       this.conn.send({
         type: "http.response",
         stream: stream.id,
@@ -317,37 +354,54 @@ export class IncomingDelivery extends EventEmitter {
       ended = true;
       stream.resume(); // drop the request body
       stream.end(body);
-    });
-    stream.on("error", () => req.destroy());
+    };
+    const send = (fresh: boolean): ClientRequest => {
+      const connection = (o: object, cb: (err: Error | null, socket: Duplex) => void) => void this.loopback.open(localPort, tls ? o : undefined, cb as (err: Error | null, socket?: Socket) => void);
+      const req = directRequest({
+        tls,
+        ...(tls && msg.tls?.sni ? { servername: msg.tls.sni } : {}),
+        host: "localhost", // the pool's key; the address is chosen by loopback.ts
+        port: localPort,
+        method: msg.method,
+        path: msg.url,
+        headers: msg.rawHeaders as unknown as Record<string, string>, // raw form keeps names, case and order
+        setHost: false,
+        ...(msg.upgrade || fresh ? { agent: false, createConnection: connection } : { agent: tls ? this.tlsAgent : this.agent }),
+        maxHeaderSize: MAX_HEADER_BYTES,
+      });
+      req.on("error", (err) => onError(req, err));
+      req.on("response", (res: IncomingMessage) => {
+        const raw: string[] = [];
+        for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) {
+          if (!HOP_BY_HOP.test(res.rawHeaders[i]!)) raw.push(res.rawHeaders[i]!, res.rawHeaders[i + 1]!);
+        }
+        answer(res, raw);
+        res.on("data", (d: Buffer) => (this.bytesOut += d.length));
+        res.once("end", () => (ended = true));
+        res.pipe(stream);
+        res.on("error", (err) => stream.destroy(err));
+      });
+      if (msg.upgrade) {
+        req.on("upgrade", (res: IncomingMessage, socket, head: Buffer) => {
+          this.track(socket);
+          answer(res, res.rawHeaders);
+          if (head.length) stream.write(head);
+          socket.on("data", (d: Buffer) => (this.bytesOut += d.length));
+          pipeBoth(socket, stream);
+        });
+        req.end();
+      } else if (bodyless) req.end();
+      else stream.pipe(req);
+      return req;
+    };
+    let current = send(false);
+    if (bodyless) stream.resume(); // its end only
+    stream.on("error", () => current.destroy());
     // the client went away before the whole answer: the local request ends too (an older agent
     // closes the stream without an error)
     stream.once("close", () => {
-      if (!ended && !msg.upgrade) req.destroy();
+      if (!ended && !msg.upgrade) current.destroy();
     });
     stream.on("data", (d: Buffer) => (this.bytesIn += d.length));
-
-    if (msg.upgrade) {
-      req.end();
-      req.on("upgrade", (res: IncomingMessage, socket, head: Buffer) => {
-        this.track(socket);
-        answer(res, res.rawHeaders);
-        if (head.length) stream.write(head);
-        socket.on("data", (d: Buffer) => (this.bytesOut += d.length));
-        pipeBoth(socket, stream);
-      });
-    } else {
-      stream.pipe(req);
-    }
-    req.on("response", (res: IncomingMessage) => {
-      const raw: string[] = [];
-      for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) {
-        if (!HOP_BY_HOP.test(res.rawHeaders[i]!)) raw.push(res.rawHeaders[i]!, res.rawHeaders[i + 1]!);
-      }
-      answer(res, raw);
-      res.on("data", (d: Buffer) => (this.bytesOut += d.length));
-      res.once("end", () => (ended = true));
-      res.pipe(stream);
-      res.on("error", (err) => stream.destroy(err));
-    });
   }
 }

@@ -63,7 +63,8 @@ export class Launch {
     const nativeWhyNot = options.nativeDir ? await NativeLayer.unavailable(options.nativeDir) : "no native layer was given";
     // whatever the program, a port is subscribed once it listens (LocalListeners sees any of them)
     const session = await Session.start({ ...options, incomingOnListen: true });
-    const conn = () => session.conn!;
+    // the primary pod's wire, looked up each time: another pod takes over when it goes away
+    const conn = () => session.wire();
     const routing = routingFromConfig(config);
     const names = new NameMemory();
     const tcp = new TcpSplices(conn, log);
@@ -81,7 +82,7 @@ export class Launch {
           native = { unavailable: `the supervisor did not start: ${(err as Error).message}` };
         }
       }
-      if ("unavailable" in native && options.debuggee !== "node") {
+      if (options.nativeDir && "unavailable" in native && options.debuggee !== "node") {
         log("warn", `the native layer is not active (${native.unavailable}); outgoing traffic goes through HTTP_PROXY/ALL_PROXY only, DNS and files stay local`, { tag: "native" });
       }
       const proxy = await LocalProxy.start(conn, routing, log);
@@ -152,7 +153,9 @@ export class Launch {
       out.tcp && out.udp ? `outgoing through the cluster${rules}` : !out.tcp && !out.udp ? "outgoing local" : `outgoing ${out.tcp ? "TCP" : "UDP"} through the cluster${rules}, ${out.tcp ? "UDP" : "TCP"} local`;
     const t = session.target;
     return [
-      `${targetLabel(config.target)} as pod ${t.podName}${t.readyPods > 1 ? ` (1 of ${t.readyPods} replicas)` : ""}`,
+      session.pods.length > 1
+        ? `${targetLabel(config.target)} as pod ${t.podName} (outgoing, DNS, files), incoming on its ${session.pods.length} pods`
+        : `${targetLabel(config.target)} as pod ${t.podName}${t.readyPods > 1 ? ` (1 of ${t.readyPods} replicas)` : ""}`,
       inc.mode === "off"
         ? "incoming off"
         : `${inc.mode}${inc.httpFilter ? " with an HTTP filter" : ""} ${showRoutes(session.routes, "(no ports)")}${session.waiting.length ? `, ${waitingText(session.waiting)}` : ""}`,

@@ -5,7 +5,8 @@
 // adapter starts the program). Both read TETHER_NATIVE. The supervisor outlives a closed session
 // while intercepted processes remain (without it their trapped calls would fail), routing nothing.
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { chmodSync, copyFileSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import net from "node:net";
 import { homedir, tmpdir } from "node:os";
 import { delimiter, dirname, isAbsolute, join } from "node:path";
 import { createInterface } from "node:readline";
@@ -77,8 +78,39 @@ export class NativeLayer {
     });
   }
 
+  /**
+   * Removes what a supervisor that could not clean up (killed with SIGKILL, a crash) left in the
+   * temporary directory: a socket directory nobody listens on any more.
+   */
+  static async sweep(): Promise<void> {
+    const base = process.env.TMPDIR && process.env.TMPDIR.length < 80 ? process.env.TMPDIR : "/tmp";
+    let names: string[] = [];
+    try {
+      names = readdirSync(base).filter((n) => /^tether-native-\w{6}$/.test(n));
+    } catch {
+      return;
+    }
+    const uid = process.getuid?.();
+    await Promise.all(
+      names.map(async (n) => {
+        const d = join(base, n);
+        try {
+          if (statSync(d).uid !== uid || Date.now() - statSync(d).mtimeMs < 60_000) return;
+          const listening = await new Promise<boolean>((resolve) => {
+            const s = net.connect(join(d, "s"), () => (s.destroy(), resolve(true)));
+            s.once("error", (err: NodeJS.ErrnoException) => resolve(err.code !== "ECONNREFUSED" && err.code !== "ENOENT"));
+          });
+          if (!listening) rmSync(d, { recursive: true, force: true });
+        } catch {
+          // gone meanwhile
+        }
+      }),
+    );
+  }
+
   /** Starts the supervisor; it connects to the engine's runtime wire with `env`. */
   static async start(dir: string, env: RuntimeEnv, log: Log): Promise<NativeLayer> {
+    await NativeLayer.sweep();
     const { [RUNTIME_ENV]: _r, [NATIVE_ENV]: _n, LD_PRELOAD: _p, ...inherited } = process.env;
     // its own process group: a terminal's Ctrl+C is for the debuggee, which may still need us
     const child = spawn(join(dir, "tether-supervisor"), [], {

@@ -1,28 +1,40 @@
-// One Tether session, shared by the CLI and the extension (no vscode here): target resolution,
-// agent placement, the agent wire through a port-forward, incoming subscriptions delivered to the
-// debuggee's local ports, the pod's environment, live statistics and a bounded log of requests.
+// One Tether session, shared by the CLI and the extension (no vscode here): target resolution, one
+// agent per intercepted pod (podLink.ts), incoming subscriptions delivered to the debuggee's local
+// ports, the pod's environment, live statistics and a bounded log of requests.
+//
+// Every replica: a workload target (deployment, statefulset, replicaset, service, rollout) is
+// intercepted on all its ready pods (incoming.replicas "all", the default): one agent each, one
+// session. A watch on the workload's pods adds the pods that become ready (scale-up, rollout) and
+// lets the ones that terminate leave (their agent releases what it stole, then the link closes).
+// "one", a pod target, or incoming off: the newest ready pod only, as before.
+//
+// One pod, the primary (the newest ready one at start), carries what is not incoming: the
+// debuggee's outgoing connections, DNS, files, and the environment (read once, at start). When the
+// primary goes away, another joined pod takes over outgoing traffic, DNS and files (connections
+// through the old one end with it; the environment stays the first pod's); `wire()` says which.
+//
 // close() ends it gracefully, destroy(err) aborts; both are safe twice.
-import { randomBytes, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
+import type { V1Pod } from "@kubernetes/client-node";
 import type { TetherConfig } from "../config/schema";
 import { showRoute, showRoutes } from "../config/ports";
 import { normalizeTarget, targetPath, type Target } from "../config/target";
 import type { EngineConnection } from "../protocol/connection";
 import { TetherError } from "../protocol/error";
 import type { Log } from "../protocol/log";
-import type { AgentToEngine, Probe } from "../protocol/messages";
-import { placeAgent, type PlacedAgent } from "../kube/agentPlacement";
-import { Cluster, resolveTarget, type ResolvedTarget } from "../kube/cluster";
-import { probesOf } from "../kube/probes";
+import type { AgentToEngine, Probe, SubscribeTls } from "../protocol/messages";
+import type { PlacedAgent } from "../kube/agentPlacement";
+import { Cluster, isReady, newestReason, podStates, podsOf, podTarget, readyPods, resolveWorkload, type ResolvedTarget, type Workload } from "../kube/cluster";
 import { interceptablePorts } from "../kube/containers";
-import { openPortForward } from "../kube/portForward";
-import { openAgentWire } from "./agentWire";
-import { IncomingDelivery, type DeliveredRequest, type DeliveryFailure, type IncomingConnection, type LeakedRequest, type PassedRequest, type StartedRequest } from "./incoming";
-import { loadTlsMaterial } from "./tlsMaterial";
-import type { SubscribeTls } from "../protocol/messages";
-import { importEnv } from "./routing";
+import { probesOf } from "../kube/probes";
+import { PodWatch } from "../kube/podWatch";
+import type { DeclinedRequest, DeliveredRequest, DeliveryFailure, IncomingConnection, IncomingDelivery, LeakedRequest, PassedRequest, StartedRequest } from "./incoming";
 import { STEPS, type SessionEvent, type SessionEventBody } from "./events";
 import { InterceptionFigures } from "./figures";
+import { PodLink, RELEASE_DRAIN_MS, type Subscribe } from "./podLink";
+import { loadTlsMaterial } from "./tlsMaterial";
+import { importEnv } from "./routing";
 
 export type Step = (typeof STEPS)[number];
 
@@ -47,45 +59,61 @@ export interface SessionStats {
   /** Of those, mirrored copies. */
   mirrored: number;
   requestsStolen: number;
-  /** Requests the agent let through to the pod's app, probes not counted. */
+  /** Requests the agent let through to the pod's app, probes not counted (declined ones included). */
   requestsPassed: number;
   /** The pod's liveness/readiness/startup probe requests that reached the pod (folded into one count). */
   probesPassed: number;
   failures: number;
 }
 
-/** One line of the session's recent traffic. */
+/** joining: its agent is being placed; ready: intercepting; leaving: its pod terminates; failed: see detail. */
+export type PodStateName = "joining" | "ready" | "leaving" | "left" | "failed";
+
+/** One pod of the session, as the CLI and the Sessions view show it. */
+export interface PodState {
+  pod: string;
+  state: PodStateName;
+  /** Carries outgoing traffic, DNS and files. */
+  primary: boolean;
+  /** Why it failed or left; the agent's description when ready. */
+  detail?: string;
+  /** Requests this pod's agent sent to the debuggee. */
+  requests: number;
+  since: number;
+}
+
+/** A delivered request, with the pod it came from. */
+export type SessionRequest = DeliveredRequest & { pod: string };
+
+/** One line of the session's recent traffic, with the pod it came from. */
 export type RecentEntry =
-  | DeliveredRequest
-  | { passed: true; method: string; path: string; port: number }
-  | { connection: true; mode: "steal" | "mirror"; port: number; localPort: number; peer: { address: string; port: number } };
+  | SessionRequest
+  | { passed: true; method: string; path: string; port: number; pod: string }
+  | { connection: true; mode: "steal" | "mirror"; port: number; localPort: number; peer: { address: string; port: number }; pod: string };
 
 const RECENT_LIMIT = 200;
-/** The longest a graceful close waits for the agent's unsubscribe, then for requests in flight. */
-const RELEASE_DRAIN_MS = 2_000;
+/** A pod whose agent could not join is tried again after this long (while it stays ready). */
+const REJOIN_AFTER_MS = 10_000;
+/** Waiting for a ready pod is checked this often. */
+const WAIT_POLL_MS = 1_000;
 
 /**
- * Events: "request" (DeliveredRequest), "ports" when a pod port is subscribed or handed back, "ended"
- * (err?: Error) when the agent wire goes away, "event" (SessionEvent, events.ts: everything, also given
- * to options.onEvent).
+ * Events: "request" (SessionRequest, or nothing when only the counts changed); "ports" when a pod port
+ * is subscribed or handed back; "pod" (PodState) when a pod joins, becomes ready, fails or
+ * leaves; "ended" (err?: Error) when no pod is left to intercept (the last agent went away); "event"
+ * (SessionEvent, events.ts: everything, also given to options.onEvent).
  */
 export class Session extends EventEmitter {
   readonly id = randomUUID();
   readonly stats: SessionStats = { connections: 0, mirrored: 0, requestsStolen: 0, requestsPassed: 0, probesPassed: 0, failures: 0 };
+  readonly recent: RecentEntry[] = [];
   /** Time to intercept, leaks and drops per pod and port (figures.ts). */
   readonly figures = new InterceptionFigures();
-  /** The agent's id for this session: the `session` label of its metrics. */
-  agentSession = "";
-  agentVersion = "";
-  readonly recent: RecentEntry[] = [];
-  /** Stolen HTTP requests the debuggee is still answering (a breakpoint holds them), by wire stream. */
-  readonly inFlight = new Map<number, StartedRequest>();
-  /** The target container's probes: their requests are counted, not listed. */
-  private probes: Probe[] = [];
+  /** Stolen HTTP requests the debuggee is still answering (a breakpoint holds them), by pod and wire stream. */
+  readonly inFlight = new Map<string, StartedRequest & { pod: string }>();
+  /** The primary pod (see the file's head). */
   target!: ResolvedTarget;
-  placed?: PlacedAgent;
-  conn?: EngineConnection;
-  delivery?: IncomingDelivery;
+  workload!: Workload;
   /** The pod's environment after env.include/exclude/override. */
   env: Record<string, string> = {};
   /** The pod's hostname as its processes see it (HOSTNAME, else spec.hostname, else the pod's name). */
@@ -94,10 +122,18 @@ export class Session extends EventEmitter {
   readonly ports = new Map<number, number>();
   /** Pod ports that may be subscribed (configured or the container's), with their local port. */
   private readonly candidates = new Map<number, number>();
-  /** Subscribes and hand-backs, one at a time and in the order the debuggee's listen/stop came. */
-  private portChanges: Promise<unknown> = Promise.resolve();
   /** incoming.tls, read once: certificate, key and client CA sent with each steal subscription. */
   private tls?: SubscribeTls;
+  private readonly links = new Map<string, PodLink>();
+  private readonly states = new Map<string, PodState>();
+  private readonly failedAt = new Map<string, number>();
+  private primary?: PodLink;
+  private watch?: PodWatch;
+  /** The target container's probes: their requests are counted, not listed. */
+  private probes: Probe[] = [];
+  /** Subscribes and hand-backs, one at a time and in the order the debuggee's listen/stop came. */
+  private portChanges: Promise<unknown> = Promise.resolve();
+  private orphanTimer?: NodeJS.Timeout;
   private ending?: Promise<void>;
 
   private constructor(
@@ -122,49 +158,93 @@ export class Session extends EventEmitter {
     return session;
   }
 
-  private async begin(target: Target): Promise<void> {
-    const { config, log, onStep } = this.options;
-    const started = Date.now();
-    const step = (s: Step, detail: string) => {
-      log("info", `${s}: ${detail}`, { tag: "session", session: this.id });
-      this.event({ type: "step", step: s, detail, elapsedMs: Date.now() - started });
-      onStep?.(s, detail, Date.now() - started);
-    };
-    step("resolving", `${targetPath(target)} in ${this.cluster.namespace}`);
-    this.target = await resolveTarget(this.cluster, target, this.cluster.namespace);
-    step("starting agent", `${this.target.reason}; agent ${config.agent.mode}`);
-    const probes = probesOf(this.target.container, this.target.pod);
-    this.probes = probes;
-    const place = (reuse: boolean) =>
-      placeAgent(this.cluster, this.target, {
-        mode: config.agent.mode,
-        image: config.agent.image,
-        token: randomBytes(24).toString("hex"),
-        probes,
-        ttlSeconds: config.agent.ttlSeconds,
-        timeoutMs: config.agent.startupTimeoutSeconds * 1000,
-        ...(config.agent.namespace ? { namespace: config.agent.namespace } : {}),
-        sessionId: this.id,
-        ...(config.agent.metrics ? { metrics: config.agent.metrics } : {}),
-        reuse,
-      });
-    this.placed = await place(true);
-    step("connecting", `${this.placed.description}`);
-    try {
-      // a shared agent answers at once; a new one needs a moment before it listens
-      this.conn = await this.connectWire(this.placed, this.placed.reused ? 5_000 : 15_000);
-    } catch (err) {
-      if (!this.placed.reused) throw err;
-      log("warn", "the running agent did not answer; starting a new one", { tag: "session", error: (err as Error).message });
-      this.placed = await place(false);
-      step("connecting", `${this.placed.description}`);
-      this.conn = await this.connectWire(this.placed, 15_000);
+  /** The primary pod's agent wire (outgoing traffic, DNS, files); undefined once none is left. */
+  get conn(): EngineConnection | undefined {
+    return this.primary?.conn;
+  }
+
+  /** The primary's wire, or a clear error when no pod is connected right now. */
+  wire(): EngineConnection {
+    const conn = this.primary?.conn;
+    if (!conn || conn.isClosed) throw new TetherError("CONNECTION_CLOSED", `no pod of ${this.workload.kind}/${this.workload.name} is connected right now`);
+    return conn;
+  }
+
+  /** The primary's agent. */
+  get placed(): PlacedAgent | undefined {
+    return this.primary?.placed;
+  }
+
+  /** The primary's delivery (bytes of all pods: traffic()). */
+  get delivery(): IncomingDelivery | undefined {
+    return this.primary?.delivery;
+  }
+
+  /** Every pod of the session, primary first. */
+  get pods(): PodState[] {
+    return [...this.states.values()].sort((a, b) => Number(b.primary) - Number(a.primary) || a.pod.localeCompare(b.pod));
+  }
+
+  /** Bytes delivered to the debuggee and sent back, over all pods. */
+  traffic(): { bytesIn: number; bytesOut: number } {
+    let bytesIn = 0;
+    let bytesOut = 0;
+    for (const l of this.links.values()) {
+      bytesIn += l.delivery?.bytesIn ?? 0;
+      bytesOut += l.delivery?.bytesOut ?? 0;
     }
-    const conn = this.conn;
-    this.event({ type: "agent", pod: this.target.podName, namespace: this.target.namespace, agentSession: this.agentSession, agentVersion: this.agentVersion, protocol: conn.version });
-    conn.once("close", (err?: Error) => {
-      if (!this.ending) this.emit("ended", err ?? new TetherError("CONNECTION_CLOSED", "the agent went away"));
-    });
+    return { bytesIn, bytesOut };
+  }
+
+  private get fanOut(): boolean {
+    const { config } = this.options;
+    return config.incoming.replicas === "all" && config.incoming.mode !== "off" && this.workload.kind !== "pod";
+  }
+
+  /** The agent's id for this session, by every pod that joined: the `session` label of each agent's metrics. */
+  readonly agentSessions = new Map<string, string>();
+
+  private step(s: Step, detail: string, started: number): void {
+    this.options.log("info", `${s}: ${detail}`, { tag: "session", session: this.id });
+    this.event({ type: "step", step: s, detail, elapsedMs: Date.now() - started });
+    this.options.onStep?.(s, detail, Date.now() - started);
+  }
+
+  /** Emits an event (stamped with the time and the session's id) and folds it into the figures. */
+  private event(body: SessionEventBody): void {
+    const e = { at: new Date().toISOString(), session: this.id, ...body } as SessionEvent;
+    this.figures.record(e);
+    this.options.onEvent?.(e);
+    this.emit("event", e);
+  }
+
+  /** The first request (or connection) of a pod's port reached the session at `at`: its time to intercept. */
+  private intercepted(pod: string, port: number, mode: "steal" | "mirror", at: number): void {
+    const figures = this.figures.ports.get(`${pod}/${port}`);
+    if (!figures || figures.delayMs !== undefined) return;
+    this.event({ type: "intercepted", pod, port, mode, delayMs: Math.max(0, at - figures.requestedAt) });
+  }
+
+  private async begin(target: Target): Promise<void> {
+    const { config, log } = this.options;
+    const started = Date.now();
+    const step = (s: Step, detail: string) => this.step(s, detail, started);
+    step("resolving", `${targetPath(target)} in ${this.cluster.namespace}`);
+    this.workload = await resolveWorkload(this.cluster, target, this.cluster.namespace);
+    const ready = await this.waitReady(step);
+    const all = this.fanOut;
+    const first = ready[0]!;
+    this.target = podTarget(this.workload, first, newestReason(this.workload, first.metadata!.name!, ready.length), ready.length);
+    this.probes = probesOf(this.target.container, this.target.pod);
+    const others = all ? ready.slice(1) : [];
+    step(
+      "starting agent",
+      `${this.target.reason}; agent ${config.agent.mode}${all && ready.length > 1 ? `; outgoing, DNS, env and files through ${first.metadata!.name} (every ready pod intercepted)` : ""}`,
+    );
+    const primary = await this.joinPod(this.target, (s, detail) => step(s, detail));
+    this.primary = primary;
+    this.setState(primary.podName, { state: "joining" });
+    const conn = primary.conn;
     const raw = await conn.request<Extract<AgentToEngine, { type: "env.result" }>>({ type: "env.read", id: conn.newRequestId() });
     this.env = importEnv(raw.env, config.env);
     this.hostname = raw.env.HOSTNAME || this.target.pod.spec?.hostname || this.target.podName;
@@ -176,117 +256,272 @@ export class Session extends EventEmitter {
         }
         this.tls = await loadTlsMaterial(config.incoming.tls, this.cluster, this.target.namespace);
       }
-      this.delivery = new IncomingDelivery(conn, { podToLocal: this.candidates, localTls: config.incoming.tls?.local === "tls" });
-      const pod = this.target.podName;
-      this.delivery.on("connection", (c: IncomingConnection) => {
-        this.stats.connections++;
-        this.intercepted(c.port, c.mode, Date.now());
-        this.event({ type: "connection", pod, port: c.port, mode: c.mode, peer: `${c.peer.address}:${c.peer.port}` });
-        if (c.mode === "mirror") this.stats.mirrored++;
-        this.remember({ connection: true, mode: c.mode, port: c.port, localPort: c.localPort, peer: c.peer });
-        this.emit("request");
-      });
-      this.delivery.on("request", (r: DeliveredRequest) => {
-        this.stats.requestsStolen++;
-        this.remember(r);
-        this.intercepted(r.port, "steal", Date.now() - r.latencyMs);
-        this.event({ type: "request", pod, port: r.port, method: r.method, path: r.path, status: r.status, latencyMs: r.latencyMs });
-        this.emit("request", r);
-      });
-      this.delivery.on("started", (r: StartedRequest) => {
-        this.inFlight.set(r.id, r);
-        this.emit("request");
-      });
-      this.delivery.on("finished", (r: StartedRequest) => {
-        this.inFlight.delete(r.id);
-        this.emit("request");
-      });
-      this.delivery.on("passed", (p: PassedRequest) => {
-        const probe = this.probes.some((x) => x.port === p.port && (x.path === undefined || p.path === x.path || p.path.startsWith(`${x.path}?`)));
-        if (probe) this.stats.probesPassed++;
-        else {
-          this.stats.requestsPassed++;
-          this.remember({ passed: true, method: p.method, path: p.path, port: p.port });
-        }
-        this.event({ type: "passed", pod, ...p });
-        this.emit("request");
-      });
-      this.delivery.on("leaked", (l: LeakedRequest) => this.event({ type: "leaked", pod, ...l }));
-      this.delivery.on("failure", (f: DeliveryFailure) => {
-        this.stats.failures++;
-        this.event({ type: "dropped", pod, port: f.port, kind: f.kind, error: f.error.message });
-      });
+      this.wireDelivery(primary);
       const listing = showRoutes(this.candidates, "(no ports)");
       if (this.options.incomingOnListen) step("subscribing", `${config.incoming.mode} ${listing} once the debuggee listens`);
       else {
         step("subscribing", `${config.incoming.mode} ${listing}`);
-        for (const port of this.candidates.keys()) await this.subscribe(port);
+        for (const port of this.candidates.keys()) this.ports.set(port, this.candidates.get(port)!);
+        await this.subscribeLink(primary);
       }
     }
-    step("ready", `in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-  }
-
-  private async connectWire(placed: PlacedAgent, withinMs: number): Promise<EngineConnection> {
-    const started = Date.now();
-    const deadline = started + withinMs;
-    for (;;) {
-      try {
-        const tunnel = await openPortForward(this.cluster.kc, placed.namespace, placed.podName, placed.port);
-        const { conn, welcome } = await openAgentWire(tunnel, { token: placed.token, client: this.options.client, label: `${this.options.client.name}@${process.env.USER ?? "user"}`, log: this.options.log });
-        this.agentSession = welcome.sessionId;
-        this.agentVersion = welcome.agent.version;
-        return conn;
-      } catch (err) {
-        if (Date.now() > deadline) throw err;
-        // a new agent listens a few hundred ms after its container started: try often at first
-        await new Promise((r) => setTimeout(r, Date.now() - started < 2_000 ? 50 : 300));
-      }
+    this.setState(primary.podName, { state: "ready", detail: primary.placed.description });
+    if (all) {
+      if (others.length) step("starting agent", `${others.length} more ready pod${others.length > 1 ? "s" : ""} of ${this.workload.kind}/${this.workload.name}: ${others.map((p) => p.metadata!.name).join(", ")}`);
+      await Promise.all(others.map((p) => this.addPod(p)));
+      this.watch = await PodWatch.start(this.cluster, this.workload, log);
+      this.watch.on("change", () => this.reconcile());
+      this.reconcile();
     }
+    step("ready", `in ${((Date.now() - started) / 1000).toFixed(1)} s${all ? `; ${this.links.size} pod${this.links.size === 1 ? "" : "s"} intercepted` : ""}`);
   }
 
-  private async subscribe(pod: number): Promise<void> {
-    const { config } = this.options;
-    const conn = this.conn!;
-    if (this.ports.has(pod)) return;
-    this.ports.set(pod, this.candidates.get(pod)!);
-    const mode = config.incoming.mode as "steal" | "mirror";
-    const podName = this.target.podName;
-    this.event({ type: "subscribe", pod: podName, port: pod, local: this.candidates.get(pod)!, mode });
-    let reply: Extract<AgentToEngine, { type: "incoming.subscribed" }>;
+  /**
+   * The workload's ready pods, newest first; while there is none (a rollout still starting its pods),
+   * waits for one, at most agent.startupTimeoutSeconds, saying so once.
+   */
+  private async waitReady(step: (s: Step, detail: string) => void): Promise<V1Pod[]> {
+    const w = this.workload;
+    const timeoutS = this.options.config.agent.startupTimeoutSeconds;
+    const deadline = Date.now() + timeoutS * 1000;
+    let pods = await podsOf(this.cluster, w);
+    let ready = readyPods(pods);
+    if (ready.length === 0) step("waiting", `${w.kind}/${w.name} has no ready pod yet (pods: ${podStates(pods)}); waiting up to ${timeoutS} s`);
+    while (ready.length === 0) {
+      if (Date.now() > deadline) throw new TetherError("NOT_FOUND", `${w.kind}/${w.name} has no running, ready pod in ${w.namespace} after ${timeoutS} s (pods: ${podStates(pods)})`);
+      await new Promise((r) => setTimeout(r, WAIT_POLL_MS));
+      pods = await podsOf(this.cluster, w);
+      ready = readyPods(pods);
+    }
+    return ready;
+  }
+
+  private joinPod(target: ResolvedTarget, onStep?: (s: "starting agent" | "connecting", detail: string) => void): Promise<PodLink> {
+    const { config, log, client } = this.options;
+    return PodLink.join({ cluster: this.cluster, target, config, probes: this.probes, sessionId: this.id, client, log, ...(onStep ? { onStep } : {}) }).then((link) => {
+      this.links.set(link.podName, link);
+      this.agentSessions.set(link.podName, link.agentSession);
+      this.event({ type: "agent", pod: link.podName, namespace: target.namespace, agentSession: link.agentSession, agentVersion: link.agentVersion, protocol: link.conn.version });
+      link.once("closed", (err: Error) => this.linkLost(link, err));
+      return link;
+    });
+  }
+
+  /** A pod that became ready joins: its agent, its delivery, the session's ports. */
+  private async addPod(pod: V1Pod): Promise<void> {
+    const name = pod.metadata!.name!;
+    if (this.links.has(name) || this.states.get(name)?.state === "joining" || this.ending) return;
+    this.setState(name, { state: "joining" });
+    let link: PodLink | undefined;
     try {
-      reply = await conn.request({
-        type: "incoming.subscribe",
-        id: conn.newRequestId(),
-        port: pod,
-        mode: config.incoming.mode as "steal" | "mirror",
-        // mirror with a filter goes to the agent too, which refuses it with its reason (filtered mirror is not built yet)
-        ...(config.incoming.httpFilter ? { filter: config.incoming.httpFilter } : {}),
-        ...(config.incoming.stealProbes ? { stealProbes: true } : {}),
-        ...(this.tls ? { tls: this.tls } : {}),
-      });
+      const target = podTarget(this.workload, pod, `${this.workload.kind}/${this.workload.name} -> pod ${name}`);
+      link = await this.joinPod(target);
+      if (this.ending) return void (await link.close());
+      this.wireDelivery(link);
+      await this.subscribeLink(link);
+      this.failedAt.delete(name);
+      this.setState(name, { state: "ready", detail: link.placed.description });
+      this.cancelOrphan();
+      if (!this.primary) this.promote();
     } catch (err) {
-      this.ports.delete(pod);
-      this.event({ type: "subscribe-failed", pod: podName, port: pod, code: TetherError.is(err) ? err.code : "INTERNAL", message: (err as Error).message });
+      this.failedAt.set(name, Date.now());
+      this.options.log("warn", `pod ${name} could not join`, { tag: "session", session: this.id, error: (err as Error).message });
+      this.setState(name, { state: "failed", detail: (err as Error).message });
+      if (link) {
+        this.links.delete(name);
+        await link.destroy(err as Error);
+      }
+    }
+  }
+
+  /** Brings the links in line with the watch: ready pods join, terminating or deleted pods leave. */
+  private reconcile(): void {
+    if (!this.watch || this.ending) return;
+    for (const pod of this.watch.pods.values()) {
+      const name = pod.metadata!.name!;
+      const failed = this.failedAt.get(name);
+      if (isReady(pod) && !this.links.has(name) && (failed === undefined || Date.now() - failed > REJOIN_AFTER_MS)) void this.addPod(pod);
+    }
+    for (const [name, link] of this.links) {
+      const pod = this.watch.pods.get(name);
+      if (!pod || pod.metadata?.deletionTimestamp) void this.removePod(link, pod ? "its pod is terminating" : "its pod was deleted");
+    }
+    // a failed pod that is not ready any more is forgotten; one that stays ready is retried by the next change
+    for (const [name, s] of this.states) if (s.state === "failed" && !this.watch.pods.get(name)) this.dropState(name);
+  }
+
+  /** A pod going away: its agent hands the ports back (connections end at a response boundary), then the link closes. */
+  private async removePod(link: PodLink, why: string): Promise<void> {
+    const name = link.podName;
+    if (this.links.get(name) !== link) return;
+    this.links.delete(name);
+    this.setState(name, { state: "leaving", detail: why });
+    if (this.primary === link) this.promote();
+    await link.close().catch(() => {});
+    this.setState(name, { state: "left", detail: why });
+    this.dropState(name);
+    this.afterLoss();
+  }
+
+  /** The wire of a pod went away without close(): its pod was deleted, or its agent stopped. */
+  private linkLost(link: PodLink, err: Error): void {
+    const name = link.podName;
+    if (this.links.get(name) !== link) return;
+    this.links.delete(name);
+    void link.destroy(err);
+    this.setState(name, { state: "left", detail: err.message });
+    this.dropState(name);
+    if (this.primary === link) this.promote();
+    this.afterLoss(err);
+  }
+
+  /** Another joined pod becomes the primary (outgoing traffic, DNS, files). */
+  private promote(): void {
+    // a pod that stays: ready and not terminating, as the watch last saw it
+    const stays = (l: PodLink) => {
+      const pod = this.watch?.pods.get(l.podName);
+      return pod === undefined ? !this.watch : isReady(pod);
+    };
+    const links = [...this.links.values()];
+    const next = links.find(stays) ?? links[0];
+    const was = this.primary?.podName;
+    this.primary = next;
+    if (!next) return;
+    this.target = next.target;
+    this.options.log("info", `outgoing traffic, DNS and files now go through pod ${next.podName}${was ? ` (${was} went away; the environment is still its)` : ""}`, { tag: "session", session: this.id });
+    for (const [name, s] of this.states) this.states.set(name, { ...s, primary: name === next.podName });
+    this.emit("pod", this.states.get(next.podName));
+  }
+
+  /**
+   * No link left: the session ends, at once for a single pod; for every replica, when no pod joined
+   * within agent.startupTimeoutSeconds (a rollout that replaces every pod at once).
+   */
+  private afterLoss(err?: Error): void {
+    if (this.links.size > 0 || this.ending) return;
+    const ended = err ?? new TetherError("CONNECTION_CLOSED", `no pod of ${this.workload.kind}/${this.workload.name} is left to intercept`);
+    if (!this.fanOut) return void this.emit("ended", ended);
+    if (this.orphanTimer) return;
+    this.orphanTimer = setTimeout(() => {
+      this.orphanTimer = undefined;
+      if (this.links.size === 0 && !this.ending) this.emit("ended", ended);
+    }, this.options.config.agent.startupTimeoutSeconds * 1000);
+    this.orphanTimer.unref();
+  }
+
+  private cancelOrphan(): void {
+    clearTimeout(this.orphanTimer);
+    this.orphanTimer = undefined;
+  }
+
+  private setState(pod: string, change: Partial<PodState> & { state: PodStateName }): void {
+    const old = this.states.get(pod);
+    const next: PodState = { pod, requests: old?.requests ?? 0, ...old, primary: this.primary?.podName === pod, ...change, since: old?.state === change.state ? old.since : Date.now() };
+    if (!change.detail && change.state !== old?.state) delete next.detail;
+    this.states.set(pod, next);
+    this.emit("pod", next);
+  }
+
+  private dropState(pod: string): void {
+    this.states.delete(pod);
+  }
+
+  private wireDelivery(link: PodLink): void {
+    const delivery = link.deliver(this.candidates, this.options.config.incoming.tls?.local === "tls");
+    const pod = link.podName;
+    delivery.on("connection", (c: IncomingConnection) => {
+      this.stats.connections++;
+      this.intercepted(pod, c.port, c.mode, Date.now());
+      this.event({ type: "connection", pod, port: c.port, mode: c.mode, peer: `${c.peer.address}:${c.peer.port}` });
+      if (c.mode === "mirror") this.stats.mirrored++;
+      this.remember({ connection: true, mode: c.mode, port: c.port, localPort: c.localPort, peer: c.peer, pod });
+      this.emit("request");
+    });
+    delivery.on("started", (r: StartedRequest) => {
+      this.inFlight.set(`${pod}/${r.id}`, { ...r, pod });
+      this.emit("request");
+    });
+    delivery.on("finished", (r: StartedRequest) => {
+      this.inFlight.delete(`${pod}/${r.id}`);
+      this.emit("request");
+    });
+    delivery.on("request", (r: DeliveredRequest) => {
+      this.stats.requestsStolen++;
+      this.intercepted(pod, r.port, "steal", Date.now() - r.latencyMs);
+      this.event({ type: "request", pod, port: r.port, method: r.method, path: r.path, status: r.status, latencyMs: r.latencyMs });
+      const state = this.states.get(pod);
+      if (state) state.requests++;
+      const withPod: SessionRequest = { ...r, pod };
+      this.remember(withPod);
+      this.emit("request", withPod);
+    });
+    delivery.on("passed", (p: PassedRequest) => {
+      const probe = this.probes.some((x) => x.port === p.port && (x.path === undefined || p.path === x.path || p.path.startsWith(`${x.path}?`)));
+      if (probe) this.stats.probesPassed++;
+      else {
+        this.stats.requestsPassed++;
+        this.remember({ passed: true, method: p.method, path: p.path, port: p.port, pod });
+      }
+      this.event({ type: "passed", pod, ...p });
+      this.emit("request");
+    });
+    delivery.on("declined", (d: DeclinedRequest) => {
+      this.stats.requestsPassed++;
+      this.remember({ passed: true, method: d.method, path: d.path, port: d.port, pod });
+      this.event({ type: "passed", pod, port: d.port, method: d.method, path: d.path, reason: "declined" });
+    });
+    delivery.on("leaked", (l: LeakedRequest) => this.event({ type: "leaked", pod, ...l }));
+    delivery.on("failure", (f: DeliveryFailure) => {
+      this.stats.failures++;
+      this.event({ type: "dropped", pod, port: f.port, kind: f.kind, error: f.error.message });
+    });
+  }
+
+  private subscription(port: number): Subscribe {
+    const { config } = this.options;
+    return {
+      type: "incoming.subscribe",
+      port,
+      mode: config.incoming.mode as "steal" | "mirror",
+      // mirror with a filter goes to the agent too, which refuses it with its reason (filtered mirror is not built yet)
+      ...(config.incoming.httpFilter ? { filter: config.incoming.httpFilter } : {}),
+      ...(config.incoming.stealProbes ? { stealProbes: true } : {}),
+      ...(this.tls ? { tls: this.tls } : {}),
+    };
+  }
+
+  /** Subscribes the session's ports on one pod's agent. */
+  private async subscribeLink(link: PodLink): Promise<void> {
+    for (const port of this.ports.keys()) await this.subscribeOn(link, port);
+  }
+
+  /** One pod port on one pod's agent, with its events: time to intercept counts from "subscribe". */
+  private async subscribeOn(link: PodLink, port: number): Promise<void> {
+    const pod = link.podName;
+    const msg = this.subscription(port);
+    if (link.ports.has(port)) return;
+    this.event({ type: "subscribe", pod, port, local: this.candidates.get(port)!, mode: msg.mode });
+    let probesKept: string[];
+    try {
+      probesKept = await link.subscribe(msg);
+    } catch (err) {
+      this.event({ type: "subscribe-failed", pod, port, code: TetherError.is(err) ? err.code : "INTERNAL", message: (err as Error).message });
       throw err;
     }
-    this.event({ type: "subscribed", pod: podName, port: pod, mode, probesKept: reply.probesKept });
+    this.event({ type: "subscribed", pod, port, mode: msg.mode, probesKept });
+  }
+
+  /** Subscribes a pod port on every pod. */
+  private async subscribe(pod: number): Promise<void> {
+    if (this.ports.has(pod)) return;
+    this.ports.set(pod, this.candidates.get(pod)!);
+    try {
+      await Promise.all([...this.links.values()].map((l) => this.subscribeOn(l, pod)));
+    } catch (err) {
+      this.ports.delete(pod);
+      throw err;
+    }
     this.emit("ports");
-  }
-
-  /** The first request (or connection) of a port reached the session at `at`: its time to intercept. */
-  private intercepted(port: number, mode: "steal" | "mirror", at: number): void {
-    const pod = this.target.podName;
-    const figures = this.figures.ports.get(`${pod}/${port}`);
-    if (!figures || figures.delayMs !== undefined) return;
-    this.event({ type: "intercepted", pod, port, mode, delayMs: Math.max(0, at - figures.requestedAt) });
-  }
-
-  /** Emits an event (stamped with the time and the session's id) and folds it into the figures. */
-  private event(body: SessionEventBody): void {
-    const e = { at: new Date().toISOString(), session: this.id, ...body } as SessionEvent;
-    this.figures.record(e);
-    this.options.onEvent?.(e);
-    this.emit("event", e);
   }
 
   /** Local ports incoming traffic will go to once something listens there (the "waiting for your app" state). */
@@ -303,12 +538,12 @@ export class Session extends EventEmitter {
   /**
    * The one place that decides when a pod port is subscribed: something (the debuggee) listens on
    * `localPort` — reported by the Node runtime, the native layer, or LocalListeners for any program.
-   * Subscribes the pod ports delivered there; resolves with them (none when nothing maps). Where on
-   * loopback the app listens is found when delivering (loopback.ts).
+   * Subscribes the pod ports delivered there, on every pod; resolves with them (none when nothing
+   * maps). Where on loopback the app listens is found when delivering (loopback.ts).
    */
   debuggeeListens(localPort: number): Promise<number[]> {
     return this.changePorts(async () => {
-      if (this.ending || !this.conn || this.options.config.incoming.mode === "off") return [];
+      if (this.ending || !this.primary || this.options.config.incoming.mode === "off") return [];
       const pods = [...this.candidates].filter(([pod, local]) => local === localPort && !this.ports.has(pod)).map(([pod]) => pod);
       for (const pod of pods) {
         await this.subscribe(pod);
@@ -318,16 +553,15 @@ export class Session extends EventEmitter {
     });
   }
 
-  /** Nothing listens on `localPort` any more: hand its pod ports back to the pod's app. Resolves with them. */
+  /** Nothing listens on `localPort` any more: hand its pod ports back to the pods' app, on every pod. Resolves with them. */
   debuggeeStopped(localPort: number): Promise<number[]> {
     return this.changePorts(async () => {
-      const conn = this.conn;
-      if (this.ending || !conn) return [];
+      if (this.ending || !this.primary) return [];
       const pods = [...this.ports].filter(([, local]) => local === localPort).map(([pod]) => pod);
       for (const pod of pods) {
         this.ports.delete(pod);
         this.emit("ports");
-        await conn.request({ type: "incoming.unsubscribe", id: conn.newRequestId(), port: pod });
+        await Promise.all([...this.links.values()].map((l) => l.unsubscribe(pod)));
         this.options.log("info", `handed back ${showRoute(pod, localPort)}: nothing listens there any more`, { tag: "session", session: this.id });
       }
       return pods;
@@ -345,42 +579,28 @@ export class Session extends EventEmitter {
     if (this.recent.length > RECENT_LIMIT) this.recent.shift();
   }
 
-  /** Graceful end: unsubscribe, close the wire (the agent removes its rules and exits), remove the job pod. */
+  private stopWatching(): void {
+    this.watch?.close();
+    this.cancelOrphan();
+  }
+
+  /** Graceful end: every pod hands its ports back, then the wires close (agents exit), job pods go. */
   close(): Promise<void> {
     this.ending ??= (async () => {
+      this.stopWatching();
       await Promise.race([this.portChanges, new Promise((r) => setTimeout(r, RELEASE_DRAIN_MS).unref())]); // a subscribe under way ends first
-      await this.release();
-      this.delivery?.close();
-      this.conn?.close();
-      await this.placed?.dispose();
+      await Promise.allSettled([...this.links.values()].map((l) => l.close()));
+      this.ports.clear();
       this.event({ type: "ended", summary: this.figures.summary() });
     })();
     return this.ending;
   }
 
-  /**
-   * Switches steal/mirror off without dropping a request: the agent removes its redirects first (new
-   * connections reach the pod's app again), then what was already delivered to the debuggee finishes,
-   * for at most RELEASE_DRAIN_MS. Closing the wire right away would reset requests in flight.
-   */
-  private async release(): Promise<void> {
-    const conn = this.conn;
-    if (!conn || conn.isClosed || this.ports.size === 0) return;
-    const bounded = (p: Promise<unknown>) => Promise.race([p.catch(() => {}), new Promise((r) => setTimeout(r, RELEASE_DRAIN_MS).unref())]);
-    await bounded(Promise.all([...this.ports.keys()].map((port) => conn.request({ type: "incoming.unsubscribe", id: conn.newRequestId(), port }))));
-    this.ports.clear();
-    // streams the agent opened (even ids) are the incoming ones: stolen requests and connections
-    const incoming = () => [...conn.streams.keys()].some((id) => id % 2 === 0);
-    const deadline = Date.now() + RELEASE_DRAIN_MS;
-    while (incoming() && !conn.isClosed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-  }
-
   destroy(err?: Error): Promise<void> {
     this.ending ??= (async () => {
       if (err) this.options.log("debug", "session aborted", { tag: "session", session: this.id, error: err.message });
-      this.delivery?.close();
-      this.conn?.destroy(err);
-      await this.placed?.dispose();
+      this.stopWatching();
+      await Promise.allSettled([...this.links.values()].map((l) => l.destroy(err)));
       this.event({ type: "ended", ...(err ? { error: err.message } : {}), summary: this.figures.summary() });
     })();
     return this.ending;

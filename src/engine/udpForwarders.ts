@@ -48,7 +48,10 @@ export class UdpForwarders {
       );
     });
     const toPod = (datagram: Buffer, source: dgram.RemoteInfo) => {
-      const key = `${source.address}:${source.port}`;
+      // a nameserver's queries share one flow, its answers find their asker (DnsRelay); any other
+      // destination gets a flow per source, as a connected socket in the pod
+      const key = relay ? "dns" : `${source.address}:${source.port}`;
+      relay?.expect(datagram, { address: source.address, port: source.port });
       let flow = flows.get(key);
       if (!flow) {
         const created: Flow = { queue: [], idle: setTimeout(() => end(), IDLE_MS) };
@@ -70,8 +73,8 @@ export class UdpForwarders {
             created.queue = [];
             stream.on("data", (reply: Buffer) => {
               created.idle.refresh();
-              relay?.observe(reply);
-              socket.send(reply, source.port, source.address);
+              const to = relay ? relay.observe(reply) : source;
+              if (to) socket.send(reply, to.port, to.address);
             });
             stream.on("close", end);
           },

@@ -9,6 +9,7 @@ import {
   BatchV1Api,
   CoreV1Api,
   createConfiguration,
+  CustomObjectsApi,
   IsomorphicFetchHttpLibrary,
   KubeConfig,
   ServerConfiguration,
@@ -57,6 +58,7 @@ export class Cluster {
   readonly core: CoreV1Api;
   readonly apps: AppsV1Api;
   readonly batch: BatchV1Api;
+  readonly custom: CustomObjectsApi;
 
   /** The API server's URL, for messages ("the cluster at https://10.0.0.1:6443"). */
   readonly server: string;
@@ -86,6 +88,7 @@ export class Cluster {
     this.core = this.api(CoreV1Api);
     this.apps = this.api(AppsV1Api);
     this.batch = this.api(BatchV1Api);
+    this.custom = this.api(CustomObjectsApi);
   }
 
   /** "the cluster at https://10.0.0.1:6443 (context prod)" */
@@ -142,7 +145,9 @@ export interface ResolvedTarget {
   readyPods: number;
 }
 
-const isReady = (p: V1Pod) => p.status?.phase === "Running" && !p.metadata?.deletionTimestamp && (p.status?.conditions ?? []).some((c) => c.type === "Ready" && c.status === "True");
+/** Running, Ready and not terminating: a pod that Services route to. */
+export const isReady = (p: V1Pod) =>
+  p.status?.phase === "Running" && !p.metadata?.deletionTimestamp && (p.status?.conditions ?? []).some((c) => c.type === "Ready" && c.status === "True");
 
 /** The API resource of each kind of target (what RBAC calls it). */
 export const RESOURCE_OF: Record<TargetKind, { group: string; resource: string }> = {
@@ -152,6 +157,7 @@ export const RESOURCE_OF: Record<TargetKind, { group: string; resource: string }
   replicaset: { group: "apps", resource: "replicasets" },
   job: { group: "batch", resource: "jobs" },
   service: { group: "", resource: "services" },
+  rollout: { group: "argoproj.io", resource: "rollouts" },
 };
 
 type Selector = Record<string, string> | undefined;
@@ -164,42 +170,102 @@ const SELECTOR_OF: Record<Exclude<TargetKind, "pod">, (cluster: Cluster, ref: Re
   replicaset: async (c, ref) => (await c.apps.readNamespacedReplicaSet(ref)).spec?.selector?.matchLabels,
   job: async (c, ref) => (await c.batch.readNamespacedJob(ref)).spec?.selector?.matchLabels,
   service: async (c, ref) => (await c.core.readNamespacedService(ref)).spec?.selector,
+  // Argo Rollouts: a custom resource, present only where its CRD is installed
+  rollout: async (c, ref) => {
+    try {
+      const r = (await c.custom.getNamespacedCustomObject({ group: "argoproj.io", version: "v1alpha1", plural: "rollouts", ...ref })) as { spec?: { selector?: { matchLabels?: Record<string, string> } } };
+      return r.spec?.selector?.matchLabels;
+    } catch (err) {
+      const body = JSON.stringify((err as { body?: unknown }).body ?? "");
+      if ((err as { code?: number }).code === 404 && /the server could not find the requested resource|page not found|404 page/i.test(body)) {
+        throw new TetherError("NOT_FOUND", `rollout/${ref.name}: this cluster has no Argo Rollouts (no rollouts.argoproj.io resource)`);
+      }
+      throw err;
+    }
+  },
 };
+
+/** A target as the cluster knows it: the pods it selects (or the one pod it names). */
+export interface Workload {
+  kind: TargetKind;
+  name: string;
+  namespace: string;
+  /** The container to run as; undefined: each pod's first. */
+  container: string | undefined;
+  /** "app=api,tier=web" for kinds with pods; undefined for a pod target. */
+  labelSelector: string | undefined;
+}
+
+/** Reads the target's object for its selector. The namespace: `namespace`, else the target's, else the cluster's. */
+export async function resolveWorkload(cluster: Cluster, input: TargetInput | Target, namespace?: string): Promise<Workload> {
+  const target = typeof input === "object" && "kind" in input ? input : normalizeTarget(input);
+  if (!target) throw new TetherError("CONFIG_INVALID", "target: a session needs a target such as deployment/api");
+  const { kind, name } = target;
+  namespace ??= target.namespace ?? cluster.namespace;
+  const workload: Workload = { kind, name, namespace, container: target.container, labelSelector: undefined };
+  if (kind === "pod") return workload;
+  let selector: Selector;
+  try {
+    selector = await SELECTOR_OF[kind](cluster, { namespace, name });
+  } catch (err) {
+    if (err instanceof TetherError) throw err;
+    throw apiError(err, `resolving ${kind}/${name} in namespace ${namespace}`);
+  }
+  if (!selector || Object.keys(selector).length === 0) throw new TetherError("NOT_FOUND", `${kind}/${name} has no label selector to find its pods by`);
+  return { ...workload, labelSelector: Object.entries(selector).map(([k, v]) => `${k}=${v}`).join(",") };
+}
+
+/** The workload's pods, in any state. */
+export async function podsOf(cluster: Cluster, w: Workload): Promise<V1Pod[]> {
+  try {
+    if (w.kind === "pod") return [await cluster.core.readNamespacedPod({ namespace: w.namespace, name: w.name })];
+    return (await cluster.core.listNamespacedPod({ namespace: w.namespace, labelSelector: w.labelSelector! })).items;
+  } catch (err) {
+    throw apiError(err, `listing the pods of ${w.kind}/${w.name} in namespace ${w.namespace}`);
+  }
+}
+
+/** Ready pods, newest first (the one a single-pod session picks comes first). */
+export function readyPods(pods: V1Pod[]): V1Pod[] {
+  return pods.filter(isReady).sort((a, b) => String(b.metadata?.creationTimestamp ?? "").localeCompare(String(a.metadata?.creationTimestamp ?? "")));
+}
+
+/** "api-x (Running, not ready), api-y (Pending)": why none is ready, for messages. */
+export function podStates(pods: V1Pod[]): string {
+  return (
+    pods
+      .map((p) => {
+        const phase = p.status?.phase ?? "Unknown";
+        const detail = p.metadata?.deletionTimestamp ? "terminating" : phase === "Running" && !isReady(p) ? "not ready" : undefined;
+        return `${p.metadata?.name} (${phase}${detail ? `, ${detail}` : ""})`;
+      })
+      .join(", ") || "none"
+  );
+}
+
+/** One pod of the workload as a target: its container, why this pod (`reason`), of how many ready ones. */
+export function podTarget(w: Workload, pod: V1Pod, reason: string, readyCount = 1): ResolvedTarget {
+  const container = containerOf(pod, w.container);
+  if (!container) throw new TetherError("NOT_FOUND", `pod ${pod.metadata?.name} has no container "${w.container}" (it has: ${containersOf(pod).map((c) => c.name).join(", ")})`);
+  return { pod, podName: pod.metadata!.name!, namespace: w.namespace, container, reason, readyPods: readyCount };
+}
+
+/** Why the newest of `ready` pods: "deployment/api -> pod api-x (newest of 2 ready pods)". */
+export function newestReason(w: Workload, podName: string, readyCount: number): string {
+  if (w.kind === "pod") return `pod/${podName}`;
+  return `${w.kind}/${w.name} -> pod ${podName} (${readyCount === 1 ? "its only ready pod" : `newest of ${readyCount} ready pods`})`;
+}
 
 /**
  * Resolves a target ("KIND/NAME[/container/C]" or its object form) to one running, ready pod (the
  * newest when there are several). The namespace: `namespace`, else the target's, else the cluster's.
  */
 export async function resolveTarget(cluster: Cluster, input: TargetInput | Target, namespace?: string): Promise<ResolvedTarget> {
-  const target = typeof input === "object" && "kind" in input ? input : normalizeTarget(input);
-  if (!target) throw new TetherError("CONFIG_INVALID", "target: a session needs a target such as deployment/api");
-  const { kind, name, container: wanted } = target;
-  namespace ??= target.namespace ?? cluster.namespace;
-  let pods: V1Pod[];
-  try {
-    if (kind === "pod") pods = [await cluster.core.readNamespacedPod({ namespace, name })];
-    else {
-      const selector = await SELECTOR_OF[kind](cluster, { namespace, name });
-      if (!selector || Object.keys(selector).length === 0) throw new TetherError("NOT_FOUND", `${kind}/${name} has no label selector to find its pods by`);
-      const labelSelector = Object.entries(selector).map(([k, v]) => `${k}=${v}`).join(",");
-      pods = (await cluster.core.listNamespacedPod({ namespace, labelSelector })).items;
-    }
-  } catch (err) {
-    if (err instanceof TetherError) throw err;
-    throw apiError(err, `resolving ${kind}/${name} in namespace ${namespace}`);
-  }
-  const ready = pods.filter(isReady).sort((a, b) => String(b.metadata?.creationTimestamp ?? "").localeCompare(String(a.metadata?.creationTimestamp ?? "")));
+  const w = await resolveWorkload(cluster, input, namespace);
+  const pods = await podsOf(cluster, w);
+  const ready = readyPods(pods);
   const pod = ready[0];
-  if (!pod) {
-    const states = pods.map((p) => `${p.metadata?.name} (${p.status?.phase})`).join(", ") || "none";
-    throw new TetherError("NOT_FOUND", `${kind}/${name} has no running, ready pod in ${namespace} (pods: ${states})`);
-  }
-  const container = containerOf(pod, wanted);
-  if (!container) throw new TetherError("NOT_FOUND", `pod ${pod.metadata?.name} has no container "${wanted}" (it has: ${containersOf(pod).map((c) => c.name).join(", ")})`);
-  const podName = pod.metadata!.name!;
-  const reason =
-    kind === "pod"
-      ? `pod/${podName}`
-      : `${kind}/${name} -> pod ${podName} (${ready.length === 1 ? "its only ready pod" : `newest of ${ready.length} ready pods`})`;
-  return { pod, podName, namespace, container, reason, readyPods: ready.length };
+  if (!pod) throw new TetherError("NOT_FOUND", `${w.kind}/${w.name} has no running, ready pod in ${w.namespace} (pods: ${podStates(pods)})`);
+  return podTarget(w, pod, newestReason(w, pod.metadata!.name!, ready.length), ready.length);
 }
+

@@ -125,6 +125,13 @@ const httpTrailers = z.strictObject({ type: z.literal("http.trailers"), stream: 
  * a cancelled gRPC call); the receiver resets its side with the same code. stream.close follows.
  */
 const httpReset = z.strictObject({ type: z.literal("http.reset"), stream: streamId, code: z.number().int().min(0).max(0xffffffff) });
+/**
+ * v3, instead of http.response: the debuggee does not listen on this stolen HTTP/1.x request's
+ * local port (its connection was refused before any byte reached it: not started yet, restarting,
+ * stopped). The agent passes the request to the pod's app as if it had not matched (replaying its
+ * body when it holds all of it), so a client never sees the gap. stream.close follows.
+ */
+const httpDecline = z.strictObject({ type: z.literal("http.decline"), stream: streamId });
 
 export const engineToAgentSchema = z.discriminatedUnion("type", [
   heartbeat,
@@ -143,6 +150,7 @@ export const engineToAgentSchema = z.discriminatedUnion("type", [
   httpResponse,
   httpTrailers,
   httpReset,
+  httpDecline,
 ]);
 
 // ---- agent -> engine ------------------------------------------------------------------------
@@ -315,4 +323,5 @@ export const MESSAGE_SINCE: Partial<Record<WireMessage["type"], number>> = {
   "http.trailers": 3,
   "http.reset": 3,
   "traffic.leaked": 3,
+  "http.decline": 3,
 };

@@ -1,26 +1,36 @@
-// leaked_requests and dropped_requests: a steady load from inside the cluster (every request
-// carries the header the session filters on, each on a new connection) while a filtered steal of
-// deployment/api switches on and off several times. Leaked: a request sent after the session said
-// "ready" and before it began to close, answered by the pod. Dropped: any request that failed or got
-// anything but 200, at any time (switching on, stolen, switching off).
+// leaked_requests and dropped_requests: steady loads from inside the cluster while a filtered steal
+// of deployment/api switches on and off several times. Two clients, each at the load rate, every
+// request carrying the header the session filters on:
+// - one new connection per request (as curl does);
+// - keep-alive, as services call each other: Node's http.Agent with a pool of connections that
+//   each retire after a second (so new ones keep opening, before, during and after a steal).
+// Leaked: a request sent after the session said "ready" and before it began to close, answered by
+// the pod, on a connection opened after "ready" (a connection open before a steal starts stays
+// with the pod by design, until it ends: those are counted apart). Dropped: any request that failed
+// or got anything but 200, at any time (switching on, stolen, switching off).
 import { startSession, sleep, type BenchContext } from "./benchContext";
 import type { Figure } from "./figures";
 import { startLocalApp, targetPod } from "./stealFigures";
 
-type LoadResult = [sentAt: number, ms: number, status: number, servedBy: string];
+type LoadResult = [sentAt: number, ms: number, status: number, servedBy: string, openedAt: number];
+
+const KEEP_ALIVE = { sockets: 4, lifetimeMs: 1_000 };
 
 export async function leakFigures(ctx: BenchContext): Promise<Figure[]> {
   const { counts, client } = ctx;
   const pod = await targetPod(ctx);
   const localPort = await startLocalApp(ctx.procs);
   const windows: { ready: number; closing: number }[] = [];
-  const key = "leaks";
-  await client.call("loadStart", { key, url: `http://${pod.ip}:8080/small`, rate: counts.loadRate, headers: { "x-bench": "me" } });
-  let results: LoadResult[] = [];
+  const url = `http://${pod.ip}:8080/small`;
+  const headers = { "x-bench": "me" };
+  await client.call("loadStart", { key: "fresh", url, rate: counts.loadRate, headers });
+  await client.call("loadStart", { key: "pooled", url, rate: counts.loadRate, headers, keepAlive: KEEP_ALIVE });
+  let fresh: LoadResult[] = [];
+  let pooled: LoadResult[] = [];
   try {
     await sleep(1000);
     for (let i = 0; i < counts.loadCycles; i++) {
-      ctx.progress(`leaks: steal on and off, cycle ${i + 1} of ${counts.loadCycles} under ${counts.loadRate} req/s`);
+      ctx.progress(`leaks: steal on and off, cycle ${i + 1} of ${counts.loadCycles} under 2 x ${counts.loadRate} req/s (new connections, keep-alive)`);
       const { session } = await startSession(ctx, {
         incoming: { mode: "steal", portMapping: [[localPort, 8080]], httpFilter: { header: "^x-bench: me$" } },
       });
@@ -32,16 +42,43 @@ export async function leakFigures(ctx: BenchContext): Promise<Figure[]> {
       await sleep(1000);
     }
   } finally {
-    results = (await client.call<{ results: LoadResult[] }>("loadStop", { key })).results;
+    fresh = (await client.call<{ results: LoadResult[] }>("loadStop", { key: "fresh" })).results;
+    pooled = (await client.call<{ results: LoadResult[] }>("loadStop", { key: "pooled" })).results;
   }
-  const inWindow = (t: number) => windows.some((w) => t >= w.ready && t < w.closing);
-  const leaked = results.filter(([t, , status, servedBy]) => status === 200 && servedBy !== "local" && inWindow(t));
-  const dropped = results.filter(([, , status]) => status !== 200);
-  const stolen = results.filter(([, , status, servedBy]) => status === 200 && servedBy === "local").length;
+  const windowOf = (t: number) => windows.find((w) => t >= w.ready && t < w.closing);
+  const fromPod = (r: LoadResult) => r[2] === 200 && r[3] !== "local";
+  const leakedFresh = fresh.filter((r) => fromPod(r) && windowOf(r[0]));
+  // keep-alive: leaked only when the connection itself was opened during the steal
+  const leakedPooled = pooled.filter((r) => {
+    const w = windowOf(r[0]);
+    return fromPod(r) && w !== undefined && r[4] >= w.ready;
+  });
+  const stayed = pooled.filter((r) => {
+    const w = windowOf(r[0]);
+    return fromPod(r) && w !== undefined && r[4] < w.ready;
+  }).length;
+  const dropped = [...fresh, ...pooled].filter(([, , status]) => status !== 200);
+  const stolen = (rs: LoadResult[]) => rs.filter(([, , status, servedBy]) => status === 200 && servedBy === "local").length;
   const sample = (list: LoadResult[]) => (list.length ? `; e.g. ${[...new Set(list.map((r) => r[3] || String(r[2])))].slice(0, 3).join(", ")}` : "");
-  const note = `${results.length} requests at ${counts.loadRate} req/s, ${counts.loadCycles} on/off cycles, ${stolen} served locally`;
+  const note =
+    `${fresh.length} requests on new connections and ${pooled.length} keep-alive (${KEEP_ALIVE.sockets} pooled connections retired after ${KEEP_ALIVE.lifetimeMs / 1000} s), ` +
+    `each at ${counts.loadRate} req/s, ${counts.loadCycles} on/off cycles; served locally ${stolen(fresh)} + ${stolen(pooled)}`;
   return [
-    { name: "leaked_requests", value: leaked.length, unit: "requests", floor: 0, goal: { kind: "<=", bound: 0 }, note: `${note}${sample(leaked)}` },
-    { name: "dropped_requests", value: dropped.length, unit: "requests", floor: 0, goal: { kind: "<=", bound: 0 }, note: `client errors while steal switches on and off${sample(dropped)}` },
+    {
+      name: "leaked_requests",
+      value: leakedFresh.length + leakedPooled.length,
+      unit: "requests",
+      floor: 0,
+      goal: { kind: "<=", bound: 0 },
+      note: `${note}; new connections ${leakedFresh.length}, keep-alive ${leakedPooled.length}; ${stayed} keep-alive requests rode connections opened before the steal (they stay with the pod until they end)${sample([...leakedFresh, ...leakedPooled])}`,
+    },
+    {
+      name: "dropped_requests",
+      value: dropped.length,
+      unit: "requests",
+      floor: 0,
+      goal: { kind: "<=", bound: 0 },
+      note: `client errors while steal switches on and off: new connections ${fresh.filter((r) => r[2] !== 200).length}, keep-alive ${pooled.filter((r) => r[2] !== 200).length}${sample(dropped)}`,
+    },
   ];
 }

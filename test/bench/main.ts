@@ -13,6 +13,7 @@ import { parseArgs } from "node:util";
 import { pod, startCluster } from "./benchCluster";
 import { FULL, QUICK, type BenchContext } from "./benchContext";
 import { bundleFigures } from "./bundleFigures";
+import { imageFigures } from "./imageFigures";
 import { jsonReport, markdownTable, meets, type Figure } from "./figures";
 import { interceptFigures } from "./interceptFigures";
 import { leakFigures } from "./leakFigures";
@@ -114,12 +115,17 @@ async function main(): Promise<number> {
         }
       }
     }
-    try {
-      figures.push(...(await bundleFigures(DIST)));
-    } catch (err) {
-      // the other scenarios' figures are kept: one failing measurement is reported as such
-      process.stderr.write(`bench: bundle figures failed: ${(err as Error).message}\n`);
-      figures.push({ name: "bundle_failed", value: 1, unit: "", note: String((err as Error).message).replace(/[\r\n|]+/g, " ").slice(0, 200) });
+    // the other scenarios' figures are kept: one failing measurement is reported as such
+    for (const [name, measure] of [
+      ["bundle", () => bundleFigures(DIST)],
+      ["image", async () => imageFigures()],
+    ] as const) {
+      try {
+        figures.push(...(await measure()));
+      } catch (err) {
+        process.stderr.write(`bench: ${name} figures failed: ${(err as Error).message}\n`);
+        figures.push({ name: `${name}_failed`, value: 1, unit: "", note: String((err as Error).message).replace(/[\r\n|]+/g, " ").slice(0, 200) });
+      }
     }
   } finally {
     progress("cleaning up");

@@ -117,7 +117,7 @@ export const meshScenarios: { name: string; run(t: E2eTools, m: ReturnType<typeo
       const events = join(cluster.stateDir, `mesh-steal-${port}.jsonl`);
       // a steady load through the gateway from outside the mesh: its pooled connection to api is open before the steal
       const prefix = `/load-${port}`;
-      const load = await t.keepAliveFrom("demo", "client", `http://${await m.gatewayIp()}:80`, { everyMs: 200, path: prefix });
+      const load = await t.keptConnection("demo", "client", `http://${await m.gatewayIp()}:80`, { everyMs: 200, path: prefix });
       let loaded: KeptAnswer[] = [];
       const spawnedAt = Date.now();
       const runExec = await t.startExec(["-n", m.ns, "-t", "deployment/api", "--steal", "-p", `${port}:8080`, "--events", events], [process.execPath, MESH_DEBUGGEE], {
@@ -217,7 +217,7 @@ export const meshScenarios: { name: string; run(t: E2eTools, m: ReturnType<typeo
       const api = await m.podOf("api");
       const caller = await m.podOf("caller");
       // a keep-alive connection from the meshed caller, open before either session (ticks keep it open)
-      const kept = await t.keepAliveFrom(m.ns, caller, await m.apiUrl(), { everyMs: 1000, path: "/tick" });
+      const kept = await t.keptConnection(m.ns, caller, await m.apiUrl(), { everyMs: 1000, path: "/tick" });
       assert.equal(servedBy((await kept.send("/before")).body), api);
       const start = async (who: string) => {
         const port = randomPort();

@@ -11,18 +11,26 @@ import { spawn, spawnSync } from "node:child_process";
 import { readdirSync, readFileSync, statSync, writeFileSync, mkdirSync } from "node:fs";
 import net from "node:net";
 import { join, resolve } from "node:path";
+import { failures, KeepAliveClient, KEEP_ALIVE_CLIENT, type KeepAliveResult } from "../support/keepAliveClient";
 import { DEFAULT_AGENT_IMAGE, imagePullAdvice } from "../../src/config/agentImage";
 import { makePki } from "../support/testPki";
 import { sessionEventSchema, type SessionEvent } from "../../src/engine/events";
 
 const CLI = resolve(__dirname, "../../dist/cli.js");
+/** Waits until `tether exec` said its Node command listens (the port is subscribed from then on). */
+async function listens(run: { stderr(): string; exited: Promise<unknown> }): Promise<void> {
+  for (let i = 0; i < 200 && !/\(the command listens\)/.test(run.stderr()); i++) await new Promise((r) => setTimeout(r, 100));
+  assert.match(run.stderr(), /\(the command listens\)/, run.stderr());
+}
+/** A debuggee answering "stolen <url>" with `x-served-by: debuggee`, on the port given as argv[1]. */
+const STOLEN_APP = `require("http").createServer((q, s) => { q.resume(); s.writeHead(200, { "x-served-by": "debuggee" }).end("stolen " + q.url); }).listen(Number(process.argv[1]), "127.0.0.1")`;
 const DEBUGGEE = resolve(__dirname, "debuggee.js");
 const PYTHON_CALLER = resolve(__dirname, "../fixtures/proxy_caller.py");
 const LISTEN_LATER = resolve(__dirname, "../fixtures/listen_later.py");
 const GRPC_ECHO = resolve(__dirname, "../fixtures/grpc-echo.js");
-const KEEP_ALIVE_CLIENT = resolve(__dirname, "keepAliveClient.js");
+const KEPT_CONNECTION = resolve(__dirname, "../fixtures/keptConnection.js");
 
-/** An answer the keep-alive client (keepAliveClient.js) got. */
+/** An answer on a kept connection (keptConnection.js). */
 export interface KeptAnswer {
   path: string;
   status: number;
@@ -160,14 +168,43 @@ export function e2eTools(cluster: E2eCluster) {
     }
     return { child, exited, port, output: () => out };
   }
+  /** `kubectl port-forward` to a workload (kubectl picks one of its pods) from a free local port. */
+  async function portForwardTo(target: string, remote: number) {
+    const child = spawn("kubectl", ["port-forward", "-n", "demo", target, `:${remote}`], { env, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (out += d));
+    for (let i = 0; i < 100 && !/Forwarding from 127\.0\.0\.1:\d+/.test(out) && child.exitCode === null; i++) await sleep(100);
+    const port = Number(/Forwarding from 127\.0\.0\.1:(\d+)/.exec(out)?.[1]);
+    if (!port) {
+      child.kill("SIGKILL");
+      assert.fail(`kubectl port-forward ${target} did not start: ${out}`);
+    }
+    return { child, port, exited: new Promise<unknown>((r) => (child.exitCode !== null ? r(null) : child.once("exit", r))) };
+  }
+  /** A keep-alive client (Node's http.Agent, one request every 50 ms) inside a pod, as a service calls another. */
+  const keepAliveFrom = async (pod: string, url: string, headers: string[] = []) =>
+    KeepAliveClient.start(spawn("nsenter", [`--net=${await cluster.podNetns("demo", pod)}`, "--", process.execPath, KEEP_ALIVE_CLIENT, url, "50", ...headers], { stdio: ["pipe", "pipe", "pipe"] }));
+  /** The same on this machine (through a kubectl port-forward, say). */
+  const keepAliveHere = (url: string, headers: string[] = []) => KeepAliveClient.start(spawn(process.execPath, [KEEP_ALIVE_CLIENT, url, "50", ...headers], { stdio: ["pipe", "pipe", "pipe"] }));
+  /** The ready pods of deployment/api: name -> IP. */
+  async function apiPods(): Promise<Map<string, string>> {
+    const lines = await jsonpath(["pods", "-n", "demo", "-l", "app=api"], '{range .items[*]}{.metadata.name}={.status.podIP}={.status.conditions[?(@.type=="Ready")].status}={.metadata.deletionTimestamp}{"\\n"}{end}');
+    const pods = new Map<string, string>();
+    for (const l of lines.split("\n").filter(Boolean)) {
+      const [name, ip, ready, deleting] = l.split("=");
+      if (ready === "True" && !deleting) pods.set(name!, ip!);
+    }
+    return pods;
+  }
   /**
-   * A keep-alive client in a pod's network namespace (one connection, as a pooled client keeps it):
-   * send() queues a request on it; `ticks` adds a steady request every so many ms (paths
+   * One kept connection from a pod's network namespace (a keep-alive client's, or a pool's): send()
+   * queues a request on it, whatever its path and headers; `ticks` adds a steady request every so many ms (paths
    * `${tickPath}-N`). close() ends it and resolves with every answer.
    */
-  async function keepAliveFrom(namespace: string, pod: string, baseUrl: string, ticks?: { everyMs: number; path: string }) {
+  async function keptConnection(namespace: string, pod: string, baseUrl: string, ticks?: { everyMs: number; path: string }) {
     const netns = await cluster.podNetns(namespace, pod);
-    const child = spawn("nsenter", [`--net=${netns}`, "--", process.execPath, KEEP_ALIVE_CLIENT, baseUrl], {
+    const child = spawn("nsenter", [`--net=${netns}`, "--", process.execPath, KEPT_CONNECTION, baseUrl], {
       env: { ...env, ...(ticks ? { TICK_MS: String(ticks.everyMs), TICK_PATH: ticks.path } : {}) },
       stdio: ["pipe", "pipe", "inherit"],
     });
@@ -203,7 +240,7 @@ export function e2eTools(cluster: E2eCluster) {
       },
     };
   }
-  return { env, run, portForward, cli, kubectl, jsonpath, podIpOf, fromPod, fromClientPod, answersAt, answers, assertPodClean, startExec, configFile, keepAliveFrom };
+  return { env, run, portForward, portForwardTo, cli, kubectl, jsonpath, podIpOf, fromPod, fromClientPod, answersAt, answers, assertPodClean, startExec, configFile, keepAliveFrom, keepAliveHere, keptConnection, apiPods };
 }
 
 export type E2eTools = ReturnType<typeof e2eTools>;
@@ -525,14 +562,14 @@ export const scenarios: Scenario[] = [
   },
   {
     name: "exec --events writes the session's events and it prints its figures at the end; requests on a connection opened before the steal are counted as leaks",
-    async run({ startExec, podIpOf, jsonpath, fromClientPod, keepAliveFrom, assertPodClean }, cluster) {
+    async run({ startExec, podIpOf, jsonpath, fromClientPod, keptConnection, assertPodClean }, cluster) {
       const port = randomPort();
       const pod = await jsonpath(["pods", "-n", "demo", "-l", "app=api"], "{.items[0].metadata.name}");
       const ip = await podIpOf(pod);
       // a keep-alive client in the client pod, its connection opened before the steal (ticks keep the
       // app's idle timeout from closing it)
       const prefix = `/kept-${port}`;
-      const kept = await keepAliveFrom("demo", "client", `http://${ip}:8080`, { everyMs: 1000, path: `${prefix}-tick` });
+      const kept = await keptConnection("demo", "client", `http://${ip}:8080`, { everyMs: 1000, path: `${prefix}-tick` });
       assert.match((await kept.send(`${prefix}-before`)).body, new RegExp(`"pod":"${pod}"`));
       let answers: KeptAnswer[] = [];
       const events = join(cluster.stateDir, `events-${port}.jsonl`);
@@ -761,6 +798,197 @@ export const scenarios: Scenario[] = [
       assert.ok(missing.stdout.includes(`what to do: ${imagePullAdvice("registry.example/no-such-image:1")}`), missing.stdout);
       for (let i = 0; i < 50 && /image-probe/.test((await kubectl(["get", "pods", "-n", "demo", "-o", "name"])).stdout); i++) await sleep(200);
       assert.doesNotMatch((await kubectl(["get", "pods", "-n", "demo", "-o", "name"])).stdout, /image-probe/);
+    },
+  },
+  {
+    name: "every replica: both api pods, the Service and kubectl port-forward deployment/api reach the debuggee; a scale-up joins, a rollout is followed; after, every pod serves again",
+    async run({ startExec, apiPods, fromClientPod, jsonpath, kubectl, portForwardTo, assertPodClean }) {
+      const port = randomPort();
+      const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`], [process.execPath, "-e", STOLEN_APP, String(port)]);
+      const svc = await jsonpath(["svc", "-n", "demo", "api"], "{.spec.clusterIP}");
+      /** `count` ready api pods, each and the Service answered by the debuggee (polling: pods may still be joining). */
+      const allStolen = async (what: string, count: number) => {
+        let last = "";
+        for (let i = 0; i < 120; i++) {
+          const pods = await apiPods();
+          if (pods.size !== count) {
+            last = `${pods.size} ready pods`;
+            await sleep(500);
+            continue;
+          }
+          const answers = await Promise.all([...pods.values()].map((ip) => fromClientPod(`http://${ip}:8080/direct`)));
+          const viaService = await Promise.all(Array.from({ length: 6 }, () => fromClientPod(`http://${svc}:8080/svc`)));
+          last = `${[...pods.keys()].map((p, k) => `${p}: ${answers[k]!.slice(0, 40)}`).join("; ")}; service: ${viaService.map((a) => a.slice(0, 12)).join(" | ")}`;
+          if (answers.every((a) => a === "stolen /direct") && viaService.every((a) => a === "stolen /svc")) return pods;
+          await sleep(500);
+        }
+        assert.fail(`${what}: not every pod is stolen: ${last}\n${runExec.stderr()}`);
+      };
+      try {
+        assert.match(runExec.stderr(), /ready in [\d.]+ s; 2 pods intercepted/, runExec.stderr());
+        assert.match(runExec.stderr(), /outgoing, DNS, env and files through api-/);
+        await listens(runExec);
+        await allStolen("at start", 2);
+        // kubectl picks one of the deployment's pods: whichever, it is stolen
+        const pf = await portForwardTo("deployment/api", 8080);
+        try {
+          const res = await fetch(`http://127.0.0.1:${pf.port}/via-port-forward`);
+          assert.equal(res.headers.get("x-served-by"), "debuggee");
+          assert.equal(await res.text(), "stolen /via-port-forward");
+        } finally {
+          pf.child.kill("SIGINT");
+          await pf.exited;
+        }
+        // a scale-up: the new pod joins within seconds
+        assert.equal((await kubectl(["scale", "-n", "demo", "deployment/api", "--replicas=3"])).status, 0);
+        await allStolen("after the scale-up", 3);
+        assert.match(runExec.stderr(), /tether: pod api-\S+ ready/);
+        // a rollout replaces every pod: the new ones join, the old ones leave
+        assert.equal((await kubectl(["scale", "-n", "demo", "deployment/api", "--replicas=2"])).status, 0);
+        const before = new Set((await apiPods()).keys());
+        assert.equal((await kubectl(["rollout", "restart", "-n", "demo", "deployment/api"])).status, 0);
+        const rolled = await kubectl(["rollout", "status", "-n", "demo", "deployment/api", "--timeout=120s"]);
+        assert.equal(rolled.status, 0, rolled.stderr);
+        const after = await allStolen("after the rollout", 2);
+        assert.ok([...after.keys()].every((p) => !before.has(p)), "the rollout replaced the pods");
+        assert.match(runExec.stderr(), /tether: pod api-\S+ left/);
+        runExec.child.kill("SIGINT");
+        assert.notEqual(await runExec.exited, null);
+        for (const [pod, ip] of await apiPods()) {
+          assert.match(await fromClientPod(`http://${ip}:8080/back`), new RegExp(`"pod":"${pod}"`), `${pod} answers itself again`);
+          await assertPodClean(pod);
+        }
+      } finally {
+        runExec.child.kill("SIGKILL");
+        await kubectl(["scale", "-n", "demo", "deployment/api", "--replicas=2"]);
+        await kubectl(["rollout", "status", "-n", "demo", "deployment/api", "--timeout=120s"]);
+      }
+    },
+  },
+  {
+    name: "switching a steal on and off never breaks a keep-alive client: in the cluster to a pod and to the Service, and through kubectl port-forward",
+    async run({ startExec, apiPods, jsonpath, keepAliveFrom, keepAliveHere, portForward }) {
+      const svc = await jsonpath(["svc", "-n", "demo", "api"], "{.spec.clusterIP}");
+      const [pod, ip] = [...(await apiPods())][0]!;
+      const pf = await portForward(pod, 8080);
+      const clients: KeepAliveClient[] = [];
+      const port = randomPort();
+      const start = async () => {
+        const c = await Promise.all([keepAliveFrom("client", `http://${ip}:8080/ka`), keepAliveFrom("client", `http://${svc}:8080/ka`), keepAliveHere(`http://127.0.0.1:${pf.port}/ka`)]);
+        clients.push(...c);
+        return c;
+      };
+      const noFailures = (what: string, results: KeepAliveResult[][], log = "") => {
+        const failed = results.flatMap((r, k) => failures(r).map((f) => ({ client: ["pod", "service", "port-forward"][k], ...f })));
+        assert.deepEqual(failed, [], `${what}: every request of the keep-alive clients succeeded\n${log}`);
+      };
+      try {
+        // 1. clients connected before a filtered steal (their requests do not match) and a plain one:
+        //    their connections stay with the pods while it starts and stops
+        for (const args of [["--http-header", "^x-tether-test: nobody$"], ["--steal"]]) {
+          const before = await start();
+          await Promise.all(before.map((c) => c.waitFor((r) => r.status === 200)));
+          const runExec = await startExec(["-n", "demo", "-t", "deployment/api", ...args, "-p", `${port}:8080`], [process.execPath, "-e", STOLEN_APP, String(port)]);
+          await listens(runExec);
+          await Promise.all(before.map((c) => c.waitFor((r) => r.status === 200)));
+          runExec.child.kill("SIGINT");
+          await runExec.exited;
+          await Promise.all(before.map((c) => c.waitFor((r) => r.status === 200)));
+          const results = await Promise.all(before.map((c) => c.stop()));
+          noFailures(`connected before ${args.join(" ")}`, results);
+          assert.ok(results.every((r) => r.every((x) => x.by !== "debuggee")), "connections open before the steal stayed with the pods");
+        }
+        // 2. clients that connect during a plain steal: stolen, then moved back to the pods at a
+        //    request boundary when it stops (Connection: close on the last response)
+        const runExec = await startExec(["-v", "-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`], [process.execPath, "-e", STOLEN_APP, String(port)]);
+        await listens(runExec);
+        const during = await start();
+        await Promise.all(during.map((c) => c.waitFor((r) => r.by === "debuggee", 30_000, true)));
+        runExec.child.kill("SIGINT");
+        await runExec.exited;
+        await Promise.all(during.map((c) => c.waitFor((r) => r.by?.startsWith("api-") ?? false, 30_000)));
+        const results = await Promise.all(during.map((c) => c.stop()));
+        noFailures("connected during a plain steal", results, runExec.stderr());
+        for (const r of results) {
+          const last = r.filter((x) => x.by === "debuggee").at(-1)!;
+          const closing = r.filter((x) => x.socket === last.socket).at(-1)!;
+          assert.equal(closing.connection, "close", `the stolen connection ended with Connection: close: ${JSON.stringify(closing)}`);
+        }
+      } finally {
+        await Promise.all(clients.map((c) => c.stop()));
+        pf.child.kill("SIGINT");
+        await pf.exited;
+      }
+    },
+  },
+  {
+    name: "exec waits for a ready pod while a rollout finishes (Running but not Ready), saying so",
+    async run({ startExec, kubectl, fromClientPod, podIpOf }, cluster) {
+      const manifest = join(cluster.stateDir, "late.json");
+      writeFileSync(
+        manifest,
+        JSON.stringify({
+          apiVersion: "apps/v1",
+          kind: "Deployment",
+          metadata: { name: "late", namespace: "demo" },
+          spec: {
+            replicas: 1,
+            selector: { matchLabels: { app: "late" } },
+            template: {
+              metadata: { labels: { app: "late" } },
+              spec: {
+                containers: [{ name: "api", ...cluster.apiContainer, ports: [{ containerPort: 8080 }], readinessProbe: { httpGet: { path: "/healthz", port: 8080 }, initialDelaySeconds: 8, periodSeconds: 1 } }],
+                terminationGracePeriodSeconds: 1,
+              },
+            },
+          },
+        }),
+      );
+      const port = randomPort();
+      try {
+        assert.equal((await kubectl(["apply", "-f", manifest])).status, 0);
+        const runExec = await startExec(["-n", "demo", "-t", "deployment/late", "--steal", "-p", `${port}:8080`], [process.execPath, "-e", STOLEN_APP, String(port)]);
+        try {
+          assert.match(runExec.stderr(), /tether: waiting deployment\/late has no ready pod yet \(pods: .*\); waiting up to \d+ s/, runExec.stderr());
+          assert.match(runExec.stderr(), /ready in/, runExec.stderr());
+          const pod = /deployment\/late -> pod (late-\S+)/.exec(runExec.stderr())![1]!;
+          let body = "";
+          for (let i = 0; i < 40 && body !== "stolen /late"; i++) {
+            body = await fromClientPod(`http://${await podIpOf(pod)}:8080/late`);
+            if (body !== "stolen /late") await sleep(250);
+          }
+          assert.equal(body, "stolen /late");
+        } finally {
+          runExec.child.kill("SIGINT");
+          await runExec.exited;
+        }
+      } finally {
+        await kubectl(["delete", "deployment", "-n", "demo", "late", "--ignore-not-found", "--wait=false"]);
+      }
+    },
+  },
+  {
+    name: "--ignore-ports leaves a port to the pod; --ports intercepts exactly the listed pod ports",
+    async run({ startExec, podIpOf, fromClientPod, answersAt, apiPods }) {
+      const port = randomPort();
+      const ignoring = await startExec(["-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`, "--ignore-ports", "8080"], [process.execPath, "-e", STOLEN_APP, String(port)]);
+      try {
+        assert.match(ignoring.stderr(), /subscribing steal \(no ports\)/, ignoring.stderr());
+        const [pod, ip] = [...(await apiPods())][0]!;
+        assert.match(await fromClientPod(`http://${ip}:8080/ignored`), new RegExp(`"pod":"${pod}"`));
+      } finally {
+        ignoring.child.kill("SIGINT");
+        await ignoring.exited;
+      }
+      const listed = await startExec(["-n", "demo", "-t", "pod/client", "--steal", "--ports", "9998", "-p", `${port}:9998`], [process.execPath, "-e", STOLEN_APP, String(port)]);
+      try {
+        assert.match(listed.stderr(), /subscribing steal pod 9998 -> local \d+ once the debuggee listens/, listed.stderr());
+        assert.doesNotMatch(listed.stderr(), /pod 8080/, "the container's declared port is not in the list");
+        assert.equal(await answersAt(`http://${await podIpOf("client")}:9998/listed`, /stolen/), "stolen /listed");
+      } finally {
+        listed.child.kill("SIGINT");
+        await listed.exited;
+      }
     },
   },
   {

@@ -1,6 +1,7 @@
 // Steal with the real agent in a pod namespace: whole-port steal from outside (PREROUTING) and
 // from inside over loopback (OUTPUT), filtered steal per request on one keep-alive connection,
 // several sessions, conflicts, WebSocket upgrades, and the rules going away with the session.
+import { createHash } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { once } from "node:events";
@@ -8,7 +9,7 @@ import { createServer as createNetServer, type AddressInfo } from "node:net";
 import { TetherError } from "../../src/protocol/error";
 import type { PassedRequest } from "../../src/engine/incoming";
 import { requireNetns } from "../support/netns";
-import { APP_PORT, connectFrom, get, getFrom, metric, sleep, startDebuggee, StealWorld } from "./stealFixture";
+import { APP_PORT, connectFrom, get, getFrom, metric, readResponse, sleep, startDebuggee, StealWorld } from "./stealFixture";
 
 describe("steal", requireNetns(), () => {
   const world = new StealWorld();
@@ -199,16 +200,46 @@ describe("steal", requireNetns(), () => {
     }
   });
 
-  test("the debuggee not listening: a stolen request gets 502 and the session hears why", async () => {
+  test("the debuggee not listening: a matching request reaches the pod's app instead (its body replayed), and the session hears it", async () => {
     const s = await world.session("alice@laptop", 1); // nothing listens on local port 1
+    const declined: { path: string }[] = [];
+    const failures: unknown[] = [];
+    s.delivery.on("declined", (d: { path: string }) => declined.push(d));
+    s.delivery.on("failure", (f) => failures.push(f));
+    try {
+      await s.subscribe({ header: "^x-user: alice$" });
+      const r = await getFrom(world.client, world.podIp, "/gone", ["X-User: alice"]);
+      assert.equal(r.status, 200);
+      assert.equal(r.body, "app GET /gone");
+      // a body the agent had already sent towards the session is replayed to the app, byte for byte
+      const body = Buffer.alloc(300_000, "tether");
+      const conn = connectFrom(world.client, world.podIp, APP_PORT);
+      try {
+        const reply = readResponse(conn);
+        conn.write(`POST /sha HTTP/1.1\r\nHost: pod\r\nX-User: alice\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`);
+        conn.write(body);
+        assert.equal((await reply).body, `app ${body.length} ${createHash("sha256").update(body).digest("hex")}`);
+      } finally {
+        conn.destroy();
+      }
+      assert.deepEqual(declined.map((d) => d.path), ["/gone", "/sha"]);
+      assert.equal(failures.length, 0);
+      assert.equal((await getFrom(world.client, world.podIp, "/still")).body, "app GET /still");
+    } finally {
+      s.close();
+    }
+  });
+
+  test("the same with a protocol-2 session: 502, and the session hears why", async () => {
+    const s = await world.session("old@engine", 1, { maxVersion: 2 });
     const failures: unknown[] = [];
     s.delivery.on("failure", (f) => failures.push(f));
     try {
       await s.subscribe({ header: "^x-user: alice$" });
       const r = await getFrom(world.client, world.podIp, "/gone", ["X-User: alice"]);
       assert.equal(r.status, 502);
+      assert.match(r.body, /not reachable \(ECONNREFUSED\)/);
       assert.equal(failures.length, 1);
-      assert.equal((await getFrom(world.client, world.podIp, "/still")).body, "app GET /still");
     } finally {
       s.close();
     }

@@ -4,6 +4,7 @@
 // one opened during it ends with `Connection: close` at a response boundary and reconnects to the app.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { createServer } from "node:http";
 import { failures, KeepAliveClient, KEEP_ALIVE_CLIENT, type KeepAliveResult } from "../support/keepAliveClient";
 import { requireNetns, type Netns } from "../support/netns";
 import { APP_PORT, getFrom, sleep, startDebuggee, StealWorld, type Session } from "./stealFixture";
@@ -89,6 +90,36 @@ describe("switching a steal under keep-alive clients", requireNetns(), () => {
   test("the same with a filter, for matching requests", () => movesBack(world.client, world.podIp, true));
 
   test("the same from inside the pod over loopback (a port-forward's path)", () => movesBack(world.pod, "127.0.0.1", false));
+
+  test("the debuggee stopping and starting again during a steal: its requests reach the app meanwhile, none fails", async () => {
+    const debuggee = await startDebuggee("bob");
+    const port = debuggee.port;
+    const s = await world.session("bob@laptop", port);
+    await s.subscribe();
+    const ka = await client(world.client, world.podIp);
+    try {
+      await ka.waitFor((r) => r.by === "bob");
+      // the debuggee stops (a restart, Ctrl-C): its listener and its connections go
+      await new Promise<void>((r) => {
+        debuggee.server.close(() => r());
+        debuggee.server.closeAllConnections();
+      });
+      const meanwhile = await ka.waitFor((r) => r.by === "app");
+      // and comes back on the same port
+      const again = createServer((req, res) => {
+        req.resume();
+        res.writeHead(200, { "x-answered-by": "bob again" }).end("back");
+      });
+      await new Promise<void>((r) => again.listen(port, "127.0.0.1", () => r()));
+      world.onDispose(() => again.close());
+      await ka.waitFor((r) => r.by === "bob again" && r.i > meanwhile.i);
+      const results = await ka.stop();
+      assert.deepEqual(failures(results), []);
+    } finally {
+      await ka.stop();
+      s.close();
+    }
+  });
 
   test("the session going away without unsubscribing: the connection still moves back without a reset", async () => {
     const s = await world.session("alice@laptop", alice.port);

@@ -127,6 +127,21 @@ test("ports: LOCAL:REMOTE parsed once, pod -> local in the engine, shown one way
   assert.equal(showRoutes(routes), "pod 8080 -> local 3000, pod 9090 -> local 9090");
   assert.equal(showRoutes(new Map(), "none yet"), "none yet");
   assert.equal(formatPortPair([3000, 8080]), "3000:8080");
+  // incoming.ports and ignorePorts: a port is intercepted or ignored, never both; the error says where
+  assert.deepEqual(resolveConfig([{ name: "a", value: { incoming: { ports: [8080], ignorePorts: [9090] } } }]).incoming.ignorePorts, [9090]);
+  assert.throws(
+    () => resolveConfig([{ name: "flags", value: { incoming: { ports: [8080, 9090], ignorePorts: [7070, 9090] } } }]),
+    (e) => TetherError.is(e, "CONFIG_INVALID") && /^flags: incoming\.ignorePorts\.1: port 9090 is in ports too/.test((e as Error).message),
+  );
+});
+
+test("incoming.replicas: every ready pod by default, one on request, nothing else", () => {
+  assert.equal(resolveConfig([{ name: "a", value: {} }]).incoming.replicas, "all");
+  assert.equal(resolveConfig([{ name: "a", value: { incoming: { replicas: "one" } } }]).incoming.replicas, "one");
+  assert.throws(
+    () => resolveConfig([{ name: "flags", value: { incoming: { replicas: "two" } } }]),
+    (e) => TetherError.is(e, "CONFIG_INVALID") && /^flags: incoming\.replicas: /.test((e as Error).message),
+  );
 });
 
 test("routing: the local-db scenario, remote filters, DNS, files", () => {

@@ -52,3 +52,14 @@ test("the relay answers local names from this machine, leaves the rest to the po
   assert.deepEqual(names.namesOf("fd00:0:0:0:0:0:0:1"), ["v6"]);
   assert.deepEqual(names.namesOf("::ffff:10.96.0.7"), ["db.demo.svc.cluster.local"]);
 });
+
+test("queries of several askers share one flow to the pod: each answer goes back to whoever asked it", () => {
+  const relay = new DnsRelay(routing, new NameMemory(), () => {});
+  const a = query("api.demo.svc.cluster.local", TYPE_A, 7);
+  const b = query("api.demo.svc.cluster.local", TYPE_A, 9);
+  relay.expect(a, { address: "127.0.0.1", port: 1001 });
+  relay.expect(b, { address: "127.0.0.1", port: 1002 });
+  assert.deepEqual(relay.observe(buildAnswer(b, parseQuestion(b)!, ["10.96.0.8"])), { address: "127.0.0.1", port: 1002 });
+  assert.deepEqual(relay.observe(buildAnswer(a, parseQuestion(a)!, ["10.96.0.8"])), { address: "127.0.0.1", port: 1001 });
+  assert.equal(relay.observe(buildAnswer(a, parseQuestion(a)!, ["10.96.0.8"])), undefined, "a second answer to the same query has nobody waiting");
+});

@@ -46,6 +46,7 @@ const engineSamples: EngineToAgent[] = [
   { type: "http.response", stream: 6, statusCode: 200, rawHeaders: ["content-type", "application/grpc", "grpc-status", "5"], endStream: true },
   { type: "http.trailers", stream: 4, rawHeaders: ["grpc-status", "0", "grpc-message", ""] },
   { type: "http.reset", stream: 4, code: 8 },
+  { type: "http.decline", stream: 4 },
   {
     type: "incoming.subscribe",
     id: 11,
@@ -114,6 +115,7 @@ describe("wire messages", () => {
     assert.equal(MESSAGE_SINCE["traffic.passed"], 2);
     assert.equal(MESSAGE_SINCE["http.trailers"], 3);
     assert.equal(MESSAGE_SINCE["http.reset"], 3);
+    assert.equal(MESSAGE_SINCE["http.decline"], 3);
   });
 
   test("bad messages are rejected with a path", () => {

@@ -14,7 +14,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const loads = new Map();
 
 /** One GET; resolves with {ms, status, servedBy, body} or rejects. */
-function get(url, { agent, headers = {}, hash = false, timeoutMs = 10_000 } = {}) {
+function get(url, { agent, headers = {}, hash = false, timeoutMs = 10_000, onSocket } = {}) {
   return new Promise((resolve, reject) => {
     const t0 = now();
     const req = http.get(url, { agent, headers }, (res) => {
@@ -29,6 +29,7 @@ function get(url, { agent, headers = {}, hash = false, timeoutMs = 10_000 } = {}
       res.on("end", () => resolve({ ms: now() - t0, status: res.statusCode, servedBy: res.headers["x-served-by"] || "", body, bytes, sha: h ? h.digest("hex") : undefined }));
       res.on("error", reject);
     });
+    if (onSocket) req.once("socket", onSocket);
     req.setTimeout(timeoutMs, () => req.destroy(new Error("timeout")));
     req.on("error", reject);
   });
@@ -105,33 +106,50 @@ const ops = {
   },
 
   /**
-   * Starts requests at a steady rate, each on a new connection, until loadStop with the same key.
+   * Starts requests at a steady rate until loadStop with the same key: each on a new connection, or
+   * with `keepAlive` on a pool of `sockets` keep-alive connections (Node's http.Agent, as service
+   * clients call) that each retire after `lifetimeMs`, so that new ones keep being opened.
    */
-  async loadStart({ key, url, rate, headers }) {
+  async loadStart({ key, url, rate, headers, keepAlive }) {
     const run = { stop: false, out: [], pending: [] };
     loads.set(key, run);
+    const agent = keepAlive ? new http.Agent({ keepAlive: true, maxSockets: keepAlive.sockets }) : false;
+    const epoch0 = Date.now();
+    const start = now();
+    const epochNow = () => epoch0 + (now() - start);
+    const opened = new WeakMap();
+    if (agent) {
+      // a free connection past its lifetime is closed by the client, between requests (no race)
+      agent.on("free", (socket) => {
+        if (epochNow() - (opened.get(socket) ?? 0) > keepAlive.lifetimeMs) socket.destroy();
+      });
+    }
     run.done = (async () => {
       const interval = 1000 / rate;
-      const start = now();
-      const epoch0 = Date.now();
       for (let i = 0; !run.stop; i++) {
         const wait = start + i * interval - now();
         if (wait > 0) await sleep(wait);
         if (run.stop) break;
-        const sentAt = epoch0 + (now() - start);
+        const sentAt = epochNow();
+        let openedAt = sentAt;
+        const req = get(url, { agent, headers: { ...(agent ? {} : { connection: "close" }), ...headers }, timeoutMs: 10_000, onSocket: (s) => {
+          if (!opened.has(s)) opened.set(s, sentAt);
+          openedAt = opened.get(s);
+        } });
         run.pending.push(
-          get(url, { agent: false, headers: { connection: "close", ...headers }, timeoutMs: 10_000 }).then(
-            (r) => run.out.push([sentAt, r.ms, r.status, r.servedBy]),
-            (err) => run.out.push([sentAt, 0, 0, String(err.code || err.message)]),
+          req.then(
+            (r) => run.out.push([sentAt, r.ms, r.status, r.servedBy, openedAt]),
+            (err) => run.out.push([sentAt, 0, 0, String(err.code || err.message), openedAt]),
           ),
         );
       }
       await Promise.all(run.pending);
+      if (agent) agent.destroy();
     })();
     return {};
   },
 
-  /** Stops a load; each result: [sentAtEpochMs, ms, status (0 = error), servedBy or error]. */
+  /** Stops a load; each result: [sentAtEpochMs, ms, status (0 = error), servedBy or error, connection opened at (epoch ms)]. */
   async loadStop({ key }) {
     const run = loads.get(key);
     loads.delete(key);
