@@ -10,7 +10,26 @@ set -euo pipefail
 ISTIO_VERSION=${ISTIO_VERSION:-v0.0.0-20260827124520-eed52ebb66ad}
 ROOT=${TETHER_K8S_CACHE:-/var/cache/tether/k8s}
 HERE=$(cd "$(dirname "$0")" && pwd)
-ISTIO_DIR=$ROOT/istio-$ISTIO_VERSION
+# istio-iptables as Istio's init container runs it (`pilot-agent istio-iptables ...`, with the
+# logging flags pilot-agent attaches, such as --log_output_level)
+ISTIO_MAIN='package main
+
+import (
+	"os"
+
+	"istio.io/istio/pkg/log"
+	"istio.io/istio/tools/istio-iptables/pkg/cmd"
+)
+
+func main() {
+	opts := log.DefaultOptions()
+	c := cmd.GetCommand(opts)
+	opts.AttachCobraFlags(c)
+	if err := c.Execute(); err != nil {
+		os.Exit(1)
+	}
+}'
+ISTIO_DIR=$ROOT/istio-$ISTIO_VERSION-$(printf '%s' "$ISTIO_MAIN" | sha256sum | cut -c1-8)
 PROXY_HASH=$(sha256sum "$HERE/mesh/proxy.go" | cut -c1-12)
 PROXY_DIR=$ROOT/mesh-proxy-$PROXY_HASH
 log() { echo "[k8s-build-mesh $(date +%T)] $*" >&2; }
@@ -23,23 +42,7 @@ if [ ! -x "$ISTIO_DIR/istio-iptables" ]; then
   mkdir -p "$ISTIO_DIR" "$WORK/istio" && cd "$WORK/istio"
   go mod init tether.local/istio-iptables >/dev/null 2>&1
   echo "require istio.io/istio $ISTIO_VERSION" >> go.mod
-  cat > main.go <<'GO'
-// istio-iptables as Istio's init container runs it (pilot-agent istio-iptables ...).
-package main
-
-import (
-	"os"
-
-	"istio.io/istio/pkg/log"
-	"istio.io/istio/tools/istio-iptables/pkg/cmd"
-)
-
-func main() {
-	if err := cmd.GetCommand(log.DefaultOptions()).Execute(); err != nil {
-		os.Exit(1)
-	}
-}
-GO
+  printf '%s\n' "$ISTIO_MAIN" > main.go
   go mod tidy -e >/dev/null 2>"$WORK/tidy.log" || { tail -20 "$WORK/tidy.log" >&2; exit 1; }
   go build -trimpath -ldflags "-s -w" -o "$ISTIO_DIR/istio-iptables.tmp" .
   mv "$ISTIO_DIR/istio-iptables.tmp" "$ISTIO_DIR/istio-iptables"
