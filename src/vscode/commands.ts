@@ -2,8 +2,8 @@
 // views edit in .tether/config.json, target selection, the session's own commands and doctor.
 import * as vscode from "vscode";
 import { parseAddress } from "../config/address";
-import { normalizeTarget, targetLabel } from "../config/target";
 import { formatPortPair, parsePortList, parsePortPairs } from "../config/ports";
+import { normalizeTarget, targetLabel } from "../config/target";
 import type { Log } from "../protocol/log";
 import { regexError } from "../protocol/regex";
 import type { AgentLogs } from "./agentLog";

@@ -41,6 +41,8 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
   private readonly changed = new vscode.EventEmitter<ActiveSession | undefined>();
   readonly onDidChange = this.changed.event;
   private readonly disposables: vscode.Disposable[] = [this.changed];
+  /** Whether a debugger for a debug type is installed (replaceable by tests that run no adapter). */
+  hasDebugger: (type: string) => boolean = debuggerInstalled;
   /** The last start failure, for the tests and the "Show log" action. */
   lastError?: string;
 
@@ -104,7 +106,7 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
     if (block === undefined && !this.store.enabled) return debugConfiguration;
     this.lastError = undefined;
     const type = String(debugConfiguration.type);
-    if (!debuggerInstalled(type)) {
+    if (!this.hasDebugger(type)) {
       // VS Code would refuse the launch after the agent had started stealing: start nothing
       const provider = DEBUG_TYPES[type]?.provider ?? "the extension that provides it";
       this.fail(new TetherError("UNSUPPORTED", `no debugger for "${type}" is installed (it comes with ${provider}); no session was started`), "extensions", type);

@@ -320,7 +320,9 @@ export function nativeScenarios(cluster: () => E2eCluster): void {
         // a request to the pod, stolen into the debuggee: the debugger stops it at the breakpoint
         const pod = /deployment\/\S+ -> pod (\S+)/.exec(run.stderr())![1]!;
         const podIp = (await a.kubectl(["get", "pod", "-n", "demo", pod, "-o", "jsonpath={.status.podIP}"])).stdout.trim();
-        for (let i = 0; i < 100 && !listened.test(run.stderr()); i++) await sleep(100);
+        // under load the subscription can take a while: wait for it (bounded), it is what the request needs
+        for (let i = 0; i < 600 && !listened.test(run.stderr()); i++) await sleep(100);
+        assert.match(run.stderr(), listened, "the debuggee's port was subscribed once it listened");
         const answer = a.fromClientPod(`http://${podIp}:${port}/debugged`);
         const stopped = await dap.waitEvent("stopped");
         assert.equal(stopped.body?.reason, "breakpoint");

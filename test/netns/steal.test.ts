@@ -242,6 +242,8 @@ describe("steal", requireNetns(), () => {
       assert.equal(failures.length, 1);
     } finally {
       s.close();
+      // the agent releases the port when it sees the wire close: wait for that, the next test steals it whole
+      for (let i = 0; i < 50 && /tether:/.test(world.natRules()); i++) await sleep(100);
     }
   });
 

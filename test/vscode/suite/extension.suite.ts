@@ -164,12 +164,16 @@ describe("Tether in a real VS Code", () => {
     const ok = await vscode.debug.startDebugging(folder, { type: "node", request: "launch", name: "mirror", program: join(ws, "server.js"), env: { PORT: String(port) }, tether: {} });
     assert.ok(ok, `the launch started (${api.sessions.lastError ?? ""})`);
     const [s] = [...api.sessions.sessions.values()];
-    await until(`pod 8080 to be mirrored to local ${port}`, () => s!.launch.session.ports.get(8080) === port);
-    const podIp = s!.launch.session.target.pod.status!.podIP!;
-    assert.match(await fromPod(api, "client", `http://${podIp}:8080/copied`), /"pod":"api-/, "the pod answers");
-    await until("the copy to be listed", () => s!.launch.session.recent.some((r) => "connection" in r && r.mode === "mirror"), 30_000);
-    assert.ok(s!.launch.session.stats.mirrored >= 1);
-    await vscode.debug.stopDebugging();
+    try {
+      // the launch configuration's PORT wins over the pod's own PORT (8080)
+      await until(`pod 8080 to be mirrored to local ${port}`, () => s!.launch.session.ports.get(8080) === port);
+      const podIp = s!.launch.session.target.pod.status!.podIP!;
+      assert.match(await fromPod(api, "client", `http://${podIp}:8080/copied`), /"pod":"api-/, "the pod answers");
+      await until("the copy to be listed", () => s!.launch.session.recent.some((r) => "connection" in r && r.mode === "mirror"), 30_000);
+      assert.ok(s!.launch.session.stats.mirrored >= 1);
+    } finally {
+      await vscode.debug.stopDebugging();
+    }
     await until("the session to end with the debug session", () => api.sessions.sessions.size === 0, 30_000);
   });
 
@@ -318,6 +322,8 @@ describe("Tether in a real VS Code", () => {
     // as VS Code does before handing it to the adapter, and checks what the adapter would receive.
     // test/e2e/native.ts runs debugpy and dlv for real under the layer.
     writeConfig(base());
+    const hasDebugger = api.sessions.hasDebugger;
+    api.sessions.hasDebugger = () => true; // no adapter runs here: let the provider start a session for each type
     const cases: { type: string; extra?: Record<string, unknown> }[] = [
       { type: "debugpy", extra: { program: join(ws, "app.py") } },
       { type: "python", extra: { program: join(ws, "app.py") } },
@@ -327,27 +333,31 @@ describe("Tether in a real VS Code", () => {
       { type: "coreclr", extra: { program: "/bin/true" } },
       { type: "node", extra: { program: join(ws, "envdump.js") } },
     ];
-    for (const c of cases) {
-      const resolved = (await api.sessions.resolveDebugConfigurationWithSubstitutedVariables(folder, { type: c.type, request: "launch", name: c.type, tether: {}, ...c.extra }))!;
-      try {
-        assert.ok(resolved?.__tetherSession, `${c.type}: a session started`);
-        const env: Record<string, string> =
-          c.type === "cppdbg" ? Object.fromEntries((resolved.environment as { name: string; value: string }[]).map((e) => [e.name, e.value])) : resolved.env;
-        assert.match(env.TETHER_NATIVE ?? "", /^\d+:\/.+/, `${c.type}: the supervisor's address`);
-        assert.match(env.LD_PRELOAD ?? "", /\/dist\/native\/linux-x64\/libtether\.so$/, `${c.type}: the injector for dynamic programs`);
-        assert.match(env.POD_NAME ?? "", /^api-/, `${c.type}: the pod's environment`);
-        assert.equal(env.HTTP_PROXY, undefined, `${c.type}: no proxy where the layer runs`);
-        if (c.type === "cppdbg") assert.equal(env.KEEP, "me", "cppdbg: its own environment entries are kept");
-        if (c.type === "node") assert.match(env.NODE_OPTIONS ?? "", /--require .*runtime\.js/, "node: the runtime too");
-        if (c.type === "go") {
-          // a static Go debuggee ignores LD_PRELOAD: dlv itself runs under the layer, and its debuggee inherits it
-          const wrapper = readFileSync(resolved.dlvToolPath as string, "utf8");
-          assert.match(wrapper, /tether-shim' -- '[^']*dlv' "\$@"/);
-          assert.match(wrapper, /export TETHER_NATIVE=/);
+    try {
+      for (const c of cases) {
+        const resolved = (await api.sessions.resolveDebugConfigurationWithSubstitutedVariables(folder, { type: c.type, request: "launch", name: c.type, tether: {}, ...c.extra }))!;
+        try {
+          assert.ok(resolved?.__tetherSession, `${c.type}: a session started`);
+          const env: Record<string, string> =
+            c.type === "cppdbg" ? Object.fromEntries((resolved.environment as { name: string; value: string }[]).map((e) => [e.name, e.value])) : resolved.env;
+          assert.match(env.TETHER_NATIVE ?? "", /^\d+:\/.+/, `${c.type}: the supervisor's address`);
+          assert.match(env.LD_PRELOAD ?? "", /\/dist\/native\/linux-x64\/libtether\.so$/, `${c.type}: the injector for dynamic programs`);
+          assert.match(env.POD_NAME ?? "", /^api-/, `${c.type}: the pod's environment`);
+          assert.equal(env.HTTP_PROXY, undefined, `${c.type}: no proxy where the layer runs`);
+          if (c.type === "cppdbg") assert.equal(env.KEEP, "me", "cppdbg: its own environment entries are kept");
+          if (c.type === "node") assert.match(env.NODE_OPTIONS ?? "", /--require .*runtime\.js/, "node: the runtime too");
+          if (c.type === "go") {
+            // a static Go debuggee ignores LD_PRELOAD: dlv itself runs under the layer, and its debuggee inherits it
+            const wrapper = readFileSync(resolved.dlvToolPath as string, "utf8");
+            assert.match(wrapper, /tether-shim' -- '[^']*dlv' "\$@"/);
+            assert.match(wrapper, /export TETHER_NATIVE=/);
+          }
+        } finally {
+          if (resolved?.__tetherSession) await api.sessions.stop(resolved.__tetherSession as string, "test");
         }
-      } finally {
-        if (resolved?.__tetherSession) await api.sessions.stop(resolved.__tetherSession as string, "test");
       }
+    } finally {
+      api.sessions.hasDebugger = hasDebugger;
     }
   });
 
