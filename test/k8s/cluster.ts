@@ -386,7 +386,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     let prometheus: Cluster["prometheus"];
     if (existsSync(PROMETHEUS_BIN)) {
       const config = join(stateDir, "prometheus.yml");
-      writeFileSync(config, prometheusConfig(inNodeKubeconfig("prometheus"), metricsTokenFile));
+      // Debian's build has no Kubernetes service discovery: podDiscovery.js lists the pods for it
+      const p = users.prometheus;
+      daemon("pod-discovery", [process.execPath, join(HERE, "podDiscovery.js"), "https://127.0.0.1:6443", pki.ca, p.cert, p.key, `demo,${MESH_NAMESPACE}`, String(POD_DISCOVERY_PORT)]);
+      writeFileSync(config, prometheusConfig(metricsTokenFile));
       daemon("prometheus", [PROMETHEUS_BIN, `--config.file=${config}`, `--storage.tsdb.path=${join(stateDir, "prometheus")}`, `--web.listen-address=${PROMETHEUS_ADDRESS}`, "--log.level=warn"]);
       const query = async (promql: string): Promise<PromSample[]> => {
         const out = inNode(["curl", "-sf", "--max-time", "5", `http://${PROMETHEUS_ADDRESS}/api/v1/query`, "--data-urlencode", `query=${promql}`]);
@@ -568,15 +571,20 @@ function meshObjects(metricsToken: string): object[] {
   ];
 }
 
-/** The scrape configuration README.md gives users, with this cluster's kubeconfig and token file. */
-function prometheusConfig(kubeconfig: string, tokenFile: string): string {
+const POD_DISCOVERY_PORT = 9091;
+
+/**
+ * The scrape configuration README.md gives users, with this cluster's token file; its pods come over
+ * HTTP service discovery from podDiscovery.js (same labels as kubernetes_sd_configs role pod).
+ */
+function prometheusConfig(tokenFile: string): string {
   return JSON.stringify({
     global: { scrape_interval: "1s", scrape_timeout: "1s", evaluation_interval: "1s" },
     scrape_configs: [
       {
         job_name: "tether-agents",
         authorization: { credentials_file: tokenFile },
-        kubernetes_sd_configs: [{ role: "pod", kubeconfig_file: kubeconfig, namespaces: { names: ["demo", MESH_NAMESPACE] } }],
+        http_sd_configs: [{ url: `http://127.0.0.1:${POD_DISCOVERY_PORT}/pods`, refresh_interval: "1s" }],
         relabel_configs: [
           { source_labels: ["__meta_kubernetes_pod_phase"], regex: "Running", action: "keep" },
           { source_labels: ["__meta_kubernetes_pod_ip"], target_label: "__address__", replacement: "$1:47801" },
