@@ -21,6 +21,8 @@ export interface Row {
   /** A value the row's commands act on (a rule, a filter field, a session id). */
   arg?: unknown;
   id?: string;
+  /** Starts collapsed (rows with children start expanded otherwise). */
+  collapsed?: boolean;
   /** An on/off setting: a checkbox; ticking it runs `command` with the new value. */
   checkbox?: { checked: boolean; command: string };
 }
@@ -36,7 +38,10 @@ abstract class RowsProvider implements vscode.TreeDataProvider<Row> {
   protected abstract rows(): Row[];
 
   getTreeItem(row: Row): vscode.TreeItem {
-    const item = new vscode.TreeItem(row.label, row.children?.length ? vscode.TreeItemCollapsibleState.Expanded : vscode.TreeItemCollapsibleState.None);
+    const item = new vscode.TreeItem(
+      row.label,
+      !row.children?.length ? vscode.TreeItemCollapsibleState.None : row.collapsed ? vscode.TreeItemCollapsibleState.Collapsed : vscode.TreeItemCollapsibleState.Expanded,
+    );
     item.description = row.description;
     item.tooltip = row.tooltip;
     if (row.icon) item.iconPath = new vscode.ThemeIcon(row.icon);
@@ -261,6 +266,26 @@ export class SessionsProvider extends RowsProvider {
     }));
     const ports = [session.ports.size ? showRoutes(session.ports) : "", session.waiting.length ? waitingText(session.waiting) : ""].filter(Boolean).join("; ") || "none";
     const pod = session.target ? `${session.target.podName}${session.target.readyPods > 1 ? ` (1 of ${session.target.readyPods} replicas)` : ""}` : "?";
+    // every replica: one row per pod with its state; the primary carries outgoing traffic, DNS and files
+    const pods = session.pods;
+    const podRow: Row =
+      pods.length > 1
+        ? {
+            label: "Pods",
+            description: `${pods.filter((p) => p.state === "ready").length} ready of ${pods.length}`,
+            icon: "server",
+            id: `${s.id}.pods`,
+            tooltip: session.target?.reason,
+            collapsed: true, // the pods' rows on demand: the counts and recent requests stay in view
+            children: pods.map((p) => ({
+              label: p.pod,
+              description: `${p.state}${p.primary ? " · outgoing, DNS, files" : ""} · ${p.requests} stolen`,
+              icon: p.state === "ready" ? "pass" : p.state === "failed" ? "error" : "loading~spin",
+              tooltip: p.detail,
+              id: `${s.id}.pod.${p.pod}`,
+            })),
+          }
+        : { label: "Pod", description: pod, icon: "server", id: `${s.id}.pod`, tooltip: session.target?.reason };
     // one count per row, so a narrow sidebar cuts a label, never a number
     const count = (label: string, n: number, icon: string, tooltip: string): Row => ({ label, description: String(n), icon, tooltip, id: `${s.id}.count.${label}` });
     const counts = [
@@ -279,7 +304,7 @@ export class SessionsProvider extends RowsProvider {
       id: s.id,
       tooltip: `${s.summary}\nagent: ${session.placed?.description ?? "?"}${d ? `\n${bytes(d.bytesIn + d.bytesOut)} delivered` : ""}\nstarted in ${s.steps.map((x) => `${x.step} ${x.ms} ms`).join(", ")}`,
       children: [
-        { label: "Pod", description: pod, icon: "server", id: `${s.id}.pod`, tooltip: session.target?.reason },
+        podRow,
         { label: "Ports", description: ports, icon: "plug", id: `${s.id}.ports` },
         ...(inFlight.length ? [{ label: "In flight", description: String(inFlight.length), icon: "debug-pause", id: `${s.id}.inflight`, children: inFlight }] : []),
         ...counts,
