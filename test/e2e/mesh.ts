@@ -257,8 +257,11 @@ export const meshScenarios: { name: string; run(t: E2eTools, m: ReturnType<typeo
         for (const pid of debuggees) process.kill(pid, "SIGKILL");
         // Prometheus, through its query API, has what this scenario did (b keeps the agent up)
         const series = (name: string, session: string) => `sum(${name}{namespace="${m.ns}",pod="${api}",session="${session}"})`;
+        // stolen: every request a's debuggee answered (its events say which), and /hang
+        const answered = readEvents(a.events).filter((e) => e.type === "request").length;
+        assert.ok(answered >= 3);
         const want: [string, number][] = [
-          [`sum(tether_requests_total{namespace="${m.ns}",pod="${api}",session="${a.session}",outcome="stolen"})`, 3],
+          [`sum(tether_requests_total{namespace="${m.ns}",pod="${api}",session="${a.session}",outcome="stolen"})`, answered + 1],
           [series("tether_leaked_requests_total", a.session), 2],
           [series("tether_leaked_requests_total", b.session), 1],
           [series("tether_dropped_requests_total", a.session), 1],
