@@ -47,9 +47,6 @@ export class AgentSession {
     switch (msg.type) {
       case "incoming.subscribe": {
         try {
-          if (msg.mode === "mirror" && msg.filter) {
-            throw new TetherError("BAD_REQUEST", "an HTTP filter applies to steal only; mirror copies every connection");
-          }
           const previous = this.ports.get(msg.port);
           if (previous && previous !== msg.mode) await (previous === "steal" ? s.steal : s.mirror).unsubscribe(this, msg.port);
           const { probesKept } = await (msg.mode === "steal" ? s.steal : s.mirror).subscribe(this, msg);

@@ -9,6 +9,7 @@
 import { connect, type Socket } from "node:net";
 import { Duplex } from "node:stream";
 import type { IncomingMessage } from "node:http";
+import { markOwn } from "./ownFlows";
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 /** The frames of the upgrade's answer must fit the default SETTINGS_MAX_FRAME_SIZE. */
@@ -31,6 +32,7 @@ export function appSpeaksH2c(host: string, port: number): Promise<boolean> {
   if (cached && Date.now() - cached.at < CACHE_MS) return Promise.resolve(cached.yes);
   return new Promise((resolve) => {
     const socket = connect({ host, port });
+    markOwn(socket);
     let got = Buffer.alloc(0);
     const done = (yes: boolean) => {
       clearTimeout(timer);

@@ -27,6 +27,7 @@ import { requestFacts, type RequestFacts } from "./httpMatcher";
 import type { TlsFacts } from "./http2Steal";
 import { isH2cUpgrade } from "./h2cUpgrade";
 import { pipeBoth } from "../../src/protocol/pipeBoth";
+import { markOwn } from "./ownFlows";
 
 export const MAX_HEADER_BYTES = 96 * 1024;
 export const HEADERS_TIMEOUT_MS = 15_000;
@@ -279,6 +280,7 @@ function createHttpServer(ctx: HttpStealContext, owner: HttpSteal): Server {
       setHost: false,
       maxHeaderSize: MAX_HEADER_BYTES,
     });
+    upstream.on("socket", (s) => markOwn(s as Socket));
     for (const chunk of replay) upstream.write(chunk);
     req.pipe(upstream);
     upstream.on("response", (answer) => {
@@ -393,6 +395,7 @@ function createHttpServer(ctx: HttpStealContext, owner: HttpSteal): Server {
     const app = tls
       ? tlsConnect({ host, port: ctx.port, servername: tls.sni, ALPNProtocols: ["http/1.1"], rejectUnauthorized: false })
       : connect({ host, port: ctx.port });
+    markOwn(app);
     app.write(headBytes(`${req.method} ${req.url} HTTP/${req.httpVersion}`, req.rawHeaders));
     if (head.length) app.write(head);
     pipeBoth(socket, app);

@@ -61,8 +61,13 @@ function execText(cmd: string, args: string[], input?: string): Promise<string> 
   });
 }
 
-/** A redirect stops matching when the agent's heartbeat is older than this. */
-export const ALIVE_SECONDS = 2;
+/**
+ * A redirect stops matching when the agent's heartbeat (every HEARTBEAT_MS) is older than this. Not
+ * shorter: on a node short of CPU a heartbeat can come seconds late, and the steal would then let
+ * new connections through to the app (leaked requests) while the agent is alive. The guard removes
+ * the rules at once when the agent dies; this is the backstop when both are killed together.
+ */
+export const ALIVE_SECONDS = 5;
 const HEARTBEAT_MS = 250;
 /** Destination port of the heartbeat datagrams (nothing listens; the mangle rule counts them). */
 const HEARTBEAT_PORT = 9;

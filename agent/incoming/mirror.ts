@@ -3,13 +3,23 @@
 // redirected: the app's traffic does not pass through the agent, so the app cannot notice and keeps
 // serving if the agent dies (tcpdump is started with a parent-death signal and dies with it).
 // Responses are not copied.
+//
+// Exactly once: the agent's own connections to the app (a steal of the same port passing requests
+// on, its probes of the app) go to the mirrored port too; they are not copied (ownFlows.ts), the
+// client's connection is. A filtered mirror (httpFilter) reads each connection's requests
+// (requestSplitter.ts) and copies only the matching ones, each as a connection of its own.
+import { spawn, type ChildProcess } from "node:child_process";
 import type { WireStream } from "../../src/protocol/connection";
 import { TetherError } from "../../src/protocol/error";
 import type { Log } from "../../src/protocol/log";
 import type { IncomingSubscribe, PortCapability } from "../capabilities";
 import type { Metrics } from "../metrics";
 import type { AgentSession } from "../session";
-import { startCapture, type Capture } from "./pcap";
+import type { HttpFilter } from "../../src/protocol/httpFilter";
+import { compileFilter, type RequestMatcher } from "./httpMatcher";
+import { isOwn } from "./ownFlows";
+import { PcapReader } from "./pcap";
+import { RequestSplitter, type RequestCopy } from "./requestSplitter";
 import { TcpReassembler, type FlowKey } from "./tcpReassembly";
 
 /** A session whose copy stream holds more than this unsent gives up that connection. */
@@ -25,13 +35,20 @@ export interface MirrorOptions {
   inboundProxy?: (port: number) => Promise<number | undefined>;
 }
 
-interface MirrorPort {
+interface Capture {
   port: number;
-  capture: Capture;
-  sessions: Set<AgentSession>;
+  process: ChildProcess;
+  /** Sessions mirroring the port, with their filter's matcher (undefined: every connection). */
+  sessions: Map<AgentSession, RequestMatcher | undefined>;
   reassembler: TcpReassembler;
-  copies: Map<string, WireStream[]>;
+  copies: Map<string, FlowCopies>;
   sweep: NodeJS.Timeout;
+}
+
+/** Where one captured connection's bytes go: whole copies, and the splitters of filtered sessions. */
+interface FlowCopies {
+  streams: WireStream[];
+  splitters: RequestSplitter[];
 }
 
 function defaultCommand(port: number, iface: "any" | "lo"): string[] {
@@ -44,7 +61,7 @@ function defaultCommand(port: number, iface: "any" | "lo"): string[] {
 }
 
 export class MirrorCapture implements PortCapability {
-  private readonly captures = new Map<number, Promise<MirrorPort>>();
+  private readonly captures = new Map<number, Promise<Capture>>();
   private closed = false;
 
   constructor(private readonly options: MirrorOptions) {}
@@ -57,7 +74,7 @@ export class MirrorCapture implements PortCapability {
       this.captures.set(msg.port, capture);
       capture.catch(() => this.captures.delete(msg.port));
     }
-    (await capture).sessions.add(session);
+    (await capture).sessions.set(session, msg.filter ? compileFilter(msg.filter as HttpFilter) : undefined);
     return { probesKept: [] };
   }
 
@@ -83,92 +100,146 @@ export class MirrorCapture implements PortCapability {
     for (const c of all) if (c.status === "fulfilled") this.stop(c.value);
   }
 
-  private stop(mirror: MirrorPort): void {
-    if (this.captures.get(mirror.port) === undefined) return;
-    this.captures.delete(mirror.port);
-    clearInterval(mirror.sweep);
-    mirror.capture.kill();
-    mirror.reassembler.closeAll();
-    this.options.log("info", "mirror stopped", { port: mirror.port });
+  private stop(capture: Capture): void {
+    if (this.captures.get(capture.port) === undefined) return;
+    this.captures.delete(capture.port);
+    clearInterval(capture.sweep);
+    capture.process.kill("SIGKILL");
+    capture.reassembler.closeAll();
+    this.options.log("info", "mirror stopped", { port: capture.port });
   }
 
-  private async start(port: number): Promise<MirrorPort> {
-    const { log, metrics } = this.options;
-    // In a pod whose own rules send the port's inbound traffic to a proxy first (a mesh sidecar), the
-    // app receives it from that proxy over loopback: copy that, not the packets on the pod's
-    // interface, which go to the proxy (and a mesh encrypts them).
-    const viaLoopback = (await this.options.inboundProxy?.(port)) !== undefined;
-    const mirror: MirrorPort = {
+  /**
+   * In a pod whose own rules send the port's inbound traffic to a proxy first (a mesh sidecar), the
+   * app receives it from that proxy over loopback: copy that, not the packets on the pod's interface,
+   * which go to the proxy (and a mesh encrypts them).
+   */
+  private async start(port: number): Promise<Capture> {
+    const proxy = await this.options.inboundProxy?.(port);
+    if (proxy !== undefined) this.options.log("info", "the pod's proxy receives this port first: its re-dial of the app over loopback is mirrored", { port, proxy });
+    return this.capture(port, proxy === undefined ? "any" : "lo");
+  }
+
+  private capture(port: number, iface: "any" | "lo"): Promise<Capture> {
+    const { log } = this.options;
+    const [cmd, ...args] = (this.options.captureCommand ?? defaultCommand)(port, iface);
+    const child = spawn(cmd!, args, { stdio: ["ignore", "pipe", "pipe"] });
+    const capture: Capture = {
       port,
-      capture: undefined as unknown as Capture,
-      sessions: new Set(),
+      process: child,
+      sessions: new Map(),
       copies: new Map(),
       reassembler: undefined as never,
-      sweep: setInterval(() => mirror.reassembler.sweep(), 60_000),
+      sweep: setInterval(() => capture.reassembler.sweep(), 60_000),
     };
-    mirror.sweep.unref();
-    mirror.reassembler = new TcpReassembler({
-      onOpen: (flow) => this.open(mirror, flow),
+    capture.sweep.unref();
+    capture.reassembler = new TcpReassembler({
+      onOpen: (flow) => this.open(capture, flow),
       onData: (flow, data) => {
-        for (const stream of mirror.copies.get(flow.id) ?? []) {
-          if (stream.destroyed) continue;
-          if (stream.writableLength > MAX_BACKLOG) {
-            log("warn", "mirror copy dropped: the session reads too slowly", { port, flow: flow.id });
-            stream.destroy(new Error("mirror copy dropped: session too slow"));
-            continue;
-          }
-          metrics.add("tether_bytes_total", data.length, { direction: "to_session" });
-          stream.write(data);
-        }
+        const copies = capture.copies.get(flow.id);
+        for (const stream of copies?.streams ?? []) this.write(capture, flow, stream, data);
+        for (const splitter of copies?.splitters ?? []) splitter.push(data);
       },
       onEnd: (flow, reset) => {
-        for (const stream of mirror.copies.get(flow.id) ?? []) {
+        const copies = capture.copies.get(flow.id);
+        for (const stream of copies?.streams ?? []) {
           if (reset) stream.destroy(new Error("connection reset"));
           else stream.end();
         }
-        mirror.copies.delete(flow.id);
+        for (const splitter of copies?.splitters ?? []) splitter.end();
+        capture.copies.delete(flow.id);
       },
       onGiveUp: (flow, reason) => {
         log("warn", "mirror gave up a connection", { port, flow: flow.id, reason });
-        for (const stream of mirror.copies.get(flow.id) ?? []) stream.destroy(new Error(reason));
-        mirror.copies.delete(flow.id);
+        const copies = capture.copies.get(flow.id);
+        for (const stream of copies?.streams ?? []) stream.destroy(new Error(reason));
+        for (const splitter of copies?.splitters ?? []) splitter.end();
+        capture.copies.delete(flow.id);
       },
     });
-    try {
-      mirror.capture = await startCapture((this.options.captureCommand ?? defaultCommand)(port, viaLoopback ? "lo" : "any"), {
-        startTimeoutMs: START_TIMEOUT_MS,
-        onSegment: (segment) => mirror.reassembler.push(segment),
-        onExit: (reason) => {
-          log("warn", "capture process ended; mirror stopped", { port, reason });
-          this.stop(mirror);
-        },
+    const reader = new PcapReader((segment) => capture.reassembler.push(segment));
+    child.stdout!.on("data", (chunk: Buffer) => {
+      try {
+        reader.push(chunk);
+      } catch (err) {
+        log("error", "capture output unreadable; mirror stopped", { port, error: (err as Error).message });
+        this.stop(capture);
+      }
+    });
+    let stderr = "";
+    return new Promise<Capture>((resolve, reject) => {
+      const timer = setTimeout(() => fail(`tcpdump did not start within ${START_TIMEOUT_MS / 1000} s`), START_TIMEOUT_MS);
+      const fail = (why: string) => {
+        clearTimeout(timer);
+        clearInterval(capture.sweep);
+        child.kill("SIGKILL");
+        reject(new TetherError("UNSUPPORTED", `cannot mirror port ${port}: ${why}`));
+      };
+      child.stderr!.on("data", (d: Buffer) => {
+        stderr = (stderr + d).slice(-2000);
+        if (/listening on/.test(stderr)) {
+          clearTimeout(timer);
+          log("info", "mirror started", { port, pid: child.pid });
+          resolve(capture);
+        }
       });
-    } catch (err) {
-      clearInterval(mirror.sweep);
-      const why = (err as Error).message;
-      throw new TetherError("UNSUPPORTED", `cannot mirror port ${port}: ${why}${/ENOENT/.test(why) ? " (the agent image needs tcpdump)" : ""}`);
-    }
-    log("info", "mirror started", { port, pid: mirror.capture.pid, ...(viaLoopback ? { path: "loopback, from the pod's proxy" } : {}) });
-    return mirror;
+      child.once("error", (err) => fail(`${cmd}: ${err.message} (the agent image needs tcpdump)`));
+      child.once("exit", (code, signal) => {
+        if (this.captures.has(port)) log("warn", "capture process ended", { port, code, signal, stderr: stderr.trim() });
+        fail(stderr.trim() || `exited with ${code ?? signal}`);
+        capture.reassembler.closeAll();
+        if (this.captures.get(port)) this.captures.delete(port);
+      });
+    });
   }
 
-  private open(capture: MirrorPort, flow: FlowKey): void {
-    const streams: WireStream[] = [];
-    for (const session of capture.sessions) {
+  private write(capture: Capture, flow: FlowKey, stream: WireStream, data: Buffer): void {
+    if (stream.destroyed) return;
+    if (stream.writableLength > MAX_BACKLOG) {
+      this.options.log("warn", "mirror copy dropped: the session reads too slowly", { port: capture.port, flow: flow.id });
+      stream.destroy(new Error("mirror copy dropped: session too slow"));
+      return;
+    }
+    this.options.metrics.add("tether_bytes_total", data.length, { direction: "to_session" });
+    stream.write(data);
+  }
+
+  /** A copy stream to one session, announced as a mirrored connection from the client. */
+  private copyStream(capture: Capture, flow: FlowKey, session: AgentSession): WireStream {
+    const stream = session.conn.openStream();
+    session.conn.send({
+      type: "incoming.tcp",
+      stream: stream.id,
+      port: capture.port,
+      mode: "mirror",
+      peer: { address: flow.src, port: flow.srcPort },
+    });
+    // the session only reads a copy; whatever it writes back goes nowhere
+    stream.resume();
+    return stream;
+  }
+
+  private open(capture: Capture, flow: FlowKey): void {
+    // the agent's own connection to the app (a steal passing a request on): its client's is copied
+    if (isOwn(flow.src, flow.srcPort)) return;
+    const copies: FlowCopies = { streams: [], splitters: [] };
+    for (const [session, matcher] of capture.sessions) {
       if (session.conn.isClosed) continue;
-      const stream = session.conn.openStream();
-      session.conn.send({
-        type: "incoming.tcp",
-        stream: stream.id,
-        port: capture.port,
-        mode: "mirror",
-        peer: { address: flow.src, port: flow.srcPort },
-      });
-      // the session only reads a copy; whatever it writes back goes nowhere
-      stream.resume();
-      streams.push(stream);
+      if (!matcher) {
+        copies.streams.push(this.copyStream(capture, flow, session));
+        continue;
+      }
+      // a filtered mirror: each matching request becomes a copy of its own
+      copies.splitters.push(
+        new RequestSplitter((facts): RequestCopy | undefined => {
+          if (session.conn.isClosed || !matcher(facts)) return undefined;
+          this.options.metrics.add("tether_requests_total", 1, { outcome: "mirrored" });
+          const stream = this.copyStream(capture, flow, session);
+          return { write: (chunk) => this.write(capture, flow, stream, chunk), end: () => stream.end() };
+        }),
+      );
     }
     this.options.metrics.add("tether_connections_total", 1, { outcome: "mirrored" });
-    if (streams.length) capture.copies.set(flow.id, streams);
+    if (copies.streams.length || copies.splitters.length) capture.copies.set(flow.id, copies);
   }
 }

@@ -56,6 +56,7 @@ import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import type { Duplex } from "node:stream";
 import { pipeBoth } from "../../src/protocol/pipeBoth";
 import type { LeakWatch } from "./leakWatch";
+import { markOwn } from "./ownFlows";
 
 export interface StealOptions {
   config: AgentConfig;
@@ -99,6 +100,12 @@ interface StolenPort {
   sockets: Set<Socket>;
   /** Released: no subscription, no redirect; what is still open drains. */
   released: boolean;
+}
+
+/** The agent's own connection to the app: the mirror does not copy it (ownFlows.ts). */
+function own<S extends Socket>(socket: S): S {
+  markOwn(socket);
+  return socket;
 }
 
 /** Some bytes but no whole request line: as long as a whole head may take (HEADERS_TIMEOUT_MS). */
@@ -378,7 +385,7 @@ export class StealRouter implements PortCapability {
 
   private plainRoute(port: number, socket: Socket): AppRoute {
     const host = originalHost(socket);
-    return { scheme: "http", connect: () => connect({ host, port, noDelay: true }) };
+    return { scheme: "http", connect: () => own(connect({ host, port, noDelay: true })) };
   }
 
   /** `Upgrade: h2c`: switch to HTTP/2 when the app would have (it speaks h2c), else read the request as HTTP/1.1. */
@@ -417,7 +424,7 @@ export class StealRouter implements PortCapability {
       const host = originalHost(socket);
       const app: AppRoute = {
         scheme: "https",
-        connect: () => tlsConnect({ host, port, ...(facts.sni ? { servername: facts.sni } : {}), ALPNProtocols: ["h2"], rejectUnauthorized: false }),
+        connect: () => own(tlsConnect({ host, port, ...(facts.sni ? { servername: facts.sni } : {}), ALPNProtocols: ["h2"], rejectUnauthorized: false })),
       };
       return stolen.http2.handle(socket, { peer: peerOf(socket), app, tls: facts });
     }
@@ -440,7 +447,7 @@ export class StealRouter implements PortCapability {
 
   /** A connection to the app at the address the client was going to. */
   private appConnection(socket: Socket, port: number): Socket {
-    return connect({ host: originalHost(socket), port, allowHalfOpen: true, noDelay: true });
+    return own(connect({ host: originalHost(socket), port, allowHalfOpen: true, noDelay: true }));
   }
 
   private stealConnection(socket: Socket, stream: Duplex): void {

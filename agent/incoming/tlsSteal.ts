@@ -20,6 +20,7 @@ import type { Log } from "../../src/protocol/log";
 import type { SubscribeTls } from "../../src/protocol/messages";
 import type { ClientHello } from "./clientHello";
 import type { TlsFacts } from "./http2Steal";
+import { markOwn } from "./ownFlows";
 
 /** A TLS handshake with a client may take this long. */
 const HANDSHAKE_TIMEOUT_MS = 15_000;
@@ -52,6 +53,7 @@ function askAppAlpn(host: string, port: number, sni: string | undefined, offer: 
       rejectUnauthorized: false,
       timeout: APP_PROBE_MS,
     });
+    markOwn(socket);
     const done = (answer: string | false | undefined) => {
       socket.destroy();
       resolve(answer);
@@ -69,6 +71,7 @@ function askAppAlpn(host: string, port: number, sni: string | undefined, offer: 
 export function appSpeaksTls(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = tlsConnect({ host, port, rejectUnauthorized: false, timeout: APP_PROBE_MS, servername: "localhost" });
+    markOwn(socket);
     const done = (answer: boolean) => {
       socket.destroy();
       resolve(answer);

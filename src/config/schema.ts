@@ -95,7 +95,7 @@ export const configSchema = z
         portMapping: z.array(z.tuple([port, port])).optional().describe("[local, remote] pairs: traffic for the pod's remote port goes to your local port."),
         httpFilter: httpFilterSchema
           .optional()
-          .describe("Steal only matching HTTP requests (header regex 'Name: value', path regex, method, allOf, anyOf). Implies steal when mode is not set; mirror with a filter is refused by the agent for now."),
+          .describe("Only the matching HTTP requests (header regex 'Name: value', path regex, method, allOf, anyOf): stolen, or with mode mirror copied (each as a connection of its own). Implies steal when mode is not set."),
         stealProbes: z.boolean().default(false).describe("Also steal the pod's liveness/readiness/startup probe requests (normally they always reach the pod)."),
         replicas: z
           .enum(["all", "one"])

@@ -172,7 +172,7 @@ export class IncomingDelivery extends EventEmitter {
     this.localTls = options.localTls ?? false;
     this.http2 = new Http2Delivery({
       conn,
-      host: options.host ?? "127.0.0.1",
+      host: (port) => this.loopback.address(port),
       log: this.log,
       localPort: (port) => this.localPort(port),
       localTls: (msg) => this.localTls && msg.tls !== undefined,
@@ -220,6 +220,7 @@ export class IncomingDelivery extends EventEmitter {
   }
 
   private fail(port: number, kind: "tcp" | "http", error: Error): void {
+    if (NOT_LISTENING.has((error as NodeJS.ErrnoException).code ?? "")) this.loopback.forget(this.localPort(port));
     this.logOnce(port, "cannot deliver incoming traffic to the local app", error, { kind });
     this.emit("failure", { port, localPort: this.localPort(port), kind, error } satisfies DeliveryFailure);
   }

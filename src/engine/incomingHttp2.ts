@@ -30,7 +30,8 @@ const SETTINGS_TIMEOUT_MS = 5_000;
 
 export interface Http2DeliveryContext {
   conn: EngineConnection;
-  host: string;
+  /** The loopback address the local app answers on for this port (127.0.0.1 or ::1). */
+  host(port: number): Promise<string>;
   log: Log;
   localPort(port: number): number;
   /** Whether this request is delivered to the local app over TLS. */
@@ -131,10 +132,10 @@ export class Http2Delivery {
     this.routes.set(stream.id, (m) => exchange.onStreamMessage(m));
     stream.once("close", () => this.routes.delete(stream.id));
     const go = (again: boolean): void =>
-      void this.speaksAt(this.ctx.host, localPort, tls).then(
+      void this.ctx.host(localPort).then((host) => this.speaksAt(host, localPort, tls).then(
         (speaks) => {
           if (exchange.closed) return;
-          if (speaks.protocol === "http/1.1") return exchange.overHttp1(tls ? { agent: this.h1TlsAgent, tls } : { agent: this.h1Agent });
+          if (speaks.protocol === "http/1.1") return exchange.overHttp1(tls ? { agent: this.h1TlsAgent, tls, host } : { agent: this.h1Agent, host });
           if (!speaks.session.closed && !speaks.session.destroyed) return exchange.overHttp2(speaks.session);
           // the local app closed that session since: connect again, once
           this.speaks.delete(speakKey(localPort, tls));
@@ -142,7 +143,7 @@ export class Http2Delivery {
           else exchange.unreachable(new Error("the local app closed its HTTP/2 connection"));
         },
         (err: Error) => exchange.unreachable(err),
-      );
+      ));
     go(true);
   }
 }
@@ -304,11 +305,11 @@ class Exchange {
     });
   }
 
-  overHttp1(via: { agent: HttpAgent; tls?: { servername?: string } }): void {
+  overHttp1(via: { agent: HttpAgent; host: string; tls?: { servername?: string } }): void {
     const msg = this.msg;
     const req = directRequest({
       tls: !!via.tls,
-      host: this.ctx.host,
+      host: via.host,
       port: this.localPort,
       method: msg.method,
       path: msg.url,

@@ -23,6 +23,29 @@ export class Loopback {
     return last ? [last, ...LOOPBACKS.filter((a) => a !== last)] : [...LOOPBACKS];
   }
 
+  /**
+   * The address the local app answers on for `port` (for clients that dial by address, such as
+   * HTTP/2's): the one that answered last, else found by connecting once; 127.0.0.1 when none answers
+   * (the caller's own connection then fails with the real error; forget() makes the next call look again).
+   */
+  address(port: number): Promise<string> {
+    if (this.host) return Promise.resolve(this.host);
+    const last = this.answered.get(port);
+    if (last) return Promise.resolve(last);
+    return new Promise((resolve) =>
+      this.connect(port, {}, (err, socket) => {
+        socket?.destroy();
+        if (err) this.answered.delete(port);
+        resolve(err ? LOOPBACKS[0] : this.answered.get(port)!);
+      }),
+    );
+  }
+
+  /** The local app of `port` refused: look for it again next time. */
+  forget(port: number): void {
+    this.answered.delete(port);
+  }
+
   /** Connects to `port`; calls back with the connected socket or the last address' error. */
   connect(port: number, options: { allowHalfOpen?: boolean }, done: Done): void {
     const addresses = this.order(port);

@@ -94,6 +94,8 @@ export type RecentEntry =
 const RECENT_LIMIT = 200;
 /** A pod whose agent could not join is tried again after this long (while it stays ready). */
 const REJOIN_AFTER_MS = 10_000;
+/** The pods are compared with the watch this often, besides every change it reports. */
+const RECONCILE_MS = 5_000;
 /** Waiting for a ready pod is checked this often. */
 const WAIT_POLL_MS = 1_000;
 
@@ -134,6 +136,7 @@ export class Session extends EventEmitter {
   /** Subscribes and hand-backs, one at a time and in the order the debuggee's listen/stop came. */
   private portChanges: Promise<unknown> = Promise.resolve();
   private orphanTimer?: NodeJS.Timeout;
+  private reconcileTimer?: NodeJS.Timeout;
   private ending?: Promise<void>;
 
   private constructor(
@@ -269,9 +272,16 @@ export class Session extends EventEmitter {
     if (all) {
       if (others.length) step("starting agent", `${others.length} more ready pod${others.length > 1 ? "s" : ""} of ${this.workload.kind}/${this.workload.name}: ${others.map((p) => p.metadata!.name).join(", ")}`);
       await Promise.all(others.map((p) => this.addPod(p)));
-      this.watch = await PodWatch.start(this.cluster, this.workload, log);
-      this.watch.on("change", () => this.reconcile());
-      this.reconcile();
+      try {
+        this.watch = await PodWatch.start(this.cluster, this.workload, log);
+        this.watch.on("change", () => this.reconcile());
+        // also now and then: a pod whose agent went away while the pod stayed ready joins again
+        this.reconcileTimer = setInterval(() => this.reconcile(), RECONCILE_MS);
+        this.reconcileTimer.unref();
+        this.reconcile();
+      } catch (err) {
+        log("warn", `pods of ${this.workload.kind}/${this.workload.name} that become ready later will not join: cannot watch them (${(err as Error).message})`, { tag: "session", session: this.id });
+      }
     }
     step("ready", `in ${((Date.now() - started) / 1000).toFixed(1)} s${all ? `; ${this.links.size} pod${this.links.size === 1 ? "" : "s"} intercepted` : ""}`);
   }
@@ -368,6 +378,7 @@ export class Session extends EventEmitter {
     const name = link.podName;
     if (this.links.get(name) !== link) return;
     this.links.delete(name);
+    this.failedAt.set(name, Date.now()); // if its pod stays ready, it joins again a little later
     void link.destroy(err);
     this.setState(name, { state: "left", detail: err.message });
     this.dropState(name);
@@ -483,7 +494,7 @@ export class Session extends EventEmitter {
       type: "incoming.subscribe",
       port,
       mode: config.incoming.mode as "steal" | "mirror",
-      // mirror with a filter goes to the agent too, which refuses it with its reason (filtered mirror is not built yet)
+      // with mirror too: only the matching requests are copied (an agent of protocol 2 refuses it, saying why)
       ...(config.incoming.httpFilter ? { filter: config.incoming.httpFilter } : {}),
       ...(config.incoming.stealProbes ? { stealProbes: true } : {}),
       ...(this.tls ? { tls: this.tls } : {}),
@@ -581,6 +592,7 @@ export class Session extends EventEmitter {
 
   private stopWatching(): void {
     this.watch?.close();
+    clearInterval(this.reconcileTimer);
     this.cancelOrphan();
   }
 

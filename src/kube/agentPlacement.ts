@@ -2,7 +2,7 @@
 // the target's node that joins the target's network namespace (job mode). Waits for it by reading
 // the pod's status and reports the real reason the moment the API shows one: RBAC or Pod Security
 // refusal, image pull failure, no ephemeral container support, a crash.
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { PatchStrategy, setHeaderOptions, type V1EnvVar, type V1Pod } from "@kubernetes/client-node";
 import { imagePullAdvice } from "../config/agentImage";
 import { TetherError } from "../protocol/error";
@@ -160,7 +160,8 @@ async function placeJob(cluster: Cluster, target: ResolvedTarget, o: PlacementOp
   const node = target.pod.spec?.nodeName;
   if (!containerId || !node) throw new TetherError("NOT_FOUND", `pod ${target.podName} has no running container ${target.container.name} on a node yet`);
   const namespace = o.namespace ?? target.namespace;
-  const name = `tether-agent-${o.sessionId.slice(0, 8)}`;
+  // one job pod per target pod of the session (a session intercepts every replica)
+  const name = `tether-agent-${o.sessionId.slice(0, 8)}-${createHash("sha256").update(target.podName).digest("hex").slice(0, 6)}`;
   const pod: V1Pod = {
     metadata: { name, namespace, labels: { "app.kubernetes.io/managed-by": "tether", "tether.dev/session": o.sessionId } },
     spec: {

@@ -2,8 +2,9 @@
 // of deployment/api switches on and off several times. Two clients, each at the load rate, every
 // request carrying the header the session filters on:
 // - one new connection per request (as curl does);
-// - keep-alive, as services call each other: Node's http.Agent with a pool of connections that
-//   each retire after a second (so new ones keep opening, before, during and after a steal).
+// - keep-alive, as services call each other: Node's http.Agent with a pool of connections, one
+//   request in 50 asking to close its connection (so new ones keep opening, before, during and after
+//   a steal).
 // Leaked: a request sent after the session said "ready" and before it began to close, answered by
 // the pod, on a connection opened after "ready" (a connection open before a steal starts stays
 // with the pod by design, until it ends: those are counted apart). Dropped: any request that failed
@@ -14,7 +15,8 @@ import { startLocalApp, targetPod } from "./stealFigures";
 
 type LoadResult = [sentAt: number, ms: number, status: number, servedBy: string, openedAt: number];
 
-const KEEP_ALIVE = { sockets: 4, lifetimeMs: 1_000 };
+/** 4 pooled connections, one request in 50 closing its connection: each lives about a second at 200 req/s. */
+const KEEP_ALIVE = { sockets: 4, retireEvery: 50 };
 
 export async function leakFigures(ctx: BenchContext): Promise<Figure[]> {
   const { counts, client } = ctx;
@@ -61,7 +63,7 @@ export async function leakFigures(ctx: BenchContext): Promise<Figure[]> {
   const stolen = (rs: LoadResult[]) => rs.filter(([, , status, servedBy]) => status === 200 && servedBy === "local").length;
   const sample = (list: LoadResult[]) => (list.length ? `; e.g. ${[...new Set(list.map((r) => r[3] || String(r[2])))].slice(0, 3).join(", ")}` : "");
   const note =
-    `${fresh.length} requests on new connections and ${pooled.length} keep-alive (${KEEP_ALIVE.sockets} pooled connections retired after ${KEEP_ALIVE.lifetimeMs / 1000} s), ` +
+    `${fresh.length} requests on new connections and ${pooled.length} keep-alive (${KEEP_ALIVE.sockets} pooled connections, one request in ${KEEP_ALIVE.retireEvery} closing its own), ` +
     `each at ${counts.loadRate} req/s, ${counts.loadCycles} on/off cycles; served locally ${stolen(fresh)} + ${stolen(pooled)}`;
   return [
     {

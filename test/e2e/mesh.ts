@@ -14,11 +14,10 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { assertLeaks, e2eTools, leaksReported, readEvents, type E2eCluster, type E2eTools, type KeptAnswer } from "./scenarios";
+import { assertLeaks, e2eTools, freePort, leaksReported, readEvents, type E2eCluster, type E2eTools, type KeptAnswer } from "./scenarios";
 
 const MESH_DEBUGGEE = resolve(__dirname, "meshDebuggee.js");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const randomPort = () => 20000 + Math.floor(Math.random() * 20000);
 
 /** What the mesh scenarios need besides an E2eCluster. */
 export interface MeshCluster extends E2eCluster {
@@ -62,7 +61,7 @@ function meshTools(t: E2eTools, cluster: MeshCluster) {
   };
   /** `tether exec` on deployment/api with the mesh debuggee; `body` runs once it is ready; then it ends and the pod is checked clean. */
   const withExec = async (args: string[], env: NodeJS.ProcessEnv, body: () => Promise<void>) => {
-    const port = 20000 + Math.floor(Math.random() * 20000);
+    const port = await freePort();
     const runExec = await t.startExec(["-n", ns, "-t", "deployment/api", ...args, "-p", `${port}:8080`], [process.execPath, MESH_DEBUGGEE], { LOCAL_PORT: String(port), ...env });
     try {
       assert.match(runExec.stderr(), /ready in/, runExec.stderr());
@@ -113,7 +112,7 @@ export const meshScenarios: { name: string; run(t: E2eTools, m: ReturnType<typeo
     name: "mesh: steal of a meshed pod; east-west and north-south reach the debuggee, requests on the gateway's pooled connection leak until it ends, the debuggee's calls reach a meshed service through the pod's sidecar, the rewritten probe stays with the app",
     async run(t, m, cluster) {
       const api = await m.podOf("api");
-      const port = randomPort();
+      const port = await freePort();
       const events = join(cluster.stateDir, `mesh-steal-${port}.jsonl`);
       // a steady load through the gateway from outside the mesh: its pooled connection to api is open before the steal
       const prefix = `/load-${port}`;
@@ -187,7 +186,7 @@ export const meshScenarios: { name: string; run(t: E2eTools, m: ReturnType<typeo
     name: "mesh: mirror of a meshed pod; the debuggee gets exactly one copy of each request (what the sidecar hands the app), east-west and north-south, and the pod answers them all",
     async run(_t, m, cluster) {
       const api = await m.podOf("api");
-      const record = join(cluster.stateDir, `mesh-mirror-${randomPort()}.log`);
+      const record = join(cluster.stateDir, `mesh-mirror-${await freePort()}.log`);
       writeFileSync(record, "");
       await m.withExec(["--mirror"], { RECORD_FILE: record }, async () => {
         // the copy may trail its original: send until one arrives, then a known set
@@ -220,7 +219,7 @@ export const meshScenarios: { name: string; run(t: E2eTools, m: ReturnType<typeo
       const kept = await t.keptConnection(m.ns, caller, await m.apiUrl(), { everyMs: 1000, path: "/tick" });
       assert.equal(servedBy((await kept.send("/before")).body), api);
       const start = async (who: string) => {
-        const port = randomPort();
+        const port = await freePort();
         const events = join(cluster.stateDir, `prom-${who}-${port}.jsonl`);
         const hang = join(cluster.stateDir, `prom-${who}-${port}.hang`);
         const run = await t.startExec(["-n", m.ns, "-t", "deployment/api", "--http-header", `^x-who: ${who}$`, "-p", `${port}:8080`, "--events", events], [process.execPath, MESH_DEBUGGEE], {

@@ -60,7 +60,16 @@ export interface E2eCluster {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const randomPort = () => 20000 + Math.floor(Math.random() * 20000);
+/** A port nothing listens on now (the kernel's choice): a random one collided with busy machines' sockets (EADDRINUSE). */
+export const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const s = net.createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
 
 type Result = { status: number | null; stdout: string; stderr: string };
 
@@ -327,7 +336,7 @@ export const scenarios: Scenario[] = [
   {
     name: "exec steals deployment/api (ephemeral agent) into a local Python server, kubectl port-forward too; the pod serves again after",
     async run({ startExec, podIpOf, fromClientPod, answers, jsonpath, assertPodClean, portForward }, cluster) {
-      const port = randomPort();
+      const port = await freePort();
       // python's http.server serves a directory: "/" is its listing, a file answers with its content
       const site = join(cluster.stateDir, `site-${port}`);
       mkdirSync(site);
@@ -451,7 +460,7 @@ export const scenarios: Scenario[] = [
   {
     name: "-p LOCAL:REMOTE steals REMOTE even when the container declares no ports",
     async run({ startExec, podIpOf, answersAt }) {
-      const port = randomPort();
+      const port = await freePort();
       const app = `require("http").createServer((q, s) => s.end("stolen " + q.url)).listen(${port}, "127.0.0.1")`;
       const runExec = await startExec(["-n", "demo", "-t", "pod/client", "--steal", "-p", `${port}:9999`], [process.execPath, "-e", app]);
       try {
@@ -467,7 +476,7 @@ export const scenarios: Scenario[] = [
   {
     name: "a Node debuggee under exec gets stolen requests; its outgoing TCP, DNS and environment are the pod's (runtime)",
     async run({ startExec, podIpOf, answers, jsonpath }) {
-      const port = randomPort();
+      const port = await freePort();
       const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`], [process.execPath, DEBUGGEE], { LOCAL_PORT: String(port) });
       try {
         assert.match(runExec.stderr(), /ready in/, runExec.stderr());
@@ -498,7 +507,7 @@ export const scenarios: Scenario[] = [
     async run({ startExec, podIpOf, jsonpath, fromPod, configFile }) {
       // the target is the client pod, so the call to the api Service cannot come back to the stolen pod;
       // its container declares no ports, so the port to steal is named in the configuration
-      const port = randomPort();
+      const port = await freePort();
       const file = configFile("python.json", { target: { path: "pod/client", namespace: "demo" }, incoming: { mode: "steal", ports: [8080], portMapping: [[port, 8080]] } });
       const runExec = await startExec(["-f", file], ["python3", PYTHON_CALLER], { LOCAL_PORT: String(port) });
       try {
@@ -521,7 +530,7 @@ export const scenarios: Scenario[] = [
   {
     name: "incoming traffic follows a Python app's listener: the pod serves until it listens, and again once it stops",
     async run({ startExec, podIpOf, fromClientPod, answers }, cluster) {
-      const port = randomPort();
+      const port = await freePort();
       const trigger = join(cluster.stateDir, `listen-${port}`);
       const runExec = await startExec(["-v", "-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`], ["python3", LISTEN_LATER], { LOCAL_PORT: String(port), LISTEN_WHEN: trigger });
       try {
@@ -544,7 +553,7 @@ export const scenarios: Scenario[] = [
   {
     name: "filtered steal: only requests with the header reach the debuggee",
     async run({ startExec, podIpOf, answers, fromClientPod, assertPodClean }) {
-      const port = randomPort();
+      const port = await freePort();
       const app = `require("http").createServer((q, s) => s.end("filtered " + q.url)).listen(${port}, "127.0.0.1")`;
       const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--http-header", "^x-debug: me$", "-p", `${port}:8080`], [process.execPath, "-e", app]);
       try {
@@ -563,7 +572,7 @@ export const scenarios: Scenario[] = [
   {
     name: "exec --events writes the session's events and it prints its figures at the end; requests on a connection opened before the steal are counted as leaks",
     async run({ startExec, podIpOf, jsonpath, fromClientPod, keptConnection, assertPodClean }, cluster) {
-      const port = randomPort();
+      const port = await freePort();
       const pod = await jsonpath(["pods", "-n", "demo", "-l", "app=api"], "{.items[0].metadata.name}");
       const ip = await podIpOf(pod);
       // a keep-alive client in the client pod, its connection opened before the steal (ticks keep the
@@ -615,7 +624,7 @@ export const scenarios: Scenario[] = [
   {
     name: "mirror: the pod keeps answering and the debuggee gets copies",
     async run({ startExec, podIpOf, fromClientPod, assertPodClean }, cluster) {
-      const port = randomPort();
+      const port = await freePort();
       const record = join(cluster.stateDir, `mirror-${port}.log`);
       writeFileSync(record, "");
       const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--mirror", "-p", `${port}:8080`], [process.execPath, DEBUGGEE], { LOCAL_PORT: String(port), RECORD_FILE: record });
@@ -639,19 +648,24 @@ export const scenarios: Scenario[] = [
   },
   {
     name: "exec with a job-pod agent (joins the target by container ID) steals; the agent pod is deleted",
-    async run({ startExec, kubectl, podIpOf, answers, assertPodClean, configFile }) {
-      const port = randomPort();
+    async run({ startExec, kubectl, podIpOf, answers, assertPodClean, apiPods, configFile }) {
+      const port = await freePort();
       const file = configFile("job.json", { target: { path: "deployment/api", namespace: "demo" }, incoming: { mode: "steal", portMapping: [[port, 8080]] }, agent: { mode: "job" } });
       const app = `require("http").createServer((q, s) => s.end("node debuggee got " + q.url + " HOSTNAME=" + (process.env.HOSTNAME || ""))).listen(${port}, "127.0.0.1")`;
       const runExec = await startExec(["-f", file], [process.execPath, "-e", app]);
       try {
         assert.match(runExec.stderr(), /agent job/, runExec.stderr());
         assert.match(runExec.stderr(), /ready in/, runExec.stderr());
+        // one agent pod per replica, each joined to its pod
+        assert.match(runExec.stderr(), /2 pods intercepted/, runExec.stderr());
         const jobPods = await kubectl(["get", "pods", "-n", "demo", "-l", "app.kubernetes.io/managed-by=tether", "-o", "name"]);
-        assert.match(jobPods.stdout, /pod\/tether-agent-/);
+        assert.equal(jobPods.stdout.split("\n").filter((l) => /pod\/tether-agent-/.test(l)).length, 2, jobPods.stdout);
         const ip = await podIpOf(runExec.pod!);
         // the debuggee got the request and the pod's environment (HOSTNAME of the target pod)
         assert.equal(await answers(ip, "/from-job-mode", /node debuggee got/), `node debuggee got /from-job-mode HOSTNAME=${runExec.pod}`);
+        for (const otherIp of [...(await apiPods()).values()].filter((x) => x !== ip)) {
+          assert.equal(await answers(otherIp, "/other-replica", /node debuggee got/), `node debuggee got /other-replica HOSTNAME=${runExec.pod}`);
+        }
         runExec.child.kill("SIGTERM");
         await runExec.exited;
         for (let i = 0; i < 100 && /tether-agent/.test((await kubectl(["get", "pods", "-n", "demo", "-o", "name"])).stdout); i++) await sleep(200);
@@ -666,7 +680,7 @@ export const scenarios: Scenario[] = [
   {
     name: "after SIGKILL of the CLI the agent ends by itself and the pod serves again",
     async run({ startExec, podIpOf, answers, assertPodClean }) {
-      const port = randomPort();
+      const port = await freePort();
       const app = `require("http").createServer((q, s) => s.end("stolen " + q.url)).listen(${port}, "127.0.0.1")`;
       const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`], [process.execPath, "-e", app]);
       assert.match(runExec.stderr(), /ready in/, runExec.stderr());
@@ -717,7 +731,7 @@ export const scenarios: Scenario[] = [
         const plan = [{ method: "Say", message: "hi", metadata: { "x-dev": "me" } }, { method: "Say", message: "hi" }, { method: "Count", n: 20, metadata: { "x-dev": "me" } }];
         // before: the pod answers everything
         assert.equal((await call(50051, plan.slice(0, 1)))[0]!.reply, "pod:grpc:hi");
-        const local = randomPort();
+        const local = await freePort();
         const runExec = await startExec(
           ["-n", "demo", "-t", "pod/grpc", "--http-header", "^x-dev: me$", "--tls-secret", "grpc-tls", "-p", `${local}:50051`, "-p", `${local}:8443`],
           ["/bin/sh", "-c", `exec ${process.execPath} ${GRPC_ECHO} serve local ${local} 127.0.0.1`],
@@ -803,7 +817,7 @@ export const scenarios: Scenario[] = [
   {
     name: "every replica: both api pods, the Service and kubectl port-forward deployment/api reach the debuggee; a scale-up joins, a rollout is followed; after, every pod serves again",
     async run({ startExec, apiPods, fromClientPod, jsonpath, kubectl, portForwardTo, assertPodClean }) {
-      const port = randomPort();
+      const port = await freePort();
       const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`], [process.execPath, "-e", STOLEN_APP, String(port)]);
       const svc = await jsonpath(["svc", "-n", "demo", "api"], "{.spec.clusterIP}");
       /** `count` ready api pods, each and the Service answered by the debuggee (polling: pods may still be joining). */
@@ -872,7 +886,7 @@ export const scenarios: Scenario[] = [
       const [pod, ip] = [...(await apiPods())][0]!;
       const pf = await portForward(pod, 8080);
       const clients: KeepAliveClient[] = [];
-      const port = randomPort();
+      const port = await freePort();
       const start = async () => {
         const c = await Promise.all([keepAliveFrom("client", `http://${ip}:8080/ka`), keepAliveFrom("client", `http://${svc}:8080/ka`), keepAliveHere(`http://127.0.0.1:${pf.port}/ka`)]);
         clients.push(...c);
@@ -944,7 +958,7 @@ export const scenarios: Scenario[] = [
           },
         }),
       );
-      const port = randomPort();
+      const port = await freePort();
       try {
         assert.equal((await kubectl(["apply", "-f", manifest])).status, 0);
         const runExec = await startExec(["-n", "demo", "-t", "deployment/late", "--steal", "-p", `${port}:8080`], [process.execPath, "-e", STOLEN_APP, String(port)]);
@@ -970,7 +984,7 @@ export const scenarios: Scenario[] = [
   {
     name: "--ignore-ports leaves a port to the pod; --ports intercepts exactly the listed pod ports",
     async run({ startExec, podIpOf, fromClientPod, answersAt, apiPods }) {
-      const port = randomPort();
+      const port = await freePort();
       const ignoring = await startExec(["-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`, "--ignore-ports", "8080"], [process.execPath, "-e", STOLEN_APP, String(port)]);
       try {
         assert.match(ignoring.stderr(), /subscribing steal \(no ports\)/, ignoring.stderr());
@@ -1013,6 +1027,40 @@ export const scenarios: Scenario[] = [
         assert.match(r.stdout, new RegExp(`FAIL cluster: the cluster at ${server.replace(/[.]/g, "\\.")} \\(context hung\\) did not answer within \\d+ s`));
       } finally {
         hung.close();
+      }
+    },
+  },
+  {
+    name: "a filtered mirror copies only the matching requests of a keep-alive client to the debuggee, once each; the pods answer all",
+    async run({ startExec, apiPods, keepAliveFrom }, cluster) {
+      const port = await freePort();
+      const seenFile = join(cluster.stateDir, `mirrored-${port}.log`);
+      writeFileSync(seenFile, "");
+      const recorder = `require("http").createServer((q, s) => { require("fs").appendFileSync(${JSON.stringify(seenFile)}, q.url + " " + (q.headers["x-copy"] || "-") + "\\n"); q.resume(); s.end("copy"); }).listen(${port}, "127.0.0.1")`;
+      const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--mirror", "--http-header", "^x-copy: yes$", "-p", `${port}:8080`], [process.execPath, "-e", recorder]);
+      const pods = [...(await apiPods())];
+      try {
+        await listens(runExec);
+        // two keep-alive clients to both pods: only the first one's requests carry the header
+        const copied = await keepAliveFrom("client", `http://${pods[0]![1]}:8080/copied`, ["x-copy: yes"]);
+        const other = await keepAliveFrom("client", `http://${pods[1]![1]}:8080/not`);
+        await copied.waitFor((r) => r.i >= 20, 30_000);
+        const [mine, theirs] = [await copied.stop(), await other.stop()];
+        for (const r of [...mine, ...theirs]) assert.match(r.by ?? r.error ?? "", /^api-/, "the pods answered every request");
+        // copies trail the originals by up to a second
+        let lines: string[] = [];
+        for (let i = 0; i < 40; i++) {
+          lines = readFileSync(seenFile, "utf8").split("\n").filter(Boolean);
+          if (lines.length >= mine.length) break;
+          await sleep(250);
+        }
+        await sleep(1500);
+        lines = readFileSync(seenFile, "utf8").split("\n").filter(Boolean);
+        assert.ok(lines.every((l) => / yes$/.test(l)), `only matching requests were copied: ${lines.filter((l) => !/ yes$/.test(l)).slice(0, 3)}`);
+        assert.deepEqual(lines.map((l) => Number(/n=(\d+)/.exec(l)?.[1])).sort((a, b) => a - b), mine.map((r) => r.i), "each matching request copied once");
+      } finally {
+        runExec.child.kill("SIGINT");
+        await runExec.exited;
       }
     },
   },

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { resolve, join } from "node:path";
+import { mirrorLatency } from "../e2e/mirrorLatency";
 import { nativeScenarios } from "../e2e/native";
 import { runMeshScenarios, type MeshCluster } from "../e2e/mesh";
 import { e2eTools, runScenarios, type E2eTools } from "../e2e/scenarios";
@@ -110,4 +111,7 @@ describe("tether against a real single-node Kubernetes", { skip: skipReason ?? f
   runScenarios(() => e2e);
   nativeScenarios(() => e2e);
   runMeshScenarios(() => e2e);
+
+  // figures only (the bench's mirror_pod_p50_change, on the real cluster): no threshold
+  test("mirror: the pod's latency at 1,000 new connections/s, without, mirrored, without again", () => mirrorLatency(t, e2e));
 });

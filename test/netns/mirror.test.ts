@@ -5,14 +5,15 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import type { EngineConnection } from "../../src/protocol/connection";
+import type { HttpFilter } from "../../src/protocol/httpFilter";
 import type { AgentToEngine } from "../../src/protocol/messages";
 import { requireNetns } from "../support/netns";
-import { APP_PORT, connectFrom, get, getFrom, readResponse, sleep, StealWorld } from "./stealFixture";
+import { APP_PORT, connectFrom, get, getFrom, readResponse, sleep, startDebuggee, StealWorld } from "./stealFixture";
 
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
-/** A session that mirrors APP_PORT and keeps every copy it receives (one Buffer per connection). */
-async function mirrorSession(world: StealWorld, label: string): Promise<{ conn: EngineConnection; copies: Promise<Buffer>[] }> {
+/** A session that mirrors APP_PORT and keeps every copy it receives (one Buffer per connection, or per request with a filter). */
+async function mirrorSession(world: StealWorld, label: string, filter?: HttpFilter): Promise<{ conn: EngineConnection; copies: Promise<Buffer>[] }> {
   const { conn } = await world.agent.connect({ label });
   const copies: Promise<Buffer>[] = [];
   conn.on("message", (m: AgentToEngine) => {
@@ -33,6 +34,7 @@ async function mirrorSession(world: StealWorld, label: string): Promise<{ conn: 
     id: conn.newRequestId(),
     port: APP_PORT,
     mode: "mirror",
+    ...(filter ? { filter } : {}),
   });
   assert.equal(reply.mode, "mirror");
   world.onDispose(() => conn.close());
@@ -79,13 +81,63 @@ describe("mirror", requireNetns(), () => {
     }
   });
 
-  test("a filter is refused for mirror", async () => {
-    const { conn } = await world.agent.connect({ label: "carol" });
-    world.onDispose(() => conn.close());
-    await assert.rejects(
-      conn.request({ type: "incoming.subscribe", id: conn.newRequestId(), port: APP_PORT, mode: "mirror", filter: { path: "^/x" } }),
-      /steal only/,
-    );
+  /** Waits until `copies` holds `n` copies (they trail the originals by up to a second), and a moment more for extras. */
+  const settle = async (copies: Promise<Buffer>[], n: number) => {
+    for (let i = 0; i < 100 && copies.length < n; i++) await sleep(100);
+    await sleep(1500);
+    return (await Promise.all(copies)).map((b) => b.toString("latin1"));
+  };
+
+  test("a filtered mirror copies only the matching requests, each once, whatever their framing", async () => {
+    const carol = await mirrorSession(world, "carol", { header: "^x-copy: yes$" });
+    const conn = connectFrom(world.client, world.podIp, APP_PORT);
+    const a = "GET /a HTTP/1.1\r\nHost: pod\r\nX-Copy: yes\r\n\r\n";
+    const b = "GET /b HTTP/1.1\r\nHost: pod\r\n\r\n";
+    const c = "POST /sha HTTP/1.1\r\nHost: pod\r\nX-Copy: yes\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n";
+    const d = "POST /sha HTTP/1.1\r\nHost: pod\r\nX-Copy: yes\r\nContent-Length: 11\r\n\r\nhello again";
+    const e = "GET /e HTTP/1.1\r\nHost: pod\r\nConnection: close\r\n\r\n";
+    try {
+      for (const req of [a, b, c]) {
+        const reply = readResponse(conn);
+        conn.write(req);
+        assert.equal((await reply).status, 200);
+      }
+      // pipelined, in one write
+      const first = readResponse(conn);
+      conn.write(d + e);
+      assert.equal((await first).body, `app 11 ${sha(Buffer.from("hello again"))}`);
+      assert.equal((await readResponse(conn)).body, "app GET /e");
+    } finally {
+      conn.destroy();
+    }
+    const got = await settle(carol.copies, 3);
+    assert.deepEqual(got.sort(), [a, c, d].sort());
+  });
+
+  test("next to a filtered steal of the same port, each connection is copied once (not the agent's own to the app)", async () => {
+    const erin = await mirrorSession(world, "erin");
+    const frank = await startDebuggee("frank");
+    world.onDispose(() => frank.server.close());
+    const stealer = await world.session("frank@laptop", frank.port);
+    await stealer.subscribe({ header: "^x-user: frank$" });
+    const before = erin.copies.length;
+    const conn = connectFrom(world.client, world.podIp, APP_PORT);
+    const sent: string[] = [];
+    try {
+      for (const [path, extra] of [["/stolen", ["X-User: frank"]], ["/passed", []], ["/passed-too", []]] as const) {
+        const req = `GET ${path} HTTP/1.1\r\nHost: pod\r\n${extra.map((h) => `${h}\r\n`).join("")}\r\n`;
+        const reply = readResponse(conn);
+        conn.write(req);
+        sent.push(req);
+        assert.match((await reply).body, path === "/stolen" ? /^local frank GET \/stolen$/ : /^app GET /);
+      }
+    } finally {
+      conn.end();
+      conn.destroy();
+      stealer.close();
+    }
+    const got = (await settle(erin.copies, before + 1)).slice(before);
+    assert.deepEqual(got, [sent.join("")], "one copy: the client's connection, all of it");
   });
 
   test("killing the agent leaves the app serving and no capture process behind", async () => {

@@ -4,8 +4,10 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer as createHttpServer } from "node:http";
+import { createServer as createHttp2Server } from "node:http2";
 import { createServer, type AddressInfo, type Server } from "node:net";
 import { requireNetns } from "../support/netns";
+import { curlIn } from "./http2Fixture";
 import { APP_PORT, connectFrom, getFrom, StealWorld } from "./stealFixture";
 
 const listen = (server: Server, host: string) => new Promise<number>((r) => server.listen(0, host, () => r((server.address() as AddressInfo).port)));
@@ -37,6 +39,19 @@ describe("steal into local apps as they listen", requireNetns(), () => {
       });
     }
   }
+
+  test("an HTTP/2 debuggee on ::1 gets the matching HTTP/2 requests", async () => {
+    const app = createHttp2Server((req, res) => res.end(`local h2 on ::1 ${req.url}`));
+    const port = await new Promise<number>((r) => app.listen(0, "::1", () => r((app.address() as AddressInfo).port)));
+    const s = await world.session("alice@laptop", port);
+    try {
+      await s.subscribe({ header: "^x-user: alice$" });
+      assert.equal(await curlIn(world.client, ["--http2-prior-knowledge", "-H", "x-user: alice", `http://${world.podIp}:${APP_PORT}/h2`]), "local h2 on ::1 /h2");
+    } finally {
+      s.close();
+      app.close();
+    }
+  });
 
   test("a server-speaks-first debuggee greets at once on a port with HTTP probes (plain steal)", async () => {
     const greeter = createServer((sock) => {

@@ -108,7 +108,9 @@ const ops = {
   /**
    * Starts requests at a steady rate until loadStop with the same key: each on a new connection, or
    * with `keepAlive` on a pool of `sockets` keep-alive connections (Node's http.Agent, as service
-   * clients call) that each retire after `lifetimeMs`, so that new ones keep being opened.
+   * clients call), one request in `retireEvery` saying `Connection: close` so that connections keep
+   * being replaced (as clients with a connection lifetime do), the HTTP way: the server closes after
+   * that answer.
    */
   async loadStart({ key, url, rate, headers, keepAlive }) {
     const run = { stop: false, out: [], pending: [] };
@@ -118,12 +120,6 @@ const ops = {
     const start = now();
     const epochNow = () => epoch0 + (now() - start);
     const opened = new WeakMap();
-    if (agent) {
-      // a free connection past its lifetime is closed by the client, between requests (no race)
-      agent.on("free", (socket) => {
-        if (epochNow() - (opened.get(socket) ?? 0) > keepAlive.lifetimeMs) socket.destroy();
-      });
-    }
     run.done = (async () => {
       const interval = 1000 / rate;
       for (let i = 0; !run.stop; i++) {
@@ -132,7 +128,8 @@ const ops = {
         if (run.stop) break;
         const sentAt = epochNow();
         let openedAt = sentAt;
-        const req = get(url, { agent, headers: { ...(agent ? {} : { connection: "close" }), ...headers }, timeoutMs: 10_000, onSocket: (s) => {
+        const close = !agent || i % keepAlive.retireEvery === keepAlive.retireEvery - 1;
+        const req = get(url, { agent, headers: { ...(close ? { connection: "close" } : {}), ...headers }, timeoutMs: 10_000, onSocket: (s) => {
           if (!opened.has(s)) opened.set(s, sentAt);
           openedAt = opened.get(s);
         } });
@@ -185,11 +182,19 @@ const ops = {
     const sent = [];
     const ms = [];
     let errors = 0;
+    let maxLagMs = 0;
     const pending = [];
     const start = now();
     for (let i = 0; i < count; i++) {
       const wait = start + i * interval - now();
+      // behind schedule: still yield to the event loop before the next connection, or a late loop
+      // opens the rest in one synchronous burst (thousands of SYNs at once, the pod's listen queue
+      // overflows, SYNs are retransmitted after 1, 3, 7 s: a collapse of the generator, not of the pod)
       if (wait > 0) await sleep(wait);
+      else {
+        maxLagMs = Math.max(maxLagMs, -wait);
+        await new Promise((r) => setImmediate(r));
+      }
       const body = Buffer.from(`${i}:`.padEnd(bodyBytes, String.fromCharCode(97 + (i % 26))));
       const bytes = Buffer.concat([
         Buffer.from(`POST /mirror/${i} HTTP/1.1\r\nHost: ${host}:${port}\r\nX-Bench-Seq: ${i}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`),
@@ -214,7 +219,7 @@ const ops = {
       );
     }
     await Promise.all(pending);
-    return { sent, ms, errors };
+    return { sent, ms, errors, maxLagMs };
   },
 
   /**

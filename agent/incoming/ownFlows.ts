@@ -1,0 +1,29 @@
+// The agent's own connections to the pod's app (a steal passing a request or a connection on): the
+// mirror's capture sees them too, since they go to the mirrored port, and must not copy them a
+// second time (the client's own connection to the port is already copied). Registered by their
+// local address and port once connected, and kept a moment after they close, since the capture hands
+// packets over up to a second late.
+import type { Socket } from "node:net";
+
+/** How long a closed connection is still recognised (the capture's block timeout is 1 s). */
+const REMEMBER_MS = 5_000;
+
+const own = new Set<string>();
+const key = (address: string, port: number) => `${address.replace(/^::ffff:/, "")}:${port}`;
+
+/** Marks `socket` (connecting or connected) as the agent's own connection to the app. */
+export function markOwn(socket: Socket): void {
+  const add = () => {
+    if (socket.localAddress === undefined || socket.localPort === undefined) return;
+    const k = key(socket.localAddress, socket.localPort);
+    own.add(k);
+    socket.once("close", () => setTimeout(() => own.delete(k), REMEMBER_MS).unref());
+  };
+  if (socket.localPort !== undefined) add();
+  else socket.once("connect", add);
+}
+
+/** Whether a captured connection from `address`:`port` is one of the agent's own. */
+export function isOwn(address: string, port: number): boolean {
+  return own.has(key(address, port));
+}

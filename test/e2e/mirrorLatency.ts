@@ -1,0 +1,99 @@
+// The pod's own latency while a session mirrors it, on a cluster (the real one: test/k8s): new
+// connections at 1,000 requests/s from the client pod to one api pod, without a session, mirrored
+// into a local sink by `tether exec --mirror`, and without again (the order of the runs must not
+// decide the figure). Prints the figures with what the kernels said (the client's SYN
+// retransmissions and TIME_WAIT sockets, the pod's listen drops); asserts only that everything
+// was answered and copied, never a latency.
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { machineBusy } from "../support/machineCpu";
+import { freePort, type E2eCluster, type E2eTools } from "./scenarios";
+
+const WORKER = resolve(__dirname, "../bench/apps/worker.js");
+const RATE = 1000;
+/** TETHER_MIRROR_COUNT: fewer requests, to try the measurement itself quickly. */
+const COUNT = Number(process.env.TETHER_MIRROR_COUNT ?? 10_000);
+
+interface RawLoad {
+  sent: string[];
+  ms: number[];
+  errors: number;
+  maxLagMs: number;
+}
+
+const quantile = (values: number[], q: number) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
+};
+
+function counters(netns: string): { synRetrans: number; listenDrops: number; timeWait: number } {
+  const nstat = spawnSync("nsenter", [`--net=${netns}`, "--", "nstat", "-az"], { encoding: "utf8" }).stdout;
+  const value = (name: string) => Number(new RegExp(`^${name}\\s+(\\d+)`, "m").exec(nstat)?.[1] ?? 0);
+  const tw = spawnSync("nsenter", [`--net=${netns}`, "--", "ss", "-tan", "state", "time-wait"], { encoding: "utf8" }).stdout;
+  return { synRetrans: value("TcpExtTCPSynRetrans"), listenDrops: value("TcpExtListenDrops"), timeWait: Math.max(0, tw.split("\n").filter(Boolean).length - 1) };
+}
+
+/** Runs the bench's load generator (one connection per request) inside the client pod. */
+async function load(clientNetns: string, podNetns: string, ip: string): Promise<{ load: RawLoad; synRetrans: number; listenDrops: number; timeWaitBefore: number; busy: string }> {
+  const [c0, p0] = [counters(clientNetns), counters(podNetns)];
+  const busy = machineBusy();
+  const worker = spawn("nsenter", [`--net=${clientNetns}`, "--", process.execPath, WORKER], { stdio: ["pipe", "pipe", "inherit"] });
+  const result = await new Promise<RawLoad>((ok, fail) => {
+    let buf = "";
+    worker.stdout.on("data", (d) => {
+      buf += d;
+      for (const line of buf.split("\n").slice(0, -1)) {
+        const msg = JSON.parse(line) as { id?: number; result?: RawLoad; error?: string };
+        if (msg.id !== 1) continue;
+        if (msg.error) fail(new Error(msg.error));
+        else ok(msg.result!);
+      }
+      buf = buf.slice(buf.lastIndexOf("\n") + 1);
+    });
+    worker.once("exit", (code) => fail(new Error(`the load generator exited (${code})`)));
+    worker.stdin.write(`${JSON.stringify({ id: 1, op: "rawload", host: ip, port: 8080, rate: RATE, count: COUNT, bodyBytes: 200 })}\n`);
+  });
+  worker.stdin.end();
+  const [c1, p1] = [counters(clientNetns), counters(podNetns)];
+  return { load: result, synRetrans: c1.synRetrans - c0.synRetrans, listenDrops: p1.listenDrops - p0.listenDrops, timeWaitBefore: c0.timeWait, busy: busy() };
+}
+
+/** The debuggee: takes each copy, answers it, and writes how many it took to `file` twice a second. */
+const SINK = (port: number, file: string) =>
+  `let n = 0; require("net").createServer((s) => { n++; s.resume(); s.on("end", () => s.end("HTTP/1.1 200 OK\\r\\ncontent-length: 0\\r\\nconnection: close\\r\\n\\r\\n")); s.on("error", () => {}); }).listen(${port}, "127.0.0.1");` +
+  `setInterval(() => require("fs").writeFileSync(${JSON.stringify(file)}, String(n)), 500);`;
+
+export async function mirrorLatency(t: E2eTools, cluster: E2eCluster): Promise<void> {
+  const [pod, ip] = [...(await t.apiPods())][0]!;
+  const clientNetns = await cluster.podNetns("demo", "client");
+  const podNetns = await cluster.podNetns("demo", pod);
+  const port = await freePort();
+  const countFile = join(cluster.stateDir, `mirror-copies-${port}`);
+  writeFileSync(countFile, "0");
+  const copies = () => Number(readFileSync(countFile, "utf8") || 0);
+  const runs: [string, Awaited<ReturnType<typeof load>>][] = [];
+  runs.push(["without, before", await load(clientNetns, podNetns, ip)]);
+  const exec = await t.startExec(["-n", "demo", "-t", `pod/${pod}`, "--mirror", "-p", `${port}:8080`], [process.execPath, "-e", SINK(port, countFile)]);
+  try {
+    for (let i = 0; i < 100 && !/\(the command listens\)/.test(exec.stderr()); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.match(exec.stderr(), /\(the command listens\)/, exec.stderr());
+    runs.push(["mirrored", await load(clientNetns, podNetns, ip)]);
+    for (let i = 0; i < 40 && copies() < COUNT; i++) await new Promise((r) => setTimeout(r, 500));
+  } finally {
+    exec.child.kill("SIGINT");
+    await exec.exited;
+  }
+  runs.push(["without, after", await load(clientNetns, podNetns, ip)]);
+  for (const [what, r] of runs) {
+    console.log(
+      `# figure: mirror at ${RATE} new connections/s, ${what}: the pod's p50 ${quantile(r.load.ms, 0.5).toFixed(2)} ms, p99 ${quantile(r.load.ms, 0.99).toFixed(1)} ms; errors ${r.load.errors}; generator behind by up to ${Math.round(r.load.maxLagMs)} ms; client SYN retransmits ${r.synRetrans}, TIME_WAIT at start ${r.timeWaitBefore}; pod listen drops ${r.listenDrops}; the machine busy ${r.busy}`,
+    );
+  }
+  const [before, mirrored, after] = runs.map(([, r]) => quantile(r.load.ms, 0.5));
+  const floor = Math.max(before!, after!);
+  console.log(`# figure: mirror: the pod's p50 change ${((100 * (mirrored! - floor)) / floor).toFixed(1)} % (against the slower run without); copies taken by the debuggee ${copies()} (the mirrored run sent ${COUNT})`);
+  for (const [what, r] of runs) assert.equal(r.load.errors, 0, `${what}: every request answered`);
+  assert.ok(copies() >= COUNT, `every request of the mirrored run was copied (${copies()} copies)`);
+}
