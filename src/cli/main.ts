@@ -1,6 +1,7 @@
 // Entry of the `tether` command (dist/cli.js). Exit codes: 0 success (exec: the command's own code),
 // 2 usage or configuration error, 1 runtime failure. Progress goes to stderr.
 import { spawn } from "node:child_process";
+import { closeSync, openSync, writeSync } from "node:fs";
 import { basename, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { parseDisruptionRule } from "../config/disruption";
@@ -9,10 +10,13 @@ import { parseTargetPath, targetPath } from "../config/target";
 import { readConfigFile, readProjectConfig, resolveConfig, type ConfigSource } from "../config/load";
 import { Cluster } from "../kube/cluster";
 import { listNamespaces, listWorkloads } from "../kube/discovery";
+import { describeContainer, type ContainerInfo } from "../kube/containers";
 import { TetherError } from "../protocol/error";
 import { TETHER_VERSION } from "../protocol/version";
 import type { Log } from "../protocol/log";
 import { Launch } from "../engine/launch";
+import type { SessionEvent } from "../engine/events";
+import type { TetherConfig } from "../config/schema";
 import type { PodState } from "../engine/session";
 import { nativeDirNextTo } from "../engine/nativeDir";
 import { doctor, probeImage } from "../kube/doctor";
@@ -24,7 +28,7 @@ const USAGE = `usage:
                 [--steal | --mirror] [--http-header RE] [--http-path RE] [--http-method M]
                 [--tls-secret NAME | --tls-cert FILE --tls-key FILE] [--tls-client-ca FILE|secret:NAME]
                 [--tls-local] [-p LOCAL:REMOTE]... [--ports P,P...] [--ignore-ports P,P...]
-                [--replicas all|one]
+                [--replicas all|one] [--events FILE]
                 [--disrupt-egress "MATCH EFFECT..."]... [--disrupt-ingress ":PORT EFFECT..."]... -- COMMAND [ARGS...]
                   egress effects: latency=200ms jitter=50ms drop=10% bandwidth=64KB/s refuse[=30%]
                                   reset-after=4KB dns=notfound|servfail   (MATCH as in outgoing filters)
@@ -57,16 +61,18 @@ async function ls(argv: string[]): Promise<number> {
   // the same listing as the extension's Targets view: workloads, then every pod's containers
   const workloads = await listWorkloads(cluster, ns);
   const pods = new Map(workloads.flatMap((w) => w.pods).map((p) => [p.name, p]));
-  const targets = [
+  const targets: { target: string; ready: string; container?: ContainerInfo }[] = [
     ...workloads.filter((w) => w.kind !== "pod").map((w) => ({ target: targetPath(w), ready: w.ready })),
-    ...[...pods.values()].flatMap((p) => p.containers.map((c) => ({ target: targetPath({ kind: "pod", name: p.name, container: c }), ready: p.ready ? "ready" : p.phase }))),
+    ...[...pods.values()].flatMap((p) =>
+      p.containers.map((c) => ({ target: targetPath({ kind: "pod", name: p.name, container: c.name }), ready: p.ready ? "ready" : p.phase, container: c })),
+    ),
   ];
   const namespaces = await listNamespaces(cluster).catch(() => [] as string[]);
   if (values.json) console.log(JSON.stringify({ namespace: ns, namespaces, targets }, null, 2));
   else {
     if (namespaces.length) console.log(`namespaces: ${namespaces.join(", ")}`);
     console.log(`namespace ${ns}`);
-    for (const t of targets) console.log(`  ${t.target.padEnd(56)} ${t.ready}`);
+    for (const t of targets) console.log(`  ${t.target.padEnd(56)} ${t.ready}${t.container ? `  ${describeContainer(t.container)}` : ""}`.trimEnd());
   }
   return 0;
 }
@@ -100,6 +106,7 @@ async function exec(argv: string[]): Promise<number> {
       "tls-client-ca": { type: "string" },
       "tls-local": { type: "boolean" },
       port: { type: "string", short: "p", multiple: true },
+      events: { type: "string" },
       ports: { type: "string" },
       "ignore-ports": { type: "string" },
       replicas: { type: "string" },
@@ -179,6 +186,25 @@ async function exec(argv: string[]): Promise<number> {
 
   // a Node command gets the runtime, every command the native layer (Node's children included)
   const node = /^node(js)?$/.test(basename(command[0]!));
+  const events = openEventsFile(values.events);
+  try {
+    return await run(config, command, node, log, events);
+  } finally {
+    if (events !== undefined) closeSync(events);
+  }
+}
+
+/** --events FILE: the session's events as JSON lines (src/engine/events.ts), written as they happen. */
+function openEventsFile(path: string | undefined): number | undefined {
+  if (path === undefined) return undefined;
+  try {
+    return openSync(path, "w");
+  } catch (err) {
+    throw new UsageError(`--events ${path}: ${(err as Error).message}`);
+  }
+}
+
+async function run(config: TetherConfig, command: string[], node: boolean, log: Log, events: number | undefined): Promise<number> {
   const launch = await Launch.start({
     config,
     log,
@@ -191,6 +217,7 @@ async function exec(argv: string[]): Promise<number> {
     onPortTaken: (local) => process.stderr.write(`tether: local port ${local} is already taken by another program; stop it so your command can listen there\n`),
     onHandedBack: (pod, local) => process.stderr.write(`tether: ${showRoute(pod, local)} handed back to the pod: nothing listens on :${local} any more\n`),
     onSubscribeError: (port, err) => process.stderr.write(`tether: cannot subscribe port ${port}: ${err.message}\n`),
+    ...(events !== undefined ? { onEvent: (e: SessionEvent) => writeSync(events, `${JSON.stringify(e)}\n`) } : {}),
   });
   const session = launch.session;
   process.stderr.write(`tether: ${launch.summary(node ? "node" : "native")}\n`);
@@ -218,6 +245,8 @@ async function exec(argv: string[]): Promise<number> {
   await launch.close();
   // what each disruption rule did, for the run that just ended
   for (const r of session.disruption.rules) process.stderr.write(`tether: disruption ${r.kind} "${r.label}": ${r.counts}\n`);
+  const agents = [...session.agentSessions].map(([pod, id]) => (session.agentSessions.size > 1 ? `${id} on ${pod}` : id)).join(", ");
+  process.stderr.write(`tether: ${session.figures.summary()} (agent session${session.agentSessions.size > 1 ? "s" : ""} ${agents})\n`);
   return code;
 }
 

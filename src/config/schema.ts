@@ -102,7 +102,7 @@ export const configSchema = z
         z.strictObject({
           path: targetString.describe("KIND/NAME, e.g. deployment/api"),
           namespace: z.string().optional().describe("Namespace of the target; default: the context's namespace."),
-          container: z.string().optional().describe("Container of the pod; default: the first one."),
+          container: z.string().optional().describe("Container of the pod; default: the one the pod's kubectl.kubernetes.io/default-container annotation names (a mesh injector sets it to the app), else the first."),
         }),
       ])
       .optional()
@@ -126,6 +126,12 @@ export const configSchema = z
             "The pod ports to intercept, and only these. Default: the container's declared TCP ports and the pod side of portMapping. Each is intercepted once your program listens on its local side.",
           ),
         ignorePorts: z.array(port).optional().describe("Pod ports never intercepted, whatever ports, portMapping or the container declare (a metrics or admin port, say)."),
+        containers: z
+          .array(z.string().min(1))
+          .optional()
+          .describe(
+            "Other containers of the pod whose ports may be intercepted too. By default only the target container's are: a port another container declares (a sidecar's, such as a mesh proxy's 15090) is refused in ports and portMapping until its container is named here.",
+          ),
         portMapping: z.array(z.tuple([port, port])).optional().describe("[local, remote] pairs: traffic for the pod's remote port goes to your local port."),
         httpFilter: httpFilterSchema
           .optional()
@@ -188,6 +194,14 @@ export const configSchema = z
         image: z.string().default(DEFAULT_AGENT_IMAGE).describe("Agent image the cluster can pull."),
         ttlSeconds: z.number().int().min(1).max(86_400).default(60).describe("The agent exits this long after its last session."),
         startupTimeoutSeconds: z.number().int().min(1).max(600).default(60).describe("Give up when the agent is not ready after this long."),
+        metrics: z
+          .strictObject({
+            secret: z.string().min(1).describe("A Secret in the agent's namespace (the target's, or agent.namespace for a job pod) holding the bearer token Prometheus sends; you create it, and give Prometheus the same token."),
+            key: z.string().min(1).default("token").describe("The Secret's key holding the token (at least 16 characters)."),
+            port: port.default(47_801).describe("Port of the scrape endpoint on the pod's addresses (GET /metrics)."),
+          })
+          .optional()
+          .describe("A scrape endpoint for Prometheus on a new agent: GET /metrics on the pod's IP, with a bearer token from a Secret you control. Off when not set; the session's own token never opens it."),
       })
       .prefault({})
       .describe("The in-cluster agent."),

@@ -29,6 +29,8 @@
 //                                      close it before any byte: not counted)
 //   "request"    (DeliveredRequest)    an HTTP request got its response head (status, latency)
 //   "passed"     (PassedRequest)       v2 agents: a request on a subscribed port went to the pod's app
+//   "leaked"     (LeakedRequest)       v3 agents: a request the steal should have taken reached the
+//                                      pod's app (on a connection opened before the steal)
 //   "started"    (StartedRequest)      a stolen HTTP request arrived; "finished" (the same) when its exchange ended
 //   "failure"    (DeliveryFailure)     delivering to the local app failed
 //   "declined"   (DeclinedRequest)     the local app did not listen: the request went to the pod's app
@@ -89,6 +91,7 @@ export interface DeliveredRequest {
 }
 
 export type PassedRequest = Omit<TrafficPassed, "type">;
+export type LeakedRequest = Omit<Extract<AgentToEngine, { type: "traffic.leaked" }>, "type">;
 
 /** A stolen request handed back to the pod's app because the debuggee did not listen (v3 agents). */
 export interface DeclinedRequest {
@@ -164,6 +167,9 @@ export class IncomingDelivery extends EventEmitter {
     else if (msg.type === "traffic.passed") {
       const { type: _type, ...passed } = msg;
       this.emit("passed", passed satisfies PassedRequest);
+    } else if (msg.type === "traffic.leaked") {
+      const { type: _type, ...leaked } = msg;
+      this.emit("leaked", leaked satisfies LeakedRequest);
     }
   };
 

@@ -8,7 +8,7 @@ import type { TetherConfig } from "../config/schema";
 import type { EngineConnection } from "../protocol/connection";
 import { TetherError } from "../protocol/error";
 import type { Log } from "../protocol/log";
-import type { EngineToAgent, Probe } from "../protocol/messages";
+import type { AgentToEngine, EngineToAgent, Probe } from "../protocol/messages";
 import { placeAgent, type PlacedAgent } from "../kube/agentPlacement";
 import type { Cluster, ResolvedTarget } from "../kube/cluster";
 import { openPortForward } from "../kube/portForward";
@@ -40,6 +40,9 @@ export class PodLink extends EventEmitter {
   delivery?: IncomingDelivery;
   /** Pod ports this agent was asked to intercept. */
   readonly ports = new Set<number>();
+  /** The agent's id for this session (the `session` label of its metrics), and its version. */
+  agentSession = "";
+  agentVersion = "";
   private ending?: Promise<void>;
 
   private constructor(private readonly o: PodLinkOptions) {
@@ -68,6 +71,7 @@ export class PodLink extends EventEmitter {
         timeoutMs: config.agent.startupTimeoutSeconds * 1000,
         ...(config.agent.namespace ? { namespace: config.agent.namespace } : {}),
         sessionId: o.sessionId,
+        ...(config.agent.metrics ? { metrics: config.agent.metrics } : {}),
         reuse,
       });
     link.placed = await place(true);
@@ -100,7 +104,9 @@ export class PodLink extends EventEmitter {
     for (;;) {
       try {
         const tunnel = await openPortForward(this.o.cluster.kc, placed.namespace, placed.podName, placed.port);
-        const { conn } = await openAgentWire(tunnel, { token: placed.token, client: this.o.client, label: `${this.o.client.name}@${process.env.USER ?? "user"}`, log: this.o.log });
+        const { conn, welcome } = await openAgentWire(tunnel, { token: placed.token, client: this.o.client, label: `${this.o.client.name}@${process.env.USER ?? "user"}`, log: this.o.log });
+        this.agentSession = welcome.sessionId;
+        this.agentVersion = welcome.agent.version;
         return conn;
       } catch (err) {
         // A shared agent that refuses the wire (404: it is stopping) or whose port is closed (it
@@ -118,11 +124,12 @@ export class PodLink extends EventEmitter {
     return this.delivery;
   }
 
-  async subscribe(msg: Subscribe): Promise<void> {
-    if (this.ports.has(msg.port)) return;
+  /** Resolves with the probe paths of the port that keep reaching the pod's app. */
+  async subscribe(msg: Subscribe): Promise<string[]> {
+    if (this.ports.has(msg.port)) return [];
     this.ports.add(msg.port);
     try {
-      await this.conn.request({ ...msg, id: this.conn.newRequestId() });
+      return (await this.conn.request<Extract<AgentToEngine, { type: "incoming.subscribed" }>>({ ...msg, id: this.conn.newRequestId() })).probesKept;
     } catch (err) {
       this.ports.delete(msg.port);
       throw err;

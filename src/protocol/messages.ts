@@ -269,6 +269,20 @@ const trafficPassed = z.strictObject({
   reason: z.enum(["unmatched", "probe", "other-session"]),
 });
 
+/**
+ * v3: a request that reached the app although this session's steal should have taken it: it came on
+ * a connection to the app opened before the steal (a client's keep-alive connection, a mesh proxy's
+ * or gateway's pooled one), which the redirect does not move. `reason` is a word such as
+ * "open-before-steal" (a string, so that new reasons do not break older engines).
+ */
+const trafficLeaked = z.strictObject({
+  type: z.literal("traffic.leaked"),
+  port,
+  method: z.string(),
+  path: z.string(),
+  reason: z.string(),
+});
+
 export const agentToEngineSchema = z.discriminatedUnion("type", [
   heartbeat,
   heartbeatAck,
@@ -289,6 +303,7 @@ export const agentToEngineSchema = z.discriminatedUnion("type", [
   incomingTcp,
   incomingHttp,
   trafficPassed,
+  trafficLeaked,
   httpTrailers,
   httpReset,
 ]);
@@ -307,5 +322,6 @@ export const MESSAGE_SINCE: Partial<Record<WireMessage["type"], number>> = {
   "traffic.passed": 2,
   "http.trailers": 3,
   "http.reset": 3,
+  "traffic.leaked": 3,
   "http.decline": 3,
 };

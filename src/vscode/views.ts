@@ -7,6 +7,7 @@ import * as vscode from "vscode";
 import { disruptionLabel, formatDisruptionRule, type DisruptionKind, type EgressRuleInput, type IngressRuleInput } from "../config/disruption";
 import { podToLocal, showRoutes, waitingText } from "../config/ports";
 import type { DeliveredRequest } from "../engine/incoming";
+import type { InterceptionFigures } from "../engine/figures";
 import type { TetherConfig } from "../config/schema";
 import type { ConfigStore } from "./store";
 import type { ActiveSession, SessionManager } from "./sessions";
@@ -367,8 +368,28 @@ export class SessionsProvider extends RowsProvider {
         ...(inFlight.length ? [{ label: "In flight", description: String(inFlight.length), icon: "debug-pause", id: `${s.id}.inflight`, children: inFlight }] : []),
         ...counts,
         ...disruption,
+        ...interceptionRows(s.id, session.figures),
         { label: "Recent", description: recent.length ? undefined : "none yet", icon: "history", id: `${s.id}.recent.${recent.length ? "some" : "none"}`, children: recentRows },
       ],
     };
   }
+}
+
+/**
+ * One row per pod: "interception: 412 ms, 0 leaked" (time to intercept: from "steal requested" to the
+ * first request that reached the session; leaked: requests that still reached the pod after it was
+ * taken). The figures are the engine's (figures.ts), the same `tether exec` prints at its end.
+ */
+function interceptionRows(sessionId: string, figures: InterceptionFigures): Row[] {
+  const pods = [...new Set([...figures.ports.values()].map((f) => f.pod))];
+  return pods.map((pod) => {
+    const leaked = [...figures.ports.values()].some((f) => f.pod === pod && f.leaked > 0);
+    return {
+      label: pods.length > 1 ? `Interception (${pod})` : "Interception",
+      description: figures.describe(pod),
+      icon: leaked ? "warning" : "watch",
+      tooltip: `pod ${pod}\ntime to intercept: from "steal requested" to the first request that reached this session\nleaked: requests that still reached the pod after it was taken (on connections opened before)\ndropped: stolen requests the debuggee could not take`,
+      id: `${sessionId}.interception.${pod}`,
+    };
+  });
 }

@@ -13,8 +13,9 @@ import { disruptionScenarios } from "../e2e/disruption";
 import { egressScenarios } from "../e2e/egress";
 import { mirrorLatency } from "../e2e/mirrorLatency";
 import { nativeScenarios } from "../e2e/native";
-import { e2eTools, runScenarios, type E2eCluster, type E2eTools } from "../e2e/scenarios";
-import { AGENT_IMAGE, APPS_IMAGE, DNS_IP, NODE_NAME, startCluster, type Cluster } from "./cluster";
+import { runMeshScenarios, type MeshCluster } from "../e2e/mesh";
+import { e2eTools, runScenarios, type E2eTools } from "../e2e/scenarios";
+import { AGENT_IMAGE, APPS_IMAGE, DNS_IP, GATEWAY_IDLE_TIMEOUT_S, MESH_NAMESPACE, METRICS_SECRET, NODE_NAME, startCluster, type Cluster } from "./cluster";
 
 const CLI = resolve(__dirname, "../../dist/cli.js");
 
@@ -40,7 +41,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("tether against a real single-node Kubernetes", { skip: skipReason ?? false }, () => {
   let cluster: Cluster;
-  let e2e: E2eCluster;
+  let e2e: MeshCluster;
   let t: E2eTools;
   const started = Date.now();
 
@@ -56,6 +57,9 @@ describe("tether against a real single-node Kubernetes", { skip: skipReason ?? f
       pongContainer: { image: APPS_IMAGE, args: ["/app/pong.js"] },
       // through the host PID of the pod's first container (containerd knows it)
       podNetns: async (ns, pod) => `/proc/${cluster.containerPid(await t.jsonpath(["pod", "-n", ns, pod], "{.status.containerStatuses[0].containerID}"))}/ns/net`,
+      // every agent opens its scrape endpoint (the Secret is in demo and mesh): Prometheus scrapes them all
+      sessionConfig: { agent: { metrics: { secret: METRICS_SECRET } } },
+      mesh: { namespace: MESH_NAMESPACE, gatewayIdleTimeoutS: GATEWAY_IDLE_TIMEOUT_S, ...(cluster.prometheus ? { prometheus: cluster.prometheus } : {}) },
     };
     t = e2eTools(e2e);
   });
@@ -111,6 +115,7 @@ describe("tether against a real single-node Kubernetes", { skip: skipReason ?? f
   nativeScenarios(() => e2e);
   egressScenarios(() => e2e);
   disruptionScenarios(() => e2e);
+  runMeshScenarios(() => e2e);
 
   // figures only (the bench's mirror_pod_p50_change, on the real cluster): no threshold
   test("mirror: the pod's latency at 1,000 new connections/s, without, mirrored, without again", () => mirrorLatency(t, e2e));
