@@ -153,6 +153,10 @@ describe("Tether in a real VS Code", () => {
     }
     // the app called http://api.demo.svc.cluster.local:8080/ through HTTP_PROXY (the engine's proxy in the extension host)
     assert.deepEqual(JSON.parse(body), { got: "/from-vscode", api: "/from-python", python: true });
+    // the Sessions view shows the time to intercept and the leaks (figures.ts, as `tether exec` prints them)
+    type R = { label: string; description?: string; children?: R[] };
+    const interception = (api.views.sessions.getChildren() as R[]).find((r) => r.label === s!.label)?.children?.find((r) => r.label === "Interception");
+    assert.match(interception?.description ?? "", /^\d+ ms, 0 leaked$/, JSON.stringify(interception));
     await vscode.debug.stopDebugging();
     await until("the session to end with the debug session", () => api.sessions.sessions.size === 0, 30_000);
     for (const t of vscode.window.terminals) t.dispose(); // the terminal's python process with it
@@ -276,6 +280,24 @@ describe("Tether in a real VS Code", () => {
       hung.close();
       rmSync(file, { force: true });
     }
+  });
+
+  it("Targets lists each pod's containers with what ls says of them (default, sidecar, ports)", async () => {
+    writeConfig(base());
+    type N = Parameters<TetherApi["targets"]["getTreeItem"]>[0];
+    const kids = (n?: N) => api.targets.getChildren(n) as Promise<N[]>;
+    const label = (n: N) => String(api.targets.getTreeItem(n).label);
+    const pick = async (parent: N | undefined, name: string | RegExp) => {
+      const all = await kids(parent);
+      const hit = all.find((n) => (typeof name === "string" ? label(n) === name : name.test(label(n))));
+      assert.ok(hit, `${name} among ${all.map(label).join(", ")}`);
+      return hit;
+    };
+    const context = (await kids()).find((n) => api.targets.getTreeItem(n).description === "current")!;
+    const pod = await pick(await pick(await pick(context, "demo"), "deployment/api"), /^api-/);
+    const containers = await kids(pod);
+    assert.deepEqual(containers.map(label), ["api"]);
+    assert.equal(api.targets.getTreeItem(containers[0]!).description, "default · ports 8080");
   });
 
   it("a user limited to one namespace: its namespace, Enter Namespace..., and the pods it may see", async () => {
