@@ -3,6 +3,7 @@
 import * as vscode from "vscode";
 import { AgentLogs } from "./vscode/agentLog";
 import { createCommands, registerCommands } from "./vscode/commands";
+import { RequestInspector } from "./vscode/inspector";
 import { ConfigDiagnostics } from "./vscode/diagnostics";
 import { channelLog } from "./vscode/log";
 import { SessionManager } from "./vscode/sessions";
@@ -22,6 +23,7 @@ export interface TetherApi {
   store: ConfigStore;
   targets: TargetsProvider;
   status: StatusBar;
+  inspector: RequestInspector;
   /** Our cost: evaluating the bundle plus running activate(), in milliseconds. */
   activationMs: number;
 }
@@ -39,6 +41,7 @@ export function activate(context: vscode.ExtensionContext): TetherApi {
   const agentLogs = new AgentLogs(sessions);
   const commands = createCommands({ store, sessions, targets, agentLogs, channel, log });
   const status = new StatusBar(store, sessions);
+  const inspector = new RequestInspector(sessions, store);
 
   context.subscriptions.push(
     channel,
@@ -52,7 +55,9 @@ export function activate(context: vscode.ExtensionContext): TetherApi {
     vscode.window.registerTreeDataProvider("tether.sessions", sessionsView),
     sessionsView,
     agentLogs,
+    inspector,
     ...registerCommands(commands),
+    ...registerCommands(inspector.commands()),
   );
 
   const started = (globalThis as { __tetherLoadStart?: number }).__tetherLoadStart;
@@ -60,7 +65,7 @@ export function activate(context: vscode.ExtensionContext): TetherApi {
   const activateMs = performance.now() - activateStart;
   const activationMs = loadMs + activateMs;
   log("info", `Tether activated in ${activationMs.toFixed(1)} ms (bundle evaluation ${loadMs.toFixed(1)} ms + activate() ${activateMs.toFixed(1)} ms)`);
-  return { sessions, store, targets, status, activationMs };
+  return { sessions, store, targets, status, inspector, activationMs };
 }
 
 /**

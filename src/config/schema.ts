@@ -165,6 +165,15 @@ export const configSchema = z
       })
       .prefault({})
       .describe("The in-cluster agent."),
+    inspector: z
+      .strictObject({
+        maskHeaders: z
+          .array(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, { message: "a header name: letters, digits and !#$%&'*+.^_`|~-" }))
+          .default([])
+          .describe("More headers whose values the request detail and \"Copy as curl\" mask (any case), besides Authorization, Proxy-Authorization, Cookie and Set-Cookie, which are always masked."),
+      })
+      .prefault({})
+      .describe("The request detail of the Sessions view and the CLI."),
   })
   .describe("Tether configuration");
 
