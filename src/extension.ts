@@ -3,6 +3,7 @@
 import * as vscode from "vscode";
 import { AgentLogs } from "./vscode/agentLog";
 import { createCommands, registerCommands } from "./vscode/commands";
+import { RequestInspector } from "./vscode/inspector";
 import { ConfigDiagnostics } from "./vscode/diagnostics";
 import { channelLog } from "./vscode/log";
 import { SessionManager } from "./vscode/sessions";
@@ -24,6 +25,7 @@ export interface TetherApi {
   status: StatusBar;
   /** The rows the Outgoing, Traffic and Sessions views draw (the extension-host suite reads them). */
   views: { outgoing: OutgoingProvider; traffic: TrafficProvider; sessions: SessionsProvider };
+  inspector: RequestInspector;
   /** Our cost: evaluating the bundle plus running activate(), in milliseconds. */
   activationMs: number;
 }
@@ -43,6 +45,7 @@ export function activate(context: vscode.ExtensionContext): TetherApi {
   const agentLogs = new AgentLogs(sessions);
   const commands = createCommands({ store, sessions, targets, agentLogs, channel, log });
   const status = new StatusBar(store, sessions);
+  const inspector = new RequestInspector(sessions, store);
 
   context.subscriptions.push(
     channel,
@@ -56,7 +59,9 @@ export function activate(context: vscode.ExtensionContext): TetherApi {
     vscode.window.registerTreeDataProvider("tether.sessions", sessionsView),
     sessionsView,
     agentLogs,
+    inspector,
     ...registerCommands(commands),
+    ...registerCommands(inspector.commands()),
   );
 
   const started = (globalThis as { __tetherLoadStart?: number }).__tetherLoadStart;
@@ -64,7 +69,7 @@ export function activate(context: vscode.ExtensionContext): TetherApi {
   const activateMs = performance.now() - activateStart;
   const activationMs = loadMs + activateMs;
   log("info", `Tether activated in ${activationMs.toFixed(1)} ms (bundle evaluation ${loadMs.toFixed(1)} ms + activate() ${activateMs.toFixed(1)} ms)`);
-  return { sessions, store, targets, status, views: { outgoing, traffic, sessions: sessionsView }, activationMs };
+  return { sessions, store, targets, status, views: { outgoing, traffic, sessions: sessionsView }, inspector, activationMs };
 }
 
 /**

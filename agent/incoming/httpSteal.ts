@@ -27,7 +27,7 @@ import { requestFacts, type RequestFacts } from "./httpMatcher";
 import type { TlsFacts } from "./http2Steal";
 import { isH2cUpgrade } from "./h2cUpgrade";
 import { pipeBoth } from "../../src/protocol/pipeBoth";
-import { markOwn } from "./ownFlows";
+import { markOwn, overLoopback, ownUnlessLoopback } from "./ownFlows";
 
 export const MAX_HEADER_BYTES = 96 * 1024;
 export const HEADERS_TIMEOUT_MS = 15_000;
@@ -248,6 +248,9 @@ function createHttpServer(ctx: HttpStealContext, owner: HttpSteal): Server {
   // requests that came over TLS reach the app over TLS again: it is the pod's own app, whose
   // certificate the agent has no reason to check; the client's server name goes along
   const upstreamTlsAgent = new HttpsAgent({ keepAlive: true, maxFreeSockets: 16, rejectUnauthorized: false });
+  // the same for clients inside the pod, whose connections to the app the mirror copies (ownFlows.ts)
+  const insideAgent = new HttpAgent({ keepAlive: true, maxFreeSockets: 16 });
+  const insideTlsAgent = new HttpsAgent({ keepAlive: true, maxFreeSockets: 16, rejectUnauthorized: false });
   const server = createServer({
     maxHeaderSize: MAX_HEADER_BYTES,
     headersTimeout: HEADERS_TIMEOUT_MS,
@@ -270,8 +273,9 @@ function createHttpServer(ctx: HttpStealContext, owner: HttpSteal): Server {
   /** To the app; `replay`: body bytes already read from `req` (a declined stolen request). */
   const pass = (req: IncomingMessage, res: ServerResponse, replay: Buffer[] = []) => {
     const tls = ctx.tlsOf?.(req.socket);
+    const inside = overLoopback(req.socket);
     const upstream = (tls ? httpsRequest : httpRequest)({
-      ...(tls ? { agent: upstreamTlsAgent, servername: tls.sni, ALPNProtocols: ["http/1.1"] } : { agent: upstreamAgent }),
+      ...(tls ? { agent: inside ? insideTlsAgent : upstreamTlsAgent, servername: tls.sni, ALPNProtocols: ["http/1.1"] } : { agent: inside ? insideAgent : upstreamAgent }),
       host: originalHost(req.socket),
       port: ctx.port,
       method: req.method,
@@ -280,7 +284,8 @@ function createHttpServer(ctx: HttpStealContext, owner: HttpSteal): Server {
       setHost: false,
       maxHeaderSize: MAX_HEADER_BYTES,
     });
-    upstream.on("socket", (s) => markOwn(s as Socket));
+    // (a client inside the pod gets connections of its own, not marked: see ownFlows.ts)
+    if (!inside) upstream.on("socket", (s) => markOwn(s as Socket));
     for (const chunk of replay) upstream.write(chunk);
     req.pipe(upstream);
     upstream.on("response", (answer) => {
@@ -395,7 +400,7 @@ function createHttpServer(ctx: HttpStealContext, owner: HttpSteal): Server {
     const app = tls
       ? tlsConnect({ host, port: ctx.port, servername: tls.sni, ALPNProtocols: ["http/1.1"], rejectUnauthorized: false })
       : connect({ host, port: ctx.port });
-    markOwn(app);
+    ownUnlessLoopback(app, req.socket as Socket);
     app.write(headBytes(`${req.method} ${req.url} HTTP/${req.httpVersion}`, req.rawHeaders));
     if (head.length) app.write(head);
     pipeBoth(socket, app);
@@ -475,6 +480,8 @@ function createHttpServer(ctx: HttpStealContext, owner: HttpSteal): Server {
   server.on("close", () => {
     upstreamAgent.destroy();
     upstreamTlsAgent.destroy();
+    insideAgent.destroy();
+    insideTlsAgent.destroy();
   });
   return server;
 }

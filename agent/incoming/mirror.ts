@@ -74,7 +74,7 @@ export class MirrorCapture implements PortCapability {
       this.captures.set(msg.port, capture);
       capture.catch(() => this.captures.delete(msg.port));
     }
-    (await capture).sessions.set(session, msg.filter ? compileFilter(msg.filter as HttpFilter) : undefined);
+    (await capture).sessions.set(session, msg.filter ? compileFilter(msg.filter as HttpFilter, { onOverBudget: () => this.options.metrics.add("tether_filter_over_budget_total", 1, { port: String(msg.port) }) }) : undefined);
     return { probesKept: [] };
   }
 

@@ -4,8 +4,8 @@
 //
 // Rules per port (checked in subscribe, refused to the second session):
 // - a plain steal owns the port: another plain or filtered steal is STEAL_REFUSED, and vice versa;
-// - filters of different sessions must not overlap (identical or obviously overlapping, see
-//   httpMatcher.filtersOverlap): FILTER_CONFLICT naming the session that holds the port;
+// - filters of different sessions must be proven disjoint (httpMatcher.filtersOverlap decides):
+//   anything else is FILTER_CONFLICT, naming both sessions and the port;
 // - probe paths (TETHER_AGENT_PROBES) always reach the app unless the session says stealProbes;
 //   a plain steal of a port with probe paths becomes "every request except the probe paths";
 //   a probe port without a path (TCP probe) is refused (PROBE_PORT) without stealProbes.
@@ -43,7 +43,8 @@ import type { IncomingSubscribe, PortCapability } from "../capabilities";
 import type { AgentConfig } from "../config";
 import type { Metrics } from "../metrics";
 import type { AgentSession } from "../session";
-import { compileFilter, filtersOverlap, pathOf, type RequestFacts, type RequestMatcher } from "./httpMatcher";
+import { maskRawHeaders } from "../../src/protocol/secretHeaders";
+import { compileFilter, describeFilter, DISJOINT_RULE, filtersOverlap, pathOf, type RequestFacts, type RequestMatcher } from "./httpMatcher";
 import { firstWords } from "./firstWords";
 import { HttpSteal, originalHost, type Decision, type Leak } from "./httpSteal";
 import type { Iptables } from "./iptables";
@@ -56,7 +57,7 @@ import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import type { Duplex } from "node:stream";
 import { pipeBoth } from "../../src/protocol/pipeBoth";
 import type { LeakWatch } from "./leakWatch";
-import { markOwn } from "./ownFlows";
+import { ownUnlessLoopback } from "./ownFlows";
 
 export interface StealOptions {
   config: AgentConfig;
@@ -100,12 +101,6 @@ interface StolenPort {
   sockets: Set<Socket>;
   /** Released: no subscription, no redirect; what is still open drains. */
   released: boolean;
-}
-
-/** The agent's own connection to the app: the mirror does not copy it (ownFlows.ts). */
-function own<S extends Socket>(socket: S): S {
-  markOwn(socket);
-  return socket;
 }
 
 /** Some bytes but no whole request line: as long as a whole head may take (HEADERS_TIMEOUT_MS). */
@@ -164,18 +159,19 @@ export class StealRouter implements PortCapability {
       const existing = this.ports.get(port);
       for (const other of existing?.subs.values() ?? []) {
         if (other.session === session) continue;
+        const me = session.label;
         const who = other.session.label;
         if (!other.filter) {
-          throw new TetherError("STEAL_REFUSED", `port ${port} is stolen whole by ${who}; no other steal can share it until that session ends`);
+          throw new TetherError("STEAL_REFUSED", `${me} cannot steal port ${port}: ${who} steals all of it; no other steal can share it until that session ends`);
         }
         if (!msg.filter) {
-          throw new TetherError(
-            "STEAL_REFUSED",
-            `cannot steal all of port ${port}: ${who} steals HTTP requests on it with a filter; steal with a filter that does not overlap theirs`,
-          );
+          throw new TetherError("STEAL_REFUSED", `${me} cannot steal all of port ${port}: ${who} steals HTTP requests on it with a filter; steal with a filter that provably differs from theirs`);
         }
         if (filtersOverlap(msg.filter, other.filter)) {
-          throw new TetherError("FILTER_CONFLICT", `the HTTP filter overlaps the one ${who} steals port ${port} with; choose a filter that cannot match the same requests`);
+          throw new TetherError(
+            "FILTER_CONFLICT",
+            `${me} cannot steal port ${port} with ${describeFilter(msg.filter)}: ${who} steals it with ${describeFilter(other.filter)}, and one request could match both; ${DISJOINT_RULE}`,
+          );
         }
       }
       const iptables = this.options.iptables;
@@ -183,7 +179,8 @@ export class StealRouter implements PortCapability {
       const tls = msg.tls ? new PortTls(msg.tls, { port, log: this.options.log, onSecure: (socket, facts) => this.onSecure(port, socket, facts) }) : undefined;
       const portTls = existing && this.tlsOf(existing, session);
       if (tls && portTls && portTls.fingerprint !== tls.fingerprint) {
-        throw new TetherError("STEAL_REFUSED", `port ${port} is TLS-terminated with another certificate by another session; send the same certificate to share it`);
+        const others = [...existing!.subs.values()].filter((s) => s.session !== session).map((s) => s.session.label);
+        throw new TetherError("STEAL_REFUSED", `${session.label} cannot steal port ${port}: ${[...new Set(others)].join(", ")} terminate its TLS with another certificate; send the same certificate to share it`);
       }
       if (msg.filter && !tls && !portTls && (await appSpeaksTls("127.0.0.1", port))) {
         throw new TetherError(
@@ -194,7 +191,7 @@ export class StealRouter implements PortCapability {
       const sub: Subscription = {
         session,
         filter: msg.filter,
-        matcher: msg.filter ? compileFilter(msg.filter) : undefined,
+        matcher: msg.filter ? compileFilter(msg.filter, { onOverBudget: () => this.options.metrics.add("tether_filter_over_budget_total", 1, { port: String(port) }) }) : undefined,
         stealProbes,
         since: Date.now(),
         activeAt: 0,
@@ -329,7 +326,8 @@ export class StealRouter implements PortCapability {
       if (conn.isClosed || !conn.supports("traffic.passed")) continue;
       if (decision.kind === "steal" && decision.session === sub.session) continue;
       const reason = decision.kind === "steal" ? "other-session" : decision.reason;
-      conn.send({ type: "traffic.passed", port, method: facts.method, path: facts.url, reason });
+      const headers = conn.supports("http.decline") ? { rawHeaders: maskRawHeaders(facts.rawHeaders) } : {}; // v3
+      conn.send({ type: "traffic.passed", port, method: facts.method, path: facts.url, reason, ...headers });
     }
   }
 
@@ -385,7 +383,7 @@ export class StealRouter implements PortCapability {
 
   private plainRoute(port: number, socket: Socket): AppRoute {
     const host = originalHost(socket);
-    return { scheme: "http", connect: () => own(connect({ host, port, noDelay: true })) };
+    return { scheme: "http", connect: () => ownUnlessLoopback(connect({ host, port, noDelay: true }), socket) };
   }
 
   /** `Upgrade: h2c`: switch to HTTP/2 when the app would have (it speaks h2c), else read the request as HTTP/1.1. */
@@ -424,7 +422,7 @@ export class StealRouter implements PortCapability {
       const host = originalHost(socket);
       const app: AppRoute = {
         scheme: "https",
-        connect: () => own(tlsConnect({ host, port, ...(facts.sni ? { servername: facts.sni } : {}), ALPNProtocols: ["h2"], rejectUnauthorized: false })),
+        connect: () => ownUnlessLoopback(tlsConnect({ host, port, ...(facts.sni ? { servername: facts.sni } : {}), ALPNProtocols: ["h2"], rejectUnauthorized: false }), socket),
       };
       return stolen.http2.handle(socket, { peer: peerOf(socket), app, tls: facts });
     }
@@ -447,7 +445,7 @@ export class StealRouter implements PortCapability {
 
   /** A connection to the app at the address the client was going to. */
   private appConnection(socket: Socket, port: number): Socket {
-    return own(connect({ host: originalHost(socket), port, allowHalfOpen: true, noDelay: true }));
+    return ownUnlessLoopback(connect({ host: originalHost(socket), port, allowHalfOpen: true, noDelay: true }), socket);
   }
 
   private stealConnection(socket: Socket, stream: Duplex): void {

@@ -1,6 +1,6 @@
 // Entry of the `tether` command (dist/cli.js). Exit codes: 0 success (exec: the command's own code),
 // 2 usage or configuration error, 1 runtime failure. Progress goes to stderr.
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync, openSync, writeSync } from "node:fs";
 import { basename, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -11,7 +11,7 @@ import { readConfigFile, readProjectConfig, resolveConfig, type ConfigSource } f
 import { Cluster } from "../kube/cluster";
 import { listNamespaces, listWorkloads } from "../kube/discovery";
 import { describeContainer, type ContainerInfo } from "../kube/containers";
-import { TetherError } from "../protocol/error";
+import { isRefusal, TetherError } from "../protocol/error";
 import { TETHER_VERSION } from "../protocol/version";
 import type { Log } from "../protocol/log";
 import { Launch } from "../engine/launch";
@@ -205,6 +205,9 @@ function openEventsFile(path: string | undefined): number | undefined {
 }
 
 async function run(config: TetherConfig, command: string[], node: boolean, log: Log, events: number | undefined): Promise<number> {
+  // a refused subscription (another session holds the pod port): the command stops, exec exits 2
+  let refused = false;
+  let child: ChildProcess | undefined;
   const launch = await Launch.start({
     config,
     log,
@@ -216,7 +219,14 @@ async function run(config: TetherConfig, command: string[], node: boolean, log: 
     onSubscribed: (pod, local) => process.stderr.write(`tether: ${config.incoming.mode} ${showRoute(pod, local)} (the command listens)\n`),
     onPortTaken: (local) => process.stderr.write(`tether: local port ${local} is already taken by another program; stop it so your command can listen there\n`),
     onHandedBack: (pod, local) => process.stderr.write(`tether: ${showRoute(pod, local)} handed back to the pod: nothing listens on :${local} any more\n`),
-    onSubscribeError: (port, err) => process.stderr.write(`tether: cannot subscribe port ${port}: ${err.message}\n`),
+    onSubscribeError: ({ local, pods }, err) => {
+      process.stderr.write(`tether: cannot ${config.incoming.mode} pod port ${pods.join(", ")} (for local :${local}): ${err.message}\n`);
+      if (!isRefusal(err) || refused) return;
+      refused = true;
+      process.stderr.write("tether: stopping the command: the pod port it was started for is refused\n");
+      child?.kill("SIGTERM");
+      setTimeout(() => child?.kill("SIGKILL"), 5_000).unref();
+    },
     ...(events !== undefined ? { onEvent: (e: SessionEvent) => writeSync(events, `${JSON.stringify(e)}\n`) } : {}),
   });
   const session = launch.session;
@@ -224,7 +234,7 @@ async function run(config: TetherConfig, command: string[], node: boolean, log: 
   if (session.waiting.length) process.stderr.write(`tether: ${waitingText(session.waiting)}\n`);
   const env: NodeJS.ProcessEnv = { ...process.env, ...launch.debuggeeEnv(node ? "node" : "native", process.env) };
   const line = launch.command(command);
-  const child = spawn(line[0]!, line.slice(1), { stdio: "inherit", env });
+  child = spawn(line[0]!, line.slice(1), { stdio: "inherit", env });
   const forward = (signal: NodeJS.Signals) => child.kill(signal);
   for (const s of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(s, forward);
   session.on("ended", (err: Error) => process.stderr.write(`tether: the session ended: ${err.message}\n`));
@@ -247,7 +257,7 @@ async function run(config: TetherConfig, command: string[], node: boolean, log: 
   for (const r of session.disruption.rules) process.stderr.write(`tether: disruption ${r.kind} "${r.label}": ${r.counts}\n`);
   const agents = [...session.agentSessions].map(([pod, id]) => (session.agentSessions.size > 1 ? `${id} on ${pod}` : id)).join(", ");
   process.stderr.write(`tether: ${session.figures.summary()} (agent session${session.agentSessions.size > 1 ? "s" : ""} ${agents})\n`);
-  return code;
+  return refused ? 2 : code;
 }
 
 async function doctorCmd(argv: string[]): Promise<number> {

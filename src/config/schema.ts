@@ -212,6 +212,15 @@ export const configSchema = z
       })
       .prefault({})
       .describe("Network disruption of your process's own traffic, applied where Tether carries it (nothing else in the cluster is touched)."),
+    inspector: z
+      .strictObject({
+        maskHeaders: z
+          .array(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, { message: "a header name: letters, digits and !#$%&'*+.^_`|~-" }))
+          .default([])
+          .describe("More headers whose values the request detail and \"Copy as curl\" mask (any case), besides Authorization, Proxy-Authorization, Cookie and Set-Cookie, which are always masked."),
+      })
+      .prefault({})
+      .describe("The request detail of the Sessions view and the CLI."),
   })
   .describe("Tether configuration");
 

@@ -41,11 +41,13 @@ import type { Duplex } from "node:stream";
 import type { EngineConnection } from "../protocol/connection";
 import { silentLog, type Log } from "../protocol/log";
 import { pipeBoth } from "../protocol/pipeBoth";
+import { maskRawHeaders } from "../protocol/secretHeaders";
 import { directRequest } from "./directHttp";
 import type { AgentToEngine } from "../protocol/messages";
 import { Http2Delivery } from "./incomingHttp2";
 import type { Disruption, RuleSet } from "./disruption";
 import { Loopback } from "./loopback";
+import { newRecord, type RequestRecord } from "./requestRecord";
 
 type IncomingTcp = Extract<AgentToEngine, { type: "incoming.tcp" }>;
 type IncomingHttp = Extract<AgentToEngine, { type: "incoming.http" }>;
@@ -88,6 +90,10 @@ export interface DeliveredRequest {
   grpc?: { status: number; message?: string };
   /** The whole exchange, for calls reported when they end (gRPC). */
   durationMs?: number;
+  /** The request and the answer as far as they went, for the request detail and replay (filled in until the exchange ends). */
+  record?: RequestRecord;
+  /** Sent again from the request detail, not by a client (Session.replay). */
+  replay?: boolean;
 }
 
 export type PassedRequest = Omit<TrafficPassed, "type">;
@@ -99,6 +105,8 @@ export interface DeclinedRequest {
   localPort: number;
   method: string;
   path: string;
+  /** Secret values masked (protocol/secretHeaders). */
+  rawHeaders: string[];
 }
 
 /** A stolen HTTP request the debuggee has not finished answering. */
@@ -148,12 +156,15 @@ export class IncomingDelivery extends EventEmitter {
   private readonly disruption?: Disruption;
   private readonly http2: Http2Delivery;
   private readonly live = new Set<Duplex>();
+  /** The record of each stolen HTTP request, until it is reported. */
+  private readonly records = new WeakMap<IncomingHttp, RequestRecord>();
   private closed = false;
   /** HTTP/2 stream messages (trailers, resets) of requests a disruption rule holds back, replayed on delivery. */
   private readonly held = new Map<number, Extract<AgentToEngine, { type: "http.trailers" | "http.reset" }>[]>();
   private readonly onMessage = (msg: AgentToEngine) => {
     if (msg.type === "incoming.tcp") this.disrupted(msg, (rules) => this.deliverTcp(msg, rules));
     else if (msg.type === "incoming.http") {
+      this.records.set(msg, newRecord(msg));
       this.disrupted(msg, (rules) => {
         this.inFlight(msg);
         msg.httpVersion === "2.0" ? this.http2.deliver(msg) : this.deliverHttp(msg, rules);
@@ -190,7 +201,8 @@ export class IncomingDelivery extends EventEmitter {
       log: this.log,
       localPort: (port) => this.localPort(port),
       localTls: (msg) => this.localTls && msg.tls !== undefined,
-      report: (r) => this.emit("request", r satisfies DeliveredRequest),
+      report: (r, msg) => this.emit("request", { ...r, ...this.recordOf(msg) } satisfies DeliveredRequest),
+      record: (msg) => this.records.get(msg),
       fail: (port, error) => this.fail(port, "http", error),
       track: (d) => this.track(d),
       countIn: (n) => (this.bytesIn += n),
@@ -235,6 +247,12 @@ export class IncomingDelivery extends EventEmitter {
       clearTimeout(timer);
       this.held.delete(msg.stream);
     });
+  }
+
+  /** `{ record }` for a request's report (nothing for a request that was never recorded). */
+  private recordOf(msg: IncomingHttp): { record?: RequestRecord } {
+    const record = this.records.get(msg);
+    return record ? { record } : {};
   }
 
   /** The local port a pod port is delivered to. */
@@ -345,7 +363,11 @@ export class IncomingDelivery extends EventEmitter {
     if (!stream || this.closed) return;
     const request: StartedRequest = { id: msg.stream, port: msg.port, localPort: this.localPort(msg.port), method: msg.method, path: msg.url, since: Date.now() };
     this.emit("started", request);
-    stream.once("close", () => this.emit("finished", request));
+    stream.once("close", () => {
+      const record = this.records.get(msg);
+      if (record) record.end ??= Date.now();
+      this.emit("finished", request);
+    });
   }
 
   private deliverHttp(msg: IncomingHttp, rules?: RuleSet): void {
@@ -366,6 +388,7 @@ export class IncomingDelivery extends EventEmitter {
         status,
         latencyMs: Date.now() - started,
         upgrade: msg.upgrade,
+        ...this.recordOf(msg),
         ...(msg.tls ? { tls: { ...(msg.tls.sni ? { sni: msg.tls.sni } : {}), ...(msg.tls.clientSubject ? { clientSubject: msg.tls.clientSubject } : {}) } } : {}),
       } satisfies DeliveredRequest);
     const tls = this.localTls && msg.tls !== undefined;
@@ -374,8 +397,13 @@ export class IncomingDelivery extends EventEmitter {
     let answered = false;
     let ended = false;
     let retried = false;
+    const record = this.records.get(msg);
     const answer = (res: IncomingMessage, rawHeaders: string[]) => {
       answered = true;
+      if (record) {
+        record.firstByte = Date.now();
+        record.response = { status: res.statusCode ?? 502, ...(res.statusMessage ? { statusMessage: res.statusMessage } : {}), rawHeaders };
+      }
       this.conn.send({
         type: "http.response",
         stream: stream.id,
@@ -400,7 +428,7 @@ export class IncomingDelivery extends EventEmitter {
         this.logOnce(msg.port, `the local app does not listen on port ${localPort}: its requests go to the pod meanwhile`, err);
         ended = true;
         this.conn.send({ type: "http.decline", stream: stream.id });
-        this.emit("declined", { port: msg.port, localPort, method: msg.method, path: msg.url } satisfies DeclinedRequest);
+        this.emit("declined", { port: msg.port, localPort, method: msg.method, path: msg.url, rawHeaders: maskRawHeaders(msg.rawHeaders) } satisfies DeclinedRequest);
         return void stream.destroy();
       }
       this.fail(msg.port, "http", err);
@@ -438,7 +466,10 @@ export class IncomingDelivery extends EventEmitter {
           if (!HOP_BY_HOP.test(res.rawHeaders[i]!)) raw.push(res.rawHeaders[i]!, res.rawHeaders[i + 1]!);
         }
         answer(res, raw);
-        res.on("data", (d: Buffer) => (this.bytesOut += d.length));
+        res.on("data", (d: Buffer) => {
+          this.bytesOut += d.length;
+          record?.responseBody.push(d);
+        });
         res.once("end", () => (ended = true));
         if (through) {
           through.ba.on("error", (err) => stream.destroy(err));
@@ -470,6 +501,9 @@ export class IncomingDelivery extends EventEmitter {
     stream.once("close", () => {
       if (!ended && !msg.upgrade) current.destroy();
     });
-    stream.on("data", (d: Buffer) => (this.bytesIn += d.length));
+    stream.on("data", (d: Buffer) => {
+      this.bytesIn += d.length;
+      if (!msg.upgrade) record?.requestBody.push(d);
+    });
   }
 }

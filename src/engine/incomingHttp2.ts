@@ -17,6 +17,7 @@ import type { Log } from "../protocol/log";
 import type { AgentToEngine } from "../protocol/messages";
 import { directRequest } from "./directHttp";
 import type { DeliveredRequest } from "./incoming";
+import type { RequestRecord } from "./requestRecord";
 
 type IncomingHttp = Extract<AgentToEngine, { type: "incoming.http" }>;
 type StreamMessage = Extract<AgentToEngine, { type: "http.trailers" | "http.reset" }>;
@@ -36,7 +37,9 @@ export interface Http2DeliveryContext {
   localPort(port: number): number;
   /** Whether this request is delivered to the local app over TLS. */
   localTls(msg: IncomingHttp): boolean;
-  report(r: DeliveredRequest): void;
+  report(r: DeliveredRequest, msg: IncomingHttp): void;
+  /** The request's record (requestRecord.ts), filled in as the exchange goes. */
+  record(msg: IncomingHttp): RequestRecord | undefined;
   fail(port: number, error: Error): void;
   track(d: Duplex): void;
   countIn(n: number): void;
@@ -210,6 +213,11 @@ class Exchange {
 
   private head(status: number, rawHeaders: string[], endStream: boolean): void {
     this.answeredAt = Date.now();
+    const record = this.ctx.record(this.msg);
+    if (record) {
+      record.firstByte = this.answeredAt;
+      record.response = { status, rawHeaders };
+    }
     this.status = status;
     this.conn.send({ type: "http.response", stream: this.stream.id, statusCode: status, rawHeaders, ...(endStream ? { endStream: true } : {}) });
     if (this.grpc) this.grpcStatusOf(rawHeaders); // a trailers-only answer carries the status in its head
@@ -242,12 +250,22 @@ class Exchange {
       protocol: "h2",
       ...(r.tls ? { tls: { ...(r.tls.sni ? { sni: r.tls.sni } : {}), ...(r.tls.clientSubject ? { clientSubject: r.tls.clientSubject } : {}) } } : {}),
       ...(this.grpc ? { grpc: this.grpcStatus ?? { status: 2, message: "no grpc-status" }, durationMs: Date.now() - this.started } : {}),
-    });
+    }, this.msg);
+  }
+
+  /** Response bytes from the local app: counted, and the first ones kept for the request detail. */
+  private countOut(d: Buffer): void {
+    this.ctx.countOut(d.length);
+    this.ctx.record(this.msg)?.responseBody.push(d);
   }
 
   /** The request body to the local app (attached only now: a "data" listener would start the flow). */
   private pipeRequest(to: NodeJS.WritableStream): void {
-    this.stream.on("data", (d: Buffer) => this.ctx.countIn(d.length));
+    const record = this.ctx.record(this.msg);
+    this.stream.on("data", (d: Buffer) => {
+      this.ctx.countIn(d.length);
+      record?.requestBody.push(d);
+    });
     this.stream.pipe(to);
   }
 
@@ -286,7 +304,7 @@ class Exchange {
         this.stream.end();
         return;
       }
-      req.on("data", (d: Buffer) => this.ctx.countOut(d.length));
+      req.on("data", (d: Buffer) => this.countOut(d));
       req.pipe(this.stream, { end: false });
       req.once("end", () => resetCode(req) === undefined && this.endResponse(responseTrailers));
     });
@@ -322,7 +340,7 @@ class Exchange {
     this.pipeRequest(req);
     req.on("response", (res: IncomingMessage) => {
       this.head(res.statusCode ?? 502, h1ToH2Raw(res.rawHeaders), false);
-      res.on("data", (d: Buffer) => this.ctx.countOut(d.length));
+      res.on("data", (d: Buffer) => this.countOut(d));
       res.pipe(this.stream, { end: false });
       res.once("end", () => {
         this.endResponse(res.rawTrailers.length ? h1ToH2Raw(res.rawTrailers) : undefined);

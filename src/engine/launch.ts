@@ -20,6 +20,7 @@ import { PodFiles } from "./podFiles";
 import { routingFromConfig } from "./routing";
 import { RuntimeServer } from "./runtimeServer";
 import { Session, type SessionOptions } from "./session";
+import { RoutingHeaderCheck } from "./routingHeaderCheck";
 import { TcpSplices } from "./tcpSplices";
 import { UdpForwarders } from "./udpForwarders";
 
@@ -34,7 +35,12 @@ export interface LaunchOptions extends SessionOptions {
   debuggee?: DebuggeeKind;
   /** Called when the debuggee listens and the pod port delivered to its local port was subscribed. */
   onSubscribed?: (pod: number, local: number) => void;
-  onSubscribeError?: (local: number, err: Error) => void;
+  /**
+   * Called when the pod ports delivered to `local` could not be subscribed; a refusal
+   * (isRefusal(err): another session holds them, or the configuration cannot take them) means the
+   * session cannot do what was asked, and the front end stops the debuggee.
+   */
+  onSubscribeError?: (route: { local: number; pods: number[] }, err: Error) => void;
   /** Called when nothing listens on the local port any more and the pod port went back to the pod's app. */
   onHandedBack?: (pod: number, local: number) => void;
   /** Called when a local port is already taken by another program as the session starts. */
@@ -89,6 +95,12 @@ export class Launch {
         log("warn", `the native layer is not active (${native.unavailable}); outgoing traffic goes through HTTP_PROXY/ALL_PROXY only, DNS and files stay local`, { tag: "native" });
       }
       const proxy = await LocalProxy.start(conn, routing, log, disruption);
+      // outgoing calls made while a stolen request is answered must carry the routing header
+      const check = new RoutingHeaderCheck(config.incoming.mode === "steal" ? config.incoming.httpFilter : undefined, () => session.answering, (call, missing) => {
+        if (session.warnRouting(call, missing)) log("warn", `${call}: an outgoing call made while answering a stolen request lacks ${missing}, so the service it reaches cannot route its own calls to you`, { tag: "session" });
+      });
+      tcp.onSpliced = (host, port, socket) => check.watch(host, port, socket);
+      proxy.outgoing = check;
       let listeners: LocalListeners | undefined;
       const listens = (port: number) =>
         session.debuggeeListens(port).then(
@@ -96,7 +108,10 @@ export class Launch {
             if (pods.length) listeners?.expect(port); // its stop is seen even if it comes before the next look
             for (const pod of pods) options.onSubscribed?.(pod, port);
           },
-          (err: Error) => options.onSubscribeError?.(port, err),
+          (err: Error) => {
+            const pods = [...session.routes].filter(([pod, local]) => local === port && !session.ports.has(pod)).map(([pod]) => pod);
+            options.onSubscribeError?.({ local: port, pods }, err);
+          },
         );
       // the Node runtime and the native layer say at once; LocalListeners sees any program within LISTEN_POLL_MS
       runtime.on("listen", ({ port }: { port: number }) => void listens(port));

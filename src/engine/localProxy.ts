@@ -17,11 +17,21 @@ export interface ProxyRouting {
   connect(proto: "tcp" | "udp", host: string, port: number): "local" | "remote";
 }
 
+/** What reads the debuggee's calls through the cluster (the routing-header check). */
+export interface OutgoingWatch {
+  /** A tunnelled connection (CONNECT, SOCKS): its bytes from the debuggee, `head` already read. */
+  watch(host: string, port: number, fromDebuggee: Duplex, head?: Buffer): void;
+  /** A plain-HTTP request through the proxy. */
+  check(call: { method: string; authority: string; path: string; rawHeaders: string[] }): void;
+}
+
 export class LocalProxy {
   private readonly http: http.Server;
   private readonly server: net.Server;
   private readonly sockets = new Set<net.Socket>();
   private closed = false;
+  /** Calls through the cluster are shown to it (set by Launch). */
+  outgoing?: OutgoingWatch;
 
   private constructor(
     private readonly conn: () => EngineConnection,
@@ -71,6 +81,10 @@ export class LocalProxy {
     };
   }
 
+  private remote(host: string, port: number): boolean {
+    return this.routing.connect("tcp", host, port) === "remote";
+  }
+
   /**
    * A connection to host:port, from here or from the pod. Disruption rules act on the connection's
    * setup here (a failing name, refused, black-holed until the client gives up, the latency of its
@@ -101,6 +115,7 @@ export class LocalProxy {
       const upstream = await this.dial(m[1]!, Number(m[2]));
       socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
       if (head.length) upstream.write(head);
+      if (this.remote(m[1]!, Number(m[2]))) this.outgoing?.watch(m[1]!, Number(m[2]), socket, head);
       pipeBoth(socket, upstream);
     } catch (err) {
       this.log("info", "proxy CONNECT failed", { tag: "proxy", target: req.url, error: (err as Error).message });
@@ -131,6 +146,7 @@ export class LocalProxy {
       req.resume();
       return;
     }
+    if (this.remote(url.hostname, port)) this.outgoing?.check({ method: req.method ?? "GET", authority: url.host, path: url.pathname, rawHeaders: headers });
     const upstream = directRequest({
       method: req.method,
       path: url.pathname + url.search,
@@ -187,6 +203,7 @@ export class LocalProxy {
         return;
       }
       socket.write(Buffer.from([5, 0, 0, 1, 0, 0, 0, 0, 0, 0]));
+      if (this.remote(host, port)) this.outgoing?.watch(host, port, socket);
       pipeBoth(socket, upstream);
     } catch (err) {
       this.log("debug", "SOCKS handshake failed", { tag: "proxy", error: (err as Error).message });

@@ -14,6 +14,7 @@ import type { Cluster, ResolvedTarget } from "../kube/cluster";
 import { openPortForward } from "../kube/portForward";
 import { openAgentWire } from "./agentWire";
 import type { Disruption } from "./disruption";
+import { sessionLabel } from "./sessionLabel";
 import { IncomingDelivery } from "./incoming";
 
 /** The longest a graceful release waits for the agent's unsubscribe, then for requests in flight. */
@@ -104,7 +105,7 @@ export class PodLink extends EventEmitter {
     for (;;) {
       try {
         const tunnel = await openPortForward(this.o.cluster.kc, placed.namespace, placed.podName, placed.port);
-        const { conn, welcome } = await openAgentWire(tunnel, { token: placed.token, client: this.o.client, label: `${this.o.client.name}@${process.env.USER ?? "user"}`, log: this.o.log });
+        const { conn, welcome } = await openAgentWire(tunnel, { token: placed.token, client: this.o.client, label: sessionLabel(), log: this.o.log });
         this.agentSession = welcome.sessionId;
         this.agentVersion = welcome.agent.version;
         return conn;

@@ -35,6 +35,7 @@ import { STEPS, type SessionEvent, type SessionEventBody } from "./events";
 import { InterceptionFigures } from "./figures";
 import { PodLink, RELEASE_DRAIN_MS, type Subscribe } from "./podLink";
 import { loadTlsMaterial } from "./tlsMaterial";
+import { replayToLocal } from "./replay";
 import { importEnv } from "./routing";
 
 export type Step = (typeof STEPS)[number];
@@ -88,11 +89,35 @@ export interface PodState {
 /** A delivered request, with the pod it came from. */
 export type SessionRequest = DeliveredRequest & { pod: string };
 
-/** One line of the session's recent traffic, with the pod it came from. */
-export type RecentEntry =
+/** A request on a subscribed port that the pod's app answered. */
+export interface PassedEntry {
+  passed: true;
+  method: string;
+  path: string;
+  port: number;
+  pod: string;
+  /** unmatched: no filter of this session took it; other-session: another session's did; declined: ours did, but nothing listened locally. */
+  reason: PassedRequest["reason"] | "declined";
+  /** Headers with secret values masked by the agent (v3 agents; declined requests: the engine's copy). */
+  rawHeaders?: string[];
+}
+
+type RecentLine =
   | SessionRequest
-  | { passed: true; method: string; path: string; port: number; pod: string }
+  | PassedEntry
   | { connection: true; mode: "steal" | "mirror"; port: number; localPort: number; peer: { address: string; port: number }; pod: string };
+
+/** One line of the session's recent traffic, with the pod it came from, numbered in arrival order. */
+export type RecentEntry = RecentLine & { seq: number; at: number };
+
+/** An outgoing HTTP call the debuggee made while answering a stolen request, without the routing header. */
+export interface RoutingWarning {
+  /** "GET orders:8080/api/orders" */
+  call: string;
+  /** What it lacked: "baggage or a header matching ^x-user: alice$". */
+  missing: string;
+  at: number;
+}
 
 const RECENT_LIMIT = 200;
 /** A pod whose agent could not join is tried again after this long (while it stays ready). */
@@ -105,7 +130,8 @@ const WAIT_POLL_MS = 1_000;
 /**
  * Events: "request" (SessionRequest, or nothing when only the counts changed); "ports" when a pod port
  * is subscribed or handed back; "pod" (PodState) when a pod joins, becomes ready, fails or
- * leaves; "ended" (err?: Error) when no pod is left to intercept (the last agent went away); "event"
+ * leaves; "ended" (err?: Error) when no pod is left to intercept (the last agent went away);
+ * "routing-warning" (RoutingWarning) the first time an outgoing call lacks the routing header; "event"
  * (SessionEvent, events.ts: everything, also given to options.onEvent).
  */
 export class Session extends EventEmitter {
@@ -114,6 +140,10 @@ export class Session extends EventEmitter {
   readonly recent: RecentEntry[] = [];
   /** Time to intercept, leaks and drops per pod and port (figures.ts). */
   readonly figures = new InterceptionFigures();
+  private seq = 0;
+  private replaying = 0;
+  /** Outgoing calls without the routing header, each call once (RoutingHeaderCheck). */
+  readonly routingWarnings: RoutingWarning[] = [];
   /** Stolen HTTP requests the debuggee is still answering (a breakpoint holds them), by pod and wire stream. */
   readonly inFlight = new Map<string, StartedRequest & { pod: string }>();
   /** The primary pod (see the file's head). */
@@ -478,14 +508,14 @@ export class Session extends EventEmitter {
       if (probe) this.stats.probesPassed++;
       else {
         this.stats.requestsPassed++;
-        this.remember({ passed: true, method: p.method, path: p.path, port: p.port, pod });
+        this.remember({ passed: true, method: p.method, path: p.path, port: p.port, pod, reason: p.reason, ...(p.rawHeaders ? { rawHeaders: p.rawHeaders } : {}) });
       }
       this.event({ type: "passed", pod, ...p });
       this.emit("request");
     });
     delivery.on("declined", (d: DeclinedRequest) => {
       this.stats.requestsPassed++;
-      this.remember({ passed: true, method: d.method, path: d.path, port: d.port, pod });
+      this.remember({ passed: true, method: d.method, path: d.path, port: d.port, pod, reason: "declined", ...(d.rawHeaders ? { rawHeaders: d.rawHeaders } : {}) });
       this.event({ type: "passed", pod, port: d.port, method: d.method, path: d.path, reason: "declined" });
     });
     delivery.on("leaked", (l: LeakedRequest) => this.event({ type: "leaked", pod, ...l }));
@@ -592,9 +622,49 @@ export class Session extends EventEmitter {
     return next;
   }
 
-  private remember(entry: RecentEntry): void {
+  private remember(line: RecentLine): void {
+    const entry = { ...line, seq: ++this.seq, at: Date.now() } as RecentEntry;
     this.recent.push(entry);
     if (this.recent.length > RECENT_LIMIT) this.recent.shift();
+  }
+
+  /** The session's effective configuration. */
+  get config(): TetherConfig {
+    return this.options.config;
+  }
+
+  /** A recent entry by its number (undefined once it scrolled out of the last RECENT_LIMIT). */
+  entry(seq: number): RecentEntry | undefined {
+    return this.recent.find((e) => e.seq === seq);
+  }
+
+  /**
+   * Sends a recorded stolen request again to the local app (replay.ts); listed as a replay, not
+   * counted as stolen. Resolves when the local app's answer ended (a breakpoint holds it).
+   */
+  async replay(seq: number): Promise<SessionRequest> {
+    const e = this.entry(seq);
+    if (!e || !("status" in e)) throw new TetherError("NOT_FOUND", `request ${seq} is not among the recent stolen requests`);
+    this.replaying++;
+    const done = await replayToLocal(e.record, { port: e.port, localPort: e.localPort, tls: this.options.config.incoming.tls?.local === "tls" && e.tls !== undefined }).finally(() => this.replaying--);
+    const withPod: SessionRequest = { ...done, pod: e.pod };
+    this.remember(withPod);
+    this.emit("request", withPod);
+    return withPod;
+  }
+
+  /** Whether the debuggee is answering a stolen (or replayed) request right now. */
+  get answering(): boolean {
+    return this.inFlight.size > 0 || this.replaying > 0;
+  }
+
+  /** Records an outgoing call without the routing header; true the first time that call is seen. */
+  warnRouting(call: string, missing: string): boolean {
+    if (this.routingWarnings.some((w) => w.call === call)) return false;
+    const w: RoutingWarning = { call, missing, at: Date.now() };
+    this.routingWarnings.push(w);
+    this.emit("routing-warning", w);
+    return true;
   }
 
   private stopWatching(): void {

@@ -31,6 +31,8 @@ export class TcpSplices {
   private closed = false;
   /** Called for each connection with its outcome (for statistics). */
   onConnection: (host: string, port: number, err?: Error) => void = () => {};
+  /** Given the debuggee's socket of each connection, before any byte (the routing-header check reads it). */
+  onSpliced: (host: string, port: number, fromDebuggee: net.Socket) => void = () => {};
 
   constructor(
     private readonly conn: () => EngineConnection,
@@ -77,6 +79,7 @@ export class TcpSplices {
       this.sockets.add(socket);
       socket.once("close", () => this.sockets.delete(socket));
       socket.setNoDelay(true);
+      this.onSpliced(host, port, socket);
       if (rules.empty) return pipeBoth(socket, stream);
       // reset-after: the debuggee gets a reset once what was allowed has reached it, the pod side ends too
       const reset = () => {

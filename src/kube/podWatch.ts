@@ -5,7 +5,7 @@
 import { EventEmitter } from "node:events";
 import { Watch, type V1Pod } from "@kubernetes/client-node";
 import type { Log } from "../protocol/log";
-import { apiError, type Cluster, type Workload } from "./cluster";
+import { API_TIMEOUT_MS, apiError, type Cluster, type Workload } from "./cluster";
 
 /** A failed list or watch is tried again after this long. */
 const RETRY_MS = 1_000;
@@ -54,19 +54,34 @@ export class PodWatch extends EventEmitter {
     const { namespace, labelSelector } = this.workload;
     while (!this.closed) {
       const ended = await new Promise<unknown>((resolve) => {
+        // client-node's watch has no client-side timeout: a server that accepts the connection and
+        // never answers (or stops sending mid-watch) would stall it for good. It is given up after
+        // API_TIMEOUT_MS to start and WATCH_SECONDS (the server's own end) plus that to end.
+        const stalled = (what: string) => () => {
+          this.abort?.abort();
+          resolve(new Error(`${this.cluster.description} ${what}`));
+        };
+        const startTimer = setTimeout(stalled(`did not answer the pod watch within ${API_TIMEOUT_MS / 1000} s`), API_TIMEOUT_MS).unref();
+        const endTimer = setTimeout(stalled(`did not end the pod watch after ${WATCH_SECONDS} s`), WATCH_SECONDS * 1000 + API_TIMEOUT_MS).unref();
+        const finish = (value: unknown) => {
+          clearTimeout(startTimer);
+          clearTimeout(endTimer);
+          resolve(value);
+        };
         new Watch(this.cluster.kc)
           .watch(
             `/api/v1/namespaces/${namespace}/pods`,
             { labelSelector: labelSelector!, allowWatchBookmarks: true, timeoutSeconds: WATCH_SECONDS, ...(version ? { resourceVersion: version } : {}) },
             (type: string, pod: V1Pod) => this.onEvent(type, pod),
-            resolve,
+            finish,
           )
           .then(
             (abort) => {
+              clearTimeout(startTimer);
               this.abort = abort;
               if (this.closed) abort.abort();
             },
-            resolve,
+            finish,
           );
       });
       if (this.closed) return;

@@ -12,6 +12,7 @@ import { Duplex } from "node:stream";
 import WebSocket from "ws";
 import { zeroMask } from "../protocol/connection";
 import { TetherError } from "../protocol/error";
+import { API_TIMEOUT_MS } from "./cluster";
 
 /** What client-node offers; API servers choose v4 (or v5, which adds a close message on channel 255). */
 const PROTOCOLS = ["v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"];
@@ -29,8 +30,12 @@ export async function openPortForward(kc: KubeConfig, namespace: string, pod: st
   const url = `${cluster.server.replace(/^http/, "ws").replace(/\/$/, "")}${path}`;
   const what = `port-forward to ${namespace}/${pod}:${port}`;
   const ws = new WebSocket(url, PROTOCOLS, { ...opts, perMessageDeflate: false, generateMask: zeroMask, skipUTF8Validation: true });
+  let timer: NodeJS.Timeout | undefined;
   try {
     await new Promise<void>((resolve, reject) => {
+      // an API server that accepts the connection but never completes TLS or never answers the
+      // upgrade is reported like any other API call that gets no answer
+      timer = setTimeout(() => reject(new TetherError("UNREACHABLE", `${what}: the cluster at ${cluster.server} did not answer within ${API_TIMEOUT_MS / 1000} s`)), API_TIMEOUT_MS);
       ws.once("open", resolve);
       ws.once("error", reject);
       ws.once("unexpected-response", (_req, res) => {
@@ -41,7 +46,10 @@ export async function openPortForward(kc: KubeConfig, namespace: string, pod: st
     });
   } catch (err) {
     ws.terminate();
+    if (TetherError.is(err)) throw err;
     throw new TetherError("CONNECT_FAILED", `${what} refused: ${(err as Error).message}`, { cause: err });
+  } finally {
+    clearTimeout(timer);
   }
   let errorText = "";
   const portHeaderPending = [true, true];

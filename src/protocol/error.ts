@@ -51,3 +51,12 @@ export class TetherError extends Error {
     );
   }
 }
+
+/**
+ * The agent refused a subscription for what was asked, not for a fault: another session holds the
+ * port (STEAL_REFUSED, FILTER_CONFLICT), or the port cannot be taken as configured (PROBE_PORT,
+ * TLS_NEEDS_CERTIFICATE). Trying again does not help; the front ends stop the command (CLI exit 2).
+ */
+export function isRefusal(err: unknown): err is TetherError {
+  return TetherError.is(err) && (err.code === "STEAL_REFUSED" || err.code === "FILTER_CONFLICT" || err.code === "PROBE_PORT" || err.code === "TLS_NEEDS_CERTIFICATE");
+}

@@ -267,6 +267,12 @@ const trafficPassed = z.strictObject({
   method: z.string(),
   path: z.string(),
   reason: z.enum(["unmatched", "probe", "other-session"]),
+  /**
+   * v3: the request's headers (name, value, ...) with secret values masked in the pod
+   * (protocol/secretHeaders), for the engine's request detail and its "why no filter matched".
+   * Sent to v3 sessions only (a v2 engine's strict schema would refuse the field).
+   */
+  rawHeaders: z.array(z.string()).optional(),
 });
 
 /**

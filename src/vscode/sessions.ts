@@ -7,14 +7,14 @@ import { join } from "node:path";
 import type { TetherConfig } from "../config/schema";
 import { DEBUG_TYPES, isNodeDebugType } from "../config/debugTypes";
 import { nativeDirNextTo } from "../engine/nativeDir";
-import { TetherError } from "../protocol/error";
+import { isRefusal, TetherError } from "../protocol/error";
 import { withSession } from "./debugEnv";
 import { debuggerInstalled } from "./debuggers";
 import { showRoute } from "../config/ports";
 import { targetLabel } from "../config/target";
 import type { DebuggeeKind, Launch } from "../engine/launch";
 import { loadEngine } from "./lazy";
-import type { Step } from "../engine/session";
+import type { RoutingWarning, Step } from "../engine/session";
 import type { Log } from "../protocol/log";
 import { TETHER_VERSION } from "../protocol/version";
 import type { ConfigStore } from "./store";
@@ -170,6 +170,7 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
   async start(config: TetherConfig, token?: vscode.CancellationToken, kind: DebuggeeKind = "native"): Promise<ActiveSession> {
     const label = targetLabel(config.target, "");
     const steps: ActiveSession["steps"] = [];
+    let started: ActiveSession | undefined;
     return await vscode.window.withProgress(
       { location: vscode.ProgressLocation.Notification, title: `Tether: ${label}`, cancellable: true },
       async (progress, cancel) => {
@@ -188,9 +189,19 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
             this.log("info", `${config.incoming.mode} ${showRoute(pod, local)}: the debuggee listens`);
             this.changed.fire(undefined);
           },
-          onSubscribeError: (local, err) => {
-            this.log("error", `cannot take the pod's traffic for local :${local}: ${err.message}`);
-            void vscode.window.showWarningMessage(`Tether: cannot take the pod's traffic for local :${local}: ${err.message}`, "Show log").then((a) => a && this.channel.show());
+          onSubscribeError: ({ local, pods }, err) => {
+            const what = `pod port ${pods.join(", ")} (for local :${local})`;
+            this.log("error", `cannot take ${what}: ${err.message}`);
+            if (!isRefusal(err)) {
+              void vscode.window.showWarningMessage(`Tether: cannot take the pod's traffic of ${what}: ${err.message}`, "Show log").then((a) => a && this.channel.show());
+              return;
+            }
+            // refused (another session holds the port): the debug session stops, as the CLI stops its command
+            void vscode.window.showErrorMessage(`Tether: refused ${what}. ${err.message}`, "Show log").then((a) => a && this.channel.show());
+            const active = started;
+            if (!active) return;
+            if (active.debugSession) void vscode.debug.stopDebugging(active.debugSession);
+            void this.stop(active.id, `refused: ${err.message}`);
           },
           onPortTaken: (local) =>
             void vscode.window.showWarningMessage(`Tether: local port ${local} is already taken by another program, so your app cannot listen there and gets no traffic from the pod. Stop that program, then start debugging again.`, "Show log").then((a) => a && this.channel.show()),
@@ -213,10 +224,17 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
         }
         const active: ActiveSession = { id: launch.session.id, label, mode: config.incoming.mode, launch, started: Date.now(), steps, summary: launch.summary(kind) };
         this.sessions.set(active.id, active);
+        started = active;
         launch.session.on("request", () => this.changed.fire(active));
         launch.session.on("ports", () => this.changed.fire(active));
         launch.session.disruption.on("changed", () => this.changed.fire(active));
         launch.session.disruption.on("touched", () => this.changed.fire(active));
+        launch.session.on("routing-warning", (w: RoutingWarning) => {
+          this.changed.fire(active);
+          void vscode.window
+            .showWarningMessage(`Tether: your app called ${w.call} while answering a stolen request, without ${w.missing}: the service it reaches cannot route its own calls to you. Pass the header on to downstream calls.`, "Show log")
+            .then((a) => a && this.channel.show());
+        });
         launch.session.on("ended", (err: Error) => {
           if (!this.sessions.has(active.id)) return;
           this.log("error", `session ${label} ended: ${err.message}`);

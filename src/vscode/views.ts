@@ -213,11 +213,14 @@ function tlsDescription(inc: TetherConfig["incoming"]): string {
 
 const GRPC_STATUS = ["OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"];
 
-/** "200 · 3 ms · stolen", "gRPC OK · 12 ms · HTTP/2 · TLS · stolen". */
+/** "200 · 3 ms · stolen", "gRPC OK · 12 ms · HTTP/2 · TLS · stolen", "200 · 5 ms · replay". */
 function stolenDescription(r: DeliveredRequest): string {
   const status = r.grpc ? `gRPC ${GRPC_STATUS[r.grpc.status] ?? r.grpc.status}` : String(r.status);
-  return [status, `${r.durationMs ?? r.latencyMs} ms`, r.protocol === "h2" ? "HTTP/2" : undefined, r.tls ? "TLS" : undefined, "stolen"].filter(Boolean).join(" · ");
+  return [status, `${r.durationMs ?? r.latencyMs} ms`, r.protocol === "h2" ? "HTTP/2" : undefined, r.tls ? "TLS" : undefined, r.replay ? "replay" : "stolen"].filter(Boolean).join(" · ");
 }
+
+/** Why a request went to the pod, in the row (the detail says it in full). */
+const PASSED_SHORT: Record<string, string> = { "other-session": " · another session's", declined: " · not listening locally" };
 
 export class OutgoingProvider extends ConfigRowsProvider {
   protected configRows(config: TetherConfig): Row[] {
@@ -291,12 +294,26 @@ export class SessionsProvider extends RowsProvider {
     const d = session.delivery;
     const now = Date.now();
     const recent = [...session.recent].reverse().slice(0, 50);
-    const recentRows: Row[] = recent.map((r, i) => {
-      const id = `${s.id}.r${recent.length - i}`;
-      if ("connection" in r) return { label: `${r.mode === "mirror" ? "copy of" : "connection from"} ${r.peer.address}:${r.peer.port}`, description: `pod ${r.port} -> local ${r.localPort}`, icon: r.mode === "mirror" ? "mirror" : "plug", id };
-      if ("passed" in r) return { label: `${r.method} ${r.path}`, description: "passed to the pod", icon: "arrow-right", id };
-      return { label: `${r.method} ${r.path}`, description: stolenDescription(r), icon: "debug-stackframe", id };
+    const recentRows: Row[] = recent.map((r) => {
+      // each opens its detail (vscode/inspector.ts); the row's argument names the request
+      const common = { id: `${s.id}.r${r.seq}`, arg: { session: s.id, seq: r.seq }, command: { command: "tether.showRequest", title: "Show Request" } };
+      if ("connection" in r) return { ...common, label: `${r.mode === "mirror" ? "copy of" : "connection from"} ${r.peer.address}:${r.peer.port}`, description: `pod ${r.port} -> local ${r.localPort}`, icon: r.mode === "mirror" ? "mirror" : "plug" };
+      if ("passed" in r) return { ...common, label: `${r.method} ${r.path}`, description: `passed to the pod${PASSED_SHORT[r.reason] ?? ""}`, icon: "arrow-right", contextValue: "tether.request.passed" };
+      return { ...common, label: `${r.method} ${r.path}`, description: stolenDescription(r), icon: r.replay ? "debug-restart" : "debug-stackframe", contextValue: "tether.request.stolen" };
     });
+    const warnings = session.routingWarnings;
+    const warningRow: Row[] = warnings.length
+      ? [
+          {
+            label: "Routing header",
+            description: `${warnings.length} call${warnings.length > 1 ? "s" : ""} without it`,
+            icon: "warning",
+            id: `${s.id}.routing`,
+            tooltip: "Outgoing HTTP calls your app made while answering a stolen request, without the routing header: the service they reach cannot route its own downstream requests to you",
+            children: warnings.map((w) => ({ label: w.call, description: `lacks ${w.missing}`, tooltip: `lacks ${w.missing}`, icon: "warning", id: `${s.id}.routing.${w.call}` })),
+          },
+        ]
+      : [];
     const inFlight: Row[] = [...session.inFlight.values()].map((r) => ({
       label: `${r.method} ${r.path}`,
       description: `in your app for ${Math.round((now - r.since) / 1000)} s`,
@@ -369,6 +386,7 @@ export class SessionsProvider extends RowsProvider {
         ...counts,
         ...disruption,
         ...interceptionRows(s.id, session.figures),
+        ...warningRow,
         { label: "Recent", description: recent.length ? undefined : "none yet", icon: "history", id: `${s.id}.recent.${recent.length ? "some" : "none"}`, children: recentRows },
       ],
     };

@@ -66,5 +66,7 @@ describe("target resolution", requireNetns(), () => {
   test("what cannot be resolved says why", async () => {
     await assert.rejects(resolveTarget(cluster, "deployment/missing"), (e) => TetherError.is(e, "NOT_FOUND") && /deployments.apps "missing" not found/.test((e as Error).message));
     await assert.rejects(resolveTarget(cluster, "cronjob/x"), (e) => TetherError.is(e, "CONFIG_INVALID"));
+    // an Argo Rollout where its CRD is not installed (the playground has none; test/k8s installs it)
+    await assert.rejects(resolveTarget(cluster, "rollout/web"), (e) => TetherError.is(e, "NOT_FOUND") && /^rollout\/web: this cluster has no Argo Rollouts/.test((e as Error).message));
   });
 });

@@ -1,14 +1,17 @@
 // The pod's own latency while a session mirrors it, on a cluster (the real one: test/k8s): new
 // connections at 1,000 requests/s from the client pod to one api pod, without a session, mirrored
 // into a local sink by `tether exec --mirror`, and without again (the order of the runs must not
-// decide the figure), the client's ephemeral ports widened to 1024-65535. Prints the figures with what the kernels said (the client's SYN
-// retransmissions and TIME_WAIT sockets, the pod's listen drops); asserts only that everything
-// was answered and copied, never a latency.
+// decide the figure), the client's ephemeral ports widened to 1024-65535. Prints the figure
+// (mirror_pod_p50_k8s: mirrored against the slower run without) with what the kernels said (the
+// client's SYN retransmissions and TIME_WAIT sockets, the pod's listen drops), and writes it to
+// TETHER_K8S_FIGURES when set, for the README's table; asserts only that everything was answered and
+// copied, never a latency.
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { machineBusy } from "../support/machineCpu";
+import { jsonReport, type Figure } from "../bench/figures";
 import { freePort, type E2eCluster, type E2eTools } from "./scenarios";
 
 const WORKER = resolve(__dirname, "../bench/apps/worker.js");
@@ -22,6 +25,9 @@ interface RawLoad {
   errors: number;
   maxLagMs: number;
 }
+
+const describe = (what: string, r: Awaited<ReturnType<typeof load>>) =>
+  `${what}: p50 ${quantile(r.load.ms, 0.5).toFixed(2)} ms, p99 ${quantile(r.load.ms, 0.99).toFixed(1)} ms, errors ${r.load.errors}, generator behind by up to ${Math.round(r.load.maxLagMs)} ms, client SYN retransmits ${r.synRetrans}, TIME_WAIT at start ${r.timeWaitBefore}, pod listen drops ${r.listenDrops}, the machine busy ${r.busy}`;
 
 const quantile = (values: number[], q: number) => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -96,14 +102,21 @@ export async function mirrorLatency(t: E2eTools, cluster: E2eCluster): Promise<v
   } finally {
     sysctl(range);
   }
-  for (const [what, r] of runs) {
-    console.log(
-      `# figure: mirror at ${RATE} new connections/s, ${what}: the pod's p50 ${quantile(r.load.ms, 0.5).toFixed(2)} ms, p99 ${quantile(r.load.ms, 0.99).toFixed(1)} ms; errors ${r.load.errors}; generator behind by up to ${Math.round(r.load.maxLagMs)} ms; client SYN retransmits ${r.synRetrans}, TIME_WAIT at start ${r.timeWaitBefore}; pod listen drops ${r.listenDrops}; the machine busy ${r.busy}`,
-    );
-  }
   const [before, mirrored, after] = runs.map(([, r]) => quantile(r.load.ms, 0.5));
   const floor = Math.max(before!, after!);
-  console.log(`# figure: mirror: the pod's p50 change ${((100 * (mirrored! - floor)) / floor).toFixed(1)} % (against the slower run without); copies taken by the debuggee ${copies()} (the mirrored run sent ${COUNT})`);
+  const figure: Figure = {
+    name: "mirror_pod_p50_k8s",
+    value: mirrored!,
+    unit: "ms",
+    floor,
+    floorOf: "the slower run without",
+    goal: { kind: "ratio<=", bound: 1.05 },
+    note: `on a real single-node Kubernetes: the pod's p50 at ${RATE} new connections/s from the client pod, mirrored against without (${((100 * (mirrored! - floor)) / floor).toFixed(1)} %); ${runs.map(([what, r]) => describe(what, r)).join("; ")}; copies taken by the debuggee ${copies()} of ${COUNT}`,
+  };
+  console.log(`# figure: ${figure.name} ${figure.value.toFixed(2)} ms, floor ${floor.toFixed(2)} ms: ${figure.note}`);
+  // TETHER_K8S_FIGURES=FILE: the figure as the bench writes its own (npm run bench:readme -- BENCH.json FILE)
+  const file = process.env.TETHER_K8S_FIGURES;
+  if (file) writeFileSync(file, jsonReport([figure], { date: new Date().toISOString(), source: "test/k8s" }));
   for (const [what, r] of runs) assert.equal(r.load.errors, 0, `${what}: every request answered`);
   assert.ok(copies() >= COUNT, `every request of the mirrored run was copied (${copies()} copies)`);
 }

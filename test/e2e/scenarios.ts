@@ -18,12 +18,12 @@ import { sessionEventSchema, type SessionEvent } from "../../src/engine/events";
 
 const CLI = resolve(__dirname, "../../dist/cli.js");
 /** Waits until `tether exec` said its Node command listens (the port is subscribed from then on). */
-async function listens(run: { stderr(): string; exited: Promise<unknown> }): Promise<void> {
+export async function listens(run: { stderr(): string; exited: Promise<unknown> }): Promise<void> {
   for (let i = 0; i < 200 && !/\(the command listens\)/.test(run.stderr()); i++) await new Promise((r) => setTimeout(r, 100));
   assert.match(run.stderr(), /\(the command listens\)/, run.stderr());
 }
 /** A debuggee answering "stolen <url>" with `x-served-by: debuggee`, on the port given as argv[1]. */
-const STOLEN_APP = `require("http").createServer((q, s) => { q.resume(); s.writeHead(200, { "x-served-by": "debuggee" }).end("stolen " + q.url); }).listen(Number(process.argv[1]), "127.0.0.1")`;
+export const STOLEN_APP = `require("http").createServer((q, s) => { q.resume(); s.writeHead(200, { "x-served-by": "debuggee" }).end("stolen " + q.url); }).listen(Number(process.argv[1]), "127.0.0.1")`;
 const DEBUGGEE = resolve(__dirname, "debuggee.js");
 const PYTHON_CALLER = resolve(__dirname, "../fixtures/proxy_caller.py");
 const LISTEN_LATER = resolve(__dirname, "../fixtures/listen_later.py");
@@ -882,6 +882,32 @@ export const scenarios: Scenario[] = [
     },
   },
   {
+    name: "--replicas one intercepts only the newest ready pod of deployment/api; the other answers itself, and after, both do",
+    async run({ startExec, apiPods, fromClientPod, answers, assertPodClean }) {
+      const port = await freePort();
+      const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--steal", "--replicas", "one", "-p", `${port}:8080`], [process.execPath, "-e", STOLEN_APP, String(port)]);
+      try {
+        await listens(runExec);
+        assert.match(runExec.stderr(), /deployment\/api -> pod api-\S+ \(newest of 2 ready pods/, runExec.stderr());
+        assert.doesNotMatch(runExec.stderr(), /pods intercepted|more ready pod/, runExec.stderr());
+        const pods = await apiPods();
+        assert.equal(pods.size, 2);
+        assert.ok(runExec.pod && pods.has(runExec.pod), `the intercepted pod is one of ${[...pods.keys()]}: ${runExec.pod}`);
+        for (const [pod, ip] of pods) {
+          if (pod === runExec.pod) assert.equal(await answers(ip, "/one", /^stolen/), "stolen /one");
+          else assert.match(await fromClientPod(`http://${ip}:8080/other`), new RegExp(`"pod":"${pod}"`), `${pod} is left alone`);
+        }
+      } finally {
+        runExec.child.kill("SIGINT");
+        await runExec.exited;
+      }
+      for (const [pod, ip] of await apiPods()) {
+        assert.match(await fromClientPod(`http://${ip}:8080/back`), new RegExp(`"pod":"${pod}"`), `${pod} answers itself again`);
+        await assertPodClean(pod);
+      }
+    },
+  },
+  {
     name: "switching a steal on and off never breaks a keep-alive client: in the cluster to a pod and to the Service, and through kubectl port-forward",
     async run({ startExec, apiPods, jsonpath, keepAliveFrom, keepAliveHere, portForward }) {
       const svc = await jsonpath(["svc", "-n", "demo", "api"], "{.spec.clusterIP}");
@@ -938,7 +964,7 @@ export const scenarios: Scenario[] = [
     },
   },
   {
-    name: "exec waits for a ready pod while a rollout finishes (Running but not Ready), saying so",
+    name: "exec waits for a ready pod while a rollout finishes (Running but not Ready), saying so, and gives up after agent.startupTimeoutSeconds",
     async run({ startExec, kubectl, fromClientPod, podIpOf }, cluster) {
       const manifest = join(cluster.stateDir, "late.json");
       writeFileSync(
@@ -963,6 +989,12 @@ export const scenarios: Scenario[] = [
       const port = await freePort();
       try {
         assert.equal((await kubectl(["apply", "-f", manifest])).status, 0);
+        // bounded: with agent.startupTimeoutSeconds 2 it gives up (the pod is ready 8 s after it starts), naming the pods' states
+        const bounded = join(cluster.stateDir, "late-bounded.json");
+        writeFileSync(bounded, JSON.stringify({ agent: { startupTimeoutSeconds: 2 } }));
+        const gaveUp = await startExec(["-f", bounded, "-n", "demo", "-t", "deployment/late", "--steal", "-p", `${port}:8080`], [process.execPath, "-e", STOLEN_APP, String(port)]);
+        assert.equal(await gaveUp.exited, 1, gaveUp.stderr());
+        assert.match(gaveUp.stderr(), /deployment\/late has no running, ready pod in demo after 2 s \(pods: /, gaveUp.stderr());
         const runExec = await startExec(["-n", "demo", "-t", "deployment/late", "--steal", "-p", `${port}:8080`], [process.execPath, "-e", STOLEN_APP, String(port)]);
         try {
           assert.match(runExec.stderr(), /tether: waiting deployment\/late has no ready pod yet \(pods: .*\); waiting up to \d+ s/, runExec.stderr());

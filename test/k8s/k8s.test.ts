@@ -14,7 +14,7 @@ import { egressScenarios } from "../e2e/egress";
 import { mirrorLatency } from "../e2e/mirrorLatency";
 import { nativeScenarios } from "../e2e/native";
 import { runMeshScenarios, type MeshCluster } from "../e2e/mesh";
-import { e2eTools, runScenarios, type E2eTools } from "../e2e/scenarios";
+import { e2eTools, freePort, listens, runScenarios, STOLEN_APP, type E2eTools } from "../e2e/scenarios";
 import { AGENT_IMAGE, APPS_IMAGE, DNS_IP, GATEWAY_IDLE_TIMEOUT_S, MESH_NAMESPACE, METRICS_SECRET, NODE_NAME, startCluster, type Cluster } from "./cluster";
 
 const CLI = resolve(__dirname, "../../dist/cli.js");
@@ -117,6 +117,49 @@ describe("tether against a real single-node Kubernetes", { skip: skipReason ?? f
   disruptionScenarios(() => e2e);
   runMeshScenarios(() => e2e);
 
-  // figures only (the bench's mirror_pod_p50_change, on the real cluster): no threshold
+  test("rollout/NAME where Argo Rollouts' CRD is installed: every ready pod it selects is intercepted", async () => {
+    const { kubectl, startExec, apiPods, answers, fromClientPod } = t;
+    const apply = async (name: string, object: object) => {
+      const file = join(cluster.stateDir, `${name}.json`);
+      writeFileSync(file, JSON.stringify(object));
+      const r = await kubectl(["apply", "-f", file]);
+      assert.equal(r.status, 0, r.stderr);
+    };
+    // the CRD as Argo Rollouts installs it (its schema left open); its controller is not needed:
+    // Tether reads only the Rollout's selector, here the pods of deployment/api
+    await apply("rollout-crd", {
+      apiVersion: "apiextensions.k8s.io/v1",
+      kind: "CustomResourceDefinition",
+      metadata: { name: "rollouts.argoproj.io" },
+      spec: {
+        group: "argoproj.io",
+        names: { kind: "Rollout", listKind: "RolloutList", plural: "rollouts", singular: "rollout", shortNames: ["ro"] },
+        scope: "Namespaced",
+        versions: [{ name: "v1alpha1", served: true, storage: true, schema: { openAPIV3Schema: { type: "object", "x-kubernetes-preserve-unknown-fields": true } } }],
+      },
+    });
+    const port = await freePort();
+    try {
+      const established = await kubectl(["wait", "--for=condition=Established", "crd/rollouts.argoproj.io", "--timeout=60s"]);
+      assert.equal(established.status, 0, established.stderr);
+      await apply("rollout", { apiVersion: "argoproj.io/v1alpha1", kind: "Rollout", metadata: { name: "web", namespace: "demo" }, spec: { replicas: 2, selector: { matchLabels: { app: "api" } } } });
+      const runExec = await startExec(["-n", "demo", "-t", "rollout/web", "--steal", "-p", `${port}:8080`], [process.execPath, "-e", STOLEN_APP, String(port)]);
+      try {
+        await listens(runExec);
+        assert.match(runExec.stderr(), /rollout\/web -> pod api-\S+ \(newest of 2 ready pods/, runExec.stderr());
+        assert.match(runExec.stderr(), /ready in [\d.]+ s; 2 pods intercepted/, runExec.stderr());
+        for (const ip of (await apiPods()).values()) assert.equal(await answers(ip, "/rollout", /^stolen/), "stolen /rollout");
+      } finally {
+        runExec.child.kill("SIGINT");
+        await runExec.exited;
+      }
+      for (const [pod, ip] of await apiPods()) assert.match(await fromClientPod(`http://${ip}:8080/back`), new RegExp(`"pod":"${pod}"`));
+    } finally {
+      await kubectl(["delete", "rollout", "-n", "demo", "web", "--ignore-not-found"]);
+      await kubectl(["delete", "crd", "rollouts.argoproj.io", "--ignore-not-found"]);
+    }
+  });
+
+  // figures only (the bench's mirror_pod_p50, on the real cluster; TETHER_K8S_FIGURES=FILE writes it): no threshold
   test("mirror: the pod's latency at 1,000 new connections/s, without, mirrored, without again", () => mirrorLatency(t, e2e));
 });

@@ -140,6 +140,34 @@ describe("mirror", requireNetns(), () => {
     assert.deepEqual(got, [sent.join("")], "one copy: the client's connection, all of it");
   });
 
+  test("a client inside the pod (loopback) of a port another session steals: what reaches the app is copied, once", async () => {
+    const erin = await mirrorSession(world, "erin-2");
+    const grace = await startDebuggee("grace");
+    world.onDispose(() => grace.server.close());
+    const stealer = await world.session("grace@laptop", grace.port);
+    await stealer.subscribe({ header: "^x-user: grace$" });
+    const before = erin.copies.length;
+    const conn = connectFrom(world.pod, "127.0.0.1", APP_PORT);
+    try {
+      for (const [path, extra] of [["/inside-stolen", ["X-User: grace"]], ["/inside-passed", []]] as const) {
+        const reply = readResponse(conn);
+        conn.write(`GET ${path} HTTP/1.1\r\nHost: pod\r\n${extra.map((h) => `${h}\r\n`).join("")}\r\n`);
+        assert.match((await reply).body, path === "/inside-stolen" ? /^local grace/ : /^app GET /);
+      }
+    } finally {
+      conn.end();
+      conn.destroy();
+      stealer.close();
+    }
+    // its packets were redirected before the capture could see them: the agent's connection passing
+    // the request on is the copy (the stolen request reached the debuggee, not the app); the agent's
+    // tentative connection for it, which carried nothing, is copied as an empty connection
+    const got = (await settle(erin.copies, before + 1)).slice(before).filter((c) => c.length > 0);
+    assert.equal(got.length, 1, JSON.stringify(got));
+    assert.match(got[0]!, /^GET \/inside-passed HTTP\/1\.1\r\n/);
+    assert.doesNotMatch(got[0]!, /inside-stolen/);
+  });
+
   test("killing the agent leaves the app serving and no capture process behind", async () => {
     await mirrorSession(world, "dave");
     const captures = () => world.lab.exec(world.pod, "sh", ["-c", `for p in $(ip netns pids ${world.pod.name}); do cat /proc/$p/comm 2>/dev/null; done`], { check: false }).stdout;

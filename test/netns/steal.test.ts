@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { once } from "node:events";
 import { createServer as createNetServer, type AddressInfo } from "node:net";
 import { TetherError } from "../../src/protocol/error";
-import type { PassedRequest } from "../../src/engine/incoming";
+import type { DeliveredRequest, PassedRequest } from "../../src/engine/incoming";
+import { replayToLocal } from "../../src/engine/replay";
 import { requireNetns } from "../support/netns";
 import { APP_PORT, connectFrom, get, getFrom, metric, readResponse, sleep, startDebuggee, StealWorld } from "./stealFixture";
 
@@ -124,6 +125,65 @@ describe("steal", requireNetns(), () => {
     }
   });
 
+  test("the request detail: a stolen request's record (headers, bodies, times) replays to the debuggee; a passed one's headers come masked from the pod", async () => {
+    const s = await world.session("alice@laptop", alice.port);
+    const delivered: DeliveredRequest[] = [];
+    const passed: PassedRequest[] = [];
+    s.delivery.on("request", (r: DeliveredRequest) => delivered.push(r));
+    s.delivery.on("passed", (p: PassedRequest) => passed.push(p));
+    try {
+      await s.subscribe({ header: "^x-user: alice$" });
+      const conn = connectFrom(world.client, world.podIp, APP_PORT);
+      try {
+        const body = "x".repeat(3000);
+        const r = await get(conn, "/sha", ["X-User: alice", "Authorization: Bearer s3cret", `Content-Length: ${body.length}`], "POST", body);
+        assert.match(r.body, /^local 3000 /);
+        assert.equal((await get(conn, "/other", ["X-User: carol", "Cookie: id=42"])).body, "app GET /other");
+      } finally {
+        conn.destroy();
+      }
+      for (let i = 0; i < 50 && (!delivered[0]?.record?.end || !passed.length); i++) await sleep(50);
+      const record = delivered[0]!.record!;
+      assert.equal(record.method, "POST");
+      assert.deepEqual(record.rawHeaders.slice(0, 6), ["Host", "pod", "X-User", "alice", "Authorization", "Bearer s3cret"], "kept as sent: replay needs them; shown masked");
+      assert.equal(record.requestBody.total, 3000);
+      assert.equal(record.requestBody.whole?.toString(), "x".repeat(3000));
+      assert.equal(record.response?.status, 200);
+      assert.match(record.responseBody.head().toString(), /^local 3000 [0-9a-f]{64}$/);
+      assert.ok(record.firstByte! >= record.arrival && record.end! >= record.firstByte!, "arrival, first byte, end in order");
+      // the passed request: its headers, the cookie masked before it left the pod
+      assert.equal(passed[0]!.path, "/other");
+      assert.deepEqual(passed[0]!.rawHeaders, ["Host", "pod", "X-User", "carol", "Cookie", "<masked>"]);
+      // replay: the debuggee gets the same request again, body and all
+      const before = alice.seen.length;
+      const again = await replayToLocal(record, { port: APP_PORT, localPort: alice.port, tls: false });
+      assert.equal(again.replay, true);
+      assert.equal(again.status, 200);
+      assert.match(again.record!.responseBody.head().toString(), new RegExp(`^local 3000 ${createHash("sha256").update("x".repeat(3000)).digest("hex")}$`));
+      const seen = alice.seen[before]!;
+      assert.equal(seen.method, "POST");
+      assert.equal(seen.headers.authorization, "Bearer s3cret");
+      assert.equal(seen.headers["x-user"], "alice");
+    } finally {
+      s.close();
+    }
+  });
+
+  test("a protocol-2 session hears about passed requests without their headers", async () => {
+    const s = await world.session("old@engine", alice.port, { maxVersion: 2 });
+    const passed: PassedRequest[] = [];
+    s.delivery.on("passed", (p: PassedRequest) => passed.push(p));
+    try {
+      assert.equal(s.conn.version, 2);
+      await s.subscribe({ header: "^x-user: alice$" });
+      assert.equal((await getFrom(world.client, world.podIp, "/v2", ["X-User: bob"])).body, "app GET /v2");
+      for (let i = 0; i < 50 && !passed.length; i++) await sleep(50);
+      assert.deepEqual(passed, [{ port: APP_PORT, method: "GET", path: "/v2", reason: "unmatched" }]);
+    } finally {
+      s.close();
+    }
+  });
+
   test("a protocol-1 session steals the same way and is told nothing about passed requests", async () => {
     const s = await world.session("old@engine", alice.port, { maxVersion: 1 });
     const passed: unknown[] = [];
@@ -147,8 +207,13 @@ describe("steal", requireNetns(), () => {
     try {
       await a.subscribe({ header: "^x-user: alice$" });
       await b.subscribe({ header: "^x-user: bob$" });
-      // identical filter to alice's: refused to the second session, naming the first
-      await assert.rejects(c.subscribe({ header: "^x-user: alice$" }), (err) => TetherError.is(err, "FILTER_CONFLICT") && /alice@laptop/.test(err.message));
+      // identical filter to alice's: refused to the third session, naming both sessions and the pod port
+      const namesBoth = (err: unknown) => TetherError.is(err, "FILTER_CONFLICT") && /carol@ci/.test(err.message) && /alice@laptop/.test(err.message) && new RegExp(`port ${APP_PORT}\\b`).test(err.message);
+      await assert.rejects(c.subscribe({ header: "^x-user: alice$" }), namesBoth);
+      // pairs that may match one request, not only identical ones (issue 14)
+      for (const header of ["^x-user: .*$", "^x-user: a", "^x-user: (alice|zed)$"]) await assert.rejects(c.subscribe({ header }), namesBoth, header);
+      // provably disjoint: another literal value of the same header runs side by side
+      await c.subscribe({ header: "^x-user: carol$" });
       // a path filter with no header constraint overlaps both header filters
       await assert.rejects(c.subscribe({ path: "^/api" }), (err) => TetherError.is(err, "FILTER_CONFLICT"));
       // a plain steal while filtered ones are active

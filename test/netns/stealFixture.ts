@@ -103,9 +103,9 @@ export function readResponse(conn: Duplex, timeoutMs = 10_000): Promise<Response
 }
 
 /** One request on a raw connection; `extra` are header lines. */
-export async function get(conn: Duplex, path: string, extra: string[] = [], method = "GET"): Promise<Response> {
+export async function get(conn: Duplex, path: string, extra: string[] = [], method = "GET", body = ""): Promise<Response> {
   const reply = readResponse(conn);
-  conn.write(`${method} ${path} HTTP/1.1\r\nHost: pod\r\n${extra.map((h) => `${h}\r\n`).join("")}\r\n`);
+  conn.write(`${method} ${path} HTTP/1.1\r\nHost: pod\r\n${extra.map((h) => `${h}\r\n`).join("")}\r\n${body}`);
   return reply;
 }
 
