@@ -531,6 +531,20 @@ describe("Tether in a real VS Code", () => {
     }
   });
 
+  it("disruption: the Traffic view lists the ingress rules, each with a checkbox that switches it in .tether/config.json", async () => {
+    writeConfig({ ...base(), disruption: { ingress: [{ match: [":8080"], latencyMs: 200, resetPercent: 5 }] } });
+    type R = { label: string; checkbox?: { checked: boolean; command: string; args?: unknown[] }; children?: R[] };
+    const rule = () => ((api.views.traffic.getChildren() as R[]).find((r) => r.label === "Disruption")?.children ?? [])[0];
+    await until("the Traffic view to read the rule", () => rule()?.label === ":8080 latency=200ms reset=5%", 10_000);
+    assert.equal(rule()!.checkbox?.checked, true, "a rule without enabled is on");
+    const box = rule()!.checkbox!;
+    await vscode.commands.executeCommand(box.command, false, ...(box.args ?? []));
+    const saved = JSON.parse(readFileSync(configFile, "utf8")) as { disruption: { ingress: { enabled?: boolean; latencyMs: number }[] } };
+    assert.deepEqual(saved.disruption.ingress.map((r) => [r.enabled, r.latencyMs]), [[false, 200]], "switched off, the rule itself kept");
+    await until("the view to show it off", () => rule()?.checkbox?.checked === false, 10_000);
+    writeConfig(base());
+  });
+
   it("disruption: a rule ticked in the Outgoing view delays an open connection at once, unticked it stops; the Sessions view shows it with what it touched", async function () {
     this.timeout(180_000);
     const rule = { match: ["db:5432"], latencyMs: 1500 };
