@@ -9,7 +9,7 @@ import { playgroundNetns, startPlaygroundProcess, type PlaygroundProcess } from 
 import { disruptionScenarios } from "../e2e/disruption";
 import { egressScenarios } from "../e2e/egress";
 import { nativeScenarios } from "../e2e/native";
-import { runScenarios, type E2eCluster } from "../e2e/scenarios";
+import { killExecLeftovers, runScenarios, type E2eCluster } from "../e2e/scenarios";
 
 describe("tether end to end on the playground", requireNetns(), () => {
   let pg: PlaygroundProcess | undefined;
@@ -37,6 +37,7 @@ describe("tether end to end on the playground", requireNetns(), () => {
     };
   });
   after(async () => {
+    killExecLeftovers(); // debuggees of scenarios that failed and SIGKILLed their CLI
     if (!pg) return;
     // the playground outlived every scenario (a crash would have ended it early) and stops cleanly
     const ended = pg.child.exitCode !== null || pg.child.signalCode !== null;

@@ -7,7 +7,8 @@
 // "restricted", and a context that may read but not add agents.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawn, spawnSync, type ChildProcessByStdio } from "node:child_process";
+import type { Readable } from "node:stream";
 import { readdirSync, readFileSync, statSync, writeFileSync, mkdirSync } from "node:fs";
 import net from "node:net";
 import { join, resolve } from "node:path";
@@ -17,6 +18,29 @@ import { makePki } from "../support/testPki";
 import { sessionEventSchema, type SessionEvent } from "../../src/engine/events";
 
 const CLI = resolve(__dirname, "../../dist/cli.js");
+
+/**
+ * The process group of every `tether exec` the scenarios start. A scenario that fails kills its CLI
+ * with SIGKILL, which leaves the debuggee running (by design: it is the user's); that orphan would
+ * also hold this process's pipes, so the suite would never end. The suite's after() kills them all.
+ */
+const execGroups = new Set<number>();
+/** Spawns `line` as a process group of its own, killed by killExecLeftovers() if it is still there. */
+export function spawnExec(line: string[], options: { env: NodeJS.ProcessEnv; cwd?: string }): ChildProcessByStdio<null, Readable, Readable> {
+  const child = spawn(line[0]!, line.slice(1), { ...options, stdio: ["ignore", "pipe", "pipe"], detached: true });
+  if (child.pid !== undefined) execGroups.add(child.pid);
+  return child;
+}
+export function killExecLeftovers(): void {
+  for (const group of execGroups) {
+    try {
+      process.kill(-group, "SIGKILL");
+    } catch {
+      // the group is gone already
+    }
+  }
+  execGroups.clear();
+}
 /** Waits until `tether exec` said its Node command listens (the port is subscribed from then on). */
 export async function listens(run: { stderr(): string; exited: Promise<unknown> }): Promise<void> {
   for (let i = 0; i < 200 && !/\(the command listens\)/.test(run.stderr()); i++) await new Promise((r) => setTimeout(r, 100));
@@ -153,7 +177,7 @@ export function e2eTools(cluster: E2eCluster) {
   }
   /** Starts `tether exec` in the background; resolves once it printed "ready" (or exited). */
   async function startExec(args: string[], command: string[], extraEnv: NodeJS.ProcessEnv = {}) {
-    const child = spawn(process.execPath, [CLI, "exec", ...args, "--", ...command], { env: { ...env, ...extraEnv }, cwd, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawnExec([process.execPath, CLI, "exec", ...args, "--", ...command], { env: { ...env, ...extraEnv }, cwd });
     let stderr = "";
     child.stderr.on("data", (d) => (stderr += d));
     child.stdout.on("data", () => {});

@@ -14,7 +14,7 @@ import { egressScenarios } from "../e2e/egress";
 import { mirrorLatency } from "../e2e/mirrorLatency";
 import { nativeScenarios } from "../e2e/native";
 import { runMeshScenarios, type MeshCluster } from "../e2e/mesh";
-import { e2eTools, freePort, listens, runScenarios, STOLEN_APP, type E2eTools } from "../e2e/scenarios";
+import { e2eTools, freePort, killExecLeftovers, listens, runScenarios, STOLEN_APP, type E2eTools } from "../e2e/scenarios";
 import { AGENT_IMAGE, APPS_IMAGE, DNS_IP, GATEWAY_IDLE_TIMEOUT_S, MESH_NAMESPACE, METRICS_SECRET, NODE_NAME, startCluster, type Cluster } from "./cluster";
 
 const CLI = resolve(__dirname, "../../dist/cli.js");
@@ -64,6 +64,7 @@ describe("tether against a real single-node Kubernetes", { skip: skipReason ?? f
     t = e2eTools(e2e);
   });
   after(() => {
+    killExecLeftovers(); // debuggees of scenarios that failed and SIGKILLed their CLI
     cluster?.close();
     if (cluster) {
       // nothing left on the machine: processes, cgroups, the node's network namespace, the state
