@@ -52,8 +52,9 @@ export async function deployPong(kubectl: Kubectl, stateDir: string, container: 
     apiVersion: "v1", kind: "Pod", metadata: { name: "pong", namespace: "demo", labels: { app: "pong" } },
     spec: {
       terminationGracePeriodSeconds: 1,
-      containers: [{ name: "pong", ...container, env: [{ name: "PONG_FROM", value: expected }, { name: "PORT", value: String(PONG_PORT) }], ports: [{ containerPort: PONG_PORT }],
-        readinessProbe: { tcpSocket: { port: PONG_PORT }, periodSeconds: 1 } }],
+      // the kubelet probes a port of its own: on PONG_PORT its connections (from the node's address) would mix with those under test
+      containers: [{ name: "pong", ...container, env: [{ name: "PONG_FROM", value: expected }, { name: "PORT", value: String(PONG_PORT) }, { name: "HEALTH_PORT", value: String(PONG_PORT + 1) }],
+        ports: [{ containerPort: PONG_PORT }], readinessProbe: { tcpSocket: { port: PONG_PORT + 1 }, periodSeconds: 1 } }],
     },
   };
   const service = { apiVersion: "v1", kind: "Service", metadata: { name: "pong", namespace: "demo" }, spec: { selector: { app: "pong" }, ports: [{ port: PONG_PORT, targetPort: PONG_PORT }] } };
