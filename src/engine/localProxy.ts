@@ -11,6 +11,8 @@ import { pipeBoth } from "../protocol/pipeBoth";
 import { connectThroughAgent } from "./agentTcp";
 import { directRequest } from "./directHttp";
 import { asSocket } from "./agentWire";
+import type { Shortcut } from "./localShortcut";
+import { Loopback } from "./loopback";
 
 export interface ProxyRouting {
   connect(proto: "tcp" | "udp", host: string, port: number): "local" | "remote";
@@ -31,6 +33,9 @@ export class LocalProxy {
   private closed = false;
   /** Calls through the cluster are shown to it (set by Launch). */
   outgoing?: OutgoingWatch;
+  /** Another service debugged in this process that a call reaches directly (set by Launch). */
+  shortcut?: Shortcut;
+  private readonly loopback = new Loopback();
 
   private constructor(
     private readonly conn: () => EngineConnection,
@@ -85,6 +90,10 @@ export class LocalProxy {
 
   /** A connection to host:port, from here or from the pod. */
   async dial(host: string, port: number): Promise<Duplex> {
+    const short = this.shortcut?.(host, port, []);
+    if (short) {
+      return await new Promise<net.Socket>((resolve, reject) => this.loopback.connect(short.localPort, { allowHalfOpen: true }, (err, s) => (err || !s ? reject(err ?? new Error("no socket")) : resolve(s))));
+    }
     if (this.routing.connect("tcp", host, port) === "local") {
       return await new Promise<net.Socket>((resolve, reject) => {
         const s = net.connect({ host, port, allowHalfOpen: true });

@@ -13,6 +13,8 @@ import { RUNTIME_ENV, type RuntimeEnv, type RuntimeRequest } from "../protocol/r
 import { errnoOf } from "./agentTcp";
 import type { NameMemory } from "./names";
 import type { PodFiles } from "./podFiles";
+import type { Shortcut } from "./localShortcut";
+import { Loopback } from "./loopback";
 import type { TcpSplices } from "./tcpSplices";
 import type { UdpForwarders } from "./udpForwarders";
 
@@ -31,10 +33,13 @@ export interface RuntimeServerOptions {
   files: PodFiles;
   names: NameMemory;
   log: Log;
+  /** Another service debugged in this process that a call reaches directly (localShortcut.ts). */
+  shortcut?: Shortcut;
 }
 
 /** Events: "listen" ({ port, address }) when the debuggee starts listening. */
 export class RuntimeServer extends EventEmitter {
+  private readonly loopback = new Loopback();
   readonly token = randomBytes(24).toString("hex");
   private readonly server: net.Server;
   private readonly sockets = new Set<net.Socket>();
@@ -119,6 +124,12 @@ export class RuntimeServer extends EventEmitter {
     const { routing, log, names } = this.options;
     switch (req.op) {
       case "tcp.open": {
+        const short = this.options.shortcut?.(req.host, req.port, names.namesOf(req.host));
+        if (short) {
+          // straight to the other debuggee: its local port stands in for the pod the call would reach
+          const address = await this.loopback.address(short.localPort);
+          return { route: "remote", via: { host: address, port: short.localPort }, remote: { address, port: short.localPort } };
+        }
         if (routing.connect("tcp", req.host, req.port, names.namesOf(req.host)) === "local") return { route: "local" };
         try {
           return { route: "remote", ...(await this.options.tcp.open(req.host, req.port, req.family === 6 ? 6 : 4)) };
