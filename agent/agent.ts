@@ -9,16 +9,16 @@
 //   the metrics token (TETHER_AGENT_METRICS_TOKEN, from a Secret the user controls): only when both are
 //   set. It serves GET /metrics and nothing else; the session token is not accepted there, nor the
 //   metrics token on the wire, so a scrape configuration never holds what opens a session.
-import { randomUUID, timingSafeEqual } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { WebSocketServer } from "ws";
-import { acceptEngine } from "../src/protocol/connection";
+import { acceptEngine, tokenMatches } from "../src/protocol/connection";
 import type { Log } from "../src/protocol/log";
 import type { Probe } from "../src/protocol/messages";
 import { TETHER_VERSION } from "../src/protocol/version";
 import type { Outgoing, PortCapability, Resolver, TargetProcess } from "./capabilities";
-import type { AgentConfig } from "./config";
+import { tokenDigests, type AgentConfig } from "./config";
 import type { Metrics } from "./metrics";
 import { DRAIN_MAX_MS } from "./incoming/steal";
 import { AgentSession } from "./session";
@@ -30,6 +30,35 @@ export const AGENT_VERSION = TETHER_VERSION;
  * sessions are welcome meanwhile. This bounds the wait should the steal's own bound fail.
  */
 const SETTLE_MAX_MS = DRAIN_MAX_MS + 5_000;
+/** The longest an earlier agent in the pod may still hold the agent port: its settling, then its stop. */
+const PORT_WAIT_MS = SETTLE_MAX_MS + 5_000;
+const PORT_RETRY_MS = 100;
+
+/**
+ * Waits until the agent port is free. An earlier agent in this pod holds it while it drains or stops
+ * (the engine places a new agent when the running one refuses the wire because it is stopping):
+ * starting now would fail to listen, and would remove that agent's rules as stale while it still
+ * drains through them. The port is the lock: whoever holds it is alive. Gives up after PORT_WAIT_MS.
+ */
+export async function awaitAgentPort(config: Pick<AgentConfig, "TETHER_AGENT_PORT" | "TETHER_AGENT_LISTEN">, log: Log): Promise<void> {
+  if (config.TETHER_AGENT_PORT === 0) return;
+  const started = Date.now();
+  for (let attempt = 0; ; attempt++) {
+    const probe = createServer();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        probe.once("error", reject);
+        probe.listen(config.TETHER_AGENT_PORT, config.TETHER_AGENT_LISTEN, () => resolve());
+      });
+      await new Promise((r) => probe.close(r));
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EADDRINUSE" || Date.now() - started > PORT_WAIT_MS) throw err;
+      if (attempt === 0) log("info", "the agent port is taken (an earlier agent in this pod is still stopping?); waiting for it", { port: config.TETHER_AGENT_PORT });
+      await new Promise((r) => setTimeout(r, PORT_RETRY_MS));
+    }
+  }
+}
 
 export interface AgentParts {
   steal: PortCapability;
@@ -46,22 +75,24 @@ export interface AgentParts {
 }
 
 /** True when the request carries `Authorization: Bearer <one of tokens>` (compared in constant time). */
-export function bearerMatches(req: IncomingMessage, tokens: string[]): boolean {
+export function bearerMatches(req: IncomingMessage, digests: readonly Buffer[]): boolean {
   const m = /^Bearer (\S+)$/.exec(req.headers.authorization ?? "");
-  if (!m) return false;
-  const given = Buffer.from(m[1]!);
-  return tokens.some((t) => {
-    const want = Buffer.from(t);
-    return want.length === given.length && timingSafeEqual(want, given);
-  });
+  return m !== null && tokenMatches(m[1]!, digests);
 }
 
 export class Agent {
   private readonly server: Server;
   /** The scrape endpoint (TETHER_AGENT_METRICS_PORT), when configured. */
   private readonly scrape: Server | undefined;
+  /** Digests of the tokens that open a session: the token itself is not in the agent's spec. */
+  private readonly tokenDigests: Buffer[];
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 16 * 1024 * 1024 + 1024 });
   readonly sessions = new Map<string, AgentSession>();
+  /**
+   * Sessions whose wire broke and that may come back (session.linger), by key: their ports went back
+   * to the pod's app at once; the agent stays until each comes back or its time is up.
+   */
+  private readonly lingering = new Map<string, NodeJS.Timeout>();
   private idleTimer: NodeJS.Timeout | undefined;
   private stopping: Promise<void> | undefined;
   private everConnected = false;
@@ -74,16 +105,18 @@ export class Agent {
     private readonly parts: AgentParts,
   ) {
     this.stopped = new Promise((r) => (this.resolveStopped = r));
+    this.tokenDigests = tokenDigests(config);
     this.server = createServer((req, res) => {
-      if (req.method === "GET" && req.url === "/metrics") this.serveMetrics(req, res, this.sessionTokens());
+      if (req.method === "GET" && req.url === "/metrics") this.serveMetrics(req, res, this.tokenDigests);
       else if (req.method === "GET" && req.url === "/healthz") {
         res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
       } else res.writeHead(404).end();
     });
     const metricsToken = config.TETHER_AGENT_METRICS_TOKEN;
+    const scrapeDigests = metricsToken ? [createHash("sha256").update(metricsToken).digest()] : [];
     this.scrape = metricsToken
       ? createServer((req, res) => {
-          if (req.method === "GET" && req.url === "/metrics") this.serveMetrics(req, res, [metricsToken]);
+          if (req.method === "GET" && req.url === "/metrics") this.serveMetrics(req, res, scrapeDigests);
           else res.writeHead(404).end();
         })
       : undefined;
@@ -96,12 +129,8 @@ export class Agent {
     });
   }
 
-  private sessionTokens(): string[] {
-    return this.config.TETHER_AGENT_TOKEN.split(",");
-  }
-
-  private serveMetrics(req: IncomingMessage, res: ServerResponse, tokens: string[]): void {
-    if (!bearerMatches(req, tokens)) {
+  private serveMetrics(req: IncomingMessage, res: ServerResponse, digests: readonly Buffer[]): void {
+    if (!bearerMatches(req, digests)) {
       res.writeHead(401, { "content-type": "text/plain", "www-authenticate": 'Bearer realm="tether-agent"' }).end("a bearer token is needed\n");
       return;
     }
@@ -134,7 +163,7 @@ export class Agent {
     let accepted;
     try {
       accepted = await acceptEngine(ws, {
-        tokens: () => this.sessionTokens(),
+        tokenDigests: () => this.tokenDigests,
         welcome: () => ({
           sessionId: id,
           agent: {
@@ -153,20 +182,47 @@ export class Agent {
     }
     const { conn, hello } = accepted;
     const label = hello.label ?? hello.client.name;
-    const session = new AgentSession(id, label, conn, { ...this.parts });
+    const session = new AgentSession(id, label, conn, { ...this.parts, resumed: (key) => this.resumed(key) });
     this.sessions.set(id, session);
     this.everConnected = true;
     this.clearIdleTimer();
     log("info", "session started", { session: id, label, client: hello.client, version: conn.version });
     conn.once("close", (err?: Error) => {
       this.sessions.delete(id);
-      log("info", "session ended", { session: id, label, ...(err ? { error: err.message } : {}) });
+      // a wire that broke (no close frame) may come back: wait for it, the pod's app serving meanwhile
+      const linger = err && session.linger && session.linger.seconds > 0 && !this.stopping ? session.linger : undefined;
+      if (linger) this.linger(linger.key, linger.seconds);
+      log("info", linger ? "session lost; its ports go back to the pod until it comes back" : "session ended", {
+        session: id,
+        label,
+        ...(err ? { error: err.message } : {}),
+        ...(linger ? { waitSeconds: linger.seconds } : {}),
+      });
       void session.release().then(() => this.afterSessionEnded());
     });
   }
 
+  private linger(key: string, seconds: number): void {
+    clearTimeout(this.lingering.get(key));
+    const timer = setTimeout(() => {
+      this.lingering.delete(key);
+      this.parts.log("info", "a lost session did not come back", { key, seconds });
+      this.afterSessionEnded();
+    }, seconds * 1000);
+    this.lingering.set(key, timer);
+  }
+
+  /** A session came back (or announced itself): it no longer holds the agent as a lingering one. */
+  private resumed(key: string): void {
+    const timer = this.lingering.get(key);
+    if (!timer) return;
+    clearTimeout(timer);
+    this.lingering.delete(key);
+    this.parts.log("info", "a lost session came back", { key });
+  }
+
   private afterSessionEnded(): void {
-    if (this.sessions.size > 0 || this.stopping) return;
+    if (this.sessions.size > 0 || this.lingering.size > 0 || this.stopping) return;
     if (!this.config.TETHER_AGENT_EXIT_WHEN_IDLE || !this.everConnected) return this.armIdleTimer();
     void Promise.all([this.parts.steal.settled(SETTLE_MAX_MS), this.parts.mirror.settled(SETTLE_MAX_MS)]).then(() => {
       if (this.sessions.size === 0) void this.stop("last session ended");
@@ -188,6 +244,8 @@ export class Agent {
     this.stopping ??= (async () => {
       this.parts.log("info", "agent stopping", { reason });
       this.clearIdleTimer();
+      for (const timer of this.lingering.values()) clearTimeout(timer);
+      this.lingering.clear();
       for (const s of this.sessions.values()) s.conn.close();
       await Promise.allSettled([this.parts.steal.close(), this.parts.mirror.close()]);
       this.wss.close();

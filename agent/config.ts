@@ -1,5 +1,6 @@
 // The agent is configured from its environment only (the cluster layer sets it on the ephemeral
 // container or job pod). Parsed once at start; a bad value stops the agent with the variable named.
+import { createHash } from "node:crypto";
 import { z } from "zod";
 import { probeSchema } from "../src/protocol/messages";
 
@@ -7,8 +8,16 @@ const bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" |
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
 export const agentEnvSchema = z.object({
-  /** Session token: a hello must carry it. Several may be given, comma-separated. */
-  TETHER_AGENT_TOKEN: z.string().min(16, "TETHER_AGENT_TOKEN must be at least 16 characters"),
+  /** Session token in clear: a hello must carry it. Several may be given, comma-separated. */
+  TETHER_AGENT_TOKEN: z.string().min(16, "TETHER_AGENT_TOKEN must be at least 16 characters").optional(),
+  /**
+   * The session token's SHA-256 (hex), comma-separated for several: what the cluster layer sets, so
+   * that whoever may read the pod's spec (a read-only role) does not learn the token.
+   */
+  TETHER_AGENT_TOKEN_SHA256: z
+    .string()
+    .regex(/^[0-9a-f]{64}(,[0-9a-f]{64})*$/, "TETHER_AGENT_TOKEN_SHA256 must be SHA-256 digests in hex, comma-separated")
+    .optional(),
   /** Loopback port of the wire and of /metrics for sessions (both need the session token; port-forwarded to by the engine). */
   TETHER_AGENT_PORT: int(0, 65535).default(47_800),
   /** Address the wire listens on: loopback only, unless a test says otherwise. */
@@ -56,11 +65,24 @@ export type AgentConfig = z.infer<typeof agentEnvSchema>;
 
 /** The scrape endpoint is all or nothing: a port without a token (or the reverse) is a mistake worth stopping for. */
 const metricsPair = (c: AgentConfig) => (c.TETHER_AGENT_METRICS_PORT === undefined) === (c.TETHER_AGENT_METRICS_TOKEN === undefined);
+/** SHA-256 digests of the tokens that open a session (and read /metrics). */
+export function tokenDigests(config: Pick<AgentConfig, "TETHER_AGENT_TOKEN" | "TETHER_AGENT_TOKEN_SHA256">): Buffer[] {
+  return [
+    ...(config.TETHER_AGENT_TOKEN?.split(",").filter(Boolean).map((t) => createHash("sha256").update(t).digest()) ?? []),
+    ...(config.TETHER_AGENT_TOKEN_SHA256?.split(",").map((h) => Buffer.from(h, "hex")) ?? []),
+  ];
+}
 
 export class AgentConfigError extends Error {}
 
 export function parseAgentEnv(env: NodeJS.ProcessEnv): AgentConfig {
-  const parsed = agentEnvSchema.refine(metricsPair, { message: "TETHER_AGENT_METRICS_PORT and TETHER_AGENT_METRICS_TOKEN go together", path: ["TETHER_AGENT_METRICS_TOKEN"] }).safeParse(env);
+  const parsed = agentEnvSchema
+    .refine((c) => c.TETHER_AGENT_TOKEN !== undefined || c.TETHER_AGENT_TOKEN_SHA256 !== undefined, {
+      message: "TETHER_AGENT_TOKEN_SHA256 (or TETHER_AGENT_TOKEN) is needed",
+      path: ["TETHER_AGENT_TOKEN_SHA256"],
+    })
+    .refine(metricsPair, { message: "TETHER_AGENT_METRICS_PORT and TETHER_AGENT_METRICS_TOKEN go together", path: ["TETHER_AGENT_METRICS_TOKEN"] })
+    .safeParse(env);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `${i.path.join(".") || "env"}: ${i.message}`);
     throw new AgentConfigError(`invalid agent environment:\n  ${lines.join("\n  ")}`);

@@ -1,7 +1,7 @@
 // Entry of the agent bundle (dist/agent.js): parse the environment, start the agent, stop cleanly.
 import { randomBytes } from "node:crypto";
 import { networkInterfaces } from "node:os";
-import { AGENT_VERSION, Agent } from "./agent";
+import { AGENT_VERSION, Agent, awaitAgentPort } from "./agent";
 import { AgentConfigError, parseAgentEnv } from "./config";
 import { isGuard, runGuard, startGuard } from "./incoming/guard";
 import { prepareIptables, saveTable } from "./incoming/iptables";
@@ -40,6 +40,7 @@ async function main(): Promise<void> {
   const metrics = new Metrics();
   const probes = config.TETHER_AGENT_PROBES;
   const agentId = config.TETHER_AGENT_ID ?? randomBytes(4).toString("hex");
+  await awaitAgentPort(config, log);
   const iptables = await prepareIptables(config, agentId, log).catch((err) => {
     log("error", "iptables unusable; steal is unavailable", { error: String(err) });
     return undefined;

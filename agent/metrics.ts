@@ -31,6 +31,7 @@ export class Metrics {
     this.define("tether_connections_total", "counter", "Connections on subscribed ports, by what happened to them (stolen whole, read request by request as http, mirrored, passed whole).");
     this.define("tether_requests_total", "counter", "HTTP requests on stolen ports, by outcome (stolen: with the session that got it; passed; probe; declined: matched, but the debuggee did not listen, so the app got it).");
     this.define("tether_filter_matches_total", "counter", "HTTP requests that matched a session's filter.");
+    this.define("tether_handed_to_pod_total", "counter", "Requests (kind request) and connections (kind connection) a session would have stolen while its engine could not take them (silent, or its wire backed up): the pod's app served them.");
     this.define("tether_filter_over_budget_total", "counter", "HTTP requests whose filter check ran out of its time budget (taken as not matching).");
     this.define("tether_bytes_total", "counter", "Bytes carried for sessions, by direction (to_session, from_session).");
     this.define("tether_time_to_intercept_ms", "gauge", "From a session's subscription of a port to the first request (or connection) of it the agent took for that session.");

@@ -6,6 +6,14 @@ import type { Log } from "../src/protocol/log";
 import type { Outgoing, PortCapability, Resolver, TargetProcess } from "./capabilities";
 import type { Metrics } from "./metrics";
 
+/**
+ * A session whose engine was not heard from for this long (its heartbeat comes every second) cannot
+ * take a new connection or request: the pod's app gets it, instead of a wire that may never deliver it.
+ */
+export const ENGINE_SILENT_MS = 3_000;
+/** Nor can a session with this much queued for its wire (a congested tunnel). */
+export const ENGINE_QUEUE_MAX = 8 * 1024 * 1024;
+
 /** Largest file a session may read through file.read. */
 export const MAX_FILE_BYTES = 16 * 1024 * 1024;
 
@@ -17,11 +25,15 @@ export interface SessionServices {
   target: TargetProcess;
   metrics: Metrics;
   log: Log;
+  /** session.linger: a session that sends this key is the one that lingered under it (it came back). */
+  resumed(key: string): void;
 }
 
 export class AgentSession {
   /** Ports this session subscribed, with the mode. */
   readonly ports = new Map<number, "steal" | "mirror">();
+  /** session.linger: how long the agent waits for this session should its wire break. */
+  linger: { key: string; seconds: number } | undefined;
 
   constructor(
     readonly id: string,
@@ -33,6 +45,15 @@ export class AgentSession {
     conn.on("message", (msg: EngineToAgent) => {
       this.handle(msg).catch((err) => services.log("error", "session handler failed", { session: id, error: String(err) }));
     });
+  }
+
+  /**
+   * Whether the engine can take a new connection or request now (no black hole, issue 14): its wire
+   * is open, it was heard from within ENGINE_SILENT_MS, and less than ENGINE_QUEUE_MAX waits to reach it.
+   */
+  canTake(): boolean {
+    const { conn } = this;
+    return !conn.isClosed && conn.silentMs < ENGINE_SILENT_MS && conn.queuedBytes < ENGINE_QUEUE_MAX;
   }
 
   private fail(id: number, err: unknown): void {
@@ -114,6 +135,12 @@ export class AgentSession {
         } catch (err) {
           this.fail(msg.id, err);
         }
+        return;
+      }
+      case "session.linger": {
+        this.linger = { key: msg.key, seconds: msg.seconds };
+        s.resumed(msg.key);
+        this.conn.send({ type: "ok", id: msg.id });
         return;
       }
       case "http.response":

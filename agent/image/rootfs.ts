@@ -125,7 +125,13 @@ function realpathOr(p: string): string {
   }
 }
 
-/** The node base image: this machine's node binary (what FROM node:<v>-bookworm-slim provides). */
+/**
+ * The node base image: what FROM node:<v>-bookworm-slim provides that the images use, from this
+ * machine: the node binary without its symbol table (12.6 MB of 98.9; stack traces of JavaScript
+ * keep their names, only a native crash dump loses symbols), its libraries, sh, nsenter and setpriv
+ * (util-linux is part of every Debian base; the job-mode agent joins its target's network namespace
+ * with nsenter, and runs its captures under setpriv).
+ */
 export function nodeBase(dir: string): Rootfs {
   const fs = Rootfs.withSkeleton(dir);
   fs.add(process.execPath.startsWith("/usr/") ? process.execPath : "/usr/bin/node");
@@ -133,7 +139,21 @@ export function nodeBase(dir: string): Rootfs {
     fs.put("usr/bin/node", readFileSync(process.execPath), 0o755);
     for (const lib of linkedLibraries(process.execPath)) fs.add(lib);
   }
+  stripSymbols(join(dir, "usr/bin/node"));
   fs.add("/bin/sh");
   fs.add("/usr/bin/dash");
+  fs.add("/usr/bin/nsenter");
+  // setpriv (util-linux too): the captures of mirror.ts and leakWatch.ts run tcpdump under
+  // `setpriv --pdeathsig` so that it dies with the agent
+  fs.add("/usr/bin/setpriv");
   return fs;
+}
+
+/** Removes an ELF file's symbol tables in place (binutils' strip); left as it is where strip is missing. */
+function stripSymbols(file: string): void {
+  try {
+    execFileSync("strip", ["--strip-all", file], { stdio: ["ignore", "ignore", "pipe"] });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+  }
 }

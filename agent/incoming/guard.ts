@@ -7,9 +7,10 @@
 //
 // The guard runs in its own session (detached) and ignores SIGTERM/SIGINT/SIGHUP, so a signal to
 // the agent's process group does not take it down before the agent. When the whole container is
-// killed at once (cgroup kill), the guard dies too: the rules then stay, but stop redirecting
-// within ALIVE_SECONDS because the agent's heartbeat stops (see iptables.ts), and the next agent in
-// this pod removes them (every stale tether rule, in both flavours) before anything else.
+// killed at once (cgroup kill), the guard dies too: the rules then stay, but stop redirecting at
+// once because the kernel closes the agent's lifeline connections (lifeline.ts, iptables.ts), and
+// the next agent in this pod removes them (every stale tether rule, in both flavours) before
+// anything else.
 import { spawn, type ChildProcess } from "node:child_process";
 import { z } from "zod";
 import type { Log } from "../../src/protocol/log";

@@ -1,4 +1,4 @@
-// The agent's iptables rules in the pod's nat table (plus one heartbeat rule in mangle): two chains of its own (TETHER-PRE for traffic
+// The agent's iptables rules in the pod's nat table (plus three lifeline rules in mangle): two chains of its own (TETHER-PRE for traffic
 // from outside the pod, TETHER-OUT for traffic from inside over loopback) jumped to from PREROUTING
 // and OUTPUT, every rule tagged `-m comment --comment tether:<agentId>`. Changes go through
 // `iptables-<flavour>-restore --noflush` (one atomic batch each, no shell).
@@ -25,17 +25,18 @@
 // every connection of the agent's own sockets (its bypass group) with it: the requests it passes to
 // the app are not leaks. Both go first in their chains, where no earlier ACCEPT can hide the packets.
 //
-// Rules that expire by themselves: every redirect also needs `-m recent --rcheck --seconds
-// ALIVE_SECONDS --rdest` on a list the agent keeps fresh with a UDP heartbeat (mangle OUTPUT
-// `--set`, matched only for the agent's own group) to each address a redirected connection can be
-// going to (127.0.0.1 and the pod's IPv4 addresses). If the agent and its guard die together (the
-// container is killed at once), nothing removes the rules, but they stop redirecting within
-// ALIVE_SECONDS; the next agent removes them at start.
+// Rules that stop with the agent, whatever kills it: every redirect also needs `-m recent --rcheck
+// --rdest` on a list that holds each address a redirected connection can be going to (127.0.0.1
+// and the pod's IPv4 addresses) exactly while the agent's lifeline connections to it are open
+// (lifeline.ts): mangle OUTPUT adds the address on their SYN (sent by the agent's own group) and
+// removes it on their FIN or RST, which the kernel sends itself the moment the agent dies. So if the
+// agent and its guard die together (the container is killed at once), the rules stop redirecting
+// within milliseconds; they stay, inert, until the next agent removes them at start. No timer is
+// involved: an agent that is alive but runs late (a node short of CPU) keeps redirecting.
 import { spawn } from "node:child_process";
-import { createSocket, type Socket as UdpSocket } from "node:dgram";
-import { networkInterfaces } from "node:os";
 import { TetherError } from "../../src/protocol/error";
 import type { Log } from "../../src/protocol/log";
+import { Lifeline } from "./lifeline";
 
 export type Flavour = "nft" | "legacy";
 export const FLAVOURS: readonly Flavour[] = ["nft", "legacy"];
@@ -60,17 +61,6 @@ function execText(cmd: string, args: string[], input?: string): Promise<string> 
     child.stdin.end(input ?? "");
   });
 }
-
-/**
- * A redirect stops matching when the agent's heartbeat (every HEARTBEAT_MS) is older than this. Not
- * shorter: on a node short of CPU a heartbeat can come seconds late, and the steal would then let
- * new connections through to the app (leaked requests) while the agent is alive. The guard removes
- * the rules at once when the agent dies; this is the backstop when both are killed together.
- */
-export const ALIVE_SECONDS = 5;
-const HEARTBEAT_MS = 250;
-/** Destination port of the heartbeat datagrams (nothing listens; the mangle rule counts them). */
-const HEARTBEAT_PORT = 9;
 
 export type Table = "nat" | "mangle";
 const TABLES: readonly Table[] = ["nat", "mangle"];
@@ -182,7 +172,8 @@ export const OWN_CONNMARK = 0x10000000;
 /** This agent's redirects, one per stolen port. */
 export class Iptables {
   private chains = false;
-  private heartbeat: { socket: UdpSocket; timer: NodeJS.Timeout } | undefined;
+  /** Open while redirects may match (see the file's head); its port is in the mangle rules. */
+  private lifeline: { line: Lifeline; port: number } | undefined;
   private readonly ports = new Map<number, number>();
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -200,7 +191,7 @@ export class Iptables {
     return `-m comment --comment "${this.tag}"`;
   }
 
-  /** The xt_recent list the heartbeat keeps fresh. */
+  /** The xt_recent list of addresses the lifeline holds open. */
   private get aliveList(): string {
     return `tether-${this.options.id}`;
   }
@@ -209,7 +200,7 @@ export class Iptables {
   private expiring = true;
 
   private alive(): string {
-    return this.expiring ? `-m recent --rcheck --seconds ${ALIVE_SECONDS} --name ${this.aliveList} --rdest` : "";
+    return this.expiring ? `-m recent --rcheck --name ${this.aliveList} --rdest` : "";
   }
 
   /** Holds a conntrack reference in the netns (see the file's head); INVALID packets never reach nat. */
@@ -217,8 +208,19 @@ export class Iptables {
     return `${CHAIN_PRE} -m conntrack --ctstate INVALID ${this.comment()} -j RETURN`;
   }
 
-  private heartbeatRule(): string {
-    return `OUTPUT -p udp -m udp --dport ${HEARTBEAT_PORT} -m owner --gid-owner ${this.options.gid} --suppl-groups -m recent --set --name ${this.aliveList} --rdest ${this.comment()}`;
+  /**
+   * The lifeline's SYN (from the agent's group when it has joined it) adds its address; a FIN or RST
+   * towards the lifeline's port (whoever sends it: the agent's end closing) removes it.
+   */
+  private lifelineRules(port: number): string[] {
+    const own = this.options.loopback ? `-m owner --gid-owner ${this.options.gid} --suppl-groups ` : "";
+    const to = `OUTPUT -p tcp -m tcp --dport ${port}`;
+    const list = `--name ${this.aliveList} --rdest ${this.comment()}`;
+    return [
+      `${to} --tcp-flags FIN,SYN,RST,ACK SYN ${own}-m recent --set ${list}`,
+      `${to} --tcp-flags FIN FIN -m recent --remove ${list}`,
+      `${to} --tcp-flags RST RST -m recent --remove ${list}`,
+    ];
   }
 
   private portRules(port: number, to: number): string[] {
@@ -231,29 +233,16 @@ export class Iptables {
     return rules.map((r) => r.replace(/ {2,}/g, " "));
   }
 
-  /** One heartbeat to every address a redirected connection may be going to; resolves once sent. */
-  private beat(): Promise<void> {
-    const hb = this.heartbeat;
-    if (!hb) return Promise.resolve();
-    const targets = ["127.0.0.1", ...Object.values(networkInterfaces()).flat().filter((a) => a && a.family === "IPv4" && !a.internal).map((a) => a!.address)];
-    return Promise.all(targets.map((t) => new Promise<void>((r) => hb.socket.send("tether", HEARTBEAT_PORT, t, () => r())))).then(() => {});
+  private async openLifeline(): Promise<number> {
+    if (this.lifeline) return this.lifeline.port;
+    const line = new Lifeline(this.options.log);
+    this.lifeline = { line, port: await line.listen() };
+    return this.lifeline.port;
   }
 
-  private startHeartbeat(): void {
-    if (this.heartbeat) return;
-    const socket = createSocket("udp4");
-    socket.on("error", (err) => this.options.log("warn", "heartbeat socket failed", { error: err.message }));
-    socket.unref();
-    const timer = setInterval(() => void this.beat(), HEARTBEAT_MS);
-    timer.unref();
-    this.heartbeat = { socket, timer };
-  }
-
-  private stopHeartbeat(): void {
-    if (!this.heartbeat) return;
-    clearInterval(this.heartbeat.timer);
-    this.heartbeat.socket.close();
-    this.heartbeat = undefined;
+  private closeLifeline(): void {
+    this.lifeline?.line.close();
+    this.lifeline = undefined;
   }
 
   /** Serialises changes: restore batches must not interleave. */
@@ -267,12 +256,13 @@ export class Iptables {
   redirect(port: number, to: number): Promise<void> {
     return this.serial(async () => {
       if (this.ports.has(port)) throw new TetherError("INTERNAL", `port ${port} is already redirected`);
+      const lifelinePort = this.expiring && !this.chains ? await this.openLifeline() : 0;
       const batch = (): Batch => {
         const nat: string[] = [];
         const mangle: string[] = [];
         if (!this.chains) {
           nat.push(`-N ${CHAIN_PRE}`, `-N ${CHAIN_OUT}`, `-A ${this.keeperRule()}`, `-A PREROUTING ${this.comment()} -j ${CHAIN_PRE}`, `-A OUTPUT ${this.comment()} -j ${CHAIN_OUT}`);
-          if (this.expiring) mangle.push(`-A ${this.heartbeatRule()}`);
+          if (this.expiring) mangle.push(...this.lifelineRules(lifelinePort).map((r) => `-A ${r}`));
         }
         nat.push(...this.portRules(port, to).map((r) => `-A ${r}`));
         return { nat, mangle };
@@ -283,15 +273,14 @@ export class Iptables {
         if (!this.expiring || this.chains) throw err;
         // Most likely no xt_recent in this kernel: the batch was atomic, so retry without expiry.
         this.expiring = false;
-        this.options.log("warn", "self-expiring rules unavailable; relying on the guard to remove rules", { error: String(err) });
+        this.closeLifeline();
+        this.options.log("warn", "rules that stop with the agent are unavailable; relying on the guard to remove rules", { error: String(err) });
         await restore(this.flavour, batch());
       }
+      // the redirects match once the lifeline's SYNs have put the addresses on the list
+      if (this.expiring && !this.chains) await this.lifeline!.line.open();
       this.chains = true;
       this.ports.set(port, to);
-      if (this.expiring) {
-        this.startHeartbeat();
-        await this.beat();
-      } // the redirect matches from the first heartbeat on
       this.options.log("debug", "redirect added", { port, to, flavour: this.flavour });
     });
   }
@@ -340,7 +329,7 @@ export class Iptables {
       this.ports.clear();
       this.chains = false;
       this.marking = false;
-      this.stopHeartbeat();
+      this.closeLifeline();
       const n = await removeTagged(this.flavour, this.options.id);
       if (n > 0) this.options.log("info", "iptables rules removed", { rules: n, flavour: this.flavour });
     });

@@ -33,6 +33,10 @@
 // In a pod whose own rules send inbound traffic to a proxy first (a mesh sidecar, meshRoute.ts), the
 // redirect in PREROUTING never sees it: the proxy re-dials the app over loopback, where the OUTPUT rule
 // takes it. Without that rule (the agent could not join its bypass group) such a port is refused.
+//
+// A stalled agent never holds a connection: each listener has a watcher outside the agent
+// (stallWatch.ts) that refuses what is redirected to it while the agent does not run (the redirect
+// itself stays while the agent lives: a late agent does not leak its port's requests to the app).
 import { connect, createServer, type Server, type Socket } from "node:net";
 import type { AddressInfo } from "node:net";
 import { TetherError } from "../../src/protocol/error";
@@ -46,6 +50,7 @@ import type { AgentSession } from "../session";
 import { maskRawHeaders } from "../../src/protocol/secretHeaders";
 import { compileFilter, describeFilter, DISJOINT_RULE, filtersOverlap, pathOf, type RequestFacts, type RequestMatcher } from "./httpMatcher";
 import { firstWords } from "./firstWords";
+import { watchStalls, type StallWatch } from "./stallWatch";
 import { HttpSteal, originalHost, type Decision, type Leak } from "./httpSteal";
 import type { Iptables } from "./iptables";
 import { readClientHello } from "./clientHello";
@@ -90,6 +95,8 @@ interface Subscription {
 interface StolenPort {
   port: number;
   listener: Server;
+  /** The listener's watcher outside the agent: connections are refused, not held, while the agent stalls. */
+  stallWatch: StallWatch;
   http: HttpSteal;
   http2: Http2Steal;
   /** TLS client connections the agent terminated, with what filters and sessions learn of them. */
@@ -217,6 +224,7 @@ export class StealRouter implements PortCapability {
       http2: undefined as unknown as Http2Steal,
       tls: new WeakMap(),
       listenPort: 0,
+      stallWatch: { close() {} },
       subs: new Map(),
       sockets: new Set(),
       released: false,
@@ -237,9 +245,13 @@ export class StealRouter implements PortCapability {
     listener.on("connection", (socket) => this.onConnection(stolen, socket));
     await new Promise<void>((resolve, reject) => {
       listener.once("error", reject);
-      listener.listen(0, "0.0.0.0", () => resolve());
+      // the largest accept queue the pod allows (the kernel caps it at net.core.somaxconn, 4096 by
+      // default): with Node's 511 a burst of connections overflowed it and clients waited for SYN
+      // retransmits (1, 3, 7 s), those with a timeout giving up (issue 14, point 6; stealBurst.test.ts)
+      listener.listen({ port: 0, host: "0.0.0.0", backlog: 65_535 }, () => resolve());
     });
     stolen.listenPort = (listener.address() as AddressInfo).port;
+    stolen.stallWatch = watchStalls(listener, port, this.options.log);
     try {
       const proxy = await this.options.inboundProxy?.(port);
       if (proxy !== undefined) {
@@ -254,6 +266,7 @@ export class StealRouter implements PortCapability {
       // the leak watch starts with the redirect: what reaches the app from then on is counted
       await Promise.all([iptables.redirect(port, stolen.listenPort), this.options.leaks?.watch(port)]);
     } catch (err) {
+      stolen.stallWatch.close();
       listener.close();
       await this.options.leaks?.unwatch(port);
       await iptables.unredirect(port).catch(() => {}); // the redirect may have been added before the watch failed
@@ -278,6 +291,11 @@ export class StealRouter implements PortCapability {
       }
       if (sub.session.conn.isClosed) {
         leaked ??= { session: sub.session, reason: "session-closing" }; // matched a session that is going away: it reaches the app, and we say so
+        continue;
+      }
+      if (!sub.session.canTake()) {
+        // its engine is silent or its wire backed up: the app answers rather than nobody
+        this.options.metrics.add("tether_handed_to_pod_total", 1, { port: String(port), kind: "request" });
         continue;
       }
       return { kind: "steal", session: sub.session };
@@ -431,7 +449,12 @@ export class StealRouter implements PortCapability {
   }
 
   private plainOwner(stolen: StolenPort): Subscription | undefined {
-    for (const sub of stolen.subs.values()) if (!sub.filter && !sub.session.conn.isClosed) return sub;
+    for (const sub of stolen.subs.values()) {
+      if (sub.filter || sub.session.conn.isClosed) continue;
+      if (sub.session.canTake()) return sub;
+      // its engine is silent or its wire backed up: this connection is the app's, whole
+      this.options.metrics.add("tether_handed_to_pod_total", 1, { port: String(stolen.port), kind: "connection" });
+    }
     return undefined;
   }
 
@@ -490,6 +513,7 @@ export class StealRouter implements PortCapability {
       stolen.http2.close();
       this.options.log("debug", "released port draining", { port, connections: stolen.sockets.size, http: stolen.http.size });
       setTimeout(() => {
+        stolen.stallWatch.close();
         stolen.listener.close();
         this.forgetIfDrained(stolen);
       }, RELEASE_GRACE_MS).unref();
@@ -535,29 +559,42 @@ export class StealRouter implements PortCapability {
     });
   }
 
-  /** Removes every rule, lets connections drain for a moment (CLOSE_DRAIN_MS), then cuts what is left. */
+  /** Stops redirecting, lets connections drain for a moment (CLOSE_DRAIN_MS), cuts what is left, then removes every rule. */
   close(): Promise<void> {
     this.closed = true;
     this.options.leaks?.close();
     return this.serial(async () => {
       const ports = [...this.ports.values(), ...this.draining];
       this.ports.clear();
+      const iptables = this.options.iptables;
       try {
-        await this.options.iptables?.removeAll();
+        // As a release does: new connections reach the app first; what was redirected drains with
+        // the chains and their conntrack keeper still in place, so that its last replies are
+        // translated to the app's port (iptables.ts); the listener takes what is still in its accept
+        // queue for RELEASE_GRACE_MS (passed to the app, not reset); every rule goes last.
+        const failed = (await Promise.allSettled(ports.map((stolen) => iptables?.unredirect(stolen.port)))).find((r) => r.status === "rejected");
+        if (failed) this.options.log("error", "cannot remove a redirect; removing every rule at once", { error: String((failed as PromiseRejectedResult).reason) });
+        if (failed) await iptables?.removeAll();
       } finally {
         for (const stolen of ports) {
           stolen.released = true;
-          stolen.listener.close();
+          stolen.stallWatch.close();
           stolen.http.drain();
           stolen.http2.close();
           this.draining.add(stolen);
+          setTimeout(() => {
+            stolen.listener.close();
+            this.forgetIfDrained(stolen);
+          }, Math.min(RELEASE_GRACE_MS, CLOSE_DRAIN_MS)).unref();
         }
         await this.settled(CLOSE_DRAIN_MS);
         for (const stolen of ports) {
+          stolen.listener.close();
           stolen.http.close();
           for (const s of stolen.sockets) s.destroy();
         }
         this.draining.clear();
+        await iptables?.removeAll();
       }
     });
   }

@@ -17,8 +17,9 @@ import type { Log } from "../protocol/log";
 import { Launch } from "../engine/launch";
 import type { SessionEvent } from "../engine/events";
 import type { TetherConfig } from "../config/schema";
-import type { PodState } from "../engine/session";
+import type { PodState, SessionReconnected, SessionReconnecting } from "../engine/session";
 import { nativeDirNextTo } from "../engine/nativeDir";
+import { entryLine } from "../engine/requestDetail";
 import { doctor, probeImage } from "../kube/doctor";
 
 
@@ -28,7 +29,7 @@ const USAGE = `usage:
                 [--steal | --mirror] [--http-header RE] [--http-path RE] [--http-method M]
                 [--tls-secret NAME | --tls-cert FILE --tls-key FILE] [--tls-client-ca FILE|secret:NAME]
                 [--tls-local] [-p LOCAL:REMOTE]... [--ports P,P...] [--ignore-ports P,P...]
-                [--replicas all|one] [--events FILE]
+                [--replicas all|one] [--requests] [--events FILE]
                 [--disrupt-egress "MATCH EFFECT..."]... [--disrupt-ingress ":PORT EFFECT..."]... -- COMMAND [ARGS...]
                   egress effects: latency=200ms jitter=50ms drop=10% bandwidth=64KB/s refuse[=30%]
                                   reset-after=4KB dns=notfound|servfail   (MATCH as in outgoing filters)
@@ -112,6 +113,7 @@ async function exec(argv: string[]): Promise<number> {
       replicas: { type: "string" },
       "disrupt-egress": { type: "string", multiple: true },
       "disrupt-ingress": { type: "string", multiple: true },
+      requests: { type: "boolean" },
     },
     strict: true,
   });
@@ -188,7 +190,7 @@ async function exec(argv: string[]): Promise<number> {
   const node = /^node(js)?$/.test(basename(command[0]!));
   const events = openEventsFile(values.events);
   try {
-    return await run(config, command, node, log, events);
+    return await run(config, command, node, log, events, values.requests === true);
   } finally {
     if (events !== undefined) closeSync(events);
   }
@@ -204,10 +206,14 @@ function openEventsFile(path: string | undefined): number | undefined {
   }
 }
 
-async function run(config: TetherConfig, command: string[], node: boolean, log: Log, events: number | undefined): Promise<number> {
+async function run(config: TetherConfig, command: string[], node: boolean, log: Log, events: number | undefined, requests: boolean): Promise<number> {
   // a refused subscription (another session holds the pod port): the command stops, exec exits 2
   let refused = false;
   let child: ChildProcess | undefined;
+  const stopCommand = () => {
+    child?.kill("SIGTERM");
+    setTimeout(() => child?.kill("SIGKILL"), 5_000).unref();
+  };
   const launch = await Launch.start({
     config,
     log,
@@ -224,24 +230,47 @@ async function run(config: TetherConfig, command: string[], node: boolean, log: 
       if (!isRefusal(err) || refused) return;
       refused = true;
       process.stderr.write("tether: stopping the command: the pod port it was started for is refused\n");
-      child?.kill("SIGTERM");
-      setTimeout(() => child?.kill("SIGKILL"), 5_000).unref();
+      stopCommand();
     },
     ...(events !== undefined ? { onEvent: (e: SessionEvent) => writeSync(events, `${JSON.stringify(e)}\n`) } : {}),
   });
   const session = launch.session;
   process.stderr.write(`tether: ${launch.summary(node ? "node" : "native")}\n`);
+  if (requests) {
+    // each request as the Sessions view lists it, in arrival order
+    let shown = 0;
+    session.on("request", () => {
+      for (const e of session.recent.filter((x) => x.seq > shown)) {
+        const { label, description } = entryLine(e);
+        process.stderr.write(`tether: request ${label} · ${description} · pod ${e.pod}\n`);
+        shown = e.seq;
+      }
+    });
+  }
   if (session.waiting.length) process.stderr.write(`tether: ${waitingText(session.waiting)}\n`);
   const env: NodeJS.ProcessEnv = { ...process.env, ...launch.debuggeeEnv(node ? "node" : "native", process.env) };
   const line = launch.command(command);
   child = spawn(line[0]!, line.slice(1), { stdio: "inherit", env });
   const forward = (signal: NodeJS.Signals) => child.kill(signal);
   for (const s of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(s, forward);
-  session.on("ended", (err: Error) => process.stderr.write(`tether: the session ended: ${err.message}\n`));
+  // a broken tunnel is tried again (agent.reconnectSeconds), the command running on; a session that
+  // cannot come back ends the command (exit 1)
+  session.on("reconnecting", (r: SessionReconnecting) =>
+    process.stderr.write(`tether: pod ${r.pod}: reconnecting (attempt ${r.attempt}, up to ${Math.max(0, Math.round((r.until - Date.now()) / 1000))} s more; the pod's app serves meanwhile): ${r.error.message}\n`),
+  );
+  session.on("reconnected", (r: SessionReconnected) =>
+    process.stderr.write(`tether: pod ${r.pod}: reconnected after ${(r.ms / 1000).toFixed(1)} s (${r.attempts} attempt${r.attempts === 1 ? "" : "s"})\n`),
+  );
+  let lost: Error | undefined;
+  session.on("ended", (err: Error) => {
+    lost = err;
+    process.stderr.write(`tether: the session ended: ${err.message}; stopping the command\n`);
+    stopCommand();
+  });
   // every pod of the session, then each change (a rollout or scale-up adds pods, terminating ones leave)
   const showPod = (p: PodState) => `${p.pod} ${p.state}${p.primary ? " (outgoing, DNS, files)" : ""}${p.detail && p.state !== "ready" ? `: ${p.detail}` : ""}`;
   process.stderr.write(`tether: pods: ${session.pods.map(showPod).join("; ")}\n`);
-  session.on("pod", (p: PodState) => process.stderr.write(`tether: pod ${showPod(p)}\n`));
+  session.on("pod", (p: PodState) => p.state !== "reconnecting" && process.stderr.write(`tether: pod ${showPod(p)}\n`));
   const code = await new Promise<number>((done) => {
     child.once("error", (err) => {
       process.stderr.write(`tether: cannot run ${command[0]}: ${err.message}\n`);
@@ -257,7 +286,7 @@ async function run(config: TetherConfig, command: string[], node: boolean, log: 
   for (const r of session.disruption.rules) process.stderr.write(`tether: disruption ${r.kind} "${r.label}": ${r.counts}\n`);
   const agents = [...session.agentSessions].map(([pod, id]) => (session.agentSessions.size > 1 ? `${id} on ${pod}` : id)).join(", ");
   process.stderr.write(`tether: ${session.figures.summary()} (agent session${session.agentSessions.size > 1 ? "s" : ""} ${agents})\n`);
-  return refused ? 2 : code;
+  return refused ? 2 : lost ? 1 : code;
 }
 
 async function doctorCmd(argv: string[]): Promise<number> {

@@ -202,6 +202,15 @@ export const configSchema = z
           })
           .optional()
           .describe("A scrape endpoint for Prometheus on a new agent: GET /metrics on the pod's IP, with a bearer token from a Secret you control. Off when not set; the session's own token never opens it."),
+        reconnectSeconds: z
+          .number()
+          .int()
+          .min(0)
+          .max(3600)
+          .default(60)
+          .describe(
+            "When the tunnel to an agent breaks (a reset port-forward, a laptop lid, a VPN reconnect), try again for this long, your process and debugger running on; the pod's app serves its traffic meanwhile. 0: end the session at once.",
+          ),
       })
       .prefault({})
       .describe("The in-cluster agent."),

@@ -184,8 +184,11 @@ export class IncomingDelivery extends EventEmitter {
     }
   };
 
+  /** What Http2Delivery reads its wire from (rebind() changes it). */
+  private readonly http2Wire: { conn: EngineConnection };
+
   constructor(
-    private readonly conn: EngineConnection,
+    private conn: EngineConnection,
     options: IncomingDeliveryOptions = {},
   ) {
     super();
@@ -195,8 +198,12 @@ export class IncomingDelivery extends EventEmitter {
     this.log = options.log ?? silentLog;
     this.localTls = options.localTls ?? false;
     this.disruption = options.disruption;
+    this.http2Wire = { conn };
+    const wire = this.http2Wire;
     this.http2 = new Http2Delivery({
-      conn,
+      get conn() {
+        return wire.conn;
+      },
       host: (port) => this.loopback.address(port),
       log: this.log,
       localPort: (port) => this.localPort(port),
@@ -258,6 +265,18 @@ export class IncomingDelivery extends EventEmitter {
   /** The local port a pod port is delivered to. */
   localPort(port: number): number {
     return this.podToLocal.get(port) ?? port;
+  }
+
+  /**
+   * Takes traffic from the pod's new wire after a reconnect (podLink.ts); what came over the old one
+   * ended with it. The counters and listeners stay.
+   */
+  rebind(conn: EngineConnection): void {
+    if (this.closed || conn === this.conn) return;
+    this.conn.off("message", this.onMessage);
+    this.conn = conn;
+    this.http2Wire.conn = conn;
+    conn.on("message", this.onMessage);
   }
 
   /** Stops taking new traffic and resets what is in flight. Safe to call twice. */
@@ -371,7 +390,8 @@ export class IncomingDelivery extends EventEmitter {
   }
 
   private deliverHttp(msg: IncomingHttp, rules?: RuleSet): void {
-    const stream = this.conn.stream(msg.stream);
+    const conn = this.conn; // answers go back over the wire the request came on, even after a reconnect
+    const stream = conn.stream(msg.stream);
     if (!stream) return;
     if (this.closed) return void stream.destroy();
     this.track(stream);
@@ -404,7 +424,7 @@ export class IncomingDelivery extends EventEmitter {
         record.firstByte = Date.now();
         record.response = { status: res.statusCode ?? 502, ...(res.statusMessage ? { statusMessage: res.statusMessage } : {}), rawHeaders };
       }
-      this.conn.send({
+      conn.send({
         type: "http.response",
         stream: stream.id,
         statusCode: res.statusCode ?? 502,
@@ -423,17 +443,17 @@ export class IncomingDelivery extends EventEmitter {
         return;
       }
       answered = true;
-      if (NOT_LISTENING.has(err.code ?? "") && this.conn.supports("http.decline")) {
+      if (NOT_LISTENING.has(err.code ?? "") && conn.supports("http.decline")) {
         // nothing listens locally (not started yet, restarting, stopped): the pod's app answers instead
         this.logOnce(msg.port, `the local app does not listen on port ${localPort}: its requests go to the pod meanwhile`, err);
         ended = true;
-        this.conn.send({ type: "http.decline", stream: stream.id });
+        conn.send({ type: "http.decline", stream: stream.id });
         this.emit("declined", { port: msg.port, localPort, method: msg.method, path: msg.url, rawHeaders: maskRawHeaders(msg.rawHeaders) } satisfies DeclinedRequest);
         return void stream.destroy();
       }
       this.fail(msg.port, "http", err);
       const body = Buffer.from(`tether: the local app on port ${localPort} is not reachable (${err.code ?? err.message})\n`);
-      this.conn.send({
+      conn.send({
         type: "http.response",
         stream: stream.id,
         statusCode: 502,

@@ -171,6 +171,7 @@ class Exchange {
     private readonly stream: WireStream,
     private readonly localPort: number,
   ) {
+    this.conn = ctx.conn;
     this.grpc = isGrpc(msg.rawHeaders);
     stream.once("close", () => {
       if (stream.readableEnded && stream.writableFinished) return;
@@ -193,9 +194,8 @@ class Exchange {
     this.stream.destroy();
   }
 
-  private get conn(): EngineConnection {
-    return this.ctx.conn;
-  }
+  /** The wire this exchange came over: after a reconnect its answer must not go to the new one. */
+  private readonly conn: EngineConnection;
 
   private grpcStatusOf(raw: readonly string[] | undefined): void {
     const s = raw && rawValue(raw, "grpc-status");

@@ -9,6 +9,7 @@ import { existsSync } from "node:fs";
 import { debuggeeLimits } from "../config/debuggeeSupport";
 import { showRoutes, waitingText } from "../config/ports";
 import type { TetherConfig } from "../config/schema";
+import type { Log } from "../protocol/log";
 import { targetLabel } from "../config/target";
 import { Disruption } from "./disruption";
 import { DnsRelay } from "./dnsRelay";
@@ -21,6 +22,7 @@ import { routingFromConfig } from "./routing";
 import { RuntimeServer } from "./runtimeServer";
 import { Session, type SessionOptions } from "./session";
 import { RoutingHeaderCheck } from "./routingHeaderCheck";
+import { localServices, servicesOf, type Shortcut } from "./localShortcut";
 import { TcpSplices } from "./tcpSplices";
 import { UdpForwarders } from "./udpForwarders";
 
@@ -62,6 +64,7 @@ export class Launch {
     private readonly runtimeBundle: string | undefined,
     /** The native layer, or why it is not there. */
     readonly native: NativeLayer | { unavailable: string },
+    private readonly services: { dispose(): void },
   ) {}
 
   static async start(options: LaunchOptions): Promise<Launch> {
@@ -77,12 +80,20 @@ export class Launch {
     const routing = routingFromConfig(config);
     const names = new NameMemory();
     const tcp = new TcpSplices(conn, log, disruption);
+    // a call to another service debugged in this process goes straight to its debuggee
+    const label = targetLabel(config.target);
+    const services = await registerServices(session, label, log);
+    const shortcut: Shortcut = (host, port, names) => {
+      const t = localServices.find(host, port, names, { sessionId: session.id, namespace: session.target?.namespace ?? "" });
+      if (t) session.tookShortcut(t.service, t.label, t.localPort);
+      return t;
+    };
     const udp = new UdpForwarders(conn, log, new DnsRelay(routing, names, log, disruption), disruption);
     const files = new PodFiles(conn, routing, config, () => session.hostname);
     let runtime: RuntimeServer | undefined;
     let native: NativeLayer | { unavailable: string } = { unavailable: nativeWhyNot ?? "" };
     try {
-      runtime = await RuntimeServer.start({ conn, routing, tcp, udp, files, names, log, disruption });
+      runtime = await RuntimeServer.start({ conn, routing, tcp, udp, files, names, log, disruption, shortcut });
       if (nativeWhyNot === undefined) {
         try {
           native = await NativeLayer.start(options.nativeDir!, runtime.clientEnv({ remoteFiles: files.paths("native"), hostname: session.hostname }), log);
@@ -101,6 +112,7 @@ export class Launch {
       });
       tcp.onSpliced = (host, port, socket) => check.watch(host, port, socket);
       proxy.outgoing = check;
+      proxy.shortcut = shortcut;
       let listeners: LocalListeners | undefined;
       const listens = (port: number) =>
         session.debuggeeListens(port).then(
@@ -128,8 +140,9 @@ export class Launch {
         options.onPortTaken?.(port);
       });
       listeners.on("error", (err: Error) => log("warn", `cannot see which local ports accept connections: ${err.message}`, { tag: "session" }));
-      return new Launch(session, config, runtime, proxy, tcp, udp, files, listeners, runtimeBundle, native);
+      return new Launch(session, config, runtime, proxy, tcp, udp, files, listeners, runtimeBundle, native, services);
     } catch (err) {
+      services.dispose();
       await Promise.allSettled([runtime?.close(), "close" in native ? native.close() : undefined, tcp.close(), udp.close(), session.destroy(err as Error)]);
       throw err;
     }
@@ -194,10 +207,30 @@ export class Launch {
 
   close(): Promise<void> {
     this.closing ??= (async () => {
+      this.services.dispose();
       this.listeners.close();
       await Promise.allSettled([this.proxy.close(), this.runtime.close(), this.tcp.close(), this.udp.close()]);
       await Promise.allSettled([this.nativeLayer?.close(), this.session.close()]);
     })();
     return this.closing;
+  }
+}
+
+/**
+ * The Services that select the session's pod, offered to the other sessions of this process
+ * (localShortcut.ts) for the ports the debuggee listens on. Without the right to list Services
+ * there is no shortcut, only a line in the log.
+ */
+async function registerServices(session: Session, label: string, log: Log): Promise<{ dispose(): void }> {
+  if (!session.target?.pod) return { dispose: () => {} }; // targetless: no pod, no Service
+  const { namespace, pod } = session.target;
+  try {
+    const list = await session.cluster.core.listNamespacedService({ namespace });
+    const services = servicesOf(pod, list.items);
+    if (services.length) log("info", `local shortcut: calls from other sessions here to ${services.map((s) => s.name).join(", ")} reach this debuggee`, { tag: "session" });
+    return localServices.register({ sessionId: session.id, label, namespace, services, local: (podPort) => session.routes.get(podPort) });
+  } catch (err) {
+    log("info", `no local shortcut to ${label}: cannot list the Services of ${namespace}: ${(err as Error).message}`, { tag: "session" });
+    return { dispose: () => {} };
   }
 }

@@ -12,6 +12,8 @@ import { connectThroughAgent } from "./agentTcp";
 import { directRequest } from "./directHttp";
 import { Disruption } from "./disruption";
 import { asSocket } from "./agentWire";
+import type { Shortcut } from "./localShortcut";
+import { Loopback } from "./loopback";
 
 export interface ProxyRouting {
   connect(proto: "tcp" | "udp", host: string, port: number): "local" | "remote";
@@ -32,6 +34,9 @@ export class LocalProxy {
   private closed = false;
   /** Calls through the cluster are shown to it (set by Launch). */
   outgoing?: OutgoingWatch;
+  /** Another service debugged in this process that a call reaches directly (set by Launch). */
+  shortcut?: Shortcut;
+  private readonly loopback = new Loopback();
 
   private constructor(
     private readonly conn: () => EngineConnection,
@@ -91,6 +96,10 @@ export class LocalProxy {
    * setup); what flows on it afterwards is not shaped on this fallback path.
    */
   async dial(host: string, port: number): Promise<Duplex> {
+    const short = this.shortcut?.(host, port, []);
+    if (short) {
+      return await new Promise<net.Socket>((resolve, reject) => this.loopback.connect(short.localPort, { allowHalfOpen: true }, (err, s) => (err || !s ? reject(err ?? new Error("no socket")) : resolve(s))));
+    }
     if (this.routing.connect("tcp", host, port) === "local") {
       return await new Promise<net.Socket>((resolve, reject) => {
         const s = net.connect({ host, port, allowHalfOpen: true });

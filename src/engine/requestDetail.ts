@@ -96,6 +96,24 @@ export function requestDetail(e: RecentEntry, ctx: DetailContext): string {
   return lines.join("\n");
 }
 
+const GRPC_STATUS = ["OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"];
+
+/** Why a request went to the pod, in its line (the detail says it in full). */
+const PASSED_SHORT: Record<string, string> = { "other-session": " · another session's", declined: " · not listening locally" };
+
+/**
+ * One recent entry in a line, as the Sessions view's row and `tether exec --requests` show it:
+ * "GET /x" with "200 · 3 ms · stolen", "gRPC OK · 12 ms · HTTP/2 · TLS · stolen", "200 · 5 ms · replay",
+ * "passed to the pod".
+ */
+export function entryLine(e: RecentEntry): { label: string; description: string } {
+  if ("connection" in e) return { label: `${e.mode === "mirror" ? "copy of" : "connection from"} ${e.peer.address}:${e.peer.port}`, description: `pod ${e.port} -> local ${e.localPort}` };
+  if ("passed" in e) return { label: `${e.method} ${e.path}`, description: `passed to the pod${PASSED_SHORT[e.reason] ?? ""}` };
+  const status = e.grpc ? `gRPC ${GRPC_STATUS[e.grpc.status] ?? e.grpc.status}` : String(e.status);
+  const description = [status, `${e.durationMs ?? e.latencyMs} ms`, e.protocol === "h2" ? "HTTP/2" : undefined, e.tls ? "TLS" : undefined, e.replay ? "replay" : "stolen"].filter(Boolean).join(" · ");
+  return { label: `${e.method} ${e.path}`, description };
+}
+
 function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }

@@ -14,6 +14,8 @@ import { errnoOf } from "./agentTcp";
 import type { Disruption } from "./disruption";
 import type { NameMemory } from "./names";
 import type { PodFiles } from "./podFiles";
+import type { Shortcut } from "./localShortcut";
+import { Loopback } from "./loopback";
 import type { TcpSplices } from "./tcpSplices";
 import type { UdpForwarders } from "./udpForwarders";
 
@@ -34,10 +36,13 @@ export interface RuntimeServerOptions {
   log: Log;
   /** Rules that fail lookups (DNS failures); connections and datagrams are disrupted by tcp and udp. */
   disruption?: Disruption;
+  /** Another service debugged in this process that a call reaches directly (localShortcut.ts). */
+  shortcut?: Shortcut;
 }
 
 /** Events: "listen" ({ port, address }) when the debuggee starts listening. */
 export class RuntimeServer extends EventEmitter {
+  private readonly loopback = new Loopback();
   readonly token = randomBytes(24).toString("hex");
   private readonly server: net.Server;
   private readonly sockets = new Set<net.Socket>();
@@ -123,6 +128,12 @@ export class RuntimeServer extends EventEmitter {
     switch (req.op) {
       case "tcp.open": {
         const known = names.namesOf(req.host);
+        const short = this.options.shortcut?.(req.host, req.port, known);
+        if (short) {
+          // straight to the other debuggee: its local port stands in for the pod the call would reach
+          const address = await this.loopback.address(short.localPort);
+          return { route: "remote", via: { host: address, port: short.localPort }, remote: { address, port: short.localPort } };
+        }
         if (routing.connect("tcp", req.host, req.port, known) === "local") return { route: "local" };
         try {
           const splice = await this.options.tcp.open(req.host, req.port, req.family === 6 ? 6 : 4, known);

@@ -33,7 +33,7 @@ import { Disruption } from "./disruption";
 import type { DeclinedRequest, DeliveredRequest, DeliveryFailure, IncomingConnection, IncomingDelivery, LeakedRequest, PassedRequest, StartedRequest } from "./incoming";
 import { STEPS, type SessionEvent, type SessionEventBody } from "./events";
 import { InterceptionFigures } from "./figures";
-import { PodLink, RELEASE_DRAIN_MS, type Subscribe } from "./podLink";
+import { PodLink, RELEASE_DRAIN_MS, type Reconnected, type Reconnecting, type Subscribe } from "./podLink";
 import { loadTlsMaterial } from "./tlsMaterial";
 import { replayToLocal } from "./replay";
 import { importEnv } from "./routing";
@@ -70,8 +70,11 @@ export interface SessionStats {
   failures: number;
 }
 
-/** joining: its agent is being placed; ready: intercepting; leaving: its pod terminates; failed: see detail. */
-export type PodStateName = "joining" | "ready" | "leaving" | "left" | "failed";
+/**
+ * joining: its agent is being placed; ready: intercepting; reconnecting: its wire broke and is tried
+ * again (the pod's app serves meanwhile); leaving: its pod terminates; failed: see detail.
+ */
+export type PodStateName = "joining" | "ready" | "reconnecting" | "leaving" | "left" | "failed";
 
 /** One pod of the session, as the CLI and the Sessions view show it. */
 export interface PodState {
@@ -85,6 +88,9 @@ export interface PodState {
   requests: number;
   since: number;
 }
+
+export type SessionReconnecting = Reconnecting & { pod: string };
+export type SessionReconnected = Reconnected & { pod: string };
 
 /** A delivered request, with the pod it came from. */
 export type SessionRequest = DeliveredRequest & { pod: string };
@@ -110,6 +116,16 @@ type RecentLine =
 /** One line of the session's recent traffic, with the pod it came from, numbered in arrival order. */
 export type RecentEntry = RecentLine & { seq: number; at: number };
 
+/** Calls of the debuggee that went straight to another service debugged here (localShortcut.ts). */
+export interface ShortcutUse {
+  /** "db:5432" */
+  service: string;
+  /** The session that took them ("demo/deployment/db") and its local port. */
+  to: string;
+  localPort: number;
+  calls: number;
+}
+
 /** An outgoing HTTP call the debuggee made while answering a stolen request, without the routing header. */
 export interface RoutingWarning {
   /** "GET orders:8080/api/orders" */
@@ -130,9 +146,12 @@ const WAIT_POLL_MS = 1_000;
 /**
  * Events: "request" (SessionRequest, or nothing when only the counts changed); "ports" when a pod port
  * is subscribed or handed back; "pod" (PodState) when a pod joins, becomes ready, fails or
- * leaves; "ended" (err?: Error) when no pod is left to intercept (the last agent went away);
- * "routing-warning" (RoutingWarning) the first time an outgoing call lacks the routing header; "event"
- * (SessionEvent, events.ts: everything, also given to options.onEvent).
+ * leaves; "reconnecting" (SessionReconnecting) before each attempt to bring a pod's broken wire back,
+ * "reconnected" (SessionReconnected) when it is back; "ended" (err?: Error) when no pod is left to
+ * intercept (the last agent went away, or could not be reached again); "routing-warning"
+ * (RoutingWarning) the first time an outgoing call lacks the routing header; "shortcut" (ShortcutUse)
+ * the first time a call goes straight to another service debugged here; "event" (SessionEvent,
+ * events.ts: everything, also given to options.onEvent).
  */
 export class Session extends EventEmitter {
   readonly id = randomUUID();
@@ -144,6 +163,8 @@ export class Session extends EventEmitter {
   private replaying = 0;
   /** Outgoing calls without the routing header, each call once (RoutingHeaderCheck). */
   readonly routingWarnings: RoutingWarning[] = [];
+  /** Local shortcuts taken, by service. */
+  readonly shortcuts = new Map<string, ShortcutUse>();
   /** Stolen HTTP requests the debuggee is still answering (a breakpoint holds them), by pod and wire stream. */
   readonly inFlight = new Map<string, StartedRequest & { pod: string }>();
   /** The primary pod (see the file's head). */
@@ -350,6 +371,15 @@ export class Session extends EventEmitter {
       this.agentSessions.set(link.podName, link.agentSession);
       this.event({ type: "agent", pod: link.podName, namespace: target.namespace, agentSession: link.agentSession, agentVersion: link.agentVersion, protocol: link.conn.version });
       link.once("closed", (err: Error) => this.linkLost(link, err));
+      const pod = link.podName;
+      link.on("reconnecting", (r: Reconnecting) => {
+        this.setState(pod, { state: "reconnecting", detail: `attempt ${r.attempt}: ${r.error.message}` });
+        this.emit("reconnecting", { ...r, pod } satisfies SessionReconnecting);
+      });
+      link.on("reconnected", (r: Reconnected) => {
+        this.setState(pod, { state: "ready", detail: `reconnected after ${(r.ms / 1000).toFixed(1)} s` });
+        this.emit("reconnected", { ...r, pod } satisfies SessionReconnected);
+      });
       return link;
     });
   }
@@ -442,13 +472,15 @@ export class Session extends EventEmitter {
   }
 
   /**
-   * No link left: the session ends, at once for a single pod; for every replica, when no pod joined
-   * within agent.startupTimeoutSeconds (a rollout that replaces every pod at once).
+   * No link left: the session ends, at once for a single pod or when the last one could not reconnect;
+   * for every replica, when no pod joined within agent.startupTimeoutSeconds (a rollout that replaces
+   * every pod at once).
    */
   private afterLoss(err?: Error): void {
     if (this.links.size > 0 || this.ending) return;
     const ended = err ?? new TetherError("CONNECTION_CLOSED", `no pod of ${this.workload.kind}/${this.workload.name} is left to intercept`);
-    if (!this.fanOut) return void this.emit("ended", ended);
+    // a pod whose wire could not come back had its chance (agent.reconnectSeconds): no wait for another
+    if (!this.fanOut || TetherError.is(err, "RECONNECT_FAILED")) return void this.emit("ended", ended);
     if (this.orphanTimer) return;
     this.orphanTimer = setTimeout(() => {
       this.orphanTimer = undefined;
@@ -518,6 +550,7 @@ export class Session extends EventEmitter {
       this.stats.requestsPassed++;
       this.remember({ passed: true, method: d.method, path: d.path, port: d.port, pod, reason: "declined", ...(d.rawHeaders ? { rawHeaders: d.rawHeaders } : {}) });
       this.event({ type: "passed", pod, port: d.port, method: d.method, path: d.path, reason: "declined" });
+      this.emit("request");
     });
     delivery.on("leaked", (l: LeakedRequest) => this.event({ type: "leaked", pod, port: l.port, method: l.method, path: l.path, reason: l.reason }));
     delivery.on("failure", (f: DeliveryFailure) => {
@@ -657,6 +690,18 @@ export class Session extends EventEmitter {
   /** Whether the debuggee is answering a stolen (or replayed) request right now. */
   get answering(): boolean {
     return this.inFlight.size > 0 || this.replaying > 0;
+  }
+
+  /** Records a call that went straight to another local debuggee; emits "shortcut" (ShortcutUse) the first time for a service. */
+  tookShortcut(service: string, to: string, localPort: number): void {
+    const use = this.shortcuts.get(service);
+    if (use) use.calls++;
+    else {
+      const first: ShortcutUse = { service, to, localPort, calls: 1 };
+      this.shortcuts.set(service, first);
+      this.emit("shortcut", first);
+    }
+    this.emit("request");
   }
 
   /** Records an outgoing call without the routing header; true the first time that call is seen. */

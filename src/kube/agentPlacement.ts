@@ -8,8 +8,20 @@ import { imagePullAdvice } from "../config/agentImage";
 import { TetherError } from "../protocol/error";
 import type { Probe } from "../protocol/messages";
 import { apiError, type Cluster, type ResolvedTarget } from "./cluster";
+import { readSecretKeys } from "./secret";
 
 export const AGENT_PORT = 47_800;
+/**
+ * What the ephemeral agent may do, nothing more (measured with the agent under setpriv,
+ * test/netns/agentPlaced.test.ts): NET_ADMIN for iptables; NET_RAW for iptables and the mirror's
+ * packet capture; SYS_PTRACE to read the target's /proc/PID/environ and /proc/PID/root (the kernel
+ * allows that to another process only with SYS_PTRACE, or to one of the same user holding every
+ * capability the target holds, which an app running as root does not give); SETGID to join the group
+ * its iptables rules exempt, and for tcpdump, which sets its groups even when told to stay root.
+ */
+export const AGENT_CAPABILITIES = ["NET_ADMIN", "NET_RAW", "SYS_PTRACE", "SETGID"];
+/** Key of the token in the Secret that lets later sessions join a running agent. */
+const TOKEN_KEY = "token";
 
 export interface PlacementOptions {
   mode: "ephemeral" | "job";
@@ -42,13 +54,16 @@ export interface PlacedAgent {
   reused: boolean;
   /** Where the agent's own log is: pods/log of this pod and container. */
   logs: { namespace: string; pod: string; container: string };
-  /** Removes what the placement created (the job pod); the ephemeral agent exits by itself. */
+  /** Removes what the placement created (the job pod, the Secret sharing the token); the ephemeral agent exits by itself. */
   dispose(): Promise<void>;
 }
 
+const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
+
 function agentEnv(o: PlacementOptions, extra: V1EnvVar[] = []): V1EnvVar[] {
   return [
-    { name: "TETHER_AGENT_TOKEN", value: o.token },
+    // the digest only: whoever may read the pod (a read-only role) does not learn the token
+    { name: "TETHER_AGENT_TOKEN_SHA256", value: sha256(o.token) },
     { name: "TETHER_AGENT_PORT", value: String(AGENT_PORT) },
     { name: "TETHER_AGENT_PROBES", value: JSON.stringify(o.probes) },
     { name: "TETHER_AGENT_TTL_SECONDS", value: String(o.ttlSeconds) },
@@ -93,20 +108,69 @@ export async function placeAgent(cluster: Cluster, target: ResolvedTarget, o: Pl
   return o.mode === "ephemeral" ? placeEphemeral(cluster, target, o) : placeJob(cluster, target, o);
 }
 
-/** A running Tether agent among the pod's ephemeral containers, with its token. */
+/**
+ * A running Tether agent among the pod's ephemeral containers, with its token: in clear (an agent of
+ * an earlier Tether) or from the Secret its placing session shares it through. Undefined: none runs.
+ */
 async function runningAgent(cluster: Cluster, namespace: string, podName: string): Promise<{ name: string; token: string } | undefined> {
-  const pod = await cluster.core.readNamespacedPod({ namespace, name: podName });
+  let pod;
+  try {
+    pod = await cluster.core.readNamespacedPod({ namespace, name: podName });
+  } catch {
+    return undefined; // placing a new agent reports what is wrong with the pod
+  }
   const running = new Set((pod.status?.ephemeralContainerStatuses ?? []).filter((s) => s.state?.running).map((s) => s.name));
-  const agents = (pod.spec?.ephemeralContainers ?? []).filter((c) => c.name.startsWith("tether-agent-") && running.has(c.name));
-  const last = agents.at(-1);
-  const token = last?.env?.find((e) => e.name === "TETHER_AGENT_TOKEN")?.value;
-  return last && token ? { name: last.name, token } : undefined;
+  const last = (pod.spec?.ephemeralContainers ?? []).filter((c) => c.name.startsWith("tether-agent-") && running.has(c.name)).at(-1);
+  if (!last) return undefined;
+  const env = (name: string) => last.env?.find((e) => e.name === name)?.value;
+  const clear = env("TETHER_AGENT_TOKEN");
+  if (clear) return { name: last.name, token: clear };
+  // a second agent cannot start beside it (the port is taken): join it, or say why not
+  const busy = `agent ${last.name} of another session is running in pod ${namespace}/${podName}; it exits with its last session`;
+  const secret = env("TETHER_AGENT_TOKEN_SECRET");
+  if (!secret) throw new TetherError("FORBIDDEN", `${busy} (its session could not create a Secret to share it through)`);
+  let token;
+  try {
+    token = (await readSecretKeys(cluster, namespace, secret, [TOKEN_KEY]))[TOKEN_KEY];
+  } catch (err) {
+    throw new TetherError(TetherError.is(err, "FORBIDDEN") ? "FORBIDDEN" : "NOT_FOUND", `${busy}; joining it needs its token: ${(err as Error).message}`, { cause: err });
+  }
+  if (!token || sha256(token) !== env("TETHER_AGENT_TOKEN_SHA256")) throw new TetherError("NOT_FOUND", `${busy}; Secret ${secret} does not hold its token`);
+  return { name: last.name, token };
+}
+
+/**
+ * Shares the agent's token with later sessions: a Secret owned by the pod (deleted with it, and by
+ * the placing session when it ends). Undefined when the user may not create Secrets: the agent then
+ * serves this session only.
+ */
+async function shareToken(cluster: Cluster, target: ResolvedTarget, agentName: string, token: string): Promise<string | undefined> {
+  const { namespace, podName } = target;
+  const uid = target.pod.metadata?.uid;
+  const name = `${agentName}-${sha256(`${namespace}/${podName}/${uid}`).slice(0, 10)}`;
+  try {
+    await cluster.core.createNamespacedSecret({
+      namespace,
+      body: {
+        metadata: {
+          name,
+          labels: { "app.kubernetes.io/managed-by": "tether" },
+          ...(uid ? { ownerReferences: [{ apiVersion: "v1", kind: "Pod", name: podName, uid }] } : {}),
+        },
+        type: "Opaque",
+        data: { [TOKEN_KEY]: Buffer.from(token).toString("base64") },
+      },
+    });
+    return name;
+  } catch {
+    return undefined;
+  }
 }
 
 async function placeEphemeral(cluster: Cluster, target: ResolvedTarget, o: PlacementOptions): Promise<PlacedAgent> {
   const { namespace, podName } = target;
   if (o.reuse) {
-    const existing = await runningAgent(cluster, namespace, podName).catch(() => undefined);
+    const existing = await runningAgent(cluster, namespace, podName);
     if (existing) {
       return {
         podName, namespace, port: AGENT_PORT, token: existing.token, reused: true,
@@ -117,6 +181,10 @@ async function placeEphemeral(cluster: Cluster, target: ResolvedTarget, o: Place
     }
   }
   const name = `tether-agent-${randomBytes(3).toString("hex")}`;
+  const secret = await shareToken(cluster, target, name, o.token);
+  const dispose = async () => {
+    if (secret) await cluster.core.deleteNamespacedSecret({ namespace, name: secret }).catch(() => undefined);
+  };
   try {
     await cluster.core.patchNamespacedPodEphemeralcontainers(
       {
@@ -129,8 +197,8 @@ async function placeEphemeral(cluster: Cluster, target: ResolvedTarget, o: Place
                 name,
                 image: o.image,
                 targetContainerName: target.container.name,
-                env: agentEnv(o, [{ name: "TETHER_AGENT_TARGET_PID", value: "1" }]),
-                securityContext: { privileged: false, capabilities: { add: ["NET_ADMIN", "NET_RAW"] } },
+                env: agentEnv(o, [{ name: "TETHER_AGENT_TARGET_PID", value: "1" }, ...(secret ? [{ name: "TETHER_AGENT_TOKEN_SECRET", value: secret }] : [])]),
+                securityContext: { privileged: false, allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"], add: AGENT_CAPABILITIES } },
               },
             ],
           },
@@ -139,6 +207,7 @@ async function placeEphemeral(cluster: Cluster, target: ResolvedTarget, o: Place
       setHeaderOptions("Content-Type", PatchStrategy.StrategicMergePatch),
     );
   } catch (err) {
+    await dispose();
     const code = (err as { code?: number }).code;
     if (code === 404 || code === 405 || code === 415 || code === 422) {
       throw new TetherError("UNSUPPORTED", `this cluster does not take ephemeral containers (${code}); set agent.mode to "job"`, { cause: err });
@@ -146,13 +215,18 @@ async function placeEphemeral(cluster: Cluster, target: ResolvedTarget, o: Place
     throw apiError(err, `adding the agent to pod ${namespace}/${podName}`);
   }
   const what = `agent ${name} in ${namespace}/${podName}`;
-  await waitRunning(
-    async () => (await cluster.core.readNamespacedPod({ namespace, name: podName })).status?.ephemeralContainerStatuses?.find((s) => s.name === name) as Status | undefined,
-    what,
-    o.image,
-    o.timeoutMs,
-  );
-  return { podName, namespace, port: AGENT_PORT, token: o.token, reused: false, description: `ephemeral container ${name}`, logs: { namespace, pod: podName, container: name }, dispose: async () => {} };
+  try {
+    await waitRunning(
+      async () => (await cluster.core.readNamespacedPod({ namespace, name: podName })).status?.ephemeralContainerStatuses?.find((s) => s.name === name) as Status | undefined,
+      what,
+      o.image,
+      o.timeoutMs,
+    );
+  } catch (err) {
+    await dispose();
+    throw err;
+  }
+  return { podName, namespace, port: AGENT_PORT, token: o.token, reused: false, description: `ephemeral container ${name}`, logs: { namespace, pod: podName, container: name }, dispose };
 }
 
 async function placeJob(cluster: Cluster, target: ResolvedTarget, o: PlacementOptions): Promise<PlacedAgent> {

@@ -135,6 +135,16 @@ export class WireConnection<Out extends WireMessage, In extends WireMessage> ext
     return this.closed;
   }
 
+  /** Milliseconds since anything arrived from the peer (its heartbeat comes every heartbeatIntervalMs). */
+  get silentMs(): number {
+    return Date.now() - this.lastSeen;
+  }
+
+  /** Bytes waiting to leave: this turn's batch and what the WebSocket has not handed to the kernel. */
+  get queuedBytes(): number {
+    return this.batchBytes + this.ws.bufferedAmount;
+  }
+
   /** Whether the negotiated version has this message. */
   supports(type: WireMessage["type"]): boolean {
     return (MESSAGE_SINCE[type] ?? 1) <= this.version;
@@ -299,7 +309,10 @@ export class WireConnection<Out extends WireMessage, In extends WireMessage> ext
       this.options.log("warn", "agent wire: invalid message ignored", { type, issues: parsed.error.issues.slice(0, 3) });
       const id = typeof raw === "object" && raw && "id" in raw ? (raw as { id: unknown }).id : undefined;
       if (typeof id === "number" && Number.isSafeInteger(id) && id >= 0) {
-        this.send({ type: "request.failed", id, code: "BAD_REQUEST", message: `invalid ${type} message` } as Out);
+        // what is wrong, by JSON path: e.g. a filter an older engine let through that this end cannot match
+        const issue = parsed.error.issues[0];
+        const why = issue ? `: ${issue.path.join(".") || "(message)"}: ${issue.message}` : "";
+        this.send({ type: "request.failed", id, code: "BAD_REQUEST", message: `invalid ${type} message${why}` } as Out);
       }
       return;
     }
@@ -583,19 +596,20 @@ export async function connectToAgent(ws: WebSocket, options: ConnectOptions): Pr
 }
 
 export interface AcceptOptions extends WireOptions {
-  /** Tokens that open a session. Compared in constant time. */
-  tokens: () => readonly string[];
+  /** SHA-256 digests of the tokens that open a session (the agent knows no more). Compared in constant time. */
+  tokenDigests: () => readonly Buffer[];
   welcome: (hello: Hello, version: number) => Omit<Welcome, "type" | "version">;
   minVersion?: number;
   maxVersion?: number;
   handshakeTimeoutMs?: number;
 }
 
-function tokenMatches(given: string, tokens: readonly string[]): boolean {
+/** True when `given` is one of the tokens whose SHA-256 digests are `digests` (constant time for each). */
+export function tokenMatches(given: string, digests: readonly Buffer[]): boolean {
   const a = createHash("sha256").update(given).digest();
   let ok = false;
-  for (const t of tokens) {
-    if (t.length > 0 && timingSafeEqual(a, createHash("sha256").update(t).digest())) ok = true;
+  for (const d of digests) {
+    if (given.length > 0 && d.length === a.length && timingSafeEqual(a, d)) ok = true;
   }
   return ok;
 }
@@ -618,7 +632,7 @@ export async function acceptEngine(ws: WebSocket, options: AcceptOptions): Promi
   const parsed = helloSchema.safeParse(raw);
   if (!parsed.success) return reject("BAD_HELLO", "the first message must be a hello", 4400);
   const hello = parsed.data;
-  if (!tokenMatches(hello.token, options.tokens())) {
+  if (!tokenMatches(hello.token, options.tokenDigests())) {
     log("warn", "session refused: wrong or missing token", { client: hello.client.name, label: hello.label, tokenLength: hello.token.length });
     return reject("AUTH_FAILED", "the session token is wrong", 4401);
   }

@@ -10,6 +10,8 @@ export type ErrorCode =
   | "PEER_DEAD"
   | "PROTOCOL_VIOLATION"
   | "CONNECTION_CLOSED"
+  /** A broken agent wire could not be brought back within agent.reconnectSeconds. */
+  | "RECONNECT_FAILED"
   | "STREAM_RESET"
   | "BAD_REQUEST"
   | "FILTER_CONFLICT"

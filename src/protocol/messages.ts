@@ -132,6 +132,18 @@ const httpReset = z.strictObject({ type: z.literal("http.reset"), stream: stream
  * body when it holds all of it), so a client never sees the gap. stream.close follows.
  */
 const httpDecline = z.strictObject({ type: z.literal("http.decline"), stream: streamId });
+/**
+ * v3: should this wire break (it ends without a close frame: a reset tunnel, a laptop lid, a VPN
+ * reconnect), the session `key` may come back within `seconds`: the agent hands the session's ports
+ * back to the pod's app at once (nothing is black-holed meanwhile) and stays that long instead of
+ * exiting when idle; the session's new wire sends the same key again. Answered with ok.
+ */
+const sessionLinger = z.strictObject({
+  type: z.literal("session.linger"),
+  id: requestId,
+  key: z.string().min(1).max(64),
+  seconds: z.number().int().min(0).max(3600),
+});
 
 export const engineToAgentSchema = z.discriminatedUnion("type", [
   heartbeat,
@@ -151,6 +163,7 @@ export const engineToAgentSchema = z.discriminatedUnion("type", [
   httpTrailers,
   httpReset,
   httpDecline,
+  sessionLinger,
 ]);
 
 // ---- agent -> engine ------------------------------------------------------------------------
@@ -330,4 +343,5 @@ export const MESSAGE_SINCE: Partial<Record<WireMessage["type"], number>> = {
   "http.reset": 3,
   "traffic.leaked": 3,
   "http.decline": 3,
+  "session.linger": 3,
 };

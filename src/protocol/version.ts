@@ -15,6 +15,7 @@ export const TETHER_VERSION = "0.1.0";
 //      before the steal).
 //      Batch frames (frame.ts): one WebSocket message per turn of the event loop, carrying data,
 //      control messages and binary credit in order.
+//      `session.linger` (the agent waits for a session whose wire broke to come back).
 
 export const PROTOCOL_VERSION = 3;
 export const MIN_PROTOCOL_VERSION = 1;

@@ -4,5 +4,5 @@ export { Launch } from "../engine/launch";
 export { Cluster } from "../kube/cluster";
 export { listNamespaces, listWorkloads } from "../kube/discovery";
 export { doctor } from "../kube/doctor";
-export { curlCommand, requestDetail } from "../engine/requestDetail";
+export { curlCommand, entryLine, requestDetail } from "../engine/requestDetail";
 export { whyNoReplay } from "../engine/replay";

@@ -6,8 +6,8 @@
 import * as vscode from "vscode";
 import { disruptionLabel, formatDisruptionRule, type DisruptionKind, type EgressRuleInput, type IngressRuleInput } from "../config/disruption";
 import { podToLocal, showRoutes, waitingText } from "../config/ports";
-import type { DeliveredRequest } from "../engine/incoming";
 import type { InterceptionFigures } from "../engine/figures";
+import { loadEngine } from "./lazy";
 import type { TetherConfig } from "../config/schema";
 import type { ConfigStore } from "./store";
 import type { ActiveSession, SessionManager } from "./sessions";
@@ -211,16 +211,7 @@ function tlsDescription(inc: TetherConfig["incoming"]): string {
   return [source, t.clientCa ? "mTLS" : undefined, t.local === "tls" ? "TLS to your app" : "plain to your app"].filter(Boolean).join(" · ");
 }
 
-const GRPC_STATUS = ["OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"];
 
-/** "200 · 3 ms · stolen", "gRPC OK · 12 ms · HTTP/2 · TLS · stolen", "200 · 5 ms · replay". */
-function stolenDescription(r: DeliveredRequest): string {
-  const status = r.grpc ? `gRPC ${GRPC_STATUS[r.grpc.status] ?? r.grpc.status}` : String(r.status);
-  return [status, `${r.durationMs ?? r.latencyMs} ms`, r.protocol === "h2" ? "HTTP/2" : undefined, r.tls ? "TLS" : undefined, r.replay ? "replay" : "stolen"].filter(Boolean).join(" · ");
-}
-
-/** Why a request went to the pod, in the row (the detail says it in full). */
-const PASSED_SHORT: Record<string, string> = { "other-session": " · another session's", declined: " · not listening locally" };
 
 export class OutgoingProvider extends ConfigRowsProvider {
   protected configRows(config: TetherConfig): Row[] {
@@ -296,11 +287,24 @@ export class SessionsProvider extends RowsProvider {
     const recent = [...session.recent].reverse().slice(0, 50);
     const recentRows: Row[] = recent.map((r) => {
       // each opens its detail (vscode/inspector.ts); the row's argument names the request
-      const common = { id: `${s.id}.r${r.seq}`, arg: { session: s.id, seq: r.seq }, command: { command: "tether.showRequest", title: "Show Request" } };
-      if ("connection" in r) return { ...common, label: `${r.mode === "mirror" ? "copy of" : "connection from"} ${r.peer.address}:${r.peer.port}`, description: `pod ${r.port} -> local ${r.localPort}`, icon: r.mode === "mirror" ? "mirror" : "plug" };
-      if ("passed" in r) return { ...common, label: `${r.method} ${r.path}`, description: `passed to the pod${PASSED_SHORT[r.reason] ?? ""}`, icon: "arrow-right", contextValue: "tether.request.passed" };
-      return { ...common, label: `${r.method} ${r.path}`, description: stolenDescription(r), icon: r.replay ? "debug-restart" : "debug-stackframe", contextValue: "tether.request.stolen" };
+      const common = { id: `${s.id}.r${r.seq}`, arg: { session: s.id, seq: r.seq }, command: { command: "tether.showRequest", title: "Show Request" }, ...loadEngine().entryLine(r) };
+      if ("connection" in r) return { ...common, icon: r.mode === "mirror" ? "mirror" : "plug" };
+      if ("passed" in r) return { ...common, icon: "arrow-right", contextValue: "tether.request.passed" };
+      return { ...common, icon: r.replay ? "debug-restart" : "debug-stackframe", contextValue: "tether.request.stolen" };
     });
+    const shortcuts = [...session.shortcuts.values()];
+    const shortcutRow: Row[] = shortcuts.length
+      ? [
+          {
+            label: "Local shortcuts",
+            description: String(shortcuts.length),
+            icon: "arrow-swap",
+            id: `${s.id}.shortcuts`,
+            tooltip: "Calls to another service debugged in this window went straight to its local process, not to the cluster",
+            children: shortcuts.map((u) => ({ label: u.service, description: `→ ${u.to} on local :${u.localPort} · ${u.calls} call${u.calls > 1 ? "s" : ""}`, icon: "debug-alt", id: `${s.id}.shortcut.${u.service}` })),
+          },
+        ]
+      : [];
     const warnings = session.routingWarnings;
     const warningRow: Row[] = warnings.length
       ? [
@@ -387,6 +391,7 @@ export class SessionsProvider extends RowsProvider {
         ...disruption,
         ...interceptionRows(s.id, session.figures),
         ...warningRow,
+        ...shortcutRow,
         { label: "Recent", description: recent.length ? undefined : "none yet", icon: "history", id: `${s.id}.recent.${recent.length ? "some" : "none"}`, children: recentRows },
       ],
     };

@@ -38,7 +38,8 @@ export function imageFigures(): Figure[] {
         value: total / MB,
         unit: "MB",
         goal: { kind: "<=", bound: 100 },
-        note: `unpacked, from agent/Dockerfile with this machine's files: ${parts.join(", ")}; node is this machine's binary, as FROM ${docker.from} provides it, unstripped (stripped it would be ~12 MB less; ~30 MB of it is ICU data the agent does not use): below 100 MB needs a Node without full ICU, or a small capture helper in place of tcpdump`,
+        note: `unpacked, from agent/Dockerfile with this machine's files: ${parts.join(", ")}; node is this machine's binary (FROM ${docker.from}) without its symbol table, and ~30 MB of it is full ICU data the agent does not use`,
+        bound: "what the agent runs: node (a Node built with small ICU or none would save ~30 MB), tcpdump with its libraries for the mirror (a small capture helper instead: ~10 MB), perl-base for the stall watchers (a watcher in sh or in the agent's own guard: ~11 MB)",
       },
     ];
   } finally {

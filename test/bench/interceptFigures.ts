@@ -10,6 +10,7 @@ import { median, type Figure } from "./figures";
 import { sleep, type BenchContext } from "./benchContext";
 import { APPS } from "./processes";
 import { targetPod } from "./stealFigures";
+import { freePort } from "../e2e/scenarios";
 
 const CLI = resolve(__dirname, "../../dist/cli.js");
 
@@ -57,8 +58,15 @@ async function once(ctx: BenchContext, dir: string, podIp: string, port: number)
     }
   });
   try {
-    const { atEpoch } = await first.catch((err: Error) => {
-      throw new Error(`${err.message.split("\n")[0]}; tether exec said: ${lines.map((l) => l.line).filter(Boolean).join(" / ")}`);
+    // tether exec ending first (its debuggee failed, say) is the answer: no waiting for the first request
+    const ended = exited.then(() => {
+      throw new Error(`tether exec exited (${child.exitCode ?? child.signalCode}) before serving a request`);
+    });
+    ended.catch(() => {}); // once the request was served, stop() ends it: not an error
+    const { atEpoch } = await Promise.race([first, ended]).catch((err: Error) => {
+      // the last lines first: the figure's note is cut short, and the reason is at the end
+      const said = lines.map((l) => l.line).filter(Boolean).reverse().slice(0, 12).join(" / ");
+      throw new Error(`${err.message.split("\n")[0]}; tether exec said, last line first: ${said}`);
     });
     const at = (re: RegExp) => lines.find((l) => re.test(l.line))?.at;
     const steps: Record<string, number> = {};
@@ -89,7 +97,9 @@ export async function interceptFigures(ctx: BenchContext): Promise<Figure[]> {
   const runs: Run[] = [];
   for (let i = 0; i < ctx.counts.interceptRuns; i++) {
     ctx.progress(`time to intercept: tether exec, run ${i + 1} of ${ctx.counts.interceptRuns}`);
-    runs.push(await once(ctx, dir, pod.ip, 20000 + Math.floor(Math.random() * 20000)));
+    // a port the kernel says is free: a random one collided with a socket of this busy machine
+    // (the debuggee failed with EADDRINUSE and the run waited 60 s for a first request)
+    runs.push(await once(ctx, dir, pod.ip, await freePort()));
     await sleep(500);
   }
   const stepNames = [...STEPS.map((s) => s.name), "first_request"];

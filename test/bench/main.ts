@@ -24,6 +24,7 @@ import { outgoingFigures } from "./outgoingFigures";
 import { Processes, Worker } from "./processes";
 import { stealFigures } from "./stealFigures";
 import { grpcFigures } from "./grpcFigures";
+import { soakFigures } from "./soakFigures";
 
 const DIST = resolve(__dirname, "../../dist");
 
@@ -35,12 +36,15 @@ const SCENARIOS: Record<string, (ctx: BenchContext) => Promise<Figure[]>> = {
   mirror: mirrorFigures,
   grpc: grpcFigures,
   egress: egressFigures,
+  soak: soakFigures,
 };
 
 /** Round trips of the link to the cluster's API server: every scenario runs at each (link.ts). */
 const LINK_RTTS_MS = [0, 20];
 /** The quick run keeps the far pass to what the link changes most. */
 const QUICK_FAR = new Set(["steal", "outgoing", "intercept"]);
+/** Measured at 0 ms only: the soak loads the pod side (accept queues, the agent), which the link does not change. */
+const NEAR_ONLY = new Set(["soak"]);
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
@@ -48,7 +52,7 @@ async function main(): Promise<number> {
     strict: true,
   });
   if (values.help) {
-    process.stdout.write("usage: npm run bench -- [--quick] [--json FILE] [--only steal,outgoing,intercept,leaks,mirror,grpc,egress]\n");
+    process.stdout.write("usage: npm run bench -- [--quick] [--json FILE] [--only steal,outgoing,intercept,leaks,mirror,grpc,soak,egress]\n");
     return 0;
   }
   if (process.getuid?.() !== 0) throw new Error("the bench needs root: the playground's pods are network namespaces");
@@ -103,6 +107,7 @@ async function main(): Promise<number> {
       for (const [name, run] of Object.entries(SCENARIOS)) {
         if (only && !only.includes(name)) continue;
         if (quick && rtt > 0 && !QUICK_FAR.has(name)) continue;
+        if (rtt > 0 && NEAR_ONLY.has(name)) continue;
         const before = disposers.length;
         const running = procs.running();
         try {

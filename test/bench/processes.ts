@@ -115,6 +115,11 @@ export class Worker {
     return new Worker(child);
   }
 
+  /** A worker started elsewhere (a test's lab namespace), stdin and stdout piped. */
+  static attach(child: ChildProcess): Worker {
+    return new Worker(child);
+  }
+
   call<T>(op: string, args: Record<string, unknown> = {}): Promise<T> {
     const id = this.nextId++;
     return new Promise<T>((ok, fail) => {

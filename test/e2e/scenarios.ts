@@ -7,6 +7,7 @@
 // "restricted", and a context that may read but not add agents.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { spawn, spawnSync, type ChildProcessByStdio } from "node:child_process";
 import type { Readable } from "node:stream";
 import { readdirSync, readFileSync, statSync, writeFileSync, mkdirSync } from "node:fs";
@@ -16,6 +17,7 @@ import { failures, KeepAliveClient, KEEP_ALIVE_CLIENT, type KeepAliveResult } fr
 import { DEFAULT_AGENT_IMAGE, imagePullAdvice } from "../../src/config/agentImage";
 import { makePki } from "../support/testPki";
 import { sessionEventSchema, type SessionEvent } from "../../src/engine/events";
+import { apiServerOf, kubeconfigThrough, TunnelRelay } from "../support/tunnelRelay";
 
 const CLI = resolve(__dirname, "../../dist/cli.js");
 
@@ -577,22 +579,127 @@ export const scenarios: Scenario[] = [
     },
   },
   {
-    name: "filtered steal: only requests with the header reach the debuggee",
-    async run({ startExec, podIpOf, answers, fromClientPod, assertPodClean }) {
+    name: "filtered steal: only requests with the header reach the debuggee; a second session joins the same agent; the pod's spec holds no token",
+    async run({ startExec, podIpOf, answers, fromClientPod, assertPodClean, kubectl, jsonpath }, cluster) {
       const port = await freePort();
       const app = `require("http").createServer((q, s) => s.end("filtered " + q.url)).listen(${port}, "127.0.0.1")`;
       const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--http-header", "^x-debug: me$", "-p", `${port}:8080`], [process.execPath, "-e", app]);
+      let secret = "";
       try {
         assert.match(runExec.stderr(), /ready in/, runExec.stderr());
         const ip = await podIpOf(runExec.pod!);
         assert.match(await answers(ip, "/mine", /filtered/, ["x-debug: me"]), /filtered \/mine/);
         assert.match(await fromClientPod(`http://${ip}:8080/theirs`, ["x-debug: someone-else"]), new RegExp(`"pod":"${runExec.pod}"`));
         assert.match(await fromClientPod(`http://${ip}:8080/plain`), new RegExp(`"pod":"${runExec.pod}".*"path":"/plain"`));
+        // issue 14, point 7: what a role that may only read pods sees of the agent: the token's digest
+        // and the name of the Secret it is shared through, which that role may not read
+        const spec = await kubectl(["get", "pod", "-n", "demo", runExec.pod!, "-o", "json", "--context", cluster.limitedContext]);
+        assert.equal(spec.status, 0, spec.stderr);
+        const agents = (JSON.parse(spec.stdout).spec.ephemeralContainers as { name: string; env: { name: string; value?: string }[]; securityContext: { capabilities: { drop: string[]; add: string[] } } }[]).filter((c) => c.name.startsWith("tether-agent-"));
+        const agent = agents.at(-1)!;
+        const env = Object.fromEntries(agent.env.map((e) => [e.name, e.value]));
+        assert.equal(env.TETHER_AGENT_TOKEN, undefined, "no token in clear in the pod's spec");
+        assert.match(env.TETHER_AGENT_TOKEN_SHA256 ?? "", /^[0-9a-f]{64}$/);
+        assert.deepEqual(agent.securityContext.capabilities, { drop: ["ALL"], add: ["NET_ADMIN", "NET_RAW", "SYS_PTRACE", "SETGID"] });
+        secret = env.TETHER_AGENT_TOKEN_SECRET ?? "";
+        assert.match(secret, /^tether-agent-/);
+        const limited = await kubectl(["get", "secret", "-n", "demo", secret, "--context", cluster.limitedContext]);
+        assert.notEqual(limited.status, 0, "the read-only role may not read the Secret");
+        assert.match(limited.stderr, /forbidden/i);
+        const token = Buffer.from(await jsonpath(["secret", "-n", "demo", secret], "{.data.token}"), "base64").toString();
+        assert.equal(createHash("sha256").update(token).digest("hex"), env.TETHER_AGENT_TOKEN_SHA256);
+        // a second session on the same pod joins the running agent (through that Secret) with its own filter
+        const port2 = await freePort();
+        const app2 = `require("http").createServer((q, s) => s.end("second " + q.url)).listen(${port2}, "127.0.0.1")`;
+        const second = await startExec(["-n", "demo", "-t", `pod/${runExec.pod}`, "--http-header", "^x-debug: you$", "-p", `${port2}:8080`], [process.execPath, "-e", app2]);
+        try {
+          assert.match(second.stderr(), new RegExp(`ephemeral container ${agent.name} \\(already running; shared\\)`), second.stderr());
+          assert.match(await answers(ip, "/yours", /second/, ["x-debug: you"]), /second \/yours/);
+          assert.match(await answers(ip, "/mine-again", /filtered/, ["x-debug: me"]), /filtered \/mine-again/);
+        } finally {
+          second.child.kill("SIGTERM");
+          await second.exited;
+        }
+        const after = await jsonpath(["pod", "-n", "demo", runExec.pod!], "{.spec.ephemeralContainers[*].name}");
+        assert.equal(after.split(" ").filter((n) => n.startsWith("tether-agent-")).length, agents.length, "no second agent was added");
       } finally {
         runExec.child.kill("SIGTERM");
         await runExec.exited;
       }
       await assertPodClean(runExec.pod!);
+      // the session that shared the token removed its Secret when it ended
+      const gone = await kubectl(["get", "secret", "-n", "demo", secret]);
+      assert.match(gone.stderr, /NotFound|not found/i, gone.stdout + gone.stderr);
+    },
+  },
+  {
+    name: "the routing-header check: a call the debuggee makes through the cluster while answering a stolen request, without the header, is warned about once; --requests lists the requests",
+    async run({ startExec, podIpOf, answers }) {
+      const port = await freePort();
+      // /pass-on calls the api Service with W3C baggage (x-debug itself would be stolen back to this
+      // debuggee: a loop), /drop with neither; each answers after its call
+      const app = `const http = require("http"); http.createServer((q, s) => { q.resume();
+        const headers = q.url === "/pass-on" ? { baggage: "x-debug=me" } : { "x-trace": "1" };
+        http.get({ host: "api.demo.svc.cluster.local", port: 8080, path: "/stock?from=" + q.url.slice(1), headers }, (r) => { r.resume(); r.on("end", () => s.end("called " + q.url + " " + r.statusCode)); })
+          .on("error", (e) => s.end("failed " + e.message)); }).listen(${port}, "127.0.0.1")`;
+      const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--http-header", "^x-debug: me$", "-p", `${port}:8080`, "--requests"], [process.execPath, "-e", app]);
+      try {
+        assert.match(runExec.stderr(), /ready in/, runExec.stderr());
+        const ip = await podIpOf(runExec.pod!);
+        assert.match(await answers(ip, "/pass-on", /called/, ["x-debug: me"]), /called \/pass-on 200/);
+        assert.match(runExec.stderr(), new RegExp(`tether: request GET /pass-on · 200 · \\d+ ms · stolen · pod ${runExec.pod}`), runExec.stderr());
+        assert.doesNotMatch(runExec.stderr(), /lacks baggage/, "a call that passes the header on is fine");
+        assert.match(await answers(ip, "/drop", /called/, ["x-debug: me"]), /called \/drop 200/);
+        for (let i = 0; i < 50 && !/lacks baggage/.test(runExec.stderr()); i++) await sleep(100);
+        assert.match(runExec.stderr(), /tether warn: GET api\.demo\.svc\.cluster\.local:8080\/stock: an outgoing call made while answering a stolen request lacks baggage or a header matching \^x-debug: me\$/, runExec.stderr());
+        await answers(ip, "/drop", /called/, ["x-debug: me"]);
+        await sleep(300);
+        assert.equal(runExec.stderr().match(/lacks baggage/g)?.length, 1, "once per call");
+        // the debuggee's own call reached an api pod without the header: passed (not a probe path: those are only counted)
+        assert.match(runExec.stderr(), /tether: request GET \/stock\?from=drop · passed to the pod · pod api-/, runExec.stderr());
+      } finally {
+        runExec.child.kill("SIGTERM");
+        await runExec.exited;
+      }
+    },
+  },
+  {
+    name: "two filtered steals: disjoint filters run side by side; an overlapping one is refused naming both sessions and the pod port, its command stops, exec exits 2",
+    async run({ startExec, podIpOf, answers, assertPodClean }, cluster) {
+      const [alicePort, bobPort, carolPort] = [await freePort(), await freePort(), await freePort()];
+      const app = (who: string, port: number) => `require("fs").writeFileSync(${JSON.stringify(join(cluster.stateDir, `${who}-${port}.pid`))}, String(process.pid)); require("http").createServer((q, s) => s.end(${JSON.stringify(who)} + " " + q.url)).listen(${port}, "127.0.0.1")`;
+      const exec = (who: string, port: number) => startExec(["-n", "demo", "-t", "deployment/api", "--http-header", `^x-user: ${who === "carol" ? "(alice|carol)" : who}$`, "-p", `${port}:8080`], [process.execPath, "-e", app(who, port)], { USER: who });
+      const alice = await exec("alice", alicePort);
+      const bob = await exec("bob", bobPort);
+      try {
+        assert.match(alice.stderr(), /ready in/, alice.stderr());
+        await listens(alice);
+        await listens(bob);
+        assert.doesNotMatch(bob.stderr(), /cannot steal/, bob.stderr());
+        const ip = await podIpOf(alice.pod!);
+        assert.match(await answers(ip, "/a", /alice/, ["x-user: alice"]), /alice \/a/);
+        assert.match(await answers(ip, "/b", /bob/, ["x-user: bob"]), /bob \/b/);
+        // "^x-user: (alice|carol)$" may match alice's requests: refused once carol's command listens
+        const carol = await exec("carol", carolPort);
+        try {
+          const code = await carol.exited;
+          const said = carol.stderr();
+          assert.equal(code, 2, said);
+          assert.match(said, /cannot steal pod port 8080 \(for local :\d+\): carol@\S+ cannot steal port 8080 with header .*: alice@\S+ steals it with header \^x-user: alice\$/, said);
+          assert.match(said, /stopping the command/, said);
+          const pid = Number(readFileSync(join(cluster.stateDir, `carol-${carolPort}.pid`), "utf8"));
+          assert.throws(() => process.kill(pid, 0), /ESRCH/, "carol's command was stopped");
+          // alice and bob keep their requests
+          assert.match(await answers(ip, "/a2", /alice/, ["x-user: alice"]), /alice \/a2/);
+          assert.equal(alice.child.exitCode, null, "alice's exec runs on");
+        } finally {
+          carol.child.kill("SIGKILL");
+        }
+      } finally {
+        for (const r of [alice, bob]) r.child.kill("SIGTERM");
+        await Promise.all([alice.exited, bob.exited]);
+      }
+      await assertPodClean(alice.pod!);
     },
   },
   {
@@ -704,18 +811,21 @@ export const scenarios: Scenario[] = [
     },
   },
   {
-    name: "after SIGKILL of the CLI the agent ends by itself and the pod serves again",
-    async run({ startExec, podIpOf, answers, assertPodClean }) {
+    name: "after SIGKILL of the CLI the pod serves again at once, and the agent ends by itself once the session had its time to come back",
+    async run({ startExec, podIpOf, answers, assertPodClean }, cluster) {
       const port = await freePort();
       const app = `require("http").createServer((q, s) => s.end("stolen " + q.url)).listen(${port}, "127.0.0.1")`;
-      const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`], [process.execPath, "-e", app]);
+      // the agent cannot tell a killed CLI from a broken tunnel: it waits agent.reconnectSeconds for the session
+      const config = join(cluster.stateDir, `sigkill-${port}.json`);
+      writeFileSync(config, JSON.stringify({ agent: { reconnectSeconds: 3 } }));
+      const runExec = await startExec(["-f", config, "-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`], [process.execPath, "-e", app]);
       assert.match(runExec.stderr(), /ready in/, runExec.stderr());
       const ip = await podIpOf(runExec.pod!);
       assert.match(await answers(ip, "/x", /stolen/), /stolen \/x/);
       const debuggee = spawnSync("pgrep", ["-P", String(runExec.child.pid)], { encoding: "utf8" }).stdout.trim().split("\n").filter(Boolean).map(Number);
       runExec.child.kill("SIGKILL");
       for (const pid of debuggee) process.kill(pid, "SIGKILL"); // the debuggee would be orphaned
-      // the agent notices its session is gone (heartbeats), removes its rules and exits
+      // the agent notices its session is gone (its wire closed), removes its rules; it exits after the wait
       assert.match(await answers(ip, "/after-kill", /"pod"/), new RegExp(`"pod":"${runExec.pod}"`));
       await assertPodClean(runExec.pod!);
     },
@@ -1119,6 +1229,63 @@ export const scenarios: Scenario[] = [
       } finally {
         runExec.child.kill("SIGINT");
         await runExec.exited;
+      }
+    },
+  },
+  {
+    name: "a broken tunnel comes back: every pod's link reconnects after a reset and after seconds without the tunnel, the pods' app answering meanwhile; a tunnel that stays away ends the command with exit 1",
+    async run({ startExec, apiPods, fromClientPod, answers, assertPodClean }, cluster) {
+      const port = await freePort();
+      // tether reaches the API server through a relay this test breaks; kubectl and the pods do not
+      const relay = await TunnelRelay.start(apiServerOf(cluster.kubeconfig));
+      const kubeconfig = kubeconfigThrough(cluster.kubeconfig, relay, join(cluster.stateDir, `relay-${relay.port}.kubeconfig`));
+      const config = join(cluster.stateDir, `reconnect-${port}.json`);
+      writeFileSync(config, JSON.stringify({ agent: { reconnectSeconds: 15 } }));
+      const runExec = await startExec(["-f", config, "-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`], [process.execPath, "-e", STOLEN_APP, String(port)], { KUBECONFIG: kubeconfig });
+      const count = (re: RegExp, pod: string) => runExec.stderr().split("\n").filter((l) => l.includes(`pod ${pod}: `) && re.test(l)).length;
+      const until = async (what: string, ok: () => boolean) => {
+        for (let i = 0; i < 600 && !ok(); i++) await sleep(100);
+        assert.ok(ok(), `${what}; tether said:\n${runExec.stderr()}`);
+      };
+      try {
+        assert.match(runExec.stderr(), /2 pods intercepted/, runExec.stderr());
+        await listens(runExec);
+        const pods = await apiPods();
+        const stolenEverywhere = async (what: string) => {
+          for (const [pod, ip] of pods) assert.equal(await answers(ip, `/${what}`, /^stolen /), `stolen /${what}`, `${pod} is stolen ${what}; tether said:\n${runExec.stderr()}`);
+        };
+        await stolenEverywhere("at-start");
+
+        // 1. a reset: every link reconnects by itself; requests meanwhile are answered by someone
+        relay.reset();
+        const meanwhile = await Promise.all([...pods.values()].map((ip) => fromClientPod(`http://${ip}:8080/meanwhile`)));
+        for (const a of meanwhile) assert.match(a, /^stolen \/meanwhile$|"pod":"api-/, "a request during the reconnect got an answer (the debuggee's or the pod's)");
+        for (const pod of pods.keys()) await until(`${pod} reconnected after the reset`, () => count(/reconnected after/, pod) >= 1);
+        for (const pod of pods.keys()) assert.ok(count(/reconnecting \(attempt 1\b/, pod) >= 1, `${pod} said it was reconnecting`);
+        await stolenEverywhere("after-reset");
+
+        // 2. no byte through the tunnel (a laptop lid): the heartbeats find out, the pods' own app
+        // answers while the tunnel is away, the links come back when it does
+        relay.block();
+        for (const pod of pods.keys()) await until(`${pod} found the blocked tunnel`, () => count(/reconnecting \(attempt 1\b/, pod) >= 2);
+        for (const [pod, ip] of pods) assert.match(await answers(ip, "/tunnel-away", new RegExp(`"pod":"${pod}"`)), new RegExp(`"pod":"${pod}"`), `${pod} serves itself while the tunnel is away`);
+        relay.unblock();
+        for (const pod of pods.keys()) await until(`${pod} reconnected after the block`, () => count(/reconnected after/, pod) >= 2);
+        await stolenEverywhere("after-block");
+        assert.equal(runExec.child.exitCode, null, "the command ran on through both breaks");
+
+        // 3. the tunnel does not come back: after agent.reconnectSeconds the command ends, exit 1
+        await relay.close();
+        assert.equal(await runExec.exited, 1, runExec.stderr());
+        assert.match(runExec.stderr(), /could not reconnect in \d+ s/);
+        assert.match(runExec.stderr(), /the session ended: .*stopping the command/);
+        for (const [pod, ip] of pods) {
+          assert.match(await answers(ip, "/after", new RegExp(`"pod":"${pod}"`)), new RegExp(`"pod":"${pod}"`), `${pod} serves again`);
+          await assertPodClean(pod);
+        }
+      } finally {
+        runExec.child.kill("SIGKILL");
+        await relay.close();
       }
     },
   },

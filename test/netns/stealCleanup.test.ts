@@ -131,7 +131,7 @@ describe("the whole container killed at once (agent and guard together)", requir
   before(() => world.start());
   after(() => world.dispose());
 
-  test("the rules stop redirecting by themselves; the next agent removes them", async () => {
+  test("the rules stop redirecting at once (the kernel ends the agent's lifeline); the next agent removes them", async () => {
     const local = await startDebuggee("alice");
     world.onDispose(() => local.server.close());
     const s = await world.session("alice@laptop", local.port);
@@ -154,7 +154,7 @@ describe("the whole container killed at once (agent and guard together)", requir
     process.kill(guard, "SIGKILL");
     process.kill(world.agent.child.pid!, "SIGKILL");
     const ms = Number((await served)[1]);
-    console.log(`# figure: app served again ${ms} ms after agent and guard were SIGKILLed together (rules expire without the heartbeat)`);
+    console.log(`# figure: app served again ${ms} ms after agent and guard were SIGKILLed together (the kernel closed the lifeline)`);
     s.close();
     // nobody removed them: they are still there, inert
     assert.ok(tagged(world.natRules()).length >= 4);
@@ -164,5 +164,45 @@ describe("the whole container killed at once (agent and guard together)", requir
     assert.match(next.logs(), /stale tether rules removed/);
     assert.deepEqual(tagged(world.natRules()), []);
     next.child.kill("SIGTERM");
+  });
+});
+
+describe("an agent starved of CPU keeps its redirects: nothing leaks to the pod's app", requireNetns(), () => {
+  const world = new StealWorld();
+  before(() => world.start());
+  after(() => world.dispose());
+
+  test("stopped (SIGSTOP) longer than any heartbeat expiry, the agent still holds the port: the pod's app never answers meanwhile", async () => {
+    const local = await startDebuggee("alice");
+    world.onDispose(() => local.server.close());
+    // the test's engine waits for the stopped agent rather than dropping the session
+    const s = await world.session("alice@laptop", local.port, { deadAfterMs: 60_000 });
+    world.onDispose(() => s.close());
+    await s.subscribe();
+    assert.equal((await getFrom(world.client, world.podIp, "/before")).body, "local alice GET /before");
+    const pid = world.agent.child.pid!;
+    const list = () => world.lab.exec(world.pod, "sh", ["-c", "cat /proc/net/xt_recent/tether-*"], { check: false }).stdout;
+    const alive = list();
+    assert.match(alive, new RegExp(`src=${world.podIp.replace(/\./g, "\\.")} `), "the pod's address is on the lifeline list");
+    let resumed = false;
+    let answeredWhileStopped: string | undefined;
+    process.kill(pid, "SIGSTOP");
+    try {
+      // longer than the 5 s heartbeat expiry this replaces (and the 2 s one that leaked on a loaded node)
+      await sleep(6_000);
+      assert.equal(list(), alive, "the list is unchanged while the agent is stopped");
+      const late = getFrom(world.client, world.podIp, "/starved").then(
+        (r) => (resumed ? r.body : (answeredWhileStopped = r.body)),
+        (err: Error) => (resumed ? err.message : (answeredWhileStopped = err.message)),
+      );
+      world.onDispose(() => late);
+      // the pod's app answers a request in milliseconds; the stopped agent cannot answer at all (its
+      // port's stall watcher refuses the connection: stallWatch.ts)
+      await sleep(1_500);
+    } finally {
+      resumed = true;
+      process.kill(pid, "SIGCONT");
+    }
+    assert.doesNotMatch(answeredWhileStopped ?? "", /^app /, "the pod's app did not get a request of the stolen port while the agent was stopped");
   });
 });

@@ -11,6 +11,7 @@ import type { EngineConnection } from "../../src/protocol/connection";
 import type { HttpFilter } from "../../src/protocol/httpFilter";
 import { IncomingDelivery } from "../../src/engine/incoming";
 import { connectFrom, startAgent, type StartedAgent } from "../support/agent";
+import type { ChildProcess } from "node:child_process";
 import { NetnsLab, waitForLine, type Netns } from "../support/netns";
 
 export const APP_PORT = 8080;
@@ -167,20 +168,26 @@ export class StealWorld {
   agent!: StartedAgent;
   private readonly closers: (() => unknown)[] = [];
 
-  async start(env: Record<string, string> = {}, beforeAgent?: (w: StealWorld) => void): Promise<this> {
+  /** The pod's app process. */
+  app!: ChildProcess;
+
+  /** `placed`: the agent runs as the cluster places it (test/support/agent.ts), targeting the app. */
+  async start(env: Record<string, string> = {}, beforeAgent?: (w: StealWorld) => void, options: { placed?: boolean } = {}): Promise<this> {
     this.pod = this.lab.addNamespace("pod");
     this.client = this.lab.addNamespace("cli");
     const net = randomSubnet();
     this.podIp = net.podIp;
     this.lab.link(this.pod, net.pod, this.client, net.client);
     const app = this.lab.spawn(this.pod, process.execPath, ["-e", APP_SOURCE]);
+    this.app = app;
     await waitForLine(app, /app ready/);
     beforeAgent?.(this);
-    this.agent = await startAgent(this.lab, this.pod, { TETHER_AGENT_EXIT_WHEN_IDLE: "false", ...env });
+    const target: Record<string, string> = options.placed ? { TETHER_AGENT_TARGET_PID: String(app.pid) } : {};
+    this.agent = await startAgent(this.lab, this.pod, { TETHER_AGENT_EXIT_WHEN_IDLE: "false", ...target, ...env }, options);
     return this;
   }
 
-  async session(label: string, localPort: number, options: { maxVersion?: number } = {}): Promise<Session> {
+  async session(label: string, localPort: number, options: { maxVersion?: number; deadAfterMs?: number } = {}): Promise<Session> {
     const { conn, welcome } = await this.agent.connect({ label, ...options });
     const delivery = new IncomingDelivery(conn, { podToLocal: new Map([[APP_PORT, localPort]]) });
     const close = () => {
@@ -207,12 +214,19 @@ export class StealWorld {
     };
   }
 
+  /** A debuggee (startDebuggee) closed in dispose(). */
+  async debuggee(label: string): ReturnType<typeof startDebuggee> {
+    const d = await startDebuggee(label);
+    this.onDispose(() => d.server.close());
+    return d;
+  }
+
   /** Registers something to close in dispose(). */
   onDispose(fn: () => unknown): void {
     this.closers.push(fn);
   }
 
-  /** nat (lab.natRules) and mangle (the heartbeat rule) of both flavours. */
+  /** nat (lab.natRules) and mangle (the lifeline rules) of both flavours. */
   natRules(): string {
     const mangle = ["nft", "legacy"].map((f) => this.lab.exec(this.pod, `iptables-${f}-save`, ["-t", "mangle"], { check: false }).stdout);
     return this.lab.natRules(this.pod) + mangle.join("");

@@ -1,11 +1,12 @@
 // Starts the real agent bundle (dist/agent.js, built by `npm run build`) inside a lab namespace and
 // opens sessions to it through a pipe into that namespace, the way a port-forward would.
 import { spawn, type ChildProcess } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { resolve } from "node:path";
 import { Duplex } from "node:stream";
 import type { ConnectOptions } from "../../src/protocol/connection";
 import { openAgentWire } from "../../src/engine/agentWire";
+import { AGENT_CAPABILITIES } from "../../src/kube/agentPlacement";
 import { waitForLine, type NetnsLab, type Netns } from "./netns";
 
 export const AGENT_BUNDLE = resolve(__dirname, "../../dist/agent.js");
@@ -65,13 +66,28 @@ export function tunnelInto(ns: Netns, port: number): Duplex {
   return connectFrom(ns, "127.0.0.1", port);
 }
 
-export async function startAgent(lab: NetnsLab, ns: Netns, env: Record<string, string> = {}): Promise<StartedAgent> {
+/**
+ * How the cluster layer places the ephemeral agent (src/kube/agentPlacement.ts), as setpriv can
+ * reproduce it: only AGENT_CAPABILITIES (the bounding set a container runtime would give), no new
+ * privileges, and the token's digest, not the token.
+ */
+function asPlaced(token: string): { wrap: string[]; env: Record<string, string> } {
+  const caps = AGENT_CAPABILITIES.map((c) => `+${c.toLowerCase()}`).join(",");
+  return {
+    wrap: ["setpriv", `--bounding-set=-all,${caps}`, `--inh-caps=-all,${caps}`, "--no-new-privs", "--"],
+    env: { TETHER_AGENT_TOKEN_SHA256: createHash("sha256").update(token).digest("hex") },
+  };
+}
+
+export async function startAgent(lab: NetnsLab, ns: Netns, env: Record<string, string> = {}, options: { placed?: boolean } = {}): Promise<StartedAgent> {
   const token = randomBytes(24).toString("hex");
   let logs = "";
-  const child = lab.spawn(ns, process.execPath, [AGENT_BUNDLE], {
+  const placed = options.placed ? asPlaced(token) : undefined;
+  const [cmd, ...args] = [...(placed?.wrap ?? []), process.execPath, AGENT_BUNDLE];
+  const child = lab.spawn(ns, cmd!, args, {
     env: {
       PATH: process.env.PATH,
-      TETHER_AGENT_TOKEN: token,
+      ...(placed ? placed.env : { TETHER_AGENT_TOKEN: token }),
       TETHER_AGENT_PORT: "0",
       TETHER_AGENT_LOG_LEVEL: "debug",
       ...env,

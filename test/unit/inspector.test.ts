@@ -5,10 +5,12 @@ import assert from "node:assert/strict";
 import { PassThrough } from "node:stream";
 import { compileFilter, explainFilter } from "../../src/protocol/httpMatch";
 import { maskRawHeaders } from "../../src/protocol/secretHeaders";
-import { curlCommand, requestDetail } from "../../src/engine/requestDetail";
+import { curlCommand, entryLine, requestDetail } from "../../src/engine/requestDetail";
 import { newRecord } from "../../src/engine/requestRecord";
 import { HeadReader, RoutingHeaderCheck, type OutgoingCall } from "../../src/engine/routingHeaderCheck";
 import type { RecentEntry } from "../../src/engine/session";
+import { LocalServices, servicesOf } from "../../src/engine/localShortcut";
+import type { V1Pod, V1Service } from "@kubernetes/client-node";
 
 const facts = (rawHeaders: string[], url = "/api/orders?id=3", method = "GET") => ({ method, url, rawHeaders });
 
@@ -52,6 +54,13 @@ test("the detail of a stolen request: route, filter, timings, headers with secre
   assert.match(text, /Request body \(13 bytes\):\n {2}\{"item":"42"\}/);
   assert.match(text, /Response 201 Created:/);
   assert.match(text, /Response body \(11 bytes\):\n {2}\{"ok":true\}/);
+});
+
+test("one line per entry, as the Sessions view and --requests show it", () => {
+  const e = stolen() as Extract<RecentEntry, { status: number }>;
+  assert.deepEqual(entryLine(e), { label: "POST /api/orders?id=3", description: "201 · 10 ms · stolen" });
+  assert.deepEqual(entryLine({ ...e, replay: true, protocol: "h2", grpc: { status: 14 }, durationMs: 30 }), { label: "POST /api/orders?id=3", description: "gRPC UNAVAILABLE · 30 ms · HTTP/2 · replay" });
+  assert.equal(entryLine({ passed: true, method: "GET", path: "/", port: 80, pod: "p", reason: "declined", seq: 1, at: 0 }).description, "passed to the pod · not listening locally");
 });
 
 test("a long or binary body shows its first KiB, as hex when it is not text", () => {
@@ -100,4 +109,28 @@ test("the routing-header check warns only while a stolen request is answered, an
   socket.write("GET /bare?q=1 HTTP/1.1\r\nHost: orders\r\n\r\n");
   assert.deepEqual(warnings, ["GET orders/bare | baggage or a header matching ^x-user: alice$"]);
   assert.equal(new RoutingHeaderCheck({ path: "^/api" }, () => true, () => assert.fail("a path filter asks nothing of downstream calls")).active, false);
+});
+
+test("local shortcut: a call to a Service another session serves reaches its local port, by any of the names a pod uses", () => {
+  const pod = { metadata: { labels: { app: "db", tier: "data" } }, spec: { containers: [{ name: "db", ports: [{ name: "tcp", containerPort: 5432 }] }] } } as V1Pod;
+  const svc = (name: string, selector: Record<string, string>, targetPort: number | string, clusterIP = "10.96.0.9") => ({ metadata: { name }, spec: { selector, clusterIP, ports: [{ port: 5432, targetPort, protocol: "TCP" }] } }) as V1Service;
+  const services = servicesOf(pod, [svc("db", { app: "db" }, "tcp"), svc("api", { app: "api" }, 8080), svc("everything", {}, 1)]);
+  assert.deepEqual(services.map((s) => [s.name, [...s.ports]]), [["db", [[5432, 5432]]]], "only Services whose selector picks the pod; a named targetPort read from the container");
+  const registry = new LocalServices();
+  let listening: number | undefined = 40123;
+  const off = registry.register({ sessionId: "db-session", label: "demo/deployment/db", namespace: "demo", services, local: (p) => (p === 5432 ? listening : undefined) });
+  const caller = { sessionId: "api-session", namespace: "demo" };
+  for (const host of ["db", "db.demo", "db.demo.svc", "db.demo.svc.cluster.local", "DB.demo.svc.cluster.local.", "10.96.0.9"]) {
+    assert.equal(registry.find(host, 5432, [], caller)?.localPort, 40123, host);
+  }
+  assert.equal(registry.find("10.96.0.9", 5432, [], caller)?.service, "db:5432");
+  assert.equal(registry.find("10.1.1.1", 5432, ["db.demo.svc.cluster.local"], caller)?.label, "demo/deployment/db", "an address the name resolved to");
+  assert.equal(registry.find("db", 5432, [], { sessionId: "x", namespace: "other" }), undefined, "a bare name resolves in the caller's own namespace");
+  assert.equal(registry.find("db", 5433, [], caller), undefined, "another port");
+  assert.equal(registry.find("db", 5432, [], { sessionId: "db-session", namespace: "demo" }), undefined, "never to itself");
+  listening = undefined;
+  assert.equal(registry.find("db", 5432, [], caller), undefined, "the debuggee does not listen: the cluster serves it");
+  listening = 40123;
+  off.dispose();
+  assert.equal(registry.find("db", 5432, [], caller), undefined, "gone with its session");
 });

@@ -47,6 +47,7 @@ const engineSamples: EngineToAgent[] = [
   { type: "http.trailers", stream: 4, rawHeaders: ["grpc-status", "0", "grpc-message", ""] },
   { type: "http.reset", stream: 4, code: 8 },
   { type: "http.decline", stream: 4 },
+  { type: "session.linger", id: 12, key: "3f2a9c1e-session", seconds: 60 },
   {
     type: "incoming.subscribe",
     id: 11,
@@ -116,6 +117,7 @@ describe("wire messages", () => {
     assert.equal(MESSAGE_SINCE["http.trailers"], 3);
     assert.equal(MESSAGE_SINCE["http.reset"], 3);
     assert.equal(MESSAGE_SINCE["http.decline"], 3);
+    assert.equal(MESSAGE_SINCE["session.linger"], 3);
   });
 
   test("bad messages are rejected with a path", () => {
@@ -181,7 +183,7 @@ describe("wire connection", () => {
     wss.on("connection", (ws) => {
       agentSide.push(
         acceptEngine(ws, {
-          tokens: () => [token],
+          tokenDigests: () => [createHash("sha256").update(token).digest()],
           welcome: () => ({ sessionId: "s1", agent: { version: "test", pid: process.pid, podIps: [] }, probes: [] }),
           heartbeatIntervalMs: 200,
           deadAfterMs: 1500,
@@ -212,6 +214,18 @@ describe("wire connection", () => {
     const ok = await engine.request({ type: "dns.lookup", id: engine.newRequestId(), hostname: "api", family: 4 });
     assert.equal(ok.type, "dns.result");
     await assert.rejects(engine.request({ type: "dns.lookup", id: engine.newRequestId(), hostname: "nope", family: 4 }), (e) => TetherError.is(e, "DNS_FAILED"));
+  });
+
+  test("a message the agent cannot take is refused with its JSON path and the reason", async () => {
+    const [engine] = await pair();
+    // as an older engine would send it: a filter that cannot be matched in linear time
+    const failed = new Promise<{ type: string; id: number; code: string; message: string }>((resolve) =>
+      engine.on("message", (m: { type: string; id: number; code: string; message: string }) => m.type === "request.failed" && m.id === 987_654 && resolve(m)),
+    );
+    (engine as unknown as { ws: WebSocket }).ws.send(JSON.stringify({ type: "incoming.subscribe", id: 987_654, port: 80, mode: "steal", filter: { header: "^x-user: (a+)\\1$" } }));
+    const m = await failed;
+    assert.equal(m.code, "BAD_REQUEST");
+    assert.match(m.message, /^invalid incoming\.subscribe message: filter\.header: .*cannot be matched in linear time/);
   });
 
   test("a v1 session cannot be sent v2 messages", async () => {

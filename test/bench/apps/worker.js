@@ -282,6 +282,82 @@ const ops = {
     return { errors, firstErrors, round1Ms, round2Ms };
   },
 
+  /**
+   * The soak: `conns` keep-alive connections opened all at once (as a client pool does after a
+   * deploy), each sending one request after another for `seconds`, as a keep-alive client does. Every
+   * failure is counted by kind: a connect error by its code, "closed" (the connection ended without
+   * an answer), "status NNN", "served by X", "timeout". A connection that failed is opened again.
+   */
+  async soak({ host, port, conns, seconds, path = "/small", headers = {}, expectServedBy, timeoutMs = 10_000 }) {
+    const errors = {};
+    const firstErrors = [];
+    let requests = 0;
+    let opened = 0;
+    const fail = (kind, detail) => {
+      errors[kind] = (errors[kind] || 0) + 1;
+      if (firstErrors.length < 5) firstErrors.push(`${kind}${detail ? `: ${detail}` : ""}`);
+    };
+    const head = `GET ${path} HTTP/1.1\r\nHost: ${host}:${port}\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join("")}\r\n`;
+    const connect = () =>
+      new Promise((resolve) => {
+        opened++;
+        const s = net.connect({ host, port, noDelay: true });
+        s.once("connect", () => resolve(s));
+        s.on("error", (err) => {
+          if (!s.connecting) return; // an established connection's error shows as "closed"
+          fail(err.code || err.message);
+          resolve(undefined);
+        });
+      });
+    /** One request on `s`; resolves with undefined (ok) or the failure's kind. */
+    const request = (s) =>
+      new Promise((resolve) => {
+        let buf = "";
+        const done = (kind, detail) => {
+          clearTimeout(timer);
+          s.off("data", onData);
+          s.off("close", onClose);
+          if (kind) fail(kind, detail);
+          resolve(kind);
+        };
+        const onData = (d) => {
+          buf += d;
+          const end = buf.indexOf("\r\n\r\n");
+          if (end < 0) return;
+          const len = Number(/content-length: *(\d+)/i.exec(buf.slice(0, end))?.[1] ?? 0);
+          if (buf.length - end - 4 < len) return;
+          const status = /^HTTP\/1\.1 (\d+)/.exec(buf)?.[1];
+          const by = /x-(?:served|answered)-by: *([^\r\n]*)/i.exec(buf.slice(0, end))?.[1];
+          if (status !== "200") done(`status ${status}`, buf.slice(end + 4, end + 4 + 120));
+          else if (expectServedBy && !new RegExp(expectServedBy).test(by || "")) done(`served by ${by || "?"}`);
+          else done(undefined);
+        };
+        const onClose = () => done("closed");
+        const timer = setTimeout(() => done("timeout"), timeoutMs);
+        s.on("data", onData);
+        s.once("close", onClose);
+        s.write(head);
+      });
+    const t0 = now();
+    const until = t0 + seconds * 1000;
+    await Promise.all(
+      Array.from({ length: conns }, async () => {
+        let s;
+        while (now() < until) {
+          requests++; // a failed connect is a request the client could not send
+          if (!s || s.destroyed) s = await connect();
+          if (!s) {
+            await sleep(100); // tried again, not in a tight loop
+            continue;
+          }
+          if (await request(s)) s.destroy();
+        }
+        if (s) s.destroy();
+      }),
+    );
+    return { requests, opened, errors, firstErrors, ms: now() - t0 };
+  },
+
   /** Sequential dns.lookup of `name`: latencies in ms. */
   async dns({ name, n, warmup = 5 }) {
     const ms = [];
