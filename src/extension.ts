@@ -23,6 +23,8 @@ export interface TetherApi {
   store: ConfigStore;
   targets: TargetsProvider;
   status: StatusBar;
+  /** The Sessions view's rows, as drawn. */
+  sessionsView: SessionsProvider;
   inspector: RequestInspector;
   /** Our cost: evaluating the bundle plus running activate(), in milliseconds. */
   activationMs: number;
@@ -65,7 +67,7 @@ export function activate(context: vscode.ExtensionContext): TetherApi {
   const activateMs = performance.now() - activateStart;
   const activationMs = loadMs + activateMs;
   log("info", `Tether activated in ${activationMs.toFixed(1)} ms (bundle evaluation ${loadMs.toFixed(1)} ms + activate() ${activateMs.toFixed(1)} ms)`);
-  return { sessions, store, targets, status, inspector, activationMs };
+  return { sessions, store, targets, status, sessionsView, inspector, activationMs };
 }
 
 /**
