@@ -23,8 +23,10 @@ export interface TetherApi {
   store: ConfigStore;
   targets: TargetsProvider;
   status: StatusBar;
-  /** The rows the Outgoing, Traffic and Sessions views draw (the extension-host suite reads them). */
-  views: { outgoing: OutgoingProvider; traffic: TrafficProvider; sessions: SessionsProvider };
+  /** The Sessions view's rows, as drawn. */
+  sessionsView: SessionsProvider;
+  /** The rows the Outgoing and Traffic views draw (the extension-host suite reads them). */
+  views: { outgoing: OutgoingProvider; traffic: TrafficProvider };
   inspector: RequestInspector;
   /** Our cost: evaluating the bundle plus running activate(), in milliseconds. */
   activationMs: number;
@@ -69,7 +71,7 @@ export function activate(context: vscode.ExtensionContext): TetherApi {
   const activateMs = performance.now() - activateStart;
   const activationMs = loadMs + activateMs;
   log("info", `Tether activated in ${activationMs.toFixed(1)} ms (bundle evaluation ${loadMs.toFixed(1)} ms + activate() ${activateMs.toFixed(1)} ms)`);
-  return { sessions, store, targets, status, views: { outgoing, traffic, sessions: sessionsView }, inspector, activationMs };
+  return { sessions, store, targets, status, sessionsView, views: { outgoing, traffic }, inspector, activationMs };
 }
 
 /**

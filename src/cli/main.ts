@@ -337,6 +337,8 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     process.stderr.write(`tether: ${err instanceof Error ? err.message : String(err)}\n`);
+    // the cluster refused one permission; the rest may be missing too
+    if (TetherError.is(err, "FORBIDDEN")) process.stderr.write("tether: `tether doctor` (with the same -t, -n, --context) lists every permission a session needs and which ones your role lacks\n");
     return 1;
   }
 }

@@ -86,6 +86,8 @@ export interface PodState {
   detail?: string;
   /** Requests this pod's agent sent to the debuggee. */
   requests: number;
+  /** While reconnecting: the attempt under way (1, 2, ...). */
+  attempt?: number;
   since: number;
 }
 
@@ -373,7 +375,7 @@ export class Session extends EventEmitter {
       link.once("closed", (err: Error) => this.linkLost(link, err));
       const pod = link.podName;
       link.on("reconnecting", (r: Reconnecting) => {
-        this.setState(pod, { state: "reconnecting", detail: `attempt ${r.attempt}: ${r.error.message}` });
+        this.setState(pod, { state: "reconnecting", attempt: r.attempt, detail: r.error.message });
         this.emit("reconnecting", { ...r, pod } satisfies SessionReconnecting);
       });
       link.on("reconnected", (r: Reconnected) => {
@@ -498,6 +500,7 @@ export class Session extends EventEmitter {
     const old = this.states.get(pod);
     const next: PodState = { pod, requests: old?.requests ?? 0, ...old, primary: this.primary?.podName === pod, ...change, since: old?.state === change.state ? old.since : Date.now() };
     if (!change.detail && change.state !== old?.state) delete next.detail;
+    if (change.state !== "reconnecting") delete next.attempt;
     this.states.set(pod, next);
     this.emit("pod", next);
   }

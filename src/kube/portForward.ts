@@ -53,16 +53,32 @@ export async function openPortForward(kc: KubeConfig, namespace: string, pod: st
   }
   let errorText = "";
   const portHeaderPending = [true, true];
+  /** One channel message for `chunks` (what one write, or one corked batch of writes, carried). */
+  const send = (chunks: readonly Buffer[], cb: (err?: Error | null) => void) => {
+    let length = 1;
+    for (const c of chunks) length += c.length;
+    const frame = Buffer.allocUnsafe(length);
+    frame[0] = DATA;
+    let at = 1;
+    for (const c of chunks) at += c.copy(frame, at);
+    if (ws.readyState !== WebSocket.OPEN) return cb(new TetherError("CONNECTION_CLOSED", `${what} is closed`));
+    if (ws.bufferedAmount + frame.length < WRITE_HIGH_WATER) {
+      ws.send(frame, { binary: true });
+      cb();
+    } else ws.send(frame, { binary: true }, (err) => cb(err ?? null));
+  };
   const tunnel = new Duplex({
     write(chunk: Buffer, _enc, cb) {
-      const frame = Buffer.allocUnsafe(chunk.length + 1);
-      frame[0] = DATA;
-      chunk.copy(frame, 1);
-      if (ws.readyState !== WebSocket.OPEN) return cb(new TetherError("CONNECTION_CLOSED", `${what} is closed`));
-      if (ws.bufferedAmount + frame.length < WRITE_HIGH_WATER) {
-        ws.send(frame, { binary: true });
-        cb();
-      } else ws.send(frame, { binary: true }, (err) => cb(err ?? null));
+      send([chunk], cb);
+    },
+    // The agent wire's WebSocket writes each of its frames as a header and a payload, corked: they
+    // leave as one channel message (one TLS record and one write at the API server and the kubelet),
+    // not two.
+    writev(chunks, cb) {
+      send(
+        chunks.map((c) => c.chunk as Buffer),
+        cb,
+      );
     },
     final(cb) {
       cb(); // the channel protocol has no half-close

@@ -37,10 +37,19 @@ export function headerLines(rawHeaders: readonly string[]): string[] {
 
 /** The longest one request may spend in a session's filter; past it the filter does not match (the request is not stolen). */
 export const MATCH_BUDGET_MS = 50;
+/**
+ * The longest header line or request target a regex is run on. Linear time is still time: V8's
+ * linear engine takes up to about 4 µs a character for a nested pattern such as
+ * `^x-user: (\w+\s?)+$` (260 ms for a 64 KiB value), and one test cannot be stopped midway; 8 KiB
+ * keeps a single test within the budget. A longer line or target is not tested (it does not match;
+ * other lines still may), and a request that then matches nothing counts as over budget.
+ */
+export const MATCH_SUBJECT_MAX = 8 * 1024;
 
 class OverBudget extends Error {}
 
-type Test = (r: RequestFacts, tick: () => void) => boolean;
+/** `tick(n)`: may a regex run on n characters now (false: treat it as not matching; throws OverBudget past the time budget). */
+type Test = (r: RequestFacts, tick: (subjectLength: number) => boolean) => boolean;
 
 interface Check {
   /** "header ^x-user: alice$", "method GET", "anyOf" */
@@ -52,7 +61,7 @@ interface Check {
   subs?: HttpFilter[];
 }
 
-const noTick = () => {};
+const noTick = () => true;
 
 function checks(filter: HttpFilter): Check[] {
   const out: Check[] = [];
@@ -61,10 +70,7 @@ function checks(filter: HttpFilter): Check[] {
     out.push({
       label: `header ${filter.header}`,
       test: (r, tick) =>
-        headerLines(r.rawHeaders).some((line) => {
-          tick();
-          return re.test(line);
-        }),
+        headerLines(r.rawHeaders).some((line) => tick(line.length) && re.test(line)),
       why: (r, held) => (held ? `matched "${headerLines(r.rawHeaders).find((line) => re.test(line))}"` : "no header line matches"),
     });
   }
@@ -72,10 +78,7 @@ function checks(filter: HttpFilter): Check[] {
     const re = filterRegExp(filter.path);
     out.push({
       label: `path ${filter.path}`,
-      test: (r, tick) => {
-        tick();
-        return re.test(r.url);
-      },
+      test: (r, tick) => tick(r.url.length) && re.test(r.url),
       why: (r, held) => (held ? "matched" : `"${r.url}" does not match`),
     });
   }
@@ -102,18 +105,24 @@ function build(filter: HttpFilter): Test {
 /**
  * A filter as a matcher. Every regex runs on V8's linear-time engine (protocol/regex.ts), and the
  * whole filter has a time budget per request: past `budgetMs` it does not match, and `onOverBudget`
- * is told (a metric). Linear time already bounds each test; the budget bounds a filter of many parts
- * against a 96 KiB head.
+ * is told (a metric). Linear time and MATCH_SUBJECT_MAX bound each test; the budget bounds a filter
+ * of many parts against a 96 KiB head.
  */
 export function compileFilter(filter: HttpFilter, options: { budgetMs?: number; onOverBudget?: () => void } = {}): RequestMatcher {
   const budget = options.budgetMs ?? MATCH_BUDGET_MS;
   const check = build(filter);
   return (r) => {
     const deadline = performance.now() + budget;
+    let skipped = false;
     try {
-      return check(r, () => {
+      const matched = check(r, (subjectLength) => {
         if (performance.now() > deadline) throw new OverBudget();
+        if (subjectLength <= MATCH_SUBJECT_MAX) return true;
+        skipped = true;
+        return false;
       });
+      if (!matched && skipped) options.onOverBudget?.();
+      return matched;
     } catch (err) {
       if (!(err instanceof OverBudget)) throw err;
       options.onOverBudget?.();

@@ -14,7 +14,7 @@ import { showRoute } from "../config/ports";
 import { targetLabel } from "../config/target";
 import type { DebuggeeKind, Launch } from "../engine/launch";
 import { loadEngine } from "./lazy";
-import type { RoutingWarning, Step } from "../engine/session";
+import type { RoutingWarning, SessionReconnected, SessionReconnecting, Step } from "../engine/session";
 import type { Log } from "../protocol/log";
 import { TETHER_VERSION } from "../protocol/version";
 import type { ConfigStore } from "./store";
@@ -22,6 +22,8 @@ import { pickTarget } from "./targets";
 
 /** How long a started session waits for its debug session to appear before it gives up. */
 const START_GRACE_MS = 60_000;
+/** How long the status bar and the Sessions view say "reconnected" after a reconnect. */
+const RECONNECTED_SHOWN_MS = 10_000;
 
 export interface ActiveSession {
   id: string;
@@ -36,6 +38,20 @@ export interface ActiveSession {
   summary: string;
   /** The session's configuration as it reads now (its disruption rules follow edits live). */
   configNow?: () => TetherConfig;
+  /** When a pod's wire last came back (see linkStatus). */
+  reconnectedAt?: number;
+}
+
+/**
+ * A session's link to the cluster in words for the status bar and the Sessions view, when it is
+ * not simply up: "reconnecting (attempt n)…" while a pod's wire is being brought back, "reconnected"
+ * for a few seconds after.
+ */
+export function linkStatus(s: ActiveSession): string | undefined {
+  const reconnecting = s.launch.session.pods.filter((p) => p.state === "reconnecting");
+  if (reconnecting.length) return `reconnecting (attempt ${Math.max(...reconnecting.map((p) => p.attempt ?? 1))})…`;
+  if (s.reconnectedAt && Date.now() - s.reconnectedAt < RECONNECTED_SHOWN_MS) return "reconnected";
+  return undefined;
 }
 
 export class SessionManager implements vscode.Disposable, vscode.DebugConfigurationProvider {
@@ -47,6 +63,8 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
   hasDebugger: (type: string) => boolean = debuggerInstalled;
   /** The last start failure, for the tests and the "Show log" action. */
   lastError?: string;
+  /** The action its message offered besides "Show log" (for the tests). */
+  lastAction?: string;
 
   constructor(
     private readonly store: ConfigStore,
@@ -121,6 +139,7 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
     }
     if (block === undefined && !this.store.enabled) return debugConfiguration;
     this.lastError = undefined;
+    this.lastAction = undefined;
     const type = String(debugConfiguration.type);
     if (!this.hasDebugger(type)) {
       // VS Code would refuse the launch after the agent had started stealing: start nothing
@@ -157,7 +176,8 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
         this.log("info", "the start was cancelled: no session, nothing left in the cluster");
         return undefined; // the user asked for it: no error
       }
-      this.fail(err as Error, "doctor");
+      // no kubeconfig: doctor could only say the same; the setting is what to change
+      this.fail(err as Error, TetherError.is(err, "NO_KUBECONFIG") ? "kubeconfig" : "doctor");
       return undefined;
     }
     setTimeout(() => {
@@ -235,10 +255,24 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
             .showWarningMessage(`Tether: your app called ${w.call} while answering a stolen request, without ${w.missing}: the service it reaches cannot route its own calls to you. Pass the header on to downstream calls.`, "Show log")
             .then((a) => a && this.channel.show());
         });
+        launch.session.on("reconnecting", (r: SessionReconnecting) => {
+          this.log("warn", `session ${label}: pod ${r.pod}: reconnecting (attempt ${r.attempt}): ${r.error.message}`);
+          this.changed.fire(active);
+        });
+        launch.session.on("reconnected", (r: SessionReconnected) => {
+          this.log("info", `session ${label}: pod ${r.pod}: reconnected after ${(r.ms / 1000).toFixed(1)} s`);
+          active.reconnectedAt = Date.now();
+          this.changed.fire(active);
+          setTimeout(() => this.changed.fire(active), RECONNECTED_SHOWN_MS + 100).unref?.();
+        });
         launch.session.on("ended", (err: Error) => {
           if (!this.sessions.has(active.id)) return;
           this.log("error", `session ${label} ended: ${err.message}`);
-          void vscode.window.showWarningMessage(`Tether: the session to ${label} ended: ${err.message}`, "Show log").then((a) => a && this.channel.show());
+          if (TetherError.is(err, "RECONNECT_FAILED")) {
+            void vscode.window
+              .showErrorMessage(`Tether: the connection to ${label} is lost and did not come back: ${err.message}. Your app keeps running, without the cluster's traffic; start debugging again to reconnect.`, "Show log")
+              .then((a) => a && this.channel.show());
+          } else void vscode.window.showWarningMessage(`Tether: the session to ${label} ended: ${err.message}`, "Show log").then((a) => a && this.channel.show());
           void this.stop(active.id, err.message);
         });
         this.changed.fire(active);
@@ -259,14 +293,16 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
   }
 
   /** A start that did not happen: logged, remembered for the tests, and one message with what to do. */
-  private fail(err: Error, help: "doctor" | "config" | "extensions", debugType?: string): void {
+  private fail(err: Error, help: "doctor" | "config" | "extensions" | "kubeconfig", debugType?: string): void {
     this.lastError = err.message;
     this.log("error", `cannot start the session: ${err.message}`);
-    const action = { doctor: "Run doctor", config: "Open config", extensions: "Find a debugger" }[help];
+    const action = { doctor: "Run doctor", config: "Open config", extensions: "Find a debugger", kubeconfig: "Set kubeconfig" }[help];
+    this.lastAction = action;
     void vscode.window.showErrorMessage(`Tether: ${err.message}`, "Show log", action).then((a) => {
       if (a === "Show log") this.channel.show();
       else if (a === "Run doctor") void vscode.commands.executeCommand("tether.runDoctor");
       else if (a === "Open config") void vscode.commands.executeCommand("tether.openConfig");
+      else if (a === "Set kubeconfig") void vscode.commands.executeCommand("workbench.action.openSettings", "tether.kubeconfig");
       else if (a === "Find a debugger") void vscode.commands.executeCommand("workbench.extensions.search", `@category:debuggers ${debugType ?? ""}`);
     });
   }

@@ -2,7 +2,7 @@
 // mode, a running session's own target, or a configuration error. A click opens Tether's menu.
 import * as vscode from "vscode";
 import { targetLabel } from "../config/target";
-import type { SessionManager } from "./sessions";
+import { linkStatus, type SessionManager } from "./sessions";
 import type { ConfigStore } from "./store";
 
 export class StatusBar implements vscode.Disposable {
@@ -49,10 +49,19 @@ export class StatusBar implements vscode.Disposable {
       this.item.backgroundColor = undefined;
       return;
     }
+    // a session whose tunnel broke says so first
+    const troubled = running.map((s) => ({ s, status: linkStatus(s) })).find((x) => x.status);
+    if (troubled?.status?.startsWith("reconnecting")) {
+      const pods = troubled.s.launch.session.pods.filter((p) => p.state === "reconnecting");
+      this.item.text = `$(sync~spin) Tether: ${troubled.status}`;
+      this.item.tooltip = `${troubled.s.label}: the tunnel to ${pods.map((p) => `pod ${p.pod} (${p.detail ?? "lost"})`).join(", ")} broke; trying again. Your app keeps running; the pod's app serves its traffic meanwhile.`;
+      this.item.backgroundColor = new vscode.ThemeColor("statusBarItem.errorBackground");
+      return;
+    }
     // a running session speaks for itself (its target may come from a launch configuration or a pick)
     const target = running[0]?.label ?? targetLabel(config?.target);
     const mode = running[0]?.mode ?? config?.incoming.mode ?? "mirror";
-    this.item.text = `$(plug) Tether: ${target} · ${mode}${running.length > 1 ? ` · ${running.length} sessions` : ""}`;
+    this.item.text = `$(plug) Tether: ${target} · ${troubled?.status ?? mode}${running.length > 1 ? ` · ${running.length} sessions` : ""}`;
     this.item.tooltip = running.length
       ? `${running.map((s) => s.summary).join("\n")}\nClick for Tether's menu.`
       : `F5 runs as ${target} in the cluster (incoming: ${mode}). Click for Tether's menu.`;

@@ -10,7 +10,7 @@ import type { InterceptionFigures } from "../engine/figures";
 import { loadEngine } from "./lazy";
 import type { TetherConfig } from "../config/schema";
 import type { ConfigStore } from "./store";
-import type { ActiveSession, SessionManager } from "./sessions";
+import { linkStatus, type ActiveSession, type SessionManager } from "./sessions";
 
 export interface Row {
   label: string;
@@ -329,6 +329,7 @@ export class SessionsProvider extends RowsProvider {
     const pod = session.target ? `${session.target.podName}${session.target.readyPods > 1 ? ` (1 of ${session.target.readyPods} replicas)` : ""}` : "?";
     // every replica: one row per pod with its state; the primary carries outgoing traffic, DNS and files
     const pods = session.pods;
+    const link = linkStatus(s);
     const podRow: Row =
       pods.length > 1
         ? {
@@ -340,13 +341,13 @@ export class SessionsProvider extends RowsProvider {
             collapsed: true, // the pods' rows on demand: the counts and recent requests stay in view
             children: pods.map((p) => ({
               label: p.pod,
-              description: `${p.state}${p.primary ? " · outgoing, DNS, files" : ""} · ${p.requests} stolen`,
-              icon: p.state === "ready" ? "pass" : p.state === "failed" ? "error" : "loading~spin",
+              description: `${p.state === "reconnecting" ? `reconnecting (attempt ${p.attempt ?? 1})…` : p.state}${p.primary ? " · outgoing, DNS, files" : ""} · ${p.requests} stolen`,
+              icon: p.state === "ready" ? "pass" : p.state === "failed" ? "error" : p.state === "reconnecting" ? "sync~spin" : "loading~spin",
               tooltip: p.detail,
               id: `${s.id}.pod.${p.pod}`,
             })),
           }
-        : { label: "Pod", description: pod, icon: "server", id: `${s.id}.pod`, tooltip: session.target?.reason };
+        : { label: "Pod", description: `${pod}${link ? ` · ${link}` : ""}`, icon: link?.startsWith("reconnecting") ? "sync~spin" : "server", id: `${s.id}.pod`, tooltip: pods[0]?.detail ?? session.target?.reason };
     // one count per row, so a narrow sidebar cuts a label, never a number
     const count = (label: string, n: number, icon: string, tooltip: string): Row => ({ label, description: String(n), icon, tooltip, id: `${s.id}.count.${label}` });
     const counts = [
@@ -377,7 +378,7 @@ export class SessionsProvider extends RowsProvider {
       : [];
     return {
       label: s.label,
-      description: `${s.mode}${inFlight.length ? ` · ${inFlight.length} in flight` : ""}`,
+      description: `${s.mode}${link ? ` · ${link}` : ""}${inFlight.length ? ` · ${inFlight.length} in flight` : ""}`,
       icon: "debug-alt",
       contextValue: "tether.session",
       arg: s.id,

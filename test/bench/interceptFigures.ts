@@ -9,8 +9,8 @@ import { join, resolve } from "node:path";
 import { median, type Figure } from "./figures";
 import { sleep, type BenchContext } from "./benchContext";
 import { APPS } from "./processes";
+import { freePort } from "../support/ports";
 import { targetPod } from "./stealFigures";
-import { freePort } from "../e2e/scenarios";
 
 const CLI = resolve(__dirname, "../../dist/cli.js");
 
@@ -97,7 +97,7 @@ export async function interceptFigures(ctx: BenchContext): Promise<Figure[]> {
   const runs: Run[] = [];
   for (let i = 0; i < ctx.counts.interceptRuns; i++) {
     ctx.progress(`time to intercept: tether exec, run ${i + 1} of ${ctx.counts.interceptRuns}`);
-    // a port the kernel says is free: a random one collided with a socket of this busy machine
+    // a free port below the ephemeral range: a random one collided with a socket of this busy machine
     // (the debuggee failed with EADDRINUSE and the run waited 60 s for a first request)
     runs.push(await once(ctx, dir, pod.ip, await freePort()));
     await sleep(500);

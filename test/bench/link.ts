@@ -24,6 +24,8 @@ export interface Link {
   /** What figure names get at this round trip: "" at 0 ms, "_20ms" at 20 ms. */
   readonly suffix: string;
   setRtt(ms: number): Promise<void>;
+  /** Resets every connection through the link (a VPN reconnect); resolves with how many. */
+  reset(): Promise<number>;
   /** Round trips that crossed the link between two instants (Date.now() values). */
   roundTrips(from: number, to: number): Promise<RoundTrips>;
 }
@@ -53,5 +55,6 @@ export async function startLink(procs: Processes, cluster: BenchCluster): Promis
       rttMs = ms;
     },
     roundTrips: (from, to) => relay.call<RoundTrips>("events", { from, to }),
+    reset: async () => (await relay.call<{ count: number }>("reset")).count,
   };
 }

@@ -25,6 +25,7 @@ import { Processes, Worker } from "./processes";
 import { stealFigures } from "./stealFigures";
 import { grpcFigures } from "./grpcFigures";
 import { soakFigures } from "./soakFigures";
+import { reconnectFigures } from "./reconnectFigures";
 
 const DIST = resolve(__dirname, "../../dist");
 
@@ -37,6 +38,7 @@ const SCENARIOS: Record<string, (ctx: BenchContext) => Promise<Figure[]>> = {
   grpc: grpcFigures,
   egress: egressFigures,
   soak: soakFigures,
+  reconnect: reconnectFigures,
 };
 
 /** Round trips of the link to the cluster's API server: every scenario runs at each (link.ts). */
@@ -52,7 +54,7 @@ async function main(): Promise<number> {
     strict: true,
   });
   if (values.help) {
-    process.stdout.write("usage: npm run bench -- [--quick] [--json FILE] [--only steal,outgoing,intercept,leaks,mirror,grpc,soak,egress]\n");
+    process.stdout.write("usage: npm run bench -- [--quick] [--json FILE] [--only steal,outgoing,intercept,leaks,mirror,grpc,soak,reconnect,egress]\n");
     return 0;
   }
   if (process.getuid?.() !== 0) throw new Error("the bench needs root: the playground's pods are network namespaces");

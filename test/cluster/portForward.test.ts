@@ -14,6 +14,7 @@ import { openAgentWire } from "../../src/engine/agentWire";
 import { openPortForward } from "../../src/kube/portForward";
 import { startPlayground, type Playground } from "../../playground/apiserver/startPlayground";
 import { requireNetns } from "../support/netns";
+import { freePort } from "../support/ports";
 
 const until = async <T>(what: string, fn: () => Promise<T | undefined>, ms = 30_000): Promise<T> => {
   const end = Date.now() + ms;
@@ -64,7 +65,7 @@ describe("port-forward to pods and to the agent", requireNetns(), () => {
 
   test("the real kubectl port-forward works (WebSocket attempt, then its SPDY fallback, and SPDY forced)", async () => {
     for (const websockets of ["true", "false"]) {
-      const port = 21000 + Math.floor(Math.random() * 20000);
+      const port = await freePort();
       const { NODE_TEST_CONTEXT: _, ...inherited } = process.env;
       const env = { ...inherited, KUBECONFIG: pg.kubeconfig, PORT_FORWARD_WEBSOCKETS: websockets };
       const pf = spawn("kubectl", ["port-forward", "-n", "demo", "deployment/api", `${port}:8080`], { env, stdio: ["ignore", "pipe", "pipe"] });

@@ -11,8 +11,9 @@ import { spawn, spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { machineBusy } from "../support/machineCpu";
+import { freePort } from "../support/ports";
 import { jsonReport, type Figure } from "../bench/figures";
-import { freePort, type E2eCluster, type E2eTools } from "./scenarios";
+import type { E2eCluster, E2eTools } from "./scenarios";
 
 const WORKER = resolve(__dirname, "../bench/apps/worker.js");
 const RATE = 1000;

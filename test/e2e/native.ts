@@ -10,6 +10,7 @@ import { spawnSync, type ChildProcess } from "node:child_process";
 import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { DapClient } from "../support/dap";
+import { freePort } from "../support/ports";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { e2eTools, spawnExec, type E2eCluster } from "./scenarios";
@@ -102,18 +103,22 @@ export function nativeScenarios(cluster: () => E2eCluster): void {
     const apiContainer = (port: number) => ({ ...c.apiContainer, env: [{ name: "PORT", value: String(port) }], ports: [{ containerPort: port }] });
     return { ...t, apiContainer };
   };
-  const port = 20000 + Math.floor(Math.random() * 20000);
-  const app = `native-${port}`;
+  // the pod's port and the debuggee's local one (no -p): chosen by the first test
+  let port = 0;
+  let app = "";
   let dir: string;
   let built: ReturnType<typeof buildCallers>;
   let dbIp = "";
   let dbPodIp = "";
   let apiIp = "";
   /** What tether exec says once the debuggee listened and its port was subscribed. */
-  const listened = new RegExp(`steal pod ${port} -> local ${port} \\(the command listens\\)`);
+  let listened: RegExp;
 
   test("native: the callers build, and a target deployment listens on an unusual port", async () => {
     const a = access();
+    port = await freePort();
+    app = `native-${port}`;
+    listened = new RegExp(`steal pod ${port} -> local ${port} \\(the command listens\\)`);
     dir = mkdtempSync(join(tmpdir(), "tether-native-callers-"));
     built = buildCallers(dir);
     if (built.missing.length && process.env.CI === "true") assert.fail(`cannot build: ${built.missing.join(", ")}`);
@@ -271,7 +276,7 @@ export function nativeScenarios(cluster: () => E2eCluster): void {
   for (const dbg of ["debugpy", "dlv"] as const) {
     test(`native ${dbg}: a ${dbg === "debugpy" ? "Python" : "Go"} debuggee started by tether exec stops at a breakpoint on a stolen request, then calls the cluster`, async (t) => {
       const a = access();
-      const dapPort = 20000 + Math.floor(Math.random() * 20000);
+      const dapPort = await freePort();
       let command: string[];
       let source: string;
       let start: Record<string, unknown>;
@@ -341,7 +346,7 @@ export function nativeScenarios(cluster: () => E2eCluster): void {
   }
 
   after(async () => {
-    await access().kubectl(["delete", "deployment", "-n", "demo", app, "--wait=false"]).catch(() => undefined);
+    if (app) await access().kubectl(["delete", "deployment", "-n", "demo", app, "--wait=false"]).catch(() => undefined);
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 }

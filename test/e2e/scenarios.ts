@@ -17,6 +17,9 @@ import { failures, KeepAliveClient, KEEP_ALIVE_CLIENT, type KeepAliveResult } fr
 import { DEFAULT_AGENT_IMAGE, imagePullAdvice } from "../../src/config/agentImage";
 import { makePki } from "../support/testPki";
 import { sessionEventSchema, type SessionEvent } from "../../src/engine/events";
+import { freePort } from "../support/ports";
+// re-exported for the files that took it from here before it moved to test/support/ports.ts
+export { freePort };
 import { apiServerOf, kubeconfigThrough, TunnelRelay } from "../support/tunnelRelay";
 
 const CLI = resolve(__dirname, "../../dist/cli.js");
@@ -88,16 +91,6 @@ export interface E2eCluster {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-/** A port nothing listens on now (the kernel's choice): a random one collided with busy machines' sockets (EADDRINUSE). */
-export const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 
 type Result = { status: number | null; stdout: string; stderr: string };
 
@@ -908,6 +901,7 @@ export const scenarios: Scenario[] = [
       const limited = await cli(["exec", "--context", cluster.limitedContext, "-n", "demo", "-t", `pod/${apiPod}`, "--", "true"]);
       assert.equal(limited.status, 1, limited.stderr);
       assert.match(limited.stderr, /forbidden.*cannot patch resource "pods\/ephemeralcontainers"/i);
+      assert.match(limited.stderr, /`tether doctor` .* lists every permission a session needs/, "what to do next");
       // a compliant pod in the restricted namespace: the agent's capabilities are what is refused
       const manifest = join(cluster.stateDir, "web.json");
       writeFileSync(manifest, JSON.stringify({
@@ -1234,7 +1228,7 @@ export const scenarios: Scenario[] = [
   },
   {
     name: "a broken tunnel comes back: every pod's link reconnects after a reset and after seconds without the tunnel, the pods' app answering meanwhile; a tunnel that stays away ends the command with exit 1",
-    async run({ startExec, apiPods, fromClientPod, answers, assertPodClean }, cluster) {
+    async run({ startExec, apiPods, run, answers, assertPodClean }, cluster) {
       const port = await freePort();
       // tether reaches the API server through a relay this test breaks; kubectl and the pods do not
       const relay = await TunnelRelay.start(apiServerOf(cluster.kubeconfig));
@@ -1258,8 +1252,14 @@ export const scenarios: Scenario[] = [
 
         // 1. a reset: every link reconnects by itself; requests meanwhile are answered by someone
         relay.reset();
-        const meanwhile = await Promise.all([...pods.values()].map((ip) => fromClientPod(`http://${ip}:8080/meanwhile`)));
-        for (const a of meanwhile) assert.match(a, /^stolen \/meanwhile$|"pod":"api-/, "a request during the reconnect got an answer (the debuggee's or the pod's)");
+        // a request made while the links come back is answered (the debuggee's or the pod's) or, caught
+        // on a wire as it broke, reset; never left hanging (curl exit 28: its 12 s ran out)
+        const netns = await cluster.podNetns("demo", "client");
+        const meanwhile = await Promise.all([...pods.values()].map((ip) => run("nsenter", [`--net=${netns}`, "--", "curl", "-s", "--max-time", "12", `http://${ip}:8080/meanwhile`])));
+        for (const r of meanwhile) {
+          assert.notEqual(r.status, 28, "a request during the reconnect was not left hanging");
+          if (r.status === 0) assert.match(r.stdout, /^stolen \/meanwhile$|"pod":"api-/, "answered by the debuggee or the pod");
+        }
         for (const pod of pods.keys()) await until(`${pod} reconnected after the reset`, () => count(/reconnected after/, pod) >= 1);
         for (const pod of pods.keys()) assert.ok(count(/reconnecting \(attempt 1\b/, pod) >= 1, `${pod} said it was reconnecting`);
         await stolenEverywhere("after-reset");

@@ -7,12 +7,12 @@ import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { gunzipSync } from "node:zlib";
 import { join, resolve } from "node:path";
 import { fullImageName, parseDockerfile } from "../../agent/image/agentImage";
 import { DEFAULT_AGENT_IMAGE } from "../../src/config/agentImage";
+import { freePort } from "../support/ports";
 
 const REPO = resolve(__dirname, "../..");
 
@@ -39,16 +39,6 @@ function run(cmd: string, args: string[]): Promise<{ status: number | null; stdo
     child.stdout.on("data", (d: Buffer) => (stdout += d));
     child.stderr.on("data", (d: Buffer) => (stderr += d));
     child.on("close", (status) => done({ status, stdout, stderr }));
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => done(port));
-    });
-    s.on("error", fail);
   });
 }
 

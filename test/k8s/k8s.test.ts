@@ -14,7 +14,8 @@ import { egressScenarios } from "../e2e/egress";
 import { mirrorLatency } from "../e2e/mirrorLatency";
 import { nativeScenarios } from "../e2e/native";
 import { runMeshScenarios, type MeshCluster } from "../e2e/mesh";
-import { e2eTools, freePort, killExecLeftovers, listens, runScenarios, STOLEN_APP, type E2eTools } from "../e2e/scenarios";
+import { e2eTools, killExecLeftovers, listens, runScenarios, STOLEN_APP, type E2eTools } from "../e2e/scenarios";
+import { freePort } from "../support/ports";
 import { AGENT_IMAGE, APPS_IMAGE, DNS_IP, GATEWAY_IDLE_TIMEOUT_S, MESH_NAMESPACE, METRICS_SECRET, NODE_NAME, startCluster, type Cluster } from "./cluster";
 
 const CLI = resolve(__dirname, "../../dist/cli.js");

@@ -37,7 +37,7 @@ describe("a new agent while the pod's earlier agent still drains", requireNetns(
     const earlier = world.agent.child;
     const earlierExited = once(earlier, "exit");
     first.close();
-    await waitForLine(earlier, /"message":"released port draining"/);
+    await waitForLine(earlier, /"message":"released port draining"/, 60_000);
     const earlierRules = tagged(world.natRules());
     assert.ok(earlierRules.length > 0, "the earlier agent keeps its chains while it drains");
 
@@ -49,7 +49,7 @@ describe("a new agent while the pod's earlier agent still drains", requireNetns(
     let nextLogs = "";
     next.stdout!.on("data", (d) => (nextLogs += d));
     next.stderr!.on("data", (d) => (nextLogs += d));
-    await waitForLine(next, /agent port is taken/);
+    await waitForLine(next, /agent port is taken/, 60_000);
     assert.equal(next.exitCode, null, `the new agent must wait, not exit: ${nextLogs}`);
     assert.deepEqual(tagged(world.natRules()), earlierRules, "the new agent leaves the running agent's rules alone");
     // the passed connection still works through the earlier agent's redirect
@@ -59,7 +59,7 @@ describe("a new agent while the pod's earlier agent still drains", requireNetns(
     const [echo] = (await echoed) as [Buffer];
     assert.equal(echo.toString(), "app:ping");
 
-    const ready = waitForLine(next, /"message":"ready"/);
+    const ready = waitForLine(next, /"message":"ready"/, 60_000);
     upgraded.destroy(); // the drain ends: the earlier agent stops and frees the port
     await earlierExited;
     await ready;

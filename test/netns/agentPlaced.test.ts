@@ -1,4 +1,4 @@
-// The agent as the cluster places it (issue 14, point 7): every capability dropped but NET_ADMIN,
+// The agent as the cluster places it (issue 14, point 7), and its /metrics behind the session token: every capability dropped but NET_ADMIN,
 // NET_RAW, SYS_PTRACE and SETGID (src/kube/agentPlacement.ts says what each is for), no new
 // privileges, and only the token's SHA-256 in its environment. Everything it does still works: steal
 // (iptables), its own connections to the app bypassing the redirect, mirror (tcpdump), the target's
@@ -44,6 +44,18 @@ describe("the agent as placed in a pod", requireNetns(), () => {
   test("a session opens with the token, not with its digest", async () => {
     const digest = createHash("sha256").update(world.agent.token).digest("hex");
     await assert.rejects(openAgentWire(tunnelInto(world.pod, world.agent.port), { token: digest, client: { name: "test", version: "0" } }), /token is wrong/);
+  });
+
+  test("/metrics answers only with the session token (any process of the pod reaches its port)", async () => {
+    const digest = createHash("sha256").update(world.agent.token).digest("hex");
+    for (const token of [undefined, digest, "x".repeat(48)]) {
+      const r = await world.metricsResponse(token);
+      assert.equal(r.status, 401, `token ${token}`);
+      assert.doesNotMatch(r.body, /tether_/);
+    }
+    const ok = await world.metricsResponse(world.agent.token);
+    assert.equal(ok.status, 200);
+    assert.match(ok.body, /^tether_sessions \d+$/m);
   });
 
   test("steal through iptables; requests it passes on reach the app (its own connections bypass the redirect)", async () => {

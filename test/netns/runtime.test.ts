@@ -18,10 +18,12 @@ import { UdpForwarders } from "../../src/engine/udpForwarders";
 import { configSchema } from "../../src/config/schema";
 import { startAgent } from "../support/agent";
 import { NetnsLab, requireNetns, waitForLine } from "../support/netns";
+import { freePort } from "../support/ports";
 
 const RUNTIME = resolve(__dirname, "../../dist/runtime.js");
 const DEBUGGEE = resolve(__dirname, "../fixtures/runtime-debuggee.js");
-const ports = { API_PORT: "18080", DB_PORT: String(20000 + Math.floor(Math.random() * 20000)), CACHE_PORT: "16379", UDP_PORT: "19999" };
+// DB_PORT is listened on on this machine too (the local "db"): chosen free by before()
+const ports = { API_PORT: "18080", DB_PORT: "", CACHE_PORT: "16379", UDP_PORT: "19999" };
 
 describe("node runtime", requireNetns(), () => {
   const lab = new NetnsLab();
@@ -36,6 +38,7 @@ describe("node runtime", requireNetns(), () => {
   let agentLogs = () => "";
 
   before(async () => {
+    ports.DB_PORT = String(await freePort());
     const pod = lab.addNamespace("pod");
     const cluster = lab.addNamespace("clu");
     lab.link(pod, `${subnet}.2/24`, cluster, `${subnet}.3/24`);

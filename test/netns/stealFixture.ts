@@ -232,11 +232,16 @@ export class StealWorld {
     return this.lab.natRules(this.pod) + mangle.join("");
   }
 
-  async metrics(): Promise<string> {
+  /** The agent's /metrics page, read from inside the pod with `token` (default: the session token). */
+  async metrics(token = this.agent.token): Promise<string> {
+    return (await this.metricsResponse(token)).body;
+  }
+
+  async metricsResponse(token: string | undefined): Promise<Response> {
     const { conn } = { conn: connectFrom(this.pod, "127.0.0.1", this.agent.port) };
     try {
-      conn.write(`GET /metrics HTTP/1.1\r\nHost: agent\r\nAuthorization: Bearer ${this.agent.token}\r\nConnection: close\r\n\r\n`);
-      return (await readResponse(conn)).body;
+      conn.write(`GET /metrics HTTP/1.1\r\nHost: agent\r\n${token === undefined ? "" : `Authorization: Bearer ${token}\r\n`}Connection: close\r\n\r\n`);
+      return await readResponse(conn);
     } finally {
       conn.destroy();
     }

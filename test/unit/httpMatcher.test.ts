@@ -6,6 +6,7 @@ import { compileFilter, filtersOverlap, literalsOf, pathOf } from "../../agent/i
 import type { HttpFilter } from "../../src/protocol/httpFilter";
 import { httpFilterSchema } from "../../src/protocol/httpFilter";
 import { regexError } from "../../src/protocol/regex";
+import { MATCH_SUBJECT_MAX } from "../../src/protocol/httpMatch";
 import { removalLines } from "../../agent/incoming/iptables";
 
 const req = (method: string, url: string, ...headers: string[]) => ({ method, url, rawHeaders: headers });
@@ -45,9 +46,25 @@ describe("compileFilter", () => {
 
   // a backtracking engine takes 2^n steps on this line (n = 40: days); the test ends only when matching is linear
   test("a catastrophically backtracking filter meets a crafted header and still answers", { timeout: 120_000 }, () => {
-    const m = compileFilter({ header: "^x-user: (\\w+\\s?)+$" });
+    let over = 0;
+    // (a budget no machine reaches: only the subject's length may make it over budget here)
+    const m = compileFilter({ header: "^x-user: (\\w+\\s?)+$" }, { budgetMs: 600_000, onOverBudget: () => over++ });
     assert.equal(m(req("GET", "/", "x-user", `${"a".repeat(40)}!`)), false);
+    assert.equal(over, 0, "a short crafted line is simply tested, in linear time");
+    // the longest line a regex runs on is tested; one character more is over budget (not matched)
+    const fits = "a".repeat(MATCH_SUBJECT_MAX - "x-user: ".length);
+    assert.equal(m(req("GET", "/", "x-user", fits)), true);
+    assert.equal(m(req("GET", "/", "x-user", `${fits.slice(1)}!`)), false);
+    assert.equal(over, 0);
+    assert.equal(m(req("GET", "/", "x-user", `${fits}a`)), false);
+    assert.equal(over, 1, "a line longer than MATCH_SUBJECT_MAX is over budget");
     assert.equal(m(req("GET", "/", "x-user", `${"a".repeat(64 * 1024)}!`)), false);
+    assert.equal(over, 2);
+    assert.equal(compileFilter({ path: "^/a" }, { budgetMs: 600_000, onOverBudget: () => over++ })(req("GET", `/a${"b".repeat(MATCH_SUBJECT_MAX)}`)), false);
+    assert.equal(over, 3, "so is a longer request target");
+    // a long line of another header does not keep the filter from the line it is about
+    assert.equal(m(req("GET", "/", "x-big", "b".repeat(64 * 1024), "x-user", "alice")), true);
+    assert.equal(over, 3);
     assert.equal(m(req("GET", "/", "x-user", "alice bob")), true);
     assert.equal(compileFilter({ path: "^/(a|aa)+$" })(req("GET", `/${"a".repeat(50)}b`)), false);
   });

@@ -5,16 +5,7 @@ import assert from "node:assert/strict";
 import { once } from "node:events";
 import net from "node:net";
 import { deliveryHost, LocalListeners, parseProcNetTcp } from "../../src/engine/localListeners";
-
-/** A port nothing listens on (the kernel picked it; a race with other programs is possible but harmless here). */
-async function freePort(): Promise<number> {
-  const probe = net.createServer().listen(0, "::");
-  await once(probe, "listening");
-  const port = (probe.address() as net.AddressInfo).port;
-  probe.close();
-  await once(probe, "close");
-  return port;
-}
+import { freePort } from "../support/ports";
 
 /** Resolves after the watcher looked `n` more times. */
 async function scans(watch: LocalListeners, n: number): Promise<void> {

@@ -21,7 +21,7 @@ rm -rf "$ROOT" && mkdir -p "$ROOT"/{xdg/config,xdg/data,xdg/cache,ud/User,exts,a
 cp test/vscode/exttest.mjs test/vscode/ui.mjs "$ROOT/harness/" && ln -s "$DIR/node_modules" "$ROOT/harness/node_modules"
 export XDG_CONFIG_HOME=$ROOT/xdg/config XDG_DATA_HOME=$ROOT/xdg/data XDG_CACHE_HOME=$ROOT/xdg/cache
 
-free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
+free_port() { node --import tsx -e 'require("./test/support/ports.ts").freePort().then(console.log)'; }
 CS_PORT=$(free_port)
 PG_PORT=$(free_port)
 PG_PID="" CS_PID=""

@@ -9,7 +9,8 @@
 // Round trips: each accepted connection is one (the handshake); each time the client speaks after
 // the server did (or first) is another (a request, a TLS flight, a WebSocket message that waits).
 // Usage: LINK_UPSTREAM_PORT=6443 node linkRelay.js, then JSON lines on stdio (serveOps.js):
-//   {"id":1,"op":"port"}, {"id":2,"op":"delay","ms":20}, {"id":3,"op":"events","from":EPOCH_MS,"to":EPOCH_MS})
+//   {"id":1,"op":"port"}, {"id":2,"op":"delay","ms":20}, {"id":3,"op":"events","from":EPOCH_MS,"to":EPOCH_MS}),
+//   {"id":4,"op":"reset"} (every connection through the link is reset, as a VPN reconnect does)
 const net = require("node:net");
 const { serveOps } = require("./serveOps");
 
@@ -21,6 +22,8 @@ const MAX_EVENTS = 200_000;
 /** Above this many bytes queued towards one side, the other side stops being read (TCP would). */
 const HIGH_WATER = 8 * 1024 * 1024;
 let nextId = 1;
+/** Connections through the link now: [client, upstream]. */
+const live = new Set();
 
 function record(id, kind) {
   if (events.length < MAX_EVENTS) events.push([Date.now(), id, kind]);
@@ -83,6 +86,9 @@ const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (client)
   // what the client sends before its handshake would have completed waits for it
   delayLine(client, upstream, () => acceptedAt + handshake + rttMs / 2);
   delayLine(upstream, client, () => 0);
+  const pair = [client, upstream];
+  live.add(pair);
+  client.once("close", () => live.delete(pair));
   const kill = () => {
     client.destroy();
     upstream.destroy();
@@ -108,6 +114,15 @@ const ops = {
       turns: within.filter((e) => e[2] === "turn").length,
       events: within.length <= 2000 ? within : undefined,
     };
+  },
+  reset() {
+    const count = live.size;
+    for (const [client, upstream] of live) {
+      client.resetAndDestroy();
+      upstream.resetAndDestroy();
+    }
+    live.clear();
+    return { count };
   },
   forget() {
     events.length = 0;

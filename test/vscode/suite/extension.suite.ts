@@ -10,6 +10,8 @@ import { promisify } from "node:util";
 import { join } from "node:path";
 import * as vscode from "vscode";
 import type { TetherApi } from "../../../src/extension";
+import { freePort } from "../../support/ports";
+import { apiServerOf, kubeconfigThrough, TunnelRelay } from "../../support/tunnelRelay";
 
 const folder = vscode.workspace.workspaceFolders![0]!;
 const ws = folder.uri.fsPath;
@@ -38,11 +40,13 @@ const run = promisify(execFile);
  * would. Asynchronous: the engine delivering the request runs in this very process.
  */
 async function fromPod(api: TetherApi, pod: string, url: string): Promise<string> {
-  const [s] = [...api.sessions.sessions.values()];
+  const s = [...api.sessions.sessions.values()].at(-1); // the session this launch started
   const ip = (await s!.launch.session.cluster.core.readNamespacedPod({ name: pod, namespace: "demo" })).status!.podIP!;
   let ns: string | undefined;
   for (const n of (await run("ip", ["netns", "list"])).stdout.split("\n").map((l) => l.split(" ")[0]!)) {
-    if (n && (await run("ip", ["-n", n, "-4", "-o", "addr"])).stdout.includes(` ${ip}/`)) ns = n;
+    // other playgrounds' namespaces come and go meanwhile: one that vanished is not the pod's
+    const addresses = n ? await run("ip", ["-n", n, "-4", "-o", "addr"]).then((r) => r.stdout, () => "") : "";
+    if (addresses.includes(` ${ip}/`)) ns = n;
   }
   assert.ok(ns, `the network namespace of ${pod} (${ip})`);
   try {
@@ -52,14 +56,6 @@ async function fromPod(api: TetherApi, pod: string, url: string): Promise<string
   }
 }
 
-/** A local port nothing listens on, for a debuggee (fixed numbers could meet a leftover of another run). */
-async function freePort(): Promise<number> {
-  const probe = createServer().listen(0, "127.0.0.1");
-  await new Promise((r) => probe.once("listening", r));
-  const port = (probe.address() as AddressInfo).port;
-  await new Promise((r) => probe.close(r));
-  return port;
-}
 
 describe("Tether in a real VS Code", () => {
   let api: TetherApi;
@@ -133,7 +129,26 @@ describe("Tether in a real VS Code", () => {
     await until("the debug session to stop", () => vscode.debug.activeDebugSession === undefined, 30_000);
   });
 
-  it("a Python app run through node-terminal gets stolen traffic once it listens and calls the cluster through the proxy, with default settings", async () => {
+  it("the local proxy in the extension host, with default settings: a Python program calls a cluster name over plain HTTP", async () => {
+    // the proxy path, as where the native layer cannot run (macOS, Windows): a Launch without it
+    assert.notEqual(vscode.workspace.getConfiguration("http").get("proxySupport"), "off", "VS Code's proxy support is on (its default), so node:http's request() is patched here");
+    writeConfig({ ...base(), incoming: { mode: "off" } });
+    const engine = require(join(vscode.extensions.getExtension("tether-dev.tether")!.extensionPath, "dist", "engine.js")) as typeof import("../../../src/vscode/engine");
+    const launch = await engine.Launch.start({ config: api.store.resolve(), log: () => {}, client: { name: "tether-suite", version: "0" } });
+    try {
+      const env = { ...process.env, ...launch.debuggeeEnv("native") };
+      assert.match(env.HTTP_PROXY ?? "", /^http:\/\/127\.0\.0\.1:\d+$/, "the program gets the proxy");
+      // what such a program does not get is said once, in the line printed when the session is ready
+      assert.match(launch.summary("native"), /this program gets the cluster through the proxy only: no .*UDP/, launch.summary("native"));
+      const py = 'import urllib.request; print(urllib.request.urlopen("http://api.demo.svc.cluster.local:8080/through-the-proxy", timeout=20).read().decode())';
+      const { stdout } = await run("python3", ["-c", py], { env });
+      assert.match(stdout, /"pod":"api-.*"path":"\/through-the-proxy"/, stdout);
+    } finally {
+      await launch.close();
+    }
+  });
+
+  it("a Python app run through node-terminal gets stolen traffic once it listens and calls the cluster by name, with default settings", async () => {
     // the target is the client pod, so the app's call to the api Service cannot come back to it;
     // its container declares no ports, so the port is named
     const port = await freePort();
@@ -141,25 +156,28 @@ describe("Tether in a real VS Code", () => {
     const app = join(vscode.extensions.getExtension("tether-dev.tether")!.extensionPath, "test", "fixtures", "proxy_caller.py");
     const ok = await vscode.debug.startDebugging(folder, { type: "node-terminal", request: "launch", name: "python app", command: `python3 ${app}`, env: { LOCAL_PORT: String(port) }, tether: {} });
     assert.ok(ok, `the launch started (${api.sessions.lastError ?? ""})`);
-    const [s] = [...api.sessions.sessions.values()];
-    // LocalListeners sees the Python server listen (no runtime reports it), then pod 8080 is stolen
-    await until(`pod 8080 to be stolen for local ${port}`, () => s!.launch.session.ports.get(8080) === port);
-    const clientIp = s!.launch.session.target.pod.status!.podIP!;
-    const apiPod = (await s!.launch.session.cluster.core.listNamespacedPod({ namespace: "demo", labelSelector: "app=api" })).items[0]!.metadata!.name!;
-    let body = "";
-    for (let i = 0; i < 50 && !/"python"/.test(body); i++) {
-      body = await fromPod(api, apiPod, `http://${clientIp}:8080/from-vscode`);
-      if (!/"python"/.test(body)) await new Promise((r) => setTimeout(r, 200));
+    const s = [...api.sessions.sessions.values()].at(-1); // the session this launch started
+    try {
+      // LocalListeners sees the Python server listen (no runtime reports it), then pod 8080 is stolen
+      await until(`pod 8080 to be stolen for local ${port}`, () => s!.launch.session.ports.get(8080) === port);
+      const clientIp = s!.launch.session.target.pod.status!.podIP!;
+      const apiPod = (await s!.launch.session.cluster.core.listNamespacedPod({ namespace: "demo", labelSelector: "app=api" })).items[0]!.metadata!.name!;
+      let body = "";
+      for (let i = 0; i < 50 && !/"python"/.test(body); i++) {
+        body = await fromPod(api, apiPod, `http://${clientIp}:8080/from-vscode`);
+        if (!/"python"/.test(body)) await new Promise((r) => setTimeout(r, 200));
+      }
+      // the app called http://api.demo.svc.cluster.local:8080/ by name, from the pod's network (the native layer, or the proxy where it cannot run)
+      assert.deepEqual(JSON.parse(body), { got: "/from-vscode", api: "/from-python", python: true });
+      // the Sessions view shows the time to intercept and the leaks (figures.ts, as `tether exec` prints them)
+      type R = { label: string; description?: string; children?: R[] };
+      const interception = (api.sessionsView.getChildren() as R[]).find((r) => r.label === s!.label)?.children?.find((r) => r.label === "Interception");
+      assert.match(interception?.description ?? "", /^\d+ ms, 0 leaked$/, JSON.stringify(interception));
+    } finally {
+      await vscode.debug.stopDebugging();
+      for (const t of vscode.window.terminals) t.dispose(); // the terminal's python process with it
     }
-    // the app called http://api.demo.svc.cluster.local:8080/ through HTTP_PROXY (the engine's proxy in the extension host)
-    assert.deepEqual(JSON.parse(body), { got: "/from-vscode", api: "/from-python", python: true });
-    // the Sessions view shows the time to intercept and the leaks (figures.ts, as `tether exec` prints them)
-    type R = { label: string; description?: string; children?: R[] };
-    const interception = (api.views.sessions.getChildren() as R[]).find((r) => r.label === s!.label)?.children?.find((r) => r.label === "Interception");
-    assert.match(interception?.description ?? "", /^\d+ ms, 0 leaked$/, JSON.stringify(interception));
-    await vscode.debug.stopDebugging();
     await until("the session to end with the debug session", () => api.sessions.sessions.size === 0, 30_000);
-    for (const t of vscode.window.terminals) t.dispose(); // the terminal's python process with it
   });
 
   it("mirror: the copies a debuggee gets are listed and counted", async () => {
@@ -167,7 +185,7 @@ describe("Tether in a real VS Code", () => {
     writeConfig({ ...base(), incoming: { mode: "mirror", portMapping: [[port, 8080]] } });
     const ok = await vscode.debug.startDebugging(folder, { type: "node", request: "launch", name: "mirror", program: join(ws, "server.js"), env: { PORT: String(port) }, tether: {} });
     assert.ok(ok, `the launch started (${api.sessions.lastError ?? ""})`);
-    const [s] = [...api.sessions.sessions.values()];
+    const s = [...api.sessions.sessions.values()].at(-1); // the session this launch started
     try {
       // the launch configuration's PORT wins over the pod's own PORT (8080)
       await until(`pod 8080 to be mirrored to local ${port}`, () => s!.launch.session.ports.get(8080) === port);
@@ -175,10 +193,52 @@ describe("Tether in a real VS Code", () => {
       assert.match(await fromPod(api, "client", `http://${podIp}:8080/copied`), /"pod":"api-/, "the pod answers");
       await until("the copy to be listed", () => s!.launch.session.recent.some((r) => "connection" in r && r.mode === "mirror"), 30_000);
       assert.ok(s!.launch.session.stats.mirrored >= 1);
+      // the Sessions view draws it: a Copies count and the copy among the recent rows
+      const [row] = api.sessionsView.getChildren().filter((r) => r.id === s!.id);
+      const children = api.sessionsView.getChildren(row);
+      assert.match(children.find((c) => c.label === "Copies")?.description ?? "", /^[1-9]\d*$/, JSON.stringify(children.map((c) => [c.label, c.description])));
+      const recent = api.sessionsView.getChildren(children.find((c) => c.label === "Recent"));
+      assert.ok(recent.some((r) => /^copy of /.test(r.label) && /pod 8080 -> local \d+/.test(r.description ?? "")), JSON.stringify(recent.map((r) => [r.label, r.description])));
     } finally {
       await vscode.debug.stopDebugging();
     }
     await until("the session to end with the debug session", () => api.sessions.sessions.size === 0, 30_000);
+  });
+
+  it("a broken tunnel: the status bar and the Sessions view say reconnecting (attempt n)…, then reconnected; one that stays away ends the session", async () => {
+    // the engine reaches the API server through a relay this test breaks
+    const relay = await TunnelRelay.start(apiServerOf(e2e.kubeconfig));
+    const kubeconfig = kubeconfigThrough(e2e.kubeconfig, relay, join(ws, "..", `relay-${relay.port}.kubeconfig`));
+    const port = await freePort();
+    writeConfig({ kubeconfig, target: { path: "pod/client", namespace: "demo" }, incoming: { mode: "steal", ports: [8080], portMapping: [[port, 8080]] }, agent: { reconnectSeconds: 20 } });
+    const sessionRow = async () => {
+      const [row] = (await api.sessionsView.getChildren()) ?? [];
+      return { row, pod: row?.children?.find((c) => c.label === "Pod") };
+    };
+    try {
+      const ok = await vscode.debug.startDebugging(folder, { type: "node", request: "launch", name: "reconnect", program: join(ws, "server.js"), env: { PORT: String(port) }, tether: {} });
+      assert.ok(ok, `the launch started (${api.sessions.lastError ?? ""})`);
+      const [s] = [...api.sessions.sessions.values()];
+      await until(`pod 8080 to be stolen for local ${port}`, () => s!.launch.session.ports.get(8080) === port);
+      // no byte through the tunnel: the heartbeats find out within seconds, and every attempt hangs until its own timeout
+      relay.block();
+      await until("the status bar to say reconnecting", () => /^\$\(sync~spin\) Tether: reconnecting \(attempt \d+\)…$/.test(api.status.text), 30_000);
+      const during = await sessionRow();
+      assert.match(String(during.row?.description), /^steal · reconnecting \(attempt \d+\)…/);
+      assert.match(String(during.pod?.description), /^client · reconnecting \(attempt \d+\)…$/);
+      assert.equal(during.pod?.icon, "sync~spin");
+      relay.unblock();
+      await until("the status bar to say reconnected", () => api.status.text === "$(plug) Tether: demo/pod/client · reconnected", 60_000);
+      assert.match(String((await sessionRow()).row?.description), /^steal · reconnected/);
+      assert.equal(vscode.debug.activeDebugSession?.name, "reconnect", "the debug session ran on through the break");
+      // a tunnel that does not come back: after agent.reconnectSeconds the session ends (with an error notification)
+      await relay.close();
+      await until("the session to end", () => api.sessions.sessions.size === 0, 60_000);
+    } finally {
+      await relay.close();
+      await vscode.debug.stopDebugging();
+      for (const s of api.sessions.sessions.values()) await api.sessions.stop(s.id, "test over");
+    }
   });
 
   it("the status bar: off, on with the target and the mode, a configuration error", async () => {
@@ -239,15 +299,24 @@ describe("Tether in a real VS Code", () => {
   it("no kubeconfig anywhere: Targets is empty so its welcome shows, with no made-up context", async () => {
     const saved = { KUBECONFIG: process.env.KUBECONFIG, HOME: process.env.HOME };
     const home = mkdtempSync(join(tmpdir(), "tether-home-"));
+    const enabled = api.store.enabled;
     try {
       delete process.env.KUBECONFIG;
       process.env.HOME = home;
       writeConfig({ target: { path: "deployment/api", namespace: "demo" } });
       assert.deepEqual(await api.targets.getChildren(), []);
       assert.equal(api.targets.noKubeconfig, true);
+      // F5 (Tether on) says so, and offers the setting rather than doctor
+      await api.store.setEnabled(true);
+      const ok = await vscode.debug.startDebugging(folder, { type: "node", request: "launch", name: "no kubeconfig", program: join(ws, "envdump.js") });
+      assert.equal(ok, false, "no launch without Tether's cluster");
+      assert.match(api.sessions.lastError ?? "", /^no kubeconfig found: KUBECONFIG is not set and .*\.kube\/config does not exist/);
+      assert.equal(api.sessions.lastAction, "Set kubeconfig");
+      assert.equal(api.sessions.sessions.size, 0);
     } finally {
       for (const [k, v] of Object.entries(saved)) v === undefined ? delete process.env[k] : (process.env[k] = v);
       rmSync(home, { recursive: true, force: true });
+      await api.store.setEnabled(enabled);
     }
     writeConfig(base());
     const contexts = (await api.targets.getChildren()) as { context?: string }[];
@@ -313,6 +382,20 @@ describe("Tether in a real VS Code", () => {
     await api.store.enterNamespace("playground-limited", "restricted");
     const again = (await api.targets.getChildren(limited as never)) as { namespace?: string }[];
     assert.ok(again.some((n) => n.namespace === "restricted"));
+  });
+
+  it("a user whose role may not add the agent: F5 stops at once with the refused permission, no session, nothing added to the pod", async () => {
+    // the pod is one the limited user sees in Targets (it may read pods in demo, nothing more)
+    const kubectl = async (...args: string[]) => (await run("kubectl", ["--kubeconfig", e2e.kubeconfig, ...args])).stdout.trim();
+    const pod = await kubectl("get", "pods", "-n", "demo", "-l", "app=api", "-o", "jsonpath={.items[0].metadata.name}");
+    const agents = () => kubectl("get", "pod", "-n", "demo", pod, "-o", "jsonpath={.spec.ephemeralContainers[*].name}");
+    const before = await agents();
+    writeConfig({ kubeconfig: e2e.kubeconfig, context: "playground-limited", target: { path: `pod/${pod}`, namespace: "demo" }, incoming: { mode: "steal" } });
+    const ok = await vscode.debug.startDebugging(folder, { type: "node", request: "launch", name: "limited", program: join(ws, "envdump.js"), tether: {} });
+    assert.equal(ok, false);
+    assert.match(api.sessions.lastError ?? "", /forbidden: User "playground-limited" cannot patch resource "pods\/ephemeralcontainers"/, api.sessions.lastError);
+    assert.equal(api.sessions.sessions.size, 0);
+    assert.equal(await agents(), before, "no agent was added to the pod");
   });
 
   it("a bad .tether/config.json cancels the launch and names the file and JSON path", async () => {
@@ -468,7 +551,7 @@ describe("Tether in a real VS Code", () => {
     writeConfig({ ...base(), incoming: { mode: "steal", portMapping: [[port, 8080]] } });
     const ok = await vscode.debug.startDebugging(folder, { type: "node", request: "launch", name: "server", program: join(ws, "server.js"), env: { PORT: String(port) }, tether: {} });
     assert.ok(ok, `the launch started (${api.sessions.lastError ?? ""})`);
-    const [s] = [...api.sessions.sessions.values()];
+    const s = [...api.sessions.sessions.values()].at(-1); // the session this launch started
     await until(`pod 8080 to be stolen for local ${port}`, () => s!.launch.session.ports.get(8080) === port).catch(async (err: Error) => {
       const local = await fetch(`http://127.0.0.1:${port}/`).then((r) => r.text(), (e: Error) => `nothing answers (${e.message})`);
       throw new Error(`${err.message}; waiting: ${JSON.stringify(s!.launch.session.waiting)}; local :${port}: ${local}`);
@@ -570,7 +653,7 @@ describe("Tether in a real VS Code", () => {
       const slow = await after("a delayed round trip", n, (ms) => ms >= 1500 * 0.95);
       assert.equal(slow.error, undefined, JSON.stringify(slow));
       const [s] = [...api.sessions.sessions.values()];
-      const sessionRow = (api.views.sessions.getChildren() as R[]).find((r) => r.label === s!.label)!;
+      const sessionRow = (api.sessionsView.getChildren() as R[]).find((r) => r.label === s!.label)!;
       const rows = sessionRow.children!.find((r) => r.label === "Disruption")!.children!;
       assert.equal(rows[0]!.label, "db:5432 latency=1500ms");
       assert.match(rows[0]!.description ?? "", /^on · touched 1 /, "on, one connection touched");
@@ -578,7 +661,7 @@ describe("Tether in a real VS Code", () => {
       await vscode.commands.executeCommand(box.command, false, ...(box.args ?? []));
       const fast = await after("a round trip without the delay, on the same connection", n, (ms) => ms < 1000);
       assert.equal(fast.error, undefined, JSON.stringify(fast));
-      assert.match((api.views.sessions.getChildren() as R[]).find((r) => r.label === s!.label)!.children!.find((r) => r.label === "Disruption")!.children![0]!.description ?? "", /^off · touched 1 /);
+      assert.match((api.sessionsView.getChildren() as R[]).find((r) => r.label === s!.label)!.children!.find((r) => r.label === "Disruption")!.children![0]!.description ?? "", /^off · touched 1 /);
     } finally {
       await vscode.debug.stopDebugging();
       await until("the session to end with the debug session", () => api.sessions.sessions.size === 0, 30_000);
