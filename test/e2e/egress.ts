@@ -127,7 +127,12 @@ export function egressScenarios(cluster: () => E2eCluster): void {
     const ip = await t.jsonpath(["svc", "-n", "demo", "pong"], "{.spec.clusterIP}");
     const netns = await c.podNetns("demo", "client");
     const probe = `const s=require("net").connect(${PONG_PORT},"${ip}");let g="";s.on("data",d=>g+=d);s.on("error",e=>{console.log("error "+e.code)});s.on("close",()=>console.log("got:"+g))`;
-    const fromClient = await t.run("nsenter", [`--net=${netns}`, "--", process.execPath, "-e", probe]);
+    // kube-proxy programs the new Service a moment after its endpoints appear (until then it rejects: ENETUNREACH)
+    let fromClient = await t.run("nsenter", [`--net=${netns}`, "--", process.execPath, "-e", probe]);
+    for (let i = 0; i < 50 && /^error /.test(fromClient.stdout); i++) {
+      await sleep(200);
+      fromClient = await t.run("nsenter", [`--net=${netns}`, "--", process.execPath, "-e", probe]);
+    }
     assert.equal(fromClient.stdout.trim(), "got:", fromClient.stderr);
     const clientIp = await t.podIpOf("client");
     assert.ok((await pongLog(t.kubectl)).some((l) => l.from === clientIp && !l.pong), "pong saw the client pod and did not answer it");

@@ -634,7 +634,7 @@ describe("Tether in a real VS Code", () => {
     writeConfig({ ...base(), incoming: { mode: "off" }, disruption: { egress: [{ ...rule, enabled: false }] } });
     type R = { label: string; description?: string; checkbox?: { checked: boolean; command: string; args?: unknown[] }; children?: R[] };
     const outgoingRule = () => ((api.views.outgoing.getChildren() as R[]).find((r) => r.label === "Disruption")?.children ?? [])[0];
-    assert.equal(outgoingRule()?.label, "db:5432 latency=1500ms");
+    assert.equal(outgoingRule()?.label, "db:5432 latency=1.5s");
     assert.equal(outgoingRule()?.checkbox?.checked, false);
     const out = join(ws, "pooled.out.jsonl");
     rmSync(out, { force: true });
@@ -655,7 +655,7 @@ describe("Tether in a real VS Code", () => {
       const [s] = [...api.sessions.sessions.values()];
       const sessionRow = (api.sessionsView.getChildren() as R[]).find((r) => r.label === s!.label)!;
       const rows = sessionRow.children!.find((r) => r.label === "Disruption")!.children!;
-      assert.equal(rows[0]!.label, "db:5432 latency=1500ms");
+      assert.equal(rows[0]!.label, "db:5432 latency=1.5s");
       assert.match(rows[0]!.description ?? "", /^on · touched 1 /, "on, one connection touched");
       n = rtts().length;
       await vscode.commands.executeCommand(box.command, false, ...(box.args ?? []));
