@@ -16,8 +16,15 @@ const REMEMBER_MS = 5_000;
 const own = new Set<string>();
 const key = (address: string, port: number) => `${address.replace(/^::ffff:/, "")}:${port}`;
 
+/** Sockets already marked: a keep-alive socket carries many requests, each of which marks it. */
+const marked = new WeakSet<Socket>();
+
 /** Marks `socket` (connecting or connected) as the agent's own connection to the app. */
 export function markOwn(socket: Socket): void {
+  // once per socket: a close listener per request leaked on pooled sockets (one per request passed
+  // to the app over a keep-alive connection, for the socket's lifetime)
+  if (marked.has(socket)) return;
+  marked.add(socket);
   const add = () => {
     if (socket.localAddress === undefined || socket.localPort === undefined) return;
     const k = key(socket.localAddress, socket.localPort);

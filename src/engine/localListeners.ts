@@ -171,6 +171,13 @@ export class LocalListeners extends EventEmitter {
     return found;
   }
 
+  /** Whether something on `port` still accepts a connection (at its delivery host, or either loopback). */
+  private async accepts(port: number): Promise<boolean> {
+    const host = this.up.get(port);
+    for (const h of host && host !== "reported" ? [host] : ["127.0.0.1", "::1"]) if (await probe(h, port)) return true;
+    return false;
+  }
+
   private async poll(): Promise<void> {
     if (this.busy || this.closed || this.ports.size === 0) return;
     this.busy = true;
@@ -190,6 +197,11 @@ export class LocalListeners extends EventEmitter {
       }
       for (const port of [...this.up.keys()]) {
         if (now.has(port)) continue;
+        // one read of the kernel's tables can miss a listener while the machine's sockets change
+        // under it (seen on a loaded machine: the port handed back, then taken again a moment later):
+        // a stop counts once a connection is refused too
+        if (this.method === "proc" && (await this.accepts(port))) continue;
+        if (this.closed) return;
         this.up.delete(port);
         this.emit("stopped", { port });
       }

@@ -54,7 +54,7 @@ export interface PlacedAgent {
   reused: boolean;
   /** Where the agent's own log is: pods/log of this pod and container. */
   logs: { namespace: string; pod: string; container: string };
-  /** Removes what the placement created (the job pod, the Secret sharing the token); the ephemeral agent exits by itself. */
+  /** Removes what the placement created (the job pod); the ephemeral agent exits by itself. */
   dispose(): Promise<void>;
 }
 
@@ -120,8 +120,15 @@ async function runningAgent(cluster: Cluster, namespace: string, podName: string
     return undefined; // placing a new agent reports what is wrong with the pod
   }
   const running = new Set((pod.status?.ephemeralContainerStatuses ?? []).filter((s) => s.state?.running).map((s) => s.name));
-  const last = (pod.spec?.ephemeralContainers ?? []).filter((c) => c.name.startsWith("tether-agent-") && running.has(c.name)).at(-1);
-  if (!last) return undefined;
+  const agents = (pod.spec?.ephemeralContainers ?? []).filter((c) => c.name.startsWith("tether-agent-"));
+  const last = agents.filter((c) => running.has(c.name)).at(-1);
+  if (!last) {
+    // the Secrets of agents that have exited are no longer needed (not of one still starting)
+    const exited = new Set((pod.status?.ephemeralContainerStatuses ?? []).filter((s) => s.state?.terminated).map((s) => s.name));
+    const stale = agents.filter((c) => exited.has(c.name)).map((c) => c.env?.find((e) => e.name === "TETHER_AGENT_TOKEN_SECRET")?.value).filter((n): n is string => !!n);
+    await Promise.all(stale.map((name) => cluster.core.deleteNamespacedSecret({ namespace, name }).catch(() => undefined)));
+    return undefined;
+  }
   const env = (name: string) => last.env?.find((e) => e.name === name)?.value;
   const clear = env("TETHER_AGENT_TOKEN");
   if (clear) return { name: last.name, token: clear };
@@ -133,6 +140,9 @@ async function runningAgent(cluster: Cluster, namespace: string, podName: string
   try {
     token = (await readSecretKeys(cluster, namespace, secret, [TOKEN_KEY]))[TOKEN_KEY];
   } catch (err) {
+    // its placing session ended (and took the Secret with it): the agent drains its last connections
+    // and exits; a new agent waits for the agent port meanwhile (awaitAgentPort), so place one
+    if (TetherError.is(err, "NOT_FOUND")) return undefined;
     throw new TetherError(TetherError.is(err, "FORBIDDEN") ? "FORBIDDEN" : "NOT_FOUND", `${busy}; joining it needs its token: ${(err as Error).message}`, { cause: err });
   }
   if (!token || sha256(token) !== env("TETHER_AGENT_TOKEN_SHA256")) throw new TetherError("NOT_FOUND", `${busy}; Secret ${secret} does not hold its token`);
@@ -140,9 +150,9 @@ async function runningAgent(cluster: Cluster, namespace: string, podName: string
 }
 
 /**
- * Shares the agent's token with later sessions: a Secret owned by the pod (deleted with it, and by
- * the placing session when it ends). Undefined when the user may not create Secrets: the agent then
- * serves this session only.
+ * Shares the agent's token with later sessions: a Secret owned by the pod (deleted with it, or by
+ * the placement that finds the agent exited). Undefined when the user may not create Secrets: the
+ * agent then serves this session only.
  */
 async function shareToken(cluster: Cluster, target: ResolvedTarget, agentName: string, token: string): Promise<string | undefined> {
   const { namespace, podName } = target;
@@ -182,6 +192,10 @@ async function placeEphemeral(cluster: Cluster, target: ResolvedTarget, o: Place
   }
   const name = `tether-agent-${randomBytes(3).toString("hex")}`;
   const secret = await shareToken(cluster, target, name, o.token);
+  // Only when the agent did not start: a running agent outlives this session (its other sessions,
+  // the grace a broken session has to come back, the drain of the connections it stole), and a
+  // session that starts meanwhile joins it through the Secret. The Secret goes with the pod, or when
+  // a later placement finds the agent gone.
   const dispose = async () => {
     if (secret) await cluster.core.deleteNamespacedSecret({ namespace, name: secret }).catch(() => undefined);
   };
@@ -226,7 +240,7 @@ async function placeEphemeral(cluster: Cluster, target: ResolvedTarget, o: Place
     await dispose();
     throw err;
   }
-  return { podName, namespace, port: AGENT_PORT, token: o.token, reused: false, description: `ephemeral container ${name}`, logs: { namespace, pod: podName, container: name }, dispose };
+  return { podName, namespace, port: AGENT_PORT, token: o.token, reused: false, description: `ephemeral container ${name}`, logs: { namespace, pod: podName, container: name }, dispose: async () => {} };
 }
 
 async function placeJob(cluster: Cluster, target: ResolvedTarget, o: PlacementOptions): Promise<PlacedAgent> {

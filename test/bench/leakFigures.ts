@@ -5,15 +5,18 @@
 // - keep-alive, as services call each other: Node's http.Agent with a pool of connections, one
 //   request in 50 asking to close its connection (so new ones keep opening, before, during and after
 //   a steal).
-// Leaked: a request sent after the session said "ready" and before it began to close, answered by
-// the pod, on a connection opened after "ready" (a connection open before a steal starts stays
-// with the pod by design, until it ends: those are counted apart). Dropped: any request that failed
-// or got anything but 200, at any time (switching on, stolen, switching off).
+// Leaked: a request that left after the session said "ready" (a pooled request leaves when it gets
+// a connection, not when it queued for one) and was answered before the session began to close (so
+// the steal was on while it was decided), answered by the pod, on a connection opened after "ready"
+// (a connection open before a steal starts stays with the pod by design, until it ends: those are
+// counted apart; so are requests still in flight when the session began to close, which the agent
+// may decide after the release). Dropped: any request that failed or got anything but 200, at any
+// time (switching on, stolen, switching off).
 import { startSession, sleep, type BenchContext } from "./benchContext";
 import type { Figure } from "./figures";
 import { startLocalApp, targetPod } from "./stealFigures";
 
-type LoadResult = [sentAt: number, ms: number, status: number, servedBy: string, openedAt: number];
+type LoadResult = [sentAt: number, ms: number, status: number, servedBy: string, openedAt: number, dispatchedAt: number];
 
 /** 4 pooled connections, one request in 50 closing its connection: each lives about a second at 200 req/s. */
 const KEEP_ALIVE = { sockets: 4, retireEvery: 50 };
@@ -47,18 +50,22 @@ export async function leakFigures(ctx: BenchContext): Promise<Figure[]> {
     fresh = (await client.call<{ results: LoadResult[] }>("loadStop", { key: "fresh" })).results;
     pooled = (await client.call<{ results: LoadResult[] }>("loadStop", { key: "pooled" })).results;
   }
-  const windowOf = (t: number) => windows.find((w) => t >= w.ready && t < w.closing);
+  /** The steal window a request was decided in: it left after "ready" and was answered before the session began to close. */
+  const windowOf = (r: LoadResult) => windows.find((w) => r[5] >= w.ready && r[0] + r[1] < w.closing);
+  /** Left during a window, answered after the session began to close. */
+  const straddles = (r: LoadResult) => windows.some((w) => r[5] >= w.ready && r[5] < w.closing && r[0] + r[1] >= w.closing);
   const fromPod = (r: LoadResult) => r[2] === 200 && r[3] !== "local";
-  const leakedFresh = fresh.filter((r) => fromPod(r) && windowOf(r[0]));
+  const leakedFresh = fresh.filter((r) => fromPod(r) && windowOf(r));
   // keep-alive: leaked only when the connection itself was opened during the steal
   const leakedPooled = pooled.filter((r) => {
-    const w = windowOf(r[0]);
+    const w = windowOf(r);
     return fromPod(r) && w !== undefined && r[4] >= w.ready;
   });
   const stayed = pooled.filter((r) => {
-    const w = windowOf(r[0]);
+    const w = windowOf(r);
     return fromPod(r) && w !== undefined && r[4] < w.ready;
   }).length;
+  const inFlight = [...fresh, ...pooled].filter(straddles);
   const dropped = [...fresh, ...pooled].filter(([, , status]) => status !== 200);
   const stolen = (rs: LoadResult[]) => rs.filter(([, , status, servedBy]) => status === 200 && servedBy === "local").length;
   const sample = (list: LoadResult[]) => (list.length ? `; e.g. ${[...new Set(list.map((r) => r[3] || String(r[2])))].slice(0, 3).join(", ")}` : "");
@@ -72,7 +79,7 @@ export async function leakFigures(ctx: BenchContext): Promise<Figure[]> {
       unit: "requests",
       floor: 0,
       goal: { kind: "<=", bound: 0 },
-      note: `${note}; new connections ${leakedFresh.length}, keep-alive ${leakedPooled.length}; ${stayed} keep-alive requests rode connections opened before the steal (they stay with the pod until they end)${sample([...leakedFresh, ...leakedPooled])}`,
+      note: `${note}; new connections ${leakedFresh.length}, keep-alive ${leakedPooled.length}; ${stayed} keep-alive requests rode connections opened before the steal (they stay with the pod until they end); ${inFlight.length} were in flight when the session began to close (${inFlight.filter(fromPod).length} of them answered by the pod)${sample([...leakedFresh, ...leakedPooled])}`,
     },
     {
       name: "dropped_requests",

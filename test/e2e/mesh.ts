@@ -222,7 +222,10 @@ export const meshScenarios: { name: string; run(t: E2eTools, m: ReturnType<typeo
         const port = await freePort();
         const events = join(cluster.stateDir, `prom-${who}-${port}.jsonl`);
         const hang = join(cluster.stateDir, `prom-${who}-${port}.hang`);
-        const run = await t.startExec(["-n", m.ns, "-t", "deployment/api", "--http-header", `^x-who: ${who}$`, "-p", `${port}:8080`, "--events", events], [process.execPath, MESH_DEBUGGEE], {
+        // a's CLI is killed below: the agent cannot tell that from a broken tunnel and keeps its session
+        // for agent.reconnectSeconds (60 s by default); 3 s lets it end within the pod-clean check
+        const config = t.configFile(`prom-${who}-${port}.json`, { agent: { reconnectSeconds: 3 } });
+        const run = await t.startExec(["-f", config, "-n", m.ns, "-t", "deployment/api", "--http-header", `^x-who: ${who}$`, "-p", `${port}:8080`, "--events", events], [process.execPath, MESH_DEBUGGEE], {
           LOCAL_PORT: String(port),
           NAME: who,
           HANG_FILE: hang,

@@ -573,7 +573,7 @@ export const scenarios: Scenario[] = [
   },
   {
     name: "filtered steal: only requests with the header reach the debuggee; a second session joins the same agent; the pod's spec holds no token",
-    async run({ startExec, podIpOf, answers, fromClientPod, assertPodClean, kubectl, jsonpath }, cluster) {
+    async run({ startExec, podIpOf, answers, fromClientPod, assertPodClean, kubectl, jsonpath, cli }, cluster) {
       const port = await freePort();
       const app = `require("http").createServer((q, s) => s.end("filtered " + q.url)).listen(${port}, "127.0.0.1")`;
       const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--http-header", "^x-debug: me$", "-p", `${port}:8080`], [process.execPath, "-e", app]);
@@ -620,9 +620,15 @@ export const scenarios: Scenario[] = [
         await runExec.exited;
       }
       await assertPodClean(runExec.pod!);
-      // the session that shared the token removed its Secret when it ended
+      // the Secret lives as long as the agent's container entry: owned by the pod, removed by the next
+      // placement in the pod once its agent has exited
+      const owner = await jsonpath(["secret", "-n", "demo", secret], "{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}");
+      assert.equal(owner, `Pod/${runExec.pod}`);
+      const next = await cli(["exec", "-n", "demo", "-t", `pod/${runExec.pod}`, "--", "true"]);
+      assert.equal(next.status, 0, next.stderr);
       const gone = await kubectl(["get", "secret", "-n", "demo", secret]);
       assert.match(gone.stderr, /NotFound|not found/i, gone.stdout + gone.stderr);
+      await assertPodClean(runExec.pod!);
     },
   },
   {

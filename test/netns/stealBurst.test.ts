@@ -6,6 +6,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { resolve } from "node:path";
+import type { HttpFilter } from "../../src/protocol/httpFilter";
 import { requireNetns } from "../support/netns";
 import { Worker } from "../bench/processes";
 import { APP_PORT, startDebuggee, StealWorld } from "./stealFixture";
@@ -19,20 +20,22 @@ function tcpExt(world: StealWorld, ns: StealWorld["pod"]): Record<string, number
   return Object.fromEntries(names!.map((n, i) => [n, Number(values![i])]));
 }
 
+/** The world with a session stealing APP_PORT (filtered or whole) and the bench's worker in the client namespace. */
+async function stealWithWorker(world: StealWorld, filter?: HttpFilter): Promise<Worker> {
+  await world.start();
+  const local = await startDebuggee("alice");
+  world.onDispose(() => local.server.close());
+  const s = await world.session("alice@laptop", local.port);
+  await s.subscribe(filter);
+  const child = world.lab.spawn(world.client, process.execPath, [resolve(__dirname, "../bench/apps/worker.js")], { stdio: ["pipe", "pipe", "pipe"] });
+  world.onDispose(() => child.stdin?.end());
+  return Worker.attach(child);
+}
+
 describe("a burst of connections through a plain steal", requireNetns(), () => {
   const world = new StealWorld();
   let worker: Worker;
-
-  before(async () => {
-    await world.start();
-    const local = await startDebuggee("alice");
-    world.onDispose(() => local.server.close());
-    const s = await world.session("alice@laptop", local.port);
-    await s.subscribe();
-    const child = world.lab.spawn(world.client, process.execPath, [resolve(__dirname, "../bench/apps/worker.js")], { stdio: ["pipe", "pipe", "pipe"] });
-    world.onDispose(() => child.stdin?.end());
-    worker = Worker.attach(child);
-  });
+  before(async () => (worker = await stealWithWorker(world)), { timeout: 120_000 });
   after(() => world.dispose());
 
   test(`${CONNECTIONS} connections opened at once: none dropped, every request answered by the debuggee`, { timeout: 240_000 }, async () => {
@@ -55,5 +58,29 @@ describe("a burst of connections through a plain steal", requireNetns(), () => {
     assert.ok(r.requests >= CONNECTIONS, `each connection sent at least one request (${r.requests})`);
     assert.equal(moved("ListenOverflows"), 0, "the intercept listener's accept queue never overflowed");
     assert.equal(moved("ListenDrops"), 0, "no handshake was dropped in the pod");
+  });
+});
+
+describe("requests a filtered steal passes on over one keep-alive connection", requireNetns(), () => {
+  const world = new StealWorld();
+  let worker: Worker;
+  before(async () => (worker = await stealWithWorker(world, { header: "^x-user: alice$" })), { timeout: 120_000 });
+  after(() => world.dispose());
+
+  // The agent reaches the app over a pool of keep-alive sockets and marks each as its own (so the
+  // mirror does not copy it); it added a close listener per request, for the socket's lifetime: a
+  // leak that grew with every request and slowed a soak's stolen requests down 20-fold.
+  test("reach the app, and the agent's pooled socket to the app gains no listener per request", async () => {
+    const r = await worker.call<{ requests: number; errors: Record<string, number>; firstErrors: string[] }>("soak", {
+      host: world.podIp,
+      port: APP_PORT,
+      conns: 1,
+      seconds: 1,
+      timeoutMs: 60_000,
+      expectServedBy: "^app$",
+    });
+    assert.deepEqual(r.errors, {}, r.firstErrors.join(" / "));
+    assert.ok(r.requests > 20, `more requests than the listener warning's threshold (${r.requests})`);
+    assert.doesNotMatch(world.agent.logs(), /MaxListenersExceededWarning/);
   });
 });

@@ -116,3 +116,31 @@ test("a listen reported by the runtime or the native layer is watched for its st
   const [stopped] = (await once(watch, "stopped")) as [{ port: number }];
   assert.deepEqual(stopped, { port });
 });
+
+test("a read of the kernel's tables that misses a listener is not a stop: a stop counts once a connection is refused too", async (t) => {
+  keepAlive(t);
+  const port = await freePort();
+  const watch = new LocalListeners([port], { pollMs: 50 });
+  t.after(() => watch.close());
+  const events: string[] = [];
+  watch.on("listening", () => events.push("listening"));
+  watch.on("stopped", () => events.push("stopped"));
+  await once(watch, "scan");
+  const server = net.createServer().listen(port, "127.0.0.1");
+  t.after(() => server.close());
+  await once(watch, "listening");
+  // the tables read without the listener for a few looks (as a read on a busy machine can come out)
+  const fsp = require("node:fs/promises") as typeof import("node:fs/promises");
+  const original = fsp.readFile;
+  const empty = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+  const missing = t.mock.method(fsp, "readFile", (async (file: string, ...rest: unknown[]) =>
+    String(file).startsWith("/proc/net/tcp") ? empty : (original as (...a: unknown[]) => unknown)(file, ...rest)) as typeof fsp.readFile);
+  await scans(watch, 3);
+  missing.mock.restore();
+  await scans(watch, 2);
+  assert.deepEqual(events, ["listening"], "still listening: no stop reported");
+  // a real stop is still seen
+  server.close();
+  await once(watch, "stopped");
+  assert.deepEqual(events, ["listening", "stopped"]);
+});

@@ -128,15 +128,19 @@ const ops = {
         if (run.stop) break;
         const sentAt = epochNow();
         let openedAt = sentAt;
+        let dispatchedAt = sentAt;
         const close = !agent || i % keepAlive.retireEvery === keepAlive.retireEvery - 1;
+        // a pooled request may wait for a free connection: it leaves when it gets one, on a
+        // connection opened then (a new one) or earlier (a reused one)
         const req = get(url, { agent, headers: { ...(close ? { connection: "close" } : {}), ...headers }, timeoutMs: 10_000, onSocket: (s) => {
-          if (!opened.has(s)) opened.set(s, sentAt);
+          dispatchedAt = epochNow();
+          if (!opened.has(s)) opened.set(s, dispatchedAt);
           openedAt = opened.get(s);
         } });
         run.pending.push(
           req.then(
-            (r) => run.out.push([sentAt, r.ms, r.status, r.servedBy, openedAt]),
-            (err) => run.out.push([sentAt, 0, 0, String(err.code || err.message), openedAt]),
+            (r) => run.out.push([sentAt, r.ms, r.status, r.servedBy, openedAt, dispatchedAt]),
+            (err) => run.out.push([sentAt, 0, 0, String(err.code || err.message), openedAt, dispatchedAt]),
           ),
         );
       }
@@ -146,7 +150,10 @@ const ops = {
     return {};
   },
 
-  /** Stops a load; each result: [sentAtEpochMs, ms, status (0 = error), servedBy or error, connection opened at (epoch ms)]. */
+  /**
+   * Stops a load; each result: [sentAtEpochMs, ms (from sentAt), status (0 = error), servedBy or
+   * error, its connection opened at, dispatched at (when it got its connection; epoch ms)].
+   */
   async loadStop({ key }) {
     const run = loads.get(key);
     loads.delete(key);
