@@ -14,6 +14,9 @@ const URL = process.env.CS_URL;
 const ARTIFACTS = process.env.ARTIFACTS;
 mkdirSync(ARTIFACTS, { recursive: true });
 const t0 = Date.now();
+// How long a state that follows one of our actions may take to show. Generous: the CI machine has
+// two cores shared with other runs, and a wait that succeeds returns at once.
+const UI_WAIT = 30000;
 const log = (...a) => console.log(`[ui ${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const kubectl = (...args) => execFileSync("kubectl", args, { encoding: "utf8" });
@@ -64,14 +67,14 @@ async function runCommand(label) {
   await page.waitForFunction(() => document.querySelector(".quick-input-widget input")?.value === ">");
   await input.fill(">" + label);
   const row = page.locator(".quick-input-list .monaco-list-row").filter({ has: page.locator(".label-name", { hasText: new RegExp("^" + esc(label) + "$") }) }).first();
-  await row.click({ timeout: 15000 });
+  await row.click({ timeout: UI_WAIT });
 }
 const pane = (title) => page.locator(".pane").filter({ has: page.locator(".pane-header", { hasText: new RegExp(`^${title}`, "i") }) });
 /** Shows the Tether view container (clicking its icon when it is already shown would hide it). */
 async function showTether() {
   if (await pane("Targets").isVisible()) return;
   await page.locator('.activitybar [aria-label^="Tether"]').first().click();
-  await pane("Targets").waitFor({ timeout: 15000 });
+  await pane("Targets").waitFor({ timeout: UI_WAIT });
 }
 /**
  * Clicks a row until what it opens shows: a click that lands while the tree redraws (the views redraw
@@ -79,11 +82,24 @@ async function showTether() {
  */
 async function openFrom(rowLocator, opened) {
   for (let i = 0; i < 4; i++) {
-    await rowLocator.click({ timeout: 15000 });
+    await rowLocator.click({ timeout: UI_WAIT });
     if (await opened.waitFor({ state: "visible", timeout: 5000 }).then(() => true, () => false)) return;
     log(`the row's picker did not open (attempt ${i + 1}); clicking again`);
   }
   throw new Error("a row's picker or input box never opened");
+}
+/**
+ * Opens a row's picker and picks `item`, until the row shows the pick (`done`): a redraw that lands
+ * between the two (the views redraw when .tether/config.json changes) closes the picker.
+ */
+async function pickFrom(rowLocator, item, done) {
+  for (let i = 0; i < 4; i++) {
+    await openFrom(rowLocator, item);
+    if ((await item.click({ timeout: 5000 }).then(() => true, () => false)) && (await done.waitFor({ timeout: UI_WAIT }).then(() => true, () => false))) return;
+    log(`the pick did not land (attempt ${i + 1}); opening the picker again`);
+    await page.keyboard.press("Escape");
+  }
+  throw new Error("a row's pick never landed");
 }
 const row = (paneTitle, text) => pane(paneTitle).locator(".monaco-list-row").filter({ hasText: text }).first();
 
@@ -108,8 +124,8 @@ try {
   check(/Tether: off/.test(await status.innerText()), "status bar shows Tether off");
   // a click opens Tether's menu; Turn On switches it on (the item then shows the target and the mode)
   await status.click();
-  await page.locator(".quick-input-list .monaco-list-row", { hasText: "Turn On" }).first().click({ timeout: 10000 });
-  await page.locator(".statusbar-item", { hasText: "Tether: no target" }).first().waitFor({ timeout: 10000 });
+  await page.locator(".quick-input-list .monaco-list-row", { hasText: "Turn On" }).first().click({ timeout: UI_WAIT });
+  await page.locator(".statusbar-item", { hasText: "Tether: no target" }).first().waitFor({ timeout: UI_WAIT });
   check(/mirror/.test(await page.locator(".statusbar-item", { hasText: "Tether: no target" }).first().innerText()), "the status bar names the mode when on");
   log("Tether enabled from the status bar's menu");
 
@@ -117,7 +133,7 @@ try {
   await showTether();
   // no target yet: the Traffic view is empty, so its welcome says what to do
   check(
-    await pane("Traffic").locator(".welcome-view-content", { hasText: "No target yet" }).first().waitFor({ timeout: 15000 }).then(() => true, () => false),
+    await pane("Traffic").locator(".welcome-view-content", { hasText: "No target yet" }).first().waitFor({ timeout: UI_WAIT }).then(() => true, () => false),
     "with no target the Traffic view shows its welcome (Select Target)",
   );
   await row("Targets", /^playground/).waitFor({ timeout: 30000 });
@@ -125,24 +141,22 @@ try {
   // a click only browses; the row's ◎ button makes it the target
   const apiRow = row("Targets", "deployment/api");
   await apiRow.hover({ timeout: 30000 });
-  await apiRow.locator('.action-label[aria-label^="Select as Target"]').click({ timeout: 10000 });
-  await row("Targets", /deployment\/api.*target/).waitFor({ timeout: 15000 });
-  await page.locator(".statusbar-item", { hasText: "Tether: demo/deployment/api" }).first().waitFor({ timeout: 10000 });
+  await apiRow.locator('.action-label[aria-label^="Select as Target"]').click({ timeout: UI_WAIT });
+  await row("Targets", /deployment\/api.*target/).waitFor({ timeout: UI_WAIT });
+  await page.locator(".statusbar-item", { hasText: "Tether: demo/deployment/api" }).first().waitFor({ timeout: UI_WAIT });
   await shot("target-selected");
   check(true, "demo/api selected in Targets and shown in the status bar");
 
   // 3. Traffic: steal with a header filter
-  await openFrom(row("Traffic", /^Mode/), page.locator(".quick-input-list .monaco-list-row").filter({ has: page.locator(".label-name", { hasText: /^steal$/ }) }).first());
-  await page.locator(".quick-input-list .monaco-list-row").filter({ has: page.locator(".label-name", { hasText: /^steal$/ }) }).first().click({ timeout: 10000 });
-  await row("Traffic", /Mode\s*steal/).waitFor({ timeout: 10000 });
+  await pickFrom(row("Traffic", /^Mode/), page.locator(".quick-input-list .monaco-list-row").filter({ has: page.locator(".label-name", { hasText: /^steal$/ }) }).first(), row("Traffic", /Mode\s*steal/));
   const input = page.locator(".quick-input-widget input");
   await openFrom(row("Traffic", /^Header/), input);
   await input.fill("[");
-  await page.locator(".quick-input-message", { hasText: /not a regular expression/ }).waitFor({ timeout: 10000 });
+  await page.locator(".quick-input-message", { hasText: /not a regular expression/ }).waitFor({ timeout: UI_WAIT });
   check(true, "an invalid regular expression is refused in the input box");
   await input.fill("^x-debug: yes$");
   await page.keyboard.press("Enter");
-  await row("Traffic", /Header.*x-debug/).waitFor({ timeout: 10000 });
+  await row("Traffic", /Header.*x-debug/).waitFor({ timeout: UI_WAIT });
   await shot("steal-with-header-filter");
 
   // 3b. browsing writes nothing: a click on every row (Escape closes the picker or input a row opens)
@@ -166,12 +180,12 @@ try {
   // on/off settings are checkboxes: ticking writes, ticking again writes back
   const tcpBox = () => row("Outgoing", /^TCP/).locator(".custom-view-tree-node-item-checkbox, .monaco-checkbox").first();
   const fileSays = async (re) => {
-    for (let i = 0; i < 50 && !re.test(readFileSync(configFile, "utf8")); i++) await sleep(200);
+    for (let i = 0; i < 100 && !re.test(readFileSync(configFile, "utf8")); i++) await sleep(200);
     return re.test(readFileSync(configFile, "utf8"));
   };
   // A click that lands while its row is being replaced (the view redraws after each write) is lost
   // (seen in both VS Code versions under load): wait for the row to show the state before the click,
-  // click, and click again on the redrawn row only if the file still does not say it after 10 s.
+  // click, and click again on the redrawn row only if the file still does not say it after 20 s.
   // What is checked is that the tick writes the file.
   const tick = async (before, re) => {
     await row("Outgoing", before).waitFor({ timeout: 10000 }).catch(() => {});
@@ -192,13 +206,13 @@ try {
   await page.keyboard.press("Control+P");
   await input.waitFor({ state: "visible" });
   await input.fill("server.js");
-  await page.locator(".quick-input-list .monaco-list-row", { hasText: "server.js" }).first().click({ timeout: 15000 });
+  await page.locator(".quick-input-list .monaco-list-row", { hasText: "server.js" }).first().click({ timeout: UI_WAIT });
   await page.locator(".monaco-editor .view-lines").first().waitFor();
   await runCommand("Go to Line/Column...");
   await input.fill(":5");
   await page.keyboard.press("Enter");
   await runCommand("Debug: Toggle Breakpoint");
-  await page.locator(".codicon-debug-breakpoint").first().waitFor({ timeout: 10000 });
+  await page.locator(".codicon-debug-breakpoint").first().waitFor({ timeout: UI_WAIT });
   await runCommand("Debug: Start Debugging");
   log("debugging started");
   // the session subscribes port 8080 once the sample app listens
@@ -215,9 +229,9 @@ try {
   check(true, "the Sessions view lists the session's pods: 2 ready of 2");
   await runCommand("Debug Console: Focus on Debug Console View");
   const summary = page.locator(".repl .monaco-list-row", { hasText: /Tether: demo\/deployment\/api as pod api-\S+ \(outgoing, DNS, files\), incoming on its 2 pods · steal with an HTTP filter/ }).first();
-  check(await summary.waitFor({ timeout: 15000 }).then(() => true, () => false), "the Debug Console says what is active in one line");
+  check(await summary.waitFor({ timeout: UI_WAIT }).then(() => true, () => false), "the Debug Console says what is active in one line");
   check(
-    await page.locator(".statusbar-item", { hasText: "Tether: demo/deployment/api · steal" }).first().waitFor({ timeout: 10000 }).then(() => true, () => false),
+    await page.locator(".statusbar-item", { hasText: "Tether: demo/deployment/api · steal" }).first().waitFor({ timeout: UI_WAIT }).then(() => true, () => false),
     "while the session runs the status bar names its target and mode",
   );
   await shot("session-ready");
@@ -238,7 +252,7 @@ try {
   check(true, "the matching request paused at the breakpoint");
   await showTether();
   // the session's own row (always in sight, however short the pane) counts what is held in the app
-  check(await row("Sessions", /demo\/deployment\/api\s*steal · \d+ in flight/).waitFor({ timeout: 15000 }).then(() => true, () => false), "the request held at the breakpoint is counted in flight");
+  check(await row("Sessions", /demo\/deployment\/api\s*steal · \d+ in flight/).waitFor({ timeout: UI_WAIT }).then(() => true, () => false), "the request held at the breakpoint is counted in flight");
   await page.locator('.debug-toolbar [aria-label^="Continue"]').click();
   const answers = await Promise.all(matching);
   log("matching answers:", JSON.stringify(answers));
@@ -253,8 +267,8 @@ try {
     const header = pane(title).locator(".pane-header").first();
     if ((await header.getAttribute("aria-expanded").catch(() => null)) === "true") await header.click();
   }
-  await row("Sessions", /GET \/debug-me.*stolen/).waitFor({ timeout: 15000 });
-  await row("Sessions", /GET \/not-me.*passed/).waitFor({ timeout: 15000 });
+  await row("Sessions", /GET \/debug-me.*stolen/).waitFor({ timeout: UI_WAIT });
+  await row("Sessions", /GET \/not-me.*passed/).waitFor({ timeout: UI_WAIT });
   await shot("sessions-view");
   check(true, "the Sessions view lists the stolen and the passed request");
 
@@ -269,7 +283,7 @@ try {
   const back = await Promise.all(pods.map(([, ip]) => fromClient(`http://${ip}:8080/debug-me`, ["x-debug: yes"])));
   check(back.every((a) => /"pod":"api-/.test(a)), "afterwards the pods answer matching requests again");
   check(
-    await pane("Sessions").locator(".welcome-view-content", { hasText: "No session" }).first().waitFor({ timeout: 15000 }).then(() => true, () => false),
+    await pane("Sessions").locator(".welcome-view-content", { hasText: "No session" }).first().waitFor({ timeout: UI_WAIT }).then(() => true, () => false),
     "with the session gone the Sessions view shows its welcome",
   );
   await shot("stopped");
@@ -277,7 +291,7 @@ try {
   // 8. the walkthrough: cluster, target, mode, F5
   await runCommand("Tether: Get Started");
   for (const step of ["Point Tether at your cluster", "Pick the pod you run as", "Choose the incoming traffic", "Turn Tether on and press F5"]) {
-    check(await page.getByText(step).first().waitFor({ timeout: 15000 }).then(() => true, () => false), `the walkthrough shows "${step}"`);
+    check(await page.getByText(step).first().waitFor({ timeout: UI_WAIT }).then(() => true, () => false), `the walkthrough shows "${step}"`);
   }
   await shot("walkthrough");
 } catch (e) {

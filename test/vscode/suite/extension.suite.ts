@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync
 import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { promisify } from "node:util";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import * as vscode from "vscode";
 import type { TetherApi } from "../../../src/extension";
 import { freePort } from "../../support/ports";
@@ -42,10 +42,13 @@ const run = promisify(execFile);
 async function fromPod(api: TetherApi, pod: string, url: string): Promise<string> {
   const s = [...api.sessions.sessions.values()].at(-1); // the session this launch started
   const ip = (await s!.launch.session.cluster.core.readNamespacedPod({ name: pod, namespace: "demo" })).status!.podIP!;
+  // this playground's pods only: another playground on the machine may use the same subnet (one of
+  // 40), so the same address can be a pod of theirs
+  const { prefix } = JSON.parse(readFileSync(join(dirname(e2e.kubeconfig), "runtime", "runtime.json"), "utf8")) as { prefix: string };
   let ns: string | undefined;
   for (const n of (await run("ip", ["netns", "list"])).stdout.split("\n").map((l) => l.split(" ")[0]!)) {
-    // other playgrounds' namespaces come and go meanwhile: one that vanished is not the pod's
-    const addresses = n ? await run("ip", ["-n", n, "-4", "-o", "addr"]).then((r) => r.stdout, () => "") : "";
+    if (!n?.startsWith(`${prefix}-p`)) continue;
+    const addresses = await run("ip", ["-n", n, "-4", "-o", "addr"]).then((r) => r.stdout, () => "");
     if (addresses.includes(` ${ip}/`)) ns = n;
   }
   assert.ok(ns, `the network namespace of ${pod} (${ip})`);
@@ -158,6 +161,8 @@ describe("Tether in a real VS Code", () => {
     assert.ok(ok, `the launch started (${api.sessions.lastError ?? ""})`);
     const s = [...api.sessions.sessions.values()].at(-1); // the session this launch started
     try {
+      // ready before the debuggee runs: the line said at ready (log, Debug Console) names the wait
+      assert.match(s!.summary, new RegExp(`waiting for your app to listen on :${port}`), s!.summary);
       // LocalListeners sees the Python server listen (no runtime reports it), then pod 8080 is stolen
       await until(`pod 8080 to be stolen for local ${port}`, () => s!.launch.session.ports.get(8080) === port);
       const clientIp = s!.launch.session.target.pod.status!.podIP!;
