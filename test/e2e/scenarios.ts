@@ -599,7 +599,9 @@ export const scenarios: Scenario[] = [
         const limited = await kubectl(["get", "secret", "-n", "demo", secret, "--context", cluster.limitedContext]);
         assert.notEqual(limited.status, 0, "the read-only role may not read the Secret");
         assert.match(limited.stderr, /forbidden/i);
-        const token = Buffer.from(await jsonpath(["secret", "-n", "demo", secret], "{.data.token}"), "base64").toString();
+        const shared = await kubectl(["get", "secret", "-n", "demo", secret, "-o", "jsonpath={.data.token}"]);
+        assert.equal(shared.status, 0, `Secret ${secret}: ${shared.stderr}; events: ${(await kubectl(["get", "events", "-n", "demo", "--field-selector", `involvedObject.name=${secret}`])).stdout}`);
+        const token = Buffer.from(shared.stdout.trim(), "base64").toString();
         assert.equal(createHash("sha256").update(token).digest("hex"), env.TETHER_AGENT_TOKEN_SHA256);
         // a second session on the same pod joins the running agent (through that Secret) with its own filter
         const port2 = await freePort();
