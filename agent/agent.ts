@@ -1,7 +1,16 @@
 // The agent process: the wire and /metrics on a loopback port, sessions, and the lifecycle that
 // guarantees cleanup (last session gone, TTL without sessions, SIGTERM).
-import { randomUUID } from "node:crypto";
-import { createServer, type Server } from "node:http";
+//
+// Two ways to read the metrics, each with its own credential:
+// - GET /metrics on the wire's loopback port, with the session token as a bearer token: what a
+//   session (or a user holding its token) reads through its port-forward. Other processes of the
+//   pod reach that port too, so the token is needed.
+// - the scrape endpoint (TETHER_AGENT_METRICS_PORT, on every address of the pod) for Prometheus, with
+//   the metrics token (TETHER_AGENT_METRICS_TOKEN, from a Secret the user controls): only when both are
+//   set. It serves GET /metrics and nothing else; the session token is not accepted there, nor the
+//   metrics token on the wire, so a scrape configuration never holds what opens a session.
+import { createHash, randomUUID } from "node:crypto";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { WebSocketServer } from "ws";
 import { acceptEngine, tokenMatches } from "../src/protocol/connection";
@@ -65,8 +74,16 @@ export interface AgentParts {
   probes: Probe[];
 }
 
+/** True when the request carries `Authorization: Bearer <one of tokens>` (compared in constant time). */
+export function bearerMatches(req: IncomingMessage, digests: readonly Buffer[]): boolean {
+  const m = /^Bearer (\S+)$/.exec(req.headers.authorization ?? "");
+  return m !== null && tokenMatches(m[1]!, digests);
+}
+
 export class Agent {
   private readonly server: Server;
+  /** The scrape endpoint (TETHER_AGENT_METRICS_PORT), when configured. */
+  private readonly scrape: Server | undefined;
   /** Digests of the tokens that open a session: the token itself is not in the agent's spec. */
   private readonly tokenDigests: Buffer[];
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 16 * 1024 * 1024 + 1024 });
@@ -90,18 +107,19 @@ export class Agent {
     this.stopped = new Promise((r) => (this.resolveStopped = r));
     this.tokenDigests = tokenDigests(config);
     this.server = createServer((req, res) => {
-      if (req.method === "GET" && req.url === "/metrics") {
-        // the session token as a bearer token: every process of the pod reaches this port
-        if (!tokenMatches(/^Bearer (\S+)$/.exec(req.headers.authorization ?? "")?.[1] ?? "", this.tokenDigests)) {
-          res.writeHead(401, { "content-type": "text/plain", "www-authenticate": 'Bearer realm="tether-agent"' }).end("a bearer token is needed\n");
-          return;
-        }
-        parts.metrics.set("tether_sessions", this.sessions.size);
-        res.writeHead(200, { "content-type": "text/plain; version=0.0.4" }).end(parts.metrics.render());
-      } else if (req.method === "GET" && req.url === "/healthz") {
+      if (req.method === "GET" && req.url === "/metrics") this.serveMetrics(req, res, this.tokenDigests);
+      else if (req.method === "GET" && req.url === "/healthz") {
         res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
       } else res.writeHead(404).end();
     });
+    const metricsToken = config.TETHER_AGENT_METRICS_TOKEN;
+    const scrapeDigests = metricsToken ? [createHash("sha256").update(metricsToken).digest()] : [];
+    this.scrape = metricsToken
+      ? createServer((req, res) => {
+          if (req.method === "GET" && req.url === "/metrics") this.serveMetrics(req, res, scrapeDigests);
+          else res.writeHead(404).end();
+        })
+      : undefined;
     this.server.on("upgrade", (req, socket, head) => {
       if (req.url !== "/wire" || this.stopping) {
         socket.end("HTTP/1.1 404 Not Found\r\nconnection: close\r\n\r\n");
@@ -111,13 +129,32 @@ export class Agent {
     });
   }
 
+  private serveMetrics(req: IncomingMessage, res: ServerResponse, digests: readonly Buffer[]): void {
+    if (!bearerMatches(req, digests)) {
+      res.writeHead(401, { "content-type": "text/plain", "www-authenticate": 'Bearer realm="tether-agent"' }).end("a bearer token is needed\n");
+      return;
+    }
+    this.parts.metrics.set("tether_sessions", this.sessions.size);
+    res.writeHead(200, { "content-type": "text/plain; version=0.0.4" }).end(this.parts.metrics.render());
+  }
+
+  /** Opens the wire (and the scrape endpoint, when configured); resolves with the wire's port. */
   async listen(): Promise<number> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once("error", reject);
-      this.server.listen(this.config.TETHER_AGENT_PORT, this.config.TETHER_AGENT_LISTEN, () => resolve());
-    });
+    const open = (server: Server, port: number, host?: string) =>
+      new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(port, host, () => resolve());
+      });
+    await open(this.server, this.config.TETHER_AGENT_PORT, this.config.TETHER_AGENT_LISTEN);
+    // every address of the pod (IPv4 and IPv6 where the pod has it): Prometheus scrapes the pod IP
+    if (this.scrape) await open(this.scrape, this.config.TETHER_AGENT_METRICS_PORT!);
     this.armIdleTimer();
     return (this.server.address() as AddressInfo).port;
+  }
+
+  /** The scrape endpoint's port, when it is open. */
+  get scrapePort(): number | undefined {
+    return this.scrape?.listening ? (this.scrape.address() as AddressInfo).port : undefined;
   }
 
   private async accept(ws: import("ws").WebSocket): Promise<void> {
@@ -212,8 +249,11 @@ export class Agent {
       for (const s of this.sessions.values()) s.conn.close();
       await Promise.allSettled([this.parts.steal.close(), this.parts.mirror.close()]);
       this.wss.close();
-      this.server.closeAllConnections();
-      await new Promise<void>((r) => this.server.close(() => r()));
+      for (const server of [this.server, this.scrape]) {
+        if (!server?.listening) continue;
+        server.closeAllConnections();
+        await new Promise<void>((r) => server.close(() => r()));
+      }
       this.resolveStopped(reason);
     })();
     return this.stopping;

@@ -18,7 +18,7 @@ export const agentEnvSchema = z.object({
     .string()
     .regex(/^[0-9a-f]{64}(,[0-9a-f]{64})*$/, "TETHER_AGENT_TOKEN_SHA256 must be SHA-256 digests in hex, comma-separated")
     .optional(),
-  /** Loopback port of the wire and /metrics (port-forwarded to by the engine). */
+  /** Loopback port of the wire and of /metrics for sessions (both need the session token; port-forwarded to by the engine). */
   TETHER_AGENT_PORT: int(0, 65535).default(47_800),
   /** Address the wire listens on: loopback only, unless a test says otherwise. */
   TETHER_AGENT_LISTEN: z.enum(["127.0.0.1", "::1"]).default("127.0.0.1"),
@@ -35,6 +35,15 @@ export const agentEnvSchema = z.object({
       }
     })
     .pipe(z.array(probeSchema)),
+  /**
+   * Port of the scrape endpoint: GET /metrics on every address of the pod, for Prometheus. Opened only
+   * together with TETHER_AGENT_METRICS_TOKEN; the session token never opens it, nor this one the wire.
+   */
+  TETHER_AGENT_METRICS_PORT: int(1, 65535).optional(),
+  /** Bearer token a scrape must carry (from a Secret the user controls, agent.metrics.secret). */
+  TETHER_AGENT_METRICS_TOKEN: z.string().min(16, "TETHER_AGENT_METRICS_TOKEN must be at least 16 characters").optional(),
+  /** NFLOG group on which the agent watches requests that still reach the app during a steal (leaks). */
+  TETHER_AGENT_NFLOG_GROUP: int(1, 65535).default(47_800),
   /** PID of the target container's main process (env and files come from /proc/PID). */
   TETHER_AGENT_TARGET_PID: int(1, 2 ** 22).optional(),
   /** Job-pod placement: join the network namespace of the process of this container ID first. */
@@ -54,6 +63,8 @@ export const agentEnvSchema = z.object({
 
 export type AgentConfig = z.infer<typeof agentEnvSchema>;
 
+/** The scrape endpoint is all or nothing: a port without a token (or the reverse) is a mistake worth stopping for. */
+const metricsPair = (c: AgentConfig) => (c.TETHER_AGENT_METRICS_PORT === undefined) === (c.TETHER_AGENT_METRICS_TOKEN === undefined);
 /** SHA-256 digests of the tokens that open a session (and read /metrics). */
 export function tokenDigests(config: Pick<AgentConfig, "TETHER_AGENT_TOKEN" | "TETHER_AGENT_TOKEN_SHA256">): Buffer[] {
   return [
@@ -70,6 +81,7 @@ export function parseAgentEnv(env: NodeJS.ProcessEnv): AgentConfig {
       message: "TETHER_AGENT_TOKEN_SHA256 (or TETHER_AGENT_TOKEN) is needed",
       path: ["TETHER_AGENT_TOKEN_SHA256"],
     })
+    .refine(metricsPair, { message: "TETHER_AGENT_METRICS_PORT and TETHER_AGENT_METRICS_TOKEN go together", path: ["TETHER_AGENT_METRICS_TOKEN"] })
     .safeParse(env);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `${i.path.join(".") || "env"}: ${i.message}`);

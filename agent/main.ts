@@ -4,7 +4,9 @@ import { networkInterfaces } from "node:os";
 import { AGENT_VERSION, Agent, awaitAgentPort } from "./agent";
 import { AgentConfigError, parseAgentEnv } from "./config";
 import { isGuard, runGuard, startGuard } from "./incoming/guard";
-import { prepareIptables } from "./incoming/iptables";
+import { prepareIptables, saveTable } from "./incoming/iptables";
+import { LeakWatch } from "./incoming/leakWatch";
+import { inboundProxy } from "./incoming/meshRoute";
 import { MirrorCapture } from "./incoming/mirror";
 import { StealRouter } from "./incoming/steal";
 import { joinAndRun } from "./join";
@@ -46,15 +48,20 @@ async function main(): Promise<void> {
   const guard = iptables ? startGuard(iptables.flavour, agentId, log) : undefined;
   const targetRoot = config.TETHER_AGENT_TARGET_PID ? `/proc/${config.TETHER_AGENT_TARGET_PID}/root` : "";
   const resolver = new PodResolver({ log, metrics, root: targetRoot });
+  const ips = podIps();
+  const proxyOf = (port: number) => inboundProxy(port, ips, (flavour) => saveTable(flavour, "nat"));
+  let steal: StealRouter;
+  const leaks = iptables ? new LeakWatch({ iptables, group: config.TETHER_AGENT_NFLOG_GROUP, log, onRequest: (port, facts, at) => steal.leakObserved(port, facts, at) }) : undefined;
+  steal = new StealRouter({ config, log, metrics, probes, inboundProxy: proxyOf, ...(iptables ? { iptables } : {}), ...(leaks ? { leaks } : {}) });
   const agent = new Agent(config, {
-    steal: new StealRouter({ config, log, metrics, probes, ...(iptables ? { iptables } : {}) }),
-    mirror: new MirrorCapture({ log, metrics }),
+    steal,
+    mirror: new MirrorCapture({ log, metrics, inboundProxy: proxyOf }),
     outgoing: new PodOutgoing({ log, metrics, resolver }),
     resolver,
     target: new ProcTarget(config.TETHER_AGENT_TARGET_PID),
     metrics,
     log,
-    podIps: podIps(),
+    podIps: ips,
     probes,
     ...(iptables ? { iptables: iptables.flavour } : {}),
   });
@@ -62,7 +69,7 @@ async function main(): Promise<void> {
     process.on(signal, () => void agent.stop(signal));
   }
   const port = await agent.listen();
-  log("info", "ready", { port, pid: process.pid, version: AGENT_VERSION });
+  log("info", "ready", { port, pid: process.pid, version: AGENT_VERSION, ...(agent.scrapePort ? { metricsPort: agent.scrapePort } : {}) });
   const reason = await agent.stopped;
   log("info", "stopped", { reason });
   guard?.close();

@@ -25,6 +25,8 @@ export interface TetherApi {
   status: StatusBar;
   /** The Sessions view's rows, as drawn. */
   sessionsView: SessionsProvider;
+  /** The rows the Outgoing and Traffic views draw (the extension-host suite reads them). */
+  views: { outgoing: OutgoingProvider; traffic: TrafficProvider };
   inspector: RequestInspector;
   /** Our cost: evaluating the bundle plus running activate(), in milliseconds. */
   activationMs: number;
@@ -40,6 +42,8 @@ export function activate(context: vscode.ExtensionContext): TetherApi {
   sessions = new SessionManager(store, log, context.extensionPath, channel);
   const targets = new TargetsProvider(store);
   const sessionsView = new SessionsProvider(sessions);
+  const traffic = new TrafficProvider(store);
+  const outgoing = new OutgoingProvider(store);
   const agentLogs = new AgentLogs(sessions);
   const commands = createCommands({ store, sessions, targets, agentLogs, channel, log });
   const status = new StatusBar(store, sessions);
@@ -52,8 +56,8 @@ export function activate(context: vscode.ExtensionContext): TetherApi {
     status,
     new ConfigDiagnostics(store, log),
     vscode.window.registerTreeDataProvider("tether.targets", targets),
-    new TrafficProvider(store).createView("tether.traffic"),
-    new OutgoingProvider(store).createView("tether.outgoing"),
+    traffic.createView("tether.traffic"),
+    outgoing.createView("tether.outgoing"),
     vscode.window.registerTreeDataProvider("tether.sessions", sessionsView),
     sessionsView,
     agentLogs,
@@ -67,7 +71,7 @@ export function activate(context: vscode.ExtensionContext): TetherApi {
   const activateMs = performance.now() - activateStart;
   const activationMs = loadMs + activateMs;
   log("info", `Tether activated in ${activationMs.toFixed(1)} ms (bundle evaluation ${loadMs.toFixed(1)} ms + activate() ${activateMs.toFixed(1)} ms)`);
-  return { sessions, store, targets, status, sessionsView, inspector, activationMs };
+  return { sessions, store, targets, status, sessionsView, views: { outgoing, traffic }, inspector, activationMs };
 }
 
 /**

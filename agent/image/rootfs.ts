@@ -130,7 +130,7 @@ function realpathOr(p: string): string {
  * machine: the node binary without its symbol table (12.6 MB of 98.9; stack traces of JavaScript
  * keep their names, only a native crash dump loses symbols), its libraries, sh, nsenter and setpriv
  * (util-linux is part of every Debian base; the job-mode agent joins its target's network namespace
- * with nsenter, the mirror's tcpdump runs under setpriv).
+ * with nsenter, and runs its captures under setpriv).
  */
 export function nodeBase(dir: string): Rootfs {
   const fs = Rootfs.withSkeleton(dir);
@@ -143,7 +143,8 @@ export function nodeBase(dir: string): Rootfs {
   fs.add("/bin/sh");
   fs.add("/usr/bin/dash");
   fs.add("/usr/bin/nsenter");
-  // the mirror runs tcpdump under setpriv --pdeathsig (it dies with the agent): util-linux too
+  // setpriv (util-linux too): the captures of mirror.ts and leakWatch.ts run tcpdump under
+  // `setpriv --pdeathsig` so that it dies with the agent
   fs.add("/usr/bin/setpriv");
   return fs;
 }

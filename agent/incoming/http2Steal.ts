@@ -274,7 +274,7 @@ export function createHttp2Steal(ctx: Http2StealContext): Http2Steal {
     wire.on("close", () => {
       if (wire.readableEnded || resetByEngine) return;
       unroute();
-      if (!answered) ctx.metrics.add("tether_dropped_requests_total");
+      if (!answered) ctx.metrics.add("tether_dropped_requests_total", 1, { session: session.id, port: String(ctx.port) });
       failStream(stream, "the session did not answer");
     });
   };
@@ -300,9 +300,9 @@ export function createHttp2Steal(ctx: Http2StealContext): Http2Steal {
           label: decision.session.label,
         });
       }
-      decision = { kind: "pass", reason: "unmatched", leaked: true };
+      decision = { kind: "pass", reason: "unmatched", leaked: { session: decision.session, reason: "protocol-too-old" } };
     }
-    countDecision(ctx.metrics, decision);
+    countDecision(ctx.metrics, decision, ctx.port);
     ctx.notify(facts, decision);
     if (decision.kind === "steal") steal(stream, raw, client, decision.session);
     else pass(stream, raw, flags, client);

@@ -41,9 +41,15 @@ type Answer = HttpResponseMsg | Extract<EngineToAgent, { type: "http.decline" }>
 /** A declined request is replayed to the app when its body so far fits in this. */
 export const DECLINE_REPLAY_BYTES = 1024 * 1024;
 
+/** A request a session should have taken that goes to the app instead, and why. */
+export interface Leak {
+  session: AgentSession;
+  reason: "session-closing" | "protocol-too-old";
+}
+
 export type Decision =
   | { kind: "steal"; session: AgentSession }
-  | { kind: "pass"; reason: "unmatched" | "probe"; leaked: boolean };
+  | { kind: "pass"; reason: "unmatched" | "probe"; leaked?: Leak };
 
 export interface HttpStealContext {
   port: number;
@@ -59,13 +65,14 @@ export interface HttpStealContext {
   h2cUpgrade?(req: IncomingMessage, socket: Duplex, head: Buffer): void;
 }
 
-export function countDecision(metrics: Metrics, decision: Decision): void {
+export function countDecision(metrics: Metrics, decision: Decision, port: number): void {
+  const p = String(port);
   if (decision.kind === "steal") {
-    metrics.add("tether_requests_total", 1, { outcome: "stolen" });
+    metrics.add("tether_requests_total", 1, { outcome: "stolen", session: decision.session.id, port: p });
     metrics.add("tether_filter_matches_total");
   } else {
-    metrics.add("tether_requests_total", 1, { outcome: decision.reason === "probe" ? "probe" : "passed" });
-    if (decision.leaked) metrics.add("tether_leaked_requests_total");
+    metrics.add("tether_requests_total", 1, { outcome: decision.reason === "probe" ? "probe" : "passed", port: p });
+    if (decision.leaked) metrics.add("tether_leaked_requests_total", 1, { session: decision.leaked.session.id, port: p, reason: decision.leaked.reason });
   }
 }
 
@@ -259,7 +266,7 @@ function createHttpServer(ctx: HttpStealContext, owner: HttpSteal): Server {
   const bytes = (direction: "to_session" | "from_session", n: number) => ctx.metrics.add("tether_bytes_total", n, { direction });
 
   const facts = (req: IncomingMessage): RequestFacts => requestFacts(req.method ?? "GET", req.url ?? "/", req.rawHeaders, ctx.tlsOf?.(req.socket)?.clientSubject);
-  const count = (decision: Decision) => countDecision(ctx.metrics, decision);
+  const count = (decision: Decision) => countDecision(ctx.metrics, decision, ctx.port);
 
   // ---- plain requests ----
 
@@ -369,7 +376,7 @@ function createHttpServer(ctx: HttpStealContext, owner: HttpSteal): Server {
         stream.on("error", () => res.destroy());
       },
       () => {
-        ctx.metrics.add("tether_dropped_requests_total");
+        ctx.metrics.add("tether_dropped_requests_total", 1, { session: session.id, port: String(ctx.port) });
         if (!res.headersSent) res.writeHead(502, { "content-type": "text/plain", connection: "close" }).end("tether: the session did not answer\n");
         else res.destroy();
       },

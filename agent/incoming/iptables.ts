@@ -19,6 +19,12 @@
 // The agent's own sockets bypass the OUTPUT redirect: the agent adds the supplementary group
 // TETHER_AGENT_GID to itself and the rule says `-m owner ! --gid-owner G --suppl-groups`.
 //
+// The leak watch (leakWatch.ts) adds two mangle rules: one per stolen port in INPUT that logs (NFLOG)
+// the packets still delivered to the app's port, after the nat redirect (what the agent took has its
+// listener's port by then), except on connections marked OWN_CONNMARK; and one in OUTPUT that marks
+// every connection of the agent's own sockets (its bypass group) with it: the requests it passes to
+// the app are not leaks. Both go first in their chains, where no earlier ACCEPT can hide the packets.
+//
 // Rules that stop with the agent, whatever kills it: every redirect also needs `-m recent --rcheck
 // --rdest` on a list that holds each address a redirected connection can be going to (127.0.0.1
 // and the pod's IPv4 addresses) exactly while the agent's lifeline connections to it are open
@@ -160,6 +166,9 @@ export interface IptablesOptions {
   log: Log;
 }
 
+/** Connmark bit of the agent's own connections (see the file's head); a bit no mesh or CNI we know sets in a pod. */
+export const OWN_CONNMARK = 0x10000000;
+
 /** This agent's redirects, one per stolen port. */
 export class Iptables {
   private chains = false;
@@ -276,6 +285,27 @@ export class Iptables {
     });
   }
 
+  private marking = false;
+
+  /** Logs to NFLOG `group` the packets still delivered to the app's `port` on connections not the agent's own. */
+  watchLeaks(port: number, group: number): Promise<void> {
+    return this.serial(async () => {
+      const mangle: string[] = [];
+      if (!this.marking) mangle.push(`-I OUTPUT 1 -m owner --gid-owner ${this.options.gid} --suppl-groups ${this.comment()} -j CONNMARK --or-mark 0x${OWN_CONNMARK.toString(16)}`);
+      mangle.push(`-I INPUT 1 -p tcp -m tcp --dport ${port} -m connmark ! --mark 0x${OWN_CONNMARK.toString(16)}/0x${OWN_CONNMARK.toString(16)} ${this.comment()} -j NFLOG --nflog-group ${group}`);
+      await restore(this.flavour, { mangle });
+      this.marking = true;
+    });
+  }
+
+  /** Stops logging `port` (the connmark rule stays until removeAll()). */
+  unwatchLeaks(port: number): Promise<void> {
+    return this.serial(async () => {
+      const own = (rule: string) => rule.startsWith("-A INPUT ") && rule.includes(`--dport ${port} `) && rule.includes("NFLOG");
+      await restore(this.flavour, { mangle: removalLines(await saveTable(this.flavour, "mangle"), this.options.id, own) });
+    });
+  }
+
   /** Ports redirected now. */
   get redirected(): number {
     return this.ports.size;
@@ -298,6 +328,7 @@ export class Iptables {
     return this.serial(async () => {
       this.ports.clear();
       this.chains = false;
+      this.marking = false;
       this.closeLifeline();
       const n = await removeTagged(this.flavour, this.options.id);
       if (n > 0) this.options.log("info", "iptables rules removed", { rules: n, flavour: this.flavour });

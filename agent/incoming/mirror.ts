@@ -30,7 +30,9 @@ export interface MirrorOptions {
   log: Log;
   metrics: Metrics;
   /** Command that captures (tests may wrap it); defaults to tcpdump under setpriv --pdeathsig. */
-  captureCommand?: (port: number) => string[];
+  captureCommand?: (port: number, iface: "any" | "lo") => string[];
+  /** The port of a proxy in the pod that the pod's own rules send the port's inbound traffic to first (meshRoute.ts). */
+  inboundProxy?: (port: number) => Promise<number | undefined>;
 }
 
 interface Capture {
@@ -49,12 +51,13 @@ interface FlowCopies {
   splitters: RequestSplitter[];
 }
 
-function defaultCommand(port: number): string[] {
+function defaultCommand(port: number, iface: "any" | "lo"): string[] {
   // -Z root: tcpdump must not switch user, since a change of credentials clears the parent-death signal.
   // Not --immediate-mode: per-packet wakeups lost a third of the copies at 1,000 connections/s; the
   // ring's blocks instead hand packets over when full or after libpcap's 1 s timeout, so a copy can
   // trail its original by up to a second.
-  return ["setpriv", "--pdeathsig", "KILL", "--", "tcpdump", "-Z", "root", "-i", "any", "-U", "-n", "-s", "0", "-B", "16384", "-w", "-", `tcp dst port ${port}`];
+  // On loopback only what arrives (-Q in): every packet there is seen leaving and arriving.
+  return ["setpriv", "--pdeathsig", "KILL", "--", "tcpdump", "-Z", "root", "-i", iface, ...(iface === "lo" ? ["-Q", "in"] : []), "-U", "-n", "-s", "0", "-B", "16384", "-w", "-", `tcp dst port ${port}`];
 }
 
 export class MirrorCapture implements PortCapability {
@@ -106,9 +109,20 @@ export class MirrorCapture implements PortCapability {
     this.options.log("info", "mirror stopped", { port: capture.port });
   }
 
-  private start(port: number): Promise<Capture> {
+  /**
+   * In a pod whose own rules send the port's inbound traffic to a proxy first (a mesh sidecar), the
+   * app receives it from that proxy over loopback: copy that, not the packets on the pod's interface,
+   * which go to the proxy (and a mesh encrypts them).
+   */
+  private async start(port: number): Promise<Capture> {
+    const proxy = await this.options.inboundProxy?.(port);
+    if (proxy !== undefined) this.options.log("info", "the pod's proxy receives this port first: its re-dial of the app over loopback is mirrored", { port, proxy });
+    return this.capture(port, proxy === undefined ? "any" : "lo");
+  }
+
+  private capture(port: number, iface: "any" | "lo"): Promise<Capture> {
     const { log } = this.options;
-    const [cmd, ...args] = (this.options.captureCommand ?? defaultCommand)(port);
+    const [cmd, ...args] = (this.options.captureCommand ?? defaultCommand)(port, iface);
     const child = spawn(cmd!, args, { stdio: ["ignore", "pipe", "pipe"] });
     const capture: Capture = {
       port,

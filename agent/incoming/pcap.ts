@@ -1,6 +1,8 @@
 // A streaming reader of pcap data (what `tcpdump -w -` writes) that yields the TCP segments inside:
-// link types Ethernet, raw IP, LINUX_SLL and LINUX_SLL2 (tcpdump -i any), IPv4 and IPv6.
+// link types Ethernet, raw IP, LINUX_SLL and LINUX_SLL2 (tcpdump -i any), NFLOG (tcpdump -i nflog:N,
+// what an iptables NFLOG rule logs), IPv4 and IPv6.
 // Packets the host sent (SLL "outgoing") are skipped: on loopback every packet shows up twice.
+import { spawn } from "node:child_process";
 
 export interface TcpSegment {
   src: string;
@@ -17,7 +19,26 @@ const LINKTYPE_RAW = 101;
 const LINKTYPE_RAW_ALT = 12;
 const LINKTYPE_LINUX_SLL = 113;
 const LINKTYPE_LINUX_SLL2 = 276;
+const LINKTYPE_NFLOG = 239;
 const PACKET_OUTGOING = 4;
+/** NFLOG TLV carrying the packet (from its network header on). */
+const NFULA_PAYLOAD = 9;
+
+/**
+ * The IP packet inside an NFLOG record: a 4-byte header (family, version, group), then TLVs whose
+ * length and type are in the host's byte order (little-endian here), each padded to 4 bytes.
+ */
+export function nflogPayload(f: Buffer): Buffer | undefined {
+  let at = 4;
+  while (at + 4 <= f.length) {
+    const length = f.readUInt16LE(at);
+    const type = f.readUInt16LE(at + 2) & 0x7fff;
+    if (length < 4 || at + length > f.length) return undefined;
+    if (type === NFULA_PAYLOAD) return f.subarray(at + 4, at + length);
+    at += (length + 3) & ~3;
+  }
+  return undefined;
+}
 
 function ipv6(b: Buffer, at: number): string {
   const parts: string[] = [];
@@ -68,8 +89,11 @@ export class PcapReader {
   private buffered: Buffer = Buffer.alloc(0);
   private littleEndian = true;
   private linkType = -1;
+  /** Divides a record's sub-second field into milliseconds (microsecond or nanosecond pcap). */
+  private perMs = 1000;
 
-  constructor(private readonly onSegment: (s: TcpSegment) => void) {}
+  /** onSegment gets each segment with the time the kernel captured it (ms since the epoch). */
+  constructor(private readonly onSegment: (s: TcpSegment, atMs: number) => void) {}
 
   push(chunk: Buffer): void {
     this.buffered = this.buffered.length ? Buffer.concat([this.buffered, chunk]) : chunk;
@@ -80,6 +104,7 @@ export class PcapReader {
       if (magic === 0xa1b2c3d4 || magic === 0xa1b23c4d) this.littleEndian = true;
       else if (magic === 0xd4c3b2a1 || magic === 0x4d3cb2a1) this.littleEndian = false;
       else throw new Error(`not pcap data (magic ${magic.toString(16)})`);
+      if (magic === 0xa1b23c4d || magic === 0x4d3cb2a1) this.perMs = 1_000_000;
       this.linkType = (this.littleEndian ? this.buffered.readUInt32LE(20) : this.buffered.readUInt32BE(20)) & 0x0fffffff;
       at = 24;
     }
@@ -87,13 +112,13 @@ export class PcapReader {
     while (this.buffered.length - at >= 16) {
       const captured = u32(at + 8);
       if (this.buffered.length - at - 16 < captured) break;
-      this.frame(this.buffered.subarray(at + 16, at + 16 + captured));
+      this.frame(this.buffered.subarray(at + 16, at + 16 + captured), u32(at) * 1000 + u32(at + 4) / this.perMs);
       at += 16 + captured;
     }
     this.buffered = at === this.buffered.length ? Buffer.alloc(0) : Buffer.from(this.buffered.subarray(at));
   }
 
-  private frame(f: Buffer): void {
+  private frame(f: Buffer, atMs: number): void {
     let ip: Buffer | undefined;
     switch (this.linkType) {
       case LINKTYPE_LINUX_SLL2:
@@ -114,10 +139,78 @@ export class PcapReader {
       case LINKTYPE_RAW_ALT:
         ip = f;
         break;
+      case LINKTYPE_NFLOG:
+        ip = nflogPayload(f);
+        if (!ip) return;
+        break;
       default:
         return;
     }
     const segment = parseIpTcp(ip);
-    if (segment) this.onSegment(segment);
+    if (segment) this.onSegment(segment, atMs);
   }
+}
+
+/** A running capture (tcpdump writing pcap to stdout), read segment by segment. */
+export interface Capture {
+  readonly pid: number | undefined;
+  /** Ends the capture at once. Safe to call twice. */
+  kill(): void;
+}
+
+export interface CaptureOptions {
+  onSegment(s: TcpSegment, atMs: number): void;
+  /** The capture ended by itself after it had started (not through kill()). */
+  onExit(reason: string): void;
+  /** Gives up when tcpdump has not said "listening on" after this long. */
+  startTimeoutMs: number;
+}
+
+/**
+ * Starts a capture command (argv; tcpdump -w - under setpriv --pdeathsig, so that it dies with the
+ * agent) and resolves once it listens; rejects with what it said when it cannot start.
+ */
+export function startCapture(argv: string[], options: CaptureOptions): Promise<Capture> {
+  const [cmd, ...args] = argv;
+  const child = spawn(cmd!, args, { stdio: ["ignore", "pipe", "pipe"] });
+  let killed = false;
+  let started = false;
+  const capture: Capture = {
+    pid: child.pid,
+    kill: () => {
+      killed = true;
+      child.kill("SIGKILL");
+    },
+  };
+  const reader = new PcapReader(options.onSegment);
+  child.stdout!.on("data", (chunk: Buffer) => {
+    try {
+      reader.push(chunk);
+    } catch (err) {
+      capture.kill();
+      options.onExit(`capture output unreadable: ${(err as Error).message}`);
+    }
+  });
+  let stderr = "";
+  return new Promise<Capture>((resolve, reject) => {
+    const timer = setTimeout(() => fail(`${cmd} did not start within ${options.startTimeoutMs / 1000} s`), options.startTimeoutMs);
+    const fail = (why: string) => {
+      clearTimeout(timer);
+      child.kill("SIGKILL");
+      reject(new Error(why));
+    };
+    child.stderr!.on("data", (d: Buffer) => {
+      stderr = (stderr + d).slice(-2000);
+      if (!started && /listening on/.test(stderr)) {
+        started = true;
+        clearTimeout(timer);
+        resolve(capture);
+      }
+    });
+    child.once("error", (err) => fail(`${cmd}: ${err.message}`));
+    child.once("exit", (code, signal) => {
+      if (!started) return fail(stderr.trim() || `exited with ${code ?? signal}`);
+      if (!killed) options.onExit(stderr.trim() || `exited with ${code ?? signal}`);
+    });
+  });
 }

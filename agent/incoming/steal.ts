@@ -25,6 +25,15 @@
 //   the chains and their conntrack keeper stay until the drain ends, and the agent waits for it
 //   before it exits (settled()).
 //
+// Figures per session (metrics.ts, and the session's own events): the time from its subscription to
+// the first request taken for it (tether_time_to_intercept_ms), and leaks: requests its steal should
+// have taken that reached the app, on connections opened before the steal (leakWatch.ts) or while the
+// session was going away.
+//
+// In a pod whose own rules send inbound traffic to a proxy first (a mesh sidecar, meshRoute.ts), the
+// redirect in PREROUTING never sees it: the proxy re-dials the app over loopback, where the OUTPUT rule
+// takes it. Without that rule (the agent could not join its bypass group) such a port is refused.
+//
 // A stalled agent never holds a connection: each listener has a watcher outside the agent
 // (stallWatch.ts) that refuses what is redirected to it while the agent does not run (the redirect
 // itself stays while the agent lives: a late agent does not leak its port's requests to the app).
@@ -42,7 +51,7 @@ import { maskRawHeaders } from "../../src/protocol/secretHeaders";
 import { compileFilter, describeFilter, DISJOINT_RULE, filtersOverlap, pathOf, type RequestFacts, type RequestMatcher } from "./httpMatcher";
 import { firstWords } from "./firstWords";
 import { watchStalls, type StallWatch } from "./stallWatch";
-import { HttpSteal, originalHost, type Decision } from "./httpSteal";
+import { HttpSteal, originalHost, type Decision, type Leak } from "./httpSteal";
 import type { Iptables } from "./iptables";
 import { readClientHello } from "./clientHello";
 import { createHttp2Steal, type AppRoute, type Http2Steal, type TlsFacts } from "./http2Steal";
@@ -52,6 +61,7 @@ import type { IncomingMessage } from "node:http";
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import type { Duplex } from "node:stream";
 import { pipeBoth } from "../../src/protocol/pipeBoth";
+import type { LeakWatch } from "./leakWatch";
 import { ownUnlessLoopback } from "./ownFlows";
 
 export interface StealOptions {
@@ -61,6 +71,10 @@ export interface StealOptions {
   probes: Probe[];
   /** The agent's rules; undefined when iptables is unusable here (every steal then fails). */
   iptables?: Iptables;
+  /** Counts requests that still reach the app during a steal; absent: not counted. */
+  leaks?: LeakWatch;
+  /** The port of a proxy the pod's own rules send the port's inbound traffic to first (meshRoute.ts). */
+  inboundProxy?: (port: number) => Promise<number | undefined>;
 }
 
 interface Subscription {
@@ -68,7 +82,12 @@ interface Subscription {
   filter: HttpFilter | undefined;
   matcher: RequestMatcher | undefined;
   stealProbes: boolean;
+  /** When the session asked (tether_time_to_intercept_ms counts from here). */
   since: number;
+  /** When the redirect was in place for it: from here a request reaching the app is a leak. */
+  activeAt: number;
+  /** Whether a request (or connection) was taken for the session yet. */
+  intercepted: boolean;
   /** TLS termination with this session's certificate (the port's first one is used). */
   tls: PortTls | undefined;
 }
@@ -85,8 +104,6 @@ interface StolenPort {
   listenPort: number;
   /** Insertion order is the order requests are offered in. */
   subs: Map<string, Subscription>;
-  /** Subscription time waiting for its first redirected connection (tether_time_to_intercept_ms). */
-  pendingSince: number | undefined;
   /** Every accepted connection until it closes (raw, HTTP or TLS). */
   sockets: Set<Socket>;
   /** Released: no subscription, no redirect; what is still open drains. */
@@ -184,11 +201,13 @@ export class StealRouter implements PortCapability {
         matcher: msg.filter ? compileFilter(msg.filter, { onOverBudget: () => this.options.metrics.add("tether_filter_over_budget_total", 1, { port: String(port) }) }) : undefined,
         stealProbes,
         since: Date.now(),
+        activeAt: 0,
+        intercepted: false,
         tls,
       };
       const stolen = existing ?? (await this.openPort(port, iptables));
+      sub.activeAt = Date.now();
       stolen.subs.set(session.id, sub);
-      stolen.pendingSince ??= sub.since;
       this.options.log("info", "port stolen", { session: session.id, port, filtered: Boolean(msg.filter), stealProbes, tls: Boolean(tls), mtls: Boolean(msg.tls?.clientCa) });
       return { probesKept: stealProbes ? [] : this.probePaths(port) };
     });
@@ -207,7 +226,6 @@ export class StealRouter implements PortCapability {
       listenPort: 0,
       stallWatch: { close() {} },
       subs: new Map(),
-      pendingSince: undefined,
       sockets: new Set(),
       released: false,
     };
@@ -235,10 +253,23 @@ export class StealRouter implements PortCapability {
     stolen.listenPort = (listener.address() as AddressInfo).port;
     stolen.stallWatch = watchStalls(listener, port, this.options.log);
     try {
-      await iptables.redirect(port, stolen.listenPort);
+      const proxy = await this.options.inboundProxy?.(port);
+      if (proxy !== undefined) {
+        if (!iptables.options.loopback) {
+          throw new TetherError(
+            "STEAL_REFUSED",
+            `port ${port}: the pod's own rules send its traffic to a proxy on port ${proxy} (a service mesh), which hands it to the app over loopback; taking it there needs the agent's loopback rule, which it could not add (no CAP_SETGID)`,
+          );
+        }
+        this.options.log("info", "the pod's proxy receives this port first; its re-dial of the app over loopback is what is stolen", { port, proxy });
+      }
+      // the leak watch starts with the redirect: what reaches the app from then on is counted
+      await Promise.all([iptables.redirect(port, stolen.listenPort), this.options.leaks?.watch(port)]);
     } catch (err) {
       stolen.stallWatch.close();
       listener.close();
+      await this.options.leaks?.unwatch(port);
+      await iptables.unredirect(port).catch(() => {}); // the redirect may have been added before the watch failed
       throw TetherError.is(err) ? err : new TetherError("IPTABLES_FAILED", String(err), { cause: err });
     }
     this.ports.set(port, stolen);
@@ -248,9 +279,9 @@ export class StealRouter implements PortCapability {
   /** What to do with one request on `port`, from the subscriptions as they are now. */
   private decide(port: number, facts: RequestFacts): Decision {
     const subs = this.ports.get(port)?.subs;
-    if (!subs) return { kind: "pass", reason: "unmatched", leaked: false };
+    if (!subs) return { kind: "pass", reason: "unmatched" };
     const probe = this.probePaths(port).includes(pathOf(facts.url));
-    let leaked = false;
+    let leaked: Leak | undefined;
     let probeKept = false;
     for (const sub of subs.values()) {
       if (sub.matcher && !sub.matcher(facts)) continue;
@@ -259,7 +290,7 @@ export class StealRouter implements PortCapability {
         continue;
       }
       if (sub.session.conn.isClosed) {
-        leaked = true; // matched a session that is going away: it reaches the app, and we say so
+        leaked ??= { session: sub.session, reason: "session-closing" }; // matched a session that is going away: it reaches the app, and we say so
         continue;
       }
       if (!sub.session.canTake()) {
@@ -269,12 +300,45 @@ export class StealRouter implements PortCapability {
       }
       return { kind: "steal", session: sub.session };
     }
-    return { kind: "pass", reason: probeKept ? "probe" : "unmatched", leaked };
+    return { kind: "pass", reason: probeKept ? "probe" : "unmatched", ...(leaked ? { leaked } : {}) };
+  }
+
+  /** The first request (or connection) taken for a session on a port: its time to intercept. */
+  private intercepted(port: number, session: AgentSession): void {
+    const sub = this.ports.get(port)?.subs.get(session.id);
+    if (!sub || sub.intercepted) return;
+    sub.intercepted = true;
+    this.options.metrics.set("tether_time_to_intercept_ms", Date.now() - sub.since, { session: session.id, port: String(port) });
+  }
+
+  /**
+   * A request the leak watch saw reach the app at `atMs` (facts undefined: a connection that is not
+   * HTTP/1.x): a leak of the first session whose steal would have taken it, had it come through the
+   * agent, and whose redirect was in place by then.
+   */
+  leakObserved(port: number, facts: RequestFacts | undefined, atMs: number): void {
+    const stolen = this.ports.get(port);
+    if (!stolen) return;
+    const probe = facts !== undefined && this.probePaths(port).includes(pathOf(facts.url));
+    for (const sub of stolen.subs.values()) {
+      if (atMs < sub.activeAt || sub.session.conn.isClosed) continue;
+      if (facts ? (sub.matcher && !sub.matcher(facts)) || (probe && !sub.stealProbes) : sub.filter !== undefined) continue;
+      return this.reportLeak(port, sub.session, facts, "open-before-steal");
+    }
+  }
+
+  private reportLeak(port: number, session: AgentSession, facts: RequestFacts | undefined, reason: string): void {
+    this.options.metrics.add("tether_leaked_requests_total", 1, { session: session.id, port: String(port), reason });
+    const method = facts?.method ?? "";
+    const path = facts?.url ?? "";
+    this.options.log("debug", "request reached the app during a steal (leaked)", { session: session.id, port, method, path, reason });
+    if (!session.conn.isClosed && session.conn.supports("traffic.leaked")) session.conn.send({ type: "traffic.leaked", port, method, path, reason });
   }
 
   private notify(port: number, facts: RequestFacts, decision: Decision): void {
     const subs = this.ports.get(port)?.subs;
     if (!subs) return;
+    if (decision.kind === "steal") this.intercepted(port, decision.session);
     for (const sub of subs.values()) {
       const conn = sub.session.conn;
       if (conn.isClosed || !conn.supports("traffic.passed")) continue;
@@ -287,10 +351,6 @@ export class StealRouter implements PortCapability {
 
   private onConnection(stolen: StolenPort, socket: Socket): void {
     const { metrics, log } = this.options;
-    if (stolen.pendingSince !== undefined) {
-      metrics.set("tether_time_to_intercept_ms", Date.now() - stolen.pendingSince, { port: String(stolen.port) });
-      stolen.pendingSince = undefined;
-    }
     this.track(stolen, socket);
     socket.on("error", (err) => log("debug", "intercepted connection failed", { port: stolen.port, error: err.message }));
     if (stolen.released || stolen.subs.size === 0) {
@@ -313,7 +373,9 @@ export class StealRouter implements PortCapability {
         // Not HTTP: a plain steal takes it whole, filters cannot read it (the app's)
         const peer = words.peer ?? tentative();
         if (words.peerFailed) return void socket.destroy(); // the peer was unreachable: a reset, as it would be without Tether
-        return plain ? this.stealConnection(socket, peer) : this.passConnection(socket, peer);
+        if (!plain) return this.passConnection(socket, peer);
+        this.intercepted(stolen.port, plain.session);
+        return this.stealConnection(socket, peer);
       }
       words.peer?.destroy(); // it said nothing: dropped unused
       metrics.add("tether_connections_total", 1, { outcome: "http" });
@@ -440,6 +502,7 @@ export class StealRouter implements PortCapability {
       // reset by closing it now. What it accepts meanwhile has no subscription: passed to the app.
       // The chains (and their conntrack keeper) go once nothing redirected is left: forgetIfDrained.
       await this.options.iptables?.unredirect(port);
+      await this.options.leaks?.unwatch(port);
     } catch (err) {
       this.options.log("error", "cannot remove a redirect", { port, error: String(err) });
       throw err;
@@ -499,6 +562,7 @@ export class StealRouter implements PortCapability {
   /** Stops redirecting, lets connections drain for a moment (CLOSE_DRAIN_MS), cuts what is left, then removes every rule. */
   close(): Promise<void> {
     this.closed = true;
+    this.options.leaks?.close();
     return this.serial(async () => {
       const ports = [...this.ports.values(), ...this.draining];
       this.ports.clear();

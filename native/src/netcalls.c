@@ -63,7 +63,7 @@ static unsigned route_slot(int proto, const struct peer *p) {
   return (unsigned)(h % ROUTES);
 }
 
-/** UDP: 1 remote (via, peer filled), 0 local, -1 the engine is gone. */
+/** UDP: 1 remote (via, peer filled), 0 local, -1 the engine is gone or could not route it. */
 static int udp_route(const struct peer *dst, struct peer *via, struct peer *peer) {
   time_t now = time(NULL);
   unsigned slot = route_slot(17, dst);
@@ -92,7 +92,7 @@ static int udp_route(const struct peer *dst, struct peer *via, struct peer *peer
     }
   } else {
     json_free(reply);
-    return 0; /* the engine could not route it: leave it alone */
+    return -1; /* the engine could not route it: it must not leave from this machine */
   }
   json_free(reply);
   r.proto = 17;
@@ -115,6 +115,42 @@ static int via_sockaddr(int s, int domain, const struct peer *via, struct sockad
   return 0;
 }
 
+/* ---- black hole ------------------------------------------------------------------------------ */
+
+/*
+ * Where a connection a disruption rule drops is sent: a loopback listener with a backlog of 0 whose
+ * one queued connection is never accepted, so its accept queue is full and the kernel drops every
+ * SYN. The debuggee's connect behaves as with a lost SYN: EINPROGRESS for a non-blocking socket (its
+ * own timeout fires), a blocking one waits until the kernel gives up with ETIMEDOUT.
+ */
+static int blackhole(int family, struct peer *out) {
+  static struct peer holes[2];
+  static int ready[2];
+  static pthread_mutex_t hole_lock = PTHREAD_MUTEX_INITIALIZER;
+  int k = family == 6, domain = family == 6 ? AF_INET6 : AF_INET, r = -1;
+  pthread_mutex_lock(&hole_lock);
+  if (!ready[k]) {
+    struct peer lo;
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    int l = socket(domain, SOCK_STREAM | SOCK_CLOEXEC, 0), f = -1;
+    if (l >= 0 && peer_parse(family == 6 ? "::1" : "127.0.0.1", 0, &lo) == 0) {
+      sl = peer_to_sockaddr(&lo, domain, &ss);
+      if (bind(l, (struct sockaddr *)&ss, sl) == 0 && listen(l, 0) == 0 && getsockname(l, (struct sockaddr *)&ss, &sl) == 0 &&
+          (f = socket(domain, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0 && connect(f, (struct sockaddr *)&ss, sl) == 0 &&
+          peer_from_sockaddr(&ss, sl, &holes[k]) == 0)
+        ready[k] = 1; /* both stay open for the supervisor's life */
+    }
+    if (!ready[k]) {
+      if (l >= 0) close(l);
+      if (f >= 0) close(f);
+    }
+  }
+  if (ready[k]) *out = holes[k], r = 0;
+  pthread_mutex_unlock(&hole_lock);
+  return r;
+}
+
 /* ---- connect --------------------------------------------------------------------------------- */
 
 static void tcp_connect(struct notif *n, int s, int domain, const struct peer *dst) {
@@ -127,7 +163,8 @@ static void tcp_connect(struct notif *n, int s, int domain, const struct peer *d
   peer_format(dst, host, sizeof host);
   snprintf(fields, sizeof fields, "\"op\":\"tcp.open\",\"host\":\"%s\",\"port\":%d,\"family\":%d", host, dst->port, family);
   json *reply = engine_call(fields, 120000);
-  if (!reply) return answer_continue(n); /* the engine is gone: as if Tether were not there */
+  /* no answer: the connection must not leave from this machine instead of the pod */
+  if (!reply) return answer_errno(n, engine_alive() ? ETIMEDOUT : ENETUNREACH);
   json *res = json_get(reply, "result");
   if (!json_num(reply, "ok", 0)) {
     int err = errno_of(json_str(reply, "code"));
@@ -138,6 +175,17 @@ static void tcp_connect(struct notif *n, int s, int domain, const struct peer *d
   const char *route = json_str(res, "route");
   json *v = json_get(res, "via"), *rem = json_get(res, "remote");
   struct peer via, peer = *dst;
+  if (route && !strcmp(route, "dropped")) {
+    json_free(reply);
+    struct peer hole;
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    if (blackhole(family, &hole) < 0 || via_sockaddr(s, domain, &hole, &ss, &sl) < 0) return answer_errno(n, ETIMEDOUT);
+    debug_log("tcp %s:%d dropped (disruption)", host, dst->port);
+    /* a blocking socket waits here as it would for lost SYNs; a non-blocking one is told EINPROGRESS */
+    int r = connect(s, (struct sockaddr *)&ss, sl);
+    return answer_errno(n, r == 0 ? ETIMEDOUT : errno);
+  }
   if (!route || strcmp(route, "remote") || !v || !json_str(v, "host") || peer_parse(json_str(v, "host"), (int)json_num(v, "port", 0), &via) < 0) {
     json_free(reply);
     return answer_continue(n);
@@ -165,7 +213,8 @@ static void tcp_connect(struct notif *n, int s, int domain, const struct peer *d
 static void udp_connect(struct notif *n, int s, int domain, const struct peer *dst) {
   struct peer via, peer;
   int r = udp_route(dst, &via, &peer);
-  if (r <= 0) return answer_continue(n);
+  if (r < 0) return answer_errno(n, ENETUNREACH); /* no answer: not from this machine either */
+  if (r == 0) return answer_continue(n);
   struct sockaddr_storage ss;
   socklen_t sl;
   if (via_sockaddr(s, domain, &via, &ss, &sl) < 0) {
@@ -186,8 +235,9 @@ static void do_connect(struct notif *n) {
   if (mem_read(PID(n), &ss, ARG(n, 1), len) != (ssize_t)len || peer_from_sockaddr(&ss, len, &dst) < 0) return answer_continue(n);
   int s = take_fd(PID(n), (int)ARG(n, 0));
   if (s < 0) {
-    warn_once("take-fd", "cannot take a socket from pid %d (%s): its connections stay local", PID(n), strerror(-s));
-    return answer_continue(n);
+    /* the supervisor checked it could when the filter was installed: refuse rather than let it out locally */
+    warn_once("take-fd", "cannot take a socket from pid %d (%s): its connections fail", PID(n), strerror(-s));
+    return answer_errno(n, ENETUNREACH);
   }
   int type = sockopt_int(s, SOL_SOCKET, SO_TYPE), proto = sockopt_int(s, SOL_SOCKET, SO_PROTOCOL), domain = sockopt_int(s, SOL_SOCKET, SO_DOMAIN);
   if (!notif_valid(n)) {
@@ -200,13 +250,24 @@ static void do_connect(struct notif *n) {
   close(s);
 }
 
-void on_connect(struct notif *n) {
+/** Whether a trapped connect goes to another machine (its address is readable and not loopback). */
+static int connects_elsewhere(struct notif *n) {
   struct sockaddr_storage ss;
   size_t len = ARG(n, 2) < sizeof ss ? ARG(n, 2) : sizeof ss;
   struct peer dst;
-  if (len < sizeof(sa_family_t) || mem_read(PID(n), &ss, ARG(n, 1), len) != (ssize_t)len) return answer_continue(n);
-  if (peer_from_sockaddr(&ss, len, &dst) < 0 || peer_is_local(&dst)) return answer_continue(n);
-  offload(n, do_connect);
+  if (len < sizeof(sa_family_t) || mem_read(PID(n), &ss, ARG(n, 1), len) != (ssize_t)len) return 0;
+  return peer_from_sockaddr(&ss, len, &dst) == 0 && !peer_is_local(&dst);
+}
+
+/** The engine is gone (or the session is ending): a connect to anything but this machine fails. */
+void on_connect_without_engine(struct notif *n) {
+  if (connects_elsewhere(n)) answer_errno(n, ENETUNREACH);
+  else answer_continue(n);
+}
+
+void on_connect(struct notif *n) {
+  if (connects_elsewhere(n)) offload(n, do_connect);
+  else answer_continue(n);
 }
 
 /* ---- UDP with an address --------------------------------------------------------------------- */

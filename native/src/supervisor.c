@@ -10,6 +10,7 @@
 // unchanged) but stays until the last intercepted process has exited: without it their trapped
 // calls would fail with ENOSYS. It then removes its socket and directory.
 #define _GNU_SOURCE
+#include <asm/unistd.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -32,6 +33,7 @@
 #include <unistd.h>
 #include "engine.h"
 #include "json.h"
+#include "netcalls.h"
 #include "supervisor.h"
 #include "tether.h"
 
@@ -532,7 +534,10 @@ int supervisor_main(void) {
         memset(&nt, 0, sizeof nt);
         nt.l = l;
         if (ioctl(l->fd, SECCOMP_IOCTL_NOTIF_RECV, &nt.req) == 0) {
-          if (closing || !engine_alive()) answer_continue(&nt);
+          /* without an engine every call goes on as if Tether were not there, except a connect to
+             another machine: that would leave from this one instead of the pod */
+          if ((closing || !engine_alive()) && nt.req.data.nr == __NR_connect) on_connect_without_engine(&nt);
+          else if (closing || !engine_alive()) answer_continue(&nt);
           else dispatch(&nt);
         }
       } else if (evs[i].events & (EPOLLHUP | EPOLLERR)) {

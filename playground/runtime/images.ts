@@ -35,6 +35,7 @@ export function programFor(image: string, command?: string[], args?: string[]): 
   else if (repo === "playground/db") base = [process.execPath, `${APPS}/db.js`];
   else if (repo === "playground/client") base = [process.execPath, `${APPS}/client.js`];
   else if (repo === "playground/grpc") base = [process.execPath, `${APPS}/grpc.js`];
+  else if (repo === "playground/pong") base = [process.execPath, `${APPS}/pong.js`];
   else if (repo === "tether/agent" || repo.endsWith("/tether-agent") || repo === "tether-agent") ({ argv: base, env } = agentImage());
   else if (repo === "busybox" || repo === "playground/shell") base = ["/bin/sh", "-c", "sleep infinity"];
   if (!base) return undefined;

@@ -1,17 +1,22 @@
 // Entry of the `tether` command (dist/cli.js). Exit codes: 0 success (exec: the command's own code),
 // 2 usage or configuration error, 1 runtime failure. Progress goes to stderr.
 import { spawn, type ChildProcess } from "node:child_process";
+import { closeSync, openSync, writeSync } from "node:fs";
 import { basename, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { parseDisruptionRule } from "../config/disruption";
 import { parsePortList, parsePortPair, showRoute, waitingText } from "../config/ports";
 import { parseTargetPath, targetPath } from "../config/target";
 import { readConfigFile, readProjectConfig, resolveConfig, type ConfigSource } from "../config/load";
 import { Cluster } from "../kube/cluster";
 import { listNamespaces, listWorkloads } from "../kube/discovery";
+import { describeContainer, type ContainerInfo } from "../kube/containers";
 import { isRefusal, TetherError } from "../protocol/error";
 import { TETHER_VERSION } from "../protocol/version";
 import type { Log } from "../protocol/log";
 import { Launch } from "../engine/launch";
+import type { SessionEvent } from "../engine/events";
+import type { TetherConfig } from "../config/schema";
 import type { PodState, SessionReconnected, SessionReconnecting } from "../engine/session";
 import { nativeDirNextTo } from "../engine/nativeDir";
 import { entryLine } from "../engine/requestDetail";
@@ -24,7 +29,11 @@ const USAGE = `usage:
                 [--steal | --mirror] [--http-header RE] [--http-path RE] [--http-method M]
                 [--tls-secret NAME | --tls-cert FILE --tls-key FILE] [--tls-client-ca FILE|secret:NAME]
                 [--tls-local] [-p LOCAL:REMOTE]... [--ports P,P...] [--ignore-ports P,P...]
-                [--replicas all|one] [--requests] -- COMMAND [ARGS...]
+                [--replicas all|one] [--requests] [--events FILE]
+                [--disrupt-egress "MATCH EFFECT..."]... [--disrupt-ingress ":PORT EFFECT..."]... -- COMMAND [ARGS...]
+                  egress effects: latency=200ms jitter=50ms drop=10% bandwidth=64KB/s refuse[=30%]
+                                  reset-after=4KB dns=notfound|servfail   (MATCH as in outgoing filters)
+                  ingress effects: latency=300ms jitter=50ms drop=5% reset[=5%] bandwidth=1MB/s
   tether doctor [-t KIND/NAME] [-n NS] [--context C] [--kubeconfig P] [--job] [--probe-image IMAGE]
   tether --version`;
 
@@ -53,16 +62,18 @@ async function ls(argv: string[]): Promise<number> {
   // the same listing as the extension's Targets view: workloads, then every pod's containers
   const workloads = await listWorkloads(cluster, ns);
   const pods = new Map(workloads.flatMap((w) => w.pods).map((p) => [p.name, p]));
-  const targets = [
+  const targets: { target: string; ready: string; container?: ContainerInfo }[] = [
     ...workloads.filter((w) => w.kind !== "pod").map((w) => ({ target: targetPath(w), ready: w.ready })),
-    ...[...pods.values()].flatMap((p) => p.containers.map((c) => ({ target: targetPath({ kind: "pod", name: p.name, container: c }), ready: p.ready ? "ready" : p.phase }))),
+    ...[...pods.values()].flatMap((p) =>
+      p.containers.map((c) => ({ target: targetPath({ kind: "pod", name: p.name, container: c.name }), ready: p.ready ? "ready" : p.phase, container: c })),
+    ),
   ];
   const namespaces = await listNamespaces(cluster).catch(() => [] as string[]);
   if (values.json) console.log(JSON.stringify({ namespace: ns, namespaces, targets }, null, 2));
   else {
     if (namespaces.length) console.log(`namespaces: ${namespaces.join(", ")}`);
     console.log(`namespace ${ns}`);
-    for (const t of targets) console.log(`  ${t.target.padEnd(56)} ${t.ready}`);
+    for (const t of targets) console.log(`  ${t.target.padEnd(56)} ${t.ready}${t.container ? `  ${describeContainer(t.container)}` : ""}`.trimEnd());
   }
   return 0;
 }
@@ -96,9 +107,12 @@ async function exec(argv: string[]): Promise<number> {
       "tls-client-ca": { type: "string" },
       "tls-local": { type: "boolean" },
       port: { type: "string", short: "p", multiple: true },
+      events: { type: "string" },
       ports: { type: "string" },
       "ignore-ports": { type: "string" },
       replicas: { type: "string" },
+      "disrupt-egress": { type: "string", multiple: true },
+      "disrupt-ingress": { type: "string", multiple: true },
       requests: { type: "boolean" },
     },
     strict: true,
@@ -138,9 +152,20 @@ async function exec(argv: string[]): Promise<number> {
     ...(values["tls-client-ca"] ? { clientCa: values["tls-client-ca"] } : {}),
     ...(values["tls-local"] ? { local: "tls" } : {}),
   };
+  const rules = (kind: "egress" | "ingress", specs: string[] | undefined) =>
+    (specs ?? []).map((spec) => {
+      try {
+        return parseDisruptionRule(kind as "egress", spec);
+      } catch (err) {
+        throw new UsageError(`--disrupt-${kind} ${(err as Error).message}`);
+      }
+    });
+  const egress = rules("egress", values["disrupt-egress"]);
+  const ingress = rules("ingress", values["disrupt-ingress"]);
   sources.push({
     name: "flags",
     value: {
+      ...(egress.length || ingress.length ? { disruption: { ...(egress.length ? { egress } : {}), ...(ingress.length ? { ingress } : {}) } } : {}),
       ...(values.target ? { target: values.namespace ? { path: values.target, namespace: values.namespace } : values.target } : {}),
       ...(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {}),
       ...(values.context ? { context: values.context } : {}),
@@ -163,6 +188,25 @@ async function exec(argv: string[]): Promise<number> {
 
   // a Node command gets the runtime, every command the native layer (Node's children included)
   const node = /^node(js)?$/.test(basename(command[0]!));
+  const events = openEventsFile(values.events);
+  try {
+    return await run(config, command, node, log, events, values.requests === true);
+  } finally {
+    if (events !== undefined) closeSync(events);
+  }
+}
+
+/** --events FILE: the session's events as JSON lines (src/engine/events.ts), written as they happen. */
+function openEventsFile(path: string | undefined): number | undefined {
+  if (path === undefined) return undefined;
+  try {
+    return openSync(path, "w");
+  } catch (err) {
+    throw new UsageError(`--events ${path}: ${(err as Error).message}`);
+  }
+}
+
+async function run(config: TetherConfig, command: string[], node: boolean, log: Log, events: number | undefined, requests: boolean): Promise<number> {
   // a refused subscription (another session holds the pod port): the command stops, exec exits 2
   let refused = false;
   let child: ChildProcess | undefined;
@@ -188,10 +232,11 @@ async function exec(argv: string[]): Promise<number> {
       process.stderr.write("tether: stopping the command: the pod port it was started for is refused\n");
       stopCommand();
     },
+    ...(events !== undefined ? { onEvent: (e: SessionEvent) => writeSync(events, `${JSON.stringify(e)}\n`) } : {}),
   });
   const session = launch.session;
   process.stderr.write(`tether: ${launch.summary(node ? "node" : "native")}\n`);
-  if (values.requests) {
+  if (requests) {
     // each request as the Sessions view lists it, in arrival order
     let shown = 0;
     session.on("request", () => {
@@ -237,6 +282,10 @@ async function exec(argv: string[]): Promise<number> {
     });
   });
   await launch.close();
+  // what each disruption rule did, for the run that just ended
+  for (const r of session.disruption.rules) process.stderr.write(`tether: disruption ${r.kind} "${r.label}": ${r.counts}\n`);
+  const agents = [...session.agentSessions].map(([pod, id]) => (session.agentSessions.size > 1 ? `${id} on ${pod}` : id)).join(", ");
+  process.stderr.write(`tether: ${session.figures.summary()} (agent session${session.agentSessions.size > 1 ? "s" : ""} ${agents})\n`);
   return refused ? 2 : lost ? 1 : code;
 }
 

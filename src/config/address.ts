@@ -78,3 +78,8 @@ export function matchesAddress(rule: AddressRule, protocol: "tcp" | "udp" | unde
   const shift = width - BigInt(rule.host.bits);
   return ipToBigInt(h) >> shift === rule.host.address >> shift;
 }
+
+/** Whether any rule covers the connection, by its host or by one of the names that resolved to it. */
+export function matchesAnyAddress(rules: readonly AddressRule[], protocol: "tcp" | "udp" | undefined, host: string, port: number | undefined, names: readonly string[] = []): boolean {
+  return rules.some((r) => matchesAddress(r, protocol, host, port) || names.some((n) => matchesAddress(r, protocol, n, port)));
+}

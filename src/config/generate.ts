@@ -4,13 +4,15 @@
 // - package.json's contributes.configuration (the settings of src/config/settings.ts) and
 //   contributes.debuggers (the `tether` launch attribute, with IntelliSense, for every debug type of
 //   src/config/debugTypes.ts);
-// - the configuration table of README.md, and its table of what works for which language
-//   (src/config/debuggeeSupport.ts);
+// - the configuration table of README.md, its table of what works for which language
+//   (src/config/debuggeeSupport.ts) and its table of `tether exec --events` events
+//   (src/engine/events.ts: a script may read from every layer);
 // - TETHER_VERSION in src/protocol/version.ts, from package.json's "version".
 // Run: npm run generate. test/unit/config.test.ts fails when any of them is stale.
 import { readFileSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { z } from "zod";
+import { eventsTable } from "../engine/events";
 import { supportTable } from "./debuggeeSupport";
 import { DEBUG_TYPES } from "./debugTypes";
 import { configSchema } from "./schema";
@@ -59,6 +61,7 @@ export function readmeTable(): string {
       const def = n.defaultDescription ?? (n.default === undefined ? "" : `\`${JSON.stringify(n.default)}\``);
       rows.push(`| \`${key}\` | ${n.properties ? "object" : typeOf(n)} | ${def} | ${(n.description ?? "").replace(/\|/g, "\\|")} |`);
       if (n.properties) walk(n.properties, `${key}.`);
+      else if (n.type === "array" && n.items?.properties) walk(n.items.properties, `${key}[].`);
     }
   };
   walk(schema.properties ?? {}, "");
@@ -74,9 +77,9 @@ function between(text: string, name: string, content: string): string {
   return `${text.slice(0, a + start.length)}\n${content}\n${text.slice(b)}`;
 }
 
-/** README.md with both generated tables: the configuration, and what works for which language. */
+/** README.md with its generated tables: the configuration, what works for which language, the events of `tether exec --events`. */
 export function readmeWithTable(readme: string): string {
-  return between(between(readme, "config-table", readmeTable()), "support-table", supportTable());
+  return between(between(between(readme, "config-table", readmeTable()), "support-table", supportTable()), "events-table", eventsTable());
 }
 
 /** contributes.configuration: `tether.<key>` for each SETTING_KEYS entry, as the schema describes the key. */

@@ -3,16 +3,21 @@
 import { z } from "zod";
 import { httpFilterSchema } from "../protocol/httpFilter";
 import { parseAddress } from "./address";
+import { hasEffect, parseIngressMatch } from "./disruption";
 import { DEFAULT_AGENT_IMAGE } from "./agentImage";
 import { TARGET_PATH_PATTERN, TARGET_PATH_HELP } from "./target";
 
-const address = z.string().superRefine((value, ctx) => {
-  try {
-    parseAddress(value);
-  } catch (err) {
-    ctx.addIssue({ code: "custom", message: (err as Error).message });
-  }
-});
+/** A string `parse` accepts; its error message is the issue's. */
+const parsed = (parse: (value: string) => unknown) =>
+  z.string().superRefine((value, ctx) => {
+    try {
+      parse(value);
+    } catch (err) {
+      ctx.addIssue({ code: "custom", message: (err as Error).message });
+    }
+  });
+
+const address = parsed(parseAddress);
 
 const addressFilter = z.union([
   z.strictObject({ local: z.array(address).describe("These go from your machine; everything else through the cluster.") }),
@@ -20,6 +25,41 @@ const addressFilter = z.union([
 ]);
 
 const port = z.number().int().min(1).max(65535);
+
+const ingressMatch = parsed(parseIngressMatch);
+
+const percent = z.number().min(0).max(100);
+const ruleCommon = {
+  name: z.string().min(1).optional().describe("How views and logs call the rule; default: the rule in its one-line form."),
+  enabled: z.boolean().default(true).describe("Whether the rule applies from the start (the Outgoing and Traffic views switch it on and off while debugging)."),
+  latencyMs: z.number().int().min(0).max(600_000).optional(),
+  jitterMs: z.number().int().min(0).max(600_000).optional().describe("Each delay varies by up to this much either way (uniformly), never below 0."),
+  bandwidthKBps: z.number().positive().optional(),
+};
+
+const egressRule = z
+  .strictObject({
+    match: z.array(address).optional().describe("Destinations [tcp|udp://][host|ip|cidr][:port], as in outgoing filters; default: everything the cluster carries."),
+    ...ruleCommon,
+    latencyMs: ruleCommon.latencyMs.describe("Added to each connection's setup and to everything your process sends (the round trip grows by this much)."),
+    dropPercent: percent.optional().describe("TCP: this share of new connections is black-holed (no answer; your process's own timeout, else ETIMEDOUT after ~2 min). UDP: this share of datagrams is lost."),
+    bandwidthKBps: ruleCommon.bandwidthKBps.describe("Caps each matching connection (each direction) and UDP flow to this many kilobytes (1000 bytes) per second."),
+    refusePercent: percent.optional().describe("This share of new TCP connections is refused (ECONNREFUSED)."),
+    resetAfterBytes: z.number().int().min(0).optional().describe("A TCP connection is reset (ECONNRESET) once this many bytes passed, both directions counted."),
+    dnsFailure: z.enum(["notfound", "servfail"]).optional().describe("Names matching the rule fail to resolve: notfound (NXDOMAIN, ENOTFOUND) or servfail (SERVFAIL, EAI_AGAIN)."),
+  })
+  .refine(hasEffect, { message: "give at least one effect: latencyMs, dropPercent, bandwidthKBps, refusePercent, resetAfterBytes or dnsFailure" });
+
+const ingressRule = z
+  .strictObject({
+    match: z.array(ingressMatch).optional().describe('Pod ports, ":8080" or "tcp://:8080" (incoming traffic is TCP); default: every intercepted port.'),
+    ...ruleCommon,
+    latencyMs: ruleCommon.latencyMs.describe("Stolen or mirrored traffic reaches your local app this much later (each HTTP request, each chunk of a TCP connection)."),
+    dropPercent: percent.optional().describe("This share of connections (TCP) or requests (HTTP filter) is never delivered: the client gets no answer."),
+    resetPercent: percent.optional().describe("This share of connections or requests is reset: the client sees its connection reset."),
+    bandwidthKBps: ruleCommon.bandwidthKBps.describe("Caps each delivered connection or HTTP/1 exchange (each direction) to this many kilobytes (1000 bytes) per second."),
+  })
+  .refine(hasEffect, { message: "give at least one effect: latencyMs, dropPercent, resetPercent or bandwidthKBps" });
 
 /** Where a PEM comes from: a local file, or "secret:NAME" (a Secret in the target's namespace). */
 const pemSource = z.string().min(1);
@@ -62,7 +102,7 @@ export const configSchema = z
         z.strictObject({
           path: targetString.describe("KIND/NAME, e.g. deployment/api"),
           namespace: z.string().optional().describe("Namespace of the target; default: the context's namespace."),
-          container: z.string().optional().describe("Container of the pod; default: the first one."),
+          container: z.string().optional().describe("Container of the pod; default: the one the pod's kubectl.kubernetes.io/default-container annotation names (a mesh injector sets it to the app), else the first."),
         }),
       ])
       .optional()
@@ -86,6 +126,12 @@ export const configSchema = z
             "The pod ports to intercept, and only these. Default: the container's declared TCP ports and the pod side of portMapping. Each is intercepted once your program listens on its local side.",
           ),
         ignorePorts: z.array(port).optional().describe("Pod ports never intercepted, whatever ports, portMapping or the container declare (a metrics or admin port, say)."),
+        containers: z
+          .array(z.string().min(1))
+          .optional()
+          .describe(
+            "Other containers of the pod whose ports may be intercepted too. By default only the target container's are: a port another container declares (a sidecar's, such as a mesh proxy's 15090) is refused in ports and portMapping until its container is named here.",
+          ),
         portMapping: z.array(z.tuple([port, port])).optional().describe("[local, remote] pairs: traffic for the pod's remote port goes to your local port."),
         httpFilter: httpFilterSchema
           .optional()
@@ -148,6 +194,14 @@ export const configSchema = z
         image: z.string().default(DEFAULT_AGENT_IMAGE).describe("Agent image the cluster can pull."),
         ttlSeconds: z.number().int().min(1).max(86_400).default(60).describe("The agent exits this long after its last session."),
         startupTimeoutSeconds: z.number().int().min(1).max(600).default(60).describe("Give up when the agent is not ready after this long."),
+        metrics: z
+          .strictObject({
+            secret: z.string().min(1).describe("A Secret in the agent's namespace (the target's, or agent.namespace for a job pod) holding the bearer token Prometheus sends; you create it, and give Prometheus the same token."),
+            key: z.string().min(1).default("token").describe("The Secret's key holding the token (at least 16 characters)."),
+            port: port.default(47_801).describe("Port of the scrape endpoint on the pod's addresses (GET /metrics)."),
+          })
+          .optional()
+          .describe("A scrape endpoint for Prometheus on a new agent: GET /metrics on the pod's IP, with a bearer token from a Secret you control. Off when not set; the session's own token never opens it."),
         reconnectSeconds: z
           .number()
           .int()
@@ -160,6 +214,13 @@ export const configSchema = z
       })
       .prefault({})
       .describe("The in-cluster agent."),
+    disruption: z
+      .strictObject({
+        egress: z.array(egressRule).default([]).describe("Rules for what your process sends through the cluster (connections, datagrams, DNS)."),
+        ingress: z.array(ingressRule).default([]).describe("Rules for stolen or mirrored traffic on its way to your local app."),
+      })
+      .prefault({})
+      .describe("Network disruption of your process's own traffic, applied where Tether carries it (nothing else in the cluster is touched)."),
     inspector: z
       .strictObject({
         maskHeaders: z

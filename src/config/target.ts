@@ -25,7 +25,7 @@ export type TargetInput = string | { path: string; namespace?: string; container
 export interface Target {
   kind: TargetKind;
   name: string;
-  /** The container: the object's `container`, else the path's /container/ part; undefined: the first one. */
+  /** The container: the object's `container`, else the path's /container/ part; undefined: the pod's default (kube/containers.ts). */
   container?: string;
   /** undefined: the context's namespace. */
   namespace?: string;

@@ -55,13 +55,13 @@ function addressBytes(a: string): Buffer {
 }
 
 /** The response to `query`: its addresses of the asked type, or NXDOMAIN when `addresses` is undefined. */
-export function buildAnswer(query: Buffer, q: Question, addresses: string[] | undefined, ttl = 5): Buffer {
+export function buildAnswer(query: Buffer, q: Question, addresses: string[] | undefined, ttl = 5, rcode?: number): Buffer {
   const family = q.type === TYPE_A ? 4 : q.type === TYPE_AAAA ? 6 : 0;
   const usable = (addresses ?? []).filter((a) => net.isIP(a) === family);
   const header = Buffer.alloc(12);
   header.writeUInt16BE(q.id, 0);
   header[2] = 0x80 | (query[2]! & 0x01); // QR, RD copied
-  header[3] = 0x80 | (addresses === undefined ? 3 : 0); // RA, NXDOMAIN or NOERROR
+  header[3] = 0x80 | (rcode ?? (addresses === undefined ? 3 : 0)); // RA, NXDOMAIN or NOERROR (or the rcode given: 2 SERVFAIL)
   header.writeUInt16BE(1, 4);
   header.writeUInt16BE(usable.length, 6);
   const answers = usable.map((a) => {

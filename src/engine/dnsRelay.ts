@@ -8,9 +8,12 @@
 // Search domains: the pod's resolv.conf makes "db" go out as db.demo.svc.cluster.local first. A rule
 // "db" covers those longer forms too (config/address), so each is tried locally, fails (NXDOMAIN),
 // and the resolver ends with "db" itself, which resolves locally.
+//
+// Disruption: a name an egress rule fails (dnsFailure) is answered here, NXDOMAIN or SERVFAIL.
 import dns from "node:dns";
 import type { Log } from "../protocol/log";
 import { answersOf, buildAnswer, parseQuestion, TYPE_A, TYPE_AAAA } from "./dnsMessage";
+import type { Disruption } from "./disruption";
 import type { NameMemory } from "./names";
 import type { RuntimeRouting } from "./runtimeServer";
 
@@ -30,12 +33,19 @@ export class DnsRelay {
     private readonly routing: RuntimeRouting,
     private readonly names: NameMemory,
     private readonly log: Log,
+    private readonly disruption?: Disruption,
   ) {}
 
-  /** The local answer to a query, or undefined when it goes to the pod's nameserver. */
+  /**
+   * The local answer to a query, or undefined when it goes to the pod's nameserver. A name a
+   * disruption rule fails gets NXDOMAIN or SERVFAIL here.
+   */
   async answerLocally(query: Buffer): Promise<Buffer | undefined> {
     const q = parseQuestion(query);
-    if (!q || !q.name || this.routing.dns(q.name) === "remote") return undefined;
+    if (!q || !q.name) return undefined;
+    const failure = this.disruption?.lookup(q.name);
+    if (failure) return buildAnswer(query, q, undefined, 5, failure === "notfound" ? 3 : 2);
+    if (this.routing.dns(q.name) === "remote") return undefined;
     if (q.type !== TYPE_A && q.type !== TYPE_AAAA) return buildAnswer(query, q, []); // nothing else is kept for local names
     let addresses: string[] | undefined;
     try {

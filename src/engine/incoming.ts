@@ -21,6 +21,7 @@
 //   delivery asks 127.0.0.1, or `host`).
 // - The client went away (the agent resets the stream) before the local answer ended: the local
 //   request is destroyed at once, so an abandoned SSE or long poll ends in the debuggee too.
+// - Ingress disruption rules (disruption.ts) act before delivery: latency, drop, reset, bandwidth.
 //
 // Events:
 //   "connection" (IncomingConnection)  an incoming.tcp stream carried its first byte (the agent may
@@ -28,6 +29,8 @@
 //                                      close it before any byte: not counted)
 //   "request"    (DeliveredRequest)    an HTTP request got its response head (status, latency)
 //   "passed"     (PassedRequest)       v2 agents: a request on a subscribed port went to the pod's app
+//   "leaked"     (LeakedRequest)       v3 agents: a request the steal should have taken reached the
+//                                      pod's app (on a connection opened before the steal)
 //   "started"    (StartedRequest)      a stolen HTTP request arrived; "finished" (the same) when its exchange ended
 //   "failure"    (DeliveryFailure)     delivering to the local app failed
 //   "declined"   (DeclinedRequest)     the local app did not listen: the request went to the pod's app
@@ -42,6 +45,7 @@ import { maskRawHeaders } from "../protocol/secretHeaders";
 import { directRequest } from "./directHttp";
 import type { AgentToEngine } from "../protocol/messages";
 import { Http2Delivery } from "./incomingHttp2";
+import type { Disruption, RuleSet } from "./disruption";
 import { Loopback } from "./loopback";
 import { newRecord, type RequestRecord } from "./requestRecord";
 
@@ -56,6 +60,8 @@ export interface IncomingDeliveryOptions {
   host?: string;
   /** Requests that came over TLS (the agent terminated it) reach the local app over TLS too. */
   localTls?: boolean;
+  /** Ingress disruption rules (latency, drop, reset, bandwidth before the local app). */
+  disruption?: Disruption;
   log?: Log;
 }
 
@@ -91,6 +97,7 @@ export interface DeliveredRequest {
 }
 
 export type PassedRequest = Omit<TrafficPassed, "type">;
+export type LeakedRequest = Omit<Extract<AgentToEngine, { type: "traffic.leaked" }>, "type">;
 
 /** A stolen request handed back to the pod's app because the debuggee did not listen (v3 agents). */
 export interface DeclinedRequest {
@@ -146,22 +153,34 @@ export class IncomingDelivery extends EventEmitter {
   private readonly agent;
   private readonly tlsAgent; // the user's own app: its certificate is not checked
   private readonly localTls: boolean;
+  private readonly disruption?: Disruption;
   private readonly http2: Http2Delivery;
   private readonly live = new Set<Duplex>();
   /** The record of each stolen HTTP request, until it is reported. */
   private readonly records = new WeakMap<IncomingHttp, RequestRecord>();
   private closed = false;
+  /** HTTP/2 stream messages (trailers, resets) of requests a disruption rule holds back, replayed on delivery. */
+  private readonly held = new Map<number, Extract<AgentToEngine, { type: "http.trailers" | "http.reset" }>[]>();
   private readonly onMessage = (msg: AgentToEngine) => {
-    if (msg.type === "incoming.tcp") this.deliverTcp(msg);
+    if (msg.type === "incoming.tcp") this.disrupted(msg, (rules) => this.deliverTcp(msg, rules));
     else if (msg.type === "incoming.http") {
       this.records.set(msg, newRecord(msg));
-      this.inFlight(msg);
-      msg.httpVersion === "2.0" ? this.http2.deliver(msg) : this.deliverHttp(msg);
+      this.disrupted(msg, (rules) => {
+        this.inFlight(msg);
+        msg.httpVersion === "2.0" ? this.http2.deliver(msg) : this.deliverHttp(msg, rules);
+      });
     }
-    else if (msg.type === "http.trailers" || msg.type === "http.reset") this.http2.onStreamMessage(msg);
+    else if (msg.type === "http.trailers" || msg.type === "http.reset") {
+      const held = this.held.get(msg.stream);
+      if (held) held.push(msg);
+      else this.http2.onStreamMessage(msg);
+    }
     else if (msg.type === "traffic.passed") {
       const { type: _type, ...passed } = msg;
       this.emit("passed", passed satisfies PassedRequest);
+    } else if (msg.type === "traffic.leaked") {
+      const { type: _type, ...leaked } = msg;
+      this.emit("leaked", leaked satisfies LeakedRequest);
     }
   };
 
@@ -178,6 +197,7 @@ export class IncomingDelivery extends EventEmitter {
     this.tlsAgent = this.loopback.httpsAgent();
     this.log = options.log ?? silentLog;
     this.localTls = options.localTls ?? false;
+    this.disruption = options.disruption;
     this.http2Wire = { conn };
     const wire = this.http2Wire;
     this.http2 = new Http2Delivery({
@@ -197,6 +217,43 @@ export class IncomingDelivery extends EventEmitter {
     });
     this.podToLocal = new Map(options.podToLocal);
     conn.on("message", this.onMessage);
+  }
+
+  /**
+   * Ingress disruption, before delivery: a reset or dropped connection or request never reaches the
+   * local app (reset: its stream is closed at once; dropped: read and discarded, no answer); an HTTP
+   * request is delivered after the latency; a TCP connection is delivered at once and its chunks are
+   * delayed and capped on the way (deliverTcp).
+   */
+  private disrupted(msg: IncomingTcp | IncomingHttp, deliver: (rules?: RuleSet) => void): void {
+    const rules = this.disruption?.ingress(msg.port);
+    const stream = this.conn.stream(msg.stream);
+    if (!rules || rules.empty || !stream || this.closed) return deliver();
+    if (rules.draw("resetPercent")) {
+      this.log("debug", "incoming traffic reset by a disruption rule", { tag: "disruption", port: msg.port });
+      return void stream.destroy(new Error("reset by a disruption rule"));
+    }
+    if (rules.draw("dropPercent")) {
+      this.log("debug", "incoming traffic dropped by a disruption rule", { tag: "disruption", port: msg.port });
+      this.track(stream);
+      return void stream.resume(); // read and forgotten: the client gets no answer
+    }
+    if (msg.type === "incoming.tcp") return deliver(rules);
+    const delay = rules.delayMs();
+    if (delay <= 0) return deliver(rules);
+    this.held.set(msg.stream, []);
+    this.track(stream);
+    const timer = setTimeout(() => {
+      const held = this.held.get(msg.stream) ?? [];
+      this.held.delete(msg.stream);
+      if (this.closed || stream.destroyed) return;
+      deliver(rules);
+      for (const m of held) this.http2.onStreamMessage(m);
+    }, delay);
+    stream.once("close", () => {
+      clearTimeout(timer);
+      this.held.delete(msg.stream);
+    });
   }
 
   /** `{ record }` for a request's report (nothing for a request that was never recorded). */
@@ -265,7 +322,7 @@ export class IncomingDelivery extends EventEmitter {
     fromApp.on("data", (d: Buffer) => (this.bytesOut += d.length));
   }
 
-  private deliverTcp(msg: IncomingTcp): void {
+  private deliverTcp(msg: IncomingTcp, rules?: RuleSet): void {
     const stream = this.conn.stream(msg.stream);
     if (!stream) return;
     if (this.closed) return void stream.destroy();
@@ -278,11 +335,11 @@ export class IncomingDelivery extends EventEmitter {
         return void stream.destroy(err ?? undefined);
       }
       if (this.closed || stream.destroyed) return void app.destroy();
-      this.pipeTcp(msg, localPort, stream, app);
+      this.pipeTcp(msg, localPort, stream, app, rules?.through(() => stream.destroy(new Error("reset by a disruption rule"))));
     });
   }
 
-  private pipeTcp(msg: IncomingTcp, localPort: number, stream: Duplex, app: Socket): void {
+  private pipeTcp(msg: IncomingTcp, localPort: number, stream: Duplex, app: Socket, through?: { ab: Duplex; ba: Duplex }): void {
     this.count(stream, app);
     this.track(app);
     let announced = false;
@@ -295,7 +352,14 @@ export class IncomingDelivery extends EventEmitter {
     app.once("data", announce);
     app.on("error", (err) => stream.destroy(err));
     stream.on("error", () => app.destroy());
-    stream.pipe(app);
+    // a disruption rule: latency and bandwidth toward the app, bandwidth back
+    if (through) {
+      for (const t of [through.ab, through.ba]) {
+        t.on("error", () => app.destroy());
+        app.once("close", () => t.destroy());
+      }
+      stream.pipe(through.ab).pipe(app);
+    } else stream.pipe(app);
     stream.resume();
     if (msg.mode === "mirror") {
       app.resume(); // the app's answers to a mirrored copy go nowhere
@@ -303,7 +367,8 @@ export class IncomingDelivery extends EventEmitter {
       stream.on("close", () => app.destroy());
       return;
     }
-    app.pipe(stream);
+    if (through) app.pipe(through.ba).pipe(stream);
+    else app.pipe(stream);
     const finishOther = (a: Duplex, b: Duplex) => () => {
       if (!(a.readableEnded && a.writableFinished) && !b.destroyed) b.destroy();
     };
@@ -324,12 +389,14 @@ export class IncomingDelivery extends EventEmitter {
     });
   }
 
-  private deliverHttp(msg: IncomingHttp): void {
+  private deliverHttp(msg: IncomingHttp, rules?: RuleSet): void {
     const conn = this.conn; // answers go back over the wire the request came on, even after a reconnect
     const stream = conn.stream(msg.stream);
     if (!stream) return;
     if (this.closed) return void stream.destroy();
     this.track(stream);
+    // a disruption rule's bandwidth both ways (its latency already held the request back); not for upgrades
+    const through = rules?.bytesPerSecond() && !msg.upgrade ? rules.through(() => stream.destroy(), false) : undefined;
     const localPort = this.localPort(msg.port);
     const started = Date.now();
     const report = (status: number) =>
@@ -424,7 +491,10 @@ export class IncomingDelivery extends EventEmitter {
           record?.responseBody.push(d);
         });
         res.once("end", () => (ended = true));
-        res.pipe(stream);
+        if (through) {
+          through.ba.on("error", (err) => stream.destroy(err));
+          res.pipe(through.ba).pipe(stream);
+        } else res.pipe(stream);
         res.on("error", (err) => stream.destroy(err));
       });
       if (msg.upgrade) {
@@ -437,7 +507,10 @@ export class IncomingDelivery extends EventEmitter {
         });
         req.end();
       } else if (bodyless) req.end();
-      else stream.pipe(req);
+      else if (through) {
+        through.ab.on("error", (err) => req.destroy(err));
+        stream.pipe(through.ab).pipe(req);
+      } else stream.pipe(req);
       return req;
     };
     let current = send(false);

@@ -11,6 +11,7 @@ import { showRoutes, waitingText } from "../config/ports";
 import type { TetherConfig } from "../config/schema";
 import type { Log } from "../protocol/log";
 import { targetLabel } from "../config/target";
+import { Disruption } from "./disruption";
 import { DnsRelay } from "./dnsRelay";
 import { LocalListeners } from "./localListeners";
 import { LocalProxy } from "./localProxy";
@@ -70,13 +71,15 @@ export class Launch {
     const { config, log } = options;
     const runtimeBundle = options.runtimeBundle && existsSync(options.runtimeBundle) ? options.runtimeBundle : undefined;
     const nativeWhyNot = options.nativeDir ? await NativeLayer.unavailable(options.nativeDir) : "no native layer was given";
+    // the rules switched on and off while the session runs (the views), shared by both directions
+    const disruption = options.disruption ?? new Disruption(config.disruption);
     // whatever the program, a port is subscribed once it listens (LocalListeners sees any of them)
-    const session = await Session.start({ ...options, incomingOnListen: true });
+    const session = await Session.start({ ...options, disruption, incomingOnListen: true });
     // the primary pod's wire, looked up each time: another pod takes over when it goes away
     const conn = () => session.wire();
     const routing = routingFromConfig(config);
     const names = new NameMemory();
-    const tcp = new TcpSplices(conn, log);
+    const tcp = new TcpSplices(conn, log, disruption);
     // a call to another service debugged in this process goes straight to its debuggee
     const label = targetLabel(config.target);
     const services = await registerServices(session, label, log);
@@ -85,12 +88,12 @@ export class Launch {
       if (t) session.tookShortcut(t.service, t.label, t.localPort);
       return t;
     };
-    const udp = new UdpForwarders(conn, log, new DnsRelay(routing, names, log));
+    const udp = new UdpForwarders(conn, log, new DnsRelay(routing, names, log, disruption), disruption);
     const files = new PodFiles(conn, routing, config, () => session.hostname);
     let runtime: RuntimeServer | undefined;
     let native: NativeLayer | { unavailable: string } = { unavailable: nativeWhyNot ?? "" };
     try {
-      runtime = await RuntimeServer.start({ conn, routing, tcp, udp, files, names, log, shortcut });
+      runtime = await RuntimeServer.start({ conn, routing, tcp, udp, files, names, log, disruption, shortcut });
       if (nativeWhyNot === undefined) {
         try {
           native = await NativeLayer.start(options.nativeDir!, runtime.clientEnv({ remoteFiles: files.paths("native"), hostname: session.hostname }), log);
@@ -102,7 +105,7 @@ export class Launch {
       if (options.nativeDir && "unavailable" in native && options.debuggee !== "node") {
         log("warn", `the native layer is not active (${native.unavailable}); outgoing traffic goes through HTTP_PROXY/ALL_PROXY only, DNS and files stay local`, { tag: "native" });
       }
-      const proxy = await LocalProxy.start(conn, routing, log);
+      const proxy = await LocalProxy.start(conn, routing, log, disruption);
       // outgoing calls made while a stolen request is answered must carry the routing header
       const check = new RoutingHeaderCheck(config.incoming.mode === "steal" ? config.incoming.httpFilter : undefined, () => session.answering, (call, missing) => {
         if (session.warnRouting(call, missing)) log("warn", `${call}: an outgoing call made while answering a stolen request lacks ${missing}, so the service it reaches cannot route its own calls to you`, { tag: "session" });
@@ -190,6 +193,7 @@ export class Launch {
       outgoing,
       config.dns.enabled ? "DNS in the pod" : "DNS local",
       `${Object.keys(session.env).length} env variables from the pod`,
+      session.disruption.any ? `disruption: ${session.disruption.rules.map((r) => `${r.kind} "${r.label}"${r.enabled ? "" : " (off)"}`).join(", ")}` : "",
       debuggeeLimits(kind === "node" ? "node" : this.nativeLayer ? "native" : "proxy"),
     ]
       .filter(Boolean)

@@ -10,6 +10,7 @@ import type { Log } from "../protocol/log";
 import { pipeBoth } from "../protocol/pipeBoth";
 import { connectThroughAgent } from "./agentTcp";
 import { directRequest } from "./directHttp";
+import { Disruption } from "./disruption";
 import { asSocket } from "./agentWire";
 import type { Shortcut } from "./localShortcut";
 import { Loopback } from "./loopback";
@@ -41,6 +42,7 @@ export class LocalProxy {
     private readonly conn: () => EngineConnection,
     private readonly routing: ProxyRouting,
     private readonly log: Log,
+    private readonly disruption: Disruption,
   ) {
     this.http = http.createServer((req, res) => void this.forwardRequest(req, res));
     this.http.on("connect", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void this.tunnel(req, socket as net.Socket, head));
@@ -59,8 +61,8 @@ export class LocalProxy {
     });
   }
 
-  static async start(conn: () => EngineConnection, routing: ProxyRouting, log: Log): Promise<LocalProxy> {
-    const p = new LocalProxy(conn, routing, log);
+  static async start(conn: () => EngineConnection, routing: ProxyRouting, log: Log, disruption = new Disruption(undefined)): Promise<LocalProxy> {
+    const p = new LocalProxy(conn, routing, log, disruption);
     await new Promise<void>((resolve, reject) => {
       p.server.once("error", reject);
       p.server.listen(0, "127.0.0.1", () => resolve());
@@ -88,7 +90,11 @@ export class LocalProxy {
     return this.routing.connect("tcp", host, port) === "remote";
   }
 
-  /** A connection to host:port, from here or from the pod. */
+  /**
+   * A connection to host:port, from here or from the pod. Disruption rules act on the connection's
+   * setup here (a failing name, refused, black-holed until the client gives up, the latency of its
+   * setup); what flows on it afterwards is not shaped on this fallback path.
+   */
   async dial(host: string, port: number): Promise<Duplex> {
     const short = this.shortcut?.(host, port, []);
     if (short) {
@@ -100,6 +106,10 @@ export class LocalProxy {
         s.once("connect", () => resolve(s));
         s.once("error", reject);
       });
+    }
+    if ((await this.disruption.admit(host, port)) === "dropped") {
+      // no answer, as when every SYN is lost: the client's own timeout, else the kernel's (~2 min)
+      return await new Promise<never>((_, reject) => setTimeout(() => reject(Object.assign(new Error(`ETIMEDOUT connecting to ${host}:${port} (disruption rule)`), { code: "ETIMEDOUT" })), 127_000).unref());
     }
     return connectThroughAgent(this.conn(), host, port);
   }

@@ -15,11 +15,12 @@ import type { TetherConfig } from "../config/schema";
 import type { EngineConnection } from "../protocol/connection";
 import { TetherError } from "../protocol/error";
 import type { Log } from "../protocol/log";
-import type { EngineToAgent, Probe } from "../protocol/messages";
+import type { AgentToEngine, EngineToAgent, Probe } from "../protocol/messages";
 import { placeAgent, type PlacedAgent } from "../kube/agentPlacement";
 import type { Cluster, ResolvedTarget } from "../kube/cluster";
 import { openPortForward } from "../kube/portForward";
 import { openAgentWire } from "./agentWire";
+import type { Disruption } from "./disruption";
 import { sessionLabel } from "./sessionLabel";
 import { IncomingDelivery } from "./incoming";
 
@@ -71,6 +72,9 @@ export class PodLink extends EventEmitter {
   delivery?: IncomingDelivery;
   /** Pod ports this agent was asked to intercept. */
   readonly ports = new Set<number>();
+  /** The agent's id for this session (the `session` label of its metrics), and its version. */
+  agentSession = "";
+  agentVersion = "";
   /** The subscription of each port in `ports`, sent again on a new wire. */
   private readonly subscriptions = new Map<number, Subscribe>();
   private ending?: Promise<void>;
@@ -185,12 +189,14 @@ export class PodLink extends EventEmitter {
       throw err;
     }
     try {
-      const { conn } = await within(
+      const { conn, welcome } = await within(
         openAgentWire(tunnel, { token: placed.token, client: this.o.client, label: `${this.o.client.name}@${process.env.USER ?? "user"}`, log: this.o.log }),
         withinMs,
         (w) => w.conn.destroy(),
         `the agent in pod ${placed.podName}`,
       );
+      this.agentSession = welcome.sessionId; // a new wire is a new session on the agent (its metrics' label)
+      this.agentVersion = welcome.agent.version;
       return conn;
     } catch (err) {
       tunnel.destroy();
@@ -214,6 +220,7 @@ export class PodLink extends EventEmitter {
       timeoutMs: config.agent.startupTimeoutSeconds * 1000,
       ...(config.agent.namespace ? { namespace: config.agent.namespace } : {}),
       sessionId: this.o.sessionId,
+      ...(config.agent.metrics ? { metrics: config.agent.metrics } : {}),
       reuse,
     });
   }
@@ -225,7 +232,9 @@ export class PodLink extends EventEmitter {
     for (;;) {
       try {
         const tunnel = await openPortForward(this.o.cluster.kc, placed.namespace, placed.podName, placed.port);
-        const { conn } = await openAgentWire(tunnel, { token: placed.token, client: this.o.client, label: sessionLabel(), log: this.o.log });
+        const { conn, welcome } = await openAgentWire(tunnel, { token: placed.token, client: this.o.client, label: sessionLabel(), log: this.o.log });
+        this.agentSession = welcome.sessionId;
+        this.agentVersion = welcome.agent.version;
         return conn;
       } catch (err) {
         // A shared agent that refuses the wire (404: it is stopping) or whose port is closed (it
@@ -237,19 +246,20 @@ export class PodLink extends EventEmitter {
     }
   }
 
-  /** Delivers what this agent sends to the debuggee's local ports. */
-  deliver(podToLocal: ReadonlyMap<number, number>, localTls: boolean): IncomingDelivery {
-    this.delivery ??= new IncomingDelivery(this.conn, { podToLocal, localTls, log: this.o.log });
+  /** Delivers what this agent sends to the debuggee's local ports (through the session's ingress disruption rules). */
+  deliver(podToLocal: ReadonlyMap<number, number>, localTls: boolean, disruption?: Disruption): IncomingDelivery {
+    this.delivery ??= new IncomingDelivery(this.conn, { podToLocal, localTls, log: this.o.log, disruption });
     return this.delivery;
   }
 
-  async subscribe(msg: Subscribe): Promise<void> {
-    if (this.ports.has(msg.port)) return;
+  /** Resolves with the probe paths of the port that keep reaching the pod's app. */
+  async subscribe(msg: Subscribe): Promise<string[]> {
+    if (this.ports.has(msg.port)) return [];
     this.ports.add(msg.port);
     this.subscriptions.set(msg.port, msg);
-    if (this.reconnecting) return; // the new wire subscribes it
+    if (this.reconnecting) return []; // the new wire subscribes it
     try {
-      await this.conn.request({ ...msg, id: this.conn.newRequestId() });
+      return (await this.conn.request<Extract<AgentToEngine, { type: "incoming.subscribed" }>>({ ...msg, id: this.conn.newRequestId() })).probesKept;
     } catch (err) {
       this.ports.delete(msg.port);
       this.subscriptions.delete(msg.port);

@@ -1,6 +1,6 @@
 // Where the debuggee's connections, names and files go, decided from the configuration: the
 // RuntimeRouting the runtime server and the local proxy ask.
-import { matchesAddress, parseAddress, type AddressRule } from "../config/address";
+import { matchesAddress, matchesAnyAddress, parseAddress, type AddressRule } from "../config/address";
 import type { TetherConfig } from "../config/schema";
 import type { RuntimeRouting } from "./runtimeServer";
 
@@ -18,7 +18,7 @@ function compile(filter: { local: string[] } | { remote: string[] } | undefined)
  */
 function decide(filter: Filter, proto: "tcp" | "udp" | undefined, host: string, port: number | undefined, names: string[] = []): "local" | "remote" {
   if (!filter) return "remote";
-  const hit = filter.rules.some((r) => matchesAddress(r, proto, host, port) || names.some((n) => matchesAddress(r, proto, n, port)));
+  const hit = matchesAnyAddress(filter.rules, proto, host, port, names);
   return hit === (filter.keep === "local") ? "local" : "remote";
 }
 

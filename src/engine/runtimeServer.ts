@@ -11,6 +11,7 @@ import type { Log } from "../protocol/log";
 import type { AgentToEngine } from "../protocol/messages";
 import { RUNTIME_ENV, type RuntimeEnv, type RuntimeRequest } from "../protocol/runtimeWire";
 import { errnoOf } from "./agentTcp";
+import type { Disruption } from "./disruption";
 import type { NameMemory } from "./names";
 import type { PodFiles } from "./podFiles";
 import type { Shortcut } from "./localShortcut";
@@ -33,6 +34,8 @@ export interface RuntimeServerOptions {
   files: PodFiles;
   names: NameMemory;
   log: Log;
+  /** Rules that fail lookups (DNS failures); connections and datagrams are disrupted by tcp and udp. */
+  disruption?: Disruption;
   /** Another service debugged in this process that a call reaches directly (localShortcut.ts). */
   shortcut?: Shortcut;
 }
@@ -124,15 +127,17 @@ export class RuntimeServer extends EventEmitter {
     const { routing, log, names } = this.options;
     switch (req.op) {
       case "tcp.open": {
-        const short = this.options.shortcut?.(req.host, req.port, names.namesOf(req.host));
+        const known = names.namesOf(req.host);
+        const short = this.options.shortcut?.(req.host, req.port, known);
         if (short) {
           // straight to the other debuggee: its local port stands in for the pod the call would reach
           const address = await this.loopback.address(short.localPort);
           return { route: "remote", via: { host: address, port: short.localPort }, remote: { address, port: short.localPort } };
         }
-        if (routing.connect("tcp", req.host, req.port, names.namesOf(req.host)) === "local") return { route: "local" };
+        if (routing.connect("tcp", req.host, req.port, known) === "local") return { route: "local" };
         try {
-          return { route: "remote", ...(await this.options.tcp.open(req.host, req.port, req.family === 6 ? 6 : 4)) };
+          const splice = await this.options.tcp.open(req.host, req.port, req.family === 6 ? 6 : 4, known);
+          return "dropped" in splice ? { route: "dropped" } : { route: "remote", ...splice };
         } catch (err) {
           throw Object.assign(err as Error, { errno: errnoOf(err) });
         }
@@ -141,10 +146,12 @@ export class RuntimeServer extends EventEmitter {
         if (routing.connect("udp", req.host, req.port, names.namesOf(req.host)) === "local") return { route: "local" };
         // a datagram's reply must come from the peer's address: resolve a name first, as the pod does
         const address = net.isIP(req.host) ? req.host : await this.resolve(req.host).catch(() => undefined);
-        const via = await this.options.udp.forwarderFor(address ?? req.host, req.port);
+        const via = await this.options.udp.forwarderFor(address ?? req.host, req.port, address && address !== req.host ? [req.host] : names.namesOf(req.host));
         return { route: "remote", via, ...(address ? { peer: { address, port: req.port } } : {}) };
       }
       case "lookup": {
+        const failure = this.options.disruption?.lookup(req.hostname);
+        if (failure) throw Object.assign(new Error(`${req.hostname}: ${failure} (disruption rule)`), { errno: failure === "notfound" ? "ENOTFOUND" : "EAI_AGAIN" });
         if (routing.dns(req.hostname) === "local") return { route: "local" };
         const addresses = await this.lookupInPod(req.hostname, req.family);
         return { addresses };

@@ -18,22 +18,27 @@ import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { V1Pod } from "@kubernetes/client-node";
 import type { TetherConfig } from "../config/schema";
-import { podToLocal, showRoute, showRoutes } from "../config/ports";
+import { showRoute, showRoutes } from "../config/ports";
 import { normalizeTarget, targetPath, type Target } from "../config/target";
 import type { EngineConnection } from "../protocol/connection";
 import { TetherError } from "../protocol/error";
 import type { Log } from "../protocol/log";
 import type { AgentToEngine, Probe, SubscribeTls } from "../protocol/messages";
 import type { PlacedAgent } from "../kube/agentPlacement";
-import { Cluster, isReady, newestReason, podStates, podsOf, podTarget, probesOf, readyPods, resolveWorkload, type ResolvedTarget, type Workload } from "../kube/cluster";
+import { Cluster, isReady, newestReason, podStates, podsOf, podTarget, readyPods, resolveWorkload, type ResolvedTarget, type Workload } from "../kube/cluster";
+import { interceptablePorts } from "../kube/containers";
+import { probesOf } from "../kube/probes";
 import { PodWatch } from "../kube/podWatch";
-import type { DeclinedRequest, DeliveredRequest, IncomingConnection, IncomingDelivery, PassedRequest, StartedRequest } from "./incoming";
+import { Disruption } from "./disruption";
+import type { DeclinedRequest, DeliveredRequest, DeliveryFailure, IncomingConnection, IncomingDelivery, LeakedRequest, PassedRequest, StartedRequest } from "./incoming";
+import { STEPS, type SessionEvent, type SessionEventBody } from "./events";
+import { InterceptionFigures } from "./figures";
 import { PodLink, RELEASE_DRAIN_MS, type Reconnected, type Reconnecting, type Subscribe } from "./podLink";
 import { loadTlsMaterial } from "./tlsMaterial";
 import { replayToLocal } from "./replay";
 import { importEnv } from "./routing";
 
-export type Step = "resolving" | "waiting" | "starting agent" | "connecting" | "subscribing" | "ready";
+export type Step = (typeof STEPS)[number];
 
 export interface SessionOptions {
   config: TetherConfig;
@@ -46,6 +51,10 @@ export interface SessionOptions {
   incomingOnListen?: boolean;
   /** Called as each step starts (and "ready" at the end), with the time since start. */
   onStep?: (step: Step, detail: string, elapsedMs: number) => void;
+  /** Disruption rules (config.disruption, switched live): ingress rules act on delivery. */
+  disruption?: Disruption;
+  /** Every event of the session (events.ts), from the first step on. */
+  onEvent?: (event: SessionEvent) => void;
 }
 
 export interface SessionStats {
@@ -143,12 +152,15 @@ const WAIT_POLL_MS = 1_000;
  * "reconnected" (SessionReconnected) when it is back; "ended" (err?: Error) when no pod is left to
  * intercept (the last agent went away, or could not be reached again); "routing-warning"
  * (RoutingWarning) the first time an outgoing call lacks the routing header; "shortcut" (ShortcutUse)
- * the first time a call goes straight to another service debugged here.
+ * the first time a call goes straight to another service debugged here; "event" (SessionEvent,
+ * events.ts: everything, also given to options.onEvent).
  */
 export class Session extends EventEmitter {
   readonly id = randomUUID();
   readonly stats: SessionStats = { connections: 0, mirrored: 0, requestsStolen: 0, requestsPassed: 0, probesPassed: 0, failures: 0 };
   readonly recent: RecentEntry[] = [];
+  /** Time to intercept, leaks and drops per pod and port (figures.ts). */
+  readonly figures = new InterceptionFigures();
   private seq = 0;
   private replaying = 0;
   /** Outgoing calls without the routing header, each call once (RoutingHeaderCheck). */
@@ -183,11 +195,15 @@ export class Session extends EventEmitter {
   private reconcileTimer?: NodeJS.Timeout;
   private ending?: Promise<void>;
 
+  /** The session's disruption rules, as the views switch them (config.disruption). */
+  readonly disruption: Disruption;
+
   private constructor(
     readonly cluster: Cluster,
     private readonly options: SessionOptions,
   ) {
     super();
+    this.disruption = options.disruption ?? new Disruption(options.config.disruption);
   }
 
   static async start(options: SessionOptions): Promise<Session> {
@@ -248,9 +264,28 @@ export class Session extends EventEmitter {
     return config.incoming.replicas === "all" && config.incoming.mode !== "off" && this.workload.kind !== "pod";
   }
 
+  /** The agent's id for this session, by every pod that joined: the `session` label of each agent's metrics. */
+  readonly agentSessions = new Map<string, string>();
+
   private step(s: Step, detail: string, started: number): void {
     this.options.log("info", `${s}: ${detail}`, { tag: "session", session: this.id });
+    this.event({ type: "step", step: s, detail, elapsedMs: Date.now() - started });
     this.options.onStep?.(s, detail, Date.now() - started);
+  }
+
+  /** Emits an event (stamped with the time and the session's id) and folds it into the figures. */
+  private event(body: SessionEventBody): void {
+    const e = { at: new Date().toISOString(), session: this.id, ...body } as SessionEvent;
+    this.figures.record(e);
+    this.options.onEvent?.(e);
+    this.emit("event", e);
+  }
+
+  /** The first request (or connection) of a pod's port reached the session at `at`: its time to intercept. */
+  private intercepted(pod: string, port: number, mode: "steal" | "mirror", at: number): void {
+    const figures = this.figures.ports.get(`${pod}/${port}`);
+    if (!figures || figures.delayMs !== undefined) return;
+    this.event({ type: "intercepted", pod, port, mode, delayMs: Math.max(0, at - figures.requestedAt) });
   }
 
   private async begin(target: Target): Promise<void> {
@@ -263,7 +298,7 @@ export class Session extends EventEmitter {
     const all = this.fanOut;
     const first = ready[0]!;
     this.target = podTarget(this.workload, first, newestReason(this.workload, first.metadata!.name!, ready.length), ready.length);
-    this.probes = probesOf(this.target.container);
+    this.probes = probesOf(this.target.container, this.target.pod);
     const others = all ? ready.slice(1) : [];
     step(
       "starting agent",
@@ -277,13 +312,7 @@ export class Session extends EventEmitter {
     this.env = importEnv(raw.env, config.env);
     this.hostname = raw.env.HOSTNAME || this.target.pod.spec?.hostname || this.target.podName;
     if (config.incoming.mode !== "off") {
-      const mapping = podToLocal(config.incoming.portMapping);
-      const ignored = new Set(config.incoming.ignorePorts ?? []);
-      // default: the container's declared TCP ports plus the pod side of every port mapping (a
-      // container need not declare the ports it listens on)
-      const declared = (this.target.container.ports ?? []).filter((p) => (p.protocol ?? "TCP") === "TCP").map((p) => p.containerPort);
-      const podPorts = [...new Set(config.incoming.ports ?? [...declared, ...mapping.keys()])].filter((p) => !ignored.has(p));
-      for (const p of podPorts) this.candidates.set(p, mapping.get(p) ?? p);
+      for (const [pod, local] of interceptablePorts(this.target.pod, this.target.container, config.incoming)) this.candidates.set(pod, local);
       if (config.incoming.mode === "steal" && config.incoming.tls) {
         if (!conn.supports("http.trailers")) {
           throw new TetherError("UNSUPPORTED", `filtered steal of TLS (incoming.tls) needs an agent of protocol 3; this one speaks ${conn.version}: use the current agent image`);
@@ -341,6 +370,8 @@ export class Session extends EventEmitter {
     const { config, log, client } = this.options;
     return PodLink.join({ cluster: this.cluster, target, config, probes: this.probes, sessionId: this.id, client, log, ...(onStep ? { onStep } : {}) }).then((link) => {
       this.links.set(link.podName, link);
+      this.agentSessions.set(link.podName, link.agentSession);
+      this.event({ type: "agent", pod: link.podName, namespace: target.namespace, agentSession: link.agentSession, agentVersion: link.agentVersion, protocol: link.conn.version });
       link.once("closed", (err: Error) => this.linkLost(link, err));
       const pod = link.podName;
       link.on("reconnecting", (r: Reconnecting) => {
@@ -479,10 +510,12 @@ export class Session extends EventEmitter {
   }
 
   private wireDelivery(link: PodLink): void {
-    const delivery = link.deliver(this.candidates, this.options.config.incoming.tls?.local === "tls");
+    const delivery = link.deliver(this.candidates, this.options.config.incoming.tls?.local === "tls", this.disruption);
     const pod = link.podName;
     delivery.on("connection", (c: IncomingConnection) => {
       this.stats.connections++;
+      this.intercepted(pod, c.port, c.mode, Date.now());
+      this.event({ type: "connection", pod, port: c.port, mode: c.mode, peer: `${c.peer.address}:${c.peer.port}` });
       if (c.mode === "mirror") this.stats.mirrored++;
       this.remember({ connection: true, mode: c.mode, port: c.port, localPort: c.localPort, peer: c.peer, pod });
       this.emit("request");
@@ -497,6 +530,8 @@ export class Session extends EventEmitter {
     });
     delivery.on("request", (r: DeliveredRequest) => {
       this.stats.requestsStolen++;
+      this.intercepted(pod, r.port, "steal", Date.now() - r.latencyMs);
+      this.event({ type: "request", pod, port: r.port, method: r.method, path: r.path, status: r.status, latencyMs: r.latencyMs });
       const state = this.states.get(pod);
       if (state) state.requests++;
       const withPod: SessionRequest = { ...r, pod };
@@ -510,14 +545,21 @@ export class Session extends EventEmitter {
         this.stats.requestsPassed++;
         this.remember({ passed: true, method: p.method, path: p.path, port: p.port, pod, reason: p.reason, ...(p.rawHeaders ? { rawHeaders: p.rawHeaders } : {}) });
       }
+      // the fields the event names (events.ts), not the request's headers: an events file goes to CI logs
+      this.event({ type: "passed", pod, port: p.port, method: p.method, path: p.path, reason: p.reason });
       this.emit("request");
     });
     delivery.on("declined", (d: DeclinedRequest) => {
       this.stats.requestsPassed++;
       this.remember({ passed: true, method: d.method, path: d.path, port: d.port, pod, reason: "declined", ...(d.rawHeaders ? { rawHeaders: d.rawHeaders } : {}) });
+      this.event({ type: "passed", pod, port: d.port, method: d.method, path: d.path, reason: "declined" });
       this.emit("request");
     });
-    delivery.on("failure", () => this.stats.failures++);
+    delivery.on("leaked", (l: LeakedRequest) => this.event({ type: "leaked", pod, port: l.port, method: l.method, path: l.path, reason: l.reason }));
+    delivery.on("failure", (f: DeliveryFailure) => {
+      this.stats.failures++;
+      this.event({ type: "dropped", pod, port: f.port, kind: f.kind, error: f.error.message });
+    });
   }
 
   private subscription(port: number): Subscribe {
@@ -535,7 +577,23 @@ export class Session extends EventEmitter {
 
   /** Subscribes the session's ports on one pod's agent. */
   private async subscribeLink(link: PodLink): Promise<void> {
-    for (const port of this.ports.keys()) await link.subscribe(this.subscription(port));
+    for (const port of this.ports.keys()) await this.subscribeOn(link, port);
+  }
+
+  /** One pod port on one pod's agent, with its events: time to intercept counts from "subscribe". */
+  private async subscribeOn(link: PodLink, port: number): Promise<void> {
+    const pod = link.podName;
+    const msg = this.subscription(port);
+    if (link.ports.has(port)) return;
+    this.event({ type: "subscribe", pod, port, local: this.candidates.get(port)!, mode: msg.mode });
+    let probesKept: string[];
+    try {
+      probesKept = await link.subscribe(msg);
+    } catch (err) {
+      this.event({ type: "subscribe-failed", pod, port, code: TetherError.is(err) ? err.code : "INTERNAL", message: (err as Error).message });
+      throw err;
+    }
+    this.event({ type: "subscribed", pod, port, mode: msg.mode, probesKept });
   }
 
   /** Subscribes a pod port on every pod. */
@@ -543,7 +601,7 @@ export class Session extends EventEmitter {
     if (this.ports.has(pod)) return;
     this.ports.set(pod, this.candidates.get(pod)!);
     try {
-      await Promise.all([...this.links.values()].map((l) => l.subscribe(this.subscription(pod))));
+      await Promise.all([...this.links.values()].map((l) => this.subscribeOn(l, pod)));
     } catch (err) {
       this.ports.delete(pod);
       throw err;
@@ -671,6 +729,7 @@ export class Session extends EventEmitter {
       await Promise.race([this.portChanges, new Promise((r) => setTimeout(r, RELEASE_DRAIN_MS).unref())]); // a subscribe under way ends first
       await Promise.allSettled([...this.links.values()].map((l) => l.close()));
       this.ports.clear();
+      this.event({ type: "ended", summary: this.figures.summary() });
     })();
     return this.ending;
   }
@@ -680,6 +739,7 @@ export class Session extends EventEmitter {
       if (err) this.options.log("debug", "session aborted", { tag: "session", session: this.id, error: err.message });
       this.stopWatching();
       await Promise.allSettled([...this.links.values()].map((l) => l.destroy(err)));
+      this.event({ type: "ended", ...(err ? { error: err.message } : {}), summary: this.figures.summary() });
     })();
     return this.ending;
   }

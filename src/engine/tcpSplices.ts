@@ -3,11 +3,15 @@
 // listener for it, which the debuggee's own socket then connects to (the Node runtime does that
 // itself, the native supervisor on the debuggee's behalf), and the two are piped. A refused or
 // unreachable destination fails open() with the pod's errno before anything local is connected.
+// Disruption rules that match the destination act here: a refused or black-holed connection never
+// reaches the pod, latency delays the setup and what the debuggee sends, bandwidth and reset-after
+// apply to the splice (disruption.ts).
 import net from "node:net";
 import type { EngineConnection } from "../protocol/connection";
 import type { Log } from "../protocol/log";
 import { pipeBoth } from "../protocol/pipeBoth";
 import { openThroughAgent } from "./agentTcp";
+import { Disruption, resetSocket } from "./disruption";
 
 /** How long a splice waits for the debuggee's socket to connect before giving the connection up. */
 const CLAIM_MS = 15_000;
@@ -16,6 +20,9 @@ export interface Splice {
   via: { host: string; port: number };
   remote: { address: string; port: number };
 }
+
+/** A connection a disruption rule black-holes: no pod connection, the debuggee's connect never completes. */
+export const DROPPED = { dropped: true } as const;
 
 export class TcpSplices {
   /** Listeners not claimed yet, each with what gives it up. */
@@ -30,10 +37,19 @@ export class TcpSplices {
   constructor(
     private readonly conn: () => EngineConnection,
     private readonly log: Log,
+    private readonly disruption = new Disruption(undefined),
   ) {}
 
-  /** Connects to host:port from the pod; resolves with the loopback address to connect to. */
-  async open(host: string, port: number, family: 4 | 6 = 4): Promise<Splice> {
+  /**
+   * Connects to host:port from the pod; resolves with the loopback address to connect to, or DROPPED.
+   * `names`: what resolved to host, for the disruption rules' matches.
+   */
+  async open(host: string, port: number, family: 4 | 6 = 4, names: string[] = []): Promise<Splice | typeof DROPPED> {
+    const rules = await this.disruption.admit(host, port, names);
+    if (rules === "dropped") {
+      this.log("debug", "outgoing connection black-holed", { tag: "disruption", host, port });
+      return DROPPED;
+    }
     let agent;
     try {
       agent = await openThroughAgent(this.conn(), host, port);
@@ -64,7 +80,13 @@ export class TcpSplices {
       socket.once("close", () => this.sockets.delete(socket));
       socket.setNoDelay(true);
       this.onSpliced(host, port, socket);
-      pipeBoth(socket, stream);
+      if (rules.empty) return pipeBoth(socket, stream);
+      // reset-after: the debuggee gets a reset once what was allowed has reached it, the pod side ends too
+      const reset = () => {
+        this.log("debug", "outgoing connection reset", { tag: "disruption", host, port });
+        resetSocket(socket, stream);
+      };
+      pipeBoth(socket, stream, undefined, rules.through(reset));
     });
     const host6 = family === 6;
     try {

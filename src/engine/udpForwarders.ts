@@ -1,9 +1,12 @@
 // One loopback UDP socket per cluster destination: each source that sends to it gets its own
 // connected UDP socket in the pod (an agent udp stream), and replies come back to that source.
 // Port 53 goes through the DNS relay, which answers the names the dns filter keeps local.
+// Disruption rules matching the destination lose datagrams on their way to the pod, delay them and
+// cap their rate (disruption.ts).
 import dgram from "node:dgram";
 import type { EngineConnection, WireStream } from "../protocol/connection";
 import type { Log } from "../protocol/log";
+import { Disruption, type DelayQueue, type RuleSet } from "./disruption";
 import type { DnsRelay } from "./dnsRelay";
 
 const IDLE_MS = 60_000;
@@ -13,6 +16,9 @@ interface Flow {
   stream?: WireStream;
   queue: Buffer[];
   idle: NodeJS.Timeout;
+  /** The disruption rules of the flow (counted once per flow), and the datagrams they hold back. */
+  rules?: RuleSet;
+  shaped?: DelayQueue<Buffer>;
 }
 
 export class UdpForwarders {
@@ -24,19 +30,21 @@ export class UdpForwarders {
     private readonly conn: () => EngineConnection,
     private readonly log: Log,
     private readonly dns?: DnsRelay,
+    private readonly disruption = new Disruption(undefined),
   ) {}
 
-  async forwarderFor(host: string, port: number): Promise<{ host: string; port: number }> {
+  /** The loopback forwarder for host:port (`names`: what resolved to host, for disruption rules). */
+  async forwarderFor(host: string, port: number, names: string[] = []): Promise<{ host: string; port: number }> {
     const key = `${host.toLowerCase()}:${port}`;
     let socket = this.sockets.get(key);
     if (!socket) {
-      socket = this.bind(host, port);
+      socket = this.bind(host, port, names);
       this.sockets.set(key, socket);
     }
     return { host: "127.0.0.1", port: (await socket).address().port };
   }
 
-  private bind(host: string, port: number): Promise<dgram.Socket> {
+  private bind(host: string, port: number, names: string[]): Promise<dgram.Socket> {
     const socket = dgram.createSocket("udp4");
     const flows = new Map<string, Flow>();
     const relay = port === 53 ? this.dns : undefined;
@@ -55,8 +63,14 @@ export class UdpForwarders {
       let flow = flows.get(key);
       if (!flow) {
         const created: Flow = { queue: [], idle: setTimeout(() => end(), IDLE_MS) };
+        const rules = this.disruption.egress("udp", host, port, names);
+        if (!rules.empty) {
+          created.rules = rules;
+          created.shaped = rules.datagrams((d) => send(created, d));
+        }
         const end = () => {
           clearTimeout(created.idle);
+          created.shaped?.clear();
           created.stream?.destroy();
           flows.delete(key);
           this.flows.delete(created);
@@ -86,6 +100,11 @@ export class UdpForwarders {
         );
       }
       flow.idle.refresh();
+      if (!flow.shaped) return send(flow, datagram);
+      if (flow.rules!.draw("dropPercent")) return; // lost on the way
+      flow.shaped.push(datagram, datagram.length);
+    };
+    const send = (flow: Flow, datagram: Buffer) => {
       if (flow.stream) flow.stream.write(datagram);
       else if (flow.queue.length < MAX_QUEUED) flow.queue.push(datagram);
     };

@@ -33,6 +33,8 @@ export interface PlacementOptions {
   /** Namespace of the job pod (job mode); default: the target's. */
   namespace?: string;
   sessionId: string;
+  /** The scrape endpoint for Prometheus (config agent.metrics): its port and the Secret key holding its bearer token. */
+  metrics?: { port: number; secret: string; key: string };
   /**
    * Join an agent already running in the target pod (another session's, or one still within its
    * TTL) instead of adding a second one: one agent serves several sessions, each with its filters.
@@ -65,6 +67,13 @@ function agentEnv(o: PlacementOptions, extra: V1EnvVar[] = []): V1EnvVar[] {
     { name: "TETHER_AGENT_PORT", value: String(AGENT_PORT) },
     { name: "TETHER_AGENT_PROBES", value: JSON.stringify(o.probes) },
     { name: "TETHER_AGENT_TTL_SECONDS", value: String(o.ttlSeconds) },
+    // the metrics token comes from the user's Secret straight into the container: Tether never reads it
+    ...(o.metrics
+      ? [
+          { name: "TETHER_AGENT_METRICS_PORT", value: String(o.metrics.port) },
+          { name: "TETHER_AGENT_METRICS_TOKEN", valueFrom: { secretKeyRef: { name: o.metrics.secret, key: o.metrics.key } } },
+        ]
+      : []),
     ...extra,
   ];
 }

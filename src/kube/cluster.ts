@@ -1,6 +1,6 @@
 // The cluster as Tether needs it, on @kubernetes/client-node: kubeconfig loading like kubectl
 // (KUBECONFIG with several files, --kubeconfig, --context, exec plugins found on a short PATH),
-// target resolution to one running pod, and the probes the agent must leave alone.
+// target resolution to one running pod and container (containers.ts decides which container).
 import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import { delimiter, join } from "node:path";
@@ -18,11 +18,10 @@ import {
   type RequestContext,
   type V1Container,
   type V1Pod,
-  type V1Probe,
 } from "@kubernetes/client-node";
 import { TetherError } from "../protocol/error";
-import type { Probe } from "../protocol/messages";
 import { normalizeTarget, type Target, type TargetInput, type TargetKind } from "../config/target";
+import { containerOf, containersOf } from "./containers";
 
 /** Where exec credential plugins (gcloud, aws, kubelogin...) live when an IDE started from a launcher has a short PATH. */
 const EXTRA_PATHS = ["/usr/local/bin", "/opt/homebrew/bin", join(homedir(), ".local/bin"), join(homedir(), "bin"), "/snap/bin", "/usr/local/google-cloud-sdk/bin", join(homedir(), "google-cloud-sdk/bin")];
@@ -246,9 +245,8 @@ export function podStates(pods: V1Pod[]): string {
 
 /** One pod of the workload as a target: its container, why this pod (`reason`), of how many ready ones. */
 export function podTarget(w: Workload, pod: V1Pod, reason: string, readyCount = 1): ResolvedTarget {
-  const containers = pod.spec?.containers ?? [];
-  const container = w.container ? containers.find((c) => c.name === w.container) : containers[0];
-  if (!container) throw new TetherError("NOT_FOUND", `pod ${pod.metadata?.name} has no container "${w.container}" (it has: ${containers.map((c) => c.name).join(", ")})`);
+  const container = containerOf(pod, w.container);
+  if (!container) throw new TetherError("NOT_FOUND", `pod ${pod.metadata?.name} has no container "${w.container}" (it has: ${containersOf(pod).map((c) => c.name).join(", ")})`);
   return { pod, podName: pod.metadata!.name!, namespace: w.namespace, container, reason, readyPods: readyCount };
 }
 
@@ -271,19 +269,3 @@ export async function resolveTarget(cluster: Cluster, input: TargetInput | Targe
   return podTarget(w, pod, newestReason(w, pod.metadata!.name!, ready.length), ready.length);
 }
 
-/** The container's liveness/readiness/startup probes as the agent takes them (named ports resolved). */
-export function probesOf(container: V1Container): Probe[] {
-  const port = (p: number | string | undefined): number | undefined =>
-    typeof p === "number" ? p : container.ports?.find((cp) => cp.name === p)?.containerPort ?? (p && /^\d+$/.test(p) ? Number(p) : undefined);
-  const out: Probe[] = [];
-  for (const probe of [container.livenessProbe, container.readinessProbe, container.startupProbe] as (V1Probe | undefined)[]) {
-    if (probe?.httpGet) {
-      const p = port(probe.httpGet.port as number | string);
-      if (p) out.push({ port: p, path: probe.httpGet.path ?? "/" });
-    } else if (probe?.tcpSocket) {
-      const p = port(probe.tcpSocket.port as number | string);
-      if (p) out.push({ port: p });
-    }
-  }
-  return out.filter((p, i) => out.findIndex((q) => q.port === p.port && q.path === p.path) === i);
-}

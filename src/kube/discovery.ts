@@ -4,12 +4,14 @@ import type { V1LabelSelector, V1Pod } from "@kubernetes/client-node";
 import type { TargetKind } from "../config/target";
 import { TetherError } from "../protocol/error";
 import { apiError, type Cluster } from "./cluster";
+import { containersOf, type ContainerInfo } from "./containers";
 
 export interface PodInfo {
   name: string;
   phase: string;
   ready: boolean;
-  containers: string[];
+  /** Its containers (and native sidecars), with their role and ports (containers.ts). */
+  containers: ContainerInfo[];
 }
 
 export interface WorkloadInfo {
@@ -34,7 +36,7 @@ function podInfo(p: V1Pod): PodInfo {
     name: p.metadata!.name!,
     phase: p.status?.phase ?? "Unknown",
     ready: p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false,
-    containers: (p.spec?.containers ?? []).map((c) => c.name),
+    containers: containersOf(p),
   };
 }
 

@@ -288,6 +288,20 @@ const trafficPassed = z.strictObject({
   rawHeaders: z.array(z.string()).optional(),
 });
 
+/**
+ * v3: a request that reached the app although this session's steal should have taken it: it came on
+ * a connection to the app opened before the steal (a client's keep-alive connection, a mesh proxy's
+ * or gateway's pooled one), which the redirect does not move. `reason` is a word such as
+ * "open-before-steal" (a string, so that new reasons do not break older engines).
+ */
+const trafficLeaked = z.strictObject({
+  type: z.literal("traffic.leaked"),
+  port,
+  method: z.string(),
+  path: z.string(),
+  reason: z.string(),
+});
+
 export const agentToEngineSchema = z.discriminatedUnion("type", [
   heartbeat,
   heartbeatAck,
@@ -308,6 +322,7 @@ export const agentToEngineSchema = z.discriminatedUnion("type", [
   incomingTcp,
   incomingHttp,
   trafficPassed,
+  trafficLeaked,
   httpTrailers,
   httpReset,
 ]);
@@ -326,6 +341,7 @@ export const MESSAGE_SINCE: Partial<Record<WireMessage["type"], number>> = {
   "traffic.passed": 2,
   "http.trailers": 3,
   "http.reset": 3,
+  "traffic.leaked": 3,
   "http.decline": 3,
   "session.linger": 3,
 };

@@ -38,9 +38,13 @@ export interface Endpoint {
 /**
  * tcp.open: `via` is a one-shot loopback listener spliced to a connection the agent already made;
  * `remote` is the peer the pod connected to. Fails with the errno name as code (ECONNREFUSED,
- * ETIMEDOUT, EHOSTUNREACH, ...) when the pod could not connect.
+ * ETIMEDOUT, EHOSTUNREACH, ...) when the pod could not connect, ENOTFOUND or EAI_AGAIN when a
+ * disruption rule fails the name.
+ * `dropped`: a disruption rule black-holes the connection: it must never complete (the Node runtime
+ * leaves it connecting, the native layer connects it to a loopback listener that drops every SYN), so
+ * the program's own timeout fires, else ETIMEDOUT as the kernel gives up.
  */
-export type TcpOpenReply = { route: "local" } | { route: "remote"; via: Endpoint; remote: { address: string; port: number } };
+export type TcpOpenReply = { route: "local" } | { route: "remote"; via: Endpoint; remote: { address: string; port: number } } | { route: "dropped" };
 /** route (UDP): `via` is the engine's forwarder for the destination, `peer` its address (an IP). */
 export type RouteReply = { route: "local" } | { route: "remote"; via: Endpoint; peer?: { address: string; port: number } };
 export type LookupReply = { addresses: { address: string; family: 4 | 6 }[] } | { route: "local" };

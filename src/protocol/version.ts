@@ -11,7 +11,8 @@ export const TETHER_VERSION = "0.1.0";
 //   2: adds `traffic.passed` (the agent tells a session about requests it let through to the app).
 //   3: HTTP/2 and TLS in filtered steal: `incoming.http` with httpVersion "2.0" (only to v3 sessions),
 //      `http.trailers`, `http.reset`, `http.response.endStream`, `incoming.http.tls`,
-//      `incoming.subscribe.tls`.
+//      `incoming.subscribe.tls`; `traffic.leaked` (requests that reached the app on connections opened
+//      before the steal).
 //      Batch frames (frame.ts): one WebSocket message per turn of the event loop, carrying data,
 //      control messages and binary credit in order.
 //      `session.linger` (the agent waits for a session whose wire broke to come back).

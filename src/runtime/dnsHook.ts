@@ -14,6 +14,13 @@ function notFound(hostname: string, syscall = "getaddrinfo"): NodeJS.ErrnoExcept
   return Object.assign(new Error(`${syscall} ENOTFOUND ${hostname}`), { code: "ENOTFOUND", errno: -3008, syscall, hostname });
 }
 
+/** The error a lookup the engine refused gets: not found, or (a failing resolver) try again / SERVFAIL. */
+function failed(hostname: string, err: unknown, syscall = "getaddrinfo"): NodeJS.ErrnoException {
+  if ((err as { code?: string })?.code !== "EAI_AGAIN") return notFound(hostname, syscall);
+  const code = syscall === "getaddrinfo" ? "EAI_AGAIN" : "ESERVFAIL";
+  return Object.assign(new Error(`${syscall} ${code} ${hostname}`), { code, errno: syscall === "getaddrinfo" ? -3001 : undefined, syscall, hostname });
+}
+
 export function installDnsHook(channel: EngineChannel, log: RuntimeLog): void {
   const originalLookup = dns.lookup as unknown as (...args: unknown[]) => void;
   const originalPromisesLookup = dns.promises.lookup;
@@ -46,7 +53,7 @@ export function installDnsHook(channel: EngineChannel, log: RuntimeLog): void {
           log.warn(`${err.message}; resolving ${hostname} locally`);
           return originalLookup(hostname, ...rest);
         }
-        callback(notFound(hostname));
+        callback(failed(hostname, err));
       },
     );
   }
@@ -61,7 +68,7 @@ export function installDnsHook(channel: EngineChannel, log: RuntimeLog): void {
       addresses = await remote(hostname, family);
     } catch (err) {
       if ((err as { code?: string }).code === "ENGINE_UNREACHABLE") addresses = undefined;
-      else throw notFound(hostname);
+      else throw failed(hostname, err);
     }
     if (!addresses) return originalPromisesLookup(hostname, o as dns.LookupAllOptions);
     const usable = addresses.filter((a) => family === 0 || a.family === family);
@@ -81,13 +88,13 @@ export function installDnsHook(channel: EngineChannel, log: RuntimeLog): void {
           if (list.length === 0) return callback(Object.assign(notFound(hostname, name === "resolve4" ? "queryA" : "queryAaaa"), { code: "ENODATA" }));
           callback(null, ttl ? list.map((a) => ({ address: a.address, ttl: 30 })) : list.map((a) => a.address));
         },
-        () => callback(notFound(hostname, name === "resolve4" ? "queryA" : "queryAaaa")),
+        (err: unknown) => callback(failed(hostname, err, name === "resolve4" ? "queryA" : "queryAaaa")),
       );
     };
     const originalP = dns.promises[name] as (hostname: string, o?: unknown) => Promise<unknown>;
     (dns.promises as unknown as Record<string, unknown>)[name] = async (hostname: string, o?: { ttl?: boolean }) => {
-      const addresses = await remote(hostname, fam).catch(() => {
-        throw notFound(hostname, name === "resolve4" ? "queryA" : "queryAaaa");
+      const addresses = await remote(hostname, fam).catch((err: unknown) => {
+        throw failed(hostname, err, name === "resolve4" ? "queryA" : "queryAaaa");
       });
       if (!addresses) return originalP(hostname, o);
       const list = addresses.filter((a) => a.family === fam);

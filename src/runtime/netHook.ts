@@ -20,8 +20,15 @@ type Handle = { connect(req: unknown, address: string, port: number): number; co
 /** The name an IP destination is given so that Node calls the socket's lookup (it skips it for IPs). */
 const BY_ADDRESS = "tether-address.invalid";
 
+/** How long a black-holed connection stays connecting before ETIMEDOUT: Linux's SYN retries (tcp_syn_retries 6). */
+const SYN_TIMEOUT_MS = 127_000;
+
 function connectError(err: unknown, host: string, port: number): NodeJS.ErrnoException {
-  const code = err instanceof RuntimeCallError && /^E[A-Z]+$/.test(err.code) ? err.code : "ECONNREFUSED";
+  const code = err instanceof RuntimeCallError && (/^E[A-Z]+$/.test(err.code) || err.code === "EAI_AGAIN") ? err.code : "ECONNREFUSED";
+  // a name the pod cannot resolve fails as getaddrinfo does
+  if (code === "ENOTFOUND" || code === "EAI_AGAIN") {
+    return Object.assign(new Error(`getaddrinfo ${code} ${host}`), { code, errno: code === "ENOTFOUND" ? -3008 : -3001, syscall: "getaddrinfo", hostname: host });
+  }
   const errno = (constants.errno as Record<string, number>)[code];
   return Object.assign(new Error(`connect ${code} ${host}:${port}${err instanceof Error ? ` (${err.message})` : ""}`), {
     code,
@@ -68,6 +75,13 @@ export function installNetHook(channel: EngineChannel, localPorts: Set<number>, 
             log.debug(`tcp ${host}:${port} -> local`);
             if (net.isIP(host)) return done(null, host, net.isIP(host));
             return ownLookup(host, dnsOptions, done);
+          }
+          if (r.route === "dropped") {
+            // black-holed by a disruption rule: it stays connecting, as when every SYN is lost
+            log.debug(`tcp ${host}:${port} -> dropped`);
+            const timer = setTimeout(() => done(connectError(new RuntimeCallError("ETIMEDOUT", "no answer"), host, port)), SYN_TIMEOUT_MS);
+            socket.once("close", () => clearTimeout(timer));
+            return;
           }
           // the pod is connected: this socket's handle connects to the engine's end of it instead
           const handle = socket._handle;

@@ -1,7 +1,9 @@
 // Every command of the manifest (contributes.commands), as one table: what the Traffic and Outgoing
-// views edit in .tether/config.json, target selection, the session's own commands and doctor.
+// views edit in .tether/config.json (disruption rules included), target selection, the session's own
+// commands and doctor.
 import * as vscode from "vscode";
 import { parseAddress } from "../config/address";
+import { formatDisruptionRule, parseDisruptionRule, type DisruptionKind } from "../config/disruption";
 import { formatPortPair, parsePortList, parsePortPairs } from "../config/ports";
 import { normalizeTarget, targetLabel } from "../config/target";
 import type { Log } from "../protocol/log";
@@ -51,6 +53,27 @@ function ruleInput(value = ""): Thenable<string | undefined> {
     prompt: "[tcp|udp://][host|ip|cidr][:port], e.g. db, db:5432, 10.0.0.0/8, udp://:53",
     value,
     validateInput: problem((v) => parseAddress(v.trim())),
+  });
+}
+
+type RuleRef = { kind: DisruptionKind; index: number };
+
+/** The configured rules of one kind in .tether/config.json (the array itself, created when missing). */
+function disruptionRules(raw: Record<string, unknown>, kind: DisruptionKind): Record<string, unknown>[] {
+  const d = ConfigStore.section(raw, "disruption");
+  if (!Array.isArray(d[kind])) d[kind] = [];
+  return d[kind] as Record<string, unknown>[];
+}
+
+function disruptionInput(kind: DisruptionKind, value = ""): Thenable<string | undefined> {
+  return vscode.window.showInputBox({
+    title: `Tether: ${kind} disruption rule`,
+    prompt:
+      kind === "egress"
+        ? "MATCH EFFECT..., e.g. db:5432 latency=200ms jitter=50ms · udp://:53 drop=10% · api refuse=30% · db reset-after=4KB · db dns=notfound · bandwidth=64KB/s (empty removes it)"
+        : ":PORT EFFECT..., e.g. :8080 latency=300ms · :8080 reset=5% · :8080 drop=10% · bandwidth=1MB/s (empty removes it)",
+    value,
+    validateInput: (v) => (v.trim() ? problem((x) => parseDisruptionRule(kind as "egress", x))(v) : undefined),
   });
 }
 
@@ -233,6 +256,48 @@ export function createCommands(ctx: CommandContext): Record<string, Command> {
         outgoingOf(raw).filter = { [kind]: next };
         if (!next.length) delete outgoingOf(raw).filter;
       });
+    },
+    // disruption rules: running sessions follow each edit of the file at once (SessionManager.followConfig)
+    "tether.toggleDisruptionRule": async (on?: boolean, row?: { arg?: RuleRef }) => {
+      const ref = row?.arg;
+      if (!ref) return;
+      await edit((raw) => {
+        const rule = disruptionRules(raw, ref.kind)[ref.index];
+        if (rule) rule.enabled = on ?? rule.enabled === false;
+      });
+    },
+    "tether.addDisruptionRule": async (from?: DisruptionKind | Pick<Row, "contextValue">) => {
+      // from a view: its Add row passes the kind, the Disruption row's inline button itself
+      const kind = typeof from === "string" ? from : (from?.contextValue?.split(".")[2] as DisruptionKind | undefined);
+      const k =
+        kind ??
+        ((await vscode.window.showQuickPick(
+          [
+            { label: "egress", description: "what your process sends through the cluster" },
+            { label: "ingress", description: "stolen or mirrored traffic on its way to your app" },
+          ],
+          { title: "Tether: disrupt which traffic?" },
+        ))?.label as DisruptionKind | undefined);
+      if (!k) return;
+      const v = await disruptionInput(k);
+      if (!v?.trim()) return;
+      await edit((raw) => void disruptionRules(raw, k).push(parseDisruptionRule(k as "egress", v) as Record<string, unknown>));
+    },
+    "tether.editDisruptionRule": async (row?: { arg?: RuleRef }) => {
+      const ref = row?.arg;
+      const current = ref && effective()?.disruption[ref.kind][ref.index];
+      if (!ref || !current) return;
+      const v = await disruptionInput(ref.kind, [formatDisruptionRule(current), current.name ? `name=${current.name}` : ""].filter(Boolean).join(" "));
+      if (v === undefined) return;
+      await edit((raw) => {
+        const rules = disruptionRules(raw, ref.kind);
+        if (!v.trim()) rules.splice(ref.index, 1);
+        else rules[ref.index] = { ...parseDisruptionRule(ref.kind as "egress", v), ...(current.enabled ? {} : { enabled: false }) };
+      });
+    },
+    "tether.removeDisruptionRule": async (row?: { arg?: RuleRef }) => {
+      const ref = row?.arg;
+      if (ref) await edit((raw) => void disruptionRules(raw, ref.kind).splice(ref.index, 1));
     },
     "tether.toggleDns": async (on?: boolean) => edit((raw) => void (ConfigStore.section(raw, "dns").enabled = on ?? !(effective()?.dns.enabled ?? true))),
     "tether.stopSession": async (row?: Pick<Row, "arg">) => {

@@ -36,6 +36,8 @@ export interface ActiveSession {
   steps: { step: Step; detail: string; ms: number }[];
   /** What is active, in one line (Launch.summary); also written to the Debug Console. */
   summary: string;
+  /** The session's configuration as it reads now (its disruption rules follow edits live). */
+  configNow?: () => TetherConfig;
   /** When a pod's wire last came back (see linkStatus). */
   reconnectedAt?: number;
 }
@@ -85,7 +87,21 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
       vscode.debug.onDidTerminateDebugSession((d) => {
         for (const s of this.sessions.values()) if (s.debugSession?.id === d.id) void this.stop(s.id, "the debug session ended");
       }),
+      // disruption rules switched or edited in the views take effect in running sessions at once
+      store.onDidChange(() => this.followConfig()),
     );
+  }
+
+  private followConfig(): void {
+    for (const s of this.sessions.values()) {
+      let config: TetherConfig | undefined;
+      try {
+        config = s.configNow?.();
+      } catch {
+        continue; // an invalid configuration changes nothing (the Problems view says why)
+      }
+      if (config) s.launch.session.disruption.reconcile(config.disruption);
+    }
   }
 
   dispose(): void {
@@ -154,6 +170,7 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
     let active: ActiveSession;
     try {
       active = await this.start(config, token, isNodeDebugType(type) ? "node" : "native");
+      active.configNow = () => this.store.resolve(folder, block === true ? undefined : block, () => {});
     } catch (err) {
       if (TetherError.is(err, "CANCELLED")) {
         this.log("info", "the start was cancelled: no session, nothing left in the cluster");
@@ -230,6 +247,8 @@ export class SessionManager implements vscode.Disposable, vscode.DebugConfigurat
         started = active;
         launch.session.on("request", () => this.changed.fire(active));
         launch.session.on("ports", () => this.changed.fire(active));
+        launch.session.disruption.on("changed", () => this.changed.fire(active));
+        launch.session.disruption.on("touched", () => this.changed.fire(active));
         launch.session.on("routing-warning", (w: RoutingWarning) => {
           this.changed.fire(active);
           void vscode.window

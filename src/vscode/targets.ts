@@ -6,6 +6,7 @@ import { TetherError } from "../protocol/error";
 import { normalizeTarget, targetPath, type Target } from "../config/target";
 import type { Cluster } from "../kube/cluster";
 import type { WorkloadInfo } from "../kube/discovery";
+import { describeContainer, type ContainerInfo } from "../kube/containers";
 import { loadEngine } from "./lazy";
 import type { ConfigStore, RecentTarget } from "./store";
 
@@ -14,7 +15,7 @@ type Node =
   | { kind: "namespace"; context: string; namespace: string }
   | { kind: "workload"; context: string; namespace: string; workload: WorkloadInfo }
   | { kind: "pod"; context: string; namespace: string; pod: WorkloadInfo["pods"][number] }
-  | { kind: "container"; context: string; namespace: string; pod: string; container: string }
+  | { kind: "container"; context: string; namespace: string; pod: string; container: string; info: ContainerInfo }
   | { kind: "message"; text: string; tooltip?: string; description?: string; icon?: string; command?: vscode.Command };
 
 /** The target a tree node stands for. */
@@ -87,7 +88,7 @@ export class TargetsProvider implements vscode.TreeDataProvider<Node> {
         const item = new vscode.TreeItem(label, hasChildren ? C.Collapsed : C.None);
         item.id = `${t.context}/${t.namespace}/${t.path}`;
         const isTarget = selected(t);
-        const state = node.kind === "workload" ? node.workload.ready : node.kind === "pod" ? (node.pod.ready ? "ready" : node.pod.phase) : "";
+        const state = node.kind === "workload" ? node.workload.ready : node.kind === "pod" ? (node.pod.ready ? "ready" : node.pod.phase) : describeContainer(node.info);
         item.description = [state, isTarget ? "● target" : ""].filter(Boolean).join("  ");
         item.iconPath = new vscode.ThemeIcon(isTarget ? "target" : node.kind === "workload" ? "layers" : node.kind === "pod" ? "package" : "symbol-method");
         item.contextValue = "tether.target";
@@ -122,7 +123,7 @@ export class TargetsProvider implements vscode.TreeDataProvider<Node> {
         return rows.length ? rows : [{ kind: "message", text: "nothing to debug here", icon: "info" }];
       }
       if (node.kind === "workload") return node.workload.pods.map((pod) => ({ kind: "pod", context: node.context, namespace: node.namespace, pod }));
-      if (node.kind === "pod") return node.pod.containers.map((container) => ({ kind: "container", context: node.context, namespace: node.namespace, pod: node.pod.name, container }));
+      if (node.kind === "pod") return node.pod.containers.map((info) => ({ kind: "container", context: node.context, namespace: node.namespace, pod: node.pod.name, container: info.name, info }));
       return [];
     } catch (err) {
       if (!node && TetherError.is(err, "NO_KUBECONFIG")) {

@@ -1,9 +1,12 @@
 // The Traffic, Outgoing and Sessions views. Traffic and Outgoing show the effective configuration and
 // edit .tether/config.json through commands (vscode/commands.ts): on/off settings are checkboxes,
 // other rows open a picker or an input box that writes only when confirmed, so browsing the views
-// writes nothing. Sessions shows live counts and the recent requests of each running session.
+// writes nothing; disruption rules are switched by their checkboxes (running sessions follow at once).
+// Sessions shows live counts, the disruption rules with what each touched, and the recent requests.
 import * as vscode from "vscode";
+import { disruptionLabel, formatDisruptionRule, type DisruptionKind, type EgressRuleInput, type IngressRuleInput } from "../config/disruption";
 import { podToLocal, showRoutes, waitingText } from "../config/ports";
+import type { InterceptionFigures } from "../engine/figures";
 import { loadEngine } from "./lazy";
 import type { TetherConfig } from "../config/schema";
 import type { ConfigStore } from "./store";
@@ -22,8 +25,8 @@ export interface Row {
   id?: string;
   /** Starts collapsed (rows with children start expanded otherwise). */
   collapsed?: boolean;
-  /** An on/off setting: a checkbox; ticking it runs `command` with the new value. */
-  checkbox?: { checked: boolean; command: string };
+  /** An on/off setting: a checkbox; ticking it runs `command` with the new value (then `args`). */
+  checkbox?: { checked: boolean; command: string; args?: unknown[] };
 }
 
 abstract class RowsProvider implements vscode.TreeDataProvider<Row> {
@@ -56,7 +59,7 @@ abstract class RowsProvider implements vscode.TreeDataProvider<Row> {
     const view = vscode.window.createTreeView(id, { treeDataProvider: this, manageCheckboxStateManually: true });
     const checks = view.onDidChangeCheckboxState((e) => {
       for (const [row, state] of e.items) {
-        if (row.checkbox) void vscode.commands.executeCommand(row.checkbox.command, state === vscode.TreeItemCheckboxState.Checked);
+        if (row.checkbox) void vscode.commands.executeCommand(row.checkbox.command, state === vscode.TreeItemCheckboxState.Checked, ...(row.checkbox.args ?? []));
       }
     });
     return vscode.Disposable.from(checks, view);
@@ -159,8 +162,45 @@ export class TrafficProvider extends ConfigRowsProvider {
         tooltip: "Liveness/readiness/startup probe requests: ticked, they are stolen like any request",
         checkbox: { checked: inc.stealProbes, command: "tether.toggleStealProbes" },
       },
+      disruptionRow("ingress", config.disruption.ingress),
     ];
   }
+}
+
+/**
+ * The Disruption row of the Outgoing (egress) and Traffic (ingress) views: each configured rule with a
+ * checkbox (a running session follows at once) and its one-line form (click to edit), and "Add".
+ */
+function disruptionRow(kind: DisruptionKind, rules: readonly (EgressRuleInput & IngressRuleInput)[]): Row {
+  const children: Row[] = rules.map((rule, index) => {
+    const arg = { kind, index };
+    return {
+      label: disruptionLabel(rule),
+      description: rule.name ? formatDisruptionRule(rule) : undefined,
+      icon: "zap",
+      contextValue: "tether.disruptionRule",
+      arg,
+      id: `disruption.${kind}.${index}.${disruptionLabel(rule)}`,
+      tooltip: "Ticked: on. A running session follows at once. Click to edit.",
+      checkbox: { checked: rule.enabled ?? true, command: "tether.toggleDisruptionRule", args: [{ arg }] },
+      command: { command: "tether.editDisruptionRule", title: "Edit Disruption Rule", arguments: [{ arg }] },
+    };
+  });
+  children.push({ label: "Add disruption rule…", icon: "add", id: `disruption.${kind}.add`, command: { command: "tether.addDisruptionRule", title: "Add Disruption Rule", arguments: [kind] } });
+  const on = rules.filter((r) => r.enabled ?? true).length;
+  return {
+    label: "Disruption",
+    description: rules.length ? `${on} of ${rules.length} on` : "none",
+    icon: "zap",
+    id: `disruption.${kind}`,
+    contextValue: `tether.disruption.${kind}`,
+    tooltip:
+      kind === "egress"
+        ? "Latency, loss, bandwidth, refusals, resets and DNS failures on what your process sends through the cluster"
+        : "Latency, drops, resets and bandwidth on stolen or mirrored traffic before your app gets it",
+    collapsed: rules.length === 0,
+    children,
+  };
 }
 
 /** "api-tls Secret · mTLS · plain to your app", or why there is none. */
@@ -200,6 +240,7 @@ export class OutgoingProvider extends ConfigRowsProvider {
         children: ruleRows,
       },
       { label: "DNS", description: config.dns.enabled ? "the pod's resolver" : "local", icon: "globe", id: "dns", checkbox: { checked: config.dns.enabled, command: "tether.toggleDns" } },
+      disruptionRow("egress", config.disruption.egress),
     ];
   }
 }
@@ -316,6 +357,25 @@ export class SessionsProvider extends RowsProvider {
       count("Probes", st.probesPassed, "heart", "the pod's liveness/readiness probes, left to the pod"),
       ...(st.failures ? [count("Failures", st.failures, "warning", "deliveries your app could not take (not listening, reset)")] : []),
     ];
+    // the disruption rules the session runs with: on or off now, and what each touched
+    const rules = session.disruption.rules;
+    const disruption: Row[] = rules.length
+      ? [
+          {
+            label: "Disruption",
+            description: `${rules.filter((r) => r.enabled).length} of ${rules.length} on`,
+            icon: "zap",
+            id: `${s.id}.disruption`,
+            children: rules.map((r) => ({
+              label: r.label,
+              description: `${r.removed ? "removed" : r.enabled ? "on" : "off"} · ${r.counts}`,
+              tooltip: `${r.kind} rule: ${r.counts}`,
+              icon: r.enabled ? "zap" : "circle-slash",
+              id: `${s.id}.disruption.${r.kind}.${r.index}`,
+            })),
+          },
+        ]
+      : [];
     return {
       label: s.label,
       description: `${s.mode}${link ? ` · ${link}` : ""}${inFlight.length ? ` · ${inFlight.length} in flight` : ""}`,
@@ -329,10 +389,31 @@ export class SessionsProvider extends RowsProvider {
         { label: "Ports", description: ports, icon: "plug", id: `${s.id}.ports` },
         ...(inFlight.length ? [{ label: "In flight", description: String(inFlight.length), icon: "debug-pause", id: `${s.id}.inflight`, children: inFlight }] : []),
         ...counts,
+        ...disruption,
+        ...interceptionRows(s.id, session.figures),
         ...warningRow,
         ...shortcutRow,
         { label: "Recent", description: recent.length ? undefined : "none yet", icon: "history", id: `${s.id}.recent.${recent.length ? "some" : "none"}`, children: recentRows },
       ],
     };
   }
+}
+
+/**
+ * One row per pod: "interception: 412 ms, 0 leaked" (time to intercept: from "steal requested" to the
+ * first request that reached the session; leaked: requests that still reached the pod after it was
+ * taken). The figures are the engine's (figures.ts), the same `tether exec` prints at its end.
+ */
+function interceptionRows(sessionId: string, figures: InterceptionFigures): Row[] {
+  const pods = [...new Set([...figures.ports.values()].map((f) => f.pod))];
+  return pods.map((pod) => {
+    const leaked = [...figures.ports.values()].some((f) => f.pod === pod && f.leaked > 0);
+    return {
+      label: pods.length > 1 ? `Interception (${pod})` : "Interception",
+      description: figures.describe(pod),
+      icon: leaked ? "warning" : "watch",
+      tooltip: `pod ${pod}\ntime to intercept: from "steal requested" to the first request that reached this session\nleaked: requests that still reached the pod after it was taken (on connections opened before)\ndropped: stolen requests the debuggee could not take`,
+      id: `${sessionId}.interception.${pod}`,
+    };
+  });
 }

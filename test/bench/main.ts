@@ -13,6 +13,7 @@ import { parseArgs } from "node:util";
 import { pod, startCluster } from "./benchCluster";
 import { FULL, QUICK, type BenchContext } from "./benchContext";
 import { bundleFigures } from "./bundleFigures";
+import { egressFigures } from "./egressFigures";
 import { imageFigures } from "./imageFigures";
 import { jsonReport, markdownTable, meets, type Figure } from "./figures";
 import { interceptFigures } from "./interceptFigures";
@@ -35,6 +36,7 @@ const SCENARIOS: Record<string, (ctx: BenchContext) => Promise<Figure[]>> = {
   leaks: leakFigures,
   mirror: mirrorFigures,
   grpc: grpcFigures,
+  egress: egressFigures,
   soak: soakFigures,
   reconnect: reconnectFigures,
 };
@@ -52,7 +54,7 @@ async function main(): Promise<number> {
     strict: true,
   });
   if (values.help) {
-    process.stdout.write("usage: npm run bench -- [--quick] [--json FILE] [--only steal,outgoing,intercept,leaks,mirror,grpc,soak,reconnect]\n");
+    process.stdout.write("usage: npm run bench -- [--quick] [--json FILE] [--only steal,outgoing,intercept,leaks,mirror,grpc,soak,reconnect,egress]\n");
     return 0;
   }
   if (process.getuid?.() !== 0) throw new Error("the bench needs root: the playground's pods are network namespaces");

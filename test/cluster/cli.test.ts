@@ -6,8 +6,10 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { requireNetns } from "../support/netns";
 import { playgroundNetns, startPlaygroundProcess, type PlaygroundProcess } from "../support/playground";
+import { disruptionScenarios } from "../e2e/disruption";
+import { egressScenarios } from "../e2e/egress";
 import { nativeScenarios } from "../e2e/native";
-import { runScenarios, type E2eCluster } from "../e2e/scenarios";
+import { killExecLeftovers, runScenarios, type E2eCluster } from "../e2e/scenarios";
 
 describe("tether end to end on the playground", requireNetns(), () => {
   let pg: PlaygroundProcess | undefined;
@@ -30,10 +32,12 @@ describe("tether end to end on the playground", requireNetns(), () => {
       limitedContext: "playground-limited",
       apiContainer: { image: "playground/api" },
       grpcContainer: { image: "playground/grpc" },
+      pongContainer: { image: "playground/pong" },
       podNetns: async (namespace, pod) => `/run/netns/${playgroundNetns(prefix, await podIp(namespace, pod))}`,
     };
   });
   after(async () => {
+    killExecLeftovers(); // debuggees of scenarios that failed and SIGKILLed their CLI
     if (!pg) return;
     // the playground outlived every scenario (a crash would have ended it early) and stops cleanly
     const ended = pg.child.exitCode !== null || pg.child.signalCode !== null;
@@ -44,4 +48,6 @@ describe("tether end to end on the playground", requireNetns(), () => {
 
   runScenarios(() => cluster);
   nativeScenarios(() => cluster);
+  egressScenarios(() => cluster);
+  disruptionScenarios(() => cluster);
 });

@@ -6,14 +6,14 @@
 // port, which must be stolen with no -p.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync, type ChildProcess } from "node:child_process";
 import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { DapClient } from "../support/dap";
 import { freePort } from "../support/ports";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { e2eTools, type E2eCluster } from "./scenarios";
+import { e2eTools, spawnExec, type E2eCluster } from "./scenarios";
 
 const CLI = resolve(__dirname, "../../dist/cli.js");
 const FIXTURES = resolve(__dirname, "../fixtures/native");
@@ -30,7 +30,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Starts `tether exec ARGS -- COMMAND` as a user would; resolves once `until` shows on stdout or it exits. */
 export async function startExec(env: NodeJS.ProcessEnv, args: string[], command: string[], until: RegExp, prefix: string[] = [], cli = CLI, untilErr = /(?!)/): Promise<Run> {
   const line = [...prefix, process.execPath, cli, "exec", ...args, "--", ...command];
-  const child = spawn(line[0]!, line.slice(1), { env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawnExec(line, { env });
   let stdout = "";
   let stderr = "";
   child.stdout!.on("data", (d) => (stdout += d));

@@ -8,19 +8,44 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { spawn, spawnSync } from "node:child_process";
+import { spawn, spawnSync, type ChildProcessByStdio } from "node:child_process";
+import type { Readable } from "node:stream";
 import { readdirSync, readFileSync, statSync, writeFileSync, mkdirSync } from "node:fs";
 import net from "node:net";
 import { join, resolve } from "node:path";
 import { failures, KeepAliveClient, KEEP_ALIVE_CLIENT, type KeepAliveResult } from "../support/keepAliveClient";
 import { DEFAULT_AGENT_IMAGE, imagePullAdvice } from "../../src/config/agentImage";
 import { makePki } from "../support/testPki";
+import { sessionEventSchema, type SessionEvent } from "../../src/engine/events";
 import { freePort } from "../support/ports";
 // re-exported for the files that took it from here before it moved to test/support/ports.ts
 export { freePort };
 import { apiServerOf, kubeconfigThrough, TunnelRelay } from "../support/tunnelRelay";
 
 const CLI = resolve(__dirname, "../../dist/cli.js");
+
+/**
+ * The process group of every `tether exec` the scenarios start. A scenario that fails kills its CLI
+ * with SIGKILL, which leaves the debuggee running (by design: it is the user's); that orphan would
+ * also hold this process's pipes, so the suite would never end. The suite's after() kills them all.
+ */
+const execGroups = new Set<number>();
+/** Spawns `line` as a process group of its own, killed by killExecLeftovers() if it is still there. */
+export function spawnExec(line: string[], options: { env: NodeJS.ProcessEnv; cwd?: string }): ChildProcessByStdio<null, Readable, Readable> {
+  const child = spawn(line[0]!, line.slice(1), { ...options, stdio: ["ignore", "pipe", "pipe"], detached: true });
+  if (child.pid !== undefined) execGroups.add(child.pid);
+  return child;
+}
+export function killExecLeftovers(): void {
+  for (const group of execGroups) {
+    try {
+      process.kill(-group, "SIGKILL");
+    } catch {
+      // the group is gone already
+    }
+  }
+  execGroups.clear();
+}
 /** Waits until `tether exec` said its Node command listens (the port is subscribed from then on). */
 export async function listens(run: { stderr(): string; exited: Promise<unknown> }): Promise<void> {
   for (let i = 0; i < 200 && !/\(the command listens\)/.test(run.stderr()); i++) await new Promise((r) => setTimeout(r, 100));
@@ -32,6 +57,15 @@ const DEBUGGEE = resolve(__dirname, "debuggee.js");
 const PYTHON_CALLER = resolve(__dirname, "../fixtures/proxy_caller.py");
 const LISTEN_LATER = resolve(__dirname, "../fixtures/listen_later.py");
 const GRPC_ECHO = resolve(__dirname, "../fixtures/grpc-echo.js");
+const KEPT_CONNECTION = resolve(__dirname, "../fixtures/keptConnection.js");
+
+/** An answer on a kept connection (keptConnection.js). */
+export interface KeptAnswer {
+  path: string;
+  status: number;
+  body: string;
+  sentAt: number;
+}
 
 /** What a scenario needs to know about the cluster it runs on. */
 export interface E2eCluster {
@@ -44,8 +78,16 @@ export interface E2eCluster {
   readonly apiContainer: { image: string; args?: string[] };
   /** A container running the sample gRPC app (playground/apps/grpc.js). */
   readonly grpcContainer: { image: string; args?: string[] };
+  /** A container running the egress proof's target (playground/apps/pong.js). */
+  readonly pongContainer: { image: string; args?: string[] };
   /** A pod's network namespace as a path nsenter --net= takes. */
   podNetns(namespace: string, pod: string): Promise<string>;
+  /**
+   * Configuration every session on this cluster takes (the real cluster: agent.metrics, so that its
+   * Prometheus scrapes every agent): the CLI runs in a directory whose .tether/config.json holds it,
+   * and configFile() merges it into the scenarios' own -f files.
+   */
+  readonly sessionConfig?: { agent?: Record<string, unknown> };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -56,10 +98,23 @@ type Result = { status: number | null; stdout: string; stderr: string };
 export function e2eTools(cluster: E2eCluster) {
   const { NODE_TEST_CONTEXT: _, ...inherited } = process.env;
   const env: NodeJS.ProcessEnv = { ...inherited, KUBECONFIG: cluster.kubeconfig };
+  // where the CLI runs: a project directory carrying the cluster's sessionConfig, if any
+  const cwd = cluster.sessionConfig ? join(cluster.stateDir, "project") : undefined;
+  if (cwd) {
+    mkdirSync(join(cwd, ".tether"), { recursive: true });
+    writeFileSync(join(cwd, ".tether/config.json"), JSON.stringify(cluster.sessionConfig));
+  }
+  /** Writes a -f configuration file for a scenario, with the cluster's sessionConfig merged in. */
+  const configFile = (name: string, config: { agent?: Record<string, unknown> } & Record<string, unknown>) => {
+    const file = join(cluster.stateDir, name);
+    const agent = { ...cluster.sessionConfig?.agent, ...config.agent };
+    writeFileSync(file, JSON.stringify({ ...config, ...(Object.keys(agent).length ? { agent } : {}) }));
+    return file;
+  };
   // asynchronous on purpose: the scenarios read background processes (tether exec, port-forward) meanwhile
   const run = (cmd: string, args: string[], extraEnv: NodeJS.ProcessEnv = {}) =>
     new Promise<Result>((done) => {
-      const c = spawn(cmd, args, { env: { ...env, ...extraEnv }, stdio: ["ignore", "pipe", "pipe"] });
+      const c = spawn(cmd, args, { env: { ...env, ...extraEnv }, cwd, stdio: ["ignore", "pipe", "pipe"] });
       let stdout = "";
       let stderr = "";
       c.stdout.on("data", (d) => (stdout += d));
@@ -101,12 +156,12 @@ export function e2eTools(cluster: E2eCluster) {
     return found;
   }
   /** No tether rule in the pod's network namespace (either iptables flavour), no agent running in it. */
-  async function assertPodClean(pod: string) {
-    const netns = await cluster.podNetns("demo", pod);
+  async function assertPodClean(pod: string, namespace = "demo") {
+    const netns = await cluster.podNetns(namespace, pod);
     let last = "";
     for (let i = 0; i < 60; i++) {
       const rules = ["iptables-nft-save", "iptables-legacy-save"].map((t) => spawnSync("nsenter", [`--net=${netns}`, "--", t], { encoding: "utf8" }).stdout).join("");
-      const running = await jsonpath(["pod", "-n", "demo", pod], "{range .status.ephemeralContainerStatuses[*]}{.name}={.state.running.startedAt}{\"\\n\"}{end}");
+      const running = await jsonpath(["pod", "-n", namespace, pod], "{range .status.ephemeralContainerStatuses[*]}{.name}={.state.running.startedAt}{\"\\n\"}{end}");
       const agents = running.split("\n").filter((l) => /=\S/.test(l));
       const procs = processesIn(netns).filter((p) => /agent\.js/.test(p));
       if (!/tether/.test(rules) && agents.length === 0 && procs.length === 0) return;
@@ -117,7 +172,7 @@ export function e2eTools(cluster: E2eCluster) {
   }
   /** Starts `tether exec` in the background; resolves once it printed "ready" (or exited). */
   async function startExec(args: string[], command: string[], extraEnv: NodeJS.ProcessEnv = {}) {
-    const child = spawn(process.execPath, [CLI, "exec", ...args, "--", ...command], { env: { ...env, ...extraEnv }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawnExec([process.execPath, CLI, "exec", ...args, "--", ...command], { env: { ...env, ...extraEnv }, cwd });
     let stderr = "";
     child.stderr.on("data", (d) => (stderr += d));
     child.stdout.on("data", () => {});
@@ -125,7 +180,7 @@ export function e2eTools(cluster: E2eCluster) {
     let done = false;
     void exited.then(() => (done = true));
     for (let i = 0; i < 600 && !/ready in/.test(stderr) && !done; i++) await sleep(100);
-    const pod = /deployment\/api -> pod (api-\S+)/.exec(stderr)?.[1];
+    const pod = /deployment\/\S+ -> pod (\S+)/.exec(stderr)?.[1];
     return { child, exited, stderr: () => stderr, pod };
   }
   /** `kubectl port-forward` from a free local port to a demo pod's port; resolves once it forwards. */
@@ -172,10 +227,96 @@ export function e2eTools(cluster: E2eCluster) {
     }
     return pods;
   }
-  return { env, run, portForward, portForwardTo, cli, kubectl, jsonpath, podIpOf, fromPod, fromClientPod, answersAt, answers, assertPodClean, startExec, keepAliveFrom, keepAliveHere, apiPods };
+  /**
+   * One kept connection from a pod's network namespace (a keep-alive client's, or a pool's): send()
+   * queues a request on it, whatever its path and headers; `ticks` adds a steady request every so many ms (paths
+   * `${tickPath}-N`). close() ends it and resolves with every answer.
+   */
+  async function keptConnection(namespace: string, pod: string, baseUrl: string, ticks?: { everyMs: number; path: string }) {
+    const netns = await cluster.podNetns(namespace, pod);
+    const child = spawn("nsenter", [`--net=${netns}`, "--", process.execPath, KEPT_CONNECTION, baseUrl], {
+      env: { ...env, ...(ticks ? { TICK_MS: String(ticks.everyMs), TICK_PATH: ticks.path } : {}) },
+      stdio: ["pipe", "pipe", "inherit"],
+    });
+    const answers: KeptAnswer[] = [];
+    let out = "";
+    child.stdout.on("data", (d) => {
+      out += d;
+      for (let nl = out.indexOf("\n"); nl >= 0; nl = out.indexOf("\n")) {
+        answers.push(JSON.parse(out.slice(0, nl)) as KeptAnswer);
+        out = out.slice(nl + 1);
+      }
+    });
+    const exited = new Promise<void>((r) => child.once("exit", () => r()));
+    return {
+      answers,
+      /** Sends a request on the kept connection and resolves with its answer. */
+      async send(path: string, headers: Record<string, string> = {}): Promise<KeptAnswer> {
+        child.stdin.write(`${JSON.stringify({ path, headers })}\n`);
+        for (let i = 0; i < 300; i++) {
+          const a = answers.find((x) => x.path === path);
+          if (a) return a;
+          await sleep(50);
+        }
+        assert.fail(`no answer to ${path} on the kept connection`);
+      },
+      stopTicks: () => child.stdin.write(`${JSON.stringify({ stopTicks: true })}\n`),
+      async close(): Promise<KeptAnswer[]> {
+        child.stdin.end();
+        const killer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+        await exited;
+        clearTimeout(killer);
+        return answers;
+      },
+    };
+  }
+  return { env, run, portForward, portForwardTo, cli, kubectl, jsonpath, podIpOf, fromPod, fromClientPod, answersAt, answers, assertPodClean, startExec, configFile, keepAliveFrom, keepAliveHere, keptConnection, apiPods };
 }
 
 export type E2eTools = ReturnType<typeof e2eTools>;
+
+/** A `tether exec --events` file, read back through its one schema (every line must parse). */
+export function readEvents(file: string): SessionEvent[] {
+  return readFileSync(file, "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => sessionEventSchema.parse(JSON.parse(line)));
+}
+
+/**
+ * Leaks checked request by request against what one client sent on a connection opened before the
+ * steal (its paths all start with `prefix`; other clients of the pod may leak too): every request of
+ * it (that the steal's filter takes) the pod answered after the port was taken ("subscribed") is a
+ * leak, and every leak of it is such a request sent after the steal was asked for ("subscribe"; in
+ * between is the moment it switched). Returns this client's leaked paths.
+ */
+/**
+ * Waits (bounded) until the session's events report every request of the client that the pod
+ * answered after the port was taken: the agent reads the kernel's log of them asynchronously.
+ */
+export async function leaksReported(eventsFile: string, sent: KeptAnswer[], prefix: string, byPod: (a: KeptAnswer) => boolean, taken: (a: KeptAnswer) => boolean = () => true): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const events = readEvents(eventsFile);
+    const took = Date.parse(events.find((e) => e.type === "subscribed")?.at ?? "") || Infinity;
+    const leaked = new Set(events.flatMap((e) => (e.type === "leaked" && e.path.startsWith(prefix) ? [e.path] : [])));
+    if (sent.filter((a) => byPod(a) && taken(a) && a.sentAt > took).every((a) => leaked.has(a.path))) return;
+    await sleep(100);
+  }
+}
+
+export function assertLeaks(events: SessionEvent[], port: number, prefix: string, sent: KeptAnswer[], byPod: (a: KeptAnswer) => boolean, taken: (a: KeptAnswer) => boolean = () => true): string[] {
+  const at = (type: "subscribe" | "subscribed") => Date.parse(events.find((e) => e.type === type && e.port === port)?.at ?? "");
+  const asked = at("subscribe");
+  const took = at("subscribed");
+  assert.ok(asked > 0 && took >= asked, "the events say when the port was asked for and taken");
+  const leaked = events.flatMap((e) => (e.type === "leaked" && e.port === port && e.path.startsWith(prefix) ? [e.path] : []));
+  const must = sent.filter((a) => byPod(a) && taken(a) && a.sentAt > took).map((a) => a.path);
+  const may = new Set(sent.filter((a) => byPod(a) && taken(a) && a.sentAt >= asked).map((a) => a.path));
+  for (const path of must) assert.ok(leaked.includes(path), `${path} reached the pod after the steal but is not reported leaked (leaked: ${leaked.join(", ")})`);
+  for (const path of leaked) assert.ok(may.has(path), `${path} is reported leaked but was not a request the pod answered during the steal`);
+  assert.equal(new Set(leaked).size, leaked.length, "each leak is reported once");
+  return leaked;
+}
 
 export interface Scenario {
   name: string;
@@ -384,12 +525,11 @@ export const scenarios: Scenario[] = [
   },
   {
     name: "a Python debuggee calls the cluster by name (the native layer; HTTP_PROXY where it cannot run) (pod/client's port 8080 stolen)",
-    async run({ startExec, podIpOf, jsonpath, fromPod }, cluster) {
+    async run({ startExec, podIpOf, jsonpath, fromPod, configFile }) {
       // the target is the client pod, so the call to the api Service cannot come back to the stolen pod;
       // its container declares no ports, so the port to steal is named in the configuration
       const port = await freePort();
-      const file = join(cluster.stateDir, "python.json");
-      writeFileSync(file, JSON.stringify({ target: { path: "pod/client", namespace: "demo" }, incoming: { mode: "steal", ports: [8080], portMapping: [[port, 8080]] } }));
+      const file = configFile("python.json", { target: { path: "pod/client", namespace: "demo" }, incoming: { mode: "steal", ports: [8080], portMapping: [[port, 8080]] } });
       const runExec = await startExec(["-f", file], ["python3", PYTHON_CALLER], { LOCAL_PORT: String(port) });
       try {
         assert.match(runExec.stderr(), /ready in/, runExec.stderr());
@@ -564,6 +704,58 @@ export const scenarios: Scenario[] = [
     },
   },
   {
+    name: "exec --events writes the session's events and it prints its figures at the end; requests on a connection opened before the steal are counted as leaks",
+    async run({ startExec, podIpOf, jsonpath, fromClientPod, keptConnection, assertPodClean }, cluster) {
+      const port = await freePort();
+      const pod = await jsonpath(["pods", "-n", "demo", "-l", "app=api"], "{.items[0].metadata.name}");
+      const ip = await podIpOf(pod);
+      // a keep-alive client in the client pod, its connection opened before the steal (ticks keep the
+      // app's idle timeout from closing it)
+      const prefix = `/kept-${port}`;
+      const kept = await keptConnection("demo", "client", `http://${ip}:8080`, { everyMs: 1000, path: `${prefix}-tick` });
+      assert.match((await kept.send(`${prefix}-before`)).body, new RegExp(`"pod":"${pod}"`));
+      let answers: KeptAnswer[] = [];
+      const events = join(cluster.stateDir, `events-${port}.jsonl`);
+      const app = `require("http").createServer((q, s) => s.end("stolen " + q.url)).listen(${port}, "127.0.0.1")`;
+      const spawnedAt = Date.now();
+      const runExec = await startExec(["-n", "demo", "-t", `pod/${pod}`, "--steal", "-p", `${port}:8080`, "--events", events], [process.execPath, "-e", app]);
+      try {
+        assert.match(runExec.stderr(), /ready in/, runExec.stderr());
+        let body = "";
+        for (let i = 0; i < 80 && !/^stolen/.test(body); i++) {
+          body = await fromClientPod(`http://${ip}:8080/new-${i}`);
+          if (!/^stolen/.test(body)) await sleep(150);
+        }
+        const firstAnswerAt = Date.now();
+        assert.match(body, /^stolen \/new-\d+$/, "a new connection is stolen");
+        for (const path of [`${prefix}-old-1`, `${prefix}-old-2`]) assert.match((await kept.send(path)).body, new RegExp(`"pod":"${pod}"`), `${path}: the connection opened before the steal still reaches the pod`);
+        kept.stopTicks();
+        await leaksReported(events, kept.answers, prefix, (a) => a.body.includes(`"pod":"${pod}"`));
+        runExec.child.kill("SIGINT");
+        await runExec.exited;
+        answers = await kept.close();
+        const all = readEvents(events);
+        const types = new Set(all.map((e) => e.type));
+        for (const t of ["step", "agent", "subscribe", "subscribed", "intercepted", "request", "leaked", "ended"]) assert.ok(types.has(t as SessionEvent["type"]), `a ${t} event`);
+        const intercepted = all.find((e) => e.type === "intercepted");
+        assert.ok(intercepted?.type === "intercepted" && intercepted.port === 8080 && intercepted.delayMs >= 0 && intercepted.delayMs <= firstAnswerAt - spawnedAt, JSON.stringify(intercepted));
+        const leaked = assertLeaks(all, 8080, prefix, answers, (a) => a.body.includes(`"pod":"${pod}"`));
+        assert.ok(leaked.includes(`${prefix}-old-1`) && leaked.includes(`${prefix}-old-2`), `leaked: ${leaked.join(", ")}`);
+        const summary = /^tether: (steal of pod 8080: intercepted \d+ ms after it was requested; (\d+) stolen, (?:\d+ whole connections, )?\d+ passed to the pod, (\d+) leaked \(reached the pod after it was taken\), 0 dropped) \(agent session ([0-9a-f]{8})\)$/m.exec(runExec.stderr());
+        assert.ok(summary, runExec.stderr());
+        assert.equal(Number(summary[3]), all.filter((e) => e.type === "leaked").length, "the summary counts the leaks the events report");
+        assert.ok(Number(summary[2]) >= 1);
+        const ended = all.at(-1)!;
+        assert.ok(ended.type === "ended" && ended.summary === summary[1], JSON.stringify(ended));
+        assert.equal(all.find((e) => e.type === "agent")?.type === "agent" && (all.find((e) => e.type === "agent") as { agentSession: string }).agentSession, summary[4]);
+      } finally {
+        runExec.child.kill("SIGKILL");
+        await kept.close();
+      }
+      await assertPodClean(pod);
+    },
+  },
+  {
     name: "mirror: the pod keeps answering and the debuggee gets copies",
     async run({ startExec, podIpOf, fromClientPod, assertPodClean }, cluster) {
       const port = await freePort();
@@ -590,10 +782,9 @@ export const scenarios: Scenario[] = [
   },
   {
     name: "exec with a job-pod agent (joins the target by container ID) steals; the agent pod is deleted",
-    async run({ startExec, kubectl, podIpOf, answers, assertPodClean, apiPods }, cluster) {
+    async run({ startExec, kubectl, podIpOf, answers, assertPodClean, apiPods, configFile }) {
       const port = await freePort();
-      const file = join(cluster.stateDir, "job.json");
-      writeFileSync(file, JSON.stringify({ target: { path: "deployment/api", namespace: "demo" }, incoming: { mode: "steal", portMapping: [[port, 8080]] }, agent: { mode: "job" } }));
+      const file = configFile("job.json", { target: { path: "deployment/api", namespace: "demo" }, incoming: { mode: "steal", portMapping: [[port, 8080]] }, agent: { mode: "job" } });
       const app = `require("http").createServer((q, s) => s.end("node debuggee got " + q.url + " HOSTNAME=" + (process.env.HOSTNAME || ""))).listen(${port}, "127.0.0.1")`;
       const runExec = await startExec(["-f", file], [process.execPath, "-e", app]);
       try {

@@ -27,6 +27,11 @@ const API_SERVICE_IP = "10.96.0.1";
 export const DNS_IP = "10.96.0.10";
 export const AGENT_IMAGE = fullImageName(DEFAULT_AGENT_IMAGE);
 export const APPS_IMAGE = "docker.io/tether-e2e/apps:1";
+export const MESH_IMAGE = "docker.io/tether-e2e/mesh:1";
+/** The Secret (in demo and mesh) whose `token` the agents' scrape endpoints and Prometheus share. */
+export const METRICS_SECRET = "tether-metrics";
+/** Where Prometheus listens, inside the node's network namespace. */
+const PROMETHEUS_ADDRESS = "127.0.0.1:9090";
 const PAUSE_IMAGE = "registry.k8s.io/pause:3.10";
 /** cgroup v1 hierarchies kubelet's cgroupRoot must exist in. */
 const CONTROLLERS = ["cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer", "systemd"];
@@ -59,7 +64,15 @@ export interface Cluster {
   ctr(args: string[]): string;
   /** The host PID of a container's process, from its containerID (containerd://...). */
   containerPid(containerId: string): number;
+  /** Prometheus scraping every agent's metrics endpoint (undefined when the prometheus package is missing). */
+  prometheus?: { query(promql: string): Promise<PromSample[]> };
   close(): void;
+}
+
+/** One sample of an instant query's result vector. */
+export interface PromSample {
+  metric: Record<string, string>;
+  value: number;
 }
 
 interface Daemon {
@@ -77,7 +90,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     phaseStart = Date.now();
   };
 
-  const bins = binaries(log);
+  const { dir: bins, mesh: meshBins } = binaries(log);
   phase("binaries");
 
   const id = randomBytes(3).toString("hex");
@@ -185,6 +198,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       controllerManager: pki.issue("controller-manager", { cn: "system:kube-controller-manager" }),
       scheduler: pki.issue("scheduler", { cn: "system:kube-scheduler" }),
       proxy: pki.issue("kube-proxy", { cn: "system:kube-proxy" }),
+      prometheus: pki.issue("prometheus", { cn: "tether-e2e:prometheus" }),
     };
     const inNodeKubeconfig = (name: keyof typeof users) => {
       const path = join(stateDir, `${name}.kubeconfig`);
@@ -286,7 +300,14 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     buildSync({ entryPoints: [join(HERE, "clusterDns.ts")], bundle: true, platform: "node", target: "node20", format: "cjs", outfile: dnsBundle, logLevel: "warning",
       // playground/runtime/dnsServer.ts runs a server of its own when it is the main module; in this bundle it is not
       define: { "require.main": "undefined" } });
-    const images = buildImages(join(stateDir, "images"), { pauseBinary: join(bins, "pause"), agentImage: AGENT_IMAGE, appsImage: APPS_IMAGE, pauseImage: PAUSE_IMAGE, dnsBundle });
+    const images = buildImages(join(stateDir, "images"), {
+      pauseBinary: join(bins, "pause"),
+      agentImage: AGENT_IMAGE,
+      appsImage: APPS_IMAGE,
+      pauseImage: PAUSE_IMAGE,
+      dnsBundle,
+      mesh: { image: MESH_IMAGE, istioIptables: meshBins.istioIptables, proxy: meshBins.proxy },
+    });
     for (const a of images.archives) ctr(["images", "import", a.path]);
     const imported = ctr(["images", "ls", "-q"]);
     for (const a of images.archives) if (!imported.includes(a.name)) throw new Error(`image ${a.name} not imported: ${imported}`);
@@ -349,14 +370,37 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     phase("kubelet: node Ready");
 
     // --- cluster add-ons and the demo workloads
-    kubectl(["apply", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items: bootstrapObjects() }));
+    const metricsToken = randomBytes(24).toString("hex");
+    const metricsTokenFile = join(stateDir, "metrics-token");
+    writeFileSync(metricsTokenFile, metricsToken, { mode: 0o600 });
+    kubectl(["apply", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items: [...bootstrapObjects(), ...meshObjects(metricsToken)] }));
     await waitFor("demo workloads Ready", async () =>
       tryRun(() => {
         const deploys = kubectl(["get", "deploy", "-A", "-o", "jsonpath={range .items[*]}{.metadata.name}={.status.readyReplicas}{\"\\n\"}{end}"]);
         const client = kubectl(["get", "pod", "-n", "demo", "client", "-o", "jsonpath={.status.phase}"]);
-        return /api=2/.test(deploys) && /db=1/.test(deploys) && /cluster-dns=1/.test(deploys) && client === "Running";
+        return /api=2/.test(deploys) && /db=1/.test(deploys) && /cluster-dns=1/.test(deploys) && client === "Running" && MESH_DEPLOYMENTS.every((d) => deploys.includes(`${d}=1`));
       }), 120_000);
     phase("workloads Ready");
+
+    // --- Prometheus (Debian's), scraping every agent's metrics endpoint through the API's pod list
+    let prometheus: Cluster["prometheus"];
+    if (existsSync(PROMETHEUS_BIN)) {
+      const config = join(stateDir, "prometheus.yml");
+      // Debian's build has no Kubernetes service discovery: podDiscovery.js lists the pods for it
+      const p = users.prometheus;
+      daemon("pod-discovery", [process.execPath, join(HERE, "podDiscovery.js"), "https://127.0.0.1:6443", pki.ca, p.cert, p.key, `demo,${MESH_NAMESPACE}`, String(POD_DISCOVERY_PORT)]);
+      writeFileSync(config, prometheusConfig(metricsTokenFile));
+      daemon("prometheus", [PROMETHEUS_BIN, `--config.file=${config}`, `--storage.tsdb.path=${join(stateDir, "prometheus")}`, `--web.listen-address=${PROMETHEUS_ADDRESS}`, "--log.level=warn"]);
+      const query = async (promql: string): Promise<PromSample[]> => {
+        const out = inNode(["curl", "-sf", "--max-time", "5", `http://${PROMETHEUS_ADDRESS}/api/v1/query`, "--data-urlencode", `query=${promql}`]);
+        const body = JSON.parse(out) as { status: string; data: { resultType: string; result: { metric: Record<string, string>; value: [number, string] }[] } };
+        if (body.status !== "success" || body.data.resultType !== "vector") throw new Error(`prometheus: ${out.slice(0, 300)}`);
+        return body.data.result.map((r) => ({ metric: r.metric, value: Number(r.value[1]) }));
+      };
+      await waitFor("Prometheus ready", async () => tryRun(() => inNode(["curl", "-sf", `http://${PROMETHEUS_ADDRESS}/-/ready`]).length > 0), 60_000);
+      prometheus = { query };
+      phase("prometheus");
+    } else log(`${PROMETHEUS_BIN} missing: no Prometheus in this run (bash test/k8s/deps.sh installs it)`);
 
     return {
       kubeconfig,
@@ -371,6 +415,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         if (!line) throw new Error(`no task for container ${cid}`);
         return Number(line.split(/\s+/)[1]);
       },
+      ...(prometheus ? { prometheus } : {}),
       close,
     };
   } catch (err) {
@@ -430,6 +475,127 @@ function bootstrapObjects(): object[] {
   ];
 }
 
+export const MESH_NAMESPACE = "mesh";
+/** The mesh's deployments, one replica each (a steal of a Service's pods takes one pod, for now). */
+const MESH_DEPLOYMENTS = ["api", "caller", "istio-ingressgateway"];
+/** The ingress gateway closes an idle pooled upstream connection after this (Istio: connectionPool.http.idleTimeout). */
+export const GATEWAY_IDLE_TIMEOUT_S = 2;
+const PROMETHEUS_BIN = "/usr/bin/prometheus";
+const MESH_PROXY_UID = 1337;
+
+/**
+ * A pod spec as Istio's sidecar injector leaves it (istio-proxy first, as with
+ * holdApplicationUntilProxyStarts, and the default-container annotation naming the app): the init
+ * container runs the real istio-iptables with the flags Istio's injection template gives it; the
+ * proxy runs as uid 1337; the app's HTTP readiness probe is rewritten to the proxy's
+ * :15021/app-health/<app>/readyz with the original in the proxy's ISTIO_KUBE_APP_PROBERS.
+ */
+function meshedPod(app: { name: string; image: string; args: string[]; port: number; env?: object[] }): { metadata: object; spec: object } {
+  const probers = { [`/app-health/${app.name}/readyz`]: { httpGet: { path: "/healthz", port: app.port, scheme: "HTTP" }, timeoutSeconds: 1 } };
+  const dropAll = { allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] } };
+  return {
+    metadata: { annotations: { "kubectl.kubernetes.io/default-container": app.name } },
+    spec: {
+      terminationGracePeriodSeconds: 2,
+      initContainers: [
+        {
+          name: "istio-init",
+          image: MESH_IMAGE,
+          command: ["istio-iptables"],
+          args: ["-p", "15001", "-z", "15006", "-u", String(MESH_PROXY_UID), "-m", "REDIRECT", "-i", "*", "-x", "", "-b", "*", "-d", "15090,15021,15020", "--log_output_level=default:info"],
+          securityContext: { runAsUser: 0, runAsGroup: 0, runAsNonRoot: false, allowPrivilegeEscalation: false, capabilities: { add: ["NET_ADMIN", "NET_RAW"], drop: ["ALL"] } },
+        },
+      ],
+      containers: [
+        {
+          name: "istio-proxy",
+          image: MESH_IMAGE,
+          args: ["sidecar"],
+          ports: [{ containerPort: 15090, name: "http-envoy-prom" }],
+          env: [
+            { name: "INSTANCE_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
+            { name: "ISTIO_KUBE_APP_PROBERS", value: JSON.stringify(probers) },
+          ],
+          readinessProbe: { httpGet: { path: "/healthz/ready", port: 15021 }, periodSeconds: 1 },
+          securityContext: { runAsUser: MESH_PROXY_UID, runAsGroup: MESH_PROXY_UID, runAsNonRoot: true, ...dropAll },
+        },
+        {
+          name: app.name,
+          image: app.image,
+          args: app.args,
+          ports: [{ containerPort: app.port, name: "http" }],
+          ...(app.env ? { env: app.env } : {}),
+          readinessProbe: { httpGet: { path: `/app-health/${app.name}/readyz`, port: 15021 }, periodSeconds: 1 },
+        },
+      ],
+    },
+  };
+}
+
+/**
+ * The `mesh` namespace: deployment/api behind Service api (meshed), deployment/caller behind Service
+ * caller (meshed: calls api east-west through its own sidecar, and is a meshed service the debuggee
+ * calls), an ingress gateway (Service istio-ingressgateway :80, north-south, pooling its connections
+ * to api); the metrics Secret in demo and mesh; Prometheus' identity.
+ */
+function meshObjects(metricsToken: string): object[] {
+  const deployment = (name: string, template: { metadata: object; spec: object }) => ({
+    apiVersion: "apps/v1", kind: "Deployment", metadata: { name, namespace: MESH_NAMESPACE },
+    spec: { replicas: 1, selector: { matchLabels: { app: name } }, template: { metadata: { ...template.metadata, labels: { app: name } }, spec: template.spec } },
+  });
+  const service = (name: string, port: number, targetPort: number) => ({ apiVersion: "v1", kind: "Service", metadata: { name, namespace: MESH_NAMESPACE }, spec: { selector: { app: name }, ports: [{ name: "http", port, targetPort }] } });
+  const secret = (namespace: string) => ({ apiVersion: "v1", kind: "Secret", metadata: { name: METRICS_SECRET, namespace }, stringData: { token: metricsToken } });
+  return [
+    { apiVersion: "v1", kind: "Namespace", metadata: { name: MESH_NAMESPACE, labels: { "istio-injection": "enabled" } } },
+    deployment("api", meshedPod({ name: "api", image: APPS_IMAGE, args: ["/app/api.js"], port: 8080 })),
+    service("api", 8080, 8080),
+    deployment("caller", meshedPod({ name: "caller", image: APPS_IMAGE, args: ["/app/api.js"], port: 8080 })),
+    service("caller", 8080, 8080),
+    deployment("istio-ingressgateway", {
+      metadata: {},
+      spec: {
+        terminationGracePeriodSeconds: 1,
+        containers: [{
+          name: "istio-proxy", image: MESH_IMAGE, args: ["gateway"], ports: [{ containerPort: 8080 }],
+          env: [{ name: "UPSTREAM", value: `api.${MESH_NAMESPACE}.svc.cluster.local:8080` }, { name: "IDLE_TIMEOUT", value: `${GATEWAY_IDLE_TIMEOUT_S}s` }],
+          securityContext: { runAsUser: MESH_PROXY_UID, runAsNonRoot: true, allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] } },
+        }],
+      },
+    }),
+    service("istio-ingressgateway", 80, 8080),
+    secret("demo"),
+    secret(MESH_NAMESPACE),
+    { apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRole", metadata: { name: "tether-e2e:prometheus" }, rules: [{ apiGroups: [""], resources: ["pods"], verbs: ["get", "list", "watch"] }] },
+    { apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRoleBinding", metadata: { name: "tether-e2e:prometheus" },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "tether-e2e:prometheus" }, subjects: [{ kind: "User", name: "tether-e2e:prometheus", apiGroup: "rbac.authorization.k8s.io" }] },
+  ];
+}
+
+const POD_DISCOVERY_PORT = 9091;
+
+/**
+ * The scrape configuration README.md gives users, with this cluster's token file; its pods come over
+ * HTTP service discovery from podDiscovery.js (same labels as kubernetes_sd_configs role pod).
+ */
+function prometheusConfig(tokenFile: string): string {
+  return JSON.stringify({
+    global: { scrape_interval: "1s", scrape_timeout: "1s", evaluation_interval: "1s" },
+    scrape_configs: [
+      {
+        job_name: "tether-agents",
+        authorization: { credentials_file: tokenFile },
+        http_sd_configs: [{ url: `http://127.0.0.1:${POD_DISCOVERY_PORT}/pods`, refresh_interval: "1s" }],
+        relabel_configs: [
+          { source_labels: ["__meta_kubernetes_pod_phase"], regex: "Running", action: "keep" },
+          { source_labels: ["__meta_kubernetes_pod_ip"], target_label: "__address__", replacement: "$1:47801" },
+          { source_labels: ["__meta_kubernetes_namespace"], target_label: "namespace" },
+          { source_labels: ["__meta_kubernetes_pod_name"], target_label: "pod" },
+        ],
+      },
+    ],
+  });
+}
+
 function kubeconfigYaml(server: string, ca: string, users: { context: string; cert: string; key: string }[]): string {
   return JSON.stringify({
     apiVersion: "v1",
@@ -441,8 +607,8 @@ function kubeconfigYaml(server: string, ca: string, users: { context: string; ce
   }, null, 1);
 }
 
-/** Directory with the cached binaries (builds them when missing). */
-function binaries(log: (m: string) => void): string {
+/** Directory with the cached kube binaries, and the mesh's (builds them when missing). */
+function binaries(log: (m: string) => void): { dir: string; mesh: { istioIptables: string; proxy: string } } {
   const run = (script: string) => {
     log(`bash test/k8s/${script} (cached by version; a cold build takes minutes)`);
     const env = { ...process.env, PATH: `${process.env.PATH ?? ""}:/usr/local/go/bin` };
@@ -451,7 +617,13 @@ function binaries(log: (m: string) => void): string {
   const dir = run("build-binaries.sh");
   const extras = run("build-extras.sh");
   if (dir !== extras) throw new Error(`binaries in two places: ${dir} and ${extras}`);
-  return dir;
+  const meshLines = execFileSync("bash", [join(HERE, "build-mesh.sh")], { encoding: "utf8", env: { ...process.env, PATH: `${process.env.PATH ?? ""}:/usr/local/go/bin` }, stdio: ["ignore", "pipe", "inherit"] });
+  const path = (name: string) => {
+    const m = new RegExp(`^${name}=(.+)$`, "m").exec(meshLines);
+    if (!m) throw new Error(`build-mesh.sh did not print ${name}=: ${meshLines}`);
+    return m[1]!;
+  };
+  return { dir, mesh: { istioIptables: path("istio-iptables"), proxy: path("mesh-proxy") } };
 }
 
 function sh(cmd: string, args: string[]): void {

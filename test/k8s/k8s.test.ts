@@ -9,11 +9,14 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { resolve, join } from "node:path";
+import { disruptionScenarios } from "../e2e/disruption";
+import { egressScenarios } from "../e2e/egress";
 import { mirrorLatency } from "../e2e/mirrorLatency";
 import { nativeScenarios } from "../e2e/native";
-import { e2eTools, listens, runScenarios, STOLEN_APP, type E2eCluster, type E2eTools } from "../e2e/scenarios";
+import { runMeshScenarios, type MeshCluster } from "../e2e/mesh";
+import { e2eTools, killExecLeftovers, listens, runScenarios, STOLEN_APP, type E2eTools } from "../e2e/scenarios";
 import { freePort } from "../support/ports";
-import { AGENT_IMAGE, APPS_IMAGE, DNS_IP, NODE_NAME, startCluster, type Cluster } from "./cluster";
+import { AGENT_IMAGE, APPS_IMAGE, DNS_IP, GATEWAY_IDLE_TIMEOUT_S, MESH_NAMESPACE, METRICS_SECRET, NODE_NAME, startCluster, type Cluster } from "./cluster";
 
 const CLI = resolve(__dirname, "../../dist/cli.js");
 
@@ -39,7 +42,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("tether against a real single-node Kubernetes", { skip: skipReason ?? false }, () => {
   let cluster: Cluster;
-  let e2e: E2eCluster;
+  let e2e: MeshCluster;
   let t: E2eTools;
   const started = Date.now();
 
@@ -52,12 +55,17 @@ describe("tether against a real single-node Kubernetes", { skip: skipReason ?? f
       limitedContext: "tether-k8s-limited",
       apiContainer: { image: APPS_IMAGE, args: ["/app/api.js"] },
       grpcContainer: { image: APPS_IMAGE, args: ["/app/grpc.js"] },
+      pongContainer: { image: APPS_IMAGE, args: ["/app/pong.js"] },
       // through the host PID of the pod's first container (containerd knows it)
       podNetns: async (ns, pod) => `/proc/${cluster.containerPid(await t.jsonpath(["pod", "-n", ns, pod], "{.status.containerStatuses[0].containerID}"))}/ns/net`,
+      // every agent opens its scrape endpoint (the Secret is in demo and mesh): Prometheus scrapes them all
+      sessionConfig: { agent: { metrics: { secret: METRICS_SECRET } } },
+      mesh: { namespace: MESH_NAMESPACE, gatewayIdleTimeoutS: GATEWAY_IDLE_TIMEOUT_S, ...(cluster.prometheus ? { prometheus: cluster.prometheus } : {}) },
     };
     t = e2eTools(e2e);
   });
   after(() => {
+    killExecLeftovers(); // debuggees of scenarios that failed and SIGKILLed their CLI
     cluster?.close();
     if (cluster) {
       // nothing left on the machine: processes, cgroups, the node's network namespace, the state
@@ -107,6 +115,9 @@ describe("tether against a real single-node Kubernetes", { skip: skipReason ?? f
 
   runScenarios(() => e2e);
   nativeScenarios(() => e2e);
+  egressScenarios(() => e2e);
+  disruptionScenarios(() => e2e);
+  runMeshScenarios(() => e2e);
 
   test("rollout/NAME where Argo Rollouts' CRD is installed: every ready pod it selects is intercepted", async () => {
     const { kubectl, startExec, apiPods, answers, fromClientPod } = t;

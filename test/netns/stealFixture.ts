@@ -153,6 +153,8 @@ export async function startDebuggee(label: string): Promise<{ server: Server; po
 
 export interface Session {
   conn: EngineConnection;
+  /** The agent's id for the session (the `session` label of its metrics). */
+  sessionId: string;
   delivery: IncomingDelivery;
   subscribe(filter?: HttpFilter, extra?: { stealProbes?: boolean; port?: number }): Promise<{ probesKept: string[] }>;
   close(): void;
@@ -186,7 +188,7 @@ export class StealWorld {
   }
 
   async session(label: string, localPort: number, options: { maxVersion?: number; deadAfterMs?: number } = {}): Promise<Session> {
-    const { conn } = await this.agent.connect({ label, ...options });
+    const { conn, welcome } = await this.agent.connect({ label, ...options });
     const delivery = new IncomingDelivery(conn, { podToLocal: new Map([[APP_PORT, localPort]]) });
     const close = () => {
       delivery.close();
@@ -195,6 +197,7 @@ export class StealWorld {
     this.closers.push(close);
     return {
       conn,
+      sessionId: welcome.sessionId,
       delivery,
       close,
       subscribe: async (filter, extra = {}) => {
@@ -258,9 +261,17 @@ export class StealWorld {
 }
 
 /** Value of one metric line (first match) from a Prometheus text page. */
+/** The sum of a metric's series whose labels include `labels` (e.g. 'outcome="stolen"'; "" sums them all). */
 export function metric(page: string, name: string, labels = ""): number {
-  const line = page.split("\n").find((l) => l.startsWith(`${name}${labels ? `{${labels}}` : ""} `) || (labels === "" && l.startsWith(`${name} `)));
-  return line ? Number(line.split(" ").pop()) : 0;
+  const wanted = labels ? labels.split(/,(?=\w+=")/) : [];
+  let sum = 0;
+  for (const line of page.split("\n")) {
+    const m = /^(\w+)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const have = m[2] ? m[2].split(/,(?=\w+=")/) : [];
+    if (wanted.every((w) => have.includes(w))) sum += Number(m[3]);
+  }
+  return sum;
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

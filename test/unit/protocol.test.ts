@@ -77,6 +77,7 @@ const agentSamples: AgentToEngine[] = [
   { type: "incoming.tcp", stream: 2, port: 8080, mode: "mirror", peer: addr },
   { type: "incoming.http", stream: 4, port: 8080, peer: addr, method: "GET", url: "/api?x=1", httpVersion: "1.1", rawHeaders: ["Host", "api"], upgrade: false },
   { type: "traffic.passed", port: 8080, method: "GET", path: "/healthz", reason: "probe" },
+  { type: "traffic.leaked", port: 8080, method: "GET", path: "/old", reason: "open-before-steal" },
   {
     type: "incoming.http",
     stream: 6,

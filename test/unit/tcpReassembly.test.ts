@@ -1,4 +1,5 @@
-// Capture parsing and TCP reassembly: real pcap framing (SLL2 as tcpdump -i any writes it), segments
+// Capture parsing and TCP reassembly: real pcap framing (SLL2 as tcpdump -i any writes it, NFLOG as
+// tcpdump -i nflog:N does, the record's time kept), segments
 // out of order, duplicated, overlapping, across the sequence wrap, and bounded memory.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -31,15 +32,17 @@ function sll2(packet: Buffer, packetType = 0): Buffer {
   return Buffer.concat([h, packet]);
 }
 
-function pcapFile(frames: Buffer[]): Buffer {
+function pcapFile(frames: Buffer[], linkType = 276, seconds = 0, micros = 0): Buffer {
   const header = Buffer.alloc(24);
   header.writeUInt32LE(0xa1b2c3d4, 0);
   header.writeUInt16LE(2, 4);
   header.writeUInt16LE(4, 6);
   header.writeUInt32LE(262144, 16);
-  header.writeUInt32LE(276, 20);
+  header.writeUInt32LE(linkType, 20);
   return Buffer.concat([header, ...frames.flatMap((f) => {
     const r = Buffer.alloc(16);
+    r.writeUInt32LE(seconds, 0);
+    r.writeUInt32LE(micros, 4);
     r.writeUInt32LE(f.length, 8);
     r.writeUInt32LE(f.length, 12);
     return [r, f];
@@ -74,6 +77,24 @@ test("pcap stream split anywhere yields the same segments, skipping outgoing cop
     assert.equal(seen[1]!.dstPort, 8080);
     assert.deepEqual(seen[1]!.payload, payload);
   }
+});
+
+test("NFLOG records: the IP packet is the payload TLV (after the others), the record's time is kept", () => {
+  const tlv = (type: number, value: Buffer) => {
+    const head = Buffer.alloc(4);
+    head.writeUInt16LE(4 + value.length, 0);
+    head.writeUInt16LE(type, 2);
+    return Buffer.concat([head, value, Buffer.alloc((4 - (value.length % 4)) % 4)]);
+  };
+  const packet = ipv4Tcp(7, 0x18, Buffer.from("hello"));
+  const record = Buffer.concat([Buffer.from([2, 0, 0x1f, 0x40]), tlv(1, Buffer.from([0x08, 0x00, 3, 0])), tlv(9, packet)]);
+  const seen: [TcpSegment, number][] = [];
+  new PcapReader((s, at) => seen.push([s, at])).push(pcapFile([record], 239, 1_700_000_000, 250_000));
+  assert.equal(seen.length, 1);
+  const [s, at] = seen[0]!;
+  assert.equal(`${s.src}:${s.srcPort}>${s.dst}:${s.dstPort}`, "10.0.0.2:40000>10.0.0.1:8080");
+  assert.equal(s.payload.toString(), "hello");
+  assert.equal(at, 1_700_000_000_250);
 });
 
 test("out-of-order, duplicate and overlapping segments are rebuilt once, in order, across the wrap", () => {
