@@ -36,6 +36,14 @@ describe("tether end to end on the playground", requireNetns(), () => {
       podNetns: async (namespace, pod) => `/run/netns/${playgroundNetns(prefix, await podIp(namespace, pod))}`,
     };
   });
+
+  runScenarios(() => cluster);
+  nativeScenarios(() => cluster);
+  egressScenarios(() => cluster);
+  disruptionScenarios(() => cluster);
+
+  // registered last: after() hooks run in the order they were added, and the scenarios' own after()
+  // hooks (pong, the disruption Services) still need the cluster
   after(async () => {
     killExecLeftovers(); // debuggees of scenarios that failed and SIGKILLed their CLI
     if (!pg) return;
@@ -45,9 +53,4 @@ describe("tether end to end on the playground", requireNetns(), () => {
     assert.equal(ended, false, "the playground was still running after the scenarios");
     assert.equal(code, 0, "the playground stopped cleanly");
   });
-
-  runScenarios(() => cluster);
-  nativeScenarios(() => cluster);
-  egressScenarios(() => cluster);
-  disruptionScenarios(() => cluster);
 });

@@ -64,19 +64,6 @@ describe("tether against a real single-node Kubernetes", { skip: skipReason ?? f
     };
     t = e2eTools(e2e);
   });
-  after(() => {
-    killExecLeftovers(); // debuggees of scenarios that failed and SIGKILLed their CLI
-    cluster?.close();
-    if (cluster) {
-      // nothing left on the machine: processes, cgroups, the node's network namespace, the state
-      assert.equal(spawnSync("ip", ["netns", "pids", cluster.netns], { encoding: "utf8" }).stdout.trim(), "");
-      assert.doesNotMatch(spawnSync("ip", ["netns", "list"], { encoding: "utf8" }).stdout, new RegExp(`^${cluster.netns}\\b`, "m"));
-      const cgroups = spawnSync("sh", ["-c", `ls -d /sys/fs/cgroup/*/${cluster.cgroupName} 2>/dev/null`], { encoding: "utf8" }).stdout.trim();
-      assert.equal(cgroups, "", "cgroups left behind");
-      if (process.env.TETHER_K8S_KEEP !== "1") assert.ok(!existsSync(cluster.stateDir), `${cluster.stateDir} left behind`);
-    }
-    console.error(`[k8s] suite done in ${((Date.now() - started) / 1000).toFixed(1)} s (teardown included)`);
-  });
 
   test("the cluster is real: node Ready, TLS with client certificates, RBAC, PodSecurity", async () => {
     const { run, kubectl } = t;
@@ -164,4 +151,20 @@ describe("tether against a real single-node Kubernetes", { skip: skipReason ?? f
 
   // figures only (the bench's mirror_pod_p50, on the real cluster; TETHER_K8S_FIGURES=FILE writes it): no threshold
   test("mirror: the pod's latency at 1,000 new connections/s, without, mirrored, without again", () => mirrorLatency(t, e2e));
+
+  // registered last: after() hooks run in the order they were added, and the scenarios' own after()
+  // hooks (pong, the disruption Services) still need the cluster
+  after(() => {
+    killExecLeftovers(); // debuggees of scenarios that failed and SIGKILLed their CLI
+    cluster?.close();
+    if (cluster) {
+      // nothing left on the machine: processes, cgroups, the node's network namespace, the state
+      assert.equal(spawnSync("ip", ["netns", "pids", cluster.netns], { encoding: "utf8" }).stdout.trim(), "");
+      assert.doesNotMatch(spawnSync("ip", ["netns", "list"], { encoding: "utf8" }).stdout, new RegExp(`^${cluster.netns}\\b`, "m"));
+      const cgroups = spawnSync("sh", ["-c", `ls -d /sys/fs/cgroup/*/${cluster.cgroupName} 2>/dev/null`], { encoding: "utf8" }).stdout.trim();
+      assert.equal(cgroups, "", "cgroups left behind");
+      if (process.env.TETHER_K8S_KEEP !== "1") assert.ok(!existsSync(cluster.stateDir), `${cluster.stateDir} left behind`);
+    }
+    console.error(`[k8s] suite done in ${((Date.now() - started) / 1000).toFixed(1)} s (teardown included)`);
+  });
 });
