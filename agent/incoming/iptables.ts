@@ -34,6 +34,9 @@
 // within milliseconds; they stay, inert, until the next agent removes them at start. No timer is
 // involved: an agent that is alive but runs late (a node short of CPU) keeps redirecting.
 import { spawn } from "node:child_process";
+import { readdir, readFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { join } from "node:path";
 import { TetherError } from "../../src/protocol/error";
 import type { Log } from "../../src/protocol/log";
 import { Lifeline } from "./lifeline";
@@ -44,6 +47,13 @@ export const FLAVOURS: readonly Flavour[] = ["nft", "legacy"];
 export const CHAIN_PRE = "TETHER-PRE";
 export const CHAIN_OUT = "TETHER-OUT";
 const TAG_PREFIX = "tether:";
+/** Each agent's xt_recent list is `tether-<id>` (see the file's head). */
+const LIST_PREFIX = "tether-";
+
+/** The agent id of a saved rule's tag, if it has one. */
+function tagOf(rule: string): string | undefined {
+  return /--comment "?tether:([A-Za-z0-9-]+)"?/.exec(rule)?.[1];
+}
 
 function execText(cmd: string, args: string[], input?: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -69,6 +79,35 @@ export type Batch = Partial<Record<Table, string[]>>;
 /** `iptables-<flavour>-save -t <table>` (empty when the table was never used in this flavour). */
 export function saveTable(flavour: Flavour, table: Table): Promise<string> {
   return execText(`iptables-${flavour}-save`, ["-t", table]);
+}
+
+/**
+ * Rules are changed by save, edit by position, restore: two agents of one pod (the previous
+ * session's, draining, and the next one's) doing it at once would delete each other's rules by stale
+ * positions. An abstract unix socket is per network namespace, as the rules are, and the kernel
+ * frees it when its holder dies: binding it is the pod's lock for rule changes.
+ */
+const RULES_LOCK = "\0tether-iptables";
+const LOCK_WAIT_MS = 10_000;
+
+async function withRulesLock<T>(fn: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  let held: ReturnType<typeof createServer> | undefined;
+  while (!held) {
+    const server = createServer();
+    const code = await new Promise<string | undefined>((resolve) => {
+      server.once("error", (err: NodeJS.ErrnoException) => resolve(err.code ?? "ERROR"));
+      server.listen({ path: RULES_LOCK, exclusive: true }, () => resolve(undefined));
+    });
+    if (code === undefined) held = server;
+    else if (code !== "EADDRINUSE" || Date.now() > deadline) break; // no lock to be had: go on without it
+    else await new Promise((r) => setTimeout(r, 10));
+  }
+  try {
+    return await fn();
+  } finally {
+    held?.close();
+  }
 }
 
 /** Applies restore-format lines to one or more tables in one atomic batch. */
@@ -109,8 +148,8 @@ export async function detectFlavour(): Promise<Flavour> {
  */
 export function removalLines(save: string, id: string | undefined, only?: (rule: string) => boolean): string[] {
   const tagged = (line: string) => {
-    const m = /--comment "?tether:([A-Za-z0-9-]+)"?/.exec(line);
-    return m !== null && (id === undefined || m[1] === id) && (only === undefined || only(line));
+    const tag = tagOf(line);
+    return tag !== undefined && (id === undefined || tag === id) && (only === undefined || only(line));
   };
   const rules = save.split("\n").filter((l) => l.startsWith("-A "));
   const position = new Map<string, number>();
@@ -137,23 +176,40 @@ export function removalLines(save: string, id: string | undefined, only?: (rule:
   return lines;
 }
 
-/** Removes every rule tagged for `id` (any tether rule when undefined) in one flavour. Returns how many rules. */
-export async function removeTagged(flavour: Flavour, id: string | undefined): Promise<number> {
-  const batch: Batch = {};
-  let count = 0;
-  for (const table of TABLES) {
-    let save: string;
-    try {
-      save = await saveTable(flavour, table);
-    } catch {
-      return 0; // this flavour is not installed: nothing of ours can be there
+/**
+ * Removes every rule tagged for `id` (any tether rule when undefined, except those of the agents in
+ * `spare`) in one flavour. Returns how many rules.
+ */
+export function removeTagged(flavour: Flavour, id: string | undefined, spare: ReadonlySet<string> = new Set()): Promise<number> {
+  return withRulesLock(() => removeTaggedLocked(flavour, id, spare));
+}
+
+async function removeTaggedLocked(flavour: Flavour, id: string | undefined, spare: ReadonlySet<string>): Promise<number> {
+  const notSpared = (rule: string) => !spare.has(tagOf(rule) ?? "");
+  for (let attempt = 1; ; attempt++) {
+    const batch: Batch = {};
+    let count = 0;
+    for (const table of TABLES) {
+      let save: string;
+      try {
+        save = await saveTable(flavour, table);
+      } catch {
+        return 0; // this flavour is not installed: nothing of ours can be there
+      }
+      const lines = removalLines(save, id, spare.size > 0 ? notSpared : undefined);
+      batch[table] = lines;
+      count += lines.filter((l) => l.startsWith("-D ")).length;
     }
-    const lines = removalLines(save, id);
-    batch[table] = lines;
-    count += lines.filter((l) => l.startsWith("-D ")).length;
+    try {
+      await restore(flavour, batch);
+      return count;
+    } catch (err) {
+      // something not taking the lock (an agent of an older version) changed the chains between our
+      // save and restore (a chain no longer empty, a rule moved): the batch was atomic, so again
+      // from a fresh save
+      if (attempt === 3) throw err;
+    }
   }
-  await restore(flavour, batch);
-  return count;
 }
 
 export interface IptablesOptions {
@@ -193,7 +249,7 @@ export class Iptables {
 
   /** The xt_recent list of addresses the lifeline holds open. */
   private get aliveList(): string {
-    return `tether-${this.options.id}`;
+    return `${LIST_PREFIX}${this.options.id}`;
   }
 
   /** False when the kernel has no xt_recent: rules then rely on the guard and the next agent alone. */
@@ -247,7 +303,8 @@ export class Iptables {
 
   /** Serialises changes: restore batches must not interleave. */
   private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.queue.then(fn, fn);
+    const locked = () => withRulesLock(fn);
+    const next = this.queue.then(locked, locked);
     this.queue = next.catch(() => {});
     return next;
   }
@@ -257,25 +314,34 @@ export class Iptables {
     return this.serial(async () => {
       if (this.ports.has(port)) throw new TetherError("INTERNAL", `port ${port} is already redirected`);
       const lifelinePort = this.expiring && !this.chains ? await this.openLifeline() : 0;
-      const batch = (): Batch => {
+      const batch = (existing: string): Batch => {
         const nat: string[] = [];
         const mangle: string[] = [];
         if (!this.chains) {
-          nat.push(`-N ${CHAIN_PRE}`, `-N ${CHAIN_OUT}`, `-A ${this.keeperRule()}`, `-A PREROUTING ${this.comment()} -j ${CHAIN_PRE}`, `-A OUTPUT ${this.comment()} -j ${CHAIN_OUT}`);
+          // another agent alive in the pod may hold the chains already (prepareIptables spares its rules)
+          for (const chain of [CHAIN_PRE, CHAIN_OUT]) if (!existing.includes(`:${chain} `)) nat.push(`-N ${chain}`);
+          nat.push(`-A ${this.keeperRule()}`, `-A PREROUTING ${this.comment()} -j ${CHAIN_PRE}`, `-A OUTPUT ${this.comment()} -j ${CHAIN_OUT}`);
           if (this.expiring) mangle.push(...this.lifelineRules(lifelinePort).map((r) => `-A ${r}`));
         }
         nat.push(...this.portRules(port, to).map((r) => `-A ${r}`));
         return { nat, mangle };
       };
+      const apply = async () => restore(this.flavour, batch(this.chains ? "" : await saveTable(this.flavour, "nat")));
       try {
-        await restore(this.flavour, batch());
-      } catch (err) {
-        if (!this.expiring || this.chains) throw err;
-        // Most likely no xt_recent in this kernel: the batch was atomic, so retry without expiry.
-        this.expiring = false;
-        this.closeLifeline();
-        this.options.log("warn", "rules that stop with the agent are unavailable; relying on the guard to remove rules", { error: String(err) });
-        await restore(this.flavour, batch());
+        await apply();
+      } catch (first) {
+        if (this.chains) throw first;
+        try {
+          // an agent not taking the lock (an older version) may have created or removed the shared chains since our save: once more
+          await apply();
+        } catch (err) {
+          if (!this.expiring) throw err;
+          // Most likely no xt_recent in this kernel: the batch was atomic, so retry without expiry.
+          this.expiring = false;
+          this.closeLifeline();
+          this.options.log("warn", "rules that stop with the agent are unavailable; relying on the guard to remove rules", { error: String(err) });
+          await apply();
+        }
       }
       // the redirects match once the lifeline's SYNs have put the addresses on the list
       if (this.expiring && !this.chains) await this.lifeline!.line.open();
@@ -330,10 +396,34 @@ export class Iptables {
       this.chains = false;
       this.marking = false;
       this.closeLifeline();
-      const n = await removeTagged(this.flavour, this.options.id);
+      const n = await removeTaggedLocked(this.flavour, this.options.id, new Set());
       if (n > 0) this.options.log("info", "iptables rules removed", { rules: n, flavour: this.flavour });
     });
   }
+}
+
+/**
+ * The agents of this pod that are alive: those whose lifeline list (see the file's head) holds an
+ * address. The previous session's agent is often still there when the next one starts (it drains
+ * its stolen connections before it exits); removing its rules then would drop the conntrack keeper
+ * under its connections (each one's next packet reaches the app's port untranslated: a reset) and
+ * its redirects in the middle of its steal. Its rules go when it stops, or with its lifeline when it
+ * dies. Rules of agents without a list (no xt_recent) cannot be told apart: they are removed.
+ */
+export async function liveAgents(dir = "/proc/net/xt_recent"): Promise<Set<string>> {
+  const live = new Set<string>();
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return live; // no xt_recent in this kernel (or no list yet)
+  }
+  for (const name of names) {
+    if (!name.startsWith(LIST_PREFIX)) continue;
+    const held = await readFile(join(dir, name), "utf8").catch(() => "");
+    if (held.trim() !== "") live.add(name.slice(LIST_PREFIX.length));
+  }
+  return live;
 }
 
 /** Adds the bypass group to the agent's supplementary groups. False when it cannot (no CAP_SETGID). */
@@ -355,9 +445,11 @@ export async function prepareIptables(
   log: Log,
 ): Promise<Iptables> {
   const flavour = config.TETHER_AGENT_IPTABLES === "auto" ? await detectFlavour() : config.TETHER_AGENT_IPTABLES;
+  const live = await liveAgents();
+  if (live.size > 0) log("info", "another agent is alive in this pod: its rules stay", { agents: [...live] });
   for (const f of FLAVOURS) {
     try {
-      const n = await removeTagged(f, undefined);
+      const n = await removeTagged(f, undefined, live);
       if (n > 0) log("info", "stale tether rules removed", { flavour: f, rules: n });
     } catch (err) {
       log("warn", "cannot remove stale tether rules", { flavour: f, error: String(err) });
