@@ -93,7 +93,7 @@ export class TunnelRelay {
 
 /** The API server a kubeconfig names (its first cluster's https://host:port). */
 export function apiServerOf(kubeconfig: string): { host: string; port: number; url: string } {
-  const url = /server:\s*"?(https:\/\/[^\s"]+)/.exec(readFileSync(kubeconfig, "utf8"))?.[1];
+  const url = /"?server"?:\s*"?(https:\/\/[^\s"]+)/.exec(readFileSync(kubeconfig, "utf8"))?.[1];
   if (!url) throw new Error(`no https server in ${kubeconfig}`);
   const u = new URL(url);
   return { host: u.hostname, port: Number(u.port || 443), url: url.replace(/\/$/, "") };
