@@ -550,7 +550,7 @@ export const scenarios: Scenario[] = [
   },
   {
     name: "incoming traffic follows a Python app's listener: the pod serves until it listens, and again once it stops",
-    async run({ startExec, podIpOf, fromClientPod, answers }, cluster) {
+    async run({ startExec, podIpOf, fromClientPod, answers, assertPodClean, apiPods }, cluster) {
       const port = await freePort();
       const trigger = join(cluster.stateDir, `listen-${port}`);
       const runExec = await startExec(["-v", "-n", "demo", "-t", "deployment/api", "--steal", "-p", `${port}:8080`], ["python3", LISTEN_LATER], { LOCAL_PORT: String(port), LISTEN_WHEN: trigger });
@@ -569,6 +569,8 @@ export const scenarios: Scenario[] = [
         runExec.child.kill("SIGTERM");
         await runExec.exited;
       }
+      // its agents are gone before the next scenario places its own on the same pods
+      for (const pod of (await apiPods()).keys()) await assertPodClean(pod);
     },
   },
   {
@@ -589,7 +591,11 @@ export const scenarios: Scenario[] = [
         const spec = await kubectl(["get", "pod", "-n", "demo", runExec.pod!, "-o", "json", "--context", cluster.limitedContext]);
         assert.equal(spec.status, 0, spec.stderr);
         const agents = (JSON.parse(spec.stdout).spec.ephemeralContainers as { name: string; env: { name: string; value?: string }[]; securityContext: { capabilities: { drop: string[]; add: string[] } } }[]).filter((c) => c.name.startsWith("tether-agent-"));
-        const agent = agents.at(-1)!;
+        // the session's own agent, as it names it: a real API server does not keep ephemeralContainers in
+        // the order they were added (the previous scenario's exited agent came last)
+        const own = /connecting ephemeral container (tether-agent-[0-9a-f]+)/.exec(runExec.stderr())?.[1];
+        const agent = agents.find((a) => a.name === own)!;
+        assert.ok(agent, `the session's agent ${own} is in the pod's spec; tether said:\n${runExec.stderr()}`);
         const env = Object.fromEntries(agent.env.map((e) => [e.name, e.value]));
         assert.equal(env.TETHER_AGENT_TOKEN, undefined, "no token in clear in the pod's spec");
         assert.match(env.TETHER_AGENT_TOKEN_SHA256 ?? "", /^[0-9a-f]{64}$/);
