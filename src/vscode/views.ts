@@ -364,6 +364,8 @@ export class SessionsProvider extends RowsProvider {
       ...(st.connections ? [count(s.mode === "mirror" ? "Copies" : "Connections", st.connections, s.mode === "mirror" ? "mirror" : "plug", "whole connections delivered to your app")] : []),
       count("Probes", st.probesPassed, "heart", "the pod's liveness/readiness probes, left to the pod"),
       ...(st.failures ? [count("Failures", st.failures, "warning", "deliveries your app could not take (not listening, reset)")] : []),
+      // a row of its own (it moves with every request): in the session's tooltip it redrew the whole session
+      ...(d ? [{ label: "Delivered", description: bytes(d.bytesIn + d.bytesOut), icon: "arrow-both", tooltip: "bytes delivered to and from your app, both directions", id: `${s.id}.count.Delivered` }] : []),
     ];
     // the disruption rules the session runs with: on or off now, and what each touched
     const rules = session.disruption.rules;
@@ -391,7 +393,7 @@ export class SessionsProvider extends RowsProvider {
       contextValue: "tether.session",
       arg: s.id,
       id: s.id,
-      tooltip: `${s.summary}\nagent: ${session.placed?.description ?? "?"}${d ? `\n${bytes(d.bytesIn + d.bytesOut)} delivered` : ""}\nstarted in ${s.steps.map((x) => `${x.step} ${x.ms} ms`).join(", ")}`,
+      tooltip: `${s.summary}\nagent: ${session.placed?.description ?? "?"}\nstarted in ${s.steps.map((x) => `${x.step} ${x.ms} ms`).join(", ")}`,
       children: [
         podRow,
         { label: "Ports", description: ports, icon: "plug", id: `${s.id}.ports` },
