@@ -61,9 +61,10 @@ export function isGuard(env: NodeJS.ProcessEnv): boolean {
 export function runGuard(env: NodeJS.ProcessEnv, write: (line: string) => void): void {
   const spec = guardSpec.parse(JSON.parse(env[GUARD_ENV]!));
   for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(signal, () => {});
+  const log: Log = (level, message, fields) => write(JSON.stringify({ time: new Date().toISOString(), level, message, ...fields }) + "\n");
   void (async () => {
     try {
-      const n = await removeTagged(spec.flavour, spec.id);
+      const n = await removeTagged(spec.flavour, spec.id, new Set(), log);
       if (n > 0) write(JSON.stringify({ time: new Date().toISOString(), level: "info", message: "guard removed rules of a dead agent", rules: n, flavour: spec.flavour }) + "\n");
     } catch (err) {
       write(JSON.stringify({ level: "error", message: "guard could not remove rules", error: String(err) }) + "\n");

@@ -90,8 +90,16 @@ export function saveTable(flavour: Flavour, table: Table): Promise<string> {
 const RULES_LOCK = "\0tether-iptables";
 const LOCK_WAIT_MS = 10_000;
 
-async function withRulesLock<T>(fn: () => Promise<T>): Promise<T> {
-  const deadline = Date.now() + LOCK_WAIT_MS;
+/** A holder kept the lock past the wait: the next changes try once, until the lock is free again. */
+let lockStuck = false;
+
+/**
+ * Runs `fn` holding the pod's rules lock. A holder that keeps it past LOCK_WAIT_MS is not changing
+ * rules (a change takes milliseconds): a stopped or hung agent. The change then goes on without the
+ * lock, said in the log, rather than leave the port unserved for as long as that agent hangs.
+ */
+async function withRulesLock<T>(fn: () => Promise<T>, log?: Log): Promise<T> {
+  const deadline = Date.now() + (lockStuck ? 0 : LOCK_WAIT_MS);
   let held: ReturnType<typeof createServer> | undefined;
   while (!held) {
     const server = createServer();
@@ -100,9 +108,20 @@ async function withRulesLock<T>(fn: () => Promise<T>): Promise<T> {
       server.listen({ path: RULES_LOCK, exclusive: true }, () => resolve(undefined));
     });
     if (code === undefined) held = server;
-    else if (code !== "EADDRINUSE" || Date.now() > deadline) break; // no lock to be had: go on without it
-    else await new Promise((r) => setTimeout(r, 10));
+    else if (code === "EADDRINUSE" && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    else {
+      // said once per stuck holder
+      if (code !== "EADDRINUSE" || !lockStuck) {
+        log?.("warn", "changing the pod's iptables rules without the lock", {
+          why: code === "EADDRINUSE" ? `another process has held it for ${LOCK_WAIT_MS / 1000} s` : `cannot bind it (${code})`,
+          lock: "@tether-iptables (abstract unix socket)",
+        });
+      }
+      lockStuck = code === "EADDRINUSE";
+      break;
+    }
   }
+  if (held) lockStuck = false;
   try {
     return await fn();
   } finally {
@@ -180,8 +199,8 @@ export function removalLines(save: string, id: string | undefined, only?: (rule:
  * Removes every rule tagged for `id` (any tether rule when undefined, except those of the agents in
  * `spare`) in one flavour. Returns how many rules.
  */
-export function removeTagged(flavour: Flavour, id: string | undefined, spare: ReadonlySet<string> = new Set()): Promise<number> {
-  return withRulesLock(() => removeTaggedLocked(flavour, id, spare));
+export function removeTagged(flavour: Flavour, id: string | undefined, spare: ReadonlySet<string> = new Set(), log?: Log): Promise<number> {
+  return withRulesLock(() => removeTaggedLocked(flavour, id, spare), log);
 }
 
 async function removeTaggedLocked(flavour: Flavour, id: string | undefined, spare: ReadonlySet<string>): Promise<number> {
@@ -303,7 +322,7 @@ export class Iptables {
 
   /** Serialises changes: restore batches must not interleave. */
   private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const locked = () => withRulesLock(fn);
+    const locked = () => withRulesLock(fn, this.options.log);
     const next = this.queue.then(locked, locked);
     this.queue = next.catch(() => {});
     return next;
@@ -449,7 +468,7 @@ export async function prepareIptables(
   if (live.size > 0) log("info", "another agent is alive in this pod: its rules stay", { agents: [...live] });
   for (const f of FLAVOURS) {
     try {
-      const n = await removeTagged(f, undefined, live);
+      const n = await removeTagged(f, undefined, live, log);
       if (n > 0) log("info", "stale tether rules removed", { flavour: f, rules: n });
     } catch (err) {
       log("warn", "cannot remove stale tether rules", { flavour: f, error: String(err) });

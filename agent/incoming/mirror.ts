@@ -21,6 +21,7 @@ import { isOwn } from "./ownFlows";
 import { PcapReader } from "./pcap";
 import { RequestSplitter, type RequestCopy } from "./requestSplitter";
 import { TcpReassembler, type FlowKey } from "./tcpReassembly";
+import { yieldCpu } from "./yieldCpu";
 
 /** A session whose copy stream holds more than this unsent gives up that connection. */
 const MAX_BACKLOG = 8 * 1024 * 1024;
@@ -166,6 +167,8 @@ export class MirrorCapture implements PortCapability {
         this.stop(capture);
       }
     });
+    // the capture yields the CPU to the pod it copies (yieldCpu.ts), whatever captures
+    const priority = child.pid === undefined ? Promise.resolve("unchanged") : yieldCpu(child.pid);
     let stderr = "";
     return new Promise<Capture>((resolve, reject) => {
       const timer = setTimeout(() => fail(`tcpdump did not start within ${START_TIMEOUT_MS / 1000} s`), START_TIMEOUT_MS);
@@ -179,8 +182,10 @@ export class MirrorCapture implements PortCapability {
         stderr = (stderr + d).slice(-2000);
         if (/listening on/.test(stderr)) {
           clearTimeout(timer);
-          log("info", "mirror started", { port, pid: child.pid });
-          resolve(capture);
+          void priority.then((cpu) => {
+            log("info", "mirror started", { port, pid: child.pid, cpu });
+            resolve(capture);
+          });
         }
       });
       child.once("error", (err) => fail(`${cmd}: ${err.message} (the agent image needs tcpdump)`));

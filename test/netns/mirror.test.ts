@@ -168,6 +168,15 @@ describe("mirror", requireNetns(), () => {
     assert.doesNotMatch(got[0]!, /inside-stolen/);
   });
 
+  test("the capture runs at the lowest CPU priority, SCHED_IDLE: the pod it copies always goes first", async () => {
+    await mirrorSession(world, "frank");
+    // the capture process (whatever captures: not the agent's node) in the pod's namespace, and its policy
+    const listing = world.lab.exec(world.pod, "sh", ["-c", `for p in $(ip netns pids ${world.pod.name}); do echo "$p $(cat /proc/$p/comm 2>/dev/null) $(chrt -p $p 2>/dev/null | head -1)"; done`], { check: false }).stdout;
+    const captures = listing.split("\n").filter((l) => /tcpdump|tether-watch/.test(l));
+    assert.ok(captures.length > 0, listing);
+    for (const line of captures) assert.match(line, /SCHED_IDLE/, listing);
+  });
+
   test("killing the agent leaves the app serving and no capture process behind", async () => {
     await mirrorSession(world, "dave");
     const captures = () => world.lab.exec(world.pod, "sh", ["-c", `for p in $(ip netns pids ${world.pod.name}); do cat /proc/$p/comm 2>/dev/null; done`], { check: false }).stdout;
