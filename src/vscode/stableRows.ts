@@ -8,7 +8,7 @@
 
 export interface TreeRow<T> {
   label: string;
-  /** Unique in the whole tree when set; rows without one are told apart by their parent and label. */
+  /** Unique in the whole tree when set (VS Code's TreeItem id); rows without one are told apart by their parent and label. */
   id?: string;
   children?: T[];
 }
@@ -37,7 +37,7 @@ export class StableRows<T extends TreeRow<T>> {
     const changed = new Set<T>();
     const keep = (rows: T[], parent: string): T[] =>
       rows.map((row) => {
-        let key = `${parent}/${row.id ?? `#${row.label}`}`;
+        let key = row.id !== undefined ? `=${row.id}` : `${parent}/#${row.label}`;
         while (byKey.has(key)) key += "'"; // two rows alike under one parent: told apart by their order
         const old = this.byKey.get(key);
         const kept = old ?? ({} as T);
