@@ -128,7 +128,7 @@ function realpathOr(p: string): string {
 /**
  * The node base image: what FROM node:<v>-bookworm-slim provides that the images use, from this
  * machine: the node binary without its symbol table (12.6 MB of 98.9; stack traces of JavaScript
- * keep their names, only a native crash dump loses symbols), its libraries, sh and nsenter
+ * keep their names, only a native crash dump loses symbols), its libraries, sh, nsenter and chrt
  * (util-linux is part of every Debian base; the job-mode agent joins its target's network namespace
  * with nsenter).
  */
@@ -143,6 +143,8 @@ export function nodeBase(dir: string): Rootfs {
   fs.add("/bin/sh");
   fs.add("/usr/bin/dash");
   fs.add("/usr/bin/nsenter");
+  // chrt (util-linux too): the mirror's capture runs at SCHED_IDLE (agent/incoming/yieldCpu.ts)
+  fs.add("/usr/bin/chrt");
   return fs;
 }
 

@@ -112,19 +112,22 @@ export async function placeAgent(cluster: Cluster, target: ResolvedTarget, o: Pl
  * A running Tether agent among the pod's ephemeral containers, with its token: in clear (an agent of
  * an earlier Tether) or from the Secret its placing session shares it through. Undefined: none runs.
  */
-async function runningAgent(cluster: Cluster, namespace: string, podName: string): Promise<{ name: string; token: string } | undefined> {
+export async function runningAgent(cluster: Cluster, namespace: string, podName: string): Promise<{ name: string; token: string } | undefined> {
   let pod;
   try {
     pod = await cluster.core.readNamespacedPod({ namespace, name: podName });
   } catch {
     return undefined; // placing a new agent reports what is wrong with the pod
   }
-  const running = new Set((pod.status?.ephemeralContainerStatuses ?? []).filter((s) => s.state?.running).map((s) => s.name));
+  const statuses = pod.status?.ephemeralContainerStatuses ?? [];
   const agents = (pod.spec?.ephemeralContainers ?? []).filter((c) => c.name.startsWith("tether-agent-"));
-  const last = agents.filter((c) => running.has(c.name)).at(-1);
+  // the agent that started last among those running (an older one may still drain its connections):
+  // by its status, since a real API server does not keep ephemeralContainers in the order they were added
+  const startedAt = new Map(statuses.filter((s) => s.state?.running).map((s) => [s.name, new Date(s.state!.running!.startedAt ?? 0).getTime()]));
+  const last = agents.filter((c) => startedAt.has(c.name)).sort((a, b) => startedAt.get(a.name)! - startedAt.get(b.name)!).at(-1);
   if (!last) {
     // the Secrets of agents that have exited are no longer needed (not of one still starting)
-    const exited = new Set((pod.status?.ephemeralContainerStatuses ?? []).filter((s) => s.state?.terminated).map((s) => s.name));
+    const exited = new Set(statuses.filter((s) => s.state?.terminated).map((s) => s.name));
     const stale = agents.filter((c) => exited.has(c.name)).map((c) => c.env?.find((e) => e.name === "TETHER_AGENT_TOKEN_SECRET")?.value).filter((n): n is string => !!n);
     await Promise.all(stale.map((name) => cluster.core.deleteNamespacedSecret({ namespace, name }).catch(() => undefined)));
     return undefined;

@@ -671,6 +671,57 @@ export const scenarios: Scenario[] = [
     },
   },
   {
+    name: "the routing-header check on gRPC: a @grpc/grpc-js call through the cluster over cleartext HTTP/2 without the metadata is warned about once, named :method :authority:path; one with baggage is not",
+    async run({ kubectl, jsonpath, startExec, podIpOf, answers }, cluster) {
+      // a plaintext gRPC service behind a Service, as a mesh's pods see each other (the sidecar does the TLS)
+      const objects = [
+        { apiVersion: "v1", kind: "Pod", metadata: { name: "grpc-h2", namespace: "demo", labels: { app: "grpc-h2" } },
+          spec: { terminationGracePeriodSeconds: 1, containers: [{ name: "grpc", ...cluster.grpcContainer, ports: [{ containerPort: 50051 }] }] } },
+        { apiVersion: "v1", kind: "Service", metadata: { name: "grpc-h2", namespace: "demo" }, spec: { selector: { app: "grpc-h2" }, ports: [{ port: 50051, targetPort: 50051 }] } },
+      ];
+      try {
+        for (const object of objects) {
+          const manifest = join(cluster.stateDir, `grpc-h2-${object.kind}.json`);
+          writeFileSync(manifest, JSON.stringify(object));
+          const applied = await kubectl(["apply", "-f", manifest]);
+          assert.equal(applied.status, 0, applied.stderr);
+        }
+        for (let i = 0; i < 150 && (await jsonpath(["pod", "-n", "demo", "grpc-h2"], "{.status.conditions[?(@.type==\"Ready\")].status}")) !== "True"; i++) await sleep(200);
+        const port = await freePort();
+        // one channel (one HTTP/2 connection, one HPACK context) for every call: /pass-on sends W3C
+        // baggage as metadata, /drop an unrelated key only; each answers after its call
+        const app = `const http = require("http"); const grpc = require(${JSON.stringify(require.resolve("@grpc/grpc-js"))});
+          const raw = { requestSerialize: (b) => b, requestDeserialize: (b) => b, responseSerialize: (b) => b, responseDeserialize: (b) => b };
+          const Echo = grpc.makeGenericClientConstructor({ Say: { path: "/echo.Echo/Say", requestStream: false, responseStream: false, ...raw } });
+          const echo = new Echo("grpc-h2.demo.svc.cluster.local:50051", grpc.credentials.createInsecure());
+          http.createServer((q, s) => { q.resume(); const md = new grpc.Metadata();
+            if (q.url === "/pass-on") md.set("baggage", "x-debug=me"); else md.set("x-trace", "1");
+            echo.Say(Buffer.from(q.url.slice(1)), md, (err, reply) => s.end(err ? "failed " + err.message : "called " + reply)); }).listen(${port}, "127.0.0.1")`;
+        const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--http-header", "^x-debug: me$", "-p", `${port}:8080`], [process.execPath, "-e", app]);
+        try {
+          assert.match(runExec.stderr(), /ready in/, runExec.stderr());
+          const ip = await podIpOf(runExec.pod!);
+          assert.match(await answers(ip, "/pass-on", /called/, ["x-debug: me"]), /called pod:grpc-h2:pass-on/);
+          await sleep(300);
+          assert.doesNotMatch(runExec.stderr(), /lacks baggage/, "a call that passes the header on is fine");
+          assert.match(await answers(ip, "/drop", /called/, ["x-debug: me"]), /called pod:grpc-h2:drop/);
+          for (let i = 0; i < 50 && !/lacks baggage/.test(runExec.stderr()); i++) await sleep(100);
+          assert.match(runExec.stderr(), /tether warn: POST grpc-h2\.demo\.svc\.cluster\.local:50051\/echo\.Echo\/Say: an outgoing call made while answering a stolen request lacks baggage or a header matching \^x-debug: me\$/, runExec.stderr());
+          assert.match(await answers(ip, "/pass-on", /called/, ["x-debug: me"]), /called pod:grpc-h2:pass-on/);
+          await answers(ip, "/drop", /called/, ["x-debug: me"]);
+          await sleep(300);
+          assert.equal(runExec.stderr().match(/lacks baggage/g)?.length, 1, `once per call: ${runExec.stderr()}`);
+        } finally {
+          runExec.child.kill("SIGTERM");
+          await runExec.exited;
+        }
+      } finally {
+        await kubectl(["delete", "svc", "grpc-h2", "-n", "demo", "--ignore-not-found"]);
+        await kubectl(["delete", "pod", "grpc-h2", "-n", "demo", "--wait=false", "--ignore-not-found"]);
+      }
+    },
+  },
+  {
     name: "two filtered steals: disjoint filters run side by side; an overlapping one is refused naming both sessions and the pod port, its command stops, exec exits 2",
     async run({ startExec, podIpOf, answers, assertPodClean }, cluster) {
       const [alicePort, bobPort, carolPort] = [await freePort(), await freePort(), await freePort()];
