@@ -31,8 +31,9 @@
 // (lifeline.ts): mangle OUTPUT adds the address on their SYN (sent by the agent's own group) and
 // removes it on their FIN or RST, which the kernel sends itself the moment the agent dies. So if the
 // agent and its guard die together (the container is killed at once), the rules stop redirecting
-// within milliseconds; they stay, inert, until the next agent removes them at start. No timer is
-// involved: an agent that is alive but runs late (a node short of CPU) keeps redirecting.
+// within milliseconds; they stay, inert, until another agent of the pod stops (or its guard runs:
+// removeDeadAgents) or the next one starts, at most for the pod's life. No timer is involved: an
+// agent that is alive but runs late (a node short of CPU) keeps redirecting.
 import { spawn } from "node:child_process";
 import { readdir, readFile } from "node:fs/promises";
 import { createServer } from "node:net";
@@ -417,8 +418,44 @@ export class Iptables {
       this.closeLifeline();
       const n = await removeTaggedLocked(this.flavour, this.options.id, new Set());
       if (n > 0) this.options.log("info", "iptables rules removed", { rules: n, flavour: this.flavour });
+      await removeDeadLocked(this.options.log);
     });
   }
+}
+
+/** The agents whose rules are gated on a lifeline list (see the file's head), from saved tables. */
+function gatedAgents(saves: string[]): Set<string> {
+  const ids = new Set<string>();
+  for (const save of saves) for (const m of save.matchAll(/--name tether-([A-Za-z0-9-]+)/g)) ids.add(m[1]!);
+  return ids;
+}
+
+/**
+ * Removes the rules of this pod's dead agents: those gated on a lifeline list that holds nothing (see
+ * liveAgents). They stopped redirecting when their agent died with its guard (the container killed at
+ * once), and would otherwise stay, inert, until the next agent starts; an agent that stops (or its
+ * guard) removes them too, so the last one to leave leaves nothing behind. Rules without a list (a
+ * kernel without xt_recent, an older agent) cannot be told from a live agent's: they stay.
+ */
+export function removeDeadAgents(log: Log): Promise<number> {
+  return withRulesLock(() => removeDeadLocked(log), log);
+}
+
+async function removeDeadLocked(log: Log): Promise<number> {
+  const live = await liveAgents();
+  let count = 0;
+  for (const flavour of FLAVOURS) {
+    let saves: string[];
+    try {
+      saves = await Promise.all(TABLES.map((table) => saveTable(flavour, table)));
+    } catch {
+      continue; // this flavour is not installed
+    }
+    const dead = [...gatedAgents(saves)].filter((id) => !live.has(id));
+    for (const id of dead) count += await removeTaggedLocked(flavour, id, new Set());
+    if (dead.length) log("info", "rules of dead agents removed", { agents: dead, flavour });
+  }
+  return count;
 }
 
 /**

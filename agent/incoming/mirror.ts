@@ -26,6 +26,8 @@ import { yieldCpu } from "./yieldCpu";
 /** A session whose copy stream holds more than this unsent gives up that connection. */
 const MAX_BACKLOG = 8 * 1024 * 1024;
 const START_TIMEOUT_MS = 10_000;
+/** Dropped copies are said in the log at most this often per port (with how many). */
+const DROP_LOG_MS = 10_000;
 
 export interface MirrorOptions {
   log: Log;
@@ -44,6 +46,8 @@ interface Capture {
   reassembler: TcpReassembler;
   copies: Map<string, FlowCopies>;
   sweep: NodeJS.Timeout;
+  /** Copies dropped since the last log line about it, and when that was. */
+  drops: { count: number; loggedAt: number };
 }
 
 /** Where one captured connection's bytes go: whole copies, and the splitters of filtered sessions. */
@@ -130,6 +134,7 @@ export class MirrorCapture implements PortCapability {
       process: child,
       sessions: new Map(),
       copies: new Map(),
+      drops: { count: 0, loggedAt: 0 },
       reassembler: undefined as never,
       sweep: setInterval(() => capture.reassembler.sweep(), 60_000),
     };
@@ -151,7 +156,7 @@ export class MirrorCapture implements PortCapability {
         capture.copies.delete(flow.id);
       },
       onGiveUp: (flow, reason) => {
-        log("warn", "mirror gave up a connection", { port, flow: flow.id, reason });
+        this.dropped(capture, "reassembly", reason);
         const copies = capture.copies.get(flow.id);
         for (const stream of copies?.streams ?? []) stream.destroy(new Error(reason));
         for (const splitter of copies?.splitters ?? []) splitter.end();
@@ -201,12 +206,25 @@ export class MirrorCapture implements PortCapability {
   private write(capture: Capture, flow: FlowKey, stream: WireStream, data: Buffer): void {
     if (stream.destroyed) return;
     if (stream.writableLength > MAX_BACKLOG) {
-      this.options.log("warn", "mirror copy dropped: the session reads too slowly", { port: capture.port, flow: flow.id });
+      this.dropped(capture, "session-slow", `the session reads too slowly (over ${MAX_BACKLOG / 1024 / 1024} MiB unsent); ${flow.id}`);
       stream.destroy(new Error("mirror copy dropped: session too slow"));
       return;
     }
     this.options.metrics.add("tether_bytes_total", data.length, { direction: "to_session" });
     stream.write(data);
+  }
+
+  /**
+   * A copy given up rather than let anything wait for it: counted (tether_mirror_dropped_total, by
+   * reason), and said in the log at most every DROP_LOG_MS per port, with how many since.
+   */
+  private dropped(capture: Capture, reason: "session-slow" | "reassembly", detail: string): void {
+    this.options.metrics.add("tether_mirror_dropped_total", 1, { port: String(capture.port), reason });
+    capture.drops.count++;
+    const now = Date.now();
+    if (now - capture.drops.loggedAt < DROP_LOG_MS) return;
+    this.options.log("warn", "mirror copies dropped", { port: capture.port, copies: capture.drops.count, reason, last: detail });
+    capture.drops = { count: 0, loggedAt: now };
   }
 
   /** A copy stream to one session, announced as a mirrored connection from the client. */

@@ -8,7 +8,7 @@ import type { EngineConnection } from "../../src/protocol/connection";
 import type { HttpFilter } from "../../src/protocol/httpFilter";
 import type { AgentToEngine } from "../../src/protocol/messages";
 import { requireNetns } from "../support/netns";
-import { APP_PORT, connectFrom, get, getFrom, readResponse, sleep, startDebuggee, StealWorld } from "./stealFixture";
+import { APP_PORT, connectFrom, get, getFrom, metric, readResponse, sleep, startDebuggee, StealWorld } from "./stealFixture";
 
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
@@ -166,6 +166,28 @@ describe("mirror", requireNetns(), () => {
     assert.equal(got.length, 1, JSON.stringify(got));
     assert.match(got[0]!, /^GET \/inside-passed HTTP\/1\.1\r\n/);
     assert.doesNotMatch(got[0]!, /inside-stolen/);
+  });
+
+  test("a session that does not read its copies: the copy is dropped and counted, the app is not held up", async () => {
+    const { conn } = await world.agent.connect({ label: "slow" });
+    world.onDispose(() => conn.close());
+    // takes no byte of its copies (the wire grants no more credit): the agent's send buffer fills
+    conn.on("message", (m: AgentToEngine) => {
+      if (m.type === "incoming.tcp" && m.mode === "mirror") conn.stream(m.stream)!.pause();
+    });
+    await conn.request({ type: "incoming.subscribe", id: conn.newRequestId(), port: APP_PORT, mode: "mirror" });
+    const dropped = async () => metric(await world.metrics(), "tether_mirror_dropped_total", 'reason="session-slow"');
+    const before = await dropped();
+    const body = randomBytes(12 * 1024 * 1024);
+    const c = connectFrom(world.client, world.podIp, APP_PORT);
+    const reply = readResponse(c, 60_000);
+    c.write(`POST /sha HTTP/1.1\r\nHost: pod\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`);
+    c.write(body);
+    assert.equal((await reply).body, `app ${body.length} ${sha(body)}`);
+    c.destroy();
+    for (let i = 0; i < 50 && (await dropped()) === before; i++) await sleep(100);
+    assert.equal((await dropped()) - before, 1);
+    assert.match(world.agent.logs(), /"message":"mirror copies dropped".*"reason":"session-slow"/);
   });
 
   test("the capture runs at the lowest CPU priority, SCHED_IDLE: the pod it copies always goes first", async () => {
