@@ -638,6 +638,15 @@ export class Session extends EventEmitter {
     this.emit("ports");
   }
 
+  /**
+   * Resolves once the port changes under way are done: `ports` names a pod port as soon as its
+   * subscription starts, and the pods' agents take it a moment later (a request meanwhile still
+   * reaches the pod's app).
+   */
+  portsSettled(): Promise<void> {
+    return this.portChanges.then(() => undefined);
+  }
+
   /** Local ports incoming traffic will go to once something listens there (the "waiting for your app" state). */
   get waiting(): number[] {
     if (this.options.config.incoming.mode === "off") return [];
