@@ -1,3 +1,7 @@
+// HTTP/1.x on a stolen port. A cleartext connection starts on rawHttp.ts (its stolen requests
+// forwarded as bytes to a v3 session) and comes here at the first request that path does not cover,
+// for the rest of its life; TLS connections the agent terminated come here at once.
+//
 // Filtered steal on one port: Node's own HTTP parser reads each request of a redirected connection;
 // every request is decided on its own (one keep-alive connection may carry stolen and passed
 // requests). Stolen requests go to the session as `incoming.http` and wait for its
