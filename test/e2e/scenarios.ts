@@ -5,7 +5,7 @@
 // A cluster brings the demo namespace (deployment/api with 2 replicas and an HTTP readiness probe,
 // deployment/db speaking TCP, pod/client), a `restricted` namespace enforcing Pod Security
 // "restricted", and a context that may read but not add agents.
-import { test } from "node:test";
+import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { spawn, spawnSync, type ChildProcessByStdio } from "node:child_process";
@@ -57,6 +57,7 @@ const DEBUGGEE = resolve(__dirname, "debuggee.js");
 const PYTHON_CALLER = resolve(__dirname, "../fixtures/proxy_caller.py");
 const LISTEN_LATER = resolve(__dirname, "../fixtures/listen_later.py");
 const GRPC_ECHO = resolve(__dirname, "../fixtures/grpc-echo.js");
+const GRPC_ROUTING_CALLER = resolve(__dirname, "../fixtures/grpc_routing_caller.py");
 const KEPT_CONNECTION = resolve(__dirname, "../fixtures/keptConnection.js");
 
 /** An answer on a kept connection (keptConnection.js). */
@@ -275,6 +276,28 @@ export function e2eTools(cluster: E2eCluster) {
 
 export type E2eTools = ReturnType<typeof e2eTools>;
 
+/** Runs `body` while demo has a plaintext gRPC service (playground/grpc on 50051) behind the Service grpc-h2, as a mesh's pods see each other (the sidecar does the TLS). */
+async function withPlainGrpcService({ kubectl, jsonpath }: Pick<E2eTools, "kubectl" | "jsonpath">, cluster: E2eCluster, body: () => Promise<void>): Promise<void> {
+  const objects = [
+    { apiVersion: "v1", kind: "Pod", metadata: { name: "grpc-h2", namespace: "demo", labels: { app: "grpc-h2" } },
+      spec: { terminationGracePeriodSeconds: 1, containers: [{ name: "grpc", ...cluster.grpcContainer, ports: [{ containerPort: 50051 }] }] } },
+    { apiVersion: "v1", kind: "Service", metadata: { name: "grpc-h2", namespace: "demo" }, spec: { selector: { app: "grpc-h2" }, ports: [{ port: 50051, targetPort: 50051 }] } },
+  ];
+  try {
+    for (const object of objects) {
+      const manifest = join(cluster.stateDir, `grpc-h2-${object.kind}.json`);
+      writeFileSync(manifest, JSON.stringify(object));
+      const applied = await kubectl(["apply", "-f", manifest]);
+      assert.equal(applied.status, 0, applied.stderr);
+    }
+    for (let i = 0; i < 150 && (await jsonpath(["pod", "-n", "demo", "grpc-h2"], "{.status.conditions[?(@.type==\"Ready\")].status}")) !== "True"; i++) await sleep(200);
+    await body();
+  } finally {
+    await kubectl(["delete", "svc", "grpc-h2", "-n", "demo", "--ignore-not-found"]);
+    await kubectl(["delete", "pod", "grpc-h2", "-n", "demo", "--wait=false", "--ignore-not-found"]);
+  }
+}
+
 /** A `tether exec --events` file, read back through its one schema (every line must parse). */
 export function readEvents(file: string): SessionEvent[] {
   return readFileSync(file, "utf8")
@@ -320,7 +343,8 @@ export function assertLeaks(events: SessionEvent[], port: number, prefix: string
 
 export interface Scenario {
   name: string;
-  run(t: E2eTools, cluster: E2eCluster): Promise<void>;
+  /** `test`: the running test (to skip with a reason). */
+  run(t: E2eTools, cluster: E2eCluster, test: TestContext): Promise<void>;
 }
 
 export const scenarios: Scenario[] = [
@@ -673,20 +697,7 @@ export const scenarios: Scenario[] = [
   {
     name: "the routing-header check on gRPC: a @grpc/grpc-js call through the cluster over cleartext HTTP/2 without the metadata is warned about once, named :method :authority:path; one with baggage is not",
     async run({ kubectl, jsonpath, startExec, podIpOf, answers }, cluster) {
-      // a plaintext gRPC service behind a Service, as a mesh's pods see each other (the sidecar does the TLS)
-      const objects = [
-        { apiVersion: "v1", kind: "Pod", metadata: { name: "grpc-h2", namespace: "demo", labels: { app: "grpc-h2" } },
-          spec: { terminationGracePeriodSeconds: 1, containers: [{ name: "grpc", ...cluster.grpcContainer, ports: [{ containerPort: 50051 }] }] } },
-        { apiVersion: "v1", kind: "Service", metadata: { name: "grpc-h2", namespace: "demo" }, spec: { selector: { app: "grpc-h2" }, ports: [{ port: 50051, targetPort: 50051 }] } },
-      ];
-      try {
-        for (const object of objects) {
-          const manifest = join(cluster.stateDir, `grpc-h2-${object.kind}.json`);
-          writeFileSync(manifest, JSON.stringify(object));
-          const applied = await kubectl(["apply", "-f", manifest]);
-          assert.equal(applied.status, 0, applied.stderr);
-        }
-        for (let i = 0; i < 150 && (await jsonpath(["pod", "-n", "demo", "grpc-h2"], "{.status.conditions[?(@.type==\"Ready\")].status}")) !== "True"; i++) await sleep(200);
+      await withPlainGrpcService({ kubectl, jsonpath }, cluster, async () => {
         const port = await freePort();
         // one channel (one HTTP/2 connection, one HPACK context) for every call: /pass-on sends W3C
         // baggage as metadata, /drop an unrelated key only; each answers after its call
@@ -715,10 +726,35 @@ export const scenarios: Scenario[] = [
           runExec.child.kill("SIGTERM");
           await runExec.exited;
         }
-      } finally {
-        await kubectl(["delete", "svc", "grpc-h2", "-n", "demo", "--ignore-not-found"]);
-        await kubectl(["delete", "pod", "grpc-h2", "-n", "demo", "--wait=false", "--ignore-not-found"]);
-      }
+      });
+    },
+  },
+  {
+    name: "the routing-header check on gRPC under the native layer: a Python grpcio debuggee's calls (its own connect and resolver, one channel) without the metadata are warned, each call once; with baggage not",
+    async run({ kubectl, jsonpath, startExec, podIpOf, answers }, cluster, t) {
+      if (spawnSync("python3", ["-c", "import grpc"]).status !== 0) return t.skip("python3 has no grpcio (pip install grpcio)");
+      await withPlainGrpcService({ kubectl, jsonpath }, cluster, async () => {
+        const port = await freePort();
+        const runExec = await startExec(["-v", "-n", "demo", "-t", "deployment/api", "--http-header", "^x-debug: me$", "-p", `${port}:8080`], ["python3", GRPC_ROUTING_CALLER, String(port)]);
+        try {
+          assert.match(runExec.stderr(), /native layer: supervisor/, runExec.stderr());
+          const ip = await podIpOf(runExec.pod!);
+          for (const path of ["/say-pass-on", "/count-pass-on"]) assert.match(await answers(ip, path, /called|failed/, ["x-debug: me"]), /called pod:grpc-h2:/, path);
+          await sleep(300);
+          assert.doesNotMatch(runExec.stderr(), /lacks baggage/, "calls that pass the header on are fine");
+          for (const path of ["/say-drop", "/count-drop"]) assert.match(await answers(ip, path, /called|failed/, ["x-debug: me"]), /called pod:grpc-h2:/, path);
+          for (let i = 0; i < 50 && (runExec.stderr().match(/lacks baggage/g)?.length ?? 0) < 2; i++) await sleep(100);
+          const warned = (method: string) => new RegExp(`tether warn: POST grpc-h2\\.demo\\.svc\\.cluster\\.local:50051/echo\\.Echo/${method}: an outgoing call made while answering a stolen request lacks baggage`);
+          assert.match(runExec.stderr(), warned("Say"), runExec.stderr());
+          assert.match(runExec.stderr(), warned("Count"), runExec.stderr());
+          for (const path of ["/say-drop", "/count-drop"]) assert.match(await answers(ip, path, /called|failed/, ["x-debug: me"]), /called pod:grpc-h2:/, path);
+          await sleep(300);
+          assert.equal(runExec.stderr().match(/lacks baggage/g)?.length, 2, `each call once: ${runExec.stderr()}`);
+        } finally {
+          runExec.child.kill("SIGTERM");
+          await runExec.exited;
+        }
+      });
     },
   },
   {
@@ -1359,5 +1395,5 @@ export const scenarios: Scenario[] = [
 
 /** Registers every scenario as a test (call inside a describe whose before() sets up the cluster). */
 export function runScenarios(cluster: () => E2eCluster): void {
-  for (const s of scenarios) test(s.name, () => s.run(e2eTools(cluster()), cluster()));
+  for (const s of scenarios) test(s.name, (t) => s.run(e2eTools(cluster()), cluster(), t));
 }
