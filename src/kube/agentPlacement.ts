@@ -17,7 +17,7 @@ export const AGENT_PORT = 47_800;
  * packet capture; SYS_PTRACE to read the target's /proc/PID/environ and /proc/PID/root (the kernel
  * allows that to another process only with SYS_PTRACE, or to one of the same user holding every
  * capability the target holds, which an app running as root does not give); SETGID to join the group
- * its iptables rules exempt, and for tcpdump, which sets its groups even when told to stay root.
+ * its iptables rules exempt.
  */
 export const AGENT_CAPABILITIES = ["NET_ADMIN", "NET_RAW", "SYS_PTRACE", "SETGID"];
 /** Key of the token in the Secret that lets later sessions join a running agent. */
@@ -101,6 +101,40 @@ async function waitRunning(read: () => Promise<Status | undefined>, what: string
     if (Date.now() > deadline) throw new TetherError("INTERNAL", `${what} was not running after ${Math.round(timeoutMs / 1000)} s (${waiting?.reason ?? "no status yet"})`);
     // an image already on the node starts within a second: read often until then
     await new Promise((r) => setTimeout(r, Date.now() - started < 1_000 ? 50 : 250));
+  }
+}
+
+/** How often a new agent's log is read for its "ready" line, and for how long at most. */
+const READY_POLL_MS = 20;
+const READY_WAIT_MS = 3_000;
+
+/**
+ * Waits for a new agent's wire to listen, which it says with its "ready" log line (agent/main.ts)
+ * a few hundred ms after its container runs (Node's start, the pod's iptables prepared). Reading
+ * pods/log costs one round trip on the API connection; each port-forward tried before the agent
+ * listens cost four or five (a TCP and a TLS handshake, two upgrades), 30 of them at start. Gives up
+ * quietly (the engine's port-forward attempts then find out, as before) when the log cannot be read
+ * (no pods/log permission), says something else went wrong (an error line), or stays silent.
+ */
+async function waitListening(cluster: Cluster, namespace: string, pod: string, container: string): Promise<void> {
+  const deadline = Date.now() + READY_WAIT_MS;
+  while (Date.now() < deadline) {
+    let log: string;
+    try {
+      log = await cluster.core.readNamespacedPodLog({ namespace, name: pod, container });
+    } catch {
+      return;
+    }
+    for (const line of log.split("\n")) {
+      if (!line.startsWith("{")) continue;
+      try {
+        const { level, message } = JSON.parse(line) as { level?: string; message?: string };
+        if (message === "ready" || level === "error") return;
+      } catch {
+        // not one of the agent's lines
+      }
+    }
+    await new Promise((r) => setTimeout(r, READY_POLL_MS));
   }
 }
 
@@ -243,6 +277,7 @@ async function placeEphemeral(cluster: Cluster, target: ResolvedTarget, o: Place
     await dispose();
     throw err;
   }
+  await waitListening(cluster, namespace, podName, name);
   return { podName, namespace, port: AGENT_PORT, token: o.token, reused: false, description: `ephemeral container ${name}`, logs: { namespace, pod: podName, container: name }, dispose: async () => {} };
 }
 

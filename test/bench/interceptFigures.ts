@@ -3,8 +3,8 @@
 // app, split into the steps the CLI prints: its own start, resolve, agent ready, tunnel, subscribe,
 // first request; with the round trips to the API server each step made (counted where they cross the
 // link). Next to them, from the same run: Node's own start (`node -e 0`, the floor of the CLI's) and
-// the new agent's own start (from "connecting", the container running, to its "ready" log line:
-// what the tunnel step waits for).
+// when the new agent logged "ready" (its wire listens), from "starting agent": what agent_ready waits
+// for (placement waits for that line, agentPlacement.ts).
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -31,7 +31,7 @@ interface Run {
   steps: Record<string, number>;
   /** Round trips to the API server (link.ts) within each step: new connections + turns. */
   roundTrips: Record<string, number>;
-  /** From "connecting" (the agent's container running) to the agent's "ready" log line; undefined: not found. */
+  /** From "starting agent" to the agent's "ready" log line; undefined: not found. */
   agentStart?: number;
 }
 
@@ -117,7 +117,7 @@ async function once(ctx: BenchContext, dir: string, podIp: string, port: number)
     steps.first_request = atEpoch - at(/^tether: ready/)!;
     await count("first_request", at(/^tether: ready/)!, atEpoch);
     const ready = await agentReadyAt(ctx, lines);
-    return { total: atEpoch - t0, steps, roundTrips, ...(ready ? { agentStart: ready - at(/^tether: connecting/)! } : {}) };
+    return { total: atEpoch - t0, steps, roundTrips, ...(ready ? { agentStart: ready - at(/^tether: starting agent/)! } : {}) };
   } finally {
     await stop();
   }
@@ -151,8 +151,8 @@ export async function interceptFigures(ctx: BenchContext): Promise<Figure[]> {
       value: median(runs.map((r) => r.total)),
       unit: "ms",
       ...(ctx.link.rttMs === 0 ? { goal: { kind: "<=", bound: 1000 } as const } : {}),
-      bound: `cli_start is Node's own start (${nodeStart.toFixed(0)} ms for node -e 0 in this run) and the CLI bundle's load (from V8's code cache after the first run); tunnel waits for the new agent's own start (${agentStart} from its container running to its "ready" log line, median); first_request starts the debuggee once the session is ready; the rest is the round trips counted per step`,
-      note: `tether exec start to first stolen request served locally (agent image present), median of ${runs.length}; steps (time / round trips to the API server): ${perStep}; Node's own start ${nodeStart.toFixed(0)} ms, the agent's own start ${agentStart}`,
+      bound: `cli_start is Node's own start (${nodeStart.toFixed(0)} ms for node -e 0 in this run) and the CLI bundle's load (from V8's code cache after the first run); agent_ready waits for the new agent's own start (its "ready" log line ${agentStart} after "starting agent", median: Node's start and the pod's iptables prepared in the agent's container); first_request starts the debuggee once the session is ready; the rest is the round trips counted per step`,
+      note: `tether exec start to first stolen request served locally (agent image present), median of ${runs.length}; steps (time / round trips to the API server): ${perStep}; Node's own start ${nodeStart.toFixed(0)} ms, the agent's "ready" ${agentStart} after "starting agent"`,
     },
     {
       name: "time_to_intercept_round_trips",
