@@ -258,7 +258,7 @@ export class H2Reader extends PassingReader {
     this.block = undefined;
     let fields: HeaderField[];
     try {
-      fields = this.hpack.decode(Buffer.concat(block.fragments, block.length));
+      fields = this.hpack.decode(block.fragments.length === 1 ? block.fragments[0]! : Buffer.concat(block.fragments, block.length));
     } catch {
       return this.stop(); // the dynamic table is lost: nothing after this could be read
     }
