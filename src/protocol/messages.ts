@@ -248,6 +248,17 @@ const incomingTcp = z.strictObject({
   mode: incomingModeSchema,
   peer: address,
 });
+/**
+ * A stolen HTTP/1.x connection forwarded as bytes (v3): its requests follow on `stream` as the client
+ * sent them, and the local app's bytes go back as they are. The engine answers http.decline (before
+ * any byte back) to have it read request by request instead (incoming.http).
+ */
+const incomingHttp1 = z.strictObject({
+  type: z.literal("incoming.http1"),
+  stream: streamId,
+  port,
+  peer: address,
+});
 /** One stolen HTTP request (filtered steal); its body follows on `stream`, answer with http.response. */
 const incomingHttp = z.strictObject({
   type: z.literal("incoming.http"),
@@ -320,6 +331,7 @@ export const agentToEngineSchema = z.discriminatedUnion("type", [
   fileResult,
   fileStatResult,
   incomingTcp,
+  incomingHttp1,
   incomingHttp,
   trafficPassed,
   trafficLeaked,
@@ -343,5 +355,6 @@ export const MESSAGE_SINCE: Partial<Record<WireMessage["type"], number>> = {
   "http.reset": 3,
   "traffic.leaked": 3,
   "http.decline": 3,
+  "incoming.http1": 3,
   "session.linger": 3,
 };
