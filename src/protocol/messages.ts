@@ -222,6 +222,11 @@ const dnsResult = z.strictObject({
   type: z.literal("dns.result"),
   id: requestId,
   addresses: z.array(z.strictObject({ address: z.string(), family: z.union([z.literal(4), z.literal(6)]) })),
+  /**
+   * v3: how many seconds the answer may be kept (the smallest of its records' TTLs). Sent only to
+   * v3 engines (a v2 engine's strict schema would refuse it); absent for /etc/hosts answers.
+   */
+  ttl: z.number().int().min(0).optional(),
 });
 const envResult = z.strictObject({ type: z.literal("env.result"), id: requestId, env: z.record(z.string(), z.string()) });
 const fileResult = z.strictObject({
