@@ -31,8 +31,10 @@ interface Run {
   steps: Record<string, number>;
   /** Round trips to the API server (link.ts) within each step: new connections + turns. */
   roundTrips: Record<string, number>;
-  /** From "starting agent" to the agent's "ready" log line; undefined: not found. */
+  /** From "starting agent" to the agent's "ready" log line; undefined: not found, or a running agent joined. */
   agentStart?: number;
+  /** The session joined an agent already running in the pod (one an earlier run left within its TTL). */
+  joined: boolean;
 }
 
 /** When the agent the CLI placed logged "ready" (its wire listens), from its own log. */
@@ -40,7 +42,7 @@ async function agentReadyAt(ctx: BenchContext, lines: { line: string }[]): Promi
   const text = lines.map((l) => l.line).join("\n");
   const pod = /^tether: starting agent \S+ -> pod (\S+)/m.exec(text)?.[1];
   const agent = /^tether: connecting ephemeral container (\S+)/m.exec(text)?.[1];
-  if (!pod || !agent) return undefined;
+  if (!pod || !agent || joinedAgent(lines)) return undefined;
   const r = await kubectl(ctx.cluster, ["logs", "-n", "demo", pod, "-c", agent]);
   for (const l of r.stdout.split("\n")) {
     try {
@@ -52,6 +54,8 @@ async function agentReadyAt(ctx: BenchContext, lines: { line: string }[]): Promi
   }
   return undefined;
 }
+
+const joinedAgent = (lines: { line: string }[]) => lines.some((l) => /^tether: connecting .*\(already running; shared\)/.test(l.line));
 
 /** Node's own start and exit, `node -e 0`: the floor of the CLI's start. */
 function nodeStartMs(): number {
@@ -117,7 +121,7 @@ async function once(ctx: BenchContext, dir: string, podIp: string, port: number)
     steps.first_request = atEpoch - at(/^tether: ready/)!;
     await count("first_request", at(/^tether: ready/)!, atEpoch);
     const ready = await agentReadyAt(ctx, lines);
-    return { total: atEpoch - t0, steps, roundTrips, ...(ready ? { agentStart: ready - at(/^tether: starting agent/)! } : {}) };
+    return { total: atEpoch - t0, steps, roundTrips, joined: joinedAgent(lines), ...(ready ? { agentStart: ready - at(/^tether: starting agent/)! } : {}) };
   } finally {
     await stop();
   }
@@ -144,7 +148,9 @@ export async function interceptFigures(ctx: BenchContext): Promise<Figure[]> {
   const total = stepNames.reduce((a, n) => a + trips(n), 0);
   const nodeStart = median(nodeStarts);
   const agentStarts = runs.flatMap((r) => (r.agentStart === undefined ? [] : [r.agentStart]));
-  const agentStart = agentStarts.length ? `${median(agentStarts).toFixed(0)} ms` : "(its log not found)";
+  const agentStart = agentStarts.length ? `${median(agentStarts).toFixed(0)} ms` : "(no run placed one)";
+  const joined = runs.filter((r) => r.joined).length;
+  const placed = `${runs.length - joined} of ${runs.length} run${runs.length > 1 ? "s" : ""} placed a new agent${joined ? `, ${joined} joined the one an earlier run left running (within its TTL)` : ""}`;
   return [
     {
       name: "time_to_intercept",
@@ -152,7 +158,7 @@ export async function interceptFigures(ctx: BenchContext): Promise<Figure[]> {
       unit: "ms",
       ...(ctx.link.rttMs === 0 ? { goal: { kind: "<=", bound: 1000 } as const } : {}),
       bound: `cli_start is Node's own start (${nodeStart.toFixed(0)} ms for node -e 0 in this run) and the CLI bundle's load (from V8's code cache after the first run); agent_ready waits for the new agent's own start (its "ready" log line ${agentStart} after "starting agent", median: Node's start and the pod's iptables prepared in the agent's container); first_request starts the debuggee once the session is ready; the rest is the round trips counted per step`,
-      note: `tether exec start to first stolen request served locally (agent image present), median of ${runs.length}; steps (time / round trips to the API server): ${perStep}; Node's own start ${nodeStart.toFixed(0)} ms, the agent's "ready" ${agentStart} after "starting agent"`,
+      note: `tether exec start to first stolen request served locally (agent image present), median of ${runs.length}; steps (time / round trips to the API server): ${perStep}; Node's own start ${nodeStart.toFixed(0)} ms, the agent's "ready" ${agentStart} after "starting agent"; ${placed}`,
     },
     {
       name: "time_to_intercept_round_trips",
