@@ -4,7 +4,8 @@
 // first request; with the round trips to the API server each step made (counted where they cross the
 // link). Next to them, from the same run: Node's own start (`node -e 0`, the floor of the CLI's) and
 // when the new agent logged "ready" (its wire listens), from "starting agent": what agent_ready waits
-// for (placement waits for that line, agentPlacement.ts).
+// for (placement waits for that line, agentPlacement.ts). Each run places its own agent: it starts
+// once the agents of the run before have left.
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -56,6 +57,26 @@ async function agentReadyAt(ctx: BenchContext, lines: { line: string }[]): Promi
 }
 
 const joinedAgent = (lines: { line: string }[]) => lines.some((l) => /^tether: connecting .*\(already running; shared\)/.test(l.line));
+
+/** The longest a run waits for the agents of the run before it to leave. */
+const AGENTS_GONE_MS = 30_000;
+
+/**
+ * Waits until no agent runs in the api pods, so that each run places its own agent, as a first
+ * session does (the image present), rather than joining the one the run before left behind as it
+ * stops (a join raced that agent's stop: 'the agent is stopping', exit 2). False: one still runs.
+ */
+async function agentsGone(ctx: BenchContext): Promise<boolean> {
+  const deadline = Date.now() + AGENTS_GONE_MS;
+  for (;;) {
+    const r = await kubectl(ctx.cluster, ["get", "pods", "-n", "demo", "-l", "app=api", "-o", "json"]);
+    const pods = JSON.parse(r.stdout || "{}") as { items?: { status?: { ephemeralContainerStatuses?: { name: string; state?: { running?: unknown } }[] } }[] };
+    const running = (pods.items ?? []).some((p) => (p.status?.ephemeralContainerStatuses ?? []).some((c) => c.name.startsWith("tether-agent-") && c.state?.running));
+    if (r.code === 0 && !running) return true;
+    if (Date.now() > deadline) return false;
+    await sleep(250);
+  }
+}
 
 /** Node's own start and exit, `node -e 0`: the floor of the CLI's start. */
 function nodeStartMs(): number {
@@ -133,13 +154,14 @@ export async function interceptFigures(ctx: BenchContext): Promise<Figure[]> {
   ctx.defer(() => rm(dir, { recursive: true, force: true }));
   const runs: Run[] = [];
   const nodeStarts: number[] = [];
+  let lingered = 0;
   for (let i = 0; i < ctx.counts.interceptRuns; i++) {
+    if (!(await agentsGone(ctx))) lingered++;
     nodeStarts.push(nodeStartMs());
     ctx.progress(`time to intercept: tether exec, run ${i + 1} of ${ctx.counts.interceptRuns}`);
     // a free port below the ephemeral range: a random one collided with a socket of this busy machine
     // (the debuggee failed with EADDRINUSE and the run waited 60 s for a first request)
     runs.push(await once(ctx, dir, pod.ip, await freePort()));
-    await sleep(500);
   }
   const stepNames = [...STEPS.map((s) => s.name), "first_request"];
   const ms = (n: string) => median(runs.map((r) => r.steps[n]!));
@@ -150,7 +172,7 @@ export async function interceptFigures(ctx: BenchContext): Promise<Figure[]> {
   const agentStarts = runs.flatMap((r) => (r.agentStart === undefined ? [] : [r.agentStart]));
   const agentStart = agentStarts.length ? `${median(agentStarts).toFixed(0)} ms` : "(no run placed one)";
   const joined = runs.filter((r) => r.joined).length;
-  const placed = `${runs.length - joined} of ${runs.length} run${runs.length > 1 ? "s" : ""} placed a new agent${joined ? `, ${joined} joined the one an earlier run left running (within its TTL)` : ""}`;
+  const placed = `${runs.length - joined} of ${runs.length} run${runs.length > 1 ? "s" : ""} placed a new agent${joined ? `, ${joined} joined one still running (the agents of the run before had not left after ${AGENTS_GONE_MS / 1000} s in ${lingered})` : ""}`;
   return [
     {
       name: "time_to_intercept",
