@@ -1,7 +1,8 @@
 // Mirror: copies of the REQUEST bytes (client -> app) of every connection to a port, taken by
-// packet capture (tcpdump in the pod's network namespace) and rebuilt per connection. Nothing is
-// redirected: the app's traffic does not pass through the agent, so the app cannot notice and keeps
-// serving if the agent dies (tcpdump is started with a parent-death signal and dies with it).
+// packet capture (tether-watch in the pod's network namespace, watchHelper.ts) and rebuilt per
+// connection. Nothing is redirected: the app's traffic does not pass through the agent, so the app
+// cannot notice and keeps serving if the agent dies (the capture has a parent-death signal and dies
+// with it).
 // Responses are not copied.
 //
 // Exactly once: the agent's own connections to the app (a steal of the same port passing requests
@@ -21,6 +22,7 @@ import { isOwn } from "./ownFlows";
 import { PcapReader } from "./pcap";
 import { RequestSplitter, type RequestCopy } from "./requestSplitter";
 import { TcpReassembler, type FlowKey } from "./tcpReassembly";
+import { captureArgv, helperMissing } from "./watchHelper";
 import { yieldCpu } from "./yieldCpu";
 
 /** A session whose copy stream holds more than this unsent gives up that connection. */
@@ -32,7 +34,7 @@ const DROP_LOG_MS = 10_000;
 export interface MirrorOptions {
   log: Log;
   metrics: Metrics;
-  /** Command that captures (tests may wrap it); defaults to tcpdump under setpriv --pdeathsig. */
+  /** Command that captures (tests may wrap it); defaults to tether-watch capture. */
   captureCommand?: (port: number, iface: "any" | "lo") => string[];
   /** The port of a proxy in the pod that the pod's own rules send the port's inbound traffic to first (meshRoute.ts). */
   inboundProxy?: (port: number) => Promise<number | undefined>;
@@ -57,12 +59,10 @@ interface FlowCopies {
 }
 
 function defaultCommand(port: number, iface: "any" | "lo"): string[] {
-  // -Z root: tcpdump must not switch user, since a change of credentials clears the parent-death signal.
-  // Not --immediate-mode: per-packet wakeups lost a third of the copies at 1,000 connections/s; the
-  // ring's blocks instead hand packets over when full or after libpcap's 1 s timeout, so a copy can
-  // trail its original by up to a second.
-  // On loopback only what arrives (-Q in): every packet there is seen leaving and arriving.
-  return ["setpriv", "--pdeathsig", "KILL", "--", "tcpdump", "-Z", "root", "-i", iface, ...(iface === "lo" ? ["-Q", "in"] : []), "-U", "-n", "-s", "0", "-B", "16384", "-w", "-", `tcp dst port ${port}`];
+  // Only packets that arrive, on every interface or on loopback: every packet on loopback is also
+  // seen leaving. Not one wakeup per packet (with tcpdump's --immediate-mode that lost a third of the
+  // copies at 1,000 connections/s): the helper writes what came within 20 ms at once.
+  return captureArgv(iface, port);
 }
 
 export class MirrorCapture implements PortCapability {
@@ -176,7 +176,7 @@ export class MirrorCapture implements PortCapability {
     const priority = child.pid === undefined ? Promise.resolve("unchanged") : yieldCpu(child.pid);
     let stderr = "";
     return new Promise<Capture>((resolve, reject) => {
-      const timer = setTimeout(() => fail(`tcpdump did not start within ${START_TIMEOUT_MS / 1000} s`), START_TIMEOUT_MS);
+      const timer = setTimeout(() => fail(`the capture did not start within ${START_TIMEOUT_MS / 1000} s`), START_TIMEOUT_MS);
       const fail = (why: string) => {
         clearTimeout(timer);
         clearInterval(capture.sweep);
@@ -193,7 +193,7 @@ export class MirrorCapture implements PortCapability {
           });
         }
       });
-      child.once("error", (err) => fail(`${cmd}: ${err.message} (the agent image needs tcpdump)`));
+      child.once("error", (err) => fail(helperMissing(err)));
       child.once("exit", (code, signal) => {
         if (this.captures.has(port)) log("warn", "capture process ended", { port, code, signal, stderr: stderr.trim() });
         fail(stderr.trim() || `exited with ${code ?? signal}`);

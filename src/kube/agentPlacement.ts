@@ -17,7 +17,7 @@ export const AGENT_PORT = 47_800;
  * packet capture; SYS_PTRACE to read the target's /proc/PID/environ and /proc/PID/root (the kernel
  * allows that to another process only with SYS_PTRACE, or to one of the same user holding every
  * capability the target holds, which an app running as root does not give); SETGID to join the group
- * its iptables rules exempt, and for tcpdump, which sets its groups even when told to stay root.
+ * its iptables rules exempt.
  */
 export const AGENT_CAPABILITIES = ["NET_ADMIN", "NET_RAW", "SYS_PTRACE", "SETGID"];
 /** Key of the token in the Secret that lets later sessions join a running agent. */

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { spawn, spawnSync, type ChildProcessByStdio } from "node:child_process";
 import type { Readable } from "node:stream";
-import { readdirSync, readFileSync, statSync, writeFileSync, mkdirSync } from "node:fs";
+import { copyFileSync, readdirSync, readFileSync, statSync, writeFileSync, mkdirSync, mkdtempSync } from "node:fs";
 import net from "node:net";
 import { join, resolve } from "node:path";
 import { failures, KeepAliveClient, KEEP_ALIVE_CLIENT, type KeepAliveResult } from "../support/keepAliveClient";
@@ -172,8 +172,8 @@ export function e2eTools(cluster: E2eCluster) {
     assert.fail(`left behind in pod ${pod}: ${last}`);
   }
   /** Starts `tether exec` in the background; resolves once it printed "ready" (or exited). */
-  async function startExec(args: string[], command: string[], extraEnv: NodeJS.ProcessEnv = {}) {
-    const child = spawnExec([process.execPath, CLI, "exec", ...args, "--", ...command], { env: { ...env, ...extraEnv }, cwd });
+  async function startExec(args: string[], command: string[], extraEnv: NodeJS.ProcessEnv = {}, cli = CLI) {
+    const child = spawnExec([process.execPath, cli, "exec", ...args, "--", ...command], { env: { ...env, ...extraEnv }, cwd });
     let stderr = "";
     child.stderr.on("data", (d) => (stderr += d));
     child.stdout.on("data", () => {});
@@ -275,6 +275,13 @@ export function e2eTools(cluster: E2eCluster) {
 }
 
 export type E2eTools = ReturnType<typeof e2eTools>;
+
+/** A copy of the CLI without the native layer's files next to it, in `dir` (the proxy path every debuggee but Node's then takes). */
+function cliWithoutNativeFiles(dir: string): string {
+  const copy = mkdtempSync(join(dir, "dist-no-native-"));
+  for (const f of ["cli.js", "cli-main.js", "runtime.js"]) copyFileSync(resolve(__dirname, "../../dist", f), join(copy, f));
+  return join(copy, "cli.js");
+}
 
 /** Runs `body` while demo has a plaintext gRPC service (playground/grpc on 50051) behind the Service grpc-h2, as a mesh's pods see each other (the sidecar does the TLS). */
 async function withPlainGrpcService({ kubectl, jsonpath }: Pick<E2eTools, "kubectl" | "jsonpath">, cluster: E2eCluster, body: () => Promise<void>): Promise<void> {
@@ -729,15 +736,17 @@ export const scenarios: Scenario[] = [
       });
     },
   },
-  {
-    name: "the routing-header check on gRPC under the native layer: a Python grpcio debuggee's calls (its own connect and resolver, one channel) without the metadata are warned, each call once; with baggage not",
+  ...(["native layer", "proxy"] as const).map((via): Scenario => ({
+    name: via === "native layer"
+      ? "the routing-header check on gRPC under the native layer: a Python grpcio debuggee's calls (its own connect and resolver, one channel) without the metadata are warned, each call once; with baggage not"
+      : "the routing-header check on gRPC through the local proxy (no native layer): a Python grpcio debuggee's calls, CONNECT through HTTP_PROXY, without the metadata are warned, each call once; with baggage not",
     async run({ kubectl, jsonpath, startExec, podIpOf, answers }, cluster, t) {
       if (spawnSync("python3", ["-c", "import grpc"]).status !== 0) return t.skip("python3 has no grpcio (pip install grpcio)");
       await withPlainGrpcService({ kubectl, jsonpath }, cluster, async () => {
         const port = await freePort();
-        const runExec = await startExec(["-v", "-n", "demo", "-t", "deployment/api", "--http-header", "^x-debug: me$", "-p", `${port}:8080`], ["python3", GRPC_ROUTING_CALLER, String(port)]);
+        const cli = via === "proxy" ? cliWithoutNativeFiles(cluster.stateDir) : undefined;
+        const runExec = await startExec(["-v", "-n", "demo", "-t", "deployment/api", "--http-header", "^x-debug: me$", "-p", `${port}:8080`], ["python3", GRPC_ROUTING_CALLER, String(port)], {}, cli);
         try {
-          assert.match(runExec.stderr(), /native layer: supervisor/, runExec.stderr());
           const ip = await podIpOf(runExec.pod!);
           for (const path of ["/say-pass-on", "/count-pass-on"]) assert.match(await answers(ip, path, /called|failed/, ["x-debug: me"]), /called pod:grpc-h2:/, path);
           await sleep(300);
@@ -750,13 +759,15 @@ export const scenarios: Scenario[] = [
           for (const path of ["/say-drop", "/count-drop"]) assert.match(await answers(ip, path, /called|failed/, ["x-debug: me"]), /called pod:grpc-h2:/, path);
           await sleep(300);
           assert.equal(runExec.stderr().match(/lacks baggage/g)?.length, 2, `each call once: ${runExec.stderr()}`);
+          // the path the scenario is about (said while the session starts, after its "ready")
+          assert.match(runExec.stderr(), via === "proxy" ? /native layer is not active/ : /native layer: supervisor/, runExec.stderr());
         } finally {
           runExec.child.kill("SIGTERM");
           await runExec.exited;
         }
       });
     },
-  },
+  })),
   {
     name: "two filtered steals: disjoint filters run side by side; an overlapping one is refused naming both sessions and the pod port, its command stops, exec exits 2",
     async run({ startExec, podIpOf, answers, assertPodClean }, cluster) {

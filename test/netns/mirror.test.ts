@@ -8,6 +8,7 @@ import type { EngineConnection } from "../../src/protocol/connection";
 import type { HttpFilter } from "../../src/protocol/httpFilter";
 import type { AgentToEngine } from "../../src/protocol/messages";
 import { requireNetns } from "../support/netns";
+import { requireWatchHelper } from "../support/watchHelper";
 import { APP_PORT, connectFrom, get, getFrom, metric, readResponse, sleep, startDebuggee, StealWorld } from "./stealFixture";
 
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
@@ -41,7 +42,7 @@ async function mirrorSession(world: StealWorld, label: string, filter?: HttpFilt
   return { conn, copies };
 }
 
-describe("mirror", requireNetns(), () => {
+describe("mirror", { ...requireNetns(), ...requireWatchHelper() }, () => {
   const world = new StealWorld();
   before(() => world.start());
   after(() => world.dispose());
@@ -193,8 +194,9 @@ describe("mirror", requireNetns(), () => {
   test("the capture runs at the lowest CPU priority, SCHED_IDLE: the pod it copies always goes first", async () => {
     await mirrorSession(world, "frank");
     // the capture process (whatever captures: not the agent's node) in the pod's namespace, and its policy
-    const listing = world.lab.exec(world.pod, "sh", ["-c", `for p in $(ip netns pids ${world.pod.name}); do echo "$p $(cat /proc/$p/comm 2>/dev/null) $(chrt -p $p 2>/dev/null | head -1)"; done`], { check: false }).stdout;
-    const captures = listing.split("\n").filter((l) => /tcpdump|tether-watch/.test(l));
+    // (tether-watch capture; a steal's leak watch is a tether-watch nflog, which is not the mirror's)
+    const listing = world.lab.exec(world.pod, "sh", ["-c", `for p in $(ip netns pids ${world.pod.name}); do echo "$p $(tr '\\0' ' ' < /proc/$p/cmdline 2>/dev/null) $(chrt -p $p 2>/dev/null | head -1)"; done`], { check: false }).stdout;
+    const captures = listing.split("\n").filter((l) => /tether-watch capture /.test(l));
     assert.ok(captures.length > 0, listing);
     for (const line of captures) assert.match(line, /SCHED_IDLE/, listing);
   });
@@ -202,14 +204,14 @@ describe("mirror", requireNetns(), () => {
   test("killing the agent leaves the app serving and no capture process behind", async () => {
     await mirrorSession(world, "dave");
     const captures = () => world.lab.exec(world.pod, "sh", ["-c", `for p in $(ip netns pids ${world.pod.name}); do cat /proc/$p/comm 2>/dev/null; done`], { check: false }).stdout;
-    assert.match(captures(), /tcpdump/);
+    assert.match(captures(), /tether-watch/);
     world.agent.child.kill("SIGKILL");
     let left = captures();
-    for (let i = 0; i < 50 && /tcpdump/.test(left); i++) {
+    for (let i = 0; i < 50 && /tether-watch/.test(left); i++) {
       await sleep(100);
       left = captures();
     }
-    assert.doesNotMatch(left, /tcpdump/);
+    assert.doesNotMatch(left, /tether-watch/);
     const r = await getFrom(world.client, world.podIp, "/after-kill");
     assert.equal(r.body, "app GET /after-kill");
   });

@@ -10,6 +10,7 @@ import { createHash } from "node:crypto";
 import { Duplex } from "node:stream";
 import { readdirSync, readFileSync } from "node:fs";
 import { requireNetns } from "../support/netns";
+import { requireWatchHelper } from "../support/watchHelper";
 import { tunnelInto } from "../support/agent";
 import { openAgentWire } from "../../src/engine/agentWire";
 import { IncomingDelivery } from "../../src/engine/incoming";
@@ -59,7 +60,7 @@ const HANG_S = 30;
 // both iptables flavours: with iptables-legacy, a netns whose last tether rule is gone stops
 // translating the replies of connections that were redirected (the order of a stop matters there)
 for (const flavour of ["nft", "legacy"] as const)
-describe(`steal: a stalled agent (iptables-${flavour})`, requireNetns(), () => {
+describe(`steal: a stalled agent (iptables-${flavour})`, { ...requireNetns(), ...requireWatchHelper() }, () => {
   const world = new StealWorld();
   let alice: Awaited<ReturnType<typeof startDebuggee>>;
   let bob: Awaited<ReturnType<typeof startDebuggee>>;
@@ -85,7 +86,7 @@ describe(`steal: a stalled agent (iptables-${flavour})`, requireNetns(), () => {
       c.on("close", (code) => done({ path, code, body }));
     });
 
-  /** PIDs of the agent's perl children (the stall watchers). */
+  /** PIDs of the agent's stall watchers (tether-watch stall; the leak watch's tether-watch nflog is another child). */
   const watchers = (agentPid: number) =>
     readdirSync("/proc")
       .filter((p) => /^\d+$/.test(p))
@@ -93,7 +94,7 @@ describe(`steal: a stalled agent (iptables-${flavour})`, requireNetns(), () => {
         try {
           const stat = readFileSync(`/proc/${p}/stat`, "utf8");
           const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-          return /\(perl\)/.test(stat) && Number(fields[1]) === agentPid;
+          return /\(tether-watch\)/.test(stat) && Number(fields[1]) === agentPid && readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0")[1] === "stall";
         } catch {
           return false;
         }

@@ -80,29 +80,18 @@ async function showTether() {
   await pane("Targets").waitFor({ timeout: UI_WAIT });
 }
 /**
- * Clicks a row until what it opens shows: a click that lands while the tree redraws (the views redraw
- * when .tether/config.json changes) only selects the row.
+ * Clicks a row and waits for what it opens (a picker or an input box). One click: a config write draws
+ * again only the rows whose look changed (vscode/stableRows.ts), so no redraw replaces the row under it.
  */
 async function openFrom(rowLocator, opened) {
-  for (let i = 0; i < 4; i++) {
-    await rowLocator.click({ timeout: UI_WAIT });
-    if (await opened.waitFor({ state: "visible", timeout: 5000 }).then(() => true, () => false)) return;
-    log(`the row's picker did not open (attempt ${i + 1}); clicking again`);
-  }
-  throw new Error("a row's picker or input box never opened");
+  await rowLocator.click({ timeout: UI_WAIT });
+  await opened.waitFor({ state: "visible", timeout: UI_WAIT });
 }
-/**
- * Opens a row's picker and picks `item`, until the row shows the pick (`done`): a redraw that lands
- * between the two (the views redraw when .tether/config.json changes) closes the picker.
- */
+/** Opens a row's picker, picks `item`, and waits for the row to show the pick (`done`). */
 async function pickFrom(rowLocator, item, done) {
-  for (let i = 0; i < 4; i++) {
-    await openFrom(rowLocator, item);
-    if ((await item.click({ timeout: 5000 }).then(() => true, () => false)) && (await done.waitFor({ timeout: UI_WAIT }).then(() => true, () => false))) return;
-    log(`the pick did not land (attempt ${i + 1}); opening the picker again`);
-    await page.keyboard.press("Escape");
-  }
-  throw new Error("a row's pick never landed");
+  await openFrom(rowLocator, item);
+  await item.click({ timeout: UI_WAIT });
+  await done.waitFor({ timeout: UI_WAIT });
 }
 const row = (paneTitle, text) => pane(paneTitle).locator(".monaco-list-row").filter({ hasText: text }).first();
 
