@@ -33,6 +33,7 @@ export class Metrics {
     this.define("tether_filter_matches_total", "counter", "HTTP requests that matched a session's filter.");
     this.define("tether_handed_to_pod_total", "counter", "Requests (kind request) and connections (kind connection) a session would have stolen while its engine could not take them (silent, or its wire backed up): the pod's app served them.");
     this.define("tether_filter_over_budget_total", "counter", "HTTP requests whose filter check ran out of its time budget (taken as not matching).");
+    this.define("tether_mirror_dropped_total", "counter", "Mirror copies given up rather than let the pod wait, by reason (session-slow: the session's wire backed up; reassembly: the capture missed part of the connection).");
     this.define("tether_bytes_total", "counter", "Bytes carried for sessions, by direction (to_session, from_session).");
     this.define("tether_time_to_intercept_ms", "gauge", "From a session's subscription of a port to the first request (or connection) of it the agent took for that session.");
     this.define("tether_leaked_requests_total", "counter", "Requests a session's steal should have taken that reached the app, by reason: open-before-steal (on a connection opened before the steal), session-closing (matched while the session was going away).");

@@ -128,9 +128,9 @@ function realpathOr(p: string): string {
 /**
  * The node base image: what FROM node:<v>-bookworm-slim provides that the images use, from this
  * machine: the node binary without its symbol table (12.6 MB of 98.9; stack traces of JavaScript
- * keep their names, only a native crash dump loses symbols), its libraries, sh, nsenter and setpriv
+ * keep their names, only a native crash dump loses symbols), its libraries, sh, nsenter and chrt
  * (util-linux is part of every Debian base; the job-mode agent joins its target's network namespace
- * with nsenter, and runs its captures under setpriv).
+ * with nsenter).
  */
 export function nodeBase(dir: string): Rootfs {
   const fs = Rootfs.withSkeleton(dir);
@@ -143,9 +143,8 @@ export function nodeBase(dir: string): Rootfs {
   fs.add("/bin/sh");
   fs.add("/usr/bin/dash");
   fs.add("/usr/bin/nsenter");
-  // setpriv (util-linux too): the captures of mirror.ts and leakWatch.ts run tcpdump under
-  // `setpriv --pdeathsig` so that it dies with the agent
-  fs.add("/usr/bin/setpriv");
+  // chrt (util-linux too): the mirror's capture runs at SCHED_IDLE (agent/incoming/yieldCpu.ts)
+  fs.add("/usr/bin/chrt");
   return fs;
 }
 

@@ -8,13 +8,14 @@
 // The guard runs in its own session (detached) and ignores SIGTERM/SIGINT/SIGHUP, so a signal to
 // the agent's process group does not take it down before the agent. When the whole container is
 // killed at once (cgroup kill), the guard dies too: the rules then stay, but stop redirecting at
-// once because the kernel closes the agent's lifeline connections (lifeline.ts, iptables.ts), and
-// the next agent in this pod removes them (every stale tether rule, in both flavours) before
-// anything else.
+// once because the kernel closes the agent's lifeline connections (lifeline.ts, iptables.ts). The
+// next agent in this pod removes them (every stale tether rule, in both flavours) before anything
+// else, and an agent of the pod that is still running removes them when it stops, or its guard does
+// (iptables.ts removeDeadAgents).
 import { spawn, type ChildProcess } from "node:child_process";
 import { z } from "zod";
 import type { Log } from "../../src/protocol/log";
-import { removeTagged, type Flavour } from "./iptables";
+import { removeDeadAgents, removeTagged, type Flavour } from "./iptables";
 
 export const GUARD_ENV = "TETHER_AGENT_GUARD";
 
@@ -61,12 +62,15 @@ export function isGuard(env: NodeJS.ProcessEnv): boolean {
 export function runGuard(env: NodeJS.ProcessEnv, write: (line: string) => void): void {
   const spec = guardSpec.parse(JSON.parse(env[GUARD_ENV]!));
   for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(signal, () => {});
+  const log: Log = (level, message, fields) => write(JSON.stringify({ time: new Date().toISOString(), level, message, ...fields }) + "\n");
   void (async () => {
     try {
-      const n = await removeTagged(spec.flavour, spec.id);
-      if (n > 0) write(JSON.stringify({ time: new Date().toISOString(), level: "info", message: "guard removed rules of a dead agent", rules: n, flavour: spec.flavour }) + "\n");
+      const n = await removeTagged(spec.flavour, spec.id, new Set(), log);
+      if (n > 0) log("info", "guard removed rules of a dead agent", { rules: n, flavour: spec.flavour });
+      // and those of other agents that died with their guard (iptables.ts removeDeadAgents)
+      await removeDeadAgents(log);
     } catch (err) {
-      write(JSON.stringify({ level: "error", message: "guard could not remove rules", error: String(err) }) + "\n");
+      log("error", "guard could not remove rules", { error: String(err) });
     }
     process.exit(0);
   })();

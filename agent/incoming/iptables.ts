@@ -31,8 +31,9 @@
 // (lifeline.ts): mangle OUTPUT adds the address on their SYN (sent by the agent's own group) and
 // removes it on their FIN or RST, which the kernel sends itself the moment the agent dies. So if the
 // agent and its guard die together (the container is killed at once), the rules stop redirecting
-// within milliseconds; they stay, inert, until the next agent removes them at start. No timer is
-// involved: an agent that is alive but runs late (a node short of CPU) keeps redirecting.
+// within milliseconds; they stay, inert, until another agent of the pod stops (or its guard runs:
+// removeDeadAgents) or the next one starts, at most for the pod's life. No timer is involved: an
+// agent that is alive but runs late (a node short of CPU) keeps redirecting.
 import { spawn } from "node:child_process";
 import { readdir, readFile } from "node:fs/promises";
 import { createServer } from "node:net";
@@ -90,8 +91,16 @@ export function saveTable(flavour: Flavour, table: Table): Promise<string> {
 const RULES_LOCK = "\0tether-iptables";
 const LOCK_WAIT_MS = 10_000;
 
-async function withRulesLock<T>(fn: () => Promise<T>): Promise<T> {
-  const deadline = Date.now() + LOCK_WAIT_MS;
+/** A holder kept the lock past the wait: the next changes try once, until the lock is free again. */
+let lockStuck = false;
+
+/**
+ * Runs `fn` holding the pod's rules lock. A holder that keeps it past LOCK_WAIT_MS is not changing
+ * rules (a change takes milliseconds): a stopped or hung agent. The change then goes on without the
+ * lock, said in the log, rather than leave the port unserved for as long as that agent hangs.
+ */
+async function withRulesLock<T>(fn: () => Promise<T>, log?: Log): Promise<T> {
+  const deadline = Date.now() + (lockStuck ? 0 : LOCK_WAIT_MS);
   let held: ReturnType<typeof createServer> | undefined;
   while (!held) {
     const server = createServer();
@@ -100,9 +109,20 @@ async function withRulesLock<T>(fn: () => Promise<T>): Promise<T> {
       server.listen({ path: RULES_LOCK, exclusive: true }, () => resolve(undefined));
     });
     if (code === undefined) held = server;
-    else if (code !== "EADDRINUSE" || Date.now() > deadline) break; // no lock to be had: go on without it
-    else await new Promise((r) => setTimeout(r, 10));
+    else if (code === "EADDRINUSE" && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    else {
+      // said once per stuck holder
+      if (code !== "EADDRINUSE" || !lockStuck) {
+        log?.("warn", "changing the pod's iptables rules without the lock", {
+          why: code === "EADDRINUSE" ? `another process has held it for ${LOCK_WAIT_MS / 1000} s` : `cannot bind it (${code})`,
+          lock: "@tether-iptables (abstract unix socket)",
+        });
+      }
+      lockStuck = code === "EADDRINUSE";
+      break;
+    }
   }
+  if (held) lockStuck = false;
   try {
     return await fn();
   } finally {
@@ -180,8 +200,8 @@ export function removalLines(save: string, id: string | undefined, only?: (rule:
  * Removes every rule tagged for `id` (any tether rule when undefined, except those of the agents in
  * `spare`) in one flavour. Returns how many rules.
  */
-export function removeTagged(flavour: Flavour, id: string | undefined, spare: ReadonlySet<string> = new Set()): Promise<number> {
-  return withRulesLock(() => removeTaggedLocked(flavour, id, spare));
+export function removeTagged(flavour: Flavour, id: string | undefined, spare: ReadonlySet<string> = new Set(), log?: Log): Promise<number> {
+  return withRulesLock(() => removeTaggedLocked(flavour, id, spare), log);
 }
 
 async function removeTaggedLocked(flavour: Flavour, id: string | undefined, spare: ReadonlySet<string>): Promise<number> {
@@ -303,7 +323,7 @@ export class Iptables {
 
   /** Serialises changes: restore batches must not interleave. */
   private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const locked = () => withRulesLock(fn);
+    const locked = () => withRulesLock(fn, this.options.log);
     const next = this.queue.then(locked, locked);
     this.queue = next.catch(() => {});
     return next;
@@ -398,8 +418,44 @@ export class Iptables {
       this.closeLifeline();
       const n = await removeTaggedLocked(this.flavour, this.options.id, new Set());
       if (n > 0) this.options.log("info", "iptables rules removed", { rules: n, flavour: this.flavour });
+      await removeDeadLocked(this.options.log);
     });
   }
+}
+
+/** The agents whose rules are gated on a lifeline list (see the file's head), from saved tables. */
+function gatedAgents(saves: string[]): Set<string> {
+  const ids = new Set<string>();
+  for (const save of saves) for (const m of save.matchAll(/--name tether-([A-Za-z0-9-]+)/g)) ids.add(m[1]!);
+  return ids;
+}
+
+/**
+ * Removes the rules of this pod's dead agents: those gated on a lifeline list that holds nothing (see
+ * liveAgents). They stopped redirecting when their agent died with its guard (the container killed at
+ * once), and would otherwise stay, inert, until the next agent starts; an agent that stops (or its
+ * guard) removes them too, so the last one to leave leaves nothing behind. Rules without a list (a
+ * kernel without xt_recent, an older agent) cannot be told from a live agent's: they stay.
+ */
+export function removeDeadAgents(log: Log): Promise<number> {
+  return withRulesLock(() => removeDeadLocked(log), log);
+}
+
+async function removeDeadLocked(log: Log): Promise<number> {
+  const live = await liveAgents();
+  let count = 0;
+  for (const flavour of FLAVOURS) {
+    let saves: string[];
+    try {
+      saves = await Promise.all(TABLES.map((table) => saveTable(flavour, table)));
+    } catch {
+      continue; // this flavour is not installed
+    }
+    const dead = [...gatedAgents(saves)].filter((id) => !live.has(id));
+    for (const id of dead) count += await removeTaggedLocked(flavour, id, new Set());
+    if (dead.length) log("info", "rules of dead agents removed", { agents: dead, flavour });
+  }
+  return count;
 }
 
 /**
@@ -449,7 +505,7 @@ export async function prepareIptables(
   if (live.size > 0) log("info", "another agent is alive in this pod: its rules stay", { agents: [...live] });
   for (const f of FLAVOURS) {
     try {
-      const n = await removeTagged(f, undefined, live);
+      const n = await removeTagged(f, undefined, live, log);
       if (n > 0) log("info", "stale tether rules removed", { flavour: f, rules: n });
     } catch (err) {
       log("warn", "cannot remove stale tether rules", { flavour: f, error: String(err) });

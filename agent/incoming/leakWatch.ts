@@ -3,7 +3,7 @@
 // mesh sidecar's or an ingress gateway's pooled one) keeps carrying requests to the app until it ends;
 // the agent never sees them. To count them, iptables logs the packets delivered to the app's port
 // (iptables.ts: an NFLOG rule after the nat redirect, leaving out the agent's own connections), one
-// tcpdump reads the NFLOG group, each connection's client bytes are rebuilt (tcpReassembly) and read
+// tether-watch (watchHelper.ts) reads the NFLOG group, each connection's client bytes are rebuilt (tcpReassembly) and read
 // as HTTP/1.x requests (requestReader); steal.ts decides which session each one was for.
 //
 // Where the kernel has no NFLOG, the watch is unavailable: the steal goes on, and the agent says so
@@ -14,6 +14,7 @@ import type { Iptables } from "./iptables";
 import { startCapture, type Capture } from "./pcap";
 import { RequestReader } from "./requestReader";
 import { TcpReassembler } from "./tcpReassembly";
+import { nflogArgv } from "./watchHelper";
 
 const START_TIMEOUT_MS = 10_000;
 
@@ -28,10 +29,6 @@ export interface LeakWatchOptions {
   onRequest(port: number, facts: RequestFacts | undefined, atMs: number): void;
   /** The capture command for an NFLOG group (tests may wrap it). */
   captureCommand?: (group: number) => string[];
-}
-
-function defaultCommand(group: number): string[] {
-  return ["setpriv", "--pdeathsig", "KILL", "--", "tcpdump", "-Z", "root", "-i", `nflog:${group}`, "-U", "-n", "-s", "0", "-w", "-"];
 }
 
 export class LeakWatch {
@@ -85,7 +82,7 @@ export class LeakWatch {
   }
 
   private start(): Promise<void> {
-    this.capture ??= startCapture((this.options.captureCommand ?? defaultCommand)(this.options.group), {
+    this.capture ??= startCapture((this.options.captureCommand ?? nflogArgv)(this.options.group), {
       startTimeoutMs: START_TIMEOUT_MS,
       onSegment: (segment, atMs) => {
         this.segmentAt = atMs;

@@ -1,7 +1,8 @@
 // Mirror: copies of the REQUEST bytes (client -> app) of every connection to a port, taken by
-// packet capture (tcpdump in the pod's network namespace) and rebuilt per connection. Nothing is
-// redirected: the app's traffic does not pass through the agent, so the app cannot notice and keeps
-// serving if the agent dies (tcpdump is started with a parent-death signal and dies with it).
+// packet capture (tether-watch in the pod's network namespace, watchHelper.ts) and rebuilt per
+// connection. Nothing is redirected: the app's traffic does not pass through the agent, so the app
+// cannot notice and keeps serving if the agent dies (the capture has a parent-death signal and dies
+// with it).
 // Responses are not copied.
 //
 // Exactly once: the agent's own connections to the app (a steal of the same port passing requests
@@ -21,15 +22,19 @@ import { isOwn } from "./ownFlows";
 import { PcapReader } from "./pcap";
 import { RequestSplitter, type RequestCopy } from "./requestSplitter";
 import { TcpReassembler, type FlowKey } from "./tcpReassembly";
+import { captureArgv, helperMissing } from "./watchHelper";
+import { yieldCpu } from "./yieldCpu";
 
 /** A session whose copy stream holds more than this unsent gives up that connection. */
 const MAX_BACKLOG = 8 * 1024 * 1024;
 const START_TIMEOUT_MS = 10_000;
+/** Dropped copies are said in the log at most this often per port (with how many). */
+const DROP_LOG_MS = 10_000;
 
 export interface MirrorOptions {
   log: Log;
   metrics: Metrics;
-  /** Command that captures (tests may wrap it); defaults to tcpdump under setpriv --pdeathsig. */
+  /** Command that captures (tests may wrap it); defaults to tether-watch capture. */
   captureCommand?: (port: number, iface: "any" | "lo") => string[];
   /** The port of a proxy in the pod that the pod's own rules send the port's inbound traffic to first (meshRoute.ts). */
   inboundProxy?: (port: number) => Promise<number | undefined>;
@@ -43,6 +48,8 @@ interface Capture {
   reassembler: TcpReassembler;
   copies: Map<string, FlowCopies>;
   sweep: NodeJS.Timeout;
+  /** Copies dropped since the last log line about it, and when that was. */
+  drops: { count: number; loggedAt: number };
 }
 
 /** Where one captured connection's bytes go: whole copies, and the splitters of filtered sessions. */
@@ -52,12 +59,10 @@ interface FlowCopies {
 }
 
 function defaultCommand(port: number, iface: "any" | "lo"): string[] {
-  // -Z root: tcpdump must not switch user, since a change of credentials clears the parent-death signal.
-  // Not --immediate-mode: per-packet wakeups lost a third of the copies at 1,000 connections/s; the
-  // ring's blocks instead hand packets over when full or after libpcap's 1 s timeout, so a copy can
-  // trail its original by up to a second.
-  // On loopback only what arrives (-Q in): every packet there is seen leaving and arriving.
-  return ["setpriv", "--pdeathsig", "KILL", "--", "tcpdump", "-Z", "root", "-i", iface, ...(iface === "lo" ? ["-Q", "in"] : []), "-U", "-n", "-s", "0", "-B", "16384", "-w", "-", `tcp dst port ${port}`];
+  // Only packets that arrive, on every interface or on loopback: every packet on loopback is also
+  // seen leaving. Not one wakeup per packet (with tcpdump's --immediate-mode that lost a third of the
+  // copies at 1,000 connections/s): the helper writes what came within 20 ms at once.
+  return captureArgv(iface, port);
 }
 
 export class MirrorCapture implements PortCapability {
@@ -129,6 +134,7 @@ export class MirrorCapture implements PortCapability {
       process: child,
       sessions: new Map(),
       copies: new Map(),
+      drops: { count: 0, loggedAt: 0 },
       reassembler: undefined as never,
       sweep: setInterval(() => capture.reassembler.sweep(), 60_000),
     };
@@ -150,7 +156,7 @@ export class MirrorCapture implements PortCapability {
         capture.copies.delete(flow.id);
       },
       onGiveUp: (flow, reason) => {
-        log("warn", "mirror gave up a connection", { port, flow: flow.id, reason });
+        this.dropped(capture, "reassembly", reason);
         const copies = capture.copies.get(flow.id);
         for (const stream of copies?.streams ?? []) stream.destroy(new Error(reason));
         for (const splitter of copies?.splitters ?? []) splitter.end();
@@ -166,9 +172,11 @@ export class MirrorCapture implements PortCapability {
         this.stop(capture);
       }
     });
+    // the capture yields the CPU to the pod it copies (yieldCpu.ts), whatever captures
+    const priority = child.pid === undefined ? Promise.resolve("unchanged") : yieldCpu(child.pid);
     let stderr = "";
     return new Promise<Capture>((resolve, reject) => {
-      const timer = setTimeout(() => fail(`tcpdump did not start within ${START_TIMEOUT_MS / 1000} s`), START_TIMEOUT_MS);
+      const timer = setTimeout(() => fail(`the capture did not start within ${START_TIMEOUT_MS / 1000} s`), START_TIMEOUT_MS);
       const fail = (why: string) => {
         clearTimeout(timer);
         clearInterval(capture.sweep);
@@ -179,11 +187,13 @@ export class MirrorCapture implements PortCapability {
         stderr = (stderr + d).slice(-2000);
         if (/listening on/.test(stderr)) {
           clearTimeout(timer);
-          log("info", "mirror started", { port, pid: child.pid });
-          resolve(capture);
+          void priority.then((cpu) => {
+            log("info", "mirror started", { port, pid: child.pid, cpu });
+            resolve(capture);
+          });
         }
       });
-      child.once("error", (err) => fail(`${cmd}: ${err.message} (the agent image needs tcpdump)`));
+      child.once("error", (err) => fail(helperMissing(err)));
       child.once("exit", (code, signal) => {
         if (this.captures.has(port)) log("warn", "capture process ended", { port, code, signal, stderr: stderr.trim() });
         fail(stderr.trim() || `exited with ${code ?? signal}`);
@@ -196,12 +206,25 @@ export class MirrorCapture implements PortCapability {
   private write(capture: Capture, flow: FlowKey, stream: WireStream, data: Buffer): void {
     if (stream.destroyed) return;
     if (stream.writableLength > MAX_BACKLOG) {
-      this.options.log("warn", "mirror copy dropped: the session reads too slowly", { port: capture.port, flow: flow.id });
+      this.dropped(capture, "session-slow", `the session reads too slowly (over ${MAX_BACKLOG / 1024 / 1024} MiB unsent); ${flow.id}`);
       stream.destroy(new Error("mirror copy dropped: session too slow"));
       return;
     }
     this.options.metrics.add("tether_bytes_total", data.length, { direction: "to_session" });
     stream.write(data);
+  }
+
+  /**
+   * A copy given up rather than let anything wait for it: counted (tether_mirror_dropped_total, by
+   * reason), and said in the log at most every DROP_LOG_MS per port, with how many since.
+   */
+  private dropped(capture: Capture, reason: "session-slow" | "reassembly", detail: string): void {
+    this.options.metrics.add("tether_mirror_dropped_total", 1, { port: String(capture.port), reason });
+    capture.drops.count++;
+    const now = Date.now();
+    if (now - capture.drops.loggedAt < DROP_LOG_MS) return;
+    this.options.log("warn", "mirror copies dropped", { port: capture.port, copies: capture.drops.count, reason, last: detail });
+    capture.drops = { count: 0, loggedAt: now };
   }
 
   /** A copy stream to one session, announced as a mirrored connection from the client. */

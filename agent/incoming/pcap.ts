@@ -1,6 +1,7 @@
-// A streaming reader of pcap data (what `tcpdump -w -` writes) that yields the TCP segments inside:
-// link types Ethernet, raw IP, LINUX_SLL and LINUX_SLL2 (tcpdump -i any), NFLOG (tcpdump -i nflog:N,
-// what an iptables NFLOG rule logs), IPv4 and IPv6.
+// A streaming reader of pcap data (what tether-watch and `tcpdump -w -` write) that yields the TCP
+// segments inside: link types Ethernet, raw IP (tether-watch capture), LINUX_SLL and LINUX_SLL2
+// (tcpdump -i any), NFLOG (tether-watch nflog, tcpdump -i nflog:N: what an iptables NFLOG rule logs),
+// IPv4 and IPv6.
 // Packets the host sent (SLL "outgoing") are skipped: on loopback every packet shows up twice.
 import { spawn } from "node:child_process";
 
@@ -84,7 +85,7 @@ export function parseIpTcp(packet: Buffer): TcpSegment | undefined {
   };
 }
 
-/** Feed it tcpdump's output as it arrives; it calls onSegment for each TCP segment. */
+/** Feed it the capture's output as it arrives; it calls onSegment for each TCP segment. */
 export class PcapReader {
   private buffered: Buffer = Buffer.alloc(0);
   private littleEndian = true;
@@ -151,7 +152,7 @@ export class PcapReader {
   }
 }
 
-/** A running capture (tcpdump writing pcap to stdout), read segment by segment. */
+/** A running capture (a process writing pcap to stdout), read segment by segment. */
 export interface Capture {
   readonly pid: number | undefined;
   /** Ends the capture at once. Safe to call twice. */
@@ -162,13 +163,13 @@ export interface CaptureOptions {
   onSegment(s: TcpSegment, atMs: number): void;
   /** The capture ended by itself after it had started (not through kill()). */
   onExit(reason: string): void;
-  /** Gives up when tcpdump has not said "listening on" after this long. */
+  /** Gives up when the capture has not said "listening on" after this long. */
   startTimeoutMs: number;
 }
 
 /**
- * Starts a capture command (argv; tcpdump -w - under setpriv --pdeathsig, so that it dies with the
- * agent) and resolves once it listens; rejects with what it said when it cannot start.
+ * Starts a capture command (argv: tether-watch, which dies with the agent) and resolves once it
+ * listens; rejects with what it said when it cannot start.
  */
 export function startCapture(argv: string[], options: CaptureOptions): Promise<Capture> {
   const [cmd, ...args] = argv;

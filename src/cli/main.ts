@@ -1,4 +1,4 @@
-// Entry of the `tether` command (dist/cli.js). Exit codes: 0 success (exec: the command's own code),
+// The `tether` command (dist/cli-main.js, which dist/cli.js runs: start.ts). Exit codes: 0 success (exec: the command's own code),
 // 2 usage or configuration error, 1 runtime failure. Progress goes to stderr.
 import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync, openSync, writeSync } from "node:fs";

@@ -304,6 +304,45 @@ export class Session extends EventEmitter {
       "starting agent",
       `${this.target.reason}; agent ${config.agent.mode}${all && ready.length > 1 ? `; outgoing, DNS, env and files through ${first.metadata!.name} (every ready pod intercepted)` : ""}`,
     );
+    // The other ready pods' agents are placed and connected beside the primary's (most of a join is
+    // waiting for the API server and the agent's start); each one's delivery and ports wait for the
+    // primary's. The pod watch starts meanwhile too; it reconciles once the session stands.
+    let primaryStarted!: (err?: Error) => void;
+    const afterPrimary = new Promise<void>((resolve, reject) => (primaryStarted = (err) => (err ? reject(err) : resolve())));
+    afterPrimary.catch(() => {}); // each joining pod gets it too
+    if (others.length) step("starting agent", `${others.length} more ready pod${others.length > 1 ? "s" : ""} of ${this.workload.kind}/${this.workload.name}: ${others.map((p) => p.metadata!.name).join(", ")}`);
+    const joining = others.map((p) => this.addPod(p, afterPrimary));
+    const watching = all ? PodWatch.start(this.cluster, this.workload, log) : undefined;
+    watching?.catch(() => {}); // said once the session stands
+    try {
+      await this.startPrimary(step);
+    } catch (err) {
+      primaryStarted(err as Error);
+      // what the others placed goes too: nothing of a session that did not start is left behind
+      await Promise.all(joining);
+      await watching?.then((w) => w.close(), () => {});
+      throw err;
+    }
+    primaryStarted();
+    if (all) {
+      await Promise.all(joining);
+      try {
+        this.watch = await watching!;
+        this.watch.on("change", () => this.reconcile());
+        // also now and then: a pod whose agent went away while the pod stayed ready joins again
+        this.reconcileTimer = setInterval(() => this.reconcile(), RECONCILE_MS);
+        this.reconcileTimer.unref();
+        this.reconcile();
+      } catch (err) {
+        log("warn", `pods of ${this.workload.kind}/${this.workload.name} that become ready later will not join: cannot watch them (${(err as Error).message})`, { tag: "session", session: this.id });
+      }
+    }
+    step("ready", `in ${((Date.now() - started) / 1000).toFixed(1)} s${all ? `; ${this.links.size} pod${this.links.size === 1 ? "" : "s"} intercepted` : ""}`);
+  }
+
+  /** The primary pod joins: its agent, the pod's environment, the session's ports (now, or once the debuggee listens). */
+  private async startPrimary(step: (s: Step, detail: string) => void): Promise<void> {
+    const { config } = this.options;
     const primary = await this.joinPod(this.target, (s, detail) => step(s, detail));
     this.primary = primary;
     this.setState(primary.podName, { state: "joining" });
@@ -329,21 +368,6 @@ export class Session extends EventEmitter {
       }
     }
     this.setState(primary.podName, { state: "ready", detail: primary.placed.description });
-    if (all) {
-      if (others.length) step("starting agent", `${others.length} more ready pod${others.length > 1 ? "s" : ""} of ${this.workload.kind}/${this.workload.name}: ${others.map((p) => p.metadata!.name).join(", ")}`);
-      await Promise.all(others.map((p) => this.addPod(p)));
-      try {
-        this.watch = await PodWatch.start(this.cluster, this.workload, log);
-        this.watch.on("change", () => this.reconcile());
-        // also now and then: a pod whose agent went away while the pod stayed ready joins again
-        this.reconcileTimer = setInterval(() => this.reconcile(), RECONCILE_MS);
-        this.reconcileTimer.unref();
-        this.reconcile();
-      } catch (err) {
-        log("warn", `pods of ${this.workload.kind}/${this.workload.name} that become ready later will not join: cannot watch them (${(err as Error).message})`, { tag: "session", session: this.id });
-      }
-    }
-    step("ready", `in ${((Date.now() - started) / 1000).toFixed(1)} s${all ? `; ${this.links.size} pod${this.links.size === 1 ? "" : "s"} intercepted` : ""}`);
   }
 
   /**
@@ -386,8 +410,12 @@ export class Session extends EventEmitter {
     });
   }
 
-  /** A pod that became ready joins: its agent, its delivery, the session's ports. */
-  private async addPod(pod: V1Pod): Promise<void> {
+  /**
+   * A pod that became ready joins: its agent, its delivery, the session's ports; never rejects (a
+   * pod that cannot join is "failed"). `after`: what its delivery and ports wait for once its agent
+   * answers (the primary's start, for the pods that join beside it); its failure is this pod's.
+   */
+  private async addPod(pod: V1Pod, after?: Promise<void>): Promise<void> {
     const name = pod.metadata!.name!;
     if (this.links.has(name) || this.states.get(name)?.state === "joining" || this.ending) return;
     this.setState(name, { state: "joining" });
@@ -395,6 +423,7 @@ export class Session extends EventEmitter {
     try {
       const target = podTarget(this.workload, pod, `${this.workload.kind}/${this.workload.name} -> pod ${name}`);
       link = await this.joinPod(target);
+      await after;
       if (this.ending) return void (await link.close());
       this.wireDelivery(link);
       await this.subscribeLink(link);
@@ -577,7 +606,7 @@ export class Session extends EventEmitter {
 
   /** Subscribes the session's ports on one pod's agent. */
   private async subscribeLink(link: PodLink): Promise<void> {
-    for (const port of this.ports.keys()) await this.subscribeOn(link, port);
+    await Promise.all([...this.ports.keys()].map((port) => this.subscribeOn(link, port)));
   }
 
   /** One pod port on one pod's agent, with its events: time to intercept counts from "subscribe". */
@@ -607,6 +636,15 @@ export class Session extends EventEmitter {
       throw err;
     }
     this.emit("ports");
+  }
+
+  /**
+   * Resolves once the port changes under way are done: `ports` names a pod port as soon as its
+   * subscription starts, and the pods' agents take it a moment later (a request meanwhile still
+   * reaches the pod's app).
+   */
+  portsSettled(): Promise<void> {
+    return this.portChanges.then(() => undefined);
   }
 
   /** Local ports incoming traffic will go to once something listens there (the "waiting for your app" state). */

@@ -17,7 +17,7 @@ export const AGENT_PORT = 47_800;
  * packet capture; SYS_PTRACE to read the target's /proc/PID/environ and /proc/PID/root (the kernel
  * allows that to another process only with SYS_PTRACE, or to one of the same user holding every
  * capability the target holds, which an app running as root does not give); SETGID to join the group
- * its iptables rules exempt, and for tcpdump, which sets its groups even when told to stay root.
+ * its iptables rules exempt.
  */
 export const AGENT_CAPABILITIES = ["NET_ADMIN", "NET_RAW", "SYS_PTRACE", "SETGID"];
 /** Key of the token in the Secret that lets later sessions join a running agent. */
@@ -104,6 +104,40 @@ async function waitRunning(read: () => Promise<Status | undefined>, what: string
   }
 }
 
+/** How often a new agent's log is read for its "ready" line, and for how long at most. */
+const READY_POLL_MS = 20;
+const READY_WAIT_MS = 3_000;
+
+/**
+ * Waits for a new agent's wire to listen, which it says with its "ready" log line (agent/main.ts)
+ * a few hundred ms after its container runs (Node's start, the pod's iptables prepared). Reading
+ * pods/log costs one round trip on the API connection; each port-forward tried before the agent
+ * listens cost four or five (a TCP and a TLS handshake, two upgrades), 30 of them at start. Gives up
+ * quietly (the engine's port-forward attempts then find out, as before) when the log cannot be read
+ * (no pods/log permission), says something else went wrong (an error line), or stays silent.
+ */
+async function waitListening(cluster: Cluster, namespace: string, pod: string, container: string): Promise<void> {
+  const deadline = Date.now() + READY_WAIT_MS;
+  while (Date.now() < deadline) {
+    let log: string;
+    try {
+      log = await cluster.core.readNamespacedPodLog({ namespace, name: pod, container });
+    } catch {
+      return;
+    }
+    for (const line of log.split("\n")) {
+      if (!line.startsWith("{")) continue;
+      try {
+        const { level, message } = JSON.parse(line) as { level?: string; message?: string };
+        if (message === "ready" || level === "error") return;
+      } catch {
+        // not one of the agent's lines
+      }
+    }
+    await new Promise((r) => setTimeout(r, READY_POLL_MS));
+  }
+}
+
 export async function placeAgent(cluster: Cluster, target: ResolvedTarget, o: PlacementOptions): Promise<PlacedAgent> {
   return o.mode === "ephemeral" ? placeEphemeral(cluster, target, o) : placeJob(cluster, target, o);
 }
@@ -112,19 +146,22 @@ export async function placeAgent(cluster: Cluster, target: ResolvedTarget, o: Pl
  * A running Tether agent among the pod's ephemeral containers, with its token: in clear (an agent of
  * an earlier Tether) or from the Secret its placing session shares it through. Undefined: none runs.
  */
-async function runningAgent(cluster: Cluster, namespace: string, podName: string): Promise<{ name: string; token: string } | undefined> {
+export async function runningAgent(cluster: Cluster, namespace: string, podName: string): Promise<{ name: string; token: string } | undefined> {
   let pod;
   try {
     pod = await cluster.core.readNamespacedPod({ namespace, name: podName });
   } catch {
     return undefined; // placing a new agent reports what is wrong with the pod
   }
-  const running = new Set((pod.status?.ephemeralContainerStatuses ?? []).filter((s) => s.state?.running).map((s) => s.name));
+  const statuses = pod.status?.ephemeralContainerStatuses ?? [];
   const agents = (pod.spec?.ephemeralContainers ?? []).filter((c) => c.name.startsWith("tether-agent-"));
-  const last = agents.filter((c) => running.has(c.name)).at(-1);
+  // the agent that started last among those running (an older one may still drain its connections):
+  // by its status, since a real API server does not keep ephemeralContainers in the order they were added
+  const startedAt = new Map(statuses.filter((s) => s.state?.running).map((s) => [s.name, new Date(s.state!.running!.startedAt ?? 0).getTime()]));
+  const last = agents.filter((c) => startedAt.has(c.name)).sort((a, b) => startedAt.get(a.name)! - startedAt.get(b.name)!).at(-1);
   if (!last) {
     // the Secrets of agents that have exited are no longer needed (not of one still starting)
-    const exited = new Set((pod.status?.ephemeralContainerStatuses ?? []).filter((s) => s.state?.terminated).map((s) => s.name));
+    const exited = new Set(statuses.filter((s) => s.state?.terminated).map((s) => s.name));
     const stale = agents.filter((c) => exited.has(c.name)).map((c) => c.env?.find((e) => e.name === "TETHER_AGENT_TOKEN_SECRET")?.value).filter((n): n is string => !!n);
     await Promise.all(stale.map((name) => cluster.core.deleteNamespacedSecret({ namespace, name }).catch(() => undefined)));
     return undefined;
@@ -240,6 +277,7 @@ async function placeEphemeral(cluster: Cluster, target: ResolvedTarget, o: Place
     await dispose();
     throw err;
   }
+  await waitListening(cluster, namespace, podName, name);
   return { podName, namespace, port: AGENT_PORT, token: o.token, reused: false, description: `ephemeral container ${name}`, logs: { namespace, pod: podName, container: name }, dispose: async () => {} };
 }
 

@@ -1,7 +1,9 @@
 // The cluster as Tether needs it, on @kubernetes/client-node: kubeconfig loading like kubectl
 // (KUBECONFIG with several files, --kubeconfig, --context, exec plugins found on a short PATH),
 // target resolution to one running pod and container (containers.ts decides which container).
+import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
+import { Agent as HttpsAgent } from "node:https";
 import { homedir } from "node:os";
 import { delimiter, join } from "node:path";
 import {
@@ -105,6 +107,8 @@ export class Cluster {
     const httpApi = wrapHttpLibrary({
       send: async (request: RequestContext) => {
         request.setSignal(AbortSignal.timeout(API_TIMEOUT_MS));
+        const agent = request.getAgent();
+        if (agent) request.setAgent(this.reused(agent));
         try {
           return await fetchLibrary.send(request).toPromise();
         } catch (err) {
@@ -116,6 +120,29 @@ export class Cluster {
       },
     });
     return new Api(createConfiguration({ baseServer: new ServerConfiguration(this.server, {}), authMethods: { default: this.kc }, httpApi }));
+  }
+
+  private keepAlive?: { key: string; agent: HttpsAgent };
+
+  /**
+   * client-node makes a new https.Agent for every request: a TCP and a TLS handshake each, 3 round
+   * trips where 1 would do (16 of the 24 of placing an agent, when the cluster is 20 ms away). Its
+   * requests go instead through one keep-alive agent with the same TLS options, made again when
+   * they change (an exec plugin's new client certificate). Proxy agents are left as they are.
+   */
+  private reused(agent: NonNullable<ReturnType<RequestContext["getAgent"]>>): NonNullable<ReturnType<RequestContext["getAgent"]>> {
+    if (agent.constructor !== HttpsAgent) return agent;
+    const o = (agent as HttpsAgent).options;
+    const key = createHash("sha256")
+      .update(JSON.stringify([o.ca, o.cert, o.key, o.pfx, o.passphrase, o.rejectUnauthorized, o.servername]))
+      .digest("hex");
+    if (this.keepAlive?.key !== key) {
+      this.keepAlive?.agent.destroy();
+      // an idle connection is closed before the API server would (a request then never meets a
+      // connection the server is closing); free sockets do not keep the process alive
+      this.keepAlive = { key, agent: new HttpsAgent({ ...o, keepAlive: true, timeout: 10_000 }) };
+    }
+    return this.keepAlive.agent;
   }
 }
 

@@ -10,6 +10,7 @@ import type { InterceptionFigures } from "../engine/figures";
 import { loadEngine } from "./lazy";
 import type { TetherConfig } from "../config/schema";
 import type { ConfigStore } from "./store";
+import { StableRows } from "./stableRows";
 import { linkStatus, type ActiveSession, type SessionManager } from "./sessions";
 
 export interface Row {
@@ -30,11 +31,17 @@ export interface Row {
 }
 
 abstract class RowsProvider implements vscode.TreeDataProvider<Row> {
-  protected readonly changed = new vscode.EventEmitter<Row | undefined>();
+  protected readonly changed = new vscode.EventEmitter<Row | Row[] | undefined>();
   readonly onDidChangeTreeData = this.changed.event;
+  private readonly shown = new StableRows<Row>();
 
-  refresh(): void {
-    this.changed.fire(undefined);
+  /** Builds the rows again and has VS Code draw again only those that changed (vscode/stableRows.ts). */
+  refresh(): Row[] {
+    const drawn = this.shown.drawn;
+    const { roots, rootsChanged, changed } = this.shown.update(this.rows());
+    if (drawn && rootsChanged) this.changed.fire(undefined);
+    else if (drawn && changed.length) this.changed.fire(changed);
+    return roots;
   }
 
   protected abstract rows(): Row[];
@@ -66,7 +73,7 @@ abstract class RowsProvider implements vscode.TreeDataProvider<Row> {
   }
 
   getChildren(row?: Row): Row[] {
-    return row ? (row.children ?? []) : this.rows();
+    return row ? (row.children ?? []) : this.refresh();
   }
 }
 
@@ -257,7 +264,8 @@ export class SessionsProvider extends RowsProvider {
 
   constructor(private readonly manager: SessionManager) {
     super();
-    // byte counts move without events: refresh once a second while a session runs
+    // some figures move without events (bytes delivered, how long a request is held in the app): looked
+    // at once a second while a session runs; only the rows whose text changed are drawn again
     this.ticker = setInterval(() => manager.sessions.size && this.refresh(), 1000);
     this.ticker.unref?.();
     // live counts: coalesce bursts of requests into at most a few refreshes a second
@@ -356,6 +364,8 @@ export class SessionsProvider extends RowsProvider {
       ...(st.connections ? [count(s.mode === "mirror" ? "Copies" : "Connections", st.connections, s.mode === "mirror" ? "mirror" : "plug", "whole connections delivered to your app")] : []),
       count("Probes", st.probesPassed, "heart", "the pod's liveness/readiness probes, left to the pod"),
       ...(st.failures ? [count("Failures", st.failures, "warning", "deliveries your app could not take (not listening, reset)")] : []),
+      // a row of its own (it moves with every request): in the session's tooltip it redrew the whole session
+      ...(d ? [{ label: "Delivered", description: bytes(d.bytesIn + d.bytesOut), icon: "arrow-both", tooltip: "bytes delivered to and from your app, both directions", id: `${s.id}.count.Delivered` }] : []),
     ];
     // the disruption rules the session runs with: on or off now, and what each touched
     const rules = session.disruption.rules;
@@ -383,7 +393,7 @@ export class SessionsProvider extends RowsProvider {
       contextValue: "tether.session",
       arg: s.id,
       id: s.id,
-      tooltip: `${s.summary}\nagent: ${session.placed?.description ?? "?"}${d ? `\n${bytes(d.bytesIn + d.bytesOut)} delivered` : ""}\nstarted in ${s.steps.map((x) => `${x.step} ${x.ms} ms`).join(", ")}`,
+      tooltip: `${s.summary}\nagent: ${session.placed?.description ?? "?"}\nstarted in ${s.steps.map((x) => `${x.step} ${x.ms} ms`).join(", ")}`,
       children: [
         podRow,
         { label: "Ports", description: ports, icon: "plug", id: `${s.id}.ports` },

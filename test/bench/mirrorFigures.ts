@@ -101,7 +101,7 @@ export async function mirrorFigures(ctx: BenchContext): Promise<Figure[]> {
   const { session } = await startSession(ctx, { incoming: { mode: "mirror", portMapping: [[sinkPort, 8080]] } });
   // where the CPU goes while mirroring (which process is busy; a first profile, not a full one)
   const watched: Record<string, number[]> = {
-    agent: [...agentPids(pod.netns).slice(0, 1), ...podProcesses(pod.netns, "tcpdump")],
+    agent: [...agentPids(pod.netns).slice(0, 1), ...podProcesses(pod.netns, "tether-watch")],
     "pod app": podProcesses(pod.netns, "apps/api.js"),
     engine: [process.pid],
   };

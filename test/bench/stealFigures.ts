@@ -15,7 +15,7 @@ const RELAY_CLIENT_PORT = 18081;
 const RELAY_TUNNEL_PORT = 18082;
 /** What bounds a stolen request's latency over its floor. */
 const PER_REQUEST_BOUND =
-  "per request, CPU in two Node processes: the agent reads each request with Node's HTTP server and writes its response, the engine replays it with Node's HTTP client, and both frame it on the wire (JSON head, batch, a WebSocket inside the port-forward's), where the floor's relay and tunnel copy bytes. Profiled (2,350 keep-alive requests, loaded machine, December 2026): the agent spends ~1.0 ms CPU per stolen request, 0.54 ms of it in the two writev calls the floor's relay makes too (the kernel delivering to the client and to the wire), ~0.45 ms in JavaScript; the engine about as much. The link does not multiply it";
+  "per request, CPU in the agent and the engine on the request's path. A plain steal forwards HTTP/1.x connections as bytes (incoming.http1: no HTTP server, client or message rebuilt; the heads read off the bytes for decisions, events and the request detail). Profiled with test/bench/stealProfile.ts (4,000 keep-alive requests, loaded 2-core machine, December 2026): the agent ~0.4 ms CPU per request (was ~0.8 ms when it parsed and rebuilt each request), two thirds of it the kernel's socket writes (to the client and to the wire), the engine ~0.3 ms (was ~1 ms), mostly its writes to the wire and to the local app; the floor's relay and port-forward tunnel make the same writes, but not the wire's framing and batching (a flush per event-loop turn in each process). The link does not multiply it";
 /** Requests on new connections before those measured (each uses up one floor tunnel). */
 const NEW_CONNECTION_WARMUP = 3;
 
@@ -168,7 +168,7 @@ export async function stealFigures(ctx: BenchContext): Promise<Figure[]> {
       floor: median(pfFresh.ms),
       floorOf: "port-forward",
       goal: { kind: "ratio<=", bound: far ? 1.1 : 1.2 },
-      bound: PER_REQUEST_BOUND,
+      bound: `${PER_REQUEST_BOUND}. A new connection's first request also waits for the engine to connect to the local app (one more accept in the local app on its path; a request read apart reused a pooled connection, and the connection a plain steal opens at once in case the server speaks first is dropped when the client speaks HTTP, where it could be kept)`,
       note: `${n(fresh, "each on a new connection")}; floor: a tunnel opened beforehand per connection; direct to pod ${median(directFresh.ms).toFixed(2)} ms`,
     },
     {

@@ -3,12 +3,13 @@
 // into a local sink by `tether exec --mirror`, and without again (the order of the runs must not
 // decide the figure), the client's ephemeral ports widened to 1024-65535. Prints the figure
 // (mirror_pod_p50_k8s: mirrored against the slower run without) with what the kernels said (the
-// client's SYN retransmissions and TIME_WAIT sockets, the pod's listen drops), and writes it to
+// client's SYN retransmissions and TIME_WAIT sockets, the pod's listen drops, where the machine's CPU
+// went: the pod's app, the agent, the local side, the cluster's processes, the rest), and writes it to
 // TETHER_K8S_FIGURES when set, for the README's table; asserts only that everything was answered and
 // copied, never a latency.
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { machineBusy } from "../support/machineCpu";
 import { freePort } from "../support/ports";
@@ -28,7 +29,7 @@ interface RawLoad {
 }
 
 const describe = (what: string, r: Awaited<ReturnType<typeof load>>) =>
-  `${what}: p50 ${quantile(r.load.ms, 0.5).toFixed(2)} ms, p99 ${quantile(r.load.ms, 0.99).toFixed(1)} ms, errors ${r.load.errors}, generator behind by up to ${Math.round(r.load.maxLagMs)} ms, client SYN retransmits ${r.synRetrans}, TIME_WAIT at start ${r.timeWaitBefore}, pod listen drops ${r.listenDrops}, the machine busy ${r.busy}`;
+  `${what}: p50 ${quantile(r.load.ms, 0.5).toFixed(2)} ms, p99 ${quantile(r.load.ms, 0.99).toFixed(1)} ms, errors ${r.load.errors}, generator behind by up to ${Math.round(r.load.maxLagMs)} ms, client SYN retransmits ${r.synRetrans}, TIME_WAIT at start ${r.timeWaitBefore}, pod listen drops ${r.listenDrops}, the machine busy ${r.busy} (CPU in % of one core: ${r.cpu})`;
 
 const quantile = (values: number[], q: number) => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -42,10 +43,70 @@ function counters(netns: string): { synRetrans: number; listenDrops: number; tim
   return { synRetrans: value("TcpExtTCPSynRetrans"), listenDrops: value("TcpExtListenDrops"), timeWait: Math.max(0, tw.split("\n").filter(Boolean).length - 1) };
 }
 
+const CLUSTER_PARTS: Record<string, string> = { "kube-apiserver": "API server", kubelet: "kubelet", containerd: "containerd", "containerd-shim": "containerd", "containerd-shim-runc-v2": "containerd", etcd: "etcd", "kube-proxy": "kube-proxy" };
+
+/**
+ * Every process's CPU time so far (clock ticks) with the part of the run it belongs to: the pod's app,
+ * the agent (its capture under it), the load generator (client pod), the local side (tether exec and
+ * its debuggee: a laptop in real use, this machine here), the cluster's own processes, the rest.
+ */
+function cpuParts(podNetns: string, clientNetns: string, localRoot: () => number | undefined): Map<number, [part: string, ticks: number]> {
+  const [podNet, clientNet] = [readlinkSync(podNetns), readlinkSync(clientNetns)];
+  const procs = new Map<number, { comm: string; ppid: number; ticks: number }>();
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      procs.set(Number(name), { comm: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")), ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const root = localRoot();
+  const local = (pid: number) => {
+    for (let p = pid, hops = 0; p > 1 && hops < 64; p = procs.get(p)?.ppid ?? 0, hops++) if (p === root) return true;
+    return false;
+  };
+  const parts = new Map<number, [string, number]>();
+  for (const [pid, { comm, ticks }] of procs) {
+    let net = "";
+    try {
+      net = readlinkSync(`/proc/${pid}/ns/net`);
+    } catch {
+      // a kernel thread or gone
+    }
+    let part = CLUSTER_PARTS[comm] ?? "other";
+    if (root !== undefined && local(pid)) part = "tether exec + debuggee";
+    else if (net === clientNet) part = "load generator";
+    else if (net === podNet) {
+      let cmdline = "";
+      try {
+        cmdline = readFileSync(`/proc/${pid}/cmdline`, "latin1");
+      } catch {
+        // gone
+      }
+      part = /agent\.js/.test(cmdline) ? "agent" : /tcpdump|tether-watch/.test(comm) ? "agent's capture" : "pod app";
+    }
+    parts.set(pid, [part, ticks]);
+  }
+  return parts;
+}
+
+/** Where the CPU went between two cpuParts() readings, in % of one core, the largest first. */
+function cpuSpent(before: Map<number, [string, number]>, after: Map<number, [string, number]>, seconds: number): string {
+  const hz = 100; // USER_HZ: clock ticks per second on Linux
+  const spent = new Map<string, number>();
+  for (const [pid, [part, ticks]] of after) spent.set(part, (spent.get(part) ?? 0) + ticks - (before.get(pid)?.[1] ?? 0));
+  return [...spent].sort((a, b) => b[1] - a[1]).map(([part, ticks]) => `${part} ${Math.round((100 * ticks) / hz / seconds)}`).join(", ");
+}
+
 /** Runs the bench's load generator (one connection per request) inside the client pod. */
-async function load(clientNetns: string, podNetns: string, ip: string): Promise<{ load: RawLoad; synRetrans: number; listenDrops: number; timeWaitBefore: number; busy: string }> {
+async function load(clientNetns: string, podNetns: string, ip: string, localRoot: () => number | undefined = () => undefined): Promise<{ load: RawLoad; synRetrans: number; listenDrops: number; timeWaitBefore: number; busy: string; cpu: string }> {
   const [c0, p0] = [counters(clientNetns), counters(podNetns)];
   const busy = machineBusy();
+  const cpu0 = cpuParts(podNetns, clientNetns, localRoot);
+  const started = Date.now();
   const worker = spawn("nsenter", [`--net=${clientNetns}`, "--", process.execPath, WORKER], { stdio: ["pipe", "pipe", "inherit"] });
   const result = await new Promise<RawLoad>((ok, fail) => {
     let buf = "";
@@ -63,8 +124,9 @@ async function load(clientNetns: string, podNetns: string, ip: string): Promise<
     worker.stdin.write(`${JSON.stringify({ id: 1, op: "rawload", host: ip, port: 8080, rate: RATE, count: COUNT, bodyBytes: 200 })}\n`);
   });
   worker.stdin.end();
+  const cpu = cpuSpent(cpu0, cpuParts(podNetns, clientNetns, localRoot), (Date.now() - started) / 1000);
   const [c1, p1] = [counters(clientNetns), counters(podNetns)];
-  return { load: result, synRetrans: c1.synRetrans - c0.synRetrans, listenDrops: p1.listenDrops - p0.listenDrops, timeWaitBefore: c0.timeWait, busy: busy() };
+  return { load: result, synRetrans: c1.synRetrans - c0.synRetrans, listenDrops: p1.listenDrops - p0.listenDrops, timeWaitBefore: c0.timeWait, busy: busy(), cpu };
 }
 
 /** The debuggee: takes each copy, answers it, and writes how many it took to `file` twice a second. */
@@ -93,7 +155,7 @@ export async function mirrorLatency(t: E2eTools, cluster: E2eCluster): Promise<v
     try {
       for (let i = 0; i < 100 && !/\(the command listens\)/.test(exec.stderr()); i++) await new Promise((r) => setTimeout(r, 100));
       assert.match(exec.stderr(), /\(the command listens\)/, exec.stderr());
-      runs.push(["mirrored", await load(clientNetns, podNetns, ip)]);
+      runs.push(["mirrored", await load(clientNetns, podNetns, ip, () => exec.child.pid)]);
       for (let i = 0; i < 40 && copies() < COUNT; i++) await new Promise((r) => setTimeout(r, 500));
     } finally {
       exec.child.kill("SIGINT");

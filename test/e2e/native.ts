@@ -241,10 +241,10 @@ export function nativeScenarios(cluster: () => E2eCluster): void {
     await assertGone(sup);
   });
 
-  /** dist/cli.js and runtime.js copied alone (no native/), or with a native/ whose supervisor cannot start. */
+  /** dist/cli.js (with the bundle it runs) and runtime.js copied alone (no native/), or with a native/ whose supervisor cannot start. */
   function installCopy(native: "none" | "broken"): string {
     const copy = mkdtempSync(join(dir, "dist-"));
-    for (const f of ["cli.js", "runtime.js"]) copyFileSync(resolve(__dirname, "../../dist", f), join(copy, f));
+    for (const f of ["cli.js", "cli-main.js", "runtime.js"]) copyFileSync(resolve(__dirname, "../../dist", f), join(copy, f));
     if (native === "broken") {
       const nd = join(copy, "native", `${process.platform}-${process.arch}`);
       mkdirSync(nd, { recursive: true });

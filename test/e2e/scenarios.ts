@@ -5,12 +5,12 @@
 // A cluster brings the demo namespace (deployment/api with 2 replicas and an HTTP readiness probe,
 // deployment/db speaking TCP, pod/client), a `restricted` namespace enforcing Pod Security
 // "restricted", and a context that may read but not add agents.
-import { test } from "node:test";
+import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { spawn, spawnSync, type ChildProcessByStdio } from "node:child_process";
 import type { Readable } from "node:stream";
-import { readdirSync, readFileSync, statSync, writeFileSync, mkdirSync } from "node:fs";
+import { copyFileSync, readdirSync, readFileSync, statSync, writeFileSync, mkdirSync, mkdtempSync } from "node:fs";
 import net from "node:net";
 import { join, resolve } from "node:path";
 import { failures, KeepAliveClient, KEEP_ALIVE_CLIENT, type KeepAliveResult } from "../support/keepAliveClient";
@@ -57,6 +57,7 @@ const DEBUGGEE = resolve(__dirname, "debuggee.js");
 const PYTHON_CALLER = resolve(__dirname, "../fixtures/proxy_caller.py");
 const LISTEN_LATER = resolve(__dirname, "../fixtures/listen_later.py");
 const GRPC_ECHO = resolve(__dirname, "../fixtures/grpc-echo.js");
+const GRPC_ROUTING_CALLER = resolve(__dirname, "../fixtures/grpc_routing_caller.py");
 const KEPT_CONNECTION = resolve(__dirname, "../fixtures/keptConnection.js");
 
 /** An answer on a kept connection (keptConnection.js). */
@@ -171,8 +172,8 @@ export function e2eTools(cluster: E2eCluster) {
     assert.fail(`left behind in pod ${pod}: ${last}`);
   }
   /** Starts `tether exec` in the background; resolves once it printed "ready" (or exited). */
-  async function startExec(args: string[], command: string[], extraEnv: NodeJS.ProcessEnv = {}) {
-    const child = spawnExec([process.execPath, CLI, "exec", ...args, "--", ...command], { env: { ...env, ...extraEnv }, cwd });
+  async function startExec(args: string[], command: string[], extraEnv: NodeJS.ProcessEnv = {}, cli = CLI) {
+    const child = spawnExec([process.execPath, cli, "exec", ...args, "--", ...command], { env: { ...env, ...extraEnv }, cwd });
     let stderr = "";
     child.stderr.on("data", (d) => (stderr += d));
     child.stdout.on("data", () => {});
@@ -275,6 +276,35 @@ export function e2eTools(cluster: E2eCluster) {
 
 export type E2eTools = ReturnType<typeof e2eTools>;
 
+/** A copy of the CLI without the native layer's files next to it, in `dir` (the proxy path every debuggee but Node's then takes). */
+function cliWithoutNativeFiles(dir: string): string {
+  const copy = mkdtempSync(join(dir, "dist-no-native-"));
+  for (const f of ["cli.js", "cli-main.js", "runtime.js"]) copyFileSync(resolve(__dirname, "../../dist", f), join(copy, f));
+  return join(copy, "cli.js");
+}
+
+/** Runs `body` while demo has a plaintext gRPC service (playground/grpc on 50051) behind the Service grpc-h2, as a mesh's pods see each other (the sidecar does the TLS). */
+async function withPlainGrpcService({ kubectl, jsonpath }: Pick<E2eTools, "kubectl" | "jsonpath">, cluster: E2eCluster, body: () => Promise<void>): Promise<void> {
+  const objects = [
+    { apiVersion: "v1", kind: "Pod", metadata: { name: "grpc-h2", namespace: "demo", labels: { app: "grpc-h2" } },
+      spec: { terminationGracePeriodSeconds: 1, containers: [{ name: "grpc", ...cluster.grpcContainer, ports: [{ containerPort: 50051 }] }] } },
+    { apiVersion: "v1", kind: "Service", metadata: { name: "grpc-h2", namespace: "demo" }, spec: { selector: { app: "grpc-h2" }, ports: [{ port: 50051, targetPort: 50051 }] } },
+  ];
+  try {
+    for (const object of objects) {
+      const manifest = join(cluster.stateDir, `grpc-h2-${object.kind}.json`);
+      writeFileSync(manifest, JSON.stringify(object));
+      const applied = await kubectl(["apply", "-f", manifest]);
+      assert.equal(applied.status, 0, applied.stderr);
+    }
+    for (let i = 0; i < 150 && (await jsonpath(["pod", "-n", "demo", "grpc-h2"], "{.status.conditions[?(@.type==\"Ready\")].status}")) !== "True"; i++) await sleep(200);
+    await body();
+  } finally {
+    await kubectl(["delete", "svc", "grpc-h2", "-n", "demo", "--ignore-not-found"]);
+    await kubectl(["delete", "pod", "grpc-h2", "-n", "demo", "--wait=false", "--ignore-not-found"]);
+  }
+}
+
 /** A `tether exec --events` file, read back through its one schema (every line must parse). */
 export function readEvents(file: string): SessionEvent[] {
   return readFileSync(file, "utf8")
@@ -320,7 +350,8 @@ export function assertLeaks(events: SessionEvent[], port: number, prefix: string
 
 export interface Scenario {
   name: string;
-  run(t: E2eTools, cluster: E2eCluster): Promise<void>;
+  /** `test`: the running test (to skip with a reason). */
+  run(t: E2eTools, cluster: E2eCluster, test: TestContext): Promise<void>;
 }
 
 export const scenarios: Scenario[] = [
@@ -670,6 +701,73 @@ export const scenarios: Scenario[] = [
       }
     },
   },
+  {
+    name: "the routing-header check on gRPC: a @grpc/grpc-js call through the cluster over cleartext HTTP/2 without the metadata is warned about once, named :method :authority:path; one with baggage is not",
+    async run({ kubectl, jsonpath, startExec, podIpOf, answers }, cluster) {
+      await withPlainGrpcService({ kubectl, jsonpath }, cluster, async () => {
+        const port = await freePort();
+        // one channel (one HTTP/2 connection, one HPACK context) for every call: /pass-on sends W3C
+        // baggage as metadata, /drop an unrelated key only; each answers after its call
+        const app = `const http = require("http"); const grpc = require(${JSON.stringify(require.resolve("@grpc/grpc-js"))});
+          const raw = { requestSerialize: (b) => b, requestDeserialize: (b) => b, responseSerialize: (b) => b, responseDeserialize: (b) => b };
+          const Echo = grpc.makeGenericClientConstructor({ Say: { path: "/echo.Echo/Say", requestStream: false, responseStream: false, ...raw } });
+          const echo = new Echo("grpc-h2.demo.svc.cluster.local:50051", grpc.credentials.createInsecure());
+          http.createServer((q, s) => { q.resume(); const md = new grpc.Metadata();
+            if (q.url === "/pass-on") md.set("baggage", "x-debug=me"); else md.set("x-trace", "1");
+            echo.Say(Buffer.from(q.url.slice(1)), md, (err, reply) => s.end(err ? "failed " + err.message : "called " + reply)); }).listen(${port}, "127.0.0.1")`;
+        const runExec = await startExec(["-n", "demo", "-t", "deployment/api", "--http-header", "^x-debug: me$", "-p", `${port}:8080`], [process.execPath, "-e", app]);
+        try {
+          assert.match(runExec.stderr(), /ready in/, runExec.stderr());
+          const ip = await podIpOf(runExec.pod!);
+          assert.match(await answers(ip, "/pass-on", /called/, ["x-debug: me"]), /called pod:grpc-h2:pass-on/);
+          await sleep(300);
+          assert.doesNotMatch(runExec.stderr(), /lacks baggage/, "a call that passes the header on is fine");
+          assert.match(await answers(ip, "/drop", /called/, ["x-debug: me"]), /called pod:grpc-h2:drop/);
+          for (let i = 0; i < 50 && !/lacks baggage/.test(runExec.stderr()); i++) await sleep(100);
+          assert.match(runExec.stderr(), /tether warn: POST grpc-h2\.demo\.svc\.cluster\.local:50051\/echo\.Echo\/Say: an outgoing call made while answering a stolen request lacks baggage or a header matching \^x-debug: me\$/, runExec.stderr());
+          assert.match(await answers(ip, "/pass-on", /called/, ["x-debug: me"]), /called pod:grpc-h2:pass-on/);
+          await answers(ip, "/drop", /called/, ["x-debug: me"]);
+          await sleep(300);
+          assert.equal(runExec.stderr().match(/lacks baggage/g)?.length, 1, `once per call: ${runExec.stderr()}`);
+        } finally {
+          runExec.child.kill("SIGTERM");
+          await runExec.exited;
+        }
+      });
+    },
+  },
+  ...(["native layer", "proxy"] as const).map((via): Scenario => ({
+    name: via === "native layer"
+      ? "the routing-header check on gRPC under the native layer: a Python grpcio debuggee's calls (its own connect and resolver, one channel) without the metadata are warned, each call once; with baggage not"
+      : "the routing-header check on gRPC through the local proxy (no native layer): a Python grpcio debuggee's calls, CONNECT through HTTP_PROXY, without the metadata are warned, each call once; with baggage not",
+    async run({ kubectl, jsonpath, startExec, podIpOf, answers }, cluster, t) {
+      if (spawnSync("python3", ["-c", "import grpc"]).status !== 0) return t.skip("python3 has no grpcio (pip install grpcio)");
+      await withPlainGrpcService({ kubectl, jsonpath }, cluster, async () => {
+        const port = await freePort();
+        const cli = via === "proxy" ? cliWithoutNativeFiles(cluster.stateDir) : undefined;
+        const runExec = await startExec(["-v", "-n", "demo", "-t", "deployment/api", "--http-header", "^x-debug: me$", "-p", `${port}:8080`], ["python3", GRPC_ROUTING_CALLER, String(port)], {}, cli);
+        try {
+          const ip = await podIpOf(runExec.pod!);
+          for (const path of ["/say-pass-on", "/count-pass-on"]) assert.match(await answers(ip, path, /called|failed/, ["x-debug: me"]), /called pod:grpc-h2:/, path);
+          await sleep(300);
+          assert.doesNotMatch(runExec.stderr(), /lacks baggage/, "calls that pass the header on are fine");
+          for (const path of ["/say-drop", "/count-drop"]) assert.match(await answers(ip, path, /called|failed/, ["x-debug: me"]), /called pod:grpc-h2:/, path);
+          for (let i = 0; i < 50 && (runExec.stderr().match(/lacks baggage/g)?.length ?? 0) < 2; i++) await sleep(100);
+          const warned = (method: string) => new RegExp(`tether warn: POST grpc-h2\\.demo\\.svc\\.cluster\\.local:50051/echo\\.Echo/${method}: an outgoing call made while answering a stolen request lacks baggage`);
+          assert.match(runExec.stderr(), warned("Say"), runExec.stderr());
+          assert.match(runExec.stderr(), warned("Count"), runExec.stderr());
+          for (const path of ["/say-drop", "/count-drop"]) assert.match(await answers(ip, path, /called|failed/, ["x-debug: me"]), /called pod:grpc-h2:/, path);
+          await sleep(300);
+          assert.equal(runExec.stderr().match(/lacks baggage/g)?.length, 2, `each call once: ${runExec.stderr()}`);
+          // the path the scenario is about (said while the session starts, after its "ready")
+          assert.match(runExec.stderr(), via === "proxy" ? /native layer is not active/ : /native layer: supervisor/, runExec.stderr());
+        } finally {
+          runExec.child.kill("SIGTERM");
+          await runExec.exited;
+        }
+      });
+    },
+  })),
   {
     name: "two filtered steals: disjoint filters run side by side; an overlapping one is refused naming both sessions and the pod port, its command stops, exec exits 2",
     async run({ startExec, podIpOf, answers, assertPodClean }, cluster) {
@@ -1308,5 +1406,5 @@ export const scenarios: Scenario[] = [
 
 /** Registers every scenario as a test (call inside a describe whose before() sets up the cluster). */
 export function runScenarios(cluster: () => E2eCluster): void {
-  for (const s of scenarios) test(s.name, () => s.run(e2eTools(cluster()), cluster()));
+  for (const s of scenarios) test(s.name, (t) => s.run(e2eTools(cluster()), cluster(), t));
 }

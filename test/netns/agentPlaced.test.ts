@@ -1,7 +1,7 @@
 // The agent as the cluster places it (issue 14, point 7), and its /metrics behind the session token: every capability dropped but NET_ADMIN,
 // NET_RAW, SYS_PTRACE and SETGID (src/kube/agentPlacement.ts says what each is for), no new
 // privileges, and only the token's SHA-256 in its environment. Everything it does still works: steal
-// (iptables), its own connections to the app bypassing the redirect, mirror (tcpdump), the target's
+// (iptables), its own connections to the app bypassing the redirect, mirror (tether-watch), the target's
 // environment and files (/proc/PID), and a session opens with the token and not with its digest.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -11,13 +11,14 @@ import type { AgentToEngine } from "../../src/protocol/messages";
 import { AGENT_CAPABILITIES } from "../../src/kube/agentPlacement";
 import { openAgentWire } from "../../src/engine/agentWire";
 import { requireNetns } from "../support/netns";
+import { requireWatchHelper } from "../support/watchHelper";
 import { tunnelInto } from "../support/agent";
 import { APP_PORT, connectFrom, get, getFrom, sleep, startDebuggee, StealWorld } from "./stealFixture";
 
 /** Capability numbers (linux/capability.h) of the names the placement adds. */
 const CAP_NUMBER: Record<string, number> = { SETGID: 6, NET_ADMIN: 12, NET_RAW: 13, SYS_PTRACE: 19 };
 
-describe("the agent as placed in a pod", requireNetns(), () => {
+describe("the agent as placed in a pod", { ...requireNetns(), ...requireWatchHelper() }, () => {
   const world = new StealWorld();
   let local: Awaited<ReturnType<typeof startDebuggee>>;
 
@@ -82,7 +83,7 @@ describe("the agent as placed in a pod", requireNetns(), () => {
     }
   });
 
-  test("mirror captures with tcpdump (NET_RAW)", async () => {
+  test("mirror captures with tether-watch (NET_RAW)", async () => {
     const { conn } = await world.agent.connect({ label: "mirror" });
     try {
       const copies: string[] = [];

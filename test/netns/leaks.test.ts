@@ -7,12 +7,13 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import type { LeakedRequest } from "../../src/engine/incoming";
 import { requireNetns } from "../support/netns";
+import { requireWatchHelper } from "../support/watchHelper";
 import { APP_PORT, connectFrom, get, getFrom, metric, readResponse, sleep, startDebuggee, StealWorld } from "./stealFixture";
 
 const METRICS_TOKEN = "scrape-token-0123456789abcdef";
 const METRICS_PORT = 47_901;
 
-describe("leaks", requireNetns(), () => {
+describe("leaks", { ...requireNetns(), ...requireWatchHelper() }, () => {
   const world = new StealWorld();
   let alice: Awaited<ReturnType<typeof startDebuggee>>;
 

@@ -8,7 +8,8 @@ import type { EngineConnection } from "../../src/protocol/connection";
 import type { HttpFilter } from "../../src/protocol/httpFilter";
 import type { AgentToEngine } from "../../src/protocol/messages";
 import { requireNetns } from "../support/netns";
-import { APP_PORT, connectFrom, get, getFrom, readResponse, sleep, startDebuggee, StealWorld } from "./stealFixture";
+import { requireWatchHelper } from "../support/watchHelper";
+import { APP_PORT, connectFrom, get, getFrom, metric, readResponse, sleep, startDebuggee, StealWorld } from "./stealFixture";
 
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
@@ -41,7 +42,7 @@ async function mirrorSession(world: StealWorld, label: string, filter?: HttpFilt
   return { conn, copies };
 }
 
-describe("mirror", requireNetns(), () => {
+describe("mirror", { ...requireNetns(), ...requireWatchHelper() }, () => {
   const world = new StealWorld();
   before(() => world.start());
   after(() => world.dispose());
@@ -168,17 +169,49 @@ describe("mirror", requireNetns(), () => {
     assert.doesNotMatch(got[0]!, /inside-stolen/);
   });
 
+  test("a session that does not read its copies: the copy is dropped and counted, the app is not held up", async () => {
+    const { conn } = await world.agent.connect({ label: "slow" });
+    world.onDispose(() => conn.close());
+    // takes no byte of its copies (the wire grants no more credit): the agent's send buffer fills
+    conn.on("message", (m: AgentToEngine) => {
+      if (m.type === "incoming.tcp" && m.mode === "mirror") conn.stream(m.stream)!.pause();
+    });
+    await conn.request({ type: "incoming.subscribe", id: conn.newRequestId(), port: APP_PORT, mode: "mirror" });
+    const dropped = async () => metric(await world.metrics(), "tether_mirror_dropped_total", 'reason="session-slow"');
+    const before = await dropped();
+    const body = randomBytes(12 * 1024 * 1024);
+    const c = connectFrom(world.client, world.podIp, APP_PORT);
+    const reply = readResponse(c, 60_000);
+    c.write(`POST /sha HTTP/1.1\r\nHost: pod\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`);
+    c.write(body);
+    assert.equal((await reply).body, `app ${body.length} ${sha(body)}`);
+    c.destroy();
+    for (let i = 0; i < 50 && (await dropped()) === before; i++) await sleep(100);
+    assert.equal((await dropped()) - before, 1);
+    assert.match(world.agent.logs(), /"message":"mirror copies dropped".*"reason":"session-slow"/);
+  });
+
+  test("the capture runs at the lowest CPU priority, SCHED_IDLE: the pod it copies always goes first", async () => {
+    await mirrorSession(world, "frank");
+    // the capture process (whatever captures: not the agent's node) in the pod's namespace, and its policy
+    // (tether-watch capture; a steal's leak watch is a tether-watch nflog, which is not the mirror's)
+    const listing = world.lab.exec(world.pod, "sh", ["-c", `for p in $(ip netns pids ${world.pod.name}); do echo "$p $(tr '\\0' ' ' < /proc/$p/cmdline 2>/dev/null) $(chrt -p $p 2>/dev/null | head -1)"; done`], { check: false }).stdout;
+    const captures = listing.split("\n").filter((l) => /tether-watch capture /.test(l));
+    assert.ok(captures.length > 0, listing);
+    for (const line of captures) assert.match(line, /SCHED_IDLE/, listing);
+  });
+
   test("killing the agent leaves the app serving and no capture process behind", async () => {
     await mirrorSession(world, "dave");
     const captures = () => world.lab.exec(world.pod, "sh", ["-c", `for p in $(ip netns pids ${world.pod.name}); do cat /proc/$p/comm 2>/dev/null; done`], { check: false }).stdout;
-    assert.match(captures(), /tcpdump/);
+    assert.match(captures(), /tether-watch/);
     world.agent.child.kill("SIGKILL");
     let left = captures();
-    for (let i = 0; i < 50 && /tcpdump/.test(left); i++) {
+    for (let i = 0; i < 50 && /tether-watch/.test(left); i++) {
       await sleep(100);
       left = captures();
     }
-    assert.doesNotMatch(left, /tcpdump/);
+    assert.doesNotMatch(left, /tether-watch/);
     const r = await getFrom(world.client, world.podIp, "/after-kill");
     assert.equal(r.body, "app GET /after-kill");
   });

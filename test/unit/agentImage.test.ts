@@ -5,10 +5,15 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { fullImageName, parseDockerfile } from "../../agent/image/agentImage";
 
-test("agent/Dockerfile: the apt packages, the bundle it copies, its env and entrypoint", () => {
+test("agent/Dockerfile: the apt packages, the helper's build stage, the bundle it copies, its env and entrypoint", () => {
   const d = parseDockerfile(readFileSync(resolve(__dirname, "../../agent/Dockerfile"), "utf8"));
   assert.match(d.from, /^node:/);
-  for (const pkg of ["iptables", "tcpdump", "perl-base"]) assert.ok(d.aptPackages.includes(pkg), pkg);
+  assert.deepEqual(d.aptPackages, ["iptables"], "tether-watch replaces tcpdump and perl");
+  // tether-watch: built by native/Makefile in a stage, where the agent looks for it (agent/incoming/watchHelper.ts)
+  assert.equal(d.stages.length, 1);
+  assert.deepEqual(d.stages[0]!.copies, [["native", "/src/native"]]);
+  assert.match(d.stages[0]!.run.join("\n"), /^make .*-C \/src\/native OUT=\/out\/linux-\$\(node -p process\.arch\) watch$/);
+  assert.deepEqual(d.stageCopies, [{ stage: "watch", src: "/out/", dst: "/opt/tether/native/" }]);
   assert.ok(!d.aptPackages.some((p) => p.startsWith("-")), "options are not packages");
   assert.deepEqual(d.copies.find(([src]) => src === "dist/agent.js"), ["dist/agent.js", "/opt/tether/agent.js"]);
   assert.ok(d.env.includes("TETHER_AGENT_PORT=47800"));
@@ -18,6 +23,9 @@ test("agent/Dockerfile: the apt packages, the bundle it copies, its env and entr
 test("a Dockerfile instruction the builder cannot follow is refused, not skipped", () => {
   assert.throws(() => parseDockerfile("FROM node:20\nUSER 1000\n"), /does not understand Dockerfile instruction USER/);
   assert.throws(() => parseDockerfile("FROM debian:12\n"), /FROM node:\* only, not debian:12/);
+  assert.throws(() => parseDockerfile("FROM node:20 AS b\nRUN apt-get install gcc\nFROM node:20\n"), /runs only make in a build stage, not: apt-get install gcc/);
+  assert.throws(() => parseDockerfile("FROM node:20\nCOPY --from=b /out/ /opt/\n"), /copies from b, which is not a build stage before it/);
+  assert.throws(() => parseDockerfile("FROM node:20 AS b\nRUN make x\n"), /no final FROM node/);
 });
 
 test("image names are stored as Docker normalises them", () => {

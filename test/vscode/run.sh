@@ -81,14 +81,16 @@ CS_PID=$!
 for _ in $(seq 1 150); do curl -sf -o /dev/null "http://127.0.0.1:$CS_PORT/healthz" && break; sleep 0.2; done
 curl -sf -o /dev/null "http://127.0.0.1:$CS_PORT/healthz" || { cat "$ROOT/artifacts/code-server.log"; exit 1; }
 
-fail=0
 t "mocha suite in the extension host"
-CS_HOST=127.0.0.1:$CS_PORT WS_FOLDER=$ROOT/ws EXT_DEV_PATH=$REPO EXT_TESTS_PATH=$ROOT/suite/index.js EXT_TEST_TIMEOUT_MS=600000 \
-  node "$ROOT/harness/exttest.mjs" > "$ROOT/artifacts/exttest.log" 2>&1 || fail=1
+suite=0 ui=0
+CS_HOST=127.0.0.1:$CS_PORT WS_FOLDER=$ROOT/ws EXT_DEV_PATH=$REPO EXT_TESTS_PATH=$ROOT/suite/index.js EXT_TEST_TIMEOUT_MS=600000 LOGS_DIR=$ROOT/artifacts/exthost-logs \
+  node "$ROOT/harness/exttest.mjs" > "$ROOT/artifacts/exttest.log" 2>&1 || suite=$?
 cat "$ROOT/artifacts/exttest.log"
 t "UI scenario"
 printf '{ "kubeconfig": "%s" }\n' "$KUBECONFIG" > "$ROOT/ws/.tether/config.json"   # no target yet, whatever the suite left
 CS_URL="http://127.0.0.1:$CS_PORT/?folder=$ROOT/ws" WS_DIR=$ROOT/ws ARTIFACTS=$ROOT/artifacts PLAYGROUND_DIR=$ROOT/playground \
-  node "$ROOT/harness/ui.mjs" || fail=1
-t "done: $([ $fail = 0 ] && echo passed || echo FAILED); artifacts in $ROOT/artifacts"
+  node "$ROOT/harness/ui.mjs" || ui=$?
+# which part failed, with its exit code, on the last line (the one a failing test quotes)
+fail=$([ $suite = 0 ] && [ $ui = 0 ] && echo 0 || echo 1)
+t "done: $([ $fail = 0 ] && echo passed || echo FAILED) (extension-host suite exit $suite, UI scenario exit $ui); artifacts in $ROOT/artifacts"
 exit $fail

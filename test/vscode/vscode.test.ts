@@ -35,6 +35,8 @@ for (const [name, args] of versions) {
     assert.match(r.output, /passing/, "the extension-host suite ran");
     assert.doesNotMatch(r.output, /\d+ failing/, "no extension-host test failed");
     assert.match(r.output, /ui scenario: passed/, "the UI scenario passed");
-    assert.equal(r.code, 0);
+    // the lines that say which part failed, in the failure itself (a CI log may not carry the whole output)
+    const said = r.output.split("\n").filter((l) => /^\[e2e |extension host exited|does not come from the suite|did not load|ui scenario:|TIMEOUT|^\[ui [^\]]*\] (FAIL|not ok)/.test(l));
+    assert.equal(r.code, 0, `run.sh exited with ${r.code}:\n${said.join("\n")}`);
   });
 }

@@ -23,6 +23,15 @@ function writeConfig(value: unknown): void {
   writeFileSync(configFile, JSON.stringify(value, null, 2));
 }
 
+/**
+ * Until the session's agents took `podPort` for `local`: `ports` names a port as soon as its
+ * subscription starts, so a request sent then could still reach the pod's app (seen in VS Code 1.100).
+ */
+async function taken(session: { ports: ReadonlyMap<number, number>; portsSettled(): Promise<void> }, podPort: number, local: number, ms?: number): Promise<void> {
+  await until(`pod ${podPort} to be taken for local ${local}`, () => session.ports.get(podPort) === local, ms);
+  await session.portsSettled();
+}
+
 async function until<T>(what: string, probe: () => T | undefined | false, ms = 60_000): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
@@ -164,7 +173,7 @@ describe("Tether in a real VS Code", () => {
       // ready before the debuggee runs: the line said at ready (log, Debug Console) names the wait
       assert.match(s!.summary, new RegExp(`waiting for your app to listen on :${port}`), s!.summary);
       // LocalListeners sees the Python server listen (no runtime reports it), then pod 8080 is stolen
-      await until(`pod 8080 to be stolen for local ${port}`, () => s!.launch.session.ports.get(8080) === port);
+      await taken(s!.launch.session, 8080, port);
       const clientIp = s!.launch.session.target.pod.status!.podIP!;
       const apiPod = (await s!.launch.session.cluster.core.listNamespacedPod({ namespace: "demo", labelSelector: "app=api" })).items[0]!.metadata!.name!;
       let body = "";
@@ -193,7 +202,7 @@ describe("Tether in a real VS Code", () => {
     const s = [...api.sessions.sessions.values()].at(-1); // the session this launch started
     try {
       // the launch configuration's PORT wins over the pod's own PORT (8080)
-      await until(`pod 8080 to be mirrored to local ${port}`, () => s!.launch.session.ports.get(8080) === port);
+      await taken(s!.launch.session, 8080, port);
       const podIp = s!.launch.session.target.pod.status!.podIP!;
       assert.match(await fromPod(api, "client", `http://${podIp}:8080/copied`), /"pod":"api-/, "the pod answers");
       await until("the copy to be listed", () => s!.launch.session.recent.some((r) => "connection" in r && r.mode === "mirror"), 30_000);
@@ -224,7 +233,7 @@ describe("Tether in a real VS Code", () => {
       const ok = await vscode.debug.startDebugging(folder, { type: "node", request: "launch", name: "reconnect", program: join(ws, "server.js"), env: { PORT: String(port) }, tether: {} });
       assert.ok(ok, `the launch started (${api.sessions.lastError ?? ""})`);
       const [s] = [...api.sessions.sessions.values()];
-      await until(`pod 8080 to be stolen for local ${port}`, () => s!.launch.session.ports.get(8080) === port);
+      await taken(s!.launch.session, 8080, port);
       // no byte through the tunnel: the heartbeats find out within seconds, and every attempt hangs until its own timeout
       relay.block();
       await until("the status bar to say reconnecting", () => /^\$\(sync~spin\) Tether: reconnecting \(attempt \d+\)…$/.test(api.status.text), 30_000);
@@ -568,7 +577,7 @@ describe("Tether in a real VS Code", () => {
     });
     const breakpoint = new vscode.SourceBreakpoint(new vscode.Location(vscode.Uri.file(program), new vscode.Position(8, 0)));
     try {
-      await until(`pod 8080 to be stolen for local ${port}`, () => session.ports.get(8080) === port);
+      await taken(session, 8080, port);
       const podIp = session.target.pod.status!.podIP!;
       const headers = ["-H", "x-user: inspector", "-H", "Authorization: Bearer s3cret", "-H", "X-Api-Key: k1"];
       assert.match(await fromPod(api, "client", `http://${podIp}:8080/plain?x=1`, headers), /^inspected GET \/plain\?x=1/);
@@ -651,7 +660,7 @@ describe("Tether in a real VS Code", () => {
       const both = await until("two sessions", () => (api.sessions.sessions.size === 2 ? [...api.sessions.sessions.values()] : undefined), 90_000);
       const apiSession = both.find((x) => x.label === "demo/deployment/api")!.launch.session;
       const dbSession = both.find((x) => x.label === "demo/deployment/db")!.launch.session;
-      await until("api's 8080 and db's 5432 taken by their debuggees", () => apiSession.ports.get(8080) === apiPort && dbSession.ports.get(5432) === dbPort, 60_000);
+      await Promise.all([taken(apiSession, 8080, apiPort), taken(dbSession, 5432, dbPort)]);
       const podIp = apiSession.target.pod.status!.podIP!;
       const answer = await fromPod(api, "client", `http://${podIp}:8080/db`, ["-H", "x-user: compound"]);
       assert.match(answer, /db said: db local-debuggee ready \| db local-debuggee: ping/, "the local db answered, not the pod's");
@@ -675,7 +684,7 @@ describe("Tether in a real VS Code", () => {
     const ok = await vscode.debug.startDebugging(folder, { type: "node", request: "launch", name: "server", program: join(ws, "server.js"), env: { PORT: String(port) }, tether: {} });
     assert.ok(ok, `the launch started (${api.sessions.lastError ?? ""})`);
     const s = [...api.sessions.sessions.values()].at(-1); // the session this launch started
-    await until(`pod 8080 to be stolen for local ${port}`, () => s!.launch.session.ports.get(8080) === port).catch(async (err: Error) => {
+    await taken(s!.launch.session, 8080, port).catch(async (err: Error) => {
       const local = await fetch(`http://127.0.0.1:${port}/`).then((r) => r.text(), (e: Error) => `nothing answers (${e.message})`);
       throw new Error(`${err.message}; waiting: ${JSON.stringify(s!.launch.session.waiting)}; local :${port}: ${local}`);
     });
