@@ -49,7 +49,7 @@ export const DECLINE_REPLAY_BYTES = 1024 * 1024;
 /** A request a session should have taken that goes to the app instead, and why. */
 export interface Leak {
   session: AgentSession;
-  reason: "session-closing" | "protocol-too-old";
+  reason: "session-closing" | "protocol-too-old" | "session-unresponsive";
 }
 
 export type Decision =

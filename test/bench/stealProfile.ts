@@ -33,7 +33,7 @@ s.listen(0, '127.0.0.1', () => console.log('listening ' + s.address().port));
 const CLIENT = `
 const http = require('http');
 const [host, port, n, hdr] = process.argv.slice(1);
-const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+const agent = process.env.FRESH ? false : new http.Agent({ keepAlive: true, maxSockets: 1 });
 const one = () => new Promise((resolve, reject) => {
   const req = http.request({ host, port: Number(port), path: '/small', agent, headers: hdr ? { 'x-dev': 'me' } : {} }, (res) => {
     let b = ''; res.on('data', (d) => (b += d)); res.on('end', () => (b.startsWith('local') ? resolve() : reject(new Error('from ' + b))));
@@ -61,7 +61,8 @@ async function main(): Promise<void> {
     const session = await world.session("prof", localPort);
     const filter: HttpFilter | undefined = mode === "filtered" ? { header: "^x-dev: me$" } : undefined;
     await session.subscribe(filter);
-    const client = world.lab.spawn(world.client, process.execPath, ["-e", CLIENT, world.podIp, String(APP_PORT), String(n), filter ? "1" : ""]);
+    // FRESH=1: each request on a new connection
+    const client = world.lab.spawn(world.client, process.execPath, ["-e", CLIENT, world.podIp, String(APP_PORT), String(n), filter ? "1" : ""], { env: { ...process.env } });
     const line = await waitForLine(client, /^(done|failed).*/, Number(process.env.PROFILE_WAIT_MS ?? 600_000));
     console.log(`${mode}: ${line[0]}`);
     // the agent writes its profile on SIGUSR2 (TETHER_PROFILE_DIR)
