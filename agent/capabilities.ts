@@ -28,8 +28,11 @@ export interface Outgoing {
 }
 
 export interface Resolver {
-  /** Resolves like the pod's processes do (its /etc/resolv.conf and /etc/hosts). */
-  lookup(hostname: string, family: 0 | 4 | 6): Promise<{ address: string; family: 4 | 6 }[]>;
+  /**
+   * Resolves like the pod's processes do (its /etc/resolv.conf and /etc/hosts). `ttl`: seconds the
+   * nameserver lets the answer be kept (absent for /etc/hosts answers).
+   */
+  lookup(hostname: string, family: 0 | 4 | 6): Promise<{ address: string; family: 4 | 6; ttl?: number }[]>;
 }
 
 export interface TargetProcess {

@@ -63,7 +63,7 @@ export function candidates(hostname: string, conf: Pick<ResolvConf, "search" | "
   return dots >= conf.ndots ? [hostname, ...searched] : [...searched, hostname];
 }
 
-type Answer = { address: string; family: 4 | 6 };
+type Answer = { address: string; family: 4 | 6; ttl?: number };
 
 export interface PodResolverOptions {
   log: Log;
@@ -130,10 +130,10 @@ export class PodResolver implements Resolver {
     for (const name of names) {
       // A and AAAA at once, as glibc does, and in that order in the answer
       const families = family === 0 ? ([4, 6] as const) : [family];
-      const results = await Promise.allSettled(families.map((fam) => (fam === 4 ? resolver.resolve4(name) : resolver.resolve6(name))));
+      const results = await Promise.allSettled(families.map((fam) => (fam === 4 ? resolver.resolve4(name, { ttl: true }) : resolver.resolve6(name, { ttl: true }))));
       const answers: Answer[] = [];
       results.forEach((r, i) => {
-        if (r.status === "fulfilled") answers.push(...r.value.map((address) => ({ address, family: families[i]! })));
+        if (r.status === "fulfilled") answers.push(...r.value.map(({ address, ttl }) => ({ address, family: families[i]!, ttl })));
         else {
           const code = (r.reason as NodeJS.ErrnoException).code;
           if (code !== "ENOTFOUND" && code !== "ENODATA") lastError = r.reason as Error;

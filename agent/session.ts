@@ -105,8 +105,12 @@ export class AgentSession {
       }
       case "dns.lookup": {
         try {
-          const addresses = await s.resolver.lookup(msg.hostname, msg.family);
-          this.conn.send({ type: "dns.result", id: msg.id, addresses });
+          const answers = await s.resolver.lookup(msg.hostname, msg.family);
+          const addresses = answers.map(({ address, family }) => ({ address, family }));
+          // the answer's TTL lets a v3 engine keep it (an older engine's strict schema would refuse the field)
+          const ttls = answers.map((a) => a.ttl);
+          const ttl = this.conn.version >= 3 && ttls.length > 0 && ttls.every((t) => t !== undefined) ? Math.min(...(ttls as number[])) : undefined;
+          this.conn.send({ type: "dns.result", id: msg.id, addresses, ...(ttl === undefined ? {} : { ttl }) });
         } catch (err) {
           this.fail(msg.id, err);
         }

@@ -1,3 +1,7 @@
+// HTTP/1.x on a stolen port. A cleartext connection starts on rawHttp.ts (its stolen requests
+// forwarded as bytes to a v3 session) and comes here at the first request that path does not cover,
+// for the rest of its life; TLS connections the agent terminated come here at once.
+//
 // Filtered steal on one port: Node's own HTTP parser reads each request of a redirected connection;
 // every request is decided on its own (one keep-alive connection may carry stolen and passed
 // requests). Stolen requests go to the session as `incoming.http` and wait for its
@@ -28,6 +32,7 @@ import type { TlsFacts } from "./http2Steal";
 import { isH2cUpgrade } from "./h2cUpgrade";
 import { pipeBoth } from "../../src/protocol/pipeBoth";
 import { markOwn, overLoopback, ownUnlessLoopback } from "./ownFlows";
+import { RawHttp, type RawHttpContext } from "./rawHttp";
 
 export const MAX_HEADER_BYTES = 96 * 1024;
 export const HEADERS_TIMEOUT_MS = 15_000;
@@ -44,7 +49,7 @@ export const DECLINE_REPLAY_BYTES = 1024 * 1024;
 /** A request a session should have taken that goes to the app instead, and why. */
 export interface Leak {
   session: AgentSession;
-  reason: "session-closing" | "protocol-too-old";
+  reason: "session-closing" | "protocol-too-old" | "session-unresponsive";
 }
 
 export type Decision =
@@ -76,37 +81,40 @@ export function countDecision(metrics: Metrics, decision: Decision, port: number
   }
 }
 
-/** One listener per wire connection dispatches http.response (and http.decline) messages to the waiting request. */
+/** One listener per wire connection dispatches http.response (and http.decline) messages to the stream waiting for it. */
 const waiters = new WeakMap<AgentConnection, Map<number, (msg: Answer) => void>>();
 
-function waitResponse(conn: AgentConnection, stream: WireStream): Promise<Answer> {
-  let map = waiters.get(conn);
-  if (!map) {
+/** `fn` gets the session's answer for `stream` (once); the listener goes when the stream closes. */
+function onAnswer(conn: AgentConnection, stream: WireStream, fn: (msg: Answer) => void, onClose?: () => void): void {
+  let table = waiters.get(conn);
+  if (!table) {
     const m = new Map<number, (msg: Answer) => void>();
     const dispatch = (msg: Answer) => m.get(msg.stream)?.(msg);
     conn.on("http.response", dispatch);
     conn.on("http.decline", dispatch);
     waiters.set(conn, m);
-    map = m;
+    table = m;
   }
-  const table = map;
-  return new Promise((resolve, reject) => {
-    const done = () => {
-      table.delete(stream.id);
-      stream.off("close", onClose);
-      stream.off("error", onClose);
-    };
-    const onClose = () => {
-      done();
-      reject(new Error("the session closed the stream before answering"));
-    };
-    table.set(stream.id, (msg) => {
-      done();
-      resolve(msg);
-    });
-    stream.once("close", onClose);
-    stream.once("error", onClose);
+  const map = table;
+  const closed = () => {
+    done();
+    onClose?.();
+  };
+  const done = () => {
+    map.delete(stream.id);
+    stream.off("close", closed);
+    stream.off("error", closed);
+  };
+  map.set(stream.id, (msg) => {
+    done();
+    fn(msg);
   });
+  stream.once("close", closed);
+  stream.once("error", closed);
+}
+
+function waitResponse(conn: AgentConnection, stream: WireStream): Promise<Answer> {
+  return new Promise((resolve, reject) => onAnswer(conn, stream, resolve, () => reject(new Error("the session closed the stream before answering"))));
 }
 
 function peerOf(socket: Socket): { address: string; port: number } {
@@ -135,6 +143,8 @@ function headBytes(firstLine: string, rawHeaders: readonly string[]): Buffer {
 }
 
 interface Tracked {
+  /** Forwarded as bytes (rawHttp.ts) until it comes back here. */
+  raw?: RawHttp;
   /** Requests read whose response has not finished. */
   busy: number;
   /** socket.bytesRead when it last became idle: more means a request is arriving. */
@@ -149,7 +159,7 @@ export class HttpSteal {
   private draining = false;
   private readonly emptyWaiters: (() => void)[] = [];
 
-  constructor(ctx: HttpStealContext) {
+  constructor(private readonly ctx: HttpStealContext) {
     this.server = createHttpServer(ctx, this);
     this.server.on("request", (req: IncomingMessage, res: ServerResponse) => {
       const t = this.tracked.get(req.socket);
@@ -186,9 +196,12 @@ export class HttpSteal {
   handle(socket: Socket): void {
     const known = this.tracked.get(socket);
     if (known) {
+      known.raw = undefined;
       known.busy = 0;
+      known.readAtIdle = socket.bytesRead;
       this.server.emit("connection", socket);
       socket.resume();
+      if (this.draining) this.armIdle(socket, known);
       return;
     }
     const t: Tracked = { busy: 0, readAtIdle: 0 };
@@ -198,16 +211,40 @@ export class HttpSteal {
       this.tracked.delete(socket);
       if (this.tracked.size === 0) for (const w of this.emptyWaiters.splice(0)) w();
     });
+    if (!this.draining && !this.ctx.tlsOf?.(socket)) {
+      // cleartext: its stolen requests go as bytes while they can (rawHttp.ts), the rest comes back here
+      t.raw = new RawHttp(this.rawContext(socket), socket);
+      return;
+    }
     this.server.emit("connection", socket);
     socket.resume();
     if (this.draining) this.armIdle(socket, t);
+  }
+
+  private rawContext(socket: Socket): RawHttpContext {
+    const { ctx } = this;
+    return {
+      port: ctx.port,
+      metrics: ctx.metrics,
+      peer: peerOf(socket),
+      decide: ctx.decide,
+      decided: (facts, decision) => {
+        countDecision(ctx.metrics, decision, ctx.port);
+        ctx.notify(facts, decision);
+      },
+      fallback: (s) => this.handle(s),
+      onDecline: (session, stream, fn) => onAnswer(session.conn, stream, (msg) => msg.type === "http.decline" && fn()),
+    };
   }
 
   /** Every connection ends at its next response boundary (see the file's head). */
   drain(): void {
     if (this.draining) return;
     this.draining = true;
-    for (const [socket, t] of this.tracked) if (t.busy === 0) this.armIdle(socket, t);
+    for (const [socket, t] of this.tracked) {
+      if (t.raw) t.raw.drain();
+      else if (t.busy === 0) this.armIdle(socket, t);
+    }
   }
 
   private armIdle(socket: Socket, t: Tracked): void {

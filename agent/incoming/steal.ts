@@ -294,8 +294,10 @@ export class StealRouter implements PortCapability {
         continue;
       }
       if (!sub.session.canTake()) {
-        // its engine is silent or its wire backed up: the app answers rather than nobody
+        // its engine is silent or its wire backed up: the app answers rather than nobody, and the
+        // session is told it was its request (a leak), not that its filter passed it
         this.options.metrics.add("tether_handed_to_pod_total", 1, { port: String(port), kind: "request" });
+        leaked ??= { session: sub.session, reason: "session-unresponsive" };
         continue;
       }
       return { kind: "steal", session: sub.session };
@@ -343,6 +345,10 @@ export class StealRouter implements PortCapability {
       const conn = sub.session.conn;
       if (conn.isClosed || !conn.supports("traffic.passed")) continue;
       if (decision.kind === "steal" && decision.session === sub.session) continue;
+      if (decision.kind === "pass" && decision.leaked?.session === sub.session) {
+        if (conn.supports("traffic.leaked")) conn.send({ type: "traffic.leaked", port, method: facts.method, path: facts.url, reason: decision.leaked.reason });
+        continue;
+      }
       const reason = decision.kind === "steal" ? "other-session" : decision.reason;
       const headers = conn.supports("http.decline") ? { rawHeaders: maskRawHeaders(facts.rawHeaders) } : {}; // v3
       conn.send({ type: "traffic.passed", port, method: facts.method, path: facts.url, reason, ...headers });

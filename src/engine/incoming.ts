@@ -9,6 +9,11 @@
 //
 // - `incoming.tcp` (steal or mirror): a TCP connection to host:localPort piped with the stream,
 //   half-close both ways. Mirror: the copy is written to the app and the app's answer discarded.
+// - `incoming.http1` (a stolen HTTP/1.x connection, v3 agents): its bytes piped with a connection to
+//   the local app as they are, both ways; the requests and answers are read off a copy
+//   (Http1Framing) for the events and the request detail. Declined (http.decline, before any byte
+//   back) when nothing listens locally or a disruption rule acts on the port: the agent then sends
+//   the connection's requests one by one as `incoming.http`, below.
 // - `incoming.http` (filtered steal): the request is replayed with node:http (raw headers kept,
 //   no Host added), the answer goes back as `http.response` then the body on the stream. Upgrade
 //   requests (WebSocket) are upgraded against the local app; after the 101 head, raw bytes flow
@@ -48,9 +53,11 @@ import { Http2Delivery } from "./incomingHttp2";
 import type { Disruption, RuleSet } from "./disruption";
 import { Loopback } from "./loopback";
 import { newRecord, type RequestRecord } from "./requestRecord";
+import { Http1Framing } from "../protocol/http1Framing";
 
 type IncomingTcp = Extract<AgentToEngine, { type: "incoming.tcp" }>;
 type IncomingHttp = Extract<AgentToEngine, { type: "incoming.http" }>;
+type IncomingHttp1 = Extract<AgentToEngine, { type: "incoming.http1" }>;
 type TrafficPassed = Extract<AgentToEngine, { type: "traffic.passed" }>;
 
 export interface IncomingDeliveryOptions {
@@ -163,6 +170,7 @@ export class IncomingDelivery extends EventEmitter {
   private readonly held = new Map<number, Extract<AgentToEngine, { type: "http.trailers" | "http.reset" }>[]>();
   private readonly onMessage = (msg: AgentToEngine) => {
     if (msg.type === "incoming.tcp") this.disrupted(msg, (rules) => this.deliverTcp(msg, rules));
+    else if (msg.type === "incoming.http1") this.deliverHttp1(msg);
     else if (msg.type === "incoming.http") {
       this.records.set(msg, newRecord(msg));
       this.disrupted(msg, (rules) => {
@@ -374,6 +382,98 @@ export class IncomingDelivery extends EventEmitter {
     };
     app.on("close", finishOther(app, stream));
     stream.on("close", finishOther(stream, app));
+  }
+
+  private deliverHttp1(msg: IncomingHttp1): void {
+    const conn = this.conn;
+    const stream = conn.stream(msg.stream);
+    if (!stream) return;
+    if (this.closed) return void stream.destroy();
+    const decline = () => {
+      conn.send({ type: "http.decline", stream: stream.id });
+      stream.destroy();
+    };
+    const rules = this.disruption?.ingress(msg.port);
+    if (rules && !rules.empty) return decline(); // they act per request: read request by request
+    const localPort = this.localPort(msg.port);
+    this.track(stream);
+    stream.pause();
+    this.loopback.connect(localPort, { allowHalfOpen: true }, (err, app) => {
+      if (err || !app) {
+        // the requests come again one by one, answered (or declined) as each one can be
+        if (NOT_LISTENING.has((err as NodeJS.ErrnoException | null)?.code ?? "")) this.loopback.forget(localPort);
+        return void (stream.destroyed ? undefined : decline());
+      }
+      if (this.closed || stream.destroyed) return void app.destroy();
+      this.pipeHttp1(msg, localPort, stream, app);
+    });
+  }
+
+  /** Bytes both ways as they are; the exchanges read off them for the events and the request detail. */
+  private pipeHttp1(msg: IncomingHttp1, localPort: number, stream: Duplex, app: Socket): void {
+    this.track(app);
+    interface Exchange {
+      started: StartedRequest;
+      record: RequestRecord;
+    }
+    const due: Exchange[] = [];
+    let reading: Exchange | undefined;
+    const ignore = () => {};
+    const requests = new Http1Framing("request", {
+      head: (h) => {
+        const now = Date.now();
+        const record = newRecord({ method: h.method!, url: h.url!, httpVersion: h.httpVersion, rawHeaders: h.rawHeaders, peer: msg.peer }, now);
+        reading = { record, started: { id: msg.stream, port: msg.port, localPort, method: h.method!, path: h.url!, since: now } };
+        due.push(reading);
+        responses.expect(h.method!);
+        this.emit("started", reading.started);
+        return true;
+      },
+      body: (d) => reading?.record.requestBody.push(d),
+    });
+    const responses = new Http1Framing("response", {
+      head: (h) => {
+        const ex = due[0];
+        if (!ex || h.status! < 200) return true;
+        const { record, started } = ex;
+        record.firstByte = Date.now();
+        record.response = { status: h.status!, ...(h.statusMessage ? { statusMessage: h.statusMessage } : {}), rawHeaders: h.rawHeaders };
+        this.emit("request", { port: msg.port, localPort, method: started.method, path: started.path, status: h.status!, latencyMs: record.firstByte - started.since, upgrade: h.last, record } satisfies DeliveredRequest);
+        return true;
+      },
+      body: (d) => due[0]?.record.responseBody.push(d),
+      end: () => {
+        const ex = due.shift();
+        if (!ex) return;
+        ex.record.end = Date.now();
+        this.emit("finished", ex.started);
+      },
+    });
+    stream.on("data", (d: Buffer) => {
+      this.bytesIn += d.length;
+      if (!requests.stopped) requests.push(d, ignore);
+    });
+    app.on("data", (d: Buffer) => {
+      this.bytesOut += d.length;
+      if (!responses.stopped) responses.push(d, ignore);
+    });
+    app.on("end", () => responses.close());
+    app.on("error", (err) => stream.destroy(err));
+    stream.on("error", () => app.destroy());
+    stream.once("close", () => {
+      for (const ex of due.splice(0)) {
+        ex.record.end ??= Date.now();
+        this.emit("finished", ex.started);
+      }
+    });
+    stream.pipe(app);
+    app.pipe(stream);
+    const finishOther = (a: Duplex, b: Duplex) => () => {
+      if (!(a.readableEnded && a.writableFinished) && !b.destroyed) b.destroy();
+    };
+    app.on("close", finishOther(app, stream));
+    stream.on("close", finishOther(stream, app));
+    stream.resume();
   }
 
   /** "started" now, "finished" when its wire stream closes: what is in flight (e.g. paused at a breakpoint). */

@@ -109,7 +109,7 @@ export class Launch {
       // outgoing calls made while a stolen request is answered must carry the routing header
       const check = new RoutingHeaderCheck(config.incoming.mode === "steal" ? config.incoming.httpFilter : undefined, () => session.answering, (call, missing) => {
         if (session.warnRouting(call, missing)) log("warn", `${call}: an outgoing call made while answering a stolen request lacks ${missing}, so the service it reaches cannot route its own calls to you`, { tag: "session" });
-      });
+      }, (err) => log("warn", `the routing-header check stopped reading a connection: ${err.message}`, { tag: "session" }));
       tcp.onSpliced = (host, port, socket) => check.watch(host, port, socket);
       proxy.outgoing = check;
       proxy.shortcut = shortcut;

@@ -47,6 +47,8 @@ export class RoutingHeaderCheck {
     filter: HttpFilter | undefined,
     private readonly answering: () => boolean,
     private readonly warn: (call: string, missing: string) => void,
+    /** A connection's reading stopped on an error of the check's own (the connection is untouched). */
+    private readonly failed: (err: Error) => void = () => {},
   ) {
     this.headers = filterHeaders(filter);
   }
@@ -76,8 +78,9 @@ export class RoutingHeaderCheck {
     const read = (d: Buffer) => {
       try {
         reader.push(d);
-      } catch {
+      } catch (err) {
         reader.done = true; // a failing warning must not reach the connection's data path
+        this.failed(err as Error);
       }
     };
     if (head?.length) read(head);
@@ -258,7 +261,7 @@ export class H2Reader extends PassingReader {
     this.block = undefined;
     let fields: HeaderField[];
     try {
-      fields = this.hpack.decode(Buffer.concat(block.fragments, block.length));
+      fields = this.hpack.decode(block.fragments.length === 1 ? block.fragments[0]! : Buffer.concat(block.fragments, block.length));
     } catch {
       return this.stop(); // the dynamic table is lost: nothing after this could be read
     }

@@ -12,6 +12,7 @@ import type { AgentToEngine } from "../protocol/messages";
 import { RUNTIME_ENV, type RuntimeEnv, type RuntimeRequest } from "../protocol/runtimeWire";
 import { errnoOf } from "./agentTcp";
 import type { Disruption } from "./disruption";
+import { DnsCache } from "./dnsCache";
 import type { NameMemory } from "./names";
 import type { PodFiles } from "./podFiles";
 import type { Shortcut } from "./localShortcut";
@@ -46,6 +47,8 @@ export class RuntimeServer extends EventEmitter {
   readonly token = randomBytes(24).toString("hex");
   private readonly server: net.Server;
   private readonly sockets = new Set<net.Socket>();
+  /** The pod's answers to the debuggee's lookups, kept for their TTL (dnsCache.ts). */
+  private readonly dnsCache = new DnsCache();
   private closed = false;
 
   private constructor(private readonly options: RuntimeServerOptions) {
@@ -178,10 +181,16 @@ export class RuntimeServer extends EventEmitter {
   }
 
   private async lookupInPod(hostname: string, family: 0 | 4 | 6): Promise<{ address: string; family: 4 | 6 }[]> {
-    const conn = this.options.conn();
-    const r = await conn.request<Extract<AgentToEngine, { type: "dns.result" }>>({ type: "dns.lookup", id: conn.newRequestId(), hostname, family });
-    this.options.names.remember(hostname, r.addresses.map((a) => a.address));
-    return r.addresses;
+    let addresses = this.dnsCache.get(hostname, family);
+    if (!addresses) {
+      const conn = this.options.conn();
+      const r = await conn.request<Extract<AgentToEngine, { type: "dns.result" }>>({ type: "dns.lookup", id: conn.newRequestId(), hostname, family });
+      addresses = r.addresses;
+      this.dnsCache.set(hostname, family, addresses, r.ttl);
+    }
+    // remembered on every answer, cached or not: the connection that follows is routed by this name
+    this.options.names.remember(hostname, addresses.map((a) => a.address));
+    return addresses;
   }
 
   private async resolve(hostname: string): Promise<string | undefined> {

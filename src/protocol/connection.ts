@@ -76,7 +76,7 @@ const BATCH_FLUSH_BYTES = 256 * 1024;
 const SEND_HIGH_WATER = 1024 * 1024;
 
 /** Messages from the peer that open a stream on our side. */
-const OPENERS = new Set<string>(["incoming.tcp", "incoming.http", "tcp.connect", "udp.connect"]);
+const OPENERS = new Set<string>(["incoming.tcp", "incoming.http", "incoming.http1", "tcp.connect", "udp.connect"]);
 
 type Pending = { resolve: (msg: WireMessage) => void; reject: (err: Error) => void };
 

@@ -222,6 +222,11 @@ const dnsResult = z.strictObject({
   type: z.literal("dns.result"),
   id: requestId,
   addresses: z.array(z.strictObject({ address: z.string(), family: z.union([z.literal(4), z.literal(6)]) })),
+  /**
+   * v3: how many seconds the answer may be kept (the smallest of its records' TTLs). Sent only to
+   * v3 engines (a v2 engine's strict schema would refuse it); absent for /etc/hosts answers.
+   */
+  ttl: z.number().int().min(0).optional(),
 });
 const envResult = z.strictObject({ type: z.literal("env.result"), id: requestId, env: z.record(z.string(), z.string()) });
 const fileResult = z.strictObject({
@@ -246,6 +251,17 @@ const incomingTcp = z.strictObject({
   stream: streamId,
   port,
   mode: incomingModeSchema,
+  peer: address,
+});
+/**
+ * A stolen HTTP/1.x connection forwarded as bytes (v3): its requests follow on `stream` as the client
+ * sent them, and the local app's bytes go back as they are. The engine answers http.decline (before
+ * any byte back) to have it read request by request instead (incoming.http).
+ */
+const incomingHttp1 = z.strictObject({
+  type: z.literal("incoming.http1"),
+  stream: streamId,
+  port,
   peer: address,
 });
 /** One stolen HTTP request (filtered steal); its body follows on `stream`, answer with http.response. */
@@ -320,6 +336,7 @@ export const agentToEngineSchema = z.discriminatedUnion("type", [
   fileResult,
   fileStatResult,
   incomingTcp,
+  incomingHttp1,
   incomingHttp,
   trafficPassed,
   trafficLeaked,
@@ -343,5 +360,6 @@ export const MESSAGE_SINCE: Partial<Record<WireMessage["type"], number>> = {
   "http.reset": 3,
   "traffic.leaked": 3,
   "http.decline": 3,
+  "incoming.http1": 3,
   "session.linger": 3,
 };

@@ -11,6 +11,9 @@ import { targetPod } from "./stealFigures";
 const RELAY_CLIENT_PORT = 18091;
 const RELAY_TUNNEL_PORT = 18092;
 const GRPC_ECHO = resolve(__dirname, "../fixtures/grpc-echo.js");
+/** What bounds a stolen call's latency over its floor. */
+const PER_CALL_BOUND =
+  "per call, CPU in three HTTP/2 stacks on its path: a filtered steal must read each stream's headers, so the agent serves the client's connection with node:http2 and sends each call as a message (incoming.http, http.response, http.trailers), and the engine replays it with a node:http2 client to the local server; the floor's relay copies bytes. The bytes-forwarding that took HTTP/1.x plain steals near their floor (incoming.http1) does not apply: one HTTP/2 connection carries matched and passed calls side by side. Not profiled per call yet (December 2026)";
 
 export async function grpcFigures(ctx: BenchContext): Promise<Figure[]> {
   const { counts, client } = ctx;
@@ -39,7 +42,7 @@ export async function grpcFigures(ctx: BenchContext): Promise<Figure[]> {
   }
   const n = `${counts.rtt} unary calls on one channel (h2c), filter on metadata`;
   return [
-    { name: "grpc_unary_rtt_p50", value: median(stolen.ms), unit: "ms", floor: median(pf.ms), floorOf: "port-forward", goal: { kind: "ratio<=", bound: 1.2 }, note: n },
+    { name: "grpc_unary_rtt_p50", value: median(stolen.ms), unit: "ms", floor: median(pf.ms), floorOf: "port-forward", goal: { kind: "ratio<=", bound: 1.2 }, bound: PER_CALL_BOUND, note: n },
     { name: "grpc_unary_rtt_p99", value: percentile(stolen.ms, 99), unit: "ms", floor: percentile(pf.ms, 99), floorOf: "port-forward", note: "the same calls" },
   ];
 }

@@ -4,7 +4,8 @@
 // first request; with the round trips to the API server each step made (counted where they cross the
 // link). Next to them, from the same run: Node's own start (`node -e 0`, the floor of the CLI's) and
 // when the new agent logged "ready" (its wire listens), from "starting agent": what agent_ready waits
-// for (placement waits for that line, agentPlacement.ts).
+// for (placement waits for that line, agentPlacement.ts). Each run places its own agent: it starts
+// once the agents of the run before have left.
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -31,8 +32,10 @@ interface Run {
   steps: Record<string, number>;
   /** Round trips to the API server (link.ts) within each step: new connections + turns. */
   roundTrips: Record<string, number>;
-  /** From "starting agent" to the agent's "ready" log line; undefined: not found. */
+  /** From "starting agent" to the agent's "ready" log line; undefined: not found, or a running agent joined. */
   agentStart?: number;
+  /** The session joined an agent already running in the pod (one an earlier run left within its TTL). */
+  joined: boolean;
 }
 
 /** When the agent the CLI placed logged "ready" (its wire listens), from its own log. */
@@ -40,7 +43,7 @@ async function agentReadyAt(ctx: BenchContext, lines: { line: string }[]): Promi
   const text = lines.map((l) => l.line).join("\n");
   const pod = /^tether: starting agent \S+ -> pod (\S+)/m.exec(text)?.[1];
   const agent = /^tether: connecting ephemeral container (\S+)/m.exec(text)?.[1];
-  if (!pod || !agent) return undefined;
+  if (!pod || !agent || joinedAgent(lines)) return undefined;
   const r = await kubectl(ctx.cluster, ["logs", "-n", "demo", pod, "-c", agent]);
   for (const l of r.stdout.split("\n")) {
     try {
@@ -51,6 +54,28 @@ async function agentReadyAt(ctx: BenchContext, lines: { line: string }[]): Promi
     }
   }
   return undefined;
+}
+
+const joinedAgent = (lines: { line: string }[]) => lines.some((l) => /^tether: connecting .*\(already running; shared\)/.test(l.line));
+
+/** The longest a run waits for the agents of the run before it to leave. */
+const AGENTS_GONE_MS = 30_000;
+
+/**
+ * Waits until no agent runs in the api pods, so that each run places its own agent, as a first
+ * session does (the image present), rather than joining the one the run before left behind as it
+ * stops (a join raced that agent's stop: 'the agent is stopping', exit 2). False: one still runs.
+ */
+async function agentsGone(ctx: BenchContext): Promise<boolean> {
+  const deadline = Date.now() + AGENTS_GONE_MS;
+  for (;;) {
+    const r = await kubectl(ctx.cluster, ["get", "pods", "-n", "demo", "-l", "app=api", "-o", "json"]);
+    const pods = JSON.parse(r.stdout || "{}") as { items?: { status?: { ephemeralContainerStatuses?: { name: string; state?: { running?: unknown } }[] } }[] };
+    const running = (pods.items ?? []).some((p) => (p.status?.ephemeralContainerStatuses ?? []).some((c) => c.name.startsWith("tether-agent-") && c.state?.running));
+    if (r.code === 0 && !running) return true;
+    if (Date.now() > deadline) return false;
+    await sleep(250);
+  }
 }
 
 /** Node's own start and exit, `node -e 0`: the floor of the CLI's start. */
@@ -117,7 +142,7 @@ async function once(ctx: BenchContext, dir: string, podIp: string, port: number)
     steps.first_request = atEpoch - at(/^tether: ready/)!;
     await count("first_request", at(/^tether: ready/)!, atEpoch);
     const ready = await agentReadyAt(ctx, lines);
-    return { total: atEpoch - t0, steps, roundTrips, ...(ready ? { agentStart: ready - at(/^tether: starting agent/)! } : {}) };
+    return { total: atEpoch - t0, steps, roundTrips, joined: joinedAgent(lines), ...(ready ? { agentStart: ready - at(/^tether: starting agent/)! } : {}) };
   } finally {
     await stop();
   }
@@ -129,13 +154,14 @@ export async function interceptFigures(ctx: BenchContext): Promise<Figure[]> {
   ctx.defer(() => rm(dir, { recursive: true, force: true }));
   const runs: Run[] = [];
   const nodeStarts: number[] = [];
+  let lingered = 0;
   for (let i = 0; i < ctx.counts.interceptRuns; i++) {
+    if (!(await agentsGone(ctx))) lingered++;
     nodeStarts.push(nodeStartMs());
     ctx.progress(`time to intercept: tether exec, run ${i + 1} of ${ctx.counts.interceptRuns}`);
     // a free port below the ephemeral range: a random one collided with a socket of this busy machine
     // (the debuggee failed with EADDRINUSE and the run waited 60 s for a first request)
     runs.push(await once(ctx, dir, pod.ip, await freePort()));
-    await sleep(500);
   }
   const stepNames = [...STEPS.map((s) => s.name), "first_request"];
   const ms = (n: string) => median(runs.map((r) => r.steps[n]!));
@@ -144,7 +170,9 @@ export async function interceptFigures(ctx: BenchContext): Promise<Figure[]> {
   const total = stepNames.reduce((a, n) => a + trips(n), 0);
   const nodeStart = median(nodeStarts);
   const agentStarts = runs.flatMap((r) => (r.agentStart === undefined ? [] : [r.agentStart]));
-  const agentStart = agentStarts.length ? `${median(agentStarts).toFixed(0)} ms` : "(its log not found)";
+  const agentStart = agentStarts.length ? `${median(agentStarts).toFixed(0)} ms` : "(no run placed one)";
+  const joined = runs.filter((r) => r.joined).length;
+  const placed = `${runs.length - joined} of ${runs.length} run${runs.length > 1 ? "s" : ""} placed a new agent${joined ? `, ${joined} joined one still running (the agents of the run before had not left after ${AGENTS_GONE_MS / 1000} s in ${lingered})` : ""}`;
   return [
     {
       name: "time_to_intercept",
@@ -152,7 +180,7 @@ export async function interceptFigures(ctx: BenchContext): Promise<Figure[]> {
       unit: "ms",
       ...(ctx.link.rttMs === 0 ? { goal: { kind: "<=", bound: 1000 } as const } : {}),
       bound: `cli_start is Node's own start (${nodeStart.toFixed(0)} ms for node -e 0 in this run) and the CLI bundle's load (from V8's code cache after the first run); agent_ready waits for the new agent's own start (its "ready" log line ${agentStart} after "starting agent", median: Node's start and the pod's iptables prepared in the agent's container); first_request starts the debuggee once the session is ready; the rest is the round trips counted per step`,
-      note: `tether exec start to first stolen request served locally (agent image present), median of ${runs.length}; steps (time / round trips to the API server): ${perStep}; Node's own start ${nodeStart.toFixed(0)} ms, the agent's "ready" ${agentStart} after "starting agent"`,
+      note: `tether exec start to first stolen request served locally (agent image present), median of ${runs.length}; steps (time / round trips to the API server): ${perStep}; Node's own start ${nodeStart.toFixed(0)} ms, the agent's "ready" ${agentStart} after "starting agent"; ${placed}`,
     },
     {
       name: "time_to_intercept_round_trips",

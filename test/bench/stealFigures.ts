@@ -15,7 +15,7 @@ const RELAY_CLIENT_PORT = 18081;
 const RELAY_TUNNEL_PORT = 18082;
 /** What bounds a stolen request's latency over its floor. */
 const PER_REQUEST_BOUND =
-  "per request, CPU in two Node processes: the agent reads each request with Node's HTTP server and writes its response, the engine replays it with Node's HTTP client, and both frame it on the wire (JSON head, batch, a WebSocket inside the port-forward's), where the floor's relay and tunnel copy bytes. Profiled (2,350 keep-alive requests, loaded machine, December 2026): the agent spends ~1.0 ms CPU per stolen request, 0.54 ms of it in the two writev calls the floor's relay makes too (the kernel delivering to the client and to the wire), ~0.45 ms in JavaScript; the engine about as much. The link does not multiply it";
+  "per request, CPU in the agent and the engine on the request's path. A plain steal forwards HTTP/1.x connections as bytes (incoming.http1: no HTTP server, client or message rebuilt; the heads read off the bytes for decisions, events and the request detail). Profiled with test/bench/stealProfile.ts (4,000 keep-alive requests, loaded 2-core machine, December 2026): the agent ~0.4 ms CPU per request (was ~0.8 ms when it parsed and rebuilt each request), two thirds of it the kernel's socket writes (to the client and to the wire), the engine ~0.3 ms (was ~1 ms), mostly its writes to the wire and to the local app; the floor's relay and port-forward tunnel make the same writes, but not the wire's framing and batching (a flush per event-loop turn in each process). The link does not multiply it";
 /** Requests on new connections before those measured (each uses up one floor tunnel). */
 const NEW_CONNECTION_WARMUP = 3;
 
@@ -168,7 +168,7 @@ export async function stealFigures(ctx: BenchContext): Promise<Figure[]> {
       floor: median(pfFresh.ms),
       floorOf: "port-forward",
       goal: { kind: "ratio<=", bound: far ? 1.1 : 1.2 },
-      bound: PER_REQUEST_BOUND,
+      bound: `${PER_REQUEST_BOUND}. A new connection's first request also waits for the engine to connect to the local app (one more accept in the local app on its path; a request read apart reused a pooled connection, and the connection a plain steal opens at once in case the server speaks first is dropped when the client speaks HTTP, where it could be kept)`,
       note: `${n(fresh, "each on a new connection")}; floor: a tunnel opened beforehand per connection; direct to pod ${median(directFresh.ms).toFixed(2)} ms`,
     },
     {
@@ -196,7 +196,7 @@ export async function stealFigures(ctx: BenchContext): Promise<Figure[]> {
       value: atConns.peakRss / 1024,
       unit: "MiB",
       goal: { kind: "<=", bound: 80 },
-      bound: `Node's own footprint: ${mib(idleRss)} with a session and no traffic (an empty Node process is ~40 MiB), then ${(((atConns.peakRss - (idleRss ?? 0)) / counts.connections)).toFixed(0)} KiB per connection and what traffic left behind. Measured apart (December 2026, 1,000 held keep-alive connections, 2 requests each): the live JavaScript heap is 14 MiB in all; the rest is native (read buffers, malloc's free lists) and garbage not yet collected. the agent runs with --heap-growing-percent=20 (88 -> 80 MiB there, 117 -> 90 MiB at 2,000; the same CPU per request on open connections, more collections in a burst of new ones); --optimize-for-size saves as much but costs 33 % more agent CPU per request; malloc's trim and mmap thresholds at 128 KiB: 2 MiB less at the peak, 5.5 MiB less idle, ~5 % more CPU`,
+      bound: `Node's own footprint: ${mib(idleRss)} with a session and no traffic (an empty Node process is ~40 MiB; ~35 MiB of the agent's is the node binary's own pages), then ${(((atConns.peakRss - (idleRss ?? 0)) / counts.connections)).toFixed(0)} KiB per connection and what traffic left behind. Measured apart (December 2026, 1,000 held keep-alive connections, 2 requests each): the live JavaScript heap is 17 MiB in all (2 MiB of it the bundle's source), ~7 KiB per connection, most of it Node's HTTP server state per socket. Dead array buffers (every socket read and wire frame is one) used to stay: the two downloads before left ~35 MiB in malloc's heap (100 -> 87 MiB at 0 ms, 110 -> 83 at 20 ms, when buffers of 32 KiB and more were mapped on their own (MALLOC_MMAP_THRESHOLD_) and the agent collects them within a second (agent/bufferCollector.ts)). The agent runs with --heap-growing-percent=20 (88 -> 80 MiB there, 117 -> 90 MiB at 2,000; the same CPU per request on open connections, more collections in a burst of new ones); --optimize-for-size saves as much but costs 33 % more agent CPU per request`,
       note: agentPid ? `peak VmRSS of the agent (pid ${agentPid}) at ${counts.connections} connections` : "agent process not found",
     },
     {

@@ -118,6 +118,21 @@ describe("outgoing, dns, env and files", requireNetns(), () => {
     await assert.rejects(lookup("nope"), (e) => TetherError.is(e, "DNS_FAILED"));
   });
 
+  test("dns.result carries the nameserver's TTL to a v3 engine only; /etc/hosts answers carry none", async () => {
+    const lookup = (c: EngineConnection, hostname: string) =>
+      c.request<Extract<AgentToEngine, { type: "dns.result" }>>({ type: "dns.lookup", id: c.newRequestId(), hostname, family: 0 });
+    assert.equal((await lookup(conn, "db")).ttl, 30); // the cluster DNS server answers with TTL 30
+    assert.equal((await lookup(conn, "only-in-hosts")).ttl, undefined);
+    // a v2 engine's strict schema would refuse an unknown field: it gets the v2 message, and the answer
+    const old = (await agent.connect({ label: "old@engine", maxVersion: 2 })).conn;
+    try {
+      const r = await lookup(old, "db");
+      assert.deepEqual(r, { type: "dns.result", id: r.id, addresses: [{ address: clusterIp, family: 4 }] });
+    } finally {
+      old.close();
+    }
+  });
+
   test("UDP datagrams go out from the pod and replies come back, one chunk per datagram", async () => {
     const stream = conn.openStream();
     await conn.request({ type: "udp.connect", id: conn.newRequestId(), stream: stream.id, host: clusterIp, port: 7003 });

@@ -14,6 +14,7 @@ import { requireWatchHelper } from "../support/watchHelper";
 import { tunnelInto } from "../support/agent";
 import { openAgentWire } from "../../src/engine/agentWire";
 import { IncomingDelivery } from "../../src/engine/incoming";
+import type { AgentToEngine } from "../../src/protocol/messages";
 import { APP_PORT, connectFrom, getFrom, metric, readResponse, sleep, startDebuggee, StealWorld, type Session } from "./stealFixture";
 
 /** A tunnel that can stop carrying bytes both ways, as a stalled port-forward or a frozen engine does. */
@@ -150,10 +151,15 @@ describe(`steal: a stalled agent (iptables-${flavour})`, { ...requireNetns(), ..
       delivery.close();
       conn.close();
     });
+    const told: AgentToEngine[] = [];
+    conn.on("message", (m: AgentToEngine) => {
+      if (m.type === "traffic.leaked" || m.type === "traffic.passed") told.push(m);
+    });
     await conn.request({ type: "incoming.subscribe", id: conn.newRequestId(), port: APP_PORT, mode: "steal", filter: { header: "^x-user: carol$" } });
     assert.equal((await getFrom(world.client, world.podIp, "/c0", ["X-User: carol"])).body, "local carol GET /c0");
     const handedBefore = metric(await world.metrics(), "tether_handed_to_pod_total", `port="${APP_PORT}",kind="request"`);
     gate.stop();
+    let all: { path: string; code: number | null; body: string }[] = [];
     try {
       // requests keep coming; the first ones still go to the session (it was heard from a moment
       // ago) and are answered once the wire moves again, the later ones go to the pod's app
@@ -167,7 +173,7 @@ describe(`steal: a stalled agent (iptables-${flavour})`, { ...requireNetns(), ..
       // handed over by the agent while the wire was still open (a closed wire is another path)
       assert.ok(metric(await world.metrics(), "tether_handed_to_pod_total", `port="${APP_PORT}",kind="request"`) > handedBefore);
       gate.go();
-      const all = await Promise.all(sent);
+      all = await Promise.all(sent);
       assert.deepEqual(all.filter((r) => r.code === 28), [], "every request got an answer");
     } finally {
       gate.go();
@@ -180,6 +186,11 @@ describe(`steal: a stalled agent (iptables-${flavour})`, { ...requireNetns(), ..
         if (again !== "local carol GET /c-again") await sleep(100);
       }
       assert.equal(again, "local carol GET /c-again");
+      // what the app answered for her meanwhile she is told about as hers, leaked, not as passed by her filter
+      const handed = all.filter((r) => r.body.startsWith("app GET")).map((r) => r.path);
+      for (let i = 0; i < 50 && told.filter((m) => m.type === "traffic.leaked").length < handed.length; i++) await sleep(100);
+      assert.deepEqual(told.filter((m) => m.type === "traffic.leaked" && m.reason === "session-unresponsive").map((m) => (m as { path: string }).path).sort(), handed.sort());
+      assert.deepEqual(told.filter((m) => m.type === "traffic.passed" && /^\/c-/.test(m.path)), []);
     }
   });
 

@@ -30,7 +30,7 @@ export function connectFrom(ns: Netns, host: string, port: number): Duplex {
       "--",
       process.execPath,
       "-e",
-      `const s=require('net').connect({host:${JSON.stringify(host)},port:${port},allowHalfOpen:true});` +
+      `const s=require('net').connect({host:${JSON.stringify(host)},port:${port},allowHalfOpen:true,noDelay:true});` +
         `process.stdin.pipe(s);s.pipe(process.stdout);s.on('error',e=>{process.stderr.write(String(e));process.exit(1)});` +
         `s.on('end',()=>process.stdout.write('',()=>process.exit(0)));s.on('close',()=>process.exit(0));process.stdin.on('end',()=>s.end())`,
     ],

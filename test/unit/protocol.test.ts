@@ -75,6 +75,7 @@ const agentSamples: AgentToEngine[] = [
   { type: "file.result", id: 9, data: Buffer.from("a: 1\n").toString("base64"), size: 5 },
   { type: "file.stat.result", id: 10, size: 12, mode: 0o100644, mtimeMs: 1700000000000, isFile: true, isDirectory: false },
   { type: "incoming.tcp", stream: 2, port: 8080, mode: "mirror", peer: addr },
+  { type: "incoming.http1", stream: 6, port: 8080, peer: addr },
   { type: "incoming.http", stream: 4, port: 8080, peer: addr, method: "GET", url: "/api?x=1", httpVersion: "1.1", rawHeaders: ["Host", "api"], upgrade: false },
   { type: "traffic.passed", port: 8080, method: "GET", path: "/healthz", reason: "probe" },
   { type: "traffic.leaked", port: 8080, method: "GET", path: "/old", reason: "open-before-steal" },
@@ -117,6 +118,7 @@ describe("wire messages", () => {
     assert.equal(MESSAGE_SINCE["http.trailers"], 3);
     assert.equal(MESSAGE_SINCE["http.reset"], 3);
     assert.equal(MESSAGE_SINCE["http.decline"], 3);
+    assert.equal(MESSAGE_SINCE["incoming.http1"], 3);
     assert.equal(MESSAGE_SINCE["session.linger"], 3);
   });
 

@@ -194,11 +194,13 @@ test("anything that is not HTTP/2 ends the reading without a throw; the warning 
   stopped(Buffer.concat([SETTINGS, frame(0x5, 0x4, 1, Buffer.alloc(4))]), "PUSH_PROMISE from a client");
   stopped(Buffer.concat([SETTINGS, frame(0x1, 0x0, 1, Buffer.alloc(300 * 1024, 0x82))]), "a header block over its limit");
   // the check's own failure stops its reading of that connection, the socket keeps flowing
+  const failures: string[] = [];
   const check = new RoutingHeaderCheck({ header: "^x-user: alice$" }, () => true, () => {
     throw new Error("a failing warning");
-  });
+  }, (err) => failures.push(err.message));
   const socket = new net.Socket();
   check.watch("x", 1, socket, Buffer.concat([PREFACE, SETTINGS, frame(0x1, 0x4, 1, BLOCK1)]));
   assert.equal(socket.listenerCount("data"), 0, "no longer read");
+  assert.deepEqual(failures, ["a failing warning"], "and said, not swallowed");
   socket.destroy();
 });
