@@ -47,6 +47,8 @@ export interface LaunchOptions extends SessionOptions {
   onHandedBack?: (pod: number, local: number) => void;
   /** Called when a local port is already taken by another program as the session starts. */
   onPortTaken?: (local: number) => void;
+  /** false: every lookup of the debuggee asks the pod (no TTL cache; the bench's uncached figure). */
+  dnsCache?: boolean;
 }
 
 export class Launch {
@@ -95,7 +97,7 @@ export class Launch {
     let runtime: RuntimeServer | undefined;
     let native: NativeLayer | { unavailable: string } = { unavailable: nativeWhyNot ?? "" };
     try {
-      runtime = await RuntimeServer.start({ conn, routing, tcp, udp, files, names, log, disruption, shortcut });
+      runtime = await RuntimeServer.start({ conn, routing, tcp, udp, files, names, log, disruption, shortcut, dnsCache: options.dnsCache });
       if (nativeWhyNot === undefined) {
         try {
           native = await NativeLayer.start(options.nativeDir!, runtime.clientEnv({ remoteFiles: files.paths("native"), hostname: session.hostname }), log);

@@ -39,6 +39,8 @@ export interface RuntimeServerOptions {
   disruption?: Disruption;
   /** Another service debugged in this process that a call reaches directly (localShortcut.ts). */
   shortcut?: Shortcut;
+  /** false: no answer is kept, every lookup asks the pod. */
+  dnsCache?: boolean;
 }
 
 /** Events: "listen" ({ port, address }) when the debuggee starts listening. */
@@ -48,11 +50,12 @@ export class RuntimeServer extends EventEmitter {
   private readonly server: net.Server;
   private readonly sockets = new Set<net.Socket>();
   /** The pod's answers to the debuggee's lookups, kept for their TTL (dnsCache.ts). */
-  private readonly dnsCache = new DnsCache();
+  private readonly dnsCache?: DnsCache;
   private closed = false;
 
   private constructor(private readonly options: RuntimeServerOptions) {
     super();
+    if (options.dnsCache !== false) this.dnsCache = new DnsCache();
     this.server = net.createServer((socket) => this.accept(socket));
   }
 
@@ -181,12 +184,12 @@ export class RuntimeServer extends EventEmitter {
   }
 
   private async lookupInPod(hostname: string, family: 0 | 4 | 6): Promise<{ address: string; family: 4 | 6 }[]> {
-    let addresses = this.dnsCache.get(hostname, family);
+    let addresses = this.dnsCache?.get(hostname, family);
     if (!addresses) {
       const conn = this.options.conn();
       const r = await conn.request<Extract<AgentToEngine, { type: "dns.result" }>>({ type: "dns.lookup", id: conn.newRequestId(), hostname, family });
       addresses = r.addresses;
-      this.dnsCache.set(hostname, family, addresses, r.ttl);
+      this.dnsCache?.set(hostname, family, addresses, r.ttl);
     }
     // remembered on every answer, cached or not: the connection that follows is routed by this name
     this.options.names.remember(hostname, addresses.map((a) => a.address));

@@ -103,8 +103,9 @@ function benchConfig(ctx: BenchContext, input: Omit<TetherConfigInput, "kubeconf
  * A session ready for a local debuggee, as `tether exec` starts one (runtime server, forwarders,
  * proxy, the debuggee's env), closed at the end of the bench if not before.
  */
-export async function startLaunch(ctx: BenchContext, input: Omit<TetherConfigInput, "kubeconfig">, runtimeBundle: string): Promise<Launch> {
+export async function startLaunch(ctx: BenchContext, input: Omit<TetherConfigInput, "kubeconfig">, runtimeBundle: string, dnsCache = true): Promise<Launch> {
   const launch = await Launch.start({
+    dnsCache,
     config: benchConfig(ctx, input),
     log: quietLog,
     client: { name: "tether-bench", version: TETHER_VERSION },

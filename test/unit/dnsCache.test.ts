@@ -37,7 +37,8 @@ test("the cache stays bounded: the oldest answer goes first", () => {
   assert.deepEqual(cache.get("svc1024", 0), db);
 });
 
-test("the runtime server answers a repeated lookup from the cache, and asks the pod again for an answer without TTL", async () => {
+/** Three lookups of "db" (TTL 30) and two of "hosts-only" (no TTL) through a runtime server; what reached the pod. */
+async function askedThrough(dnsCache?: boolean): Promise<{ asked: string[]; names: string[] }> {
   const { RuntimeServer } = await import("../../src/engine/runtimeServer");
   const { NameMemory } = await import("../../src/engine/names");
   const net = await import("node:net");
@@ -51,7 +52,7 @@ test("the runtime server answers a repeated lookup from the cache, and asks the 
   };
   const names = new NameMemory();
   const routing = { connect: () => "remote" as const, dns: () => "remote" as const, file: () => "remote" as const };
-  const server = await RuntimeServer.start({ conn: () => conn as never, routing, tcp: {} as never, udp: {} as never, files: {} as never, names, log: () => {} });
+  const server = await RuntimeServer.start({ conn: () => conn as never, routing, tcp: {} as never, udp: {} as never, files: {} as never, names, log: () => {}, dnsCache });
   const [host, port] = server.address.split(":");
   const socket = net.connect(Number(port), host);
   try {
@@ -69,10 +70,17 @@ test("the runtime server answers a repeated lookup from the cache, and asks the 
     };
     for (let id = 1; id <= 3; id++) assert.deepEqual((await lookup(id, "db")).result, { addresses: db });
     for (let id = 4; id <= 5; id++) assert.deepEqual((await lookup(id, "hosts-only")).result, { addresses: db });
-    assert.deepEqual(asked, ["db", "hosts-only", "hosts-only"]);
-    assert.deepEqual(names.namesOf("10.0.0.7").sort(), ["db", "hosts-only"]);
+    return { asked, names: names.namesOf("10.0.0.7").sort() };
   } finally {
     socket.destroy();
     await server.close();
   }
+}
+
+test("the runtime server answers a repeated lookup from the cache, and asks the pod again for an answer without TTL", async () => {
+  assert.deepEqual(await askedThrough(), { asked: ["db", "hosts-only", "hosts-only"], names: ["db", "hosts-only"] });
+});
+
+test("with its cache off (dnsCache: false) the runtime server asks the pod for every lookup", async () => {
+  assert.deepEqual(await askedThrough(false), { asked: ["db", "db", "db", "hosts-only", "hosts-only"], names: ["db", "hosts-only"] });
 });
