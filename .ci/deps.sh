@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs the system tools Tether's playground and tests drive (Debian, as root): iproute2,
-# iptables (nft and legacy), util-linux (nsenter, setpriv), tcpdump, curl, dig, openssl, kubectl,
+# iptables (nft and legacy), util-linux (nsenter, setpriv), curl, dig, openssl, kubectl,
 # python3, and the grpcio Python package. Only what is missing is installed. Used by .ci/run and `npm run playground`.
 # With arguments, ensures those instead: COMMAND:PACKAGE (installed when COMMAND is not on PATH) or
 # PACKAGE (installed when dpkg does not have it), e.g. `bash .ci/deps.sh skopeo:skopeo ca-certificates`.
 set -euo pipefail
 wanted=("$@")
-[ ${#wanted[@]} -gt 0 ] || wanted=(ip:iproute2 iptables:iptables iptables-legacy:iptables nsenter:util-linux setpriv:util-linux tcpdump:tcpdump curl:curl dig:dnsutils openssl:openssl kubectl:kubernetes-client python3:python3 make:make cc:gcc javac:openjdk-17-jdk-headless)
+[ ${#wanted[@]} -gt 0 ] || wanted=(ip:iproute2 iptables:iptables iptables-legacy:iptables nsenter:util-linux setpriv:util-linux curl:curl dig:dnsutils openssl:openssl kubectl:kubernetes-client python3:python3 make:make cc:gcc javac:openjdk-17-jdk-headless)
 need_apt=()
 for want in "${wanted[@]}"; do
   case $want in

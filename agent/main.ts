@@ -2,6 +2,7 @@
 import { randomBytes } from "node:crypto";
 import { networkInterfaces } from "node:os";
 import { AGENT_VERSION, Agent, awaitAgentPort } from "./agent";
+import { collectBuffers } from "./bufferCollector";
 import { AgentConfigError, parseAgentEnv } from "./config";
 import { isGuard, runGuard, startGuard } from "./incoming/guard";
 import { prepareIptables, saveTable } from "./incoming/iptables";
@@ -68,11 +69,13 @@ async function main(): Promise<void> {
   for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) {
     process.on(signal, () => void agent.stop(signal));
   }
+  const buffers = collectBuffers(log);
   const port = await agent.listen();
   log("info", "ready", { port, pid: process.pid, version: AGENT_VERSION, ...(agent.scrapePort ? { metricsPort: agent.scrapePort } : {}) });
   const reason = await agent.stopped;
   log("info", "stopped", { reason });
   guard?.close();
+  buffers.close();
   process.exit(0);
 }
 

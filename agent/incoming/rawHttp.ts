@@ -16,9 +16,10 @@
 //   stopped, restarted or timed the connection out): the next request is decided again.
 // - the session declining the stream (`http.decline`: nothing listens locally, or the session reads
 //   this port request by request): what was sent is put back and read again, request by request.
-// The local side ending the stream before any byte of a pending response: bodiless requests are
-// put back as well (the local app closed a kept-alive connection as they arrived); with a body, the
-// client's connection ends, as the app's own would.
+// The local side ending or resetting the stream before any byte of a pending response: bodiless
+// requests are put back as well (the local app closed a kept-alive connection as they arrived, or
+// the session's wire went); with a body, the client's connection ends, as the app's own would. A
+// stream reset between requests leaves the client's connection open, read request by request.
 import type { Socket } from "node:net";
 import type { WireStream } from "../../src/protocol/connection";
 import { Http1Framing, type Http1Head } from "../../src/protocol/http1Framing";
@@ -144,8 +145,8 @@ export class RawHttp {
 
   private readonly onStreamData = (d: Buffer) => this.fromSession(d);
   private readonly onStreamEnd = () => this.ended(false);
-  /** Reset by the session (the debuggee cut its answer, or went away). */
-  private readonly onStreamClose = () => this.finish(() => this.socket.destroy());
+  /** Closed without an end: reset by the session (the debuggee cut its answer), or its wire went. */
+  private readonly onStreamClose = () => this.lost();
   private readonly onStreamDrain = () => !this.handOver && this.socket.resume();
 
   private forward(bytes: Buffer): void {
@@ -218,6 +219,18 @@ export class RawHttp {
     const again = !this.answered && this.sent && (declined || !this.bodies);
     if (!again) return this.fail(); // cut in the middle of an exchange, as the app's own would be
     this.handOff(Buffer.concat(this.sent!));
+  }
+
+  /**
+   * The stream went without ending. Between requests the connection stays (the next request is
+   * decided again, as when it was read request by request); bodiless requests that got no byte of
+   * an answer are read again; anything else is cut, as the debuggee cut it.
+   */
+  private lost(): void {
+    if (this.done) return;
+    if (this.idle) return this.handOff();
+    if (!this.answered && this.sent && !this.bodies) return this.handOff(Buffer.concat(this.sent));
+    this.fail();
   }
 
   /** The rest of the connection goes to HttpSteal, with `replay` and what the framing held put back. */

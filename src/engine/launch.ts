@@ -70,11 +70,13 @@ export class Launch {
   static async start(options: LaunchOptions): Promise<Launch> {
     const { config, log } = options;
     const runtimeBundle = options.runtimeBundle && existsSync(options.runtimeBundle) ? options.runtimeBundle : undefined;
-    const nativeWhyNot = options.nativeDir ? await NativeLayer.unavailable(options.nativeDir) : "no native layer was given";
+    // the supervisor's check (a process of its own) runs while the session starts; it never rejects
+    const nativeCheck = options.nativeDir ? NativeLayer.unavailable(options.nativeDir) : Promise.resolve("no native layer was given");
     // the rules switched on and off while the session runs (the views), shared by both directions
     const disruption = options.disruption ?? new Disruption(config.disruption);
     // whatever the program, a port is subscribed once it listens (LocalListeners sees any of them)
     const session = await Session.start({ ...options, disruption, incomingOnListen: true });
+    const nativeWhyNot = await nativeCheck;
     // the primary pod's wire, looked up each time: another pod takes over when it goes away
     const conn = () => session.wire();
     const routing = routingFromConfig(config);

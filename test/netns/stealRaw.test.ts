@@ -119,6 +119,22 @@ describe("plain steal as bytes", requireNetns(), () => {
     assert.equal(seen["incoming.http1"], 2);
   });
 
+  test("the session's wire going away between requests: the client's connection stays, its next request reaches the app", async () => {
+    const s = await world.session("alice@laptop", alice.port);
+    await s.subscribe();
+    const conn = connectFrom(world.client, world.podIp, APP_PORT);
+    try {
+      assert.equal((await get(conn, "/while-stolen")).body, "local alice GET /while-stolen");
+      s.conn.destroy(); // the wire breaks: every stream on it goes
+      s.delivery.close();
+      await sleep(300);
+      assert.equal((await get(conn, "/after-the-wire")).body, "app GET /after-the-wire");
+    } finally {
+      conn.destroy();
+      s.close();
+    }
+  });
+
   test("what the raw path does not cover is read request by request on the same connection: an upgrade, a protocol-2 session", async () => {
     const seen = await onConnection(async (conn) => {
       assert.equal((await get(conn, "/before-upgrade")).body, "local alice GET /before-upgrade");

@@ -17,7 +17,7 @@ test("agent/Dockerfile: the apt packages, the helper's build stage, the bundle i
   assert.ok(!d.aptPackages.some((p) => p.startsWith("-")), "options are not packages");
   assert.deepEqual(d.copies.find(([src]) => src === "dist/agent.js"), ["dist/agent.js", "/opt/tether/agent.js"]);
   assert.ok(d.env.includes("TETHER_AGENT_PORT=47800"));
-  assert.deepEqual(d.entrypoint, ["node", "--max-semi-space-size=1", "--heap-growing-percent=20", "/opt/tether/agent.js"]);
+  assert.deepEqual(d.entrypoint, ["node", "--max-semi-space-size=1", "--heap-growing-percent=20", "--expose-gc", "/opt/tether/agent.js"]);
 });
 
 test("a Dockerfile instruction the builder cannot follow is refused, not skipped", () => {

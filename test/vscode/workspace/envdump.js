@@ -8,5 +8,7 @@ const fs = require("node:fs");
   } catch (err) {
     out.clusterError = String(err.cause?.message ?? err.message);
   }
-  fs.writeFileSync(process.env.OUT_FILE, JSON.stringify(out));
+  // whole or not at all: the test polls for the file and parses it (it once read it empty, before the write)
+  fs.writeFileSync(`${process.env.OUT_FILE}.part`, JSON.stringify(out));
+  fs.renameSync(`${process.env.OUT_FILE}.part`, process.env.OUT_FILE);
 })();
