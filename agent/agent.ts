@@ -95,6 +95,12 @@ export class Agent {
   private readonly lingering = new Map<string, NodeJS.Timeout>();
   private idleTimer: NodeJS.Timeout | undefined;
   private stopping: Promise<void> | undefined;
+  /**
+   * Wires past their upgrade whose engine has not said hello yet. An agent whose last session ended
+   * does not stop while one is pending: the engine behind it joined this agent and would otherwise
+   * find it stopping ("the agent is stopping" on every subscription) instead of placing a new one.
+   */
+  private handshaking = 0;
   private everConnected = false;
   /** Resolves when the agent has stopped, with the reason. */
   readonly stopped: Promise<string>;
@@ -161,6 +167,7 @@ export class Agent {
     const { log } = this.parts;
     const id = randomUUID().slice(0, 8);
     let accepted;
+    this.handshaking++;
     try {
       accepted = await acceptEngine(ws, {
         tokenDigests: () => this.tokenDigests,
@@ -177,9 +184,12 @@ export class Agent {
         log,
       });
     } catch (err) {
+      this.handshaking--;
       log("info", "handshake failed", { error: err instanceof Error ? err.message : String(err) });
+      if (this.everConnected) this.afterSessionEnded(); // an agent kept for this wire may stop now
       return;
     }
+    this.handshaking--;
     const { conn, hello } = accepted;
     const label = hello.label ?? hello.client.name;
     const session = new AgentSession(id, label, conn, { ...this.parts, resumed: (key) => this.resumed(key) });
@@ -225,7 +235,9 @@ export class Agent {
     if (this.sessions.size > 0 || this.lingering.size > 0 || this.stopping) return;
     if (!this.config.TETHER_AGENT_EXIT_WHEN_IDLE || !this.everConnected) return this.armIdleTimer();
     void Promise.all([this.parts.steal.settled(SETTLE_MAX_MS), this.parts.mirror.settled(SETTLE_MAX_MS)]).then(() => {
-      if (this.sessions.size === 0) void this.stop("last session ended");
+      if (this.sessions.size > 0 || this.stopping) return;
+      if (this.handshaking > 0) return void this.parts.log("info", "the last session ended, but another is arriving: the agent stays");
+      void this.stop("last session ended");
     });
   }
 

@@ -3,7 +3,11 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { TetherError } from "../../src/protocol/error";
 import { PROTOCOL_VERSION } from "../../src/protocol/version";
-import { startAgent, type StartedAgent } from "../support/agent";
+import { Duplex } from "node:stream";
+import { once } from "node:events";
+import { openAgentWire } from "../../src/engine/agentWire";
+import type { AgentToEngine } from "../../src/protocol/messages";
+import { startAgent, tunnelInto, type StartedAgent } from "../support/agent";
 import { NetnsLab, requireNetns, type Netns } from "../support/netns";
 
 describe("agent handshake", requireNetns(), () => {
@@ -53,5 +57,71 @@ describe("agent handshake", requireNetns(), () => {
 
   test("an empty token is refused", async () => {
     await assert.rejects(agent.connect({ token: "" }), (err) => TetherError.is(err, "AUTH_FAILED"));
+  });
+});
+
+/**
+ * `inner` as it is until the agent first answers (the upgrade), then the engine's bytes are held
+ * until release(): an engine whose hello is on its way.
+ */
+function helloHeld(inner: Duplex): { stream: Duplex; answered: () => boolean; release: () => void } {
+  let answered = false;
+  let open = false;
+  const held: [Buffer, (err?: Error | null) => void][] = [];
+  const stream = new Duplex({
+    write(chunk: Buffer, _enc, cb) {
+      if (answered && !open) held.push([chunk, cb]);
+      else inner.write(chunk, cb);
+    },
+    read() {
+      inner.resume();
+    },
+    final(cb) {
+      inner.end(cb);
+    },
+    destroy(err, cb) {
+      inner.destroy(err ?? undefined);
+      cb(err);
+    },
+  });
+  inner.on("data", (d: Buffer) => {
+    answered = true;
+    if (!stream.push(d)) inner.pause();
+  });
+  inner.on("end", () => stream.push(null));
+  inner.on("error", (err) => stream.destroy(err));
+  return {
+    stream,
+    answered: () => answered,
+    release: () => {
+      open = true;
+      for (const [chunk, cb] of held.splice(0)) inner.write(chunk, cb);
+    },
+  };
+}
+
+describe("an agent whose last session ends while another engine is saying hello", requireNetns(), () => {
+  const lab = new NetnsLab();
+  after(() => lab.dispose());
+
+  test("stays for the arriving session, serves it, and stops once it ends", async () => {
+    const pod = lab.addNamespace("pod");
+    const agent = await startAgent(lab, pod); // exits when idle, as placed agents do
+    const first = await agent.connect();
+    const pending = helloHeld(tunnelInto(pod, agent.port));
+    const opening = openAgentWire(pending.stream, { token: agent.token, client: { name: "second", version: "0" } });
+    // the upgrade went through (the agent answered it), the hello is held back
+    while (!pending.answered()) await new Promise((r) => setTimeout(r, 20));
+    first.conn.close();
+    while (!/another is arriving: the agent stays/.test(agent.logs()) && agent.child.exitCode === null) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(agent.child.exitCode, null, `the agent stopped under the arriving session:\n${agent.logs().split("\n").slice(-8).join("\n")}`);
+    pending.release();
+    const { conn } = await opening;
+    const r = await conn.request<Extract<AgentToEngine, { type: "dns.result" }>>({ type: "dns.lookup", id: conn.newRequestId(), hostname: "localhost", family: 4 });
+    assert.ok(r.addresses.length > 0, "the arriving session is served");
+    assert.doesNotMatch(agent.logs(), /agent stopping/);
+    conn.close();
+    await once(agent.child, "exit");
+    assert.match(agent.logs(), /agent stopping.*last session ended/);
   });
 });
