@@ -12,9 +12,19 @@
 // Connections redirected to the agent live on their conntrack entry's NAT binding, which the kernel
 // applies only while some rule of the netns uses conntrack: deleting the last REDIRECT drops the
 // netns' last conntrack user, the kernel unhooks conntrack there, and the next packet of every
-// redirected connection reaches the app's port untranslated (a reset). So the chains carry a
-// "keeper" rule (`-m conntrack`, matching nothing the nat table sees) from the first redirect until
-// removeAll(), which the agent calls only once those connections have drained.
+// redirected connection reaches the app's port untranslated (a reset). So a "keeper" rule
+// (`-m conntrack`, matching nothing the nat table sees) goes in with the first redirect, and stays
+// for the pod's life (the one rule an agent leaves behind, tagged `tether-conntrack`, not
+// `tether:<id>`, so no agent or guard removes it): once conntrack is off, the entries it holds stay
+// in the table unchanged while the pod's connections go on untracked, and when the next agent's
+// rules hook it again they are wrong. An entry of a connection the last steal redirected (TIME_WAIT,
+// 120 s, its NAT binding to that agent's closed listener) then translates the packets of a new
+// connection that reuses its 4-tuple, opened while no agent was there: reset at its next request as
+// the next steal starts. An entry whose connection ended unseen stays ESTABLISHED (5 days), and a
+// new connection's SYN on its 4-tuple is then no NEW one: no redirect, it reaches the app in the
+// middle of a steal. Both seen in the leaks bench at 20 ms (issue 12), where a session takes longer
+// to start than the previous agent takes to leave (stealCycles.test.ts). The cost: conntrack stays
+// on in a pod that was stolen from, as it is in every pod of a mesh.
 //
 // The agent's own sockets bypass the OUTPUT redirect: the agent adds the supplementary group
 // TETHER_AGENT_GID to itself and the rule says `-m owner ! --gid-owner G --suppl-groups`.
@@ -48,6 +58,8 @@ export const FLAVOURS: readonly Flavour[] = ["nft", "legacy"];
 export const CHAIN_PRE = "TETHER-PRE";
 export const CHAIN_OUT = "TETHER-OUT";
 const TAG_PREFIX = "tether:";
+/** The pod's conntrack keeper (see the file's head): no agent's tag, no agent removes it. */
+export const KEEPER_TAG = "tether-conntrack";
 /** Each agent's xt_recent list is `tether-<id>` (see the file's head). */
 const LIST_PREFIX = "tether-";
 
@@ -144,7 +156,7 @@ export async function restore(flavour: Flavour, batch: Batch): Promise<void> {
 async function ruleCount(flavour: Flavour): Promise<number> {
   try {
     const out = await execText(`iptables-${flavour}-save`, []);
-    return out.split("\n").filter((l) => l.startsWith("-A ") && !/tether:/.test(l) && !/^-A TETHER-/.test(l)).length;
+    return out.split("\n").filter((l) => l.startsWith("-A ") && !/tether:|tether-conntrack/.test(l) && !/^-A TETHER-/.test(l)).length;
   } catch {
     return -1;
   }
@@ -279,9 +291,9 @@ export class Iptables {
     return this.expiring ? `-m recent --rcheck --name ${this.aliveList} --rdest` : "";
   }
 
-  /** Holds a conntrack reference in the netns (see the file's head); INVALID packets never reach nat. */
+  /** Holds a conntrack reference in the netns for its life (see the file's head); INVALID packets never reach nat. */
   private keeperRule(): string {
-    return `${CHAIN_PRE} -m conntrack --ctstate INVALID ${this.comment()} -j RETURN`;
+    return `PREROUTING -m conntrack --ctstate INVALID -m comment --comment "${KEEPER_TAG}" -j RETURN`;
   }
 
   /**
@@ -340,7 +352,8 @@ export class Iptables {
         if (!this.chains) {
           // another agent alive in the pod may hold the chains already (prepareIptables spares its rules)
           for (const chain of [CHAIN_PRE, CHAIN_OUT]) if (!existing.includes(`:${chain} `)) nat.push(`-N ${chain}`);
-          nat.push(`-A ${this.keeperRule()}`, `-A PREROUTING ${this.comment()} -j ${CHAIN_PRE}`, `-A OUTPUT ${this.comment()} -j ${CHAIN_OUT}`);
+          if (!existing.includes(KEEPER_TAG)) nat.push(`-A ${this.keeperRule()}`);
+          nat.push(`-A PREROUTING ${this.comment()} -j ${CHAIN_PRE}`, `-A OUTPUT ${this.comment()} -j ${CHAIN_OUT}`);
           if (this.expiring) mangle.push(...this.lifelineRules(lifelinePort).map((r) => `-A ${r}`));
         }
         nat.push(...this.portRules(port, to).map((r) => `-A ${r}`));
@@ -397,7 +410,7 @@ export class Iptables {
     return this.ports.size;
   }
 
-  /** Removes one port's redirect; the chains and the conntrack keeper stay until removeAll(). */
+  /** Removes one port's redirect; the chains stay until removeAll(), the conntrack keeper for the pod's life. */
   unredirect(port: number): Promise<void> {
     return this.serial(async () => {
       const to = this.ports.get(port);

@@ -71,12 +71,13 @@ export async function outgoingFigures(ctx: BenchContext): Promise<Figure[]> {
   const fresh = await rttOf(debuggee, `${directUrl}/small`, "outgoing rtt, new connections", true);
   const bytes = await mbps(debuggee, `${directUrl}/bytes`, "outgoing download");
   const dns = await dnsOf(debuggee, "outgoing dns");
-  // names the debuggee has not looked up yet: each goes to the pod (the engine keeps answers for their TTL)
-  const firstDns: number[] = [];
-  for (const name of ["db.demo", "db.demo.svc", "db.demo.svc.cluster.local"]) {
+  // names the debuggee has not looked up yet go to the pod (the engine keeps answers for their TTL):
+  // "api" is answered at the first search domain, as "db" is; the others walk the search list
+  const firstDns: Record<string, number> = {};
+  for (const name of ["api", "db.demo", "db.demo.svc.cluster.local"]) {
     const r = await debuggee.call<DnsResult>("dns", { name, n: 1, warmup: 0 });
-    if (r.errors || !/^10\./.test(r.address)) throw new Error(`outgoing dns, first lookup of ${name}: ${r.errors} errors, -> ${r.address}`);
-    firstDns.push(...r.ms);
+    if (r.errors || !/^10\./.test(r.address) || r.ms.length !== 1) throw new Error(`outgoing dns, first lookup of ${name}: ${r.errors} errors, -> ${r.address}`);
+    firstDns[name] = r.ms[0]!;
   }
 
   // the same calls from a Python and a Go program under the native layer
@@ -171,16 +172,16 @@ export async function outgoingFigures(ctx: BenchContext): Promise<Figure[]> {
       floor: median(pfRtt),
       floorOf: "a port-forward round trip",
       goal: { kind: "ratio<=", bound: 1.2 },
-      bound: "the Node runtime's call to the engine (a worker thread and a loopback socket in the debuggee); a name's first lookup adds the wire's round trip and the pod's resolver (dns_lookup_first_p50)",
+      bound: "the Node runtime's call to the engine (a worker thread and a loopback socket in the debuggee); a name's first lookup adds the wire's round trip and the pod's resolver (dns_lookup_first)",
       note: `repeated lookups of "db" (pod resolv.conf, search list) by the debuggee: the first goes to the pod, the next are answered by the engine from the pod's answer for as long as its TTL allows (30 s at most), as a caching resolver does; floor: one small request's round trip through port-forward; the same lookup in the client pod ${median(directDns).toFixed(2)} ms`,
     },
     {
-      name: "dns_lookup_first_p50",
-      value: median(firstDns),
+      name: "dns_lookup_first",
+      value: firstDns.api!,
       unit: "ms",
       floor: median(pfRtt),
       floorOf: "a port-forward round trip",
-      note: `the first lookup of each of db.demo, db.demo.svc, db.demo.svc.cluster.local by the debuggee: the call to the engine, one round trip to the agent and the pod's resolver with its search list (up to 4 queries to the cluster DNS for the longest name)`,
+      note: `the debuggee's first lookup of "api" (a single sample: later ones come from the cache): the call to the engine, one round trip to the agent and the pod's resolver, answered at its first search domain; first lookups that walk the search list: db.demo ${firstDns["db.demo"]!.toFixed(2)} ms (2 queries), db.demo.svc.cluster.local ${firstDns["db.demo.svc.cluster.local"]!.toFixed(2)} ms (4 queries, ndots 5)`,
     },
     ...perLanguage,
   ];

@@ -4,6 +4,7 @@
 // per request keep calling the pod: no connection is reset, and no new connection reaches the app
 // in the middle of a steal.
 import { after, before, describe, test } from "node:test";
+import { once } from "node:events";
 import assert from "node:assert/strict";
 import { failures, KeepAliveClient, KEEP_ALIVE_CLIENT } from "../support/keepAliveClient";
 import { startAgent } from "../support/agent";
@@ -12,16 +13,21 @@ import { APP_PORT, sleep, startDebuggee, StealWorld } from "./stealFixture";
 
 const CYCLES = 10;
 
-describe("steals starting and stopping under a keep-alive pool", requireNetns(), () => {
+/** A pod whose agent runs as the cluster places it, and alice's debuggee, for one describe. */
+function placedWorld(): { world: StealWorld; alice: () => Awaited<ReturnType<typeof startDebuggee>> } {
   const world = new StealWorld();
   let alice: Awaited<ReturnType<typeof startDebuggee>>;
-
   before(async () => {
     await world.start({}, undefined, { placed: true });
     alice = await startDebuggee("alice");
     world.onDispose(() => alice.server.close());
   });
   after(() => world.dispose());
+  return { world, alice: () => alice };
+}
+
+describe("steals starting and stopping under a keep-alive pool", requireNetns(), () => {
+  const { world, alice } = placedWorld();
 
   test(`${CYCLES} sessions, each with a new agent: no reset, no leak`, async () => {
     // the client's ephemeral ports wrap around within the test, as they do in a busy client pod (the
@@ -44,7 +50,7 @@ describe("steals starting and stopping under a keep-alive pool", requireNetns(),
       for (let i = 0; i < CYCLES; i++) {
         const agent = i === 0 ? world.agent : await startAgent(world.lab, world.pod, { TETHER_AGENT_TARGET_PID: String(world.app.pid) }, { placed: true });
         world.agent = agent;
-        const s = await world.session("alice@laptop", alice.port);
+        const s = await world.session("alice@laptop", alice().port);
         await s.subscribe();
         const idle = await start("150", "1", []);
         slow.push(idle);
@@ -68,5 +74,79 @@ describe("steals starting and stopping under a keep-alive pool", requireNetns(),
     // a new connection the app answered between two the debuggee answered: a leak in the middle of a steal
     const leaks = fresher.filter((r, k) => r.by === "app" && fresher[k - 1]?.by === "alice" && fresher[k + 1]?.by === "alice");
     assert.deepEqual(leaks.slice(0, 5), [], "no new connection leaked to the app during a steal");
+  });
+});
+
+// The previous session's agent has left (its rules, the conntrack keeper included, were gone with
+// it) before the next session steals: as in the leaks bench at 20 ms, where a session takes longer to
+// start than the last agent takes to leave. Nothing in the pod's netns used conntrack then: the pod's
+// connections went on untracked, and the entries of earlier ones stayed in the table as they were,
+// among them one per connection the last steal redirected (TIME_WAIT for 120 s, with its NAT binding
+// to that agent's listener, now closed). A client whose ports wrap opens a connection on such a
+// 4-tuple while no agent is there; the next steal's rules hook conntrack again, and that connection's
+// next request is translated to the closed listener: a reset (issue 12). The client here takes the
+// same local port on purpose, which a busy client pod does by chance.
+const REUSED_PORT = 40_900;
+/** One keep-alive connection from REUSED_PORT: a line "keep" or "close" on stdin sends a request, one JSON line per answer. */
+const FIXED_PORT_CLIENT = `
+const http = require("node:http");
+const [host, port, localPort] = process.argv.slice(1);
+const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+require("node:readline").createInterface({ input: process.stdin }).on("line", (line) => {
+  const req = http.request({ host, port: Number(port), localPort: Number(localPort), agent, path: "/fixed", headers: { connection: line === "close" ? "close" : "keep-alive" } }, (res) => {
+    let body = "";
+    res.on("data", (d) => (body += d));
+    res.on("end", () => console.log(JSON.stringify({ status: res.statusCode, body: body.slice(0, 12) })));
+  });
+  req.on("error", (err) => console.log(JSON.stringify({ error: err.code || err.message })));
+  req.end();
+});
+`;
+
+describe("a steal that starts after the previous agent has left", requireNetns(), () => {
+  const { world, alice } = placedWorld();
+
+  const client = () => {
+    const child = world.lab.spawn(world.client, process.execPath, ["-e", FIXED_PORT_CLIENT, world.podIp, String(APP_PORT), String(REUSED_PORT)], { stdio: ["pipe", "pipe", "pipe"] });
+    const lines: string[] = [];
+    let buf = "";
+    child.stdout!.on("data", (d: Buffer) => {
+      buf += d;
+      for (let nl = buf.indexOf("\n"); nl >= 0; nl = buf.indexOf("\n")) {
+        lines.push(buf.slice(0, nl));
+        buf = buf.slice(nl + 1);
+      }
+    });
+    return {
+      child,
+      async send(kind: "keep" | "close"): Promise<{ status?: number; body?: string; error?: string }> {
+        const seen = lines.length;
+        child.stdin!.write(`${kind}\n`);
+        while (lines.length === seen) await new Promise((r) => child.stdout!.once("data", r));
+        return JSON.parse(lines[seen]!);
+      },
+    };
+  };
+
+  test("a connection opened between two steals on a 4-tuple the last steal redirected is not reset", async () => {
+    const s = await world.session("alice@laptop", alice().port);
+    await s.subscribe();
+    const stolen = client();
+    assert.deepEqual(await stolen.send("close"), { status: 200, body: "local alice " }, "stolen: its conntrack entry carries the redirect");
+    stolen.child.stdin!.end();
+    await once(stolen.child, "exit");
+    await s.conn.request({ type: "incoming.unsubscribe", id: s.conn.newRequestId(), port: APP_PORT });
+    const left = once(world.agent.child, "exit");
+    s.close();
+    await left;
+    const between = client();
+    world.onDispose(() => between.child.kill("SIGKILL"));
+    assert.deepEqual(await between.send("keep"), { status: 200, body: "app GET /fix" }, "no agent: the app answers");
+    world.agent = await startAgent(world.lab, world.pod, { TETHER_AGENT_TARGET_PID: String(world.app.pid) }, { placed: true });
+    const next = await world.session("alice@laptop", alice().port);
+    await next.subscribe();
+    // open before this steal: it stays with the app until it ends
+    assert.deepEqual(await between.send("keep"), { status: 200, body: "app GET /fix" });
+    between.child.stdin!.end();
   });
 });
