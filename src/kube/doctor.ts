@@ -22,7 +22,8 @@ interface Verb {
   resource: string;
   subresource?: string;
   why: string;
-  needed: "always" | "ephemeral" | "job" | "browse";
+  /** "browse" and "share" are reported but are no failure: a session starts without them. */
+  needed: "always" | "ephemeral" | "job" | "browse" | "share";
   clusterScoped?: boolean;
 }
 
@@ -35,6 +36,9 @@ const VERBS: Verb[] = [
   { verb: "create", resource: "pods", subresource: "portforward", why: "reach the agent", needed: "always" },
   { verb: "get", resource: "pods", subresource: "log", why: "show the agent's log", needed: "always" },
   { verb: "create", resource: "pods", why: "start a job-mode agent", needed: "job" },
+  // agentPlacement.ts: the agent's token is shared through a Secret, so a later session joins the agent
+  { verb: "create", resource: "secrets", why: "share the agent with the next session on the pod (without it: that session is refused while this one runs)", needed: "share" },
+  { verb: "get", resource: "secrets", why: "join an agent another session placed on the pod (without it: refused while that session runs)", needed: "share" },
 ];
 
 /** Starts a short-lived pod with the agent image and reports whether the cluster can pull it. */
@@ -94,11 +98,11 @@ export async function doctor(cluster: Cluster, namespace: string, mode: "ephemer
   }
   const authz = cluster.api(AuthorizationV1Api);
   for (const v of verbs) {
-    if (v.needed !== "always" && v.needed !== "browse" && v.needed !== mode) continue;
+    if ((v.needed === "ephemeral" || v.needed === "job") && v.needed !== mode) continue;
     const res = `${v.resource}${v.subresource ? `/${v.subresource}` : ""}`;
     const what = `${v.verb} ${res}`;
     const where = v.clusterScoped ? "the cluster" : namespace;
-    const optional = v.needed === "browse";
+    const optional = v.needed === "browse" || v.needed === "share";
     try {
       const r = await authz.createSelfSubjectAccessReview({
         body: {

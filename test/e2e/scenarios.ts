@@ -1043,10 +1043,16 @@ export const scenarios: Scenario[] = [
       assert.equal(limited.status, 1, limited.stdout);
       assert.match(limited.stdout, /FAIL RBAC: patch pods\/ephemeralcontainers: denied in demo/);
       assert.match(limited.stdout, /what to do: ask for "patch" on "pods\/ephemeralcontainers"/);
+      // the Secret the agent's token is shared through: a warning (a session starts without it), with what to do
+      assert.match(limited.stdout, /warn RBAC: create secrets: denied in demo \(needed to share the agent with the next session on the pod/);
+      assert.match(limited.stdout, /warn RBAC: get secrets: denied in demo \(needed to join an agent another session placed/);
+      assert.match(limited.stdout, /what to do: ask for "get" on "secrets" in namespace demo/);
       const restricted = await cli(["doctor", "-n", "restricted"]);
       assert.match(restricted.stdout, /FAIL Pod Security: namespace restricted enforces "restricted"/);
       const fine = await cli(["doctor", "-n", "demo", "--probe-image", DEFAULT_AGENT_IMAGE]);
       assert.equal(fine.status, 0, fine.stdout + fine.stderr);
+      assert.match(fine.stdout, /ok {3}RBAC: create secrets: allowed in demo/);
+      assert.match(fine.stdout, /ok {3}RBAC: get secrets: allowed in demo/);
       assert.match(fine.stdout, new RegExp(`ok {3}agent image ${DEFAULT_AGENT_IMAGE.replace(/[.]/g, "\\.")}: the cluster pulls and starts it`));
       const missing = await cli(["doctor", "-n", "demo", "--probe-image", "registry.example/no-such-image:1"]);
       assert.equal(missing.status, 1);

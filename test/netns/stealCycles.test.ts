@@ -87,6 +87,8 @@ describe("steals starting and stopping under a keep-alive pool", requireNetns(),
 // next request is translated to the closed listener: a reset (issue 12). The client here takes the
 // same local port on purpose, which a busy client pod does by chance.
 const REUSED_PORT = 40_900;
+/** And one whose end went unseen in that gap: its entry stays ESTABLISHED, and a later SYN on it is no NEW connection for nat. */
+const ENDED_UNSEEN_PORT = 40_901;
 /** One keep-alive connection from REUSED_PORT: a line "keep" or "close" on stdin sends a request, one JSON line per answer. */
 const FIXED_PORT_CLIENT = `
 const http = require("node:http");
@@ -106,8 +108,8 @@ require("node:readline").createInterface({ input: process.stdin }).on("line", (l
 describe("a steal that starts after the previous agent has left", requireNetns(), () => {
   const { world, alice } = placedWorld();
 
-  const client = () => {
-    const child = world.lab.spawn(world.client, process.execPath, ["-e", FIXED_PORT_CLIENT, world.podIp, String(APP_PORT), String(REUSED_PORT)], { stdio: ["pipe", "pipe", "pipe"] });
+  const client = (localPort = REUSED_PORT) => {
+    const child = world.lab.spawn(world.client, process.execPath, ["-e", FIXED_PORT_CLIENT, world.podIp, String(APP_PORT), String(localPort)], { stdio: ["pipe", "pipe", "pipe"] });
     const lines: string[] = [];
     let buf = "";
     child.stdout!.on("data", (d: Buffer) => {
@@ -128,7 +130,7 @@ describe("a steal that starts after the previous agent has left", requireNetns()
     };
   };
 
-  test("a connection opened between two steals on a 4-tuple the last steal redirected is not reset", async () => {
+  test("between two steals: a connection on a 4-tuple the last steal redirected is not reset, and one that ended is not left to the app", async () => {
     const s = await world.session("alice@laptop", alice().port);
     await s.subscribe();
     const stolen = client();
@@ -136,9 +138,16 @@ describe("a steal that starts after the previous agent has left", requireNetns()
     stolen.child.stdin!.end();
     await once(stolen.child, "exit");
     await s.conn.request({ type: "incoming.unsubscribe", id: s.conn.newRequestId(), port: APP_PORT });
+    // opened once the port is the app's again, tracked while the agent is there; ends after it left
+    const ended = client(ENDED_UNSEEN_PORT);
+    world.onDispose(() => ended.child.kill("SIGKILL"));
+    assert.deepEqual(await ended.send("keep"), { status: 200, body: "app GET /fix" });
     const left = once(world.agent.child, "exit");
     s.close();
     await left;
+    assert.deepEqual(await ended.send("close"), { status: 200, body: "app GET /fix" }, "the app closes it first");
+    ended.child.stdin!.end();
+    await once(ended.child, "exit");
     const between = client();
     world.onDispose(() => between.child.kill("SIGKILL"));
     assert.deepEqual(await between.send("keep"), { status: 200, body: "app GET /fix" }, "no agent: the app answers");
@@ -148,5 +157,10 @@ describe("a steal that starts after the previous agent has left", requireNetns()
     // open before this steal: it stays with the app until it ends
     assert.deepEqual(await between.send("keep"), { status: 200, body: "app GET /fix" });
     between.child.stdin!.end();
+    // a new connection on the 4-tuple of the one that ended unseen: the steal's
+    const again = client(ENDED_UNSEEN_PORT);
+    world.onDispose(() => again.child.kill("SIGKILL"));
+    assert.deepEqual(await again.send("close"), { status: 200, body: "local alice " }, "a new connection during the steal reaches the debuggee");
+    again.child.stdin!.end();
   });
 });
