@@ -11,6 +11,19 @@ const { serveOps } = require("./serveOps");
 
 const now = () => performance.now();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Whether a chunked body starting at `from` in `buf` has ended (its last chunk and trailers read). */
+function chunkedEnded(buf, from) {
+  for (let i = from; ; ) {
+    const eol = buf.indexOf("\r\n", i);
+    if (eol < 0) return false;
+    const size = parseInt(buf.slice(i, eol), 16);
+    if (Number.isNaN(size)) return true; // not chunked after all: the status check says what it is
+    if (size === 0) return buf.indexOf("\r\n\r\n", eol) >= 0;
+    i = eol + 2 + size + 2;
+    if (buf.length < i) return false;
+  }
+}
 const loads = new Map();
 
 /** One GET; resolves with {ms, status, servedBy, body} or rejects. */
@@ -331,11 +344,15 @@ const ops = {
           buf += d;
           const end = buf.indexOf("\r\n\r\n");
           if (end < 0) return;
-          const len = Number(/content-length: *(\d+)/i.exec(buf.slice(0, end))?.[1] ?? 0);
-          if (buf.length - end - 4 < len) return;
+          if (/transfer-encoding: *chunked/i.test(buf.slice(0, end))) {
+            if (!chunkedEnded(buf, end + 4)) return;
+          } else {
+            const len = Number(/content-length: *(\d+)/i.exec(buf.slice(0, end))?.[1] ?? 0);
+            if (buf.length - end - 4 < len) return;
+          }
           const status = /^HTTP\/1\.1 (\d+)/.exec(buf)?.[1];
           const by = /x-(?:served|answered)-by: *([^\r\n]*)/i.exec(buf.slice(0, end))?.[1];
-          if (status !== "200") done(`status ${status}`, buf.slice(end + 4, end + 4 + 120));
+          if (status !== "200") done(`status ${status}`, JSON.stringify(buf.slice(0, 120)));
           else if (expectServedBy && !new RegExp(expectServedBy).test(by || "")) done(`served by ${by || "?"}`);
           else done(undefined);
         };
