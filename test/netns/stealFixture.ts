@@ -232,6 +232,11 @@ export class StealWorld {
     return this.lab.natRules(this.pod) + mangle.join("");
   }
 
+  /** Waits (5 s at most) until the agent took its rules out: what a closed session held is free for the next test. */
+  async released(): Promise<void> {
+    for (let i = 0; i < 50 && /tether:/.test(this.natRules()); i++) await new Promise((r) => setTimeout(r, 100));
+  }
+
   /** The agent's /metrics page, read from inside the pod with `token` (default: the session token). */
   async metrics(token = this.agent.token): Promise<string> {
     return (await this.metricsResponse(token)).body;
