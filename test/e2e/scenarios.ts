@@ -301,6 +301,8 @@ async function withPlainGrpcService({ kubectl, jsonpath }: Pick<E2eTools, "kubec
       assert.equal(applied.status, 0, applied.stderr);
     }
     for (let i = 0; i < 150 && (await jsonpath(["pod", "-n", "demo", "grpc-h2"], "{.status.conditions[?(@.type==\"Ready\")].status}")) !== "True"; i++) await sleep(200);
+    // a real cluster's Service reaches the pod once its endpoints are there (and its proxy rules follow)
+    for (let i = 0; i < 150 && !(await jsonpath(["endpoints", "-n", "demo", "grpc-h2"], "{.subsets[*].addresses[*].ip}")); i++) await sleep(200);
     await body();
   } finally {
     await kubectl(["delete", "svc", "grpc-h2", "-n", "demo", "--ignore-not-found"]);
