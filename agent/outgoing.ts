@@ -16,16 +16,22 @@ import type { AgentSession } from "./session";
 const CONNECT_TIMEOUT_MS = 15_000;
 /** A read at least this large goes to the wire in the buffer it was read into (withHeadroom); a smaller one is copied. */
 const SOLO_READ_BYTES = MAX_FRAME_PAYLOAD / 2;
+/**
+ * What every pod socket reads into while it is not in a bulk transfer: reads are handled one at a
+ * time and copied out at once, so an idle connection holds no read buffer of its own.
+ */
+const sharedReadBuffer = Buffer.allocUnsafeSlow(MAX_FRAME_PAYLOAD);
 
 /**
  * What a pod socket reads goes straight onto its wire stream (the socket's onread, no 'data' events
- * and no pipe): each read lands in a buffer with room for the wire's headers in front, so a large
- * read leaves as its own batch frame without a copy; the socket stops reading while the stream
+ * and no pipe). After a large read the socket reads into buffers of its own with room for the wire's
+ * headers in front, so the large reads of a bulk transfer leave as their own batch frames without a
+ * copy; a small read sends it back to the shared buffer. The socket stops reading while the stream
  * holds back (its window, or a full WebSocket) and reads on at 'drain'.
  */
 class WireReader {
   socket: net.Socket | undefined;
-  private buffer = withHeadroom(MAX_FRAME_PAYLOAD);
+  private buffer: Buffer = sharedReadBuffer;
   readonly onread = { buffer: () => this.buffer, callback: (n: number, buf: Uint8Array) => this.read(n, buf) };
 
   constructor(
@@ -35,16 +41,17 @@ class WireReader {
 
   private read(n: number, buf: Uint8Array): boolean {
     this.counted(n);
+    const large = n >= SOLO_READ_BYTES;
     let chunk: Buffer;
-    if (n >= SOLO_READ_BYTES) {
-      chunk = Buffer.from(buf.buffer, buf.byteOffset, n);
-      this.buffer = withHeadroom(MAX_FRAME_PAYLOAD);
-    } else chunk = Buffer.from(buf.subarray(0, n)); // a copy: the read buffer is used again
+    if (large && buf !== sharedReadBuffer) chunk = Buffer.from(buf.buffer, buf.byteOffset, n);
+    else chunk = Buffer.from(buf.subarray(0, n)); // a copy: the buffer is read into again
+    this.buffer = large ? withHeadroom(MAX_FRAME_PAYLOAD) : sharedReadBuffer;
     if (this.stream.write(chunk)) return true;
     this.stream.once("drain", () => this.socket?.resume());
     return false;
   }
 }
+
 const UDP_IDLE_MS = 120_000;
 
 export interface PodOutgoingOptions {
