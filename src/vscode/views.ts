@@ -333,7 +333,10 @@ export class SessionsProvider extends RowsProvider {
       icon: "debug-pause",
       id: `${s.id}.inflight.${r.id}`,
     }));
-    const ports = [session.ports.size ? showRoutes(session.ports) : "", session.waiting.length ? waitingText(session.waiting) : ""].filter(Boolean).join("; ") || "none";
+    // a port is shown as taken once every pod's agent took it; until then requests may still reach the pods
+    const taken = [...session.ports].filter(([pod]) => !session.taking.has(pod));
+    const taking = [...session.ports].filter(([pod]) => session.taking.has(pod));
+    const ports = [taken.length ? showRoutes(taken) : "", taking.length ? `taking ${showRoutes(taking)}…` : "", session.waiting.length ? waitingText(session.waiting) : ""].filter(Boolean).join("; ") || "none";
     const pod = session.target ? `${session.target.podName}${session.target.readyPods > 1 ? ` (1 of ${session.target.readyPods} replicas)` : ""}` : "?";
     // every replica: one row per pod with its state; the primary carries outgoing traffic, DNS and files
     const pods = session.pods;
