@@ -7,6 +7,7 @@ import * as vscode from "vscode";
 import { disruptionLabel, formatDisruptionRule, type DisruptionKind, type EgressRuleInput, type IngressRuleInput } from "../config/disruption";
 import { podToLocal, showRoutes, waitingText } from "../config/ports";
 import type { InterceptionFigures } from "../engine/figures";
+import { requestUri } from "./inspector";
 import { loadEngine } from "./lazy";
 import type { TetherConfig } from "../config/schema";
 import type { ConfigStore } from "./store";
@@ -294,8 +295,13 @@ export class SessionsProvider extends RowsProvider {
     const now = Date.now();
     const recent = [...session.recent].reverse().slice(0, 50);
     const recentRows: Row[] = recent.map((r) => {
-      // each opens its detail (vscode/inspector.ts); the row's argument names the request
-      const common = { id: `${s.id}.r${r.seq}`, arg: { session: s.id, seq: r.seq }, command: { command: "tether.showRequest", title: "Show Request" }, ...loadEngine().entryLine(r) };
+      // a click opens its detail (vscode/inspector.ts) through vscode.open: VS Code converts that command
+      // in place, where a command of this extension with arguments is kept in a cache per drawing of the
+      // row and dropped when the row (or one above it) is drawn again, losing a click that lands then
+      // ("Actual command not found"). The row's argument names the request for its other commands.
+      const ref = { session: s.id, seq: r.seq };
+      const uri = requestUri(ref, s.label, "connection" in r ? r : { seq: r.seq, method: r.method, path: r.path });
+      const common = { id: `${s.id}.r${r.seq}`, arg: ref, command: { command: "vscode.open", title: "Show Request", arguments: [uri] }, ...loadEngine().entryLine(r) };
       if ("connection" in r) return { ...common, icon: r.mode === "mirror" ? "mirror" : "plug" };
       if ("passed" in r) return { ...common, icon: "arrow-right", contextValue: "tether.request.passed" };
       return { ...common, icon: r.replay ? "debug-restart" : "debug-stackframe", contextValue: "tether.request.stolen" };
