@@ -32,7 +32,7 @@ import type { TlsFacts } from "./http2Steal";
 import { isH2cUpgrade } from "./h2cUpgrade";
 import { pipeBoth } from "../../src/protocol/pipeBoth";
 import { markOwn, overLoopback, ownUnlessLoopback } from "./ownFlows";
-import { RawHttp, type RawHttpContext } from "./rawHttp";
+import { DECLINE_REPLAY_BYTES, DECLINED_TOO_LARGE, RawHttp, readToClose, type RawHttpContext } from "./rawHttp";
 
 export const MAX_HEADER_BYTES = 96 * 1024;
 export const HEADERS_TIMEOUT_MS = 15_000;
@@ -43,8 +43,6 @@ export const DRAIN_IDLE_MS = 5_000;
 type HttpResponseMsg = Extract<EngineToAgent, { type: "http.response" }>;
 /** The session's answer to a stolen request: a response head, or "the debuggee does not listen" (v3). */
 type Answer = HttpResponseMsg | Extract<EngineToAgent, { type: "http.decline" }>;
-/** A declined request is replayed to the app when its body so far fits in this. */
-export const DECLINE_REPLAY_BYTES = 1024 * 1024;
 
 /** A request a session should have taken that goes to the app instead, and why. */
 export interface Leak {
@@ -393,7 +391,14 @@ function createHttpServer(ctx: HttpStealContext, owner: HttpSteal): Server {
           req.unpipe(stream);
           stream.destroy();
           if (!replay) {
-            if (!res.headersSent) res.writeHead(502, { "content-type": "text/plain", connection: "close" }).end("tether: the debuggee does not listen, and the body is too large to hand to the app\n");
+            if (res.headersSent) return;
+            // the rest of the body is dropped until the client closes, as on the raw path: Node's
+            // server would close at the answer's end, and the client's next bytes would reset it
+            req.resume();
+            const socket = req.socket;
+            socket.destroySoon = () => void socket.end();
+            readToClose(socket);
+            res.writeHead(502, { "content-type": "text/plain", connection: "close" }).end(DECLINED_TOO_LARGE);
             return;
           }
           ctx.metrics.add("tether_requests_total", 1, { outcome: "declined" });

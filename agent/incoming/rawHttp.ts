@@ -20,6 +20,10 @@
 // requests are put back as well (the local app closed a kept-alive connection as they arrived, or
 // the session's wire went); with a body, the client's connection ends, as the app's own would. A
 // stream reset between requests leaves the client's connection open, read request by request.
+// Declined after more than DECLINE_REPLAY_BYTES went towards the session (a large body): what was
+// sent cannot be put back, and the client gets HttpSteal's answer to the same case, a 502 with
+// `Connection: close`; what it still sends is read and dropped until it closes, so that it reads
+// the answer instead of a reset.
 import type { Socket } from "node:net";
 import type { WireStream } from "../../src/protocol/connection";
 import { Http1Framing, type Http1Head } from "../../src/protocol/http1Framing";
@@ -28,8 +32,27 @@ import type { AgentSession } from "../session";
 import { requestFacts, type RequestFacts } from "./httpMatcher";
 import type { Decision } from "./httpSteal";
 
-/** Bytes of a connection's unanswered requests kept to be read again (the same bound as a declined request's body). */
-const REPLAY_BYTES = 1024 * 1024;
+/** Bytes of a connection's unanswered requests kept to be read again if the session declines them (here and in HttpSteal). */
+export const DECLINE_REPLAY_BYTES = 1024 * 1024;
+/** The answer to a declined request whose body went beyond DECLINE_REPLAY_BYTES (here and in HttpSteal). */
+export const DECLINED_TOO_LARGE = "tether: the debuggee does not listen, and the body is too large to hand to the app\n";
+const DECLINED_TOO_LARGE_RESPONSE = Buffer.from(
+  `HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(DECLINED_TOO_LARGE)}\r\n\r\n${DECLINED_TOO_LARGE}`,
+  "latin1",
+);
+/** After an answer that closes the connection, a client that neither sends nor closes for this long is cut. */
+const CLOSING_IDLE_MS = 5_000;
+
+/**
+ * A connection whose last answer said it closes, while its client may still be sending (a body
+ * not read): what comes is read, for its reader to drop, until the client closes too; closing with
+ * its bytes unread would reset the connection, and the client could lose the answer. Cut once it
+ * idles CLOSING_IDLE_MS.
+ */
+export function readToClose(socket: Socket): void {
+  socket.setTimeout(CLOSING_IDLE_MS, () => socket.destroy());
+  socket.resume();
+}
 
 export interface RawHttpContext {
   port: number;
@@ -154,7 +177,7 @@ export class RawHttp {
     this.ctx.metrics.add("tether_bytes_total", bytes.length, { direction: "to_session" });
     if (this.sent) {
       this.sentBytes += bytes.length;
-      if (this.sentBytes > REPLAY_BYTES) this.sent = undefined;
+      if (this.sentBytes > DECLINE_REPLAY_BYTES) this.sent = undefined;
       else this.sent.push(bytes);
     }
     if (!stream.write(bytes)) this.socket.pause();
@@ -216,6 +239,7 @@ export class RawHttp {
       return;
     }
     if (this.idle) return this.handOff();
+    if (declined && !this.sent) return this.refuse();
     const again = !this.answered && this.sent && (declined || !this.bodies);
     if (!again) return this.fail(); // cut in the middle of an exchange, as the app's own would be
     this.handOff(Buffer.concat(this.sent!));
@@ -253,6 +277,18 @@ export class RawHttp {
     this.socket.off("close", this.onClose);
     this.detach();
     then();
+  }
+
+  /** Declined, with more sent than can be put back: the 502, then the connection closes (see the file's head). */
+  private refuse(): void {
+    this.finish(() => {
+      this.stream?.destroy();
+      this.requests.stop();
+      this.requests.rest();
+      this.socket.on("data", () => {}); // dropped: the answer says the connection closes
+      readToClose(this.socket);
+      this.socket.end(DECLINED_TOO_LARGE_RESPONSE);
+    });
   }
 
   /** Both ends go at once. */

@@ -86,6 +86,8 @@ interface Subscription {
   since: number;
   /** When the redirect was in place for it: from here a request reaching the app is a leak. */
   activeAt: number;
+  /** When it was released (StolenPort.ended): until here, too. */
+  endedAt?: number;
   /** Whether a request (or connection) was taken for the session yet. */
   intercepted: boolean;
   /** TLS termination with this session's certificate (the port's first one is used). */
@@ -104,6 +106,12 @@ interface StolenPort {
   listenPort: number;
   /** Insertion order is the order requests are offered in. */
   subs: Map<string, Subscription>;
+  /**
+   * Subscriptions released in the last LEAK_LATE_MS: the leak watch reads the kernel's log a moment
+   * after the packets, and a request that reached the app before a session's release (its CLI
+   * killed just after, say) is still that session's leak.
+   */
+  ended: Subscription[];
   /** Every accepted connection until it closes (raw, HTTP or TLS). */
   sockets: Set<Socket>;
   /** Released: no subscription, no redirect; what is still open drains. */
@@ -119,6 +127,8 @@ const PEEK_LINE_MS = 15_000;
  * without probe paths, and filtered steals (whose tentative peer is the app itself), wait for nothing.
  */
 const PROBE_PEEK_MS = 200;
+/** How late the leak watch's records may come (the kernel's flush and the helper's batches take tens of ms). */
+const LEAK_LATE_MS = 10_000;
 /** How long a released port's listener still accepts (and passes on) connections redirected before the release. */
 const RELEASE_GRACE_MS = 1_000;
 /** At agent shutdown, how long connections may take to drain before they are cut. */
@@ -226,6 +236,7 @@ export class StealRouter implements PortCapability {
       listenPort: 0,
       stallWatch: { close() {} },
       subs: new Map(),
+      ended: [],
       sockets: new Set(),
       released: false,
     };
@@ -316,17 +327,23 @@ export class StealRouter implements PortCapability {
   /**
    * A request the leak watch saw reach the app at `atMs` (facts undefined: a connection that is not
    * HTTP/1.x): a leak of the first session whose steal would have taken it, had it come through the
-   * agent, and whose redirect was in place by then.
+   * agent, and whose redirect was in place by then and not yet released.
    */
   leakObserved(port: number, facts: RequestFacts | undefined, atMs: number): void {
     const stolen = this.ports.get(port);
     if (!stolen) return;
     const probe = facts !== undefined && this.probePaths(port).includes(pathOf(facts.url));
-    for (const sub of stolen.subs.values()) {
-      if (atMs < sub.activeAt || sub.session.conn.isClosed) continue;
+    const now = Date.now();
+    stolen.ended = stolen.ended.filter((sub) => now - sub.endedAt! < LEAK_LATE_MS);
+    // as decide() would have: a session whose wire has closed only if no live one would have taken it
+    let closed: Subscription | undefined;
+    for (const sub of [...stolen.subs.values(), ...stolen.ended]) {
+      if (atMs < sub.activeAt || (sub.endedAt !== undefined && atMs >= sub.endedAt)) continue;
       if (facts ? (sub.matcher && !sub.matcher(facts)) || (probe && !sub.stealProbes) : sub.filter !== undefined) continue;
-      return this.reportLeak(port, sub.session, facts, "open-before-steal");
+      if (sub.session.conn.isClosed) closed ??= sub;
+      else return this.reportLeak(port, sub.session, facts, "open-before-steal");
     }
+    if (closed) this.reportLeak(port, closed.session, facts, "open-before-steal");
   }
 
   private reportLeak(port: number, session: AgentSession, facts: RequestFacts | undefined, reason: string): void {
@@ -496,7 +513,11 @@ export class StealRouter implements PortCapability {
 
   private async release(session: AgentSession, port: number): Promise<void> {
     const stolen = this.ports.get(port);
-    if (!stolen || !stolen.subs.delete(session.id)) return;
+    const sub = stolen?.subs.get(session.id);
+    if (!stolen || !sub) return;
+    stolen.subs.delete(session.id);
+    sub.endedAt = Date.now();
+    stolen.ended.push(sub);
     this.options.log("info", "port released", { session: session.id, port });
     if (stolen.subs.size > 0) return;
     this.ports.delete(port);

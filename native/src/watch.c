@@ -295,6 +295,15 @@ static int nflog(unsigned group) {
     errno = -r;
     die("nflog copy mode");
   }
+  // the kernel holds records until 100 are queued or its flush timer (1 s) fires, unless the rule
+  // sets a threshold: iptables-legacy's NFLOG target does (1, each packet at once), iptables-nft's
+  // native log expression does not. Leaks are attributed by who was stealing when they are read, so
+  // they must not wait a second: 20 ms (in 1/100 s), as this reader batches its own output
+  uint32_t timeout = htonl(FLUSH_MS / 10);
+  if ((r = configure(fd, AF_UNSPEC, (uint16_t)group, NFULA_CFG_TIMEOUT, &timeout, sizeof timeout)) < 0) {
+    errno = -r;
+    die("nflog flush timeout");
+  }
   pcapHeader(239 /* LINKTYPE_NFLOG */);
   fprintf(stderr, "listening on nflog:%u\n", group);
   pump(fd, drainLog);

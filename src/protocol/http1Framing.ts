@@ -3,10 +3,13 @@
 // the body's payload without the chunk framing. The bytes themselves are never rebuilt: push()
 // hands them on (`out`) as soon as they are read, holding back only an incomplete head.
 //
-// Used where an HTTP/1.x connection is forwarded raw (a plain steal: agent/incoming/rawHttp.ts and
-// the engine's delivery of it) to know the exchange boundaries and to read the heads, off the path
-// the bytes take. What it cannot read with certainty (a malformed or oversized head, an ambiguous
-// length, obsolete line folding) stops it: invalid(), and rest() gives back what it held.
+// The one reading of HTTP/1.x framing on the incoming path: where an HTTP/1.x connection is
+// forwarded raw (a plain steal: agent/incoming/rawHttp.ts and the engine's delivery of it), to know
+// the exchange boundaries and to read the heads off the path the bytes take, and where a filtered
+// mirror splits a captured connection into requests (agent/incoming/requestSplitter.ts). What it
+// cannot read with certainty (a malformed or oversized head, an ambiguous length, obsolete line
+// folding, a chunk-size line or trailers without end) stops it: invalid(), and rest() gives back
+// what it held. A message's end() comes after its last bytes were handed on.
 
 /** Largest head read (the same bound as the agent's HTTP server). */
 export const MAX_HEAD_BYTES = 96 * 1024;
@@ -34,7 +37,7 @@ export interface FramingEvents {
   head(head: Http1Head): boolean;
   /** Body payload, chunk framing removed. */
   body?(payload: Buffer): void;
-  /** The message (head and body) is complete. */
+  /** The message (head and body) is complete; its last bytes have been handed on. */
   end?(): void;
   /** Not readable as HTTP/1.x from here on: the framing stopped (rest() holds what it did not hand on). */
   invalid?(reason: string): void;
@@ -60,6 +63,8 @@ const EMPTY = Buffer.alloc(0);
 export class Http1Framing {
   private state: State = { kind: "head" };
   private held: Buffer = EMPTY;
+  /** A message ended in the step just read: end() once its bytes are handed on. */
+  private endDue = false;
   /** Response framing: the methods of the requests whose responses are still due, in order. */
   private readonly methods: string[] = [];
 
@@ -131,6 +136,10 @@ export class Http1Framing {
       }
       if (used > 0) out(buf.subarray(from, from + used));
       from += used;
+      if (this.endDue) {
+        this.endDue = false;
+        this.events.end?.();
+      }
       if (this.kind() === "opaque" || this.kind() === "until-close") {
         const tail = buf.subarray(from);
         if (tail.length) {
@@ -162,9 +171,10 @@ export class Http1Framing {
     return 0;
   }
 
+  /** The message ends with the step being read (push() calls end() once it handed the step's bytes on). */
   private finish(last: boolean): void {
     this.state = last ? { kind: "opaque" } : { kind: "head" };
-    this.events.end?.();
+    this.endDue = true;
   }
 
   /** One step at `from`; the bytes it read (handed on), or -1 when it needs more. */

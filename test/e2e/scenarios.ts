@@ -286,23 +286,40 @@ function cliWithoutNativeFiles(dir: string): string {
   return join(copy, "cli.js");
 }
 
-/** Runs `body` while demo has a plaintext gRPC service (playground/grpc on 50051) behind the Service grpc-h2, as a mesh's pods see each other (the sidecar does the TLS). */
-async function withPlainGrpcService({ kubectl, jsonpath }: Pick<E2eTools, "kubectl" | "jsonpath">, cluster: E2eCluster, body: () => Promise<void>): Promise<void> {
+/**
+ * Runs `body` while demo has a plaintext gRPC service (playground/grpc on 50051) behind the Service
+ * grpc-h2, as a mesh's pods see each other (the sidecar does the TLS), once that Service answers
+ * from the client pod.
+ */
+async function withPlainGrpcService({ kubectl, jsonpath, run }: Pick<E2eTools, "kubectl" | "jsonpath" | "run">, cluster: E2eCluster, body: () => Promise<void>): Promise<void> {
   const objects = [
     { apiVersion: "v1", kind: "Pod", metadata: { name: "grpc-h2", namespace: "demo", labels: { app: "grpc-h2" } },
       spec: { terminationGracePeriodSeconds: 1, containers: [{ name: "grpc", ...cluster.grpcContainer, ports: [{ containerPort: 50051 }] }] } },
     { apiVersion: "v1", kind: "Service", metadata: { name: "grpc-h2", namespace: "demo" }, spec: { selector: { app: "grpc-h2" }, ports: [{ port: 50051, targetPort: 50051 }] } },
   ];
   try {
+    // the previous scenario's grpc-h2 pod may still be terminating (its delete does not wait): an
+    // apply now would patch that pod, which then goes away, leaving the Service without endpoints
+    // (on the real cluster the first call then failed, "Network is unreachable")
+    const gone = await kubectl(["delete", "pod", "grpc-h2", "-n", "demo", "--ignore-not-found", "--wait=true", "--timeout=60s"]);
+    assert.equal(gone.status, 0, gone.stderr);
     for (const object of objects) {
       const manifest = join(cluster.stateDir, `grpc-h2-${object.kind}.json`);
       writeFileSync(manifest, JSON.stringify(object));
       const applied = await kubectl(["apply", "-f", manifest]);
       assert.equal(applied.status, 0, applied.stderr);
     }
-    for (let i = 0; i < 150 && (await jsonpath(["pod", "-n", "demo", "grpc-h2"], "{.status.conditions[?(@.type==\"Ready\")].status}")) !== "True"; i++) await sleep(200);
-    // a real cluster's Service reaches the pod once its endpoints are there (and its proxy rules follow)
-    for (let i = 0; i < 150 && !(await jsonpath(["endpoints", "-n", "demo", "grpc-h2"], "{.subsets[*].addresses[*].ip}")); i++) await sleep(200);
+    // a real cluster's Service reaches a new pod once the pod is ready, its endpoints are there and
+    // the node's proxy rules follow them: wait until it answers from the client pod (h2c; the app
+    // answers a plain request with its pod's name)
+    const ip = await jsonpath(["svc", "-n", "demo", "grpc-h2"], "{.spec.clusterIP}");
+    const netns = await cluster.podNetns("demo", "client");
+    let answer = "";
+    for (let i = 0; i < 150 && !answer.startsWith("pod grpc-h2 "); i++) {
+      answer = (await run("nsenter", [`--net=${netns}`, "--", "curl", "-s", "--max-time", "2", "--http2-prior-knowledge", `http://${ip}:50051/ready`])).stdout;
+      if (!answer.startsWith("pod grpc-h2 ")) await sleep(200);
+    }
+    assert.match(answer, /^pod grpc-h2 GET \/ready/, `the Service grpc-h2 (${ip}:50051) does not reach its pod from the client pod`);
     await body();
   } finally {
     await kubectl(["delete", "svc", "grpc-h2", "-n", "demo", "--ignore-not-found"]);
@@ -355,8 +372,6 @@ export function assertLeaks(events: SessionEvent[], port: number, prefix: string
 
 export interface Scenario {
   name: string;
-  /** Set: skipped on the real cluster, with this reason printed. */
-  playgroundOnly?: string;
   /** `test`: the running test (to skip with a reason). */
   run(t: E2eTools, cluster: E2eCluster, test: TestContext): Promise<void>;
 }
@@ -710,8 +725,8 @@ export const scenarios: Scenario[] = [
   },
   {
     name: "the routing-header check on gRPC: a @grpc/grpc-js call through the cluster over cleartext HTTP/2 without the metadata is warned about once, named :method :authority:path; one with baggage is not",
-    async run({ kubectl, jsonpath, startExec, podIpOf, answers }, cluster) {
-      await withPlainGrpcService({ kubectl, jsonpath }, cluster, async () => {
+    async run({ kubectl, jsonpath, run, startExec, podIpOf, answers }, cluster) {
+      await withPlainGrpcService({ kubectl, jsonpath, run }, cluster, async () => {
         const port = await freePort();
         // one channel (one HTTP/2 connection, one HPACK context) for every call: /pass-on sends W3C
         // baggage as metadata, /drop an unrelated key only; each answers after its call
@@ -744,30 +759,29 @@ export const scenarios: Scenario[] = [
     },
   },
   ...(["native layer", "proxy"] as const).map((via): Scenario => ({
-    // on the real cluster this variant failed in 2 of 3 runs at the end of the session (a first call
-    // racing the new Service's proxy rules; once its CLI exited early, cause not found): run on the
-    // playground only until that is understood (the closing note of 2026-12-02 says so)
-    ...(via === "native layer" ? { playgroundOnly: "the Python grpcio routing-header scenario under the native layer is flaky on the real cluster (2 of 3 runs, not yet understood); it runs on the playground" } : {}),
     name: via === "native layer"
       ? "the routing-header check on gRPC under the native layer: a Python grpcio debuggee's calls (its own connect and resolver, one channel) without the metadata are warned, each call once; with baggage not"
       : "the routing-header check on gRPC through the local proxy (no native layer): a Python grpcio debuggee's calls, CONNECT through HTTP_PROXY, without the metadata are warned, each call once; with baggage not",
-    async run({ kubectl, jsonpath, startExec, podIpOf, answers }, cluster, t) {
+    async run({ kubectl, jsonpath, run, startExec, podIpOf, answers }, cluster, t) {
       if (spawnSync("python3", ["-c", "import grpc"]).status !== 0) return t.skip("python3 has no grpcio (pip install grpcio)");
-      await withPlainGrpcService({ kubectl, jsonpath }, cluster, async () => {
+      await withPlainGrpcService({ kubectl, jsonpath, run }, cluster, async () => {
         const port = await freePort();
         const cli = via === "proxy" ? cliWithoutNativeFiles(cluster.stateDir) : undefined;
         const runExec = await startExec(["-v", "-n", "demo", "-t", "deployment/api", "--http-header", "^x-debug: me$", "-p", `${port}:8080`], ["python3", GRPC_ROUTING_CALLER, String(port)], {}, cli);
+        // what the command said and how it ended, for every assertion below
+        const said = (what: string) => `${what}; exec ${runExec.child.exitCode === null ? "runs" : `exited ${runExec.child.exitCode}`}:\n${runExec.stderr()}`;
         try {
+          assert.match(runExec.stderr(), /ready in/, said("not ready"));
           const ip = await podIpOf(runExec.pod!);
-          for (const path of ["/say-pass-on", "/count-pass-on"]) assert.match(await answers(ip, path, /called|failed/, ["x-debug: me"]), /called pod:grpc-h2:/, path);
+          for (const path of ["/say-pass-on", "/count-pass-on"]) assert.match(await answers(ip, path, /called|failed/, ["x-debug: me"]), /called pod:grpc-h2:/, said(path));
           await sleep(300);
           assert.doesNotMatch(runExec.stderr(), /lacks baggage/, "calls that pass the header on are fine");
-          for (const path of ["/say-drop", "/count-drop"]) assert.match(await answers(ip, path, /called|failed/, ["x-debug: me"]), /called pod:grpc-h2:/, path);
+          for (const path of ["/say-drop", "/count-drop"]) assert.match(await answers(ip, path, /called|failed/, ["x-debug: me"]), /called pod:grpc-h2:/, said(path));
           for (let i = 0; i < 50 && (runExec.stderr().match(/lacks baggage/g)?.length ?? 0) < 2; i++) await sleep(100);
           const warned = (method: string) => new RegExp(`tether warn: POST grpc-h2\\.demo\\.svc\\.cluster\\.local:50051/echo\\.Echo/${method}: an outgoing call made while answering a stolen request lacks baggage`);
           assert.match(runExec.stderr(), warned("Say"), runExec.stderr());
           assert.match(runExec.stderr(), warned("Count"), runExec.stderr());
-          for (const path of ["/say-drop", "/count-drop"]) assert.match(await answers(ip, path, /called|failed/, ["x-debug: me"]), /called pod:grpc-h2:/, path);
+          for (const path of ["/say-drop", "/count-drop"]) assert.match(await answers(ip, path, /called|failed/, ["x-debug: me"]), /called pod:grpc-h2:/, said(path));
           await sleep(300);
           assert.equal(runExec.stderr().match(/lacks baggage/g)?.length, 2, `each call once: ${runExec.stderr()}`);
           // the path the scenario is about (said while the session starts, after its "ready")
@@ -1422,9 +1436,6 @@ export const scenarios: Scenario[] = [
 ];
 
 /** Registers every scenario as a test (call inside a describe whose before() sets up the cluster). */
-export function runScenarios(cluster: () => E2eCluster, options: { realCluster?: boolean } = {}): void {
-  for (const s of scenarios) {
-    const skip = options.realCluster ? s.playgroundOnly : undefined;
-    test(s.name, skip ? { skip } : {}, (t) => s.run(e2eTools(cluster()), cluster(), t));
-  }
+export function runScenarios(cluster: () => E2eCluster): void {
+  for (const s of scenarios) test(s.name, (t) => s.run(e2eTools(cluster()), cluster(), t));
 }

@@ -100,7 +100,7 @@ describe("tether against a real single-node Kubernetes", { skip: skipReason ?? f
     assert.match(resolvConf.stdout, new RegExp(`nameserver ${DNS_IP.replace(/\./g, "\\.")}`), resolvConf.stderr);
   });
 
-  runScenarios(() => e2e, { realCluster: true });
+  runScenarios(() => e2e);
   nativeScenarios(() => e2e);
   egressScenarios(() => e2e);
   disruptionScenarios(() => e2e);

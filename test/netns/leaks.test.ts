@@ -101,6 +101,30 @@ describe("leaks", { ...requireNetns(), ...requireWatchHelper() }, () => {
     }
   });
 
+  test("a request that reached the app just before its session's wire broke is that session's leak, counted after the wire is gone", async () => {
+    const old = connectFrom(world.client, world.podIp, APP_PORT);
+    world.onDispose(() => old.destroy());
+    assert.equal((await get(old, "/warm")).body, "app GET /warm");
+    // another session keeps the port stolen (and watched) when carol's goes; its filter takes none of these
+    const keeper = await world.session("keeper@laptop", alice.port);
+    const carol = await world.session("carol@laptop", alice.port);
+    try {
+      await keeper.subscribe({ header: "^x-debug: keeper$" });
+      await carol.subscribe({ header: "^x-debug: carol$" });
+      // carol's wire breaks as soon as the app answered (as when a CLI is killed): the watch reads the
+      // kernel's log of that request only after the agent saw the wire go and released carol's port
+      assert.equal((await get(old, "/old-carol", ["x-debug: carol"])).body, "app GET /old-carol");
+      carol.conn.ws.terminate();
+      const leaked = (p: string) => metric(p, "tether_leaked_requests_total", `session="${carol.sessionId}"`);
+      const page = await metricsWhen((p) => leaked(p) >= 1);
+      assert.equal(leaked(page), 1, page);
+      assert.equal(metric(page, "tether_leaked_requests_total", `session="${keeper.sessionId}"`), 0, page);
+    } finally {
+      keeper.close();
+      carol.close();
+    }
+  });
+
   test("the scrape endpoint serves the metrics to the metrics token only; the wire's /metrics wants the session token", async () => {
     const scrape = async (token?: string) => {
       const conn = connectFrom(world.client, world.podIp, METRICS_PORT);

@@ -9,8 +9,9 @@ import { createServer as createNetServer, type AddressInfo } from "node:net";
 import { TetherError } from "../../src/protocol/error";
 import type { DeliveredRequest, PassedRequest } from "../../src/engine/incoming";
 import { replayToLocal } from "../../src/engine/replay";
+import { DECLINED_TOO_LARGE } from "../../agent/incoming/rawHttp";
 import { requireNetns } from "../support/netns";
-import { APP_PORT, connectFrom, get, getFrom, metric, readResponse, sleep, startDebuggee, StealWorld } from "./stealFixture";
+import { APP_PORT, connectFrom, declineLate, get, getFrom, metric, readResponse, sleep, startDebuggee, StealWorld, upload } from "./stealFixture";
 
 describe("steal", requireNetns(), () => {
   const world = new StealWorld();
@@ -293,6 +294,22 @@ describe("steal", requireNetns(), () => {
     } finally {
       s.close();
       // the agent releases the port when it sees the wire close: the next test steals it with the same filter
+      await world.released();
+    }
+  });
+
+  test("a request read by HttpSteal, declined after more of its body went than can be put back (a cluster far away): a 502 and a closed connection, not a reset", async () => {
+    const s = await world.session("alice@laptop", 1);
+    // declined as the engine does when nothing listens locally: the connection's stream at once
+    // (HttpSteal then reads it request by request), the request after 2 MiB of its body
+    const declinedAt = declineLate(s, { "incoming.http1": 0, "incoming.http": 2 * 1024 * 1024 });
+    try {
+      await s.subscribe({ header: "^x-user: alice$" });
+      const big = await upload(world, 8 * 1024 * 1024, { "x-user": "alice", expect: "100-continue" });
+      assert.equal(declinedAt.length, 1, `declined once, after 2 MiB: ${JSON.stringify(big)}`);
+      assert.deepEqual(big, { status: 502, body: DECLINED_TOO_LARGE, connection: "close", closed: true });
+    } finally {
+      s.close();
       await world.released();
     }
   });

@@ -9,6 +9,7 @@ import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import type { EngineConnection } from "../../src/protocol/connection";
 import type { HttpFilter } from "../../src/protocol/httpFilter";
+import type { AgentToEngine } from "../../src/protocol/messages";
 import { IncomingDelivery } from "../../src/engine/incoming";
 import { connectFrom, startAgent, type StartedAgent } from "../support/agent";
 import type { ChildProcess } from "node:child_process";
@@ -264,6 +265,91 @@ export class StealWorld {
     await this.lab.dispose();
   }
 }
+
+/**
+ * The session's side as the engine's when nothing listens locally, its decline as late as `after`
+ * says for each kind of stream: declined once that many bytes of it arrived (0: at once, before
+ * any; at 20 ms from the cluster, megabytes are in flight before a decline comes back). The
+ * session's delivery stops. Returns the bytes each late decline came after.
+ */
+export function declineLate(s: Session, after: Partial<Record<"incoming.http1" | "incoming.http", number>>): number[] {
+  s.delivery.close();
+  const declinedAt: number[] = [];
+  s.conn.on("message", (m: AgentToEngine) => {
+    if (m.type !== "incoming.http1" && m.type !== "incoming.http") return;
+    const bytes = after[m.type];
+    const stream = s.conn.stream(m.stream);
+    if (bytes === undefined || !stream) return;
+    const decline = () => {
+      s.conn.send({ type: "http.decline", stream: m.stream });
+      stream.destroy();
+    };
+    if (bytes === 0) return decline();
+    let got = 0;
+    stream.on("data", (d: Buffer) => {
+      got += d.length;
+      if (got <= bytes || stream.destroyed) return;
+      declinedAt.push(got);
+      decline();
+    });
+  });
+  return declinedAt;
+}
+
+/** The sha256 of what upload() sends: `size` bytes of "tether" repeated, 64 KiB at a time. */
+export function uploadSha(size: number): string {
+  const chunk = Buffer.alloc(64 * 1024, "tether");
+  const h = createHash("sha256");
+  for (let n = 0; n < size; n += chunk.length) h.update(chunk.subarray(0, Math.min(chunk.length, size - n)));
+  return h.digest("hex");
+}
+
+/** POST /sha with `size` bytes (and `headers`) to the pod, streamed by Node's http client from the client's namespace; what it saw. */
+export async function upload(world: StealWorld, size: number, headers: Record<string, string> = {}): Promise<{ status?: number; body?: string; connection?: string; error?: string; closed?: boolean }> {
+  const child = world.lab.spawn(world.client, process.execPath, ["-e", UPLOAD_CLIENT, world.podIp, String(APP_PORT), String(size), JSON.stringify(headers)], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout!.on("data", (d: Buffer) => (out += d));
+  const code = await new Promise<number | null>((resolve) => child.once("close", resolve));
+  if (code !== 0) throw new Error(`the upload client exited with ${code}: ${out}`);
+  return JSON.parse(out);
+}
+
+/**
+ * One POST /sha of argv[3] bytes with the headers in argv[4] (JSON), written 64 KiB at a time as the socket takes them; prints what came
+ * back: at the answer's end when the connection stays, else once its socket closed (20 s at most: a hang).
+ */
+const UPLOAD_CLIENT = `
+const http = require("node:http");
+const [host, port, size, headers] = process.argv.slice(1);
+const total = Number(size);
+const seen = {};
+const req = http.request({ host, port: Number(port), method: "POST", path: "/sha", headers: { ...JSON.parse(headers), "content-length": total } }, (res) => {
+  let body = "";
+  res.setEncoding("latin1");
+  res.on("data", (d) => (body += d));
+  res.on("end", () => {
+    Object.assign(seen, { status: res.statusCode, body, connection: res.headers.connection });
+    if (res.headers.connection !== "close") done();
+  });
+});
+const done = () => { console.log(JSON.stringify(seen)); process.exit(0); };
+req.on("error", (err) => (seen.error = err.code || err.message));
+req.on("socket", (socket) => socket.on("close", () => setImmediate(() => { seen.closed = true; done(); })));
+setTimeout(() => { seen.error = "no answer and no close within 20 s"; done(); }, 20_000);
+const chunk = Buffer.alloc(64 * 1024, "tether");
+let sent = 0;
+const pump = () => {
+  while (sent < total) {
+    const n = Math.min(chunk.length, total - sent);
+    sent += n;
+    if (!req.write(chunk.subarray(0, n))) return void req.once("drain", pump);
+  }
+  req.end();
+};
+// Expect: 100-continue (argv[4]): the body waits for the server's 100 Continue, as Node's client leaves it to its caller
+if (/100-continue/i.test(headers)) req.once("continue", pump);
+else pump();
+`;
 
 /** Value of one metric line (first match) from a Prometheus text page. */
 /** The sum of a metric's series whose labels include `labels` (e.g. 'outcome="stolen"'; "" sums them all). */

@@ -4,11 +4,13 @@
 // request-by-request reading (incoming.http) without the client noticing.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { isDeepStrictEqual } from "node:util";
 import type { Duplex } from "node:stream";
 import type { DeliveredRequest } from "../../src/engine/incoming";
 import type { AgentToEngine } from "../../src/protocol/messages";
+import { DECLINED_TOO_LARGE } from "../../agent/incoming/rawHttp";
 import { requireNetns } from "../support/netns";
-import { APP_PORT, connectFrom, get, metric, readResponse, sleep, startDebuggee, StealWorld, type Session } from "./stealFixture";
+import { APP_PORT, connectFrom, declineLate, get, metric, readResponse, sleep, startDebuggee, StealWorld, upload, uploadSha, type Session } from "./stealFixture";
 
 /** The head of a HEAD request's answer (no body follows, whatever its Content-Length says). */
 function headOnly(conn: Duplex): Promise<string> {
@@ -154,5 +156,39 @@ describe("plain steal as bytes", requireNetns(), () => {
       { maxVersion: 2 },
     );
     assert.deepEqual(old, { "incoming.http": 2 });
+  });
+
+  test("the session declining a request after more of its body went than can be put back (a cluster far away): a 502 and a closed connection, not a reset", async () => {
+    const s = await world.session("alice@laptop", alice.port);
+    // declined as the engine does when its local connect fails, after 1 MiB more than can be put back
+    const declinedAt = declineLate(s, { "incoming.http1": 2 * 1024 * 1024 });
+    try {
+      await s.subscribe();
+      const big = await upload(world, 8 * 1024 * 1024);
+      assert.equal(declinedAt.length, 1, "declined once, after 2 MiB");
+      assert.deepEqual(big, { status: 502, body: DECLINED_TOO_LARGE, connection: "close", closed: true });
+    } finally {
+      s.close();
+      await world.released();
+    }
+  });
+
+  test("the debuggee not listening, a 4 MiB body streamed by Node's client: the pod's answer if the body could be put back, else a 502; never a reset", async () => {
+    const s = await world.session("alice@laptop", 1); // nothing listens on local port 1
+    try {
+      await s.subscribe();
+      assert.deepEqual(await upload(world, 300_000), { status: 200, body: `app 300000 ${uploadSha(300_000)}`, connection: "keep-alive" });
+      const big = await upload(world, 4 * 1024 * 1024);
+      // which one depends on how much went towards the session before its decline came back
+      const answers = [
+        { status: 200, body: `app 4194304 ${uploadSha(4 * 1024 * 1024)}`, connection: "keep-alive" },
+        { status: 502, body: DECLINED_TOO_LARGE, connection: "close", closed: true },
+      ];
+      assert.ok(answers.some((a) => isDeepStrictEqual(a, big)), JSON.stringify(big));
+      assert.equal((await upload(world, 10)).status, 200);
+    } finally {
+      s.close();
+      await world.released();
+    }
   });
 });

@@ -126,3 +126,29 @@ test("a 101 answer ends the HTTP part; what follows is handed on unread", () => 
   assert.equal(seen[0]!.head.last, true);
   assert.equal(out, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\n\r\nHTTP/1.1 nonsense");
 });
+
+test("a message's end comes after its last bytes were handed on", () => {
+  const all = A + B + C;
+  for (const step of [1, 4, all.length]) {
+    const events: string[] = [];
+    const framing = new Http1Framing("request", { head: () => true, end: () => events.push("end") });
+    const buf = Buffer.from(all, "latin1");
+    let out = "";
+    for (let i = 0; i < buf.length; i += step)
+      framing.push(buf.subarray(i, i + step), (b) => {
+        out += b.toString("latin1");
+        events.push(`${out.length}`);
+      });
+    const ends = events.flatMap((e, i) => (e === "end" ? [Number(events[i - 1])] : []));
+    assert.deepEqual(ends, [A.length, A.length + B.length, all.length], `step ${step}`);
+  }
+});
+
+test("a chunk-size line or trailers without end stop it", () => {
+  const head = "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+  assert.equal(feed("request", `${head}${"1".repeat(2000)}`, 100).invalid, "chunk size line too long");
+  assert.equal(feed("request", `${head}0\r\nX-T: ${"t".repeat(100 * 1024)}`, 4096).invalid, "trailers too large");
+  const r = feed("request", `${head}zz\r\n`, 3);
+  assert.equal(r.invalid, "bad chunk size");
+  assert.equal(r.framing.midMessage, true);
+});
