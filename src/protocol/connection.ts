@@ -27,6 +27,7 @@ import {
   FRAME_BATCH,
   FRAME_DATA,
   MAX_FRAME_PAYLOAD,
+  soloDataBatch,
   type BatchEntry,
 } from "./frame";
 import { silentLog, type Log } from "./log";
@@ -191,8 +192,19 @@ export class WireConnection<Out extends WireMessage, In extends WireMessage> ext
       cb?.(new TetherError("CONNECTION_CLOSED", "agent wire is closed"));
       return;
     }
-    if (this.batching) this.enqueue({ kind: ENTRY_DATA, stream, payload }, cb);
-    else this.ws.send(encodeDataFrame(stream, payload), { binary: true }, cb);
+    if (!this.batching) return this.ws.send(encodeDataFrame(stream, payload), { binary: true }, cb);
+    // a payload read into a withHeadroom buffer goes out as its own batch, not copied into this turn's
+    const solo = soloDataBatch(stream, payload);
+    if (solo) this.sendSolo(solo, cb);
+    else this.enqueue({ kind: ENTRY_DATA, stream, payload }, cb);
+  }
+
+  private sendSolo(frame: Buffer, cb?: (err?: Error) => void): void {
+    this.flush(); // what this turn batched so far goes first
+    if (this.ws.readyState !== 1) return cb?.(new TetherError("CONNECTION_CLOSED", "agent wire is closed"));
+    if (cb && this.ws.bufferedAmount >= SEND_HIGH_WATER) return this.ws.send(frame, { binary: true }, cb);
+    this.ws.send(frame, { binary: true });
+    if (cb) process.nextTick(cb);
   }
 
   /** Lets the peer send `bytes` more on `stream`. */

@@ -68,6 +68,36 @@ export function encodeBatch(entries: readonly BatchEntry[]): Buffer {
   return out;
 }
 
+/** Bytes in front of a payload made by withHeadroom: a batch's kind and one data entry's header. */
+const HEADROOM = 1 + ENTRY_HEADER_BYTES;
+/** The ArrayBuffers of withHeadroom's payloads, each with its payload's offset (room not used yet). */
+const roomy = new WeakMap<ArrayBufferLike, number>();
+
+/**
+ * A buffer to read `size` bytes into (a socket's onread) that can later go out as a batch of one
+ * data entry without being copied (soloDataBatch): the headers are written into room kept in front.
+ */
+export function withHeadroom(size: number): Buffer {
+  const payload = Buffer.allocUnsafeSlow(HEADROOM + size).subarray(HEADROOM);
+  roomy.set(payload.buffer, payload.byteOffset);
+  return payload;
+}
+
+/**
+ * The batch frame of the one data entry `payload`, sharing its memory, when `payload` starts where a
+ * withHeadroom buffer starts (once per buffer); otherwise undefined (use encodeBatch).
+ */
+export function soloDataBatch(stream: number, payload: Uint8Array): Buffer | undefined {
+  if (roomy.get(payload.buffer) !== payload.byteOffset) return undefined;
+  roomy.delete(payload.buffer);
+  const frame = Buffer.from(payload.buffer, payload.byteOffset - HEADROOM, HEADROOM + payload.length);
+  frame[0] = FRAME_BATCH;
+  frame[1] = ENTRY_DATA;
+  frame.writeUInt32BE(stream, 2);
+  frame.writeUInt32BE(payload.length, 6);
+  return frame;
+}
+
 export type DecodedEntry = { kind: number; stream: number; value: number; payload: Buffer };
 
 /**

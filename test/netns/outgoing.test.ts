@@ -20,12 +20,18 @@ import { connectFrom, randomSubnet } from "./stealFixture";
 const DNS_SERVER = resolve(__dirname, "../../playground/runtime/dnsServer.ts");
 const sha = (b: Buffer | string) => createHash("sha256").update(b).digest("hex");
 
-/** The cluster's services: an echo that answers after the client half-closes, a sha256 sink, a UDP echo. */
+/**
+ * The cluster's services: an echo that answers after the client half-closes, a sha256 sink, a 100 MiB
+ * source, a 128 MiB source that counts what its socket took (told on 7005), a UDP echo.
+ */
 const SERVICES = (ip: string) => `
 const net = require('net'), dgram = require('dgram'), crypto = require('crypto');
 net.createServer({ allowHalfOpen: true }, (s) => { let b = ''; s.on('data', (d) => (b += d)); s.on('end', () => s.end('echo:' + b)); }).listen(7000, '${ip}');
 net.createServer((s) => { const h = crypto.createHash('sha256'); let n = 0; s.on('data', (d) => { h.update(d); n += d.length; }); s.on('end', () => s.end(n + ' ' + h.digest('hex'))); }).listen(7001, '${ip}');
 net.createServer({ allowHalfOpen: true }, (s) => { const chunk = Buffer.alloc(1024 * 1024, 7); let left = 100; const more = () => { while (left > 0) { left--; if (!s.write(chunk)) return s.once('drain', more); } s.end(); }; more(); }).listen(7002, '${ip}');
+let flushed = 0;
+net.createServer({ allowHalfOpen: true }, (s) => { flushed = 0; const chunk = Buffer.alloc(1024 * 1024, 9); let left = 128; const more = () => { while (left > 0) { left--; if (!s.write(chunk, (err) => { if (!err) flushed += chunk.length; })) return s.once('drain', more); } s.end(); }; more(); }).listen(7004, '${ip}');
+net.createServer((s) => s.end(String(flushed))).listen(7005, '${ip}');
 const u = dgram.createSocket('udp4'); u.on('message', (m, r) => u.send(Buffer.concat([Buffer.from('udp:'), m]), r.port, r.address));
 u.bind(7003, '${ip}', () => console.log('services up'));
 `;
@@ -182,6 +188,31 @@ describe("outgoing, dns, env and files", requireNetns(), () => {
     for (let i = 0; i < 100; i++) expectedDown.update(Buffer.alloc(1024 * 1024, 7));
     assert.equal(h.digest("hex"), expectedDown.digest("hex"));
     console.log(`# figure: outgoing download 100 MiB through the agent ${downS.toFixed(2)} s = ${(100 / downS).toFixed(1)} MiB/s`);
+  });
+
+  test("a session that does not read holds the pod's sender back: the agent buffers a window, not the stream", async () => {
+    const total = 128 * 1024 * 1024;
+    const stream = await connectThroughAgent(conn, clusterIp, 7004);
+    stream.pause();
+    // what the source's socket has taken so far, until it stops growing (the source is held back)
+    const taken = async () => Number(await exchange(clusterIp, 7005, ""));
+    let before = -1;
+    let now = await taken();
+    for (let i = 0; i < 100 && now !== before; i++) {
+      await new Promise((r) => setTimeout(r, 300));
+      before = now;
+      now = await taken();
+    }
+    assert.equal(now, before, "the source's count settled");
+    // socket buffers of both kernels, the agent's share of the window and one read: far below the stream
+    assert.ok(now <= 64 * 1024 * 1024, `the source got ${now} bytes away while the session read nothing`);
+    // and nothing is lost once the session reads
+    let received = 0;
+    stream.on("data", (c: Buffer) => (received += c.length));
+    stream.resume();
+    stream.end();
+    await once(stream, "end");
+    assert.equal(received, total);
   });
 
   test("env of the target process", async () => {

@@ -13,7 +13,7 @@ import {
   type EngineConnection,
 } from "../../src/protocol/connection";
 import { TetherError } from "../../src/protocol/error";
-import { decodeBatch, decodeFrame, encodeBatch, encodeDataFrame, FRAME_BATCH } from "../../src/protocol/frame";
+import { decodeBatch, decodeFrame, encodeBatch, encodeDataFrame, FRAME_BATCH, soloDataBatch, withHeadroom } from "../../src/protocol/frame";
 import {
   agentToEngineSchema,
   engineToAgentSchema,
@@ -162,6 +162,22 @@ describe("wire messages", () => {
     const unknown = Buffer.concat([frame, Buffer.from([9, 0, 0, 0, 1, 0, 0, 0, 2, 0xaa, 0xbb]), encodeBatch([{ kind: 3, stream: 1, bytes: 1 }]).subarray(1)]);
     assert.deepEqual(decodeBatch(unknown)!.map((e) => e.kind), [2, 1, 3, 9, 3]);
     assert.equal(decodeBatch(frame.subarray(0, frame.length - 1)), undefined);
+  });
+
+  test("a payload read into a headroom buffer is its own batch frame, sharing its memory, once", () => {
+    const read = withHeadroom(64 * 1024);
+    randomBytes(40_000).copy(read);
+    const payload = read.subarray(0, 40_000);
+    const frame = soloDataBatch(9, payload)!;
+    assert.equal(frame.buffer, payload.buffer, "no copy");
+    assert.deepEqual(frame, encodeBatch([{ kind: 1, stream: 9, payload }]));
+    const [entry, ...rest] = decodeBatch(frame)!;
+    assert.deepEqual([entry!.kind, entry!.stream, entry!.value, rest.length], [1, 9, 40_000, 0]);
+    assert.deepEqual(entry!.payload, payload);
+    // the room is used once; the rest of a split payload and any other buffer are batched as before
+    assert.equal(soloDataBatch(9, payload), undefined);
+    assert.equal(soloDataBatch(9, withHeadroom(100).subarray(1)), undefined);
+    assert.equal(soloDataBatch(9, Buffer.alloc(100)), undefined);
   });
 
   test("version negotiation settles on the lower common version", () => {
