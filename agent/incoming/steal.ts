@@ -129,6 +129,12 @@ const PEEK_LINE_MS = 15_000;
 const PROBE_PEEK_MS = 200;
 /** How late the leak watch's records may come (the kernel's flush and the helper's batches take tens of ms). */
 const LEAK_LATE_MS = 10_000;
+/** Drops the port's released subscriptions older than LEAK_LATE_MS (they hold their sessions). */
+function forgetEnded(stolen: StolenPort): void {
+  const now = Date.now();
+  stolen.ended = stolen.ended.filter((sub) => sub.endedAt !== undefined && now - sub.endedAt < LEAK_LATE_MS);
+}
+
 /** How long a released port's listener still accepts (and passes on) connections redirected before the release. */
 const RELEASE_GRACE_MS = 1_000;
 /** At agent shutdown, how long connections may take to drain before they are cut. */
@@ -333,8 +339,7 @@ export class StealRouter implements PortCapability {
     const stolen = this.ports.get(port);
     if (!stolen) return;
     const probe = facts !== undefined && this.probePaths(port).includes(pathOf(facts.url));
-    const now = Date.now();
-    stolen.ended = stolen.ended.filter((sub) => now - sub.endedAt! < LEAK_LATE_MS);
+    forgetEnded(stolen);
     // as decide() would have: a session whose wire has closed only if no live one would have taken it
     let closed: Subscription | undefined;
     for (const sub of [...stolen.subs.values(), ...stolen.ended]) {
@@ -517,7 +522,8 @@ export class StealRouter implements PortCapability {
     if (!stolen || !sub) return;
     stolen.subs.delete(session.id);
     sub.endedAt = Date.now();
-    stolen.ended.push(sub);
+    forgetEnded(stolen);
+    stolen.ended.push(sub); // kept until a later release or leak finds it older than LEAK_LATE_MS
     this.options.log("info", "port released", { session: session.id, port });
     if (stolen.subs.size > 0) return;
     this.ports.delete(port);

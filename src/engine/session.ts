@@ -146,8 +146,8 @@ const RECONCILE_MS = 5_000;
 const WAIT_POLL_MS = 1_000;
 
 /**
- * Events: "request" (SessionRequest, or nothing when only the counts changed); "ports" when a pod port
- * is subscribed or handed back; "pod" (PodState) when a pod joins, becomes ready, fails or
+ * Events: "request" (SessionRequest, or nothing when only the counts changed); "ports" when a pod port's
+ * subscription starts, is done (every pod's agent took it) or is handed back; "pod" (PodState) when a pod joins, becomes ready, fails or
  * leaves; "reconnecting" (SessionReconnecting) before each attempt to bring a pod's broken wire back,
  * "reconnected" (SessionReconnected) when it is back; "ended" (err?: Error) when no pod is left to
  * intercept (the last agent went away, or could not be reached again); "routing-warning"
@@ -176,8 +176,10 @@ export class Session extends EventEmitter {
   env: Record<string, string> = {};
   /** The pod's hostname as its processes see it (HOSTNAME, else spec.hostname, else the pod's name). */
   hostname = "";
-  /** Pod ports subscribed, with the local port each is delivered to. */
+  /** Pod ports subscribed, with the local port each is delivered to (from the start of their subscription: see `taking`). */
   readonly ports = new Map<number, number>();
+  /** Pod ports of `ports` whose subscription is under way: until it is done a request may still reach the pod's app. */
+  readonly taking = new Set<number>();
   /** Pod ports that may be subscribed (configured or the container's), with their local port. */
   private readonly candidates = new Map<number, number>();
   /** incoming.tls, read once: certificate, key and client CA sent with each steal subscription. */
@@ -363,8 +365,15 @@ export class Session extends EventEmitter {
       if (this.options.incomingOnListen) step("subscribing", `${config.incoming.mode} ${listing} once the debuggee listens`);
       else {
         step("subscribing", `${config.incoming.mode} ${listing}`);
-        for (const port of this.candidates.keys()) this.ports.set(port, this.candidates.get(port)!);
-        await this.subscribeLink(primary);
+        for (const port of this.candidates.keys()) {
+          this.ports.set(port, this.candidates.get(port)!);
+          this.taking.add(port);
+        }
+        try {
+          await this.subscribeLink(primary);
+        } finally {
+          this.taking.clear();
+        }
       }
     }
     this.setState(primary.podName, { state: "ready", detail: primary.placed.description });
@@ -629,11 +638,15 @@ export class Session extends EventEmitter {
   private async subscribe(pod: number): Promise<void> {
     if (this.ports.has(pod)) return;
     this.ports.set(pod, this.candidates.get(pod)!);
+    this.taking.add(pod);
+    this.emit("ports");
     try {
       await Promise.all([...this.links.values()].map((l) => this.subscribeOn(l, pod)));
     } catch (err) {
       this.ports.delete(pod);
       throw err;
+    } finally {
+      this.taking.delete(pod);
     }
     this.emit("ports");
   }

@@ -7,6 +7,7 @@ import * as vscode from "vscode";
 import { disruptionLabel, formatDisruptionRule, type DisruptionKind, type EgressRuleInput, type IngressRuleInput } from "../config/disruption";
 import { podToLocal, showRoutes, waitingText } from "../config/ports";
 import type { InterceptionFigures } from "../engine/figures";
+import { requestUri } from "./inspector";
 import { loadEngine } from "./lazy";
 import type { TetherConfig } from "../config/schema";
 import type { ConfigStore } from "./store";
@@ -294,8 +295,13 @@ export class SessionsProvider extends RowsProvider {
     const now = Date.now();
     const recent = [...session.recent].reverse().slice(0, 50);
     const recentRows: Row[] = recent.map((r) => {
-      // each opens its detail (vscode/inspector.ts); the row's argument names the request
-      const common = { id: `${s.id}.r${r.seq}`, arg: { session: s.id, seq: r.seq }, command: { command: "tether.showRequest", title: "Show Request" }, ...loadEngine().entryLine(r) };
+      // a click opens its detail (vscode/inspector.ts) through vscode.open: VS Code converts that command
+      // in place, where a command of this extension with arguments is kept in a cache per drawing of the
+      // row and dropped when the row (or one above it) is drawn again, losing a click that lands then
+      // ("Actual command not found"). The row's argument names the request for its other commands.
+      const ref = { session: s.id, seq: r.seq };
+      const uri = requestUri(ref, s.label, "connection" in r ? r : { seq: r.seq, method: r.method, path: r.path });
+      const common = { id: `${s.id}.r${r.seq}`, arg: ref, command: { command: "vscode.open", title: "Show Request", arguments: [uri] }, ...loadEngine().entryLine(r) };
       if ("connection" in r) return { ...common, icon: r.mode === "mirror" ? "mirror" : "plug" };
       if ("passed" in r) return { ...common, icon: "arrow-right", contextValue: "tether.request.passed" };
       return { ...common, icon: r.replay ? "debug-restart" : "debug-stackframe", contextValue: "tether.request.stolen" };
@@ -333,7 +339,10 @@ export class SessionsProvider extends RowsProvider {
       icon: "debug-pause",
       id: `${s.id}.inflight.${r.id}`,
     }));
-    const ports = [session.ports.size ? showRoutes(session.ports) : "", session.waiting.length ? waitingText(session.waiting) : ""].filter(Boolean).join("; ") || "none";
+    // a port is shown as taken once every pod's agent took it; until then requests may still reach the pods
+    const taken = [...session.ports].filter(([pod]) => !session.taking.has(pod));
+    const taking = [...session.ports].filter(([pod]) => session.taking.has(pod));
+    const ports = [taken.length ? showRoutes(taken) : "", taking.length ? `taking ${showRoutes(taking)}…` : "", session.waiting.length ? waitingText(session.waiting) : ""].filter(Boolean).join("; ") || "none";
     const pod = session.target ? `${session.target.podName}${session.target.readyPods > 1 ? ` (1 of ${session.target.readyPods} replicas)` : ""}` : "?";
     // every replica: one row per pod with its state; the primary carries outgoing traffic, DNS and files
     const pods = session.pods;

@@ -6,18 +6,17 @@
 // when the new agent logged "ready" (its wire listens), from "starting agent": what agent_ready waits
 // for (placement waits for that line, agentPlacement.ts). Each run places its own agent: it starts
 // once the agents of the run before have left.
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { median, type Figure } from "./figures";
 import { sleep, type BenchContext } from "./benchContext";
-import { APPS } from "./processes";
+import { startTetherExec } from "./processes";
 import { freePort } from "../support/ports";
 import { targetPod } from "./stealFigures";
 import { kubectl } from "./benchCluster";
 
-const CLI = resolve(__dirname, "../../dist/cli.js");
 
 const STEPS = [
   { name: "cli_start", from: /^$/, to: /^tether: resolving/ },
@@ -91,29 +90,8 @@ async function once(ctx: BenchContext, dir: string, podIp: string, port: number)
   await writeFile(config, JSON.stringify({ target: { path: "deployment/api", namespace: "demo" }, incoming: { mode: "steal", ports: [8080], portMapping: [[port, 8080]] } }));
   const first = ctx.client.call<{ atEpoch: number }>("firstServed", { url: `http://${podIp}:8080/small`, expectServedBy: "^local$", intervalMs: 5, timeoutMs: 60_000 });
   const t0 = Date.now();
-  const child = spawn(process.execPath, [CLI, "exec", "-f", config, "--", process.execPath, resolve(APPS, "benchServer.js"), String(port), "127.0.0.1"], {
-    env: { ...ctx.link.env, BENCH_NAME: "local" },
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  const exited = new Promise<void>((r) => child.once("exit", () => r()));
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGINT");
-    const killer = setTimeout(() => child.kill("SIGKILL"), 15_000);
-    await exited;
-    clearTimeout(killer);
-  };
-  ctx.defer(stop);
-  const lines: { at: number; line: string }[] = [{ at: t0, line: "" }];
-  let buf = "";
-  child.stderr.on("data", (d) => {
-    const at = Date.now();
-    buf += d;
-    let i;
-    while ((i = buf.indexOf("\n")) >= 0) {
-      lines.push({ at, line: buf.slice(0, i) });
-      buf = buf.slice(i + 1);
-    }
-  });
+  const { child, lines, exited, stop } = startTetherExec(ctx, config, port);
+  lines.push({ at: t0, line: "" });
   try {
     // tether exec ending first (its debuggee failed, say) is the answer: no waiting for the first request
     const ended = exited.then(() => {

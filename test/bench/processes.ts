@@ -128,3 +128,41 @@ export class Worker {
     });
   }
 }
+
+/** A `tether exec` the bench runs (the real CLI, dist/cli.js) with benchServer.js on `port` as its debuggee. */
+export interface TetherExec {
+  child: ChildProcess;
+  /** Every line it printed on stderr, with when it arrived. */
+  lines: { at: number; line: string }[];
+  exited: Promise<void>;
+  /** SIGINT, then SIGKILL after 15 s; resolves once it exited. Deferred on ctx too. */
+  stop(): Promise<void>;
+}
+
+export function startTetherExec(ctx: { link: { env: NodeJS.ProcessEnv }; defer(f: () => unknown): void }, config: string, port: number): TetherExec {
+  const cli = resolve(__dirname, "../../dist/cli.js");
+  const child = spawn(process.execPath, [cli, "exec", "-f", config, "--", process.execPath, resolve(APPS, "benchServer.js"), String(port), "127.0.0.1"], {
+    env: { ...ctx.link.env, BENCH_NAME: "local" },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGINT");
+    const killer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+    await exited;
+    clearTimeout(killer);
+  };
+  ctx.defer(stop);
+  const lines: { at: number; line: string }[] = [];
+  let buf = "";
+  child.stderr!.on("data", (d) => {
+    const at = Date.now();
+    buf += d;
+    let i;
+    while ((i = buf.indexOf("\n")) >= 0) {
+      lines.push({ at, line: buf.slice(0, i) });
+      buf = buf.slice(i + 1);
+    }
+  });
+  return { child, lines, exited, stop };
+}

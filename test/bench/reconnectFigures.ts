@@ -5,18 +5,16 @@
 // served_after_agent_kill (at 0 ms only: the link plays no part): the agent and its guard are
 // SIGKILLed together, as a container kill does, and the figure is the time until the pod's own app
 // answers a client polling it every 5 ms (the redirects end with the agent's lifeline).
-import { spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { freePort } from "../e2e/scenarios";
 import { agentPids, guardPids } from "./benchCluster";
 import { sleep, type BenchContext } from "./benchContext";
 import { median, type Figure } from "./figures";
-import { APPS } from "./processes";
+import { startTetherExec } from "./processes";
 import { targetPod } from "./stealFigures";
 
-const CLI = resolve(__dirname, "../../dist/cli.js");
 
 export async function reconnectFigures(ctx: BenchContext): Promise<Figure[]> {
   const pod = await targetPod(ctx);
@@ -25,29 +23,7 @@ export async function reconnectFigures(ctx: BenchContext): Promise<Figure[]> {
   ctx.defer(() => rm(dir, { recursive: true, force: true }));
   const config = join(dir, "config.json");
   await writeFile(config, JSON.stringify({ target: { path: "deployment/api", namespace: "demo" }, incoming: { mode: "steal", replicas: "one", ports: [8080], portMapping: [[port, 8080]] } }));
-  const lines: { at: number; line: string }[] = [];
-  const child = spawn(process.execPath, [CLI, "exec", "-f", config, "--", process.execPath, resolve(APPS, "benchServer.js"), String(port), "127.0.0.1"], {
-    env: { ...ctx.link.env, BENCH_NAME: "local" },
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  const exited = new Promise<void>((r) => child.once("exit", () => r()));
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGINT");
-    const killer = setTimeout(() => child.kill("SIGKILL"), 15_000);
-    await exited;
-    clearTimeout(killer);
-  };
-  ctx.defer(stop);
-  let buf = "";
-  child.stderr.on("data", (d) => {
-    const at = Date.now();
-    buf += d;
-    let i;
-    while ((i = buf.indexOf("\n")) >= 0) {
-      lines.push({ at, line: buf.slice(0, i) });
-      buf = buf.slice(i + 1);
-    }
-  });
+  const { lines, stop } = startTetherExec(ctx, config, port);
   const said = (re: RegExp) => lines.find((l) => re.test(l.line));
   const stolen = () => ctx.client.call<{ atEpoch: number }>("firstServed", { url: `http://${pod.ip}:8080/small`, expectServedBy: "^local$", intervalMs: 5, timeoutMs: 60_000 });
   const shown = () => `tether exec said: ${lines.map((l) => l.line).join(" / ")}`;

@@ -63,6 +63,7 @@ describe("local shortcut: two sessions in one process", requireNetns(), () => {
     for (let i = 0; i < 150 && !(db.session.ports.get(5432) === dbPort && api.session.ports.get(8080) === apiPort); i++) await sleep(100);
     assert.equal(db.session.ports.get(5432), dbPort, "db's port is taken by its local debuggee");
     assert.equal(api.session.ports.get(8080), apiPort, "api's port is taken by its local debuggee");
+    await Promise.all([db.session.portsSettled(), api.session.portsSettled()]); // the agents took them
     // a request from the client pod to the api pod, with the header: the api debuggee answers
     const ip = api.session.target.pod.status!.podIP!;
     const clientIp = spawnSync("kubectl", ["get", "pod", "client", "-n", "demo", "-o", "jsonpath={.status.podIP}"], { env: { ...process.env, KUBECONFIG: pg!.kubeconfig }, encoding: "utf8" }).stdout.trim();
