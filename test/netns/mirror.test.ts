@@ -1,7 +1,7 @@
 // Mirror in real namespaces: the app keeps answering every request itself while sessions receive
 // byte-identical copies of each connection's request bytes (captured, not redirected); the app is
 // untouched when the agent is killed, and the capture process dies with the agent.
-import { after, before, describe, test } from "node:test";
+import { after, afterEach, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import type { EngineConnection } from "../../src/protocol/connection";
@@ -12,6 +12,9 @@ import { requireWatchHelper } from "../support/watchHelper";
 import { APP_PORT, connectFrom, get, getFrom, metric, readResponse, sleep, startDebuggee, StealWorld } from "./stealFixture";
 
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+
+/** The sessions a test opened: each test's are closed when it ends, so a later test's copies go only to its own. */
+const open = new Set<EngineConnection>();
 
 /** A session that mirrors APP_PORT and keeps every copy it receives (one Buffer per connection, or per request with a filter). */
 async function mirrorSession(world: StealWorld, label: string, filter?: HttpFilter): Promise<{ conn: EngineConnection; copies: Promise<Buffer>[] }> {
@@ -39,6 +42,7 @@ async function mirrorSession(world: StealWorld, label: string, filter?: HttpFilt
   });
   assert.equal(reply.mode, "mirror");
   world.onDispose(() => conn.close());
+  open.add(conn);
   return { conn, copies };
 }
 
@@ -46,6 +50,14 @@ describe("mirror", { ...requireNetns(), ...requireWatchHelper() }, () => {
   const world = new StealWorld();
   before(() => world.start());
   after(() => world.dispose());
+  // a test's sessions end with it (the agent then copies nothing more to them)
+  afterEach(async () => {
+    for (const conn of open) conn.close();
+    open.clear();
+    // (a test that killed the agent leaves no page to read: nothing to wait for)
+    const sessions = async () => metric(await world.metrics().catch(() => ""), "tether_sessions");
+    for (let i = 0; i < 50 && (await sessions()) > 0; i++) await sleep(100);
+  });
 
   test("the app answers everything while two sessions get byte-identical request copies", async () => {
     const a = await mirrorSession(world, "alice");
@@ -172,6 +184,7 @@ describe("mirror", { ...requireNetns(), ...requireWatchHelper() }, () => {
   test("a session that does not read its copies: the copy is dropped and counted, the app is not held up", async () => {
     const { conn } = await world.agent.connect({ label: "slow" });
     world.onDispose(() => conn.close());
+    open.add(conn);
     // takes no byte of its copies (the wire grants no more credit): the agent's send buffer fills
     conn.on("message", (m: AgentToEngine) => {
       if (m.type === "incoming.tcp" && m.mode === "mirror") conn.stream(m.stream)!.pause();
@@ -179,6 +192,9 @@ describe("mirror", { ...requireNetns(), ...requireWatchHelper() }, () => {
     await conn.request({ type: "incoming.subscribe", id: conn.newRequestId(), port: APP_PORT, mode: "mirror" });
     const dropped = async () => metric(await world.metrics(), "tether_mirror_dropped_total", 'reason="session-slow"');
     const before = await dropped();
+    // the only session: a session that reads its copies can also fall 8 MiB behind a 12 MiB upload
+    // captured at once, and its copy would be dropped and counted too
+    assert.equal(metric(await world.metrics(), "tether_sessions"), 1, "the slow session is the agent's only one");
     const body = randomBytes(12 * 1024 * 1024);
     const c = connectFrom(world.client, world.podIp, APP_PORT);
     const reply = readResponse(c, 60_000);
