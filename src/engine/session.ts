@@ -144,6 +144,8 @@ const REJOIN_AFTER_MS = 10_000;
 const RECONCILE_MS = 5_000;
 /** Waiting for a ready pod is checked this often. */
 const WAIT_POLL_MS = 1_000;
+/** How long the session's end waits for pods still joining (their agents then exit at once). */
+const JOIN_DRAIN_MS = 10_000;
 
 /**
  * Events: "request" (SessionRequest, or nothing when only the counts changed); "ports" when a pod port's
@@ -194,6 +196,8 @@ export class Session extends EventEmitter {
   /** Subscribes and hand-backs, one at a time and in the order the debuggee's listen/stop came. */
   private portChanges: Promise<unknown> = Promise.resolve();
   private orphanTimer?: NodeJS.Timeout;
+  /** Pods joining (addPod) right now: the session's end waits for them, so their agents are told to go. */
+  private readonly joins = new Set<Promise<void>>();
   private reconcileTimer?: NodeJS.Timeout;
   private ending?: Promise<void>;
 
@@ -424,7 +428,14 @@ export class Session extends EventEmitter {
    * pod that cannot join is "failed"). `after`: what its delivery and ports wait for once its agent
    * answers (the primary's start, for the pods that join beside it); its failure is this pod's.
    */
-  private async addPod(pod: V1Pod, after?: Promise<void>): Promise<void> {
+  private addPod(pod: V1Pod, after?: Promise<void>): Promise<void> {
+    const join = this.joinOne(pod, after);
+    this.joins.add(join);
+    void join.finally(() => this.joins.delete(join));
+    return join;
+  }
+
+  private async joinOne(pod: V1Pod, after?: Promise<void>): Promise<void> {
     const name = pod.metadata!.name!;
     if (this.links.has(name) || this.states.get(name)?.state === "joining" || this.ending) return;
     this.setState(name, { state: "joining" });
@@ -778,6 +789,10 @@ export class Session extends EventEmitter {
     this.ending ??= (async () => {
       this.stopWatching();
       await Promise.race([this.portChanges, new Promise((r) => setTimeout(r, RELEASE_DRAIN_MS).unref())]); // a subscribe under way ends first
+      // a pod joining as the session ends (a scale-up, a rollout): its agent is being placed; once it
+      // answers, the join sees the end and closes its link, so the agent exits now rather than after
+      // its TTL with nobody coming (bounded: a join stuck in placement is left to that TTL)
+      await Promise.race([Promise.allSettled([...this.joins]), new Promise((r) => setTimeout(r, JOIN_DRAIN_MS).unref())]);
       await Promise.allSettled([...this.links.values()].map((l) => l.close()));
       this.ports.clear();
       this.event({ type: "ended", summary: this.figures.summary() });
