@@ -81,15 +81,17 @@ function agentEnv(o: PlacementOptions, extra: V1EnvVar[] = []): V1EnvVar[] {
 type Status = { state?: { waiting?: { reason?: string; message?: string }; running?: unknown; terminated?: { exitCode?: number; reason?: string; message?: string } } };
 
 const FATAL_WAITING = new Set(["ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerError", "CreateContainerConfigError", "RunContainerError", "CrashLoopBackOff"]);
+/** What the kubelet retries by itself under one of those reasons: its cache of the agent's new token Secret not synced yet. */
+const KUBELET_RETRIES = /failed to sync (secret|configmap) cache/;
 
-async function waitRunning(read: () => Promise<Status | undefined>, what: string, image: string, timeoutMs: number): Promise<void> {
+export async function waitRunning(read: () => Promise<Status | undefined>, what: string, image: string, timeoutMs: number): Promise<void> {
   const started = Date.now();
   const deadline = started + timeoutMs;
   for (;;) {
     const st = await read();
     if (st?.state?.running) return;
     const waiting = st?.state?.waiting;
-    if (waiting?.reason && FATAL_WAITING.has(waiting.reason)) {
+    if (waiting?.reason && FATAL_WAITING.has(waiting.reason) && !KUBELET_RETRIES.test(waiting.message ?? "")) {
       const pull = /ImagePull|InvalidImage/.test(waiting.reason);
       throw new TetherError(
         pull ? "NOT_FOUND" : "INTERNAL",
@@ -98,7 +100,7 @@ async function waitRunning(read: () => Promise<Status | undefined>, what: string
     }
     const term = st?.state?.terminated;
     if (term) throw new TetherError("INTERNAL", `${what} exited with code ${term.exitCode} (${term.reason ?? "Error"})${term.message ? `: ${term.message}` : ""}`);
-    if (Date.now() > deadline) throw new TetherError("INTERNAL", `${what} was not running after ${Math.round(timeoutMs / 1000)} s (${waiting?.reason ?? "no status yet"})`);
+    if (Date.now() > deadline) throw new TetherError("INTERNAL", `${what} was not running after ${Math.round(timeoutMs / 1000)} s (${waiting?.reason ?? "no status yet"}${waiting?.message ? `: ${waiting.message}` : ""})`);
     // an image already on the node starts within a second: read often until then
     await new Promise((r) => setTimeout(r, Date.now() - started < 1_000 ? 50 : 250));
   }
