@@ -235,9 +235,12 @@ export const meshScenarios: { name: string; run(t: E2eTools, m: ReturnType<typeo
         assert.ok(agent?.type === "agent");
         return { run, events, hang, session: agent.agentSession };
       };
-      const b = await start("b");
-      const a = await start("a");
+      // whatever started goes on every path (a session that failed to start left the kept connection
+      // open, and the test runner waited on it after the suite)
+      const started: { a?: Awaited<ReturnType<typeof start>>; b?: Awaited<ReturnType<typeof start>> } = {};
       try {
+        const b = (started.b = await start("b"));
+        const a = (started.a = await start("a"));
         // a's first request comes after a deliberate pause once its port is taken: its time to intercept is at least that
         const at = (type: string) => Date.parse(readEvents(a.events).find((e) => e.type === type && "port" in e && e.port === 8080)?.at ?? "") || 0;
         for (let i = 0; i < 100 && !at("subscribed"); i++) await sleep(100);
@@ -285,9 +288,9 @@ export const meshScenarios: { name: string; run(t: E2eTools, m: ReturnType<typeo
         // and every agent this scenario ran was scraped: b's session is there too
         assert.ok((await prometheus.query(`tether_sessions{namespace="${m.ns}",pod="${api}"}`)).length > 0);
       } finally {
-        a.run.child.kill("SIGKILL");
-        b.run.child.kill("SIGINT");
-        await b.run.exited;
+        started.a?.run.child.kill("SIGKILL");
+        started.b?.run.child.kill("SIGINT");
+        await started.b?.run.exited;
         await kept.close();
       }
       await t.assertPodClean(api, m.ns);
